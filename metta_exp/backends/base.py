@@ -1,0 +1,94 @@
+"""The backend interface: the few things the runner asks of wherever jobs run.
+
+A backend is stateless toward the store: it never reads or writes it. It starts attempts, observes
+many at once, cancels many at once, and (for remote backends) copies log tails into local files.
+Each backend maps its native states to ``JobStatus`` inside its own module.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from metta_exp.resolve import JobSpec
+from metta_exp.status import JobStatus
+
+
+@dataclass(frozen=True)
+class Launch:
+    """One attempt of one job, as a backend sees it.
+
+    ``name`` is deterministic (group, run, attempt), so a backend can find an attempt it started even
+    when the runner crashed before recording its handle. ``handle`` is what ``submit`` returned for it
+    (None until known). ``gpu_ids`` are the local devices assigned to it (local backend only).
+    """
+
+    spec: JobSpec
+    attempt: int
+    log_path: Path
+    handle: str | None = None
+    gpu_ids: tuple[int, ...] = ()
+    settings: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return launch_name(self.spec.group, self.spec.run, self.attempt)
+
+
+def launch_name(group: str, run: str, attempt: int) -> str:
+    return f"metta-exp-{group}-{run}-a{attempt}"
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What a backend knows of one attempt right now.
+
+    ``status`` is None when the backend cannot see the attempt (not submitted, not visible yet, or
+    gone): the runner decides, with a grace period, what that means. ``handle`` is set when the
+    backend learned the attempt's handle (after a crash, by name). ``reason`` explains a failure.
+    """
+
+    status: JobStatus | None
+    exit_code: int | None = None
+    reason: str | None = None
+    handle: str | None = None
+    transient: bool = False
+
+
+class Backend(ABC):
+    """Where jobs run. Injected into the runner; one instance per runner process."""
+
+    name: str = "base"
+    #: seconds between two ``poll`` calls the runner should respect
+    poll_interval: float = 0.5
+
+    def check(self, specs: Sequence[JobSpec]) -> None:
+        """Raise ``BackendUnavailable`` if these jobs cannot run here (before anything is written)."""
+
+    def devices(self) -> list[int] | None:
+        """Local GPU ids to pack jobs onto, or None when the backend allocates its own resources."""
+        return None
+
+    @abstractmethod
+    def submit(self, launches: Sequence[Launch]) -> dict[str, str]:
+        """Start every launch at once; return ``{launch.name: handle}`` for those started.
+
+        A launch missing from the answer was not started (the runner will try again); raise only when
+        nothing could be submitted at all.
+        """
+
+    @abstractmethod
+    def poll(self, launches: Sequence[Launch]) -> dict[str, Observation]:
+        """Observe many attempts in one go: ``{launch.name: Observation}`` for every launch given."""
+
+    @abstractmethod
+    def cancel(self, launches: Sequence[Launch]) -> None:
+        """End these attempts (whole process tree, or managed job) and return once they are ended."""
+
+    def sync_logs(self, launches: Sequence[Launch]) -> None:  # noqa: B027 - optional hook
+        """Copy the log tails of remote attempts into ``launch.log_path``; local backends do nothing."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release what the backend holds (threads, clients)."""

@@ -1,0 +1,56 @@
+"""The exceptions metta-exp raises on purpose.
+
+    MettaExpError              base: the CLI catches it once and prints ``Error: <message>``
+    ├── UsageError             bad input (config, override, name): exit code 2, nothing written
+    │   ├── ConfigError        an experiment file or key is wrong
+    │   └── NotFoundError      an unknown group or run (with the closest names)
+    ├── StoreError             the job store cannot be opened or is from a newer metta-exp
+    └── BackendError           a backend cannot be used (SkyPilot not set up, no such GPU)
+        └── BackendUnavailable raised before anything is submitted: also exit code 2
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class MettaExpError(Exception):
+    """Base of every error metta-exp reports as one line."""
+
+    exit_code = 1
+
+
+class UsageError(MettaExpError):
+    exit_code = 2
+
+
+class ConfigError(UsageError):
+    pass
+
+
+class NotFoundError(UsageError):
+    pass
+
+
+class StoreError(MettaExpError):
+    pass
+
+
+class BackendError(MettaExpError):
+    pass
+
+
+class BackendUnavailable(BackendError):
+    exit_code = 2
+
+
+def closest(word: str, candidates: Iterable[str], n: int = 3, cutoff: float = 0.6) -> list[str]:
+    """The candidates most like ``word``, best first (for 'did you mean' hints)."""
+    return difflib.get_close_matches(word, list(candidates), n=n, cutoff=cutoff)
+
+
+def did_you_mean(word: str, candidates: Iterable[str], cutoff: float = 0.6) -> str:
+    """`` (did you mean 'x'?)`` or an empty string."""
+    best = closest(word, candidates, n=1, cutoff=cutoff)
+    return f" (did you mean '{best[0]}'?)" if best else ""

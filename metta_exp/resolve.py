@@ -1,0 +1,114 @@
+"""Resolution: a validated experiment becomes job specs. Pure: no I/O, no clock, no randomness."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from metta_exp.config import Experiment
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """One run of a group, ready for any backend.
+
+    ``module`` or ``command`` says what runs; ``args`` are the override arguments appended to it
+    (the experiment's ``args``, then the run's ``args_per_run``, then command-line overrides).
+    ``env`` is the job environment of the interface, except what only a launch knows
+    (``CUDA_VISIBLE_DEVICES``, ``METTA_EXP_ATTEMPT``).
+    """
+
+    group: str
+    run: str
+    args: tuple[str, ...]
+    env: Mapping[str, str]
+    gpus: int
+    run_dir: str
+    wandb_run_id: str
+    depends_on: tuple[str, ...] = ()
+    module: str | None = None
+    command: tuple[str, ...] | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+    def argv(self, python: str = "python") -> list[str]:
+        """The argv of the job, with ``python`` as the interpreter of a ``module`` job."""
+        head = [python, "-m", self.module] if self.module else list(self.command or ())
+        return head + list(self.args)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "group": self.group,
+            "run": self.run,
+            "module": self.module,
+            "command": list(self.command) if self.command is not None else None,
+            "args": list(self.args),
+            "env": dict(self.env),
+            "gpus": self.gpus,
+            "run_dir": self.run_dir,
+            "wandb_run_id": self.wandb_run_id,
+            "depends_on": list(self.depends_on),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object]) -> JobSpec:
+        command = data.get("command")
+        return cls(
+            group=str(data["group"]),
+            run=str(data["run"]),
+            module=data.get("module"),  # type: ignore[arg-type]
+            command=tuple(command) if command is not None else None,  # type: ignore[arg-type]
+            args=tuple(data.get("args", ())),  # type: ignore[arg-type]
+            env=dict(data.get("env", {})),  # type: ignore[call-overload]
+            gpus=int(data.get("gpus", 0)),  # type: ignore[call-overload]
+            run_dir=str(data["run_dir"]),
+            wandb_run_id=str(data["wandb_run_id"]),
+            depends_on=tuple(data.get("depends_on", ())),  # type: ignore[arg-type]
+        )
+
+
+def wandb_run_id(group: str, run: str) -> str:
+    """A W&B run id fixed before launch, the same every time for the same group and run."""
+    return hashlib.sha256(f"{group}\0{run}".encode()).hexdigest()[:16]
+
+
+def run_dir(state_dir: Path, group: str, run: str) -> Path:
+    """The directory that is the job's own: log, metrics file, exit code."""
+    return state_dir / "runs" / group / run
+
+
+def resolve(exp: Experiment, group: str, state_dir: Path, extra_args: Sequence[str] = ()) -> list[JobSpec]:
+    """Job specs for every run of ``exp`` in ``group``, in the experiment's run order."""
+    specs = []
+    for run in exp.runs:
+        directory = run_dir(state_dir, group, run)
+        run_id = wandb_run_id(group, run)
+        env = {
+            "METTA_EXP_GROUP": group,
+            "METTA_EXP_RUN": run,
+            "METTA_EXP_RUN_DIR": str(directory),
+            "WANDB_RUN_GROUP": group,
+            "WANDB_NAME": run,
+            "WANDB_RUN_ID": run_id,
+            "PYTHONUNBUFFERED": "1",
+        }
+        for key in ("entity", "project", "mode"):
+            value = getattr(exp.wandb, key)
+            if value:
+                env[f"WANDB_{key.upper()}"] = value
+        specs.append(
+            JobSpec(
+                group=group,
+                run=run,
+                module=exp.module,
+                command=tuple(exp.command) if exp.command is not None else None,
+                args=tuple(exp.args) + tuple(exp.args_per_run.get(run, ())) + tuple(extra_args),
+                env=env,
+                gpus=exp.gpus,
+                run_dir=str(directory),
+                wandb_run_id=run_id,
+                depends_on=tuple(exp.depends_on.get(run, ())),
+            )
+        )
+    return specs

@@ -1,0 +1,35 @@
+"""The one status enum every backend maps its native states to."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class JobStatus(str, Enum):
+    """Where a job of a group stands. The last four are terminal."""
+
+    PENDING = "pending"
+    """Waiting to be launched: for its dependencies, a free GPU, or the group's ``max_parallel``."""
+    LAUNCHING = "launching"
+    """Claimed by a runner and being handed to the backend; its backend handle may not be known yet."""
+    RUNNING = "running"
+    """The backend has it (a live process, or a managed job that is starting, running or recovering)."""
+    SUCCEEDED = "succeeded"
+    """Ended with exit code 0."""
+    FAILED = "failed"
+    """Ended with a non-zero exit code, vanished, timed out, or the backend gave up on it."""
+    CANCELLED = "cancelled"
+    """Ended by ``metta-exp job kill`` before it could finish."""
+    SKIPPED = "skipped"
+    """Never launched because a run it depends on did not succeed."""
+
+    def is_terminal(self) -> bool:
+        return self in TERMINAL
+
+    def __str__(self) -> str:
+        return self.value
+
+
+TERMINAL = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.SKIPPED})
+ACTIVE = frozenset({JobStatus.LAUNCHING, JobStatus.RUNNING})
+ALL_STATUSES = tuple(JobStatus)
