@@ -1,0 +1,5 @@
+import sys
+
+from metta_exp.cli import main
+
+sys.exit(main())

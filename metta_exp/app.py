@@ -1,0 +1,279 @@
+"""The launch command: ``metta-exp [flags] +experiment=NAME [key=value ...]``.
+
+The command line is split in two before Hydra sees it: overrides of metta-exp's own keys (and of
+``experiment``/``hydra``) go to Hydra's composition; every other ``key=value`` is a training override that
+passes through to each job's argv exactly as written. The config is composed with Hydra's compose API
+(real composition, config groups, ``--config-dir``) which writes nothing: no ``outputs/``, ``.hydra/`` or
+log files in the working directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from metta_exp.config import CONFIG_KEYS, Experiment, SkyPilotSettings, WandbSettings
+from metta_exp.errors import ConfigError, UsageError, closest, did_you_mean
+
+DEFAULTS_NODE = "metta_exp_defaults"
+OPEN_MAPPINGS = ("args_per_run", "depends_on", "skypilot.envs", "skypilot.file_mounts")
+_VALUE_FLAGS = {"--config-dir": "config_dir", "-cd": "config_dir", "--config-name": "config_name",
+                "-cn": "config_name"}
+
+
+@dataclass
+class CommandLine:
+    """The launch command line, split into what Hydra composes and what passes through."""
+
+    hydra_overrides: list[str] = field(default_factory=list)
+    training_overrides: list[str] = field(default_factory=list)
+    config_dir: Path | None = None
+    config_name: str = "config"
+    multirun: bool = False
+    help: bool = False
+    show_config: bool = False
+
+
+def package_dir() -> Path:
+    return Path(__file__).resolve().parent
+
+
+def conf_dir() -> Path:
+    """Shipped configs: inside the package when installed as a wheel, ``conf/`` beside it in a checkout."""
+    for candidate in (package_dir() / "conf", package_dir().parent / "conf"):
+        if (candidate / "config.yaml").is_file():
+            return candidate
+    raise UsageError(f"metta-exp's config files are missing (looked in {package_dir()}); reinstall metta-exp")
+
+
+def parse_command_line(argv: Sequence[str]) -> CommandLine:
+    """Split argv; raise ``UsageError`` for unknown flags and misspelt metta-exp keys."""
+    cl = CommandLine()
+    args = list(argv)
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        flag, eq, inline = arg.partition("=")
+        if flag in _VALUE_FLAGS:
+            if eq:
+                value = inline
+            elif i + 1 < len(args):
+                i += 1
+                value = args[i]
+            else:
+                raise UsageError(f"{flag} needs a value, e.g. {flag} ./my_conf")
+            if _VALUE_FLAGS[flag] == "config_dir":
+                path = Path(value).expanduser().absolute()
+                if not path.is_dir():
+                    raise UsageError(f"--config-dir {value}: no such directory")
+                cl.config_dir = path
+            else:
+                cl.config_name = value
+        elif arg in ("-m", "--multirun"):
+            cl.multirun = True
+        elif arg in ("-h", "--help"):
+            cl.help = True
+        elif arg in ("--cfg", "-c"):
+            cl.show_config = True
+            if i + 1 < len(args) and args[i + 1] in ("job", "all", "hydra"):
+                i += 1
+        elif arg.startswith("-"):
+            raise UsageError(
+                f"unknown flag '{arg}'; metta-exp takes --config-dir DIR, --config-name NAME, -m, --cfg, --help"
+            )
+        elif "=" not in arg:
+            raise UsageError(f"'{arg}' is not an override: write key=value (e.g. gpus=4 or +experiment=demo)")
+        else:
+            _classify(arg, cl)
+        i += 1
+    return cl
+
+
+def _classify(arg: str, cl: CommandLine) -> None:
+    key = arg.split("=", 1)[0].lstrip("+~")
+    if key.startswith("experiment") or key.startswith("hydra"):
+        cl.hydra_overrides.append(arg)
+        return
+    parts = key.split(".")
+    top = parts[0].split("/", 1)[0]
+    if top in CONFIG_KEYS:
+        nested = {f.name: f.type for f in dataclasses.fields(Experiment)}.get(top)
+        sub = {"wandb": WandbSettings, "skypilot": SkyPilotSettings}.get(top)
+        if sub is not None and nested is not None and len(parts) > 1:
+            names = [f.name for f in dataclasses.fields(sub)]
+            if parts[1] not in names:
+                raise ConfigError(f"unknown key '{top}.{parts[1]}'{did_you_mean(parts[1], names)}; "
+                                  f"{top} keys are: {', '.join(names)}")
+        cl.hydra_overrides.append(arg)
+        return
+    if "." not in key and "/" not in key and closest(key, CONFIG_KEYS, n=1, cutoff=0.75):
+        raise ConfigError(
+            f"unknown key '{key}'{did_you_mean(key, CONFIG_KEYS, cutoff=0.75)}: it looks like a metta-exp key; "
+            f"to pass it to the training command anyway, write args=[{arg}]"
+        )
+    cl.training_overrides.append(arg)
+
+
+def experiment_files(config_dir: Path | None) -> dict[str, Path]:
+    """Experiment name -> file, the user's ``--config-dir`` first."""
+    found: dict[str, Path] = {}
+    for base in ([config_dir] if config_dir else []) + [conf_dir()]:
+        directory = base / "experiment"
+        if directory.is_dir():
+            for path in sorted(directory.glob("*.yaml")):
+                found.setdefault(path.stem, path)
+    return found
+
+
+def defaults_node() -> dict[str, Any]:
+    """Every experiment key with its default, taken from the dataclass (the one schema)."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(Experiment):
+        if f.default is not dataclasses.MISSING:
+            out[f.name] = f.default
+        else:
+            value = f.default_factory()  # type: ignore[misc]
+            out[f.name] = dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
+    return out
+
+
+def compose(cl: CommandLine) -> tuple[str, Path | None, dict[str, Any], dict[str, Any]]:
+    """Compose the config. Returns (experiment name, its file, the experiment keys, the hydra node)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.config_store import ConfigStore
+    from hydra.errors import HydraException, MissingConfigException
+    from omegaconf import OmegaConf, open_dict
+    from omegaconf.errors import OmegaConfBaseException
+
+    files = experiment_files(cl.config_dir)
+    chosen = [o.split("=", 1)[1] for o in cl.hydra_overrides if o.lstrip("+").split("=", 1)[0] == "experiment"]
+    if not chosen:
+        raise UsageError(
+            f"choose an experiment: metta-exp +experiment=NAME (available: {', '.join(files) or 'none'})"
+        )
+    name = chosen[-1]
+    if name not in files:
+        raise UsageError(
+            f"unknown experiment '{name}'{did_you_mean(name, files)}; available: {', '.join(files)} "
+            f"(files in {conf_dir() / 'experiment'}" + (f" or {cl.config_dir / 'experiment'})" if cl.config_dir else ")")
+        )
+    source = files[name]
+    node = OmegaConf.create(defaults_node())
+    for path in OPEN_MAPPINGS:  # free-form mappings: `depends_on={a:[b]}` must work without '+'
+        OmegaConf.set_struct(OmegaConf.select(node, path), False)
+    ConfigStore.instance().store(name=DEFAULTS_NODE, node=node)
+    overrides = list(cl.hydra_overrides)
+    if cl.config_dir:
+        overrides.append(f"hydra.searchpath=[file://{cl.config_dir}]")
+    try:
+        with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3", job_name="metta-exp"):
+            cfg = hydra_compose(cl.config_name, overrides=overrides, return_hydra_config=True)
+            with open_dict(cfg):
+                hydra_cfg = cfg.pop("hydra")
+            data = OmegaConf.to_container(cfg, resolve=True)
+            hydra_node = OmegaConf.to_container(hydra_cfg, resolve=False)
+    except MissingConfigException as exc:
+        raise UsageError(_first_line(exc)) from None
+    except (HydraException, OmegaConfBaseException, ValueError) as exc:
+        raise ConfigError(f"{_source_label(cl, source)}: {_first_line(exc)}") from None
+    assert isinstance(data, dict) and isinstance(hydra_node, dict)
+    return name, source, data, hydra_node
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    head = lines[0]
+    if head.startswith("Could not override") and len(lines) > 1:
+        head = f"{head} {lines[1]}"
+    return head
+
+
+def _source_label(cl: CommandLine, source: Path) -> str:
+    """Where a config problem comes from: the experiment file, and the overrides given with it."""
+    given = [o for o in cl.hydra_overrides if not o.lstrip("+").startswith("experiment=")]
+    return _display(source) + (f" with overrides {' '.join(given)}" if given else "")
+
+
+def _display(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def load_experiment(cl: CommandLine) -> tuple[str, Experiment]:
+    name, source, data, _ = compose(cl)
+    label = _source_label(cl, source)
+    return name, Experiment.from_mapping(data, source=label)
+
+
+def help_text() -> str:
+    lines = [
+        "metta-exp: launch and manage groups of training runs from Hydra experiment configs.",
+        "",
+        "Usage:",
+        "  metta-exp [--config-dir DIR] +experiment=NAME [key=value ...]   launch one job group",
+        "  metta-exp -m +experiment=NAME trainer.lr=1e-3,3e-3              a sweep: one group, a run per point",
+        "  metta-exp job list|show|monitor|kill|logs|retry|resume|notebook  manage groups (metta-exp job --help)",
+        "",
+        "Keys of an experiment (set in its YAML file or on the command line):",
+        "  module | command, runs, args, args_per_run, depends_on, group, gpus, remote, wait,",
+        "  generate_notebook, notebook_path, metrics_to_track, max_parallel, max_retries, timeout_s,",
+        "  dry_run, wandb.{entity,project,mode}, skypilot.{accelerator,cloud,region,use_spot,num_nodes,",
+        "  workdir,setup,envs,file_mounts}",
+        "Any other key=value (e.g. trainer.learning_rate=0.01) is passed to every job's command as written.",
+        "",
+        "Shipped experiments:",
+    ]
+    for name, path in experiment_files(None).items():
+        lines.append(f"  {name:<12} {_describe(path)}")
+    lines += [
+        "",
+        "Examples:",
+        "  metta-exp +experiment=demo                         three CartPole runs on this machine",
+        "  metta-exp +experiment=lr_sweep gpus=8              on SkyPilot, 8 GPUs per job",
+        "  metta-exp +experiment=arena 'runs=[a,b]' group=g1 dry_run=true",
+        "  metta-exp --config-dir ./conf +experiment=mine     your own conf/experiment/mine.yaml",
+        "",
+        "State: ./job_state/jobs.sqlite (or $METTA_EXP_STATE_DIR). Exit codes: 0 all succeeded, 1 a job did",
+        "not succeed, 2 bad input (nothing written), 130 interrupted while watching (jobs go on).",
+    ]
+    return "\n".join(lines)
+
+
+def _describe(path: Path) -> str:
+    for line in path.read_text().splitlines():
+        text = line.strip().lstrip("#").strip()
+        if line.strip().startswith("#") and text and not text.startswith("@package"):
+            return text
+    return ""
+
+
+def main(argv: Sequence[str]) -> int:
+    cl = parse_command_line(argv)
+    if cl.help:
+        print(help_text())
+        return 0
+    if cl.multirun:
+        from metta_exp.sweep import launch_sweep
+
+        return launch_sweep(cl)
+    name, exp = load_experiment(cl)
+    if cl.show_config:
+        import json
+
+        print(json.dumps(exp.to_dict() | {"extra_args": cl.training_overrides}, indent=2))
+        return 0
+    return exp.launch(name=name, extra_args=cl.training_overrides)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,370 @@
+"""The runner: one process drives one group to its end.
+
+It holds the group's lease in the store, launches every job whose dependencies succeeded (all at once,
+within ``max_parallel`` and free GPUs), observes active jobs through the backend in one batched call,
+applies ``timeout_s`` and ``max_retries``, skips dependents of jobs that did not succeed, records every
+transition, and writes the notebook when the group ends. It runs detached from the terminal that
+launched the group (``python -m metta_exp.runner GROUP``); any later command can start a new one when the
+lease of the old one expired or its process is gone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from metta_exp.backends.base import Backend, Launch, Observation
+from metta_exp.records import GroupRecord, JobRecord
+from metta_exp.resolve import JobSpec
+from metta_exp.status import ACTIVE, JobStatus
+from metta_exp.store import JobStore
+
+LEASE_TTL = 15.0
+UNSEEN_GRACE = 30.0
+
+
+class LeaseLost(Exception):
+    """Another driver took the group over (this one was presumed dead)."""
+
+
+@dataclass
+class Runner:
+    """Drives ``group`` with ``backend``; ``drive()`` returns the interface's exit code."""
+
+    store: JobStore
+    group: str
+    backend: Backend
+    tick: float = 0.25
+    lease_ttl: float = LEASE_TTL
+    unseen_grace: float = UNSEEN_GRACE
+    owner: str = field(default_factory=lambda: lease_owner_id())
+    _submitted: set[tuple[str, int]] = field(default_factory=set)
+    _unseen_since: dict[tuple[str, int], float] = field(default_factory=dict)
+    _last_renew: float = 0.0
+    _last_poll: float = 0.0
+    _announced: bool = False
+
+    def drive(self) -> int | None:
+        """Drive the group to its end. None if another live driver holds it."""
+        if not self.acquire():
+            return None
+        try:
+            while not self.step():
+                time.sleep(self.tick)
+        except LeaseLost:
+            return None
+        finally:
+            self.backend.close()
+            self.store.release_lease(self.group, self.owner)
+        return exit_code(self.store.jobs(self.group))
+
+    def acquire(self) -> bool:
+        group = self.store.group(self.group)
+        steal = group.lease_owner if group.lease_owner and not owner_alive(group) else None
+        ok = self.store.acquire_lease(self.group, self.owner, self.lease_ttl, os.getpid(), steal_from=steal)
+        self._last_renew = time.time()
+        return ok
+
+    def step(self) -> bool:
+        """One cycle. True once the group has ended."""
+        now = time.time()
+        if now - self._last_renew > self.lease_ttl / 3:
+            if not self.store.renew_lease(self.group, self.owner, self.lease_ttl):
+                raise LeaseLost(self.group)
+            self._last_renew = now
+        group = self.store.group(self.group)
+        jobs = self.store.jobs(self.group)
+        if any(j.status in ACTIVE for j in jobs) and now - self._last_poll >= self.backend.poll_interval:
+            self._last_poll = now
+            self._observe(group, jobs)
+            jobs = self.store.jobs(self.group)
+        self._enforce_timeouts(group, jobs)
+        if self._skip_blocked(jobs):
+            jobs = self.store.jobs(self.group)
+        if not group.cancel_requested:
+            self._launch_ready(group, jobs)
+        if not self._announced:
+            self.store.add_event(self.group, "submitted")
+            self._announced = True
+        jobs = self.store.jobs(self.group)
+        if all(j.status.is_terminal() for j in jobs):
+            self._finish(group, jobs)
+            return True
+        return False
+
+    # --- observing --------------------------------------------------------------------------------
+
+    def _observe(self, group: GroupRecord, jobs: list[JobRecord]) -> None:
+        active = [j for j in jobs if j.status in ACTIVE]
+        launches = [launch_of(group, j) for j in active]
+        observed = self.backend.poll(launches)
+        for job, launch in zip(active, launches, strict=True):
+            self._apply(group, job, launch, observed.get(launch.name, Observation(None)))
+        running = [launch for job, launch in zip(active, launches, strict=True) if job.status == JobStatus.RUNNING]
+        if running:
+            self.backend.sync_logs(running)
+        for job in active:
+            if job.wandb_url is None:
+                url = read_wandb_url(job.run_dir)
+                if url:
+                    self.store.set_wandb_url(self.group, job.run, url)
+
+    def _apply(self, group: GroupRecord, job: JobRecord, launch: Launch, obs: Observation) -> None:
+        key = (job.run, job.attempts)
+        if obs.handle and obs.handle != job.handle:
+            self.store.set_handle(self.group, job.run, job.attempts, obs.handle)
+        if obs.status is None:
+            first = self._unseen_since.setdefault(key, time.time())
+            if obs.transient or time.time() - first < self.unseen_grace:
+                return
+            self._unseen_since.pop(key, None)
+            if job.status == JobStatus.LAUNCHING and key not in self._submitted:
+                # Claimed by a driver that died before submitting: it never started, so launch it again.
+                self.store.finish_attempt(
+                    self.group, job.run, job.attempts, JobStatus.CANCELLED,
+                    reason="never started (its runner stopped before submitting it)", requeue=True,
+                )
+            else:
+                self._failed(group, job, None, f"vanished from the {self.backend.name} backend")
+            return
+        self._unseen_since.pop(key, None)
+        if obs.status in ACTIVE:
+            if job.status == JobStatus.LAUNCHING and not self.store.mark_running(
+                self.group, job.run, job.attempts, obs.handle
+            ):
+                self.backend.cancel([launch])
+            return
+        if obs.status == JobStatus.FAILED:
+            self._failed(group, job, obs.exit_code, obs.reason or "failed")
+        else:
+            self.store.finish_attempt(self.group, job.run, job.attempts, obs.status, obs.exit_code, obs.reason)
+
+    def _failed(self, group: GroupRecord, job: JobRecord, exit_code: int | None, reason: str) -> None:
+        """Record a failure, requeueing the job while it has retries left."""
+        retries = int(group.config.get("max_retries") or 0)
+        used = sum(1 for a in self.store.attempts(self.group, job.run) if a.status == JobStatus.FAILED)
+        requeue = used < retries
+        if requeue:
+            reason = f"{reason} (retry {used + 1} of {retries})"
+        self.store.finish_attempt(
+            self.group, job.run, job.attempts, JobStatus.FAILED, exit_code, reason, requeue=requeue
+        )
+
+    def _enforce_timeouts(self, group: GroupRecord, jobs: list[JobRecord]) -> None:
+        limit = group.config.get("timeout_s")
+        if not limit:
+            return
+        now = time.time()
+        late = [j for j in jobs if j.status == JobStatus.RUNNING and j.started_at and now - j.started_at > limit]
+        if not late:
+            return
+        self.backend.cancel([launch_of(group, j) for j in late])
+        for job in late:
+            self._failed(group, job, None, f"timed out after {limit} s")
+
+    def _skip_blocked(self, jobs: list[JobRecord]) -> bool:
+        status = {j.run: j.status for j in jobs}
+        bad = {JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.SKIPPED}
+        changed = False
+        progress = True
+        while progress:
+            progress = False
+            for job in jobs:
+                if status[job.run] != JobStatus.PENDING:
+                    continue
+                blocker = next((d for d in job.depends_on if status.get(d) in bad), None)
+                if blocker is not None:
+                    self.store.skip(self.group, job.run, f"dependency '{blocker}' {status[blocker].value}")
+                    status[job.run] = JobStatus.SKIPPED
+                    changed = progress = True
+        return changed
+
+    # --- launching --------------------------------------------------------------------------------
+
+    def _launch_ready(self, group: GroupRecord, jobs: list[JobRecord]) -> None:
+        status = {j.run: j.status for j in jobs}
+        ready = [
+            j for j in jobs
+            if j.status == JobStatus.PENDING and all(status.get(d) == JobStatus.SUCCEEDED for d in j.depends_on)
+        ]
+        if not ready:
+            return
+        cap = group.config.get("max_parallel")
+        active = sum(1 for j in jobs if j.status in ACTIVE)
+        devices = self.backend.devices()
+        busy = self.store.busy_gpu_ids() if devices is not None else set()
+        claimed: list[Launch] = []
+        for job in ready:
+            if cap and active >= cap:
+                break
+            spec = JobSpec.from_dict(job.spec)
+            gpu_ids: tuple[int, ...] = ()
+            if devices is not None and spec.gpus > 0:
+                free = [d for d in devices if d not in busy]
+                if len(free) < spec.gpus:
+                    continue
+                gpu_ids = tuple(free[: spec.gpus])
+                busy.update(gpu_ids)
+            log_path = attempt_log(job.run_dir, job.attempts + 1)
+            attempt = self.store.claim(self.group, job.run, self.owner, gpu_ids, str(log_path))
+            if attempt is None:
+                continue
+            claimed.append(Launch(spec, attempt, attempt_log(job.run_dir, attempt), gpu_ids=gpu_ids,
+                                  settings=launch_settings(group)))
+            active += 1
+        if claimed:
+            self._submit(group, claimed)
+
+    def _submit(self, group: GroupRecord, launches: list[Launch]) -> None:
+        try:
+            handles = self.backend.submit(launches)
+        except Exception as exc:  # the backend could start none of them
+            handles = {}
+            error = f"could not be submitted: {exc}"
+        else:
+            error = "the backend did not start it"
+        for launch in launches:
+            handle = handles.get(launch.name)
+            run = launch.spec.run
+            if handle is None:
+                job = self.store.job(self.group, run)
+                self._failed(group, job, None, error)
+                continue
+            self._submitted.add((run, launch.attempt))
+            if not self.store.mark_running(self.group, run, launch.attempt, handle):
+                # killed between claim and submit: end what we just started
+                self.backend.cancel([Launch(launch.spec, launch.attempt, launch.log_path, handle, launch.gpu_ids)])
+
+    # --- the end ----------------------------------------------------------------------------------
+
+    def _finish(self, group: GroupRecord, jobs: list[JobRecord]) -> None:
+        if group.config.get("generate_notebook", True):
+            path = notebook_path(group)
+            try:
+                from metta_exp.notebook import write_group_notebook
+
+                write_group_notebook(group, jobs, path)
+                self.store.add_event(self.group, "notebook", str(path))
+            except Exception as exc:  # a notebook problem must not keep the group open
+                self.store.add_event(self.group, "notebook_failed", f"{type(exc).__name__}: {exc}")
+        self.store.end_group(self.group, self.owner)
+
+
+def exit_code(jobs: list[JobRecord]) -> int:
+    return 0 if all(j.status == JobStatus.SUCCEEDED for j in jobs) else 1
+
+
+def launch_of(group: GroupRecord, job: JobRecord) -> Launch:
+    """The backend's view of a job's current attempt."""
+    log = Path(job.log_path) if job.log_path else attempt_log(job.run_dir, max(job.attempts, 1))
+    return Launch(JobSpec.from_dict(job.spec), job.attempts, log, job.handle, job.gpu_ids,
+                  settings=launch_settings(group))
+
+
+def launch_settings(group: GroupRecord) -> dict[str, object]:
+    return {"skypilot": group.config.get("skypilot") or {}, "wandb": group.config.get("wandb") or {}}
+
+
+def attempt_log(run_dir: str, attempt: int) -> Path:
+    return Path(run_dir) / f"attempt-{attempt}.log"
+
+
+def notebook_path(group: GroupRecord) -> Path:
+    configured = group.config.get("notebook_path")
+    return Path(configured) if configured else Path("experiments") / "notebooks" / f"{group.name}.ipynb"
+
+
+def read_wandb_url(run_dir: str) -> str | None:
+    try:
+        data = json.loads((Path(run_dir) / "run.json").read_text())
+    except (OSError, ValueError):
+        return None
+    url = data.get("wandb_url") if isinstance(data, dict) else None
+    return url if isinstance(url, str) and url else None
+
+
+# --- leases and runner processes --------------------------------------------------------------------
+
+
+def lease_owner_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def pid_alive(pid: int) -> bool:
+    """True while ``pid`` is a live process (zombies count as dead)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def owner_alive(group: GroupRecord) -> bool:
+    """Whether the group's lease holder is alive: lease unexpired and, on this host, its process exists."""
+    if not group.lease_owner or group.lease_expires is None or group.lease_expires < time.time():
+        return False
+    host = group.lease_owner.split(":", 1)[0]
+    if host == socket.gethostname() and group.runner_pid:
+        return pid_alive(group.runner_pid)
+    return True
+
+
+def needs_driver(group: GroupRecord) -> bool:
+    return group.ended_at is None and not owner_alive(group)
+
+
+def spawn_runner(state_dir: Path, group: str, cwd: Path | None = None) -> subprocess.Popen[bytes]:
+    """Start a detached runner for ``group``: its own session, so it outlives this terminal."""
+    log_dir = state_dir / "runs" / group
+    log_dir.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, METTA_EXP_STATE_DIR=str(state_dir))
+    with open(log_dir / "runner.log", "ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "metta_exp.runner", group],
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def ensure_driver(store: JobStore, group: str) -> bool:
+    """Start a runner if the group is open and nobody drives it. True if one was started."""
+    record = store.group(group)
+    if not needs_driver(record):
+        return False
+    spawn_runner(store.state_dir, group)
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m metta_exp.runner", description="Drive one job group.")
+    parser.add_argument("group")
+    args = parser.parse_args(argv)
+    from metta_exp.backends import make_backend
+
+    store = JobStore.open()
+    group = store.group(args.group)
+    runner = Runner(store, args.group, make_backend(group.backend, store.state_dir))
+    code = runner.drive()
+    return 0 if code is None else code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,576 @@
+"""The job store: the single source of truth, and the only module that speaks SQL.
+
+One SQLite file (WAL, busy timeout) shared by every process: the runner that drives a group, the
+foreground view, ``metta-exp job ...`` in any terminal. Every write is one ``atomic()`` transaction that
+also appends an event row; readers never write. Schema changes are named, ordered migrations recorded in
+``schema_migrations``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from metta_exp.errors import NotFoundError, StoreError, UsageError, closest
+from metta_exp.records import AttemptRecord, EventRecord, GroupRecord, GroupSummary, JobRecord
+from metta_exp.status import ACTIVE, ALL_STATUSES, TERMINAL, JobStatus
+
+DB_NAME = "jobs.sqlite"
+
+MIGRATIONS: list[tuple[str, str]] = [
+    (
+        "0001_initial",
+        """
+        CREATE TABLE groups (
+            name TEXT PRIMARY KEY,
+            experiment TEXT NOT NULL,
+            backend TEXT NOT NULL,
+            config TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            ended_at REAL,
+            cancel_requested INTEGER NOT NULL DEFAULT 0,
+            lease_owner TEXT,
+            lease_expires REAL,
+            runner_pid INTEGER
+        );
+        CREATE INDEX groups_created ON groups (created_at);
+        CREATE TABLE jobs (
+            id INTEGER PRIMARY KEY,
+            group_name TEXT NOT NULL REFERENCES groups (name) ON DELETE CASCADE,
+            run TEXT NOT NULL,
+            position INTEGER NOT NULL,
+            status TEXT NOT NULL,
+            spec TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            exit_code INTEGER,
+            reason TEXT,
+            queued_at REAL,
+            run_dir TEXT NOT NULL,
+            wandb_url TEXT,
+            UNIQUE (group_name, run)
+        );
+        CREATE INDEX jobs_status ON jobs (status);
+        CREATE TABLE deps (
+            job_id INTEGER NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+            depends_on INTEGER NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+            PRIMARY KEY (job_id, depends_on)
+        );
+        CREATE TABLE attempts (
+            job_id INTEGER NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+            number INTEGER NOT NULL,
+            status TEXT NOT NULL,
+            handle TEXT,
+            gpu_ids TEXT NOT NULL DEFAULT '',
+            claimed_at REAL NOT NULL,
+            started_at REAL,
+            ended_at REAL,
+            exit_code INTEGER,
+            reason TEXT,
+            log_path TEXT,
+            PRIMARY KEY (job_id, number)
+        );
+        CREATE TABLE events (
+            id INTEGER PRIMARY KEY,
+            group_name TEXT NOT NULL,
+            run TEXT,
+            at REAL NOT NULL,
+            kind TEXT NOT NULL,
+            old_status TEXT,
+            new_status TEXT,
+            detail TEXT
+        );
+        CREATE INDEX events_group ON events (group_name, id);
+        """,
+    ),
+]
+
+_JOB_SELECT = """
+    SELECT j.id, j.group_name, j.run, j.position, j.status, j.spec, j.attempts, j.exit_code, j.reason,
+           j.queued_at, j.run_dir, j.wandb_url, a.handle, a.gpu_ids, a.started_at, a.ended_at, a.log_path,
+           (SELECT group_concat(d.run, char(31)) FROM deps x JOIN jobs d ON d.id = x.depends_on
+             WHERE x.job_id = j.id) AS deps
+    FROM jobs j LEFT JOIN attempts a ON a.job_id = j.id AND a.number = j.attempts
+"""
+
+
+def default_state_dir() -> Path:
+    """``METTA_EXP_STATE_DIR``, else ``job_state/`` under the current directory (absolute)."""
+    return Path(os.environ.get("METTA_EXP_STATE_DIR") or "job_state").absolute()
+
+
+class GroupExistsError(UsageError):
+    pass
+
+
+class JobStore:
+    """A connection to the store file. Cheap to open; one per process and thread."""
+
+    def __init__(self, path: Path | str, *, create: bool = True) -> None:
+        self.path = Path(path)
+        if not create and not self.path.exists():
+            raise StoreError(f"no job store at {self.path}")
+        try:
+            if create:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"cannot open the job store {self.path}: {exc}") from None
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA busy_timeout = 30000")
+        self._db.execute("PRAGMA foreign_keys = ON")
+        if create:
+            mode = self._db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if mode.lower() != "wal":
+                raise StoreError(f"the job store {self.path} cannot use WAL mode (got {mode})")
+        self._db.execute("PRAGMA synchronous = NORMAL")
+        self._migrate()
+
+    @classmethod
+    def open(cls, state_dir: Path | None = None, *, create: bool = True) -> JobStore:
+        return cls((state_dir or default_state_dir()) / DB_NAME, create=create)
+
+    @property
+    def state_dir(self) -> Path:
+        return self.path.parent
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> JobStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def atomic(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction (BEGIN IMMEDIATE: the write lock is taken up front, no upgrade deadlock)."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        """Apply missing migrations. A store that is up to date is only read (readers stay readers)."""
+        db = self._db
+        known = [name for name, _ in MIGRATIONS]
+        if self._applied() == set(known):
+            return
+        with self.atomic():
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)"
+            )
+            done = self._applied()
+            if done - set(known):
+                raise StoreError(
+                    f"the job store {self.path} was written by a newer metta-exp "
+                    f"(migrations {', '.join(sorted(done - set(known)))}); upgrade metta-exp"
+                )
+            for name, script in MIGRATIONS:
+                if name in done:
+                    continue
+                for statement in script.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                db.execute("INSERT INTO schema_migrations VALUES (?, ?)", (name, time.time()))
+
+    def _applied(self) -> set[str]:
+        try:
+            return {row[0] for row in self._db.execute("SELECT name FROM schema_migrations")}
+        except sqlite3.OperationalError:
+            return set()
+
+    # --- groups -------------------------------------------------------------------------------
+
+    def create_group(
+        self,
+        name: str,
+        experiment: str,
+        backend: str,
+        config: dict[str, Any],
+        specs: Sequence[dict[str, Any]],
+    ) -> None:
+        """Insert a group and all its jobs (pending) and dependencies in one transaction.
+
+        ``specs`` are ``JobSpec.to_dict()`` in run order. Raises ``GroupExistsError`` if the name is taken.
+        """
+        now = time.time()
+        with self.atomic() as db:
+            if db.execute("SELECT 1 FROM groups WHERE name = ?", (name,)).fetchone():
+                raise GroupExistsError(
+                    f"group '{name}' already exists: choose another group=NAME, or use "
+                    f"'metta-exp job retry {name}' to rerun its failed runs"
+                )
+            db.execute(
+                "INSERT INTO groups (name, experiment, backend, config, created_at) VALUES (?, ?, ?, ?, ?)",
+                (name, experiment, backend, json.dumps(config, sort_keys=True), now),
+            )
+            ids: dict[str, int] = {}
+            for position, spec in enumerate(specs):
+                cur = db.execute(
+                    "INSERT INTO jobs (group_name, run, position, status, spec, queued_at, run_dir) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (name, spec["run"], position, JobStatus.PENDING.value, json.dumps(spec), now,
+                     spec["run_dir"]),
+                )
+                ids[spec["run"]] = int(cur.lastrowid or 0)
+            for spec in specs:
+                for dep in spec.get("depends_on", ()):
+                    db.execute("INSERT INTO deps VALUES (?, ?)", (ids[spec["run"]], ids[dep]))
+            self._event(db, name, None, "created", detail=f"{len(specs)} jobs")
+
+    def group(self, name: str) -> GroupRecord:
+        """The group, or ``NotFoundError`` naming the closest group names."""
+        row = self._db.execute("SELECT * FROM groups WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            names = [r[0] for r in self._db.execute("SELECT name FROM groups")]
+            near = closest(name, names)
+            hint = f"; closest: {', '.join(near)}" if near else ("; no groups yet" if not names else "")
+            raise NotFoundError(f"no group '{name}'{hint} (see 'metta-exp job list')")
+        return _group(row)
+
+    def list_groups(self) -> list[GroupSummary]:
+        """Every group, newest first, with counts by status (one query)."""
+        counts: dict[str, dict[str, int]] = {}
+        for row in self._db.execute("SELECT group_name, status, count(*) FROM jobs GROUP BY 1, 2"):
+            counts.setdefault(row[0], {})[row[1]] = row[2]
+        out = []
+        for row in self._db.execute(
+            "SELECT name, experiment, backend, created_at, ended_at FROM groups ORDER BY created_at DESC, name"
+        ):
+            by_status = {s.value: counts.get(row["name"], {}).get(s.value, 0) for s in ALL_STATUSES}
+            out.append(
+                GroupSummary(row["name"], row["experiment"], row["backend"], row["created_at"],
+                             row["ended_at"], by_status)
+            )
+        return out
+
+    def active_groups(self) -> list[GroupRecord]:
+        """Groups that have not ended."""
+        rows = self._db.execute("SELECT * FROM groups WHERE ended_at IS NULL ORDER BY created_at")
+        return [_group(r) for r in rows]
+
+    # --- leases: one driver per group -----------------------------------------------------------
+
+    def acquire_lease(self, group: str, owner: str, ttl: float, pid: int, steal_from: str | None = None) -> bool:
+        """Become the group's driver if nobody holds a live lease (or ``steal_from`` is the dead holder)."""
+        now = time.time()
+        with self.atomic() as db:
+            cur = db.execute(
+                "UPDATE groups SET lease_owner = ?, lease_expires = ?, runner_pid = ? WHERE name = ? "
+                "AND ended_at IS NULL AND (lease_owner IS NULL OR lease_owner = ? OR lease_expires < ? "
+                "OR lease_owner IS ?)",
+                (owner, now + ttl, pid, group, owner, now, steal_from),
+            )
+            if cur.rowcount:
+                self._event(db, group, None, "runner", detail=f"driven by {owner}")
+            return cur.rowcount == 1
+
+    def renew_lease(self, group: str, owner: str, ttl: float) -> bool:
+        with self.atomic() as db:
+            cur = db.execute(
+                "UPDATE groups SET lease_expires = ? WHERE name = ? AND lease_owner = ?",
+                (time.time() + ttl, group, owner),
+            )
+            return cur.rowcount == 1
+
+    def release_lease(self, group: str, owner: str) -> None:
+        with self.atomic() as db:
+            db.execute(
+                "UPDATE groups SET lease_owner = NULL, lease_expires = NULL, runner_pid = NULL "
+                "WHERE name = ? AND lease_owner = ?",
+                (group, owner),
+            )
+
+    # --- jobs: queries ----------------------------------------------------------------------------
+
+    def jobs(self, group: str) -> list[JobRecord]:
+        rows = self._db.execute(_JOB_SELECT + " WHERE j.group_name = ? ORDER BY j.position", (group,))
+        return [_job(r) for r in rows]
+
+    def job(self, group: str, run: str) -> JobRecord:
+        row = self._db.execute(_JOB_SELECT + " WHERE j.group_name = ? AND j.run = ?", (group, run)).fetchone()
+        if row is None:
+            self.group(group)
+            runs = [r[0] for r in self._db.execute("SELECT run FROM jobs WHERE group_name = ?", (group,))]
+            near = closest(run, runs)
+            hint = f"; closest: {', '.join(near)}" if near else f"; runs: {', '.join(runs[:10])}"
+            raise NotFoundError(f"group '{group}' has no run '{run}'{hint}")
+        return _job(row)
+
+    def attempts(self, group: str, run: str) -> list[AttemptRecord]:
+        rows = self._db.execute(
+            "SELECT a.*, j.run FROM attempts a JOIN jobs j ON j.id = a.job_id "
+            "WHERE j.group_name = ? AND j.run = ? ORDER BY a.number",
+            (group, run),
+        )
+        return [
+            AttemptRecord(group, r["run"], r["number"], JobStatus(r["status"]), r["handle"],
+                          _ids(r["gpu_ids"]), r["started_at"], r["ended_at"], r["exit_code"], r["reason"],
+                          r["log_path"])
+            for r in rows
+        ]
+
+    def events(self, group: str, after_id: int = 0) -> list[EventRecord]:
+        rows = self._db.execute(
+            "SELECT * FROM events WHERE group_name = ? AND id > ? ORDER BY id", (group, after_id)
+        )
+        return [
+            EventRecord(r["id"], r["group_name"], r["run"], r["at"], r["kind"], r["old_status"],
+                        r["new_status"], r["detail"])
+            for r in rows
+        ]
+
+    def busy_gpu_ids(self) -> set[int]:
+        """GPU ids held by launching or running jobs of any group on this store."""
+        rows = self._db.execute(
+            "SELECT a.gpu_ids FROM jobs j JOIN attempts a ON a.job_id = j.id AND a.number = j.attempts "
+            "WHERE j.status IN (?, ?) AND a.gpu_ids != ''",
+            (JobStatus.LAUNCHING.value, JobStatus.RUNNING.value),
+        )
+        return {i for (ids,) in rows for i in _ids(ids)}
+
+    # --- jobs: transitions (each one transaction with an event) -----------------------------------
+
+    def claim(self, group: str, run: str, owner: str, gpu_ids: Sequence[int], log_path: str) -> int | None:
+        """pending -> launching for the lease holder; returns the new attempt number, or None.
+
+        Checking the lease, the group's cancel flag and the job's status in the same transaction as the
+        change is what keeps two drivers (or a driver and ``job kill``) from launching a job twice.
+        """
+        now = time.time()
+        with self.atomic() as db:
+            ok = db.execute(
+                "SELECT 1 FROM groups WHERE name = ? AND lease_owner = ? AND lease_expires >= ? "
+                "AND cancel_requested = 0",
+                (group, owner, now),
+            ).fetchone()
+            row = db.execute(
+                "SELECT id, attempts FROM jobs WHERE group_name = ? AND run = ? AND status = ?",
+                (group, run, JobStatus.PENDING.value),
+            ).fetchone()
+            if not ok or row is None:
+                return None
+            number = row["attempts"] + 1
+            db.execute(
+                "UPDATE jobs SET status = ?, attempts = ?, exit_code = NULL, reason = NULL WHERE id = ?",
+                (JobStatus.LAUNCHING.value, number, row["id"]),
+            )
+            db.execute(
+                "INSERT INTO attempts (job_id, number, status, gpu_ids, claimed_at, log_path) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (row["id"], number, JobStatus.LAUNCHING.value, ",".join(map(str, gpu_ids)), now, log_path),
+            )
+            self._event(db, group, run, "status", JobStatus.PENDING, JobStatus.LAUNCHING, f"attempt {number}")
+            return number
+
+    def set_handle(self, group: str, run: str, attempt: int, handle: str) -> None:
+        """Record a backend handle as soon as it is known (no status change)."""
+        with self.atomic() as db:
+            db.execute(
+                "UPDATE attempts SET handle = ? WHERE number = ? AND job_id = "
+                "(SELECT id FROM jobs WHERE group_name = ? AND run = ?)",
+                (handle, attempt, group, run),
+            )
+
+    def mark_running(self, group: str, run: str, attempt: int, handle: str | None) -> bool:
+        """launching -> running. False when the job is no longer this attempt or no longer launching
+        (``job kill`` got there first): the caller must then cancel what it started."""
+        now = time.time()
+        with self.atomic() as db:
+            row = self._current(db, group, run, attempt)
+            if row is None or row["status"] != JobStatus.LAUNCHING.value:
+                return False
+            db.execute("UPDATE jobs SET status = ? WHERE id = ?", (JobStatus.RUNNING.value, row["id"]))
+            db.execute(
+                "UPDATE attempts SET status = ?, started_at = ?, handle = coalesce(?, handle) "
+                "WHERE job_id = ? AND number = ?",
+                (JobStatus.RUNNING.value, now, handle, row["id"], attempt),
+            )
+            self._event(db, group, run, "status", JobStatus.LAUNCHING, JobStatus.RUNNING, handle)
+            return True
+
+    def finish_attempt(
+        self,
+        group: str,
+        run: str,
+        attempt: int,
+        status: JobStatus,
+        exit_code: int | None = None,
+        reason: str | None = None,
+        requeue: bool = False,
+    ) -> bool:
+        """End the current attempt with a terminal ``status``.
+
+        With ``requeue`` the job goes back to pending for another attempt (a retry, or an attempt that
+        never started); the attempt keeps its ending in the history either way. False if the job has
+        moved on (another attempt, or already terminal).
+        """
+        assert status.is_terminal()
+        now = time.time()
+        with self.atomic() as db:
+            row = self._current(db, group, run, attempt)
+            if row is None or JobStatus(row["status"]).is_terminal() or row["status"] == JobStatus.PENDING.value:
+                return False
+            new = JobStatus.PENDING if requeue else status
+            db.execute(
+                "UPDATE jobs SET status = ?, exit_code = ?, reason = ?, queued_at = "
+                "CASE WHEN ? THEN ? ELSE queued_at END WHERE id = ?",
+                (new.value, exit_code, reason, requeue, now, row["id"]),
+            )
+            db.execute(
+                "UPDATE attempts SET status = ?, ended_at = ?, exit_code = ?, reason = ? "
+                "WHERE job_id = ? AND number = ?",
+                (status.value, now, exit_code, reason, row["id"], attempt),
+            )
+            detail = f"{reason}; requeued" if requeue else reason
+            self._event(db, group, run, "status", JobStatus(row["status"]), new, detail)
+            return True
+
+    def skip(self, group: str, run: str, reason: str) -> bool:
+        """pending -> skipped (a dependency did not succeed)."""
+        with self.atomic() as db:
+            cur = db.execute(
+                "UPDATE jobs SET status = ?, reason = ? WHERE group_name = ? AND run = ? AND status = ?",
+                (JobStatus.SKIPPED.value, reason, group, run, JobStatus.PENDING.value),
+            )
+            if cur.rowcount:
+                self._event(db, group, run, "status", JobStatus.PENDING, JobStatus.SKIPPED, reason)
+            return cur.rowcount == 1
+
+    def set_wandb_url(self, group: str, run: str, url: str) -> None:
+        with self.atomic() as db:
+            db.execute("UPDATE jobs SET wandb_url = ? WHERE group_name = ? AND run = ?", (url, group, run))
+
+    def request_cancel(self, group: str, reason: str = "killed by user") -> list[JobRecord]:
+        """Stop a group: no more launches, pending jobs cancelled. Returns the active jobs, which the
+        caller ends on the backend and then records with ``finish_attempt(..., CANCELLED)``."""
+        with self.atomic() as db:
+            db.execute("UPDATE groups SET cancel_requested = 1 WHERE name = ?", (group,))
+            pending = [r[0] for r in db.execute(
+                "SELECT run FROM jobs WHERE group_name = ? AND status = ?", (group, JobStatus.PENDING.value)
+            )]
+            db.execute(
+                "UPDATE jobs SET status = ?, reason = ? WHERE group_name = ? AND status = ?",
+                (JobStatus.CANCELLED.value, f"{reason} before launch", group, JobStatus.PENDING.value),
+            )
+            for run in pending:
+                self._event(db, group, run, "status", JobStatus.PENDING, JobStatus.CANCELLED, reason)
+            self._event(db, group, None, "killed", detail=reason)
+        return [j for j in self.jobs(group) if j.status in ACTIVE]
+
+    def requeue_for_retry(self, group: str) -> list[str]:
+        """Failed, cancelled and skipped runs go back to pending (their attempt history stays); the
+        group is open again. Returns the requeued runs."""
+        now = time.time()
+        again = (JobStatus.FAILED.value, JobStatus.CANCELLED.value, JobStatus.SKIPPED.value)
+        with self.atomic() as db:
+            runs = [r[0] for r in db.execute(
+                "SELECT run FROM jobs WHERE group_name = ? AND status IN (?, ?, ?) ORDER BY position",
+                (group, *again),
+            )]
+            if runs:
+                db.execute(
+                    "UPDATE jobs SET status = ?, reason = NULL, exit_code = NULL, queued_at = ? "
+                    "WHERE group_name = ? AND status IN (?, ?, ?)",
+                    (JobStatus.PENDING.value, now, group, *again),
+                )
+                db.execute("UPDATE groups SET ended_at = NULL, cancel_requested = 0 WHERE name = ?", (group,))
+                self._event(db, group, None, "retry", detail=", ".join(runs))
+            return runs
+
+    def end_group(self, group: str, owner: str) -> bool:
+        """Close a group whose jobs are all terminal and release the driver's lease."""
+        with self.atomic() as db:
+            open_jobs = db.execute(
+                "SELECT count(*) FROM jobs WHERE group_name = ? AND status NOT IN (?, ?, ?, ?)",
+                (group, *(s.value for s in TERMINAL)),
+            ).fetchone()[0]
+            if open_jobs:
+                return False
+            cur = db.execute(
+                "UPDATE groups SET ended_at = ?, lease_owner = NULL, lease_expires = NULL, runner_pid = NULL "
+                "WHERE name = ? AND lease_owner = ? AND ended_at IS NULL",
+                (time.time(), group, owner),
+            )
+            if cur.rowcount:
+                self._event(db, group, None, "ended")
+            return cur.rowcount == 1
+
+    def add_event(self, group: str, kind: str, detail: str | None = None, run: str | None = None) -> None:
+        with self.atomic() as db:
+            self._event(db, group, run, kind, detail=detail)
+
+    # --- helpers ----------------------------------------------------------------------------------
+
+    @staticmethod
+    def _current(db: sqlite3.Connection, group: str, run: str, attempt: int) -> sqlite3.Row | None:
+        return db.execute(
+            "SELECT id, status FROM jobs WHERE group_name = ? AND run = ? AND attempts = ?", (group, run, attempt)
+        ).fetchone()
+
+    @staticmethod
+    def _event(
+        db: sqlite3.Connection,
+        group: str,
+        run: str | None,
+        kind: str,
+        old: JobStatus | None = None,
+        new: JobStatus | None = None,
+        detail: str | None = None,
+    ) -> None:
+        db.execute(
+            "INSERT INTO events (group_name, run, at, kind, old_status, new_status, detail) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (group, run, time.time(), kind, old.value if old else None, new.value if new else None, detail),
+        )
+
+
+def _ids(text: str | None) -> tuple[int, ...]:
+    return tuple(int(x) for x in text.split(",")) if text else ()
+
+
+def _group(row: sqlite3.Row) -> GroupRecord:
+    return GroupRecord(
+        name=row["name"],
+        experiment=row["experiment"],
+        backend=row["backend"],
+        config=json.loads(row["config"]),
+        created_at=row["created_at"],
+        ended_at=row["ended_at"],
+        cancel_requested=bool(row["cancel_requested"]),
+        lease_owner=row["lease_owner"],
+        lease_expires=row["lease_expires"],
+        runner_pid=row["runner_pid"],
+    )
+
+
+def _job(row: sqlite3.Row) -> JobRecord:
+    return JobRecord(
+        group=row["group_name"],
+        run=row["run"],
+        position=row["position"],
+        status=JobStatus(row["status"]),
+        spec=json.loads(row["spec"]),
+        attempts=row["attempts"],
+        exit_code=row["exit_code"],
+        reason=row["reason"],
+        handle=row["handle"],
+        gpu_ids=_ids(row["gpu_ids"]),
+        queued_at=row["queued_at"],
+        started_at=row["started_at"],
+        ended_at=row["ended_at"],
+        log_path=row["log_path"],
+        run_dir=row["run_dir"],
+        wandb_url=row["wandb_url"],
+        depends_on=tuple(row["deps"].split("\x1f")) if row["deps"] else (),
+    )
