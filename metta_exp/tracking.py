@@ -1,0 +1,531 @@
+"""What a training script calls to report metrics and progress.
+
+    from metta_exp import tracking
+
+    with tracking.init(total_steps=20000, config={"learning_rate": 0.01}) as run:
+        for step in ...:
+            run.log({"overview/reward": 21.5, "overview/sps": 3100.0}, step=step)
+        run.checkpoint("/path/to/ckpt.npz")
+
+Everything lands in the run directory, ``$METTA_EXP_RUN_DIR`` (``./metta_exp_run/`` when the script
+runs by hand):
+
+- ``metrics.jsonl``: one flat JSON object per ``log()`` call, ``{"_step", "_time", "_attempt", ...}``,
+  appended as one whole line with one ``write`` so a concurrent reader never sees half a line; NaN and
+  infinities are written as ``null``.
+- ``run.json``: the run's state (checkpoint, W&B URL and mode, finished), replaced atomically on
+  ``init``, ``checkpoint`` and ``finish``.
+
+On stdout (the job's log) it prints ``[metta-exp] progress step=... total=... sps=... key=value ...`` at
+most every ``$METTA_EXP_PROGRESS_EVERY`` seconds and at finish, and ``[metta-exp] checkpoint path=...``
+on each checkpoint. :func:`parse_progress_line`, :func:`last_progress` and :func:`last_checkpoint` read
+them back (pure: the monitor uses them on local and remote logs alike).
+
+Metrics are mirrored to W&B when W&B is on (see :func:`init`). W&B never stops training: a W&B failure
+is reported in one line and W&B is switched off for the rest of the run. This module imports only the
+standard library; ``wandb`` is imported inside :func:`init` and only when it will be used.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import numbers
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+__all__ = [
+    "CHECKPOINT_PREFIX",
+    "DEFAULT_RUN_DIR",
+    "METRICS_FILE",
+    "PROGRESS_PREFIX",
+    "RUN_FILE",
+    "Progress",
+    "Run",
+    "format_checkpoint_line",
+    "format_progress_line",
+    "init",
+    "last_checkpoint",
+    "last_progress",
+    "parse_checkpoint_line",
+    "parse_progress_line",
+]
+
+METRICS_FILE = "metrics.jsonl"
+RUN_FILE = "run.json"
+DEFAULT_RUN_DIR = "metta_exp_run"
+PROGRESS_PREFIX = "[metta-exp] progress "
+CHECKPOINT_PREFIX = "[metta-exp] checkpoint path="
+MAX_PROGRESS_METRICS = 32
+"""A progress line shows at most this many metrics (``overview/*`` first) to keep logs readable."""
+DEFAULT_PROGRESS_EVERY = 2.0
+SPS_KEY = "overview/sps"
+NO_CREDENTIALS = "[metta-exp] W&B off: no credentials (set WANDB_API_KEY or wandb.mode=offline)"
+
+
+# ---------------------------------------------------------------------------------------------------
+# Progress and checkpoint lines: pure formatting and parsing
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One progress line: the step reached, the planned total, the speed and the latest metrics."""
+
+    step: int
+    total: int | None = None
+    sps: float | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def fraction(self) -> float | None:
+        """``step / total`` clipped to [0, 1]; None when the total is unknown (or not positive)."""
+        if self.total is None or self.total <= 0:
+            return None
+        return min(1.0, max(0.0, self.step / self.total))
+
+
+def format_progress_line(progress: Progress) -> str:
+    """``[metta-exp] progress step=S [total=T] [sps=X] key=value ...`` (values as ``:.6g``).
+
+    Metric keys holding whitespace or ``=`` cannot be parsed back and are left out.
+    """
+    parts = [f"step={progress.step}"]
+    if progress.total is not None:
+        parts.append(f"total={progress.total}")
+    if progress.sps is not None:
+        parts.append(f"sps={progress.sps:.6g}")
+    parts += [f"{key}={value:.6g}" for key, value in progress.metrics.items() if _printable_key(key)]
+    return PROGRESS_PREFIX + " ".join(parts)
+
+
+def parse_progress_line(line: str) -> Progress | None:
+    """The :class:`Progress` of one log line, or None if it is not a well-formed progress line.
+
+    The marker may stand anywhere in the line, so prefixes added by a remote log (``(task, pid=1) ``)
+    do not matter. ``step=`` must come first; ``total=`` and ``sps=`` are read when they follow it in
+    that order; every other ``key=value`` is a metric (ones whose value is not a number are skipped).
+    """
+    start = line.find(PROGRESS_PREFIX)
+    if start < 0:
+        return None
+    tokens = line[start + len(PROGRESS_PREFIX) :].split()
+    pairs = [token.partition("=") for token in tokens]
+    if not pairs or any(not sep or not key for key, sep, _ in pairs):
+        return None
+    if pairs[0][0] != "step" or (step := _parse_int(pairs[0][2])) is None:
+        return None
+    rest = pairs[1:]
+    total = None
+    if rest and rest[0][0] == "total":
+        total = _parse_int(rest[0][2])
+        if total is None:
+            return None
+        rest = rest[1:]
+    sps = None
+    if rest and rest[0][0] == "sps":
+        sps = _parse_float(rest[0][2])
+        if sps is None:
+            return None
+        rest = rest[1:]
+    metrics = {key: value for key, _, text in rest if (value := _parse_float(text)) is not None}
+    return Progress(step=step, total=total, sps=sps, metrics=metrics)
+
+
+def last_progress(text: str) -> Progress | None:
+    """The last well-formed progress line in ``text`` (a whole log or its tail), or None."""
+    for line in reversed(text.splitlines()):
+        progress = parse_progress_line(line)
+        if progress is not None:
+            return progress
+    return None
+
+
+def format_checkpoint_line(path: str | os.PathLike[str]) -> str:
+    """``[metta-exp] checkpoint path=<path>``; the path runs to the end of the line."""
+    return CHECKPOINT_PREFIX + os.fspath(path)
+
+
+def parse_checkpoint_line(line: str) -> str | None:
+    """The path of one ``[metta-exp] checkpoint path=...`` line, or None."""
+    start = line.find(CHECKPOINT_PREFIX)
+    if start < 0:
+        return None
+    path = line[start + len(CHECKPOINT_PREFIX) :].rstrip("\r\n")
+    return path or None
+
+
+def last_checkpoint(text: str) -> str | None:
+    """The path of the last checkpoint line in ``text``, or None."""
+    for line in reversed(text.splitlines()):
+        path = parse_checkpoint_line(line)
+        if path is not None:
+            return path
+    return None
+
+
+def _printable_key(key: str) -> bool:
+    return bool(key) and "=" not in key and not any(ch.isspace() for ch in key)
+
+
+def _parse_int(text: str) -> int | None:
+    try:
+        return int(text)
+    except ValueError:
+        return None
+
+
+def _parse_float(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+# ---------------------------------------------------------------------------------------------------
+# Values
+
+
+def _number(key: object, value: object) -> int | float:
+    """``value`` as a JSON-ready int or float (bools as 0/1); TypeError for anything not a number."""
+    if not isinstance(key, str) or not key:
+        raise TypeError(f"metric names must be non-empty strings, got {key!r}")
+    if key.startswith("_"):
+        raise TypeError(f"metric name {key!r}: names starting with '_' are reserved (_step, _time, _attempt)")
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    if not isinstance(value, str | bytes | numbers.Complex) and hasattr(value, "__float__"):
+        try:  # a one-element array or tensor
+            return float(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            pass
+    raise TypeError(f"metric {key!r} must be an int or a float, got {type(value).__name__} {value!r:.80}")
+
+
+def _json_value(value: int | float) -> int | float | None:
+    return value if isinstance(value, int) or math.isfinite(value) else None
+
+
+# ---------------------------------------------------------------------------------------------------
+# W&B
+
+
+def _wandb_mode(env: Mapping[str, str]) -> str:
+    """``online``, ``offline``, ``disabled`` or the unknown value itself, from ``WANDB_MODE``."""
+    if env.get("WANDB_DISABLED", "").lower() in ("true", "1", "yes"):
+        return "disabled"
+    mode = env.get("WANDB_MODE", "").strip().lower()
+    return {"": "online", "run": "online", "dryrun": "offline"}.get(mode, mode)
+
+
+def _has_wandb_credentials(env: Mapping[str, str]) -> bool:
+    """WANDB_API_KEY is set, or the netrc file (``$NETRC`` or ``$HOME/.netrc``) has a ``machine`` entry
+    for the W&B host (``api.wandb.ai``, or the host of ``WANDB_BASE_URL``)."""
+    if env.get("WANDB_API_KEY", "").strip():
+        return True
+    from urllib.parse import urlparse
+
+    host = urlparse(env.get("WANDB_BASE_URL", "") or "https://api.wandb.ai").hostname or "api.wandb.ai"
+    home = Path(env["HOME"]) if env.get("HOME") else Path.home()
+    path = Path(env["NETRC"]) if env.get("NETRC") else home / ".netrc"
+    try:
+        text = path.read_text()
+    except OSError:
+        return False
+    tokens = text.split()
+    return any(a == "machine" and b == host for a, b in zip(tokens, tokens[1:], strict=False))
+
+
+class _WandbMirror:
+    """The W&B run, or nothing. Every call to wandb is guarded: a failure switches W&B off."""
+
+    def __init__(self, run_dir: Path, config: Mapping[str, Any] | None, env: Mapping[str, str]) -> None:
+        self.run: Any = None
+        self.mode = "disabled"
+        self.url: str | None = None
+        self.dir: str | None = None
+        mode = _wandb_mode(env)
+        if mode == "disabled":
+            return
+        if mode not in ("online", "offline"):
+            _say(f"[metta-exp] W&B off: unknown WANDB_MODE {env.get('WANDB_MODE')!r}")
+            return
+        if mode == "online" and not _has_wandb_credentials(env):
+            _say(NO_CREDENTIALS)
+            return
+        try:
+            import wandb
+
+            self.run = wandb.init(
+                id=env.get("WANDB_RUN_ID") or None,
+                name=env.get("WANDB_NAME") or None,
+                group=env.get("WANDB_RUN_GROUP") or None,
+                project=env.get("WANDB_PROJECT") or "metta-exp",
+                entity=env.get("WANDB_ENTITY") or None,
+                config=dict(config or {}),
+                resume="allow",
+                mode="offline" if mode == "offline" else "online",
+                dir=str(run_dir),
+            )
+            self.mode = mode
+            if mode == "online":
+                self.url = self.run.url
+            else:
+                sync_dir = getattr(self.run.settings, "sync_dir", None)
+                self.dir = str(sync_dir) if sync_dir else os.path.dirname(self.run.dir)
+        except Exception as exc:  # W&B must never stop training
+            self.run = None
+            _say(f"[metta-exp] W&B off: wandb.init failed: {_reason(exc)}")
+
+    def log(self, metrics: Mapping[str, int | float], step: int) -> None:
+        if self.run is None:
+            return
+        try:
+            self.run.log(dict(metrics), step=step)
+        except Exception as exc:
+            _say(f"[metta-exp] W&B off: wandb.log failed: {_reason(exc)}")
+            self.run = None
+
+    def finish(self, exit_code: int) -> None:
+        if self.run is None:
+            return
+        try:
+            self.run.finish(exit_code=exit_code)
+        except Exception as exc:
+            _say(f"[metta-exp] W&B: wandb.finish failed: {_reason(exc)}")
+        self.run = None
+
+
+def _reason(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stdout, flush=True)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The run
+
+
+class Run:
+    """A training run reporting to its run directory (and W&B). Make one with :func:`init`.
+
+    ``log``, ``checkpoint`` and ``finish`` may be called from several threads. After ``finish`` the
+    run is closed: ``log`` and ``checkpoint`` raise RuntimeError, ``finish`` does nothing.
+    ``env`` (default ``os.environ``), ``clock`` (for progress timing) and ``wall_clock`` (for
+    ``_time``) can be given to run it somewhere else or at a fixed time.
+    """
+
+    def __init__(
+        self,
+        total_steps: int | None = None,
+        config: Mapping[str, Any] | None = None,
+        env: Mapping[str, str] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        env = os.environ if env is None else env
+        self._clock = clock
+        self._wall_clock = wall_clock
+        if total_steps is not None and (isinstance(total_steps, bool) or not isinstance(total_steps, int)):
+            raise TypeError(f"total_steps must be an int or None, got {total_steps!r}")
+        self.run_dir = Path(env.get("METTA_EXP_RUN_DIR") or DEFAULT_RUN_DIR).absolute()
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.total_steps = total_steps
+        self.run_name = env.get("METTA_EXP_RUN") or None
+        self.group = env.get("METTA_EXP_GROUP") or None
+        self.attempt = _env_number(env, "METTA_EXP_ATTEMPT", 1, int)
+        self.progress_every = _env_number(env, "METTA_EXP_PROGRESS_EVERY", DEFAULT_PROGRESS_EVERY, float)
+        self.checkpoint_path: str | None = None
+        self.finished = False
+        self._closed = False
+        self._lock = threading.Lock()
+        self._step: int | None = None
+        self._latest: dict[str, int | float] = {}
+        self._last_line_time = clock()
+        self._sps_base: tuple[float, int] | None = None  # (time, step) the next sps is measured from
+        self._sps: float | None = None
+        self._fd = os.open(self.run_dir / METRICS_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._wandb = _WandbMirror(self.run_dir, config, env)
+        self._write_run_json()
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.run_dir / METRICS_FILE
+
+    @property
+    def wandb_url(self) -> str | None:
+        return self._wandb.url
+
+    @property
+    def wandb_mode(self) -> str:
+        return self._wandb.mode
+
+    def log(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
+        """Record ``metrics`` (numbers by name) at ``step`` (default: the last step logged + 1).
+
+        Appends one line to ``metrics.jsonl``, mirrors to W&B with the same step, and prints a
+        progress line if the last one is at least ``METTA_EXP_PROGRESS_EVERY`` seconds old.
+        Raises TypeError for a value that is not a number, before anything is written.
+        """
+        values = {key: _number(key, value) for key, value in metrics.items()}
+        with self._lock:
+            self._check_open("log")
+            step = self._next_step(step)
+            record: dict[str, Any] = {"_step": step, "_time": self._wall_clock(), "_attempt": self.attempt}
+            record.update((key, _json_value(value)) for key, value in values.items())
+            line = json.dumps(record, allow_nan=False) + "\n"
+            _write_all(self._fd, line.encode())
+            self._step = step
+            self._latest.update(values)
+            now = self._clock()
+            if self._sps_base is None:
+                self._sps_base = (now, step)
+            if now - self._last_line_time >= self.progress_every:
+                self._print_progress(now)
+        self._wandb.log(values, step)
+
+    def checkpoint(self, path: str | os.PathLike[str]) -> None:
+        """Record ``path`` as the latest checkpoint: a checkpoint line on stdout and ``run.json``.
+
+        A local path is made absolute (readers do not share the script's working directory); a URL
+        (``s3://...``) is kept as it is.
+        """
+        text = os.fspath(path)
+        with self._lock:
+            self._check_open("checkpoint")
+            self.checkpoint_path = text if "://" in text else os.path.abspath(text)
+            _say(format_checkpoint_line(self.checkpoint_path))
+            self._write_run_json()
+
+    def progress(self) -> Progress:
+        """The progress a line printed now would show (sps as last measured)."""
+        with self._lock:
+            return self._progress(self._sps)
+
+    def finish(self, exit_code: int = 0) -> None:
+        """Close the metrics file, print a final progress line, finish W&B and write ``run.json``.
+
+        ``finished`` in ``run.json`` is true when ``exit_code`` is 0 (a context manager passes 1 when
+        the block raised).
+        """
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            os.close(self._fd)
+            self._print_progress(self._clock())
+        self._wandb.finish(exit_code)
+        with self._lock:
+            self.finished = exit_code == 0
+            self._write_run_json()
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.finish(0 if exc_type is None else 1)
+
+    def _check_open(self, what: str) -> None:
+        if self._closed:
+            raise RuntimeError(f"Run.{what}() after finish()")
+
+    def _next_step(self, step: int | None) -> int:
+        if step is None:
+            return 0 if self._step is None else self._step + 1
+        if isinstance(step, bool) or not isinstance(step, numbers.Integral) or step < 0:
+            raise TypeError(f"step must be a non-negative int, got {step!r}")
+        return int(step)
+
+    def _print_progress(self, now: float) -> None:
+        step = self._step if self._step is not None else 0
+        if self._sps_base is not None:
+            base_time, base_step = self._sps_base
+            if step > base_step and now > base_time:
+                self._sps = (step - base_step) / (now - base_time)
+            self._sps_base = (now, step)
+        self._last_line_time = now
+        _say(format_progress_line(self._progress(self._sps)))
+
+    def _progress(self, measured_sps: float | None) -> Progress:
+        latest = dict(self._latest)
+        logged_sps = latest.pop(SPS_KEY, None)
+        sps = float(logged_sps) if logged_sps is not None and math.isfinite(logged_sps) else measured_sps
+        keys = sorted(latest, key=lambda key: not key.startswith("overview/"))[:MAX_PROGRESS_METRICS]
+        return Progress(
+            step=self._step if self._step is not None else 0,
+            total=self.total_steps,
+            sps=sps,
+            metrics={key: float(latest[key]) for key in keys},
+        )
+
+    def _write_run_json(self) -> None:
+        state = {
+            "run": self.run_name,
+            "group": self.group,
+            "attempt": self.attempt,
+            "total_steps": self.total_steps,
+            "checkpoint": self.checkpoint_path,
+            "wandb_url": self._wandb.url,
+            "wandb_mode": self._wandb.mode,
+            "wandb_dir": self._wandb.dir,
+            "finished": self.finished,
+        }
+        _replace_json(self.run_dir / RUN_FILE, state)
+
+
+def init(total_steps: int | None = None, config: Mapping[str, Any] | None = None) -> Run:
+    """Start reporting: open the run directory, write ``run.json``, start W&B if it is on.
+
+    W&B follows ``WANDB_MODE``: ``disabled`` never imports wandb; ``offline`` writes an offline run
+    under the run directory (``wandb sync`` it later); ``online`` (or unset) is used only when
+    credentials exist (``WANDB_API_KEY``, or a netrc entry for the W&B host), otherwise one line says
+    W&B is off. The run's id, name, group, project and entity come from ``WANDB_RUN_ID``,
+    ``WANDB_NAME``, ``WANDB_RUN_GROUP``, ``WANDB_PROJECT`` (default ``metta-exp``) and
+    ``WANDB_ENTITY``, which metta-exp sets for every job. Use the run as a context manager or call
+    :meth:`Run.finish`.
+    """
+    return Run(total_steps=total_steps, config=config)
+
+
+def _env_number(env: Mapping[str, str], name: str, default: Any, kind: type) -> Any:
+    text = env.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        return kind(text)
+    except ValueError:
+        _say(f"[metta-exp] ignoring {name}={text!r}: not a number, using {default}")
+        return default
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def _replace_json(path: Path, data: Mapping[str, Any]) -> None:
+    """Write ``data`` to ``path`` atomically: a reader sees the old file or the new one, whole."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        tmp.write_text(json.dumps(data, indent=2) + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
