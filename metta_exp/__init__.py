@@ -1,0 +1,37 @@
+"""metta-exp: launch and manage groups of training runs from declarative Hydra configs.
+
+The public API is small: ``Experiment`` (build and ``launch()`` a group from Python), ``JobStore`` and
+``JobStatus`` (read groups and jobs), ``fetch_metrics`` (load the runs' metrics into a DataFrame), and
+the error classes. Heavy parts (Hydra, SkyPilot, W&B, pandas) load only when used.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from metta_exp.config import Experiment, SkyPilotSettings, WandbSettings
+from metta_exp.errors import ConfigError, MettaExpError, NotFoundError, UsageError
+from metta_exp.status import JobStatus
+from metta_exp.store import JobStore
+
+__all__ = [
+    "ConfigError",
+    "Experiment",
+    "JobStatus",
+    "JobStore",
+    "MettaExpError",
+    "NotFoundError",
+    "SkyPilotSettings",
+    "UsageError",
+    "WandbSettings",
+    "fetch_metrics",
+]
+__version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    if name == "fetch_metrics":  # pandas loads only when it is asked for
+        from metta_exp.metrics import fetch_metrics
+
+        return fetch_metrics
+    raise AttributeError(f"module 'metta_exp' has no attribute {name!r}")

@@ -12,9 +12,9 @@ import re
 import shlex
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from metta_exp.config import Experiment
 from metta_exp.resolve import JobSpec, resolve
@@ -38,14 +38,20 @@ def launch_experiment(
     extra_args: Sequence[str] = (),
     state_dir: Path | None = None,
     out: TextIO | None = None,
+    specs_hook: Callable[[list[JobSpec]], list[JobSpec]] | None = None,
+    extra_config: Mapping[str, Any] | None = None,
 ) -> int:
-    """Submit ``exp`` as one group and (with ``wait``) watch it; returns the interface's exit code."""
+    """Submit ``exp`` as one group and (with ``wait``) watch it; returns the interface's exit code.
+
+    ``specs_hook`` may adjust the resolved specs (a sweep sets per-point GPUs); ``extra_config`` is merged
+    into the group's stored config (a sweep stores its points under ``sweep``).
+    """
     from metta_exp.backends import make_backend
 
     out = out or sys.stdout
     state_dir = (state_dir or default_state_dir()).absolute()
     group = exp.group or generated_group_name(name)
-    specs = resolve(exp, group, state_dir, extra_args)
+    specs = _resolve(exp, group, state_dir, extra_args, specs_hook)
     if exp.dry_run:
         print_dry_run(exp, specs, out)
         return 0
@@ -53,7 +59,7 @@ def launch_experiment(
     backend.check(specs)
 
     store = JobStore.open(state_dir)
-    config = exp.to_dict() | {"extra_args": list(extra_args)}
+    config = exp.to_dict() | {"extra_args": list(extra_args)} | dict(extra_config or {})
     for suffix in range(1, 1000):
         try:
             store.create_group(group, name, backend.name, config, [s.to_dict() for s in specs])
@@ -62,11 +68,11 @@ def launch_experiment(
             if exp.group is not None or suffix == 999:
                 raise
             group = f"{generated_group_name(name)}-{suffix + 1}"
-            specs = resolve(exp, group, state_dir, extra_args)
+            specs = _resolve(exp, group, state_dir, extra_args, specs_hook)
 
-    from metta_exp.runner import spawn_runner
+    from metta_exp.runner import ensure_driver
 
-    spawn_runner(state_dir, group, cwd=Path.cwd())
+    ensure_driver(store, group, cwd=Path.cwd())
     print(f"Group {group}: {len(specs)} job{'s' if len(specs) != 1 else ''} on {backend.name}, "
           f"state in {state_dir}", file=out)
     if not exp.wait:
@@ -76,6 +82,14 @@ def launch_experiment(
     from metta_exp.monitor import watch
 
     return watch(store, group, out=out)
+
+
+def _resolve(
+    exp: Experiment, group: str, state_dir: Path, extra_args: Sequence[str],
+    hook: Callable[[list[JobSpec]], list[JobSpec]] | None,
+) -> list[JobSpec]:
+    specs = resolve(exp, group, state_dir, extra_args)
+    return hook(specs) if hook else specs
 
 
 def wait_until_submitted(store: JobStore, group: str, timeout: float = SUBMIT_WAIT_S) -> bool:

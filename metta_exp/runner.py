@@ -28,7 +28,6 @@ from metta_exp.status import ACTIVE, JobStatus
 from metta_exp.store import JobStore
 
 LEASE_TTL = 15.0
-UNSEEN_GRACE = 30.0
 
 
 class LeaseLost(Exception):
@@ -44,7 +43,7 @@ class Runner:
     backend: Backend
     tick: float = 0.25
     lease_ttl: float = LEASE_TTL
-    unseen_grace: float = UNSEEN_GRACE
+    unseen_grace: float | None = None  # default: the backend's
     owner: str = field(default_factory=lambda: lease_owner_id())
     _submitted: set[tuple[str, int]] = field(default_factory=set)
     _unseen_since: dict[tuple[str, int], float] = field(default_factory=dict)
@@ -123,7 +122,8 @@ class Runner:
             self.store.set_handle(self.group, job.run, job.attempts, obs.handle)
         if obs.status is None:
             first = self._unseen_since.setdefault(key, time.time())
-            if obs.transient or time.time() - first < self.unseen_grace:
+            grace = self.backend.unseen_grace if self.unseen_grace is None else self.unseen_grace
+            if obs.transient or time.time() - first < grace:
                 return
             self._unseen_since.pop(key, None)
             if job.status == JobStatus.LAUNCHING and key not in self._submitted:
@@ -327,11 +327,12 @@ def needs_driver(group: GroupRecord) -> bool:
     return group.ended_at is None and not owner_alive(group)
 
 
-def spawn_runner(state_dir: Path, group: str, cwd: Path | None = None) -> subprocess.Popen[bytes]:
-    """Start a detached runner for ``group``: its own session, so it outlives this terminal."""
+def spawn_runner(state_dir: Path, group: str, owner: str, cwd: Path | None = None) -> subprocess.Popen[bytes]:
+    """Start a detached runner for ``group`` under lease ``owner``: its own session, so it outlives
+    this terminal. Use ``ensure_driver``, which takes the lease first."""
     log_dir = state_dir / "runs" / group
     log_dir.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, METTA_EXP_STATE_DIR=str(state_dir))
+    env = dict(os.environ, METTA_EXP_STATE_DIR=str(state_dir), METTA_EXP_RUNNER_OWNER=owner)
     with open(log_dir / "runner.log", "ab") as log:
         return subprocess.Popen(
             [sys.executable, "-m", "metta_exp.runner", group],
@@ -344,12 +345,21 @@ def spawn_runner(state_dir: Path, group: str, cwd: Path | None = None) -> subpro
         )
 
 
-def ensure_driver(store: JobStore, group: str) -> bool:
-    """Start a runner if the group is open and nobody drives it. True if one was started."""
+def ensure_driver(store: JobStore, group: str, cwd: Path | None = None) -> bool:
+    """Start a runner if the group is open and nobody drives it. True if one was started.
+
+    The lease is taken here, before the runner process exists, and handed to it: two commands that both
+    find a dead runner cannot both start one.
+    """
     record = store.group(group)
     if not needs_driver(record):
         return False
-    spawn_runner(store.state_dir, group)
+    owner = lease_owner_id()
+    steal = record.lease_owner if record.lease_owner else None
+    if not store.acquire_lease(group, owner, LEASE_TTL, os.getpid(), steal_from=steal):
+        return False
+    child = spawn_runner(store.state_dir, group, owner, cwd=cwd)
+    store.acquire_lease(group, owner, LEASE_TTL, child.pid)
     return True
 
 
@@ -361,7 +371,8 @@ def main(argv: list[str] | None = None) -> int:
 
     store = JobStore.open()
     group = store.group(args.group)
-    runner = Runner(store, args.group, make_backend(group.backend, store.state_dir))
+    owner = os.environ.pop("METTA_EXP_RUNNER_OWNER", None) or lease_owner_id()  # jobs must not inherit it
+    runner = Runner(store, args.group, make_backend(group.backend, store.state_dir), owner=owner)
     code = runner.drive()
     return 0 if code is None else code
 

@@ -63,6 +63,8 @@ class Backend(ABC):
     name: str = "base"
     #: seconds between two ``poll`` calls the runner should respect
     poll_interval: float = 0.5
+    #: seconds an attempt may stay invisible to ``poll`` before the runner gives up on it
+    unseen_grace: float = 30.0
 
     def check(self, specs: Sequence[JobSpec]) -> None:
         """Raise ``BackendUnavailable`` if these jobs cannot run here (before anything is written)."""

@@ -1,0 +1,217 @@
+"""The runner with real processes and a real store: parallelism, failures, dependencies, GPU packing,
+max_parallel, timeouts, retries, and taking over from a runner killed with SIGKILL."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from conftest import PY, wait_for, wait_group_end
+from metta_exp.config import Experiment
+from metta_exp.launch import launch_experiment
+from metta_exp.status import JobStatus
+from metta_exp.store import JobStore
+
+# A job that records when it ran, its argv and its environment, then sleeps and exits with a code
+# taken from its arguments: `sleep=S`, `exit=N`, `fail_first=K` (fail the first K attempts).
+JOB = textwrap.dedent(
+    """
+    import json, os, sys, time
+    opts = dict(a.split("=", 1) for a in sys.argv[1:] if "=" in a)
+    run_dir = os.environ["METTA_EXP_RUN_DIR"]
+    os.makedirs(run_dir, exist_ok=True)
+    start = time.time()
+    with open(os.path.join(run_dir, "starts.txt"), "a") as f:
+        f.write(f"{start}\\n")
+    time.sleep(float(opts.get("sleep", 0)))
+    record = {"start": start, "end": time.time(), "argv": sys.argv[1:],
+              "env": {k: v for k, v in os.environ.items() if k.startswith(("METTA_EXP", "WANDB", "CUDA"))}}
+    with open(os.path.join(run_dir, "record.json"), "w") as f:
+        json.dump(record, f)
+    attempt = int(os.environ["METTA_EXP_ATTEMPT"])
+    if attempt <= int(opts.get("fail_first", 0)):
+        sys.exit(5)
+    sys.exit(int(opts.get("exit", 0)))
+    """
+)
+
+
+def experiment(runs: list[str], **kw: object) -> Experiment:
+    kw.setdefault("gpus", 0)
+    return Experiment(command=[PY, "-c", JOB], runs=runs, remote=False, wait=False,
+                      generate_notebook=False, **kw)  # type: ignore[arg-type]
+
+
+def launch(state_dir: Path, exp: Experiment, group: str) -> list:
+    exp.group = group
+    assert launch_experiment(exp, name="test", state_dir=state_dir, out=io.StringIO()) == 0
+    return wait_group_end(state_dir, group)
+
+
+def record(state_dir: Path, group: str, run: str) -> dict:
+    return json.loads((state_dir / "runs" / group / run / "record.json").read_text())
+
+
+def starts(state_dir: Path, group: str, run: str) -> int:
+    return len((state_dir / "runs" / group / run / "starts.txt").read_text().split())
+
+
+def test_all_independent_jobs_run_in_parallel(state_dir: Path) -> None:
+    runs = ["a", "b", "c", "d"]
+    jobs = launch(state_dir, experiment(runs, args=["sleep=1.5"]), "par")
+    assert [j.status for j in jobs] == [JobStatus.SUCCEEDED] * 4
+    recs = [record(state_dir, "par", r) for r in runs]
+    assert max(r["start"] for r in recs) < min(r["end"] for r in recs), "run intervals must overlap"
+    env = recs[0]["env"]
+    assert env["METTA_EXP_GROUP"] == "par" and env["METTA_EXP_RUN"] == "a"
+    assert env["METTA_EXP_RUN_DIR"] == str(state_dir / "runs" / "par" / "a")
+    assert env["WANDB_RUN_GROUP"] == "par" and env["WANDB_NAME"] == "a" and len(env["WANDB_RUN_ID"]) == 16
+    assert env["METTA_EXP_ATTEMPT"] == "1"
+    assert "METTA_EXP_RUNNER_OWNER" not in env, "the runner's lease id must not leak into jobs"
+
+
+def test_failing_run_is_recorded_with_its_reason(state_dir: Path) -> None:
+    exp = experiment(["good", "bad"], args_per_run={"bad": ["exit=3"]})
+    jobs = {j.run: j for j in launch(state_dir, exp, "fails")}
+    assert jobs["good"].status == JobStatus.SUCCEEDED and jobs["good"].exit_code == 0
+    assert jobs["bad"].status == JobStatus.FAILED
+    assert jobs["bad"].exit_code == 3 and jobs["bad"].reason == "exit code 3"
+
+
+def test_dependent_waits_and_is_skipped_when_its_dependency_fails(state_dir: Path) -> None:
+    exp = experiment(["first", "second", "third", "other"], args_per_run={"first": ["sleep=0.5"]},
+                     depends_on={"second": ["first"], "third": ["second"]})
+    launch(state_dir, exp, "deps")
+    assert record(state_dir, "deps", "second")["start"] >= record(state_dir, "deps", "first")["end"]
+    assert record(state_dir, "deps", "third")["start"] >= record(state_dir, "deps", "second")["end"]
+
+    exp = experiment(["first", "second", "third", "other"], args_per_run={"first": ["exit=1"]},
+                     depends_on={"second": ["first"], "third": ["second"]})
+    jobs = {j.run: j for j in launch(state_dir, exp, "deps-fail")}
+    assert jobs["first"].status == JobStatus.FAILED
+    assert jobs["second"].status == JobStatus.SKIPPED and jobs["second"].reason == "dependency 'first' failed"
+    assert jobs["third"].status == JobStatus.SKIPPED and jobs["third"].reason == "dependency 'second' skipped"
+    assert jobs["other"].status == JobStatus.SUCCEEDED
+    assert jobs["second"].attempts == 0 and not (state_dir / "runs" / "deps-fail" / "second").exists()
+
+
+def test_gpu_packing_gives_each_job_its_own_devices(state_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("METTA_EXP_LOCAL_GPUS", "0,1,2,3")
+    runs = ["g1", "g2", "g3", "g4", "g5"]
+    launch(state_dir, experiment(runs, gpus=2, args=["sleep=0.6"]), "gpus")
+    recs = {r: record(state_dir, "gpus", r) for r in runs}
+    for rec in recs.values():
+        assert len(rec["env"]["CUDA_VISIBLE_DEVICES"].split(",")) == 2
+    for a in runs:
+        for b in runs:
+            ra, rb = recs[a], recs[b]
+            overlap = a < b and ra["start"] < rb["end"] and rb["start"] < ra["end"]
+            if overlap:
+                devices_a = set(ra["env"]["CUDA_VISIBLE_DEVICES"].split(","))
+                devices_b = set(rb["env"]["CUDA_VISIBLE_DEVICES"].split(","))
+                assert not devices_a & devices_b, f"{a} and {b} ran at once on the same GPU"
+    # 4 devices, 2 per job: never more than two jobs at once, so the fifth waited for a free pair
+    for rec in recs.values():
+        at_once = sum(1 for o in recs.values() if o["start"] <= rec["start"] < o["end"])
+        assert at_once <= 2
+
+
+def test_zero_gpu_jobs_see_no_devices(state_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("METTA_EXP_LOCAL_GPUS", "0,1")
+    launch(state_dir, experiment(["cpu"], gpus=0), "cpu")
+    assert record(state_dir, "cpu", "cpu")["env"]["CUDA_VISIBLE_DEVICES"] == ""
+
+
+def test_max_parallel_caps_running_jobs(state_dir: Path) -> None:
+    runs = [f"r{i}" for i in range(5)]
+    launch(state_dir, experiment(runs, max_parallel=2, args=["sleep=0.5"]), "capped")
+    recs = [record(state_dir, "capped", r) for r in runs]
+    for rec in recs:
+        assert sum(1 for o in recs if o["start"] <= rec["start"] < o["end"]) <= 2
+
+
+def test_timeout_ends_the_job_and_fails_it(state_dir: Path) -> None:
+    jobs = launch(state_dir, experiment(["slow", "quick"], timeout_s=1, args_per_run={"slow": ["sleep=60"]}),
+                  "timeouts")
+    slow = next(j for j in jobs if j.run == "slow")
+    assert slow.status == JobStatus.FAILED and slow.reason == "timed out after 1 s"
+    pid = int((Path(slow.log_path).with_suffix(".pid")).read_text().split()[0])
+    wait_for(lambda: not _alive(pid), timeout=20, what="the timed-out job to be gone")
+    assert next(j for j in jobs if j.run == "quick").status == JobStatus.SUCCEEDED
+
+
+def test_max_retries_relaunches_failed_jobs(state_dir: Path) -> None:
+    exp = experiment(["flaky", "broken"], max_retries=2,
+                     args_per_run={"flaky": ["fail_first=2"], "broken": ["exit=7"]})
+    jobs = {j.run: j for j in launch(state_dir, exp, "retries")}
+    assert jobs["flaky"].status == JobStatus.SUCCEEDED and jobs["flaky"].attempts == 3
+    assert starts(state_dir, "retries", "flaky") == 3
+    assert jobs["broken"].status == JobStatus.FAILED and jobs["broken"].attempts == 3
+    with JobStore.open(state_dir) as store:
+        history = store.attempts("retries", "broken")
+    assert [a.status for a in history] == [JobStatus.FAILED] * 3
+    assert [a.exit_code for a in history] == [7, 7, 7]
+    assert all(Path(a.log_path).name == f"attempt-{a.number}.log" for a in history)
+
+
+def test_same_run_names_in_a_new_group(state_dir: Path) -> None:
+    launch(state_dir, experiment(["a"]), "one")
+    jobs = launch(state_dir, experiment(["a"]), "two")
+    assert jobs[0].status == JobStatus.SUCCEEDED and jobs[0].group == "two"
+
+
+def test_killed_runner_is_taken_over_with_nothing_lost_or_launched_twice(state_dir: Path) -> None:
+    from metta_exp.runner import ensure_driver, pid_alive
+
+    exp = experiment(["a", "b", "c", "after"], args=["sleep=3"], depends_on={"after": ["a"]})
+    exp.group = "takeover"
+    launch_experiment(exp, name="test", state_dir=state_dir, out=io.StringIO())
+    with JobStore.open(state_dir) as store:
+        wait_for(lambda: all(j.status == JobStatus.RUNNING for j in store.jobs("takeover")[:3]),
+                 what="three running jobs")
+        old = store.group("takeover").runner_pid
+        assert old and pid_alive(old)
+        os.kill(old, signal.SIGKILL)
+        wait_for(lambda: not pid_alive(old), what="the runner to die")
+        assert ensure_driver(store, "takeover")
+        assert not ensure_driver(store, "takeover"), "a second command must not start a second runner"
+        jobs = {j.run: j for j in wait_group_end(state_dir, "takeover")}
+        assert store.group("takeover").runner_pid is None
+    assert all(j.status == JobStatus.SUCCEEDED for j in jobs.values())
+    assert all(j.attempts == 1 for j in jobs.values())
+    for run in jobs:
+        assert starts(state_dir, "takeover", run) == 1, f"{run} was launched twice"
+
+
+def test_claimed_but_never_submitted_job_is_launched_by_the_next_runner(state_dir: Path) -> None:
+    """A runner that died between claiming a job and submitting it: the job never started, so the next
+    runner launches it (once)."""
+    from metta_exp.resolve import resolve
+    from metta_exp.runner import ensure_driver
+
+    exp = experiment(["only"])
+    with JobStore.open(state_dir) as store:
+        specs = resolve(exp, "crashed", state_dir)
+        store.create_group("crashed", "test", "local", exp.to_dict() | {"extra_args": []},
+                           [s.to_dict() for s in specs])
+        assert store.acquire_lease("crashed", "host:1:dead", ttl=0.2, pid=2**22 + 1)
+        assert store.claim("crashed", "only", "host:1:dead", (), str(Path(specs[0].run_dir) / "attempt-1.log")) == 1
+        wait_for(lambda: store.group("crashed").lease_expires < __import__("time").time(), what="lease expiry")
+        assert ensure_driver(store, "crashed")
+        jobs = wait_group_end(state_dir, "crashed")
+        history = store.attempts("crashed", "only")
+    assert jobs[0].status == JobStatus.SUCCEEDED and jobs[0].attempts == 2
+    assert history[0].status == JobStatus.CANCELLED and "never started" in (history[0].reason or "")
+    assert starts(state_dir, "crashed", "only") == 1
+
+
+def _alive(pid: int) -> bool:
+    from metta_exp.runner import pid_alive
+
+    return pid_alive(pid)
