@@ -196,7 +196,9 @@ def validate(exp: Experiment, source: str) -> None:
     for run, deps in exp.depends_on.items():
         for dep in deps:
             if dep not in seen:
-                fail(f"depends_on.{run}: '{dep}' is not a run of this experiment{did_you_mean(dep, exp.runs)}")
+                fail(
+                    f"depends_on.{run}: '{dep}' is not a run of this experiment{did_you_mean(dep, exp.runs)}"
+                )
             if dep == run:
                 fail(f"depends_on.{run}: a run cannot depend on itself")
     cycle = find_cycle(exp.depends_on)
@@ -311,8 +313,10 @@ def _run_map(value: Any, key: str, runs: set[str], fail: Any) -> dict[str, list[
     for run, items in value.items():
         run = str(run)
         if run not in runs:
-            fail(f"{key}: '{run}' is not a run of this experiment{did_you_mean(run, runs)}; runs are: "
-                 f"{', '.join(sorted(runs))}")
+            fail(
+                f"{key}: '{run}' is not a run of this experiment{did_you_mean(run, runs)}; runs are: "
+                f"{', '.join(sorted(runs))}"
+            )
         out[run] = _str_list(items, f"{key}.{run}", fail)
     return out
 

@@ -1,12 +1,12 @@
 """The exceptions metta-exp raises on purpose.
 
-    MettaExpError              base: the CLI catches it once and prints ``Error: <message>``
-    ├── UsageError             bad input (config, override, name): exit code 2, nothing written
-    │   ├── ConfigError        an experiment file or key is wrong
-    │   └── NotFoundError      an unknown group or run (with the closest names)
-    ├── StoreError             the job store cannot be opened or is from a newer metta-exp
-    └── BackendError           a backend cannot be used (SkyPilot not set up, no such GPU)
-        └── BackendUnavailable raised before anything is submitted: also exit code 2
+MettaExpError              base: the CLI catches it once and prints ``Error: <message>``
+├── UsageError             bad input (config, override, name): exit code 2, nothing written
+│   ├── ConfigError        an experiment file or key is wrong
+│   └── NotFoundError      an unknown group or run (with the closest names)
+├── StoreError             the job store cannot be opened or is from a newer metta-exp
+└── BackendError           a backend cannot be used (SkyPilot not set up, no such GPU)
+    └── BackendUnavailable raised before anything is submitted: also exit code 2
 """
 
 from __future__ import annotations

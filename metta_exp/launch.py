@@ -73,8 +73,11 @@ def launch_experiment(
     from metta_exp.runner import ensure_driver
 
     ensure_driver(store, group, cwd=Path.cwd())
-    print(f"Group {group}: {len(specs)} job{'s' if len(specs) != 1 else ''} on {backend.name}, "
-          f"state in {state_dir}", file=out)
+    print(
+        f"Group {group}: {len(specs)} job{'s' if len(specs) != 1 else ''} on {backend.name}, "
+        f"state in {state_dir}",
+        file=out,
+    )
     if not exp.wait:
         wait_until_submitted(store, group)
         print(f"Submitted. Watch: metta-exp job monitor {group}    List: metta-exp job list", file=out)
@@ -85,7 +88,10 @@ def launch_experiment(
 
 
 def _resolve(
-    exp: Experiment, group: str, state_dir: Path, extra_args: Sequence[str],
+    exp: Experiment,
+    group: str,
+    state_dir: Path,
+    extra_args: Sequence[str],
     hook: Callable[[list[JobSpec]], list[JobSpec]] | None,
 ) -> list[JobSpec]:
     specs = resolve(exp, group, state_dir, extra_args)
@@ -104,8 +110,10 @@ def wait_until_submitted(store: JobStore, group: str, timeout: float = SUBMIT_WA
 
 def print_dry_run(exp: Experiment, specs: list[JobSpec], out: TextIO) -> None:
     """Every job as it would be launched; for remote groups, its SkyPilot task YAML too."""
-    print(f"Dry run: group {specs[0].group}, {len(specs)} jobs on {backend_name(exp)} (nothing submitted)",
-          file=out)
+    print(
+        f"Dry run: group {specs[0].group}, {len(specs)} jobs on {backend_name(exp)} (nothing submitted)",
+        file=out,
+    )
     for spec in specs:
         print(f"\n== {spec.run}", file=out)
         print(f"argv:       {shlex.join(spec.argv())}", file=out)

@@ -107,7 +107,9 @@ class Runner:
         observed = self.backend.poll(launches)
         for job, launch in zip(active, launches, strict=True):
             self._apply(group, job, launch, observed.get(launch.name, Observation(None)))
-        running = [launch for job, launch in zip(active, launches, strict=True) if job.status == JobStatus.RUNNING]
+        running = [
+            launch for job, launch in zip(active, launches, strict=True) if job.status == JobStatus.RUNNING
+        ]
         if running:
             self.backend.sync_logs(running)
         for job in active:
@@ -129,8 +131,12 @@ class Runner:
             if job.status == JobStatus.LAUNCHING and key not in self._submitted:
                 # Claimed by a driver that died before submitting: it never started, so launch it again.
                 self.store.finish_attempt(
-                    self.group, job.run, job.attempts, JobStatus.CANCELLED,
-                    reason="never started (its runner stopped before submitting it)", requeue=True,
+                    self.group,
+                    job.run,
+                    job.attempts,
+                    JobStatus.CANCELLED,
+                    reason="never started (its runner stopped before submitting it)",
+                    requeue=True,
                 )
             else:
                 self._failed(group, job, None, f"vanished from the {self.backend.name} backend")
@@ -145,7 +151,9 @@ class Runner:
         if obs.status == JobStatus.FAILED:
             self._failed(group, job, obs.exit_code, obs.reason or "failed")
         else:
-            self.store.finish_attempt(self.group, job.run, job.attempts, obs.status, obs.exit_code, obs.reason)
+            self.store.finish_attempt(
+                self.group, job.run, job.attempts, obs.status, obs.exit_code, obs.reason
+            )
 
     def _failed(self, group: GroupRecord, job: JobRecord, exit_code: int | None, reason: str) -> None:
         """Record a failure, requeueing the job while it has retries left."""
@@ -163,7 +171,9 @@ class Runner:
         if not limit:
             return
         now = time.time()
-        late = [j for j in jobs if j.status == JobStatus.RUNNING and j.started_at and now - j.started_at > limit]
+        late = [
+            j for j in jobs if j.status == JobStatus.RUNNING and j.started_at and now - j.started_at > limit
+        ]
         if not late:
             return
         self.backend.cancel([launch_of(group, j) for j in late])
@@ -192,8 +202,10 @@ class Runner:
     def _launch_ready(self, group: GroupRecord, jobs: list[JobRecord]) -> None:
         status = {j.run: j.status for j in jobs}
         ready = [
-            j for j in jobs
-            if j.status == JobStatus.PENDING and all(status.get(d) == JobStatus.SUCCEEDED for d in j.depends_on)
+            j
+            for j in jobs
+            if j.status == JobStatus.PENDING
+            and all(status.get(d) == JobStatus.SUCCEEDED for d in j.depends_on)
         ]
         if not ready:
             return
@@ -217,8 +229,15 @@ class Runner:
             attempt = self.store.claim(self.group, job.run, self.owner, gpu_ids, str(log_path))
             if attempt is None:
                 continue
-            claimed.append(Launch(spec, attempt, attempt_log(job.run_dir, attempt), gpu_ids=gpu_ids,
-                                  settings=launch_settings(group)))
+            claimed.append(
+                Launch(
+                    spec,
+                    attempt,
+                    attempt_log(job.run_dir, attempt),
+                    gpu_ids=gpu_ids,
+                    settings=launch_settings(group),
+                )
+            )
             active += 1
         if claimed:
             self._submit(group, claimed)
@@ -241,7 +260,9 @@ class Runner:
             self._submitted.add((run, launch.attempt))
             if not self.store.mark_running(self.group, run, launch.attempt, handle):
                 # killed between claim and submit: end what we just started
-                self.backend.cancel([Launch(launch.spec, launch.attempt, launch.log_path, handle, launch.gpu_ids)])
+                self.backend.cancel(
+                    [Launch(launch.spec, launch.attempt, launch.log_path, handle, launch.gpu_ids)]
+                )
 
     # --- the end ----------------------------------------------------------------------------------
 
@@ -265,8 +286,14 @@ def exit_code(jobs: list[JobRecord]) -> int:
 def launch_of(group: GroupRecord, job: JobRecord) -> Launch:
     """The backend's view of a job's current attempt."""
     log = Path(job.log_path) if job.log_path else attempt_log(job.run_dir, max(job.attempts, 1))
-    return Launch(JobSpec.from_dict(job.spec), job.attempts, log, job.handle, job.gpu_ids,
-                  settings=launch_settings(group))
+    return Launch(
+        JobSpec.from_dict(job.spec),
+        job.attempts,
+        log,
+        job.handle,
+        job.gpu_ids,
+        settings=launch_settings(group),
+    )
 
 
 def launch_settings(group: GroupRecord) -> dict[str, object]:

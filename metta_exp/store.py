@@ -167,7 +167,8 @@ class JobStore:
             return
         with self.atomic():
             db.execute(
-                "CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)"
+                "CREATE TABLE IF NOT EXISTS schema_migrations "
+                "(name TEXT PRIMARY KEY, applied_at REAL NOT NULL)"
             )
             done = self._applied()
             if done - set(known):
@@ -219,8 +220,15 @@ class JobStore:
                 cur = db.execute(
                     "INSERT INTO jobs (group_name, run, position, status, spec, queued_at, run_dir) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (name, spec["run"], position, JobStatus.PENDING.value, json.dumps(spec), now,
-                     spec["run_dir"]),
+                    (
+                        name,
+                        spec["run"],
+                        position,
+                        JobStatus.PENDING.value,
+                        json.dumps(spec),
+                        now,
+                        spec["run_dir"],
+                    ),
                 )
                 ids[spec["run"]] = int(cur.lastrowid or 0)
             for spec in specs:
@@ -245,12 +253,19 @@ class JobStore:
             counts.setdefault(row[0], {})[row[1]] = row[2]
         out = []
         for row in self._db.execute(
-            "SELECT name, experiment, backend, created_at, ended_at FROM groups ORDER BY created_at DESC, name"
+            "SELECT name, experiment, backend, created_at, ended_at FROM groups "
+            "ORDER BY created_at DESC, name"
         ):
             by_status = {s.value: counts.get(row["name"], {}).get(s.value, 0) for s in ALL_STATUSES}
             out.append(
-                GroupSummary(row["name"], row["experiment"], row["backend"], row["created_at"],
-                             row["ended_at"], by_status)
+                GroupSummary(
+                    row["name"],
+                    row["experiment"],
+                    row["backend"],
+                    row["created_at"],
+                    row["ended_at"],
+                    by_status,
+                )
             )
         return out
 
@@ -261,7 +276,9 @@ class JobStore:
 
     # --- leases: one driver per group -----------------------------------------------------------
 
-    def acquire_lease(self, group: str, owner: str, ttl: float, pid: int, steal_from: str | None = None) -> bool:
+    def acquire_lease(
+        self, group: str, owner: str, ttl: float, pid: int, steal_from: str | None = None
+    ) -> bool:
         """Become the group's driver if nobody holds a live lease (or ``steal_from`` is the dead holder)."""
         now = time.time()
         with self.atomic() as db:
@@ -314,9 +331,19 @@ class JobStore:
             (group, run),
         )
         return [
-            AttemptRecord(group, r["run"], r["number"], JobStatus(r["status"]), r["handle"],
-                          _ids(r["gpu_ids"]), r["started_at"], r["ended_at"], r["exit_code"], r["reason"],
-                          r["log_path"])
+            AttemptRecord(
+                group,
+                r["run"],
+                r["number"],
+                JobStatus(r["status"]),
+                r["handle"],
+                _ids(r["gpu_ids"]),
+                r["started_at"],
+                r["ended_at"],
+                r["exit_code"],
+                r["reason"],
+                r["log_path"],
+            )
             for r in rows
         ]
 
@@ -325,8 +352,16 @@ class JobStore:
             "SELECT * FROM events WHERE group_name = ? AND id > ? ORDER BY id", (group, after_id)
         )
         return [
-            EventRecord(r["id"], r["group_name"], r["run"], r["at"], r["kind"], r["old_status"],
-                        r["new_status"], r["detail"])
+            EventRecord(
+                r["id"],
+                r["group_name"],
+                r["run"],
+                r["at"],
+                r["kind"],
+                r["old_status"],
+                r["new_status"],
+                r["detail"],
+            )
             for r in rows
         ]
 
@@ -419,7 +454,11 @@ class JobStore:
         now = time.time()
         with self.atomic() as db:
             row = self._current(db, group, run, attempt)
-            if row is None or JobStatus(row["status"]).is_terminal() or row["status"] == JobStatus.PENDING.value:
+            if (
+                row is None
+                or JobStatus(row["status"]).is_terminal()
+                or row["status"] == JobStatus.PENDING.value
+            ):
                 return False
             new = JobStatus.PENDING if requeue else status
             db.execute(
@@ -456,9 +495,13 @@ class JobStore:
         caller ends on the backend and then records with ``finish_attempt(..., CANCELLED)``."""
         with self.atomic() as db:
             db.execute("UPDATE groups SET cancel_requested = 1 WHERE name = ?", (group,))
-            pending = [r[0] for r in db.execute(
-                "SELECT run FROM jobs WHERE group_name = ? AND status = ?", (group, JobStatus.PENDING.value)
-            )]
+            pending = [
+                r[0]
+                for r in db.execute(
+                    "SELECT run FROM jobs WHERE group_name = ? AND status = ?",
+                    (group, JobStatus.PENDING.value),
+                )
+            ]
             db.execute(
                 "UPDATE jobs SET status = ?, reason = ? WHERE group_name = ? AND status = ?",
                 (JobStatus.CANCELLED.value, f"{reason} before launch", group, JobStatus.PENDING.value),
@@ -474,10 +517,13 @@ class JobStore:
         now = time.time()
         again = (JobStatus.FAILED.value, JobStatus.CANCELLED.value, JobStatus.SKIPPED.value)
         with self.atomic() as db:
-            runs = [r[0] for r in db.execute(
-                "SELECT run FROM jobs WHERE group_name = ? AND status IN (?, ?, ?) ORDER BY position",
-                (group, *again),
-            )]
+            runs = [
+                r[0]
+                for r in db.execute(
+                    "SELECT run FROM jobs WHERE group_name = ? AND status IN (?, ?, ?) ORDER BY position",
+                    (group, *again),
+                )
+            ]
             if runs:
                 db.execute(
                     "UPDATE jobs SET status = ?, reason = NULL, exit_code = NULL, queued_at = ? "
@@ -515,7 +561,8 @@ class JobStore:
     @staticmethod
     def _current(db: sqlite3.Connection, group: str, run: str, attempt: int) -> sqlite3.Row | None:
         return db.execute(
-            "SELECT id, status FROM jobs WHERE group_name = ? AND run = ? AND attempts = ?", (group, run, attempt)
+            "SELECT id, status FROM jobs WHERE group_name = ? AND run = ? AND attempts = ?",
+            (group, run, attempt),
         ).fetchone()
 
     @staticmethod

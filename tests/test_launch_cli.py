@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import textwrap
 from pathlib import Path
 
 import pytest
-
 from conftest import PY, run_cli, wait_group_end
+
 from metta_exp.status import JobStatus
 from metta_exp.store import JobStore
 
@@ -32,9 +31,12 @@ BAD_INPUTS = [
     (["+experiment=demo", "runs=[a,a]"], "run 'a' is listed twice"),
     (["+experiment=demo", "runs=[a]"], "args_per_run: 'lr_low' is not a run of this experiment"),
     (["+experiment=demo", "depends_on={lr_low:[nope]}"], "depends_on.lr_low: 'nope' is not a run"),
-    (["+experiment=demo", "depends_on={lr_low:[lr_mid],lr_mid:[lr_low]}"], "cycle: lr_low -> lr_mid -> lr_low"),
+    (
+        ["+experiment=demo", "depends_on={lr_low:[lr_mid],lr_mid:[lr_low]}"],
+        "cycle: lr_low -> lr_mid -> lr_low",
+    ),
     (["+experiment=demo", "runs=['a b']"], "bad run name 'a b'"),
-    (["+experiment=demo", "group=\"it's a group\""], "bad group name"),
+    (["+experiment=demo", 'group="it\'s a group"'], "bad group name"),
     (["+experiment=demo", "group=x/../../y"], "bad group name"),
     (["+experiment=demo", "skypilot.clod=aws"], "unknown key 'skypilot.clod' (did you mean 'cloud'?)"),
     (["+experiment=demo", "wandb.mode=sometimes"], "'wandb.mode' must be one of online, offline, disabled"),
@@ -49,7 +51,9 @@ BAD_INPUTS = [
 
 
 @pytest.mark.parametrize(("args", "message"), BAD_INPUTS, ids=[" ".join(a) for a, _ in BAD_INPUTS])
-def test_bad_input_is_one_line_exit_2_and_writes_nothing(state_dir: Path, args: list[str], message: str) -> None:
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(
+    state_dir: Path, args: list[str], message: str
+) -> None:
     before = files_under(state_dir.parent)
     result = run_cli(*args, env={"METTA_EXP_LOCAL_GPUS": ""})
     assert result.returncode == 2, result.stderr
@@ -71,7 +75,10 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(state_dir: Path, args: 
         ("module: 'x; rm -rf /'\nruns: [a]\n", "'module' must be a dotted Python module name"),
         ("module: x.train\nruns: a\n", "'runs' must be a list of strings"),
         ("module: x.train\nruns: []\n", "'runs' is empty"),
-        ("module: x.train\nruns: [a]\nwandb: {mod: online}\n", "unknown key 'wandb.mod' (did you mean 'mode'?)"),
+        (
+            "module: x.train\nruns: [a]\nwandb: {mod: online}\n",
+            "unknown key 'wandb.mod' (did you mean 'mode'?)",
+        ),
     ],
 )
 def test_bad_experiment_file_names_the_file(state_dir: Path, body: str, message: str) -> None:
@@ -90,18 +97,31 @@ def test_user_experiment_runs_with_training_overrides_passed_through(state_dir: 
         "import json, os, sys\n"
         "json.dump(sys.argv[1:], open(os.path.join(os.environ['METTA_EXP_RUN_DIR'], 'argv.json'), 'w'))\n"
     )
-    conf = user_conf(state_dir.parent.parent, "mine", f"""\
+    conf = user_conf(
+        state_dir.parent.parent,
+        "mine",
+        f"""\
         command: [{json.dumps(PY)}, {json.dumps(str(script))}]
         runs: [one, two]
         args: [common=1]
         args_per_run: {{two: [only_two=2]}}
         gpus: 0
         remote: false
-        """)
-    result = run_cli("--config-dir", str(conf), "+experiment=mine", "group=g1", "trainer.lr=0.5",
-                     "'odd=value with spaces'", "generate_notebook=false")
+        """,
+    )
+    result = run_cli(
+        "--config-dir",
+        str(conf),
+        "+experiment=mine",
+        "group=g1",
+        "trainer.lr=0.5",
+        "'odd=value with spaces'",
+        "generate_notebook=false",
+    )
     assert result.returncode == 0, result.stderr + result.stdout
-    argv = {run: json.loads((state_dir / "runs" / "g1" / run / "argv.json").read_text()) for run in ("one", "two")}
+    argv = {
+        run: json.loads((state_dir / "runs" / "g1" / run / "argv.json").read_text()) for run in ("one", "two")
+    }
     assert argv["one"] == ["common=1", "trainer.lr=0.5", "'odd=value with spaces'"]
     assert argv["two"] == ["common=1", "only_two=2", "trainer.lr=0.5", "'odd=value with spaces'"]
     # Hydra must not litter: only the state dir appeared in the working directory
@@ -109,13 +129,17 @@ def test_user_experiment_runs_with_training_overrides_passed_through(state_dir: 
 
 
 def test_failed_job_makes_exit_code_1_and_reports_it(state_dir: Path) -> None:
-    conf = user_conf(state_dir.parent.parent, "failing", f"""\
+    conf = user_conf(
+        state_dir.parent.parent,
+        "failing",
+        f"""\
         command: [{json.dumps(PY)}, -c, "import sys; print('boom'); sys.exit(4)"]
         runs: [bad]
         gpus: 0
         remote: false
         generate_notebook: false
-        """)
+        """,
+    )
     result = run_cli("--config-dir", str(conf), "+experiment=failing", "group=failing")
     assert result.returncode == 1
     assert "bad: launching -> running" in result.stdout  # one line per change when not a terminal
@@ -125,8 +149,9 @@ def test_failed_job_makes_exit_code_1_and_reports_it(state_dir: Path) -> None:
 
 
 def test_demo_runs_three_parallel_cartpole_jobs_reporting_reward_and_sps(state_dir: Path) -> None:
-    result = run_cli("+experiment=demo", "group=demo-test", "trainer.total_timesteps=4000",
-                     "generate_notebook=false")
+    result = run_cli(
+        "+experiment=demo", "group=demo-test", "trainer.total_timesteps=4000", "generate_notebook=false"
+    )
     assert result.returncode == 0, result.stderr + result.stdout
     assert "3 succeeded" in result.stdout
     with JobStore.open(state_dir) as store:
@@ -146,8 +171,10 @@ def test_dry_run_prints_every_job_and_writes_nothing(state_dir: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert files_under(state_dir.parent) == before
     assert result.stdout.count("\n== ") == 3
-    assert "argv:       python -m metta_exp.examples.cartpole trainer.total_timesteps=150000 " \
-           "trainer.learning_rate=0.01 trainer.seed=3" in result.stdout
+    assert (
+        "argv:       python -m metta_exp.examples.cartpole trainer.total_timesteps=150000 "
+        "trainer.learning_rate=0.01 trainer.seed=3" in result.stdout
+    )
 
 
 def test_help_lists_the_shipped_experiments(tmp_path: Path) -> None:
@@ -163,8 +190,15 @@ def test_python_api_launches_with_the_same_schema_and_runner(state_dir: Path) ->
 
     with pytest.raises(ConfigError, match="'b' is not a run"):
         Experiment(module="x.train", runs=["a"], args_per_run={"b": []})
-    exp = Experiment(command=[PY, "-c", "import sys; sys.exit(0)"], runs=["p1", "p2"], group="api",
-                     remote=False, gpus=0, wait=False, generate_notebook=False)
+    exp = Experiment(
+        command=[PY, "-c", "import sys; sys.exit(0)"],
+        runs=["p1", "p2"],
+        group="api",
+        remote=False,
+        gpus=0,
+        wait=False,
+        generate_notebook=False,
+    )
     assert exp.launch(name="api-test") == 0
     jobs = wait_group_end(state_dir, "api")
     assert [j.status for j in jobs] == [JobStatus.SUCCEEDED] * 2
@@ -177,8 +211,13 @@ def test_more_gpus_than_exist_is_refused_before_submitting(state_dir: Path) -> N
 
 
 def test_group_name_must_be_new(state_dir: Path) -> None:
-    first = run_cli("+experiment=demo", "group=taken", "trainer.total_timesteps=500", "wait=false",
-                    "generate_notebook=false")
+    first = run_cli(
+        "+experiment=demo",
+        "group=taken",
+        "trainer.total_timesteps=500",
+        "wait=false",
+        "generate_notebook=false",
+    )
     assert first.returncode == 0, first.stderr
     wait_group_end(state_dir, "taken")
     again = run_cli("+experiment=demo", "group=taken")

@@ -11,8 +11,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from conftest import PY, wait_for, wait_group_end
+
 from metta_exp.config import Experiment
 from metta_exp.launch import launch_experiment
 from metta_exp.status import JobStatus
@@ -44,8 +44,9 @@ JOB = textwrap.dedent(
 
 def experiment(runs: list[str], **kw: object) -> Experiment:
     kw.setdefault("gpus", 0)
-    return Experiment(command=[PY, "-c", JOB], runs=runs, remote=False, wait=False,
-                      generate_notebook=False, **kw)  # type: ignore[arg-type]
+    return Experiment(
+        command=[PY, "-c", JOB], runs=runs, remote=False, wait=False, generate_notebook=False, **kw
+    )  # type: ignore[arg-type]
 
 
 def launch(state_dir: Path, exp: Experiment, group: str) -> list:
@@ -85,14 +86,20 @@ def test_failing_run_is_recorded_with_its_reason(state_dir: Path) -> None:
 
 
 def test_dependent_waits_and_is_skipped_when_its_dependency_fails(state_dir: Path) -> None:
-    exp = experiment(["first", "second", "third", "other"], args_per_run={"first": ["sleep=0.5"]},
-                     depends_on={"second": ["first"], "third": ["second"]})
+    exp = experiment(
+        ["first", "second", "third", "other"],
+        args_per_run={"first": ["sleep=0.5"]},
+        depends_on={"second": ["first"], "third": ["second"]},
+    )
     launch(state_dir, exp, "deps")
     assert record(state_dir, "deps", "second")["start"] >= record(state_dir, "deps", "first")["end"]
     assert record(state_dir, "deps", "third")["start"] >= record(state_dir, "deps", "second")["end"]
 
-    exp = experiment(["first", "second", "third", "other"], args_per_run={"first": ["exit=1"]},
-                     depends_on={"second": ["first"], "third": ["second"]})
+    exp = experiment(
+        ["first", "second", "third", "other"],
+        args_per_run={"first": ["exit=1"]},
+        depends_on={"second": ["first"], "third": ["second"]},
+    )
     jobs = {j.run: j for j in launch(state_dir, exp, "deps-fail")}
     assert jobs["first"].status == JobStatus.FAILED
     assert jobs["second"].status == JobStatus.SKIPPED and jobs["second"].reason == "dependency 'first' failed"
@@ -137,8 +144,9 @@ def test_max_parallel_caps_running_jobs(state_dir: Path) -> None:
 
 
 def test_timeout_ends_the_job_and_fails_it(state_dir: Path) -> None:
-    jobs = launch(state_dir, experiment(["slow", "quick"], timeout_s=1, args_per_run={"slow": ["sleep=60"]}),
-                  "timeouts")
+    jobs = launch(
+        state_dir, experiment(["slow", "quick"], timeout_s=1, args_per_run={"slow": ["sleep=60"]}), "timeouts"
+    )
     slow = next(j for j in jobs if j.run == "slow")
     assert slow.status == JobStatus.FAILED and slow.reason == "timed out after 1 s"
     pid = int((Path(slow.log_path).with_suffix(".pid")).read_text().split()[0])
@@ -147,8 +155,9 @@ def test_timeout_ends_the_job_and_fails_it(state_dir: Path) -> None:
 
 
 def test_max_retries_relaunches_failed_jobs(state_dir: Path) -> None:
-    exp = experiment(["flaky", "broken"], max_retries=2,
-                     args_per_run={"flaky": ["fail_first=2"], "broken": ["exit=7"]})
+    exp = experiment(
+        ["flaky", "broken"], max_retries=2, args_per_run={"flaky": ["fail_first=2"], "broken": ["exit=7"]}
+    )
     jobs = {j.run: j for j in launch(state_dir, exp, "retries")}
     assert jobs["flaky"].status == JobStatus.SUCCEEDED and jobs["flaky"].attempts == 3
     assert starts(state_dir, "retries", "flaky") == 3
@@ -173,8 +182,10 @@ def test_killed_runner_is_taken_over_with_nothing_lost_or_launched_twice(state_d
     exp.group = "takeover"
     launch_experiment(exp, name="test", state_dir=state_dir, out=io.StringIO())
     with JobStore.open(state_dir) as store:
-        wait_for(lambda: all(j.status == JobStatus.RUNNING for j in store.jobs("takeover")[:3]),
-                 what="three running jobs")
+        wait_for(
+            lambda: all(j.status == JobStatus.RUNNING for j in store.jobs("takeover")[:3]),
+            what="three running jobs",
+        )
         old = store.group("takeover").runner_pid
         assert old and pid_alive(old)
         os.kill(old, signal.SIGKILL)
@@ -198,11 +209,17 @@ def test_claimed_but_never_submitted_job_is_launched_by_the_next_runner(state_di
     exp = experiment(["only"])
     with JobStore.open(state_dir) as store:
         specs = resolve(exp, "crashed", state_dir)
-        store.create_group("crashed", "test", "local", exp.to_dict() | {"extra_args": []},
-                           [s.to_dict() for s in specs])
+        store.create_group(
+            "crashed", "test", "local", exp.to_dict() | {"extra_args": []}, [s.to_dict() for s in specs]
+        )
         assert store.acquire_lease("crashed", "host:1:dead", ttl=0.2, pid=2**22 + 1)
-        assert store.claim("crashed", "only", "host:1:dead", (), str(Path(specs[0].run_dir) / "attempt-1.log")) == 1
-        wait_for(lambda: store.group("crashed").lease_expires < __import__("time").time(), what="lease expiry")
+        assert (
+            store.claim("crashed", "only", "host:1:dead", (), str(Path(specs[0].run_dir) / "attempt-1.log"))
+            == 1
+        )
+        wait_for(
+            lambda: store.group("crashed").lease_expires < __import__("time").time(), what="lease expiry"
+        )
         assert ensure_driver(store, "crashed")
         jobs = wait_group_end(state_dir, "crashed")
         history = store.attempts("crashed", "only")

@@ -66,7 +66,7 @@ class Backend(ABC):
     #: seconds an attempt may stay invisible to ``poll`` before the runner gives up on it
     unseen_grace: float = 30.0
 
-    def check(self, specs: Sequence[JobSpec]) -> None:
+    def check(self, specs: Sequence[JobSpec]) -> None:  # noqa: B027 - optional hook
         """Raise ``BackendUnavailable`` if these jobs cannot run here (before anything is written)."""
 
     def devices(self) -> list[int] | None:
