@@ -1,0 +1,87 @@
+"""metta-exp installed as a wheel into a fresh venv, used from outside the checkout: the config files,
+templates and the Hydra launcher plugin ship inside the wheel."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(the wheel, a fresh venv with it installed)"""
+    uv = shutil.which("uv")
+    if uv is None:
+        pytest.skip("uv is not on PATH (run the suite with `uv run pytest`)")
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run(
+        [uv, "build", "--wheel", "--out-dir", str(out), str(ROOT)], check=True, capture_output=True
+    )
+    wheel = next(out.glob("metta_exp-*.whl"))
+    venv = tmp_path_factory.mktemp("venv") / "env"
+    subprocess.run([uv, "venv", "--python", sys.executable, str(venv)], check=True, capture_output=True)
+    subprocess.run(
+        [uv, "pip", "install", "--python", str(venv / "bin" / "python"), str(wheel)],
+        check=True,
+        capture_output=True,
+    )
+    return wheel, venv
+
+
+def test_wheel_ships_configs_templates_and_plugin(built: tuple[Path, Path]) -> None:
+    names = set(zipfile.ZipFile(built[0]).namelist())
+    shipped = {str(p.relative_to(ROOT / "conf")) for p in (ROOT / "conf").rglob("*.yaml")}
+    assert shipped and {f"metta_exp/conf/{n}" for n in shipped} <= names
+    templates = {
+        str(p.relative_to(ROOT / "templates")) for p in (ROOT / "templates").rglob("*") if p.is_file()
+    }
+    assert {f"metta_exp/templates/{n}" for n in templates} <= names
+    assert any(n.startswith("hydra_plugins/metta_exp_launcher/") for n in names)
+    assert "hydra_plugins/__init__.py" not in names, "hydra_plugins must stay a namespace package"
+
+
+def test_installed_wheel_runs_the_demo_outside_the_checkout(built: tuple[Path, Path], tmp_path: Path) -> None:
+    installed = built[1]
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
+    env["METTA_EXP_STATE_DIR"] = str(tmp_path / "state")
+    exe = installed / "bin" / "metta-exp"
+    where = subprocess.run(
+        [str(installed / "bin" / "python"), "-c", "import metta_exp; print(metta_exp.__file__)"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert str(installed) in where.stdout, "must import the installed package, not the checkout"
+
+    shown = subprocess.run([str(exe), "--help"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert shown.returncode == 0 and "\n  demo " in shown.stdout
+
+    result = subprocess.run(
+        [
+            str(exe),
+            "+experiment=demo",
+            "group=wheel",
+            "trainer.total_timesteps=2000",
+            "generate_notebook=false",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "3 succeeded" in result.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state"]
