@@ -148,15 +148,16 @@ def _known(data: Mapping[str, Any], cls: type, prefix: str | None, source: str) 
     return out
 
 
-def _construct(cls: type, values: dict[str, Any], source: str) -> Any:
-    obj = cls.__new__(cls)
+def _construct(cls: type[Experiment], values: dict[str, Any], source: str) -> Experiment:
+    """An Experiment from checked keys, validated with ``source`` named in its errors."""
+    obj = object.__new__(cls)
     for f in dataclasses.fields(cls):
         if f.name in values:
             setattr(obj, f.name, values[f.name])
         elif f.default is not dataclasses.MISSING:
             setattr(obj, f.name, f.default)
         else:
-            setattr(obj, f.name, f.default_factory())  # type: ignore[misc]
+            setattr(obj, f.name, f.default_factory())  # type: ignore[misc,operator]
     validate(obj, source)
     return obj
 

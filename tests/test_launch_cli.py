@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
 import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import PY, run_cli, wait_group_end
+from conftest import PY, run_cli, wait_for, wait_group_end
 
 from metta_exp.status import JobStatus
 from metta_exp.store import JobStore
@@ -222,3 +225,61 @@ def test_group_name_must_be_new(state_dir: Path) -> None:
     wait_group_end(state_dir, "taken")
     again = run_cli("+experiment=demo", "group=taken")
     assert again.returncode == 2 and "group 'taken' already exists" in again.stderr
+
+
+def _sleepy_conf(state_dir: Path) -> Path:
+    return user_conf(
+        state_dir.parent.parent,
+        "sleepy",
+        f"""\
+        command: [{json.dumps(PY)}, -c, "import time; time.sleep(2)"]
+        runs: [s1, s2]
+        gpus: 0
+        remote: false
+        generate_notebook: false
+        """,
+    )
+
+
+def _start_watching(state_dir: Path, conf: Path, group: str) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        [PY, "-m", "metta_exp", "--config-dir", str(conf), "+experiment=sleepy", f"group={group}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    wait_for(lambda: (state_dir / "jobs.sqlite").exists(), what="the store")
+    with JobStore.open(state_dir) as store:
+        wait_for(
+            lambda: (
+                [j.status for j in store.jobs(group)] == [JobStatus.RUNNING] * 2
+                if _has_group(store, group)
+                else False
+            ),
+            what="both jobs running",
+        )
+    return proc
+
+
+def _has_group(store: JobStore, group: str) -> bool:
+    return any(s.name == group for s in store.list_groups())
+
+
+def test_ctrl_c_while_watching_stops_only_the_watching(state_dir: Path) -> None:
+    proc = _start_watching(state_dir, _sleepy_conf(state_dir), "interrupted")
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert "the jobs go on" in out and "metta-exp job monitor interrupted" in out
+    jobs = wait_group_end(state_dir, "interrupted")
+    assert [j.status for j in jobs] == [JobStatus.SUCCEEDED] * 2
+
+
+def test_closing_the_terminal_leaves_the_group_running_to_its_end(state_dir: Path) -> None:
+    proc = _start_watching(state_dir, _sleepy_conf(state_dir), "hungup")
+    os.killpg(proc.pid, signal.SIGHUP)  # the terminal's whole process group goes
+    proc.communicate(timeout=30)
+    assert proc.returncode != 0
+    jobs = wait_group_end(state_dir, "hungup")
+    assert [j.status for j in jobs] == [JobStatus.SUCCEEDED] * 2
