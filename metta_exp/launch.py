@@ -55,7 +55,7 @@ def launch_experiment(
     if exp.dry_run:
         print_dry_run(exp, specs, out)
         return 0
-    backend = make_backend(backend_name(exp), state_dir)
+    backend = make_backend(backend_name(exp), state_dir, exp)
     backend.check(specs)
 
     store = JobStore.open(state_dir)
@@ -119,10 +119,11 @@ def print_dry_run(exp: Experiment, specs: list[JobSpec], out: TextIO) -> None:
         print(f"argv:       {shlex.join(spec.argv())}", file=out)
         print(f"gpus:       {spec.gpus}", file=out)
         print(f"depends_on: {', '.join(spec.depends_on) or '-'}", file=out)
-        print(f"run_dir:    {spec.run_dir}", file=out)
-        print(f"env:        {json.dumps(dict(spec.env), sort_keys=True)}", file=out)
-        if exp.remote:
+        if exp.remote:  # the task carries the job's remote environment and run dir
             from metta_exp.backends.skypilot_task import task_yaml
 
             print("skypilot task:", file=out)
             print(task_yaml(spec, 1, exp.skypilot, exp.wandb).rstrip(), file=out)
+        else:
+            print(f"run_dir:    {spec.run_dir}", file=out)
+            print(f"env:        {json.dumps(dict(spec.env), sort_keys=True)}", file=out)

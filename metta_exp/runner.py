@@ -22,12 +22,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from metta_exp.backends.base import Backend, Launch, Observation
+from metta_exp.config import CONFIG_KEYS, Experiment
 from metta_exp.records import GroupRecord, JobRecord
 from metta_exp.resolve import JobSpec
 from metta_exp.status import ACTIVE, JobStatus
 from metta_exp.store import JobStore
 
-LEASE_TTL = 15.0
+LEASE_TTL = 30.0
 
 
 class LeaseLost(Exception):
@@ -76,9 +77,7 @@ class Runner:
         """One cycle. True once the group has ended."""
         now = time.time()
         if now - self._last_renew > self.lease_ttl / 3:
-            if not self.store.renew_lease(self.group, self.owner, self.lease_ttl):
-                raise LeaseLost(self.group)
-            self._last_renew = now
+            self._renew()
         group = self.store.group(self.group)
         jobs = self.store.jobs(self.group)
         if any(j.status in ACTIVE for j in jobs) and now - self._last_poll >= self.backend.poll_interval:
@@ -98,6 +97,11 @@ class Runner:
             self._finish(group, jobs)
             return True
         return False
+
+    def _renew(self) -> None:
+        if not self.store.renew_lease(self.group, self.owner, self.lease_ttl):
+            raise LeaseLost(self.group)
+        self._last_renew = time.time()
 
     # --- observing --------------------------------------------------------------------------------
 
@@ -139,7 +143,10 @@ class Runner:
                     requeue=True,
                 )
             else:
-                self._failed(group, job, None, f"vanished from the {self.backend.name} backend")
+                # End it in case it shows up later: nothing may run unobserved (and cost money).
+                self.backend.cancel([launch])
+                why = f": {obs.reason}" if obs.reason else ""
+                self._failed(group, job, None, f"vanished from the {self.backend.name} backend{why}")
             return
         self._unseen_since.pop(key, None)
         if obs.status in ACTIVE:
@@ -243,6 +250,7 @@ class Runner:
             self._submit(group, claimed)
 
     def _submit(self, group: GroupRecord, launches: list[Launch]) -> None:
+        self._renew()  # a remote submit can take a while: hold the lease across it
         try:
             handles = self.backend.submit(launches)
         except Exception as exc:  # the backend could start none of them
@@ -250,6 +258,7 @@ class Runner:
             error = f"could not be submitted: {exc}"
         else:
             error = "the backend did not start it"
+        self._renew()
         for launch in launches:
             handle = handles.get(launch.name)
             run = launch.spec.run
@@ -390,6 +399,13 @@ def ensure_driver(store: JobStore, group: str, cwd: Path | None = None) -> bool:
     return True
 
 
+def group_experiment(group: GroupRecord) -> Experiment:
+    """The validated experiment a group was launched from (its recorded config)."""
+    return Experiment.from_mapping(
+        {k: v for k, v in group.config.items() if k in CONFIG_KEYS}, f"group {group.name}"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m metta_exp.runner", description="Drive one job group.")
     parser.add_argument("group")
@@ -399,7 +415,9 @@ def main(argv: list[str] | None = None) -> int:
     store = JobStore.open()
     group = store.group(args.group)
     owner = os.environ.pop("METTA_EXP_RUNNER_OWNER", None) or lease_owner_id()  # jobs must not inherit it
-    runner = Runner(store, args.group, make_backend(group.backend, store.state_dir), owner=owner)
+    runner = Runner(
+        store, args.group, make_backend(group.backend, store.state_dir, group_experiment(group)), owner=owner
+    )
     code = runner.drive()
     return 0 if code is None else code
 

@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from metta_exp.backends.base import Backend, Launch, Observation
 from metta_exp.errors import UsageError
 
+if TYPE_CHECKING:
+    from metta_exp.config import Experiment
+
 __all__ = ["Backend", "Launch", "Observation", "make_backend"]
 
 
-def make_backend(name: str, state_dir: Path | None = None) -> Backend:
-    """The backend a group runs on: ``local`` (this machine) or ``skypilot``."""
+def make_backend(name: str, state_dir: Path | None = None, exp: Experiment | None = None) -> Backend:
+    """The backend a group runs on: ``local`` (this machine) or ``skypilot``.
+
+    ``exp`` gives the backend the experiment's settings, so ``check`` can refuse what cannot run (an
+    infra that is not enabled, a bad accelerator) before anything is written.
+    """
     if name == "local":
         from metta_exp.backends.local import LocalBackend
 
@@ -19,5 +27,7 @@ def make_backend(name: str, state_dir: Path | None = None) -> Backend:
     if name == "skypilot":
         from metta_exp.backends.skypilot import make_skypilot_backend
 
-        return make_skypilot_backend(state_dir)
+        return make_skypilot_backend(
+            state_dir, settings=exp.skypilot if exp else None, wandb=exp.wandb if exp else None
+        )
     raise UsageError(f"unknown backend '{name}': use remote=true (SkyPilot) or remote=false (this machine)")
