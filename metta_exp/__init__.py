@@ -25,13 +25,14 @@ __all__ = [
     "UsageError",
     "WandbSettings",
     "fetch_metrics",
+    "summary_table",
 ]
 __version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> Any:
-    if name == "fetch_metrics":  # pandas loads only when it is asked for
-        from metta_exp.metrics import fetch_metrics
+    if name in ("fetch_metrics", "summary_table"):  # pandas loads only when they are asked for
+        from metta_exp import metrics
 
-        return fetch_metrics
+        return getattr(metrics, name)
     raise AttributeError(f"module 'metta_exp' has no attribute {name!r}")

@@ -1,0 +1,400 @@
+"""The analysis notebook of a group: Jinja2 templates (``templates/notebook/``) -> an nbformat notebook.
+
+    write_group_notebook(group, jobs, Path("experiments/notebooks") / f"{group.name}.ipynb")
+
+The cells, in order: title (markdown), setup, W&B links (markdown), fetch, plots, summary. Values reach
+the cells only through the template filters: ``py`` (a Python literal, checked by parsing it back) in
+code cells, ``md`` / ``md_code`` / ``md_url`` (escaped text, a code span, a link target) in markdown
+cells. The environment refuses to print a value that did not go through one of them, so no run name,
+argument or path, however odd, can break a cell or inject into it.
+
+Rendering is pure (:func:`render_notebook`: same group and runs, same bytes: cell ids derive from the
+group and the cell kind); :func:`run_info` reads each run's ``run.json`` and :func:`write_group_notebook`
+writes the file atomically. jinja2 and nbformat are imported inside the functions.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import hashlib
+import json
+import math
+import os
+import re
+import shlex
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlparse
+
+from metta_exp.metrics import wandb_path_from_url
+from metta_exp.records import GroupRecord, JobRecord, iso
+from metta_exp.tracking import METRICS_FILE, RUN_FILE
+
+__all__ = [
+    "CELLS",
+    "RunInfo",
+    "md_code",
+    "md_escape",
+    "md_url",
+    "py_literal",
+    "render_notebook",
+    "run_info",
+    "templates_dir",
+    "write_group_notebook",
+]
+
+CELLS = ("title", "setup", "wandb", "fetch", "plots", "summary")
+"""The cell templates, in notebook order: ``<kind>.md.j2`` is a markdown cell, ``<kind>.py.j2`` code."""
+SAMPLES = 1000
+REWARD = "overview/reward"
+SPS = "overview/sps"
+STATUS_MARK = {"succeeded": "✅", "failed": "❌", "cancelled": "⛔", "skipped": "⏭"}
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What the notebook shows of one run: its record plus what its ``run.json`` says about W&B."""
+
+    run: str
+    position: int
+    status: str
+    args: tuple[str, ...]
+    exit_code: int | None
+    reason: str | None
+    run_dir: str  # absolute
+    wandb_url: str | None
+    wandb_mode: str | None  # "online", "offline", "disabled" or None (unknown)
+    wandb_dir: str | None  # the offline run directory, for `wandb sync`
+    wandb_path: str | None  # entity/project/id, for fetch_metrics when the local file is missing
+
+
+# ---------------------------------------------------------------------------------------------------
+# Entry points
+
+
+def write_group_notebook(group: GroupRecord, jobs: Sequence[JobRecord], path: str | os.PathLike[str]) -> Path:
+    """Render the notebook of ``group`` and write it to ``path`` atomically (parents created).
+
+    Relative run directories are taken relative to the current directory. Returns ``path``.
+    """
+    target = Path(path)
+    text = render_notebook(group, [run_info(job) for job in jobs])
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return target
+
+
+def run_info(job: JobRecord) -> RunInfo:
+    """A job's record plus its ``run.json`` (W&B URL, mode, offline dir). Reads one small file."""
+    spec = job.spec or {}
+    env = spec.get("env") or {}
+    run_dir = os.path.abspath(job.run_dir or spec.get("run_dir") or ".")
+    try:
+        state = json.loads(Path(run_dir, RUN_FILE).read_text())
+        state = state if isinstance(state, dict) else {}
+    except (OSError, ValueError):
+        state = {}
+    url = state.get("wandb_url") or job.wandb_url or None  # what wandb.init reported, else the record
+    mode = state.get("wandb_mode") or (env.get("WANDB_MODE") or "").lower() or ("online" if url else None)
+    path = wandb_path_from_url(url)
+    run_id = spec.get("wandb_run_id") or env.get("WANDB_RUN_ID")
+    if path is None and env.get("WANDB_ENTITY") and env.get("WANDB_PROJECT") and run_id:
+        path = f"{env['WANDB_ENTITY']}/{env['WANDB_PROJECT']}/{run_id}"
+    if mode in ("offline", "disabled"):
+        path = None
+    return RunInfo(
+        run=job.run,
+        position=job.position,
+        status=str(job.status),
+        args=tuple(str(a) for a in spec.get("args", ())),
+        exit_code=job.exit_code,
+        reason=job.reason,
+        run_dir=run_dir,
+        wandb_url=url if isinstance(url, str) else None,
+        wandb_mode=mode if isinstance(mode, str) else None,
+        wandb_dir=state.get("wandb_dir") if isinstance(state.get("wandb_dir"), str) else None,
+        wandb_path=path,
+    )
+
+
+def render_notebook(group: GroupRecord, runs: Sequence[RunInfo], package_root: str | None = None) -> str:
+    """The notebook file's text (nbformat 4, validated). Pure: the same inputs give the same bytes."""
+    import nbformat
+    from nbformat import v4
+
+    context = notebook_context(group, runs, package_root or str(Path(__file__).resolve().parent.parent))
+    cells = []
+    for kind, cell_type, source in render_cells(context):
+        make = v4.new_markdown_cell if cell_type == "markdown" else v4.new_code_cell
+        cells.append(make(source, id=cell_id(group.name, kind)))
+    nb = v4.new_notebook(
+        cells=cells,
+        metadata={
+            "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+            "language_info": {"name": "python"},
+            "metta_exp": {"group": group.name, "experiment": group.experiment},
+        },
+    )
+    nbformat.validate(nb)
+    return nbformat.writes(nb) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------------
+# Context and cells (pure)
+
+
+def notebook_context(group: GroupRecord, runs: Sequence[RunInfo], package_root: str) -> dict[str, Any]:
+    """Everything the templates see, as plain data."""
+    runs = sorted(runs, key=lambda r: (r.position, r.run))
+    config = group.config or {}
+    metrics = [str(m) for m in config.get("metrics_to_track") or (REWARD, SPS)]
+    reward = REWARD if REWARD in metrics else next((m for m in metrics if "reward" in m), REWARD)
+    sps = SPS if SPS in metrics else next((m for m in metrics if "sps" in m.lower()), SPS)
+    first = [m for m in (reward, sps) if m in metrics]
+    counts = Counter(r.status for r in runs)
+    return {
+        "experiment": group.experiment,
+        "group": group.name,
+        "overview": _overview(group, runs, counts),
+        "command": _command(config),
+        "runs": [_run_context(r) for r in runs],
+        "fetch_runs": [{"run": r.run, "run_dir": r.run_dir, "wandb_path": r.wandb_path} for r in runs],
+        "statuses": {r.run: r.status for r in runs},
+        "metrics": metrics,
+        "plot_metrics": first + [m for m in metrics if m not in first],
+        "reward": reward,
+        "sps": sps,
+        "samples": SAMPLES,
+        "package_root": package_root,
+        "any_wandb": any(r.wandb_url or r.wandb_mode == "offline" for r in runs),
+    }
+
+
+def _overview(group: GroupRecord, runs: Sequence[RunInfo], counts: Counter[str]) -> str:
+    tally = ", ".join(f"{n} {status}" for status, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+    created = iso(group.created_at) or "?"
+    return f"{len(runs)} runs on the {group.backend} backend, created {created}: {tally or 'none'}."
+
+
+def _command(config: Mapping[str, Any]) -> str:
+    if config.get("module"):
+        return f"python -m {config['module']}"
+    return shell_join(config.get("command") or [])
+
+
+def _run_context(r: RunInfo) -> dict[str, Any]:
+    status = f"{STATUS_MARK.get(r.status, '')} {r.status}".strip()
+    if r.status == "failed":
+        detail = "; ".join(
+            x for x in (f"exit {r.exit_code}" if r.exit_code is not None else "", r.reason or "") if x
+        )
+        status += f" ({detail})" if detail else ""
+    link = r.wandb_url if r.wandb_url and urlparse(r.wandb_url).scheme in ("http", "https") else None
+    if r.wandb_mode in ("offline", "disabled"):  # a URL recorded before launch, never synced: no dead link
+        link = None
+    sync_dir = r.wandb_dir
+    sync = (
+        shell_join(["wandb", "sync", sync_dir])
+        if sync_dir
+        else (
+            shell_join(["wandb", "sync"])
+            + " "
+            + shell_quote(os.path.join(r.run_dir, "wandb"))
+            + "/offline-run-*"
+        )
+    )
+    return {
+        **asdict(r),
+        "status_text": status,
+        "args_text": shell_join(r.args) if r.args else "–",
+        "link": link,
+        "offline": r.wandb_mode == "offline",
+        "sync_command": sync,
+        "metrics_path": os.path.join(r.run_dir, METRICS_FILE),
+    }
+
+
+def render_cells(context: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    """(kind, "markdown" or "code", source) of every cell, in :data:`CELLS` order."""
+    env = _environment(str(templates_dir()))
+    cells = []
+    for kind in CELLS:
+        for suffix, cell_type in ((".md.j2", "markdown"), (".py.j2", "code")):
+            name = f"notebook/{kind}{suffix}"
+            if (templates_dir() / name).is_file():
+                source = env.get_template(name).render(**context)
+                cells.append((kind, cell_type, source.strip("\n")))
+                break
+        else:
+            raise FileNotFoundError(f"no template notebook/{kind}.md.j2 or .py.j2 in {templates_dir()}")
+    return cells
+
+
+def cell_id(group: str, kind: str) -> str:
+    """A stable nbformat cell id: the kind and a hash of the group (ids allow ``[A-Za-z0-9_-]{1,64}``)."""
+    digest = hashlib.sha256(group.encode("utf-8", "surrogatepass") + b"\0" + kind.encode()).hexdigest()
+    return f"{kind}-{digest[:12]}"
+
+
+def templates_dir() -> Path:
+    """``metta_exp/templates`` in an installed wheel, else ``templates/`` at the root of a checkout."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "templates", here.parent / "templates"):
+        if (candidate / "notebook").is_dir():
+            return candidate
+    raise FileNotFoundError(
+        f"metta-exp templates not found in {here / 'templates'} or {here.parent / 'templates'}"
+    )
+
+
+# ---------------------------------------------------------------------------------------------------
+# Jinja environment and filters
+
+
+class Rendered(str):
+    """Text a filter produced: the only kind of value the environment lets into a cell."""
+
+
+def _finalize(value: Any) -> Any:
+    if isinstance(value, Rendered):
+        return value
+    raise TypeError(f"template printed {value!r:.60} without a filter: use | py, | md, | md_code or | md_url")
+
+
+@functools.lru_cache(maxsize=4)
+def _environment(directory: str) -> Any:
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(directory),
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=False,
+        finalize=_finalize,
+    )
+    env.filters.update(
+        py=lambda v: Rendered(py_literal(v)),
+        md=lambda v: Rendered(md_escape(v)),
+        md_code=lambda v: Rendered(md_code(v)),
+        md_url=lambda v: Rendered(md_url(v)),
+    )
+    return env
+
+
+def py_literal(value: Any, indent: int = 0, width: int = 100) -> str:
+    """``value`` (None, bool, int, finite float, str, list/tuple, dict with str keys) as Python source
+    that evaluates to it: one line if it fits in ``width``, else one item per line. Checked by parsing
+    it back with ``ast.literal_eval``; anything else is a TypeError or ValueError."""
+    text = _literal(value, indent, width)
+    if ast.literal_eval(text) != _plain(value):
+        raise ValueError(f"cannot write {value!r:.80} as a Python literal")
+    return text
+
+
+def _literal(value: Any, indent: int, width: int) -> str:
+    flat = _flat(value)
+    if len(flat) + indent <= width or not isinstance(value, list | tuple | dict) or not value:
+        return flat
+    pad = " " * (indent + 4)
+    if isinstance(value, dict):
+        items = [f"{pad}{_flat(k)}: {_literal(v, indent + 4, width)}," for k, v in value.items()]
+        return "{\n" + "\n".join(items) + "\n" + " " * indent + "}"
+    items = [f"{pad}{_literal(v, indent + 4, width)}," for v in value]
+    return "[\n" + "\n".join(items) + "\n" + " " * indent + "]"
+
+
+def _flat(value: Any) -> str:
+    if value is None or isinstance(value, bool | int | str):
+        return repr(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"{value!r} has no Python literal")
+        return repr(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_flat(v) for v in value) + "]"
+    if isinstance(value, dict):
+        if not all(isinstance(k, str) for k in value):
+            raise TypeError(f"dict keys must be strings: {value!r:.80}")
+        return "{" + ", ".join(f"{_flat(k)}: {_flat(v)}" for k, v in value.items()) + "}"
+    raise TypeError(f"no Python literal for {type(value).__name__} {value!r:.80}")
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+_MD_PUNCT = frozenset("!\"#$%'()*+,-./:;=?@[\\]^_`{|}~")
+_MD_ENTITY = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
+
+
+def md_escape(value: Any) -> str:
+    """``value`` as markdown text that renders as itself: ASCII punctuation backslash-escaped (no
+    emphasis, links, headings, table cells or ``$`` math), ``& < >`` as entities (no HTML), and
+    control characters (newlines included) shown as escapes like ``\\n``."""
+    out = []
+    for ch in str(value):
+        if ch in _MD_ENTITY:
+            out.append(_MD_ENTITY[ch])
+        elif ch in _MD_PUNCT:
+            out.append("\\" + ch)
+        elif not ch.isprintable():
+            out.append(_visible(ch).replace("\\", "\\\\"))
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def md_code(value: Any) -> str:
+    """``value`` as an inline code span (fenced by more backticks than it holds; control characters
+    shown as escapes so the span stays on one line)."""
+    text = "".join(ch if ch.isprintable() else _visible(ch) for ch in str(value))
+    fence = "`" * (max((len(run) for run in re.findall("`+", text)), default=0) + 1)
+    pad = " " if text.startswith(("`", " ")) or text.endswith(("`", " ")) else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def md_url(value: Any) -> str:
+    """An http(s) URL as a markdown link target: characters that could end or bend the link
+    (spaces, parentheses, quotes, ``<>``, backslashes, non-ASCII, a ``%`` not starting an escape)
+    percent-encoded; existing ``%XX`` escapes kept; ``&`` as ``&amp;`` (markdown decodes entities in
+    link targets, so a URL holding ``&amp;`` stays itself)."""
+    url = str(value)
+    if urlparse(url).scheme not in ("http", "https"):
+        raise ValueError(f"not an http(s) URL: {url!r:.80}")
+    encoded = quote(re.sub(r"%(?![0-9A-Fa-f]{2})", "%25", url), safe=":/?#@!$&*+,;=%-._~")
+    return encoded.replace("&", "&amp;")
+
+
+def _visible(ch: str) -> str:
+    return ch.encode("unicode_escape").decode("ascii")
+
+
+def shell_quote(text: str) -> str:
+    """``text`` quoted for a POSIX shell; control characters as bash ``$'...'`` escapes."""
+    if all(ch.isprintable() for ch in text):
+        return shlex.quote(text)
+    body = "".join(
+        ch if ch.isprintable() and ch not in "'\\" else ("\\" + ch if ch in "'\\" else _visible(ch))
+        for ch in text
+    )
+    return f"$'{body}'"
+
+
+def shell_join(argv: Iterable[str]) -> str:
+    return " ".join(shell_quote(str(a)) for a in argv)
