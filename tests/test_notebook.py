@@ -531,16 +531,6 @@ def test_executed_notebook_has_plots_and_exact_summary(
     )
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(
-    not os.environ.get("METTA_EXP_NOTEBOOK_RUN_DIRS"), reason="set METTA_EXP_NOTEBOOK_RUN_DIRS"
-)
-def test_executed_notebook_for_a_real_group(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """``METTA_EXP_NOTEBOOK_RUN_DIRS=dir1:dir2:...``: the run directories of a finished group."""
-    run_dirs = [Path(p) for p in os.environ["METTA_EXP_NOTEBOOK_RUN_DIRS"].split(os.pathsep) if p]
-    execute_group_notebook(run_dirs, ["overview/sps", "overview/reward"], tmp_path, monkeypatch)
-
-
 def test_exact_cells_for_a_small_group() -> None:
     runs = [
         RunInfo(
