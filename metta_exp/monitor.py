@@ -1,189 +1,201 @@
-"""Watching a group: a pure function from records to a renderable, and the loop around it.
+"""Watching a group until it ends: the live view on a terminal, one line per change elsewhere.
 
-``watch`` redraws in place on a terminal and prints one line per state change elsewhere (CI, pipes). It
-also heals: when the group's runner is gone, it starts a new one (the store's lease decides who drives).
+``watch`` is what ``metta-exp job monitor`` and a launch with ``wait=true`` run. On a terminal it redraws
+``monitor_view.render_monitor`` in place (an alternate screen, like ``top``); when stdout is not a
+terminal (CI, a pipe) it prints one line per state change from the store's events. Either way it exits by
+itself when the group ends, printing the final summary; Ctrl+C stops only the watching (exit code 130).
+It also heals: when the group's runner is gone it starts a new one (the store's lease decides who
+drives). Watching only reads the store; a runner it starts does the writing.
 """
 
 from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from metta_exp.records import GroupRecord, JobRecord
-from metta_exp.status import ALL_STATUSES, JobStatus
+from metta_exp.logtail import LogReader, explain_failure, read_tail
+from metta_exp.monitor_view import Frame, Gpus, render_monitor, summary_line
+from metta_exp.status import JobStatus
 
 if TYPE_CHECKING:
-    from rich.console import RenderableType
-
+    from metta_exp.records import EventRecord
     from metta_exp.store import JobStore
-    from metta_exp.tracking import Progress
 
-STATUS_STYLE = {
-    JobStatus.PENDING: "dim",
-    JobStatus.LAUNCHING: "cyan",
-    JobStatus.RUNNING: "blue",
-    JobStatus.SUCCEEDED: "green",
-    JobStatus.FAILED: "bold red",
-    JobStatus.CANCELLED: "yellow",
-    JobStatus.SKIPPED: "yellow",
-}
-TAIL_BYTES = 16384
+__all__ = ["Healer", "event_line", "print_summary", "read_frame", "watch"]
+
+HEAL_EVERY_S = 2.0
+DEFAULT_REFRESH = 1.0
 
 
-def read_tail(path: str | Path | None, nbytes: int = TAIL_BYTES) -> str:
-    """The last ``nbytes`` of a file as text ('' when it does not exist yet)."""
-    if not path:
-        return ""
+class Healer:
+    """Starts a runner for the group when nobody drives it (checked at most every ``every`` seconds)."""
+
+    def __init__(self, store: JobStore, group: str, every: float = HEAL_EVERY_S) -> None:
+        self.store, self.group, self.every = store, group, every
+        self._last = 0.0
+
+    def __call__(self) -> None:
+        if time.monotonic() - self._last < self.every:
+            return
+        self._last = time.monotonic()
+        from metta_exp.runner import ensure_driver
+
+        ensure_driver(self.store, self.group)
+
+
+def read_frame(
+    store: JobStore, group_name: str, reader: LogReader, gpus: tuple[int, ...] | None = None
+) -> Frame:
+    """The store's records and the jobs' log tails, now (``gpus``: this machine's, for a local group)."""
+    from metta_exp.runner import owner_alive
+
+    group = store.group(group_name)
+    jobs = store.jobs(group_name)
+    logs = {
+        j.run: reader.read(j.log_path, j.run_dir, j.status) for j in jobs if j.status != JobStatus.PENDING
+    }
+    gpu_state = None
+    if gpus is not None and any(
+        int(j.spec.get("gpus") or 0) > 0 for j in jobs if j.status == JobStatus.PENDING
+    ):
+        gpu_state = Gpus(gpus, frozenset(store.busy_gpu_ids()))
+    return Frame(group, jobs, logs, time.time(), owner_alive(group), gpu_state)
+
+
+def local_gpus(backend: str) -> tuple[int, ...] | None:
+    """The GPUs a local group's jobs are packed onto (None for remote groups)."""
+    if backend != "local":
+        return None
+    from metta_exp.backends.local import LocalBackend
+
     try:
-        with open(path, "rb") as f:
-            f.seek(0, 2)
-            size = f.tell()
-            f.seek(max(0, size - nbytes))
-            return f.read().decode("utf-8", "replace")
-    except OSError:
-        return ""
+        return tuple(LocalBackend().devices())
+    except Exception:  # a bad METTA_EXP_LOCAL_GPUS is the runner's to report, not the viewer's
+        return None
 
 
-def job_progress(job: JobRecord) -> Progress | None:
-    from metta_exp.tracking import last_progress
-
-    return last_progress(read_tail(job.log_path)) if job.status != JobStatus.PENDING else None
-
-
-def counts(jobs: list[JobRecord]) -> dict[JobStatus, int]:
-    out = dict.fromkeys(ALL_STATUSES, 0)
-    for job in jobs:
-        out[job.status] += 1
-    return out
-
-
-def fmt_duration(seconds: float | None) -> str:
-    if seconds is None or seconds < 0:
-        return "-"
-    seconds = int(seconds)
-    if seconds < 3600:
-        return f"{seconds // 60}:{seconds % 60:02d}"
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-
-
-def summary_line(group: GroupRecord, jobs: list[JobRecord], now: float) -> str:
-    c = counts(jobs)
-    parts = [f"{c[s]} {s.value}" for s in ALL_STATUSES if c[s]]
-    elapsed = fmt_duration((group.ended_at or now) - group.created_at)
-    return f"{group.name}: {len(jobs)} jobs, " + ", ".join(parts) + f" · {elapsed} elapsed"
-
-
-def render_group(
-    group: GroupRecord, jobs: list[JobRecord], progress: Mapping[str, Progress | None], now: float
-) -> RenderableType:
-    """A compact table of the group: one row per job. Pure: same records, same output."""
-    from rich.console import Group
-    from rich.progress_bar import ProgressBar
-    from rich.table import Table
-    from rich.text import Text
-
-    table = Table(expand=False, box=None, pad_edge=False, header_style="bold")
-    for column in ("run", "status", "progress", "steps", "sps", "reward", "time", "note"):
-        table.add_column(column, no_wrap=column != "note", overflow="ellipsis")
-    for job in jobs:
-        p = progress.get(job.run)
-        fraction = p.fraction if p else None
-        bar: RenderableType = ProgressBar(total=1.0, completed=fraction, width=16) if fraction is not None else "-"
-        if job.status == JobStatus.SUCCEEDED:
-            bar = ProgressBar(total=1.0, completed=1.0, width=16)
-        reward = p.metrics.get("overview/reward") if p else None
-        end = job.ended_at if job.status.is_terminal() else now
-        note = job.reason or ""
-        if job.status == JobStatus.PENDING and job.depends_on and not note:
-            note = f"waits for {', '.join(job.depends_on)}"
-        table.add_row(
-            job.run,
-            Text(job.status.value, style=STATUS_STYLE[job.status]),
-            bar,
-            f"{p.step}/{p.total}" if p and p.total else (str(p.step) if p else "-"),
-            f"{p.sps:,.0f}" if p and p.sps is not None else "-",
-            f"{reward:.1f}" if reward is not None else "-",
-            fmt_duration(end - job.started_at) if job.started_at and end else "-",
-            note,
-        )
-    return Group(Text(summary_line(group, jobs, now), style="bold"), table)
-
-
-def watch(store: JobStore, group_name: str, out: TextIO | None = None, refresh: float = 0.5) -> int:
-    """Show the group until it ends; returns 0/1 by the jobs' outcome, 130 on Ctrl+C."""
+def watch(
+    store: JobStore,
+    group_name: str,
+    out: TextIO | None = None,
+    refresh: float = DEFAULT_REFRESH,
+    show_logs: bool = True,
+) -> int:
+    """Show the group until it ends; returns 0 when every job succeeded, 1 otherwise, 130 on Ctrl+C."""
     out = out or sys.stdout
+    if store.group(group_name).ended_at is not None:  # nothing will change: the summary says it all
+        return print_summary(store, group_name, out)
+    heal = Healer(store, group_name)
     try:
         if out.isatty():
-            _watch_live(store, group_name, out, refresh)
+            _watch_live(store, group_name, out, refresh, show_logs, heal)
         else:
-            _watch_lines(store, group_name, out, refresh)
+            _watch_lines(store, group_name, out, refresh, heal)
     except KeyboardInterrupt:
-        print(f"\nStopped watching; the jobs go on. Watch again: metta-exp job monitor {group_name}", file=out)
+        print(
+            f"\nStopped watching; the jobs go on. Watch again: metta-exp job monitor {group_name}",
+            file=out,
+            flush=True,
+        )
         return 130
     return print_summary(store, group_name, out)
 
 
-def _heal(store: JobStore, group_name: str, last: list[float]) -> None:
-    from metta_exp.runner import ensure_driver
-
-    if time.time() - last[0] > 2.0:
-        last[0] = time.time()
-        ensure_driver(store, group_name)
-
-
-def _watch_live(store: JobStore, group_name: str, out: TextIO, refresh: float) -> None:
+def _watch_live(
+    store: JobStore, group_name: str, out: TextIO, refresh: float, show_logs: bool, heal: Healer
+) -> None:
     from rich.console import Console
     from rich.live import Live
 
     console = Console(file=out)
-    healed = [time.time()]
-
-    def frame() -> tuple[RenderableType, bool]:
-        group = store.group(group_name)
-        jobs = store.jobs(group_name)
-        return render_group(group, jobs, {j.run: job_progress(j) for j in jobs}, time.time()), bool(group.ended_at)
-
-    renderable, ended = frame()
-    with Live(renderable, console=console, auto_refresh=False, transient=False) as live:
-        while not ended:
+    reader = LogReader()
+    gpus = local_gpus(store.group(group_name).backend)
+    with Live(
+        console=console, screen=True, auto_refresh=False, redirect_stdout=False, redirect_stderr=False
+    ) as live:
+        while True:
+            heal()
+            frame = read_frame(store, group_name, reader, gpus)
+            width, height = console.size
+            live.update(render_monitor(frame, width, height, show_logs), refresh=True)
+            if frame.group.ended_at:
+                return
             time.sleep(refresh)
-            _heal(store, group_name, healed)
-            renderable, ended = frame()
-            live.update(renderable, refresh=True)
 
 
-def _watch_lines(store: JobStore, group_name: str, out: TextIO, refresh: float) -> None:
-    last_id = 0
-    healed = [time.time()]
+def _watch_lines(store: JobStore, group_name: str, out: TextIO, refresh: float, heal: Healer) -> None:
+    group = store.group(group_name)
+    jobs = store.jobs(group_name)
+    print(f"Watching {summary_line(group, jobs, time.time())}", file=out, flush=True)
+    last_id, last_runner = 0, None
     while True:
         for event in store.events(group_name, last_id):
             last_id = event.id
+            line = event_line(event)
+            if event.kind == "runner":  # a driver takes its lease in steps: say it once
+                line, last_runner = (None if event.detail == last_runner else line), event.detail
+            if line is None:
+                continue
+            if event.new_status == JobStatus.FAILED.value and event.run:
+                job = store.job(group_name, event.run)
+                why = explain_failure(read_tail(job.log_path), 1) if job.status == JobStatus.FAILED else []
+                line += f": {why[0]}" if why else ""
             stamp = time.strftime("%H:%M:%S", time.localtime(event.at))
-            if event.kind == "status":
-                detail = f" ({event.detail})" if event.detail else ""
-                print(f"{stamp} {event.run}: {event.old_status} -> {event.new_status}{detail}", file=out, flush=True)
+            print(f"{stamp} {line}", file=out, flush=True)
         if store.group(group_name).ended_at:
             return
         time.sleep(refresh)
-        _heal(store, group_name, healed)
+        heal()
 
 
-def print_summary(store: JobStore, group_name: str, out: TextIO) -> int:
+_GROUP_EVENTS = {
+    "runner": "runner",
+    "killed": "kill requested",
+    "retry": "retry requested",
+    "ended": "group ended",
+    "notebook": "notebook written",
+    "notebook_failed": "notebook failed",
+}
+
+
+def event_line(event: EventRecord) -> str | None:
+    """One line for one store event, without its time (None for events a watcher need not see)."""
+    detail = f" ({event.detail})" if event.detail else ""
+    if event.kind == "status":
+        return f"{event.run}: {event.old_status} -> {event.new_status}{detail}"
+    label = _GROUP_EVENTS.get(event.kind)
+    return None if label is None else label + detail
+
+
+def print_summary(store: JobStore, group_name: str, out: TextIO, max_failed: int = 20) -> int:
+    """The final summary: counts; each failed job with its reason, the log lines that explain it and
+    its log path; cancelled and skipped jobs by reason; the notebook. Returns the group's exit code."""
     from metta_exp.runner import exit_code
 
     group = store.group(group_name)
     jobs = store.jobs(group_name)
     print(summary_line(group, jobs, time.time()), file=out)
+    failed = [j for j in jobs if j.status == JobStatus.FAILED]
+    for job in failed[:max_failed]:
+        print(f"  {job.run} failed: {job.reason or 'no reason recorded'}", file=out)
+        for line in explain_failure(read_tail(job.log_path), 3):
+            print(f"      {line}", file=out)
+        if job.log_path:
+            print(f"      log: {job.log_path}", file=out)
+    if len(failed) > max_failed:
+        print(f"  … {len(failed) - max_failed} more failed: metta-exp job show {group_name}", file=out)
+    others: dict[tuple[str, str], list[str]] = {}
     for job in jobs:
-        if job.status != JobStatus.SUCCEEDED:
-            reason = f": {job.reason}" if job.reason else ""
-            print(f"  {job.run} {job.status.value}{reason}  (log: {job.log_path or '-'})", file=out)
+        if job.status in (JobStatus.CANCELLED, JobStatus.SKIPPED):
+            others.setdefault((job.status.value, job.reason or "no reason recorded"), []).append(job.run)
+    for (status, reason), runs in others.items():
+        names = ", ".join(runs[:8]) + (f", … ({len(runs) - 8} more)" if len(runs) > 8 else "")
+        print(f"  {len(runs)} {status} ({reason}): {names}", file=out)
     for event in store.events(group_name):
         if event.kind == "notebook":
             print(f"Notebook: {event.detail}  (open with: jupyter notebook {event.detail})", file=out)
         elif event.kind == "notebook_failed":
             print(f"Notebook not written: {event.detail}", file=out)
+    out.flush()
     return exit_code(jobs)

@@ -94,8 +94,7 @@ class Runner:
             self._announced = True
         jobs = self.store.jobs(self.group)
         if all(j.status.is_terminal() for j in jobs):
-            self._finish(group, jobs)
-            return True
+            return self._finish(group, jobs)
         return False
 
     def _renew(self) -> None:
@@ -164,7 +163,9 @@ class Runner:
 
     def _failed(self, group: GroupRecord, job: JobRecord, exit_code: int | None, reason: str) -> None:
         """Record a failure, requeueing the job while it has retries left."""
-        retries = int(group.config.get("max_retries") or 0)
+        retries = (
+            0 if self.store.group(self.group).cancel_requested else int(group.config.get("max_retries") or 0)
+        )
         used = sum(1 for a in self.store.attempts(self.group, job.run) if a.status == JobStatus.FAILED)
         requeue = used < retries
         if requeue:
@@ -275,7 +276,8 @@ class Runner:
 
     # --- the end ----------------------------------------------------------------------------------
 
-    def _finish(self, group: GroupRecord, jobs: list[JobRecord]) -> None:
+    def _finish(self, group: GroupRecord, jobs: list[JobRecord]) -> bool:
+        """Write the notebook and close the group; False if a ``job retry`` reopened it meanwhile."""
         if group.config.get("generate_notebook", True):
             path = notebook_path(group)
             try:
@@ -285,7 +287,7 @@ class Runner:
                 self.store.add_event(self.group, "notebook", str(path))
             except Exception as exc:  # a notebook problem must not keep the group open
                 self.store.add_event(self.group, "notebook_failed", f"{type(exc).__name__}: {exc}")
-        self.store.end_group(self.group, self.owner)
+        return self.store.end_group(self.group, self.owner)
 
 
 def exit_code(jobs: list[JobRecord]) -> int:

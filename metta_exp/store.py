@@ -240,9 +240,12 @@ class JobStore:
         """The group, or ``NotFoundError`` naming the closest group names."""
         row = self._db.execute("SELECT * FROM groups WHERE name = ?", (name,)).fetchone()
         if row is None:
-            names = [r[0] for r in self._db.execute("SELECT name FROM groups")]
+            names = [r[0] for r in self._db.execute("SELECT name FROM groups ORDER BY created_at DESC")]
             near = closest(name, names)
-            hint = f"; closest: {', '.join(near)}" if near else ("; no groups yet" if not names else "")
+            if near:
+                hint = f"; closest: {', '.join(near)}"
+            else:
+                hint = f"; newest: {', '.join(names[:5])}" if names else "; no groups yet"
             raise NotFoundError(f"no group '{name}'{hint} (see 'metta-exp job list')")
         return _group(row)
 

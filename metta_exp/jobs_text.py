@@ -1,0 +1,136 @@
+"""The plain-text tables of ``metta-exp job list`` and ``job show``: pure functions from records.
+
+Plain text on purpose (no rich): ``job list`` must start fast and its output must read well in a pipe.
+Times are shown in local time; the ``--json`` output has ISO 8601 times with their UTC offset.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+
+from metta_exp.records import GroupRecord, GroupSummary, JobRecord
+from metta_exp.status import ALL_STATUSES, JobStatus
+
+LIST_STATUSES = (
+    JobStatus.PENDING,
+    JobStatus.RUNNING,
+    JobStatus.SUCCEEDED,
+    JobStatus.FAILED,
+    JobStatus.CANCELLED,
+    JobStatus.SKIPPED,
+)
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence[int] = ()) -> str:
+    """Columns two spaces apart, as wide as their widest cell; the columns in ``right`` right-aligned.
+    Trailing spaces are stripped."""
+    widths = [max(map(len, col)) for col in zip(headers, *rows, strict=True)]
+    line = "  ".join(f"{{:{'>' if i in right else '<'}{w}}}" for i, w in enumerate(widths))
+    return "\n".join(line.format(*row).rstrip() for row in (headers, *rows))
+
+
+def fmt_age(seconds: float) -> str:
+    """``12s``, ``5m``, ``3h``, ``2d``."""
+    s = max(0, int(seconds))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if s >= size:
+            return f"{s // size}{unit}"
+    return f"{s}s"
+
+
+def fmt_duration(seconds: float | None) -> str:
+    """``0:42``, ``12:05``, ``1h02m``, ``3d04h``; ``-`` when unknown."""
+    if seconds is None or seconds < 0:
+        return "-"
+    s = int(seconds)
+    if s < 3600:
+        return f"{s // 60}:{s % 60:02d}"
+    if s < 86400:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+
+
+def fmt_time(ts: float | None, now: float) -> str:
+    """A local time: ``13:50:22`` today, ``11-26 13:50`` another day of this year, else the date."""
+    if ts is None:
+        return "-"
+    when, today = time.localtime(ts), time.localtime(now)
+    if when[:3] == today[:3]:
+        return time.strftime("%H:%M:%S", when)
+    if when.tm_year == today.tm_year:
+        return time.strftime("%m-%d %H:%M", when)
+    return time.strftime("%Y-%m-%d", when)
+
+
+def group_state(group: GroupRecord | None, alive: Callable[[GroupRecord], bool]) -> str:
+    """``ended``, ``killing``, ``running`` (a runner drives it) or ``no runner`` (resume it)."""
+    if group is None:
+        return "ended"
+    if group.cancel_requested:
+        return "killing"
+    return "running" if alive(group) else "no runner"
+
+
+def group_table(
+    summaries: Sequence[GroupSummary],
+    open_groups: Mapping[str, GroupRecord],
+    now: float,
+    alive: Callable[[GroupRecord], bool] | None = None,
+) -> str:
+    """``job list``: one row per group, newest first as given. ``open_groups`` are the groups that have
+    not ended; ``alive`` tells whether a group's runner lives (default: ``runner.owner_alive``)."""
+    if alive is None and open_groups:
+        from metta_exp.runner import owner_alive
+
+        alive = owner_alive
+    headers = ["GROUP", "BACKEND", "TOTAL", *(s.value.upper() for s in LIST_STATUSES), "AGE", "STATE"]
+    rows = []
+    for s in summaries:
+        running = s.counts[JobStatus.RUNNING.value] + s.counts[JobStatus.LAUNCHING.value]
+        by_status = [running if st == JobStatus.RUNNING else s.counts[st.value] for st in LIST_STATUSES]
+        state = group_state(open_groups.get(s.name), alive or (lambda g: False))
+        rows.append(
+            [s.name, s.backend, str(s.total), *map(str, by_status), fmt_age(now - s.created_at), state]
+        )
+    return table(headers, rows, right=tuple(range(2, 3 + len(LIST_STATUSES))))
+
+
+def jobs_table(
+    group: GroupRecord, jobs: Sequence[JobRecord], progress: Mapping[str, float | None], now: float
+) -> str:
+    """``job show``: a line about the group, then one row per job."""
+    counts = {s: sum(1 for j in jobs if j.status == s) for s in ALL_STATUSES}
+    by = ", ".join(f"{n} {s.value}" for s, n in counts.items() if n)
+    when = f"created {fmt_time(group.created_at, now)}"
+    if group.ended_at:
+        when += f", ended {fmt_duration(group.ended_at - group.created_at)} later"
+    elif group.cancel_requested:
+        when += ", being killed"
+    head = f"Group {group.name} · {group.experiment} on {group.backend} · {when} · {len(jobs)} jobs: {by}"
+    rows = []
+    for j in jobs:
+        end = j.ended_at if j.status.is_terminal() else now
+        took = fmt_duration(end - j.started_at) if j.started_at and end else "-"
+        p = progress.get(j.run)
+        rows.append(
+            [
+                j.run,
+                j.status.value,
+                str(j.attempts),
+                "-" if j.exit_code is None else str(j.exit_code),
+                fmt_time(j.started_at, now),
+                took,
+                "-" if p is None else f"{p:.0%}",
+                ", ".join(j.depends_on) or "-",
+                j.reason or "-",
+            ]
+        )
+    headers = ["RUN", "STATUS", "ATTEMPTS", "EXIT", "STARTED", "TIME", "PROGRESS", "DEPENDS ON", "REASON"]
+    return head + "\n" + table(headers, rows, right=(2, 3, 5, 6))
+
+
+def links_table(jobs: Sequence[JobRecord]) -> str:
+    """``job show``'s second table: where each job's log and W&B run are."""
+    rows = [[j.run, j.log_path or "-", j.wandb_url or "-"] for j in jobs]
+    return table(["RUN", "LOG", "W&B"], rows)
