@@ -21,8 +21,12 @@ from metta_exp.errors import ConfigError, UsageError, closest, did_you_mean
 
 DEFAULTS_NODE = "metta_exp_defaults"
 OPEN_MAPPINGS = ("args_per_run", "depends_on", "skypilot.envs", "skypilot.file_mounts")
-_VALUE_FLAGS = {"--config-dir": "config_dir", "-cd": "config_dir", "--config-name": "config_name",
-                "-cn": "config_name"}
+_VALUE_FLAGS = {
+    "--config-dir": "config_dir",
+    "-cd": "config_dir",
+    "--config-name": "config_name",
+    "-cn": "config_name",
+}
 
 
 @dataclass
@@ -106,14 +110,16 @@ def _classify(arg: str, cl: CommandLine) -> None:
         if sub is not None and nested is not None and len(parts) > 1:
             names = [f.name for f in dataclasses.fields(sub)]
             if parts[1] not in names:
-                raise ConfigError(f"unknown key '{top}.{parts[1]}'{did_you_mean(parts[1], names)}; "
-                                  f"{top} keys are: {', '.join(names)}")
+                raise ConfigError(
+                    f"unknown key '{top}.{parts[1]}'{did_you_mean(parts[1], names)}; "
+                    f"{top} keys are: {', '.join(names)}"
+                )
         cl.hydra_overrides.append(arg)
         return
     if "." not in key and "/" not in key and closest(key, CONFIG_KEYS, n=1, cutoff=0.75):
         raise ConfigError(
             f"unknown key '{key}'{did_you_mean(key, CONFIG_KEYS, cutoff=0.75)}: it looks like a metta-exp key; "
-            f"to pass it to the training command anyway, write args=[{arg}]"
+            f"to pass it to the training command anyway, write \"args=['{arg}']\""
         )
     cl.training_overrides.append(arg)
 
@@ -151,7 +157,9 @@ def compose(cl: CommandLine) -> tuple[str, Path | None, dict[str, Any], dict[str
     from omegaconf.errors import OmegaConfBaseException
 
     files = experiment_files(cl.config_dir)
-    chosen = [o.split("=", 1)[1] for o in cl.hydra_overrides if o.lstrip("+").split("=", 1)[0] == "experiment"]
+    chosen = [
+        o.split("=", 1)[1] for o in cl.hydra_overrides if o.lstrip("+").split("=", 1)[0] == "experiment"
+    ]
     if not chosen:
         raise UsageError(
             f"choose an experiment: metta-exp +experiment=NAME (available: {', '.join(files) or 'none'})"
@@ -160,7 +168,8 @@ def compose(cl: CommandLine) -> tuple[str, Path | None, dict[str, Any], dict[str
     if name not in files:
         raise UsageError(
             f"unknown experiment '{name}'{did_you_mean(name, files)}; available: {', '.join(files)} "
-            f"(files in {conf_dir() / 'experiment'}" + (f" or {cl.config_dir / 'experiment'})" if cl.config_dir else ")")
+            f"(files in {conf_dir() / 'experiment'}"
+            + (f" or {cl.config_dir / 'experiment'})" if cl.config_dir else ")")
         )
     source = files[name]
     node = OmegaConf.create(defaults_node())
@@ -168,8 +177,11 @@ def compose(cl: CommandLine) -> tuple[str, Path | None, dict[str, Any], dict[str
         OmegaConf.set_struct(OmegaConf.select(node, path), False)
     ConfigStore.instance().store(name=DEFAULTS_NODE, node=node)
     overrides = list(cl.hydra_overrides)
-    if cl.config_dir:
-        overrides.append(f"hydra.searchpath=[file://{cl.config_dir}]")
+    if cl.config_dir:  # quoted: a path may hold spaces and quotes
+        from hydra.core.override_parser.types import Quote, QuotedString
+
+        path = QuotedString(text=f"file://{cl.config_dir}", quote=Quote.single).with_quotes()
+        overrides.append(f"hydra.searchpath=[{path}]")
     try:
         with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3", job_name="metta-exp"):
             cfg = hydra_compose(cl.config_name, overrides=overrides, return_hydra_config=True)
@@ -266,7 +278,13 @@ def main(argv: Sequence[str]) -> int:
         from metta_exp.sweep import launch_sweep
 
         return launch_sweep(cl)
-    name, exp = load_experiment(cl)
+    composed = compose(cl)
+    name, source, data, hydra_node = composed
+    if (hydra_node.get("sweeper") or {}).get("params"):
+        from metta_exp.sweep import launch_sweep  # an experiment file that carries its own sweep
+
+        return launch_sweep(cl, composed)
+    exp = Experiment.from_mapping(data, source=_source_label(cl, source))
     if cl.show_config:
         import json
 

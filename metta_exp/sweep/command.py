@@ -1,0 +1,182 @@
+"""``metta-exp -m ...``: compose once, expand the sweep, launch one group whose runs are the points."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+from metta_exp.config import CONFIG_KEYS, Experiment
+from metta_exp.errors import ConfigError, closest, did_you_mean
+from metta_exp.sweep.grammar import Entry, ParsedOverride, _parse_with_sources, parse_overrides
+from metta_exp.sweep.points import (
+    Point,
+    check_limit,
+    expand,
+    named_keys,
+    per_point_specs,
+    sweep_experiment,
+    sweep_limit,
+    sweep_record,
+)
+
+if TYPE_CHECKING:
+    from metta_exp.app import CommandLine
+
+PER_POINT_KEYS = ("gpus",)
+
+
+# --- the command ------------------------------------------------------------------------------------
+
+
+Composed = tuple[str, Path | None, dict[str, Any], dict[str, Any]]
+
+
+def launch_sweep(cl: CommandLine, composed: Composed | None = None) -> int:
+    """``metta-exp -m ...`` (or an experiment with ``hydra.sweeper.params``): one group, a run per point.
+
+    Returns the interface's exit code. ``composed`` is what ``app.compose`` returned when the caller
+    already composed: an in-file sweep launched without ``-m``, whose command-line overrides are then
+    passed through as written (not swept), a key given there replacing the file's sweep of it.
+    """
+    from metta_exp.app import _source_label
+
+    limit = sweep_limit()
+    cli_settings: list[ParsedOverride] = []
+    if composed is None:
+        composed, cli_settings = _compose_once(cl)
+    name, source, data, hydra_node = composed
+    label = _source_label(cl, source) if source is not None else f"experiment '{name}'"
+    base = Experiment.from_mapping(data, source=label)
+    entries, settings = _entries(cl, hydra_node, cli_settings, len(base.runs), limit)
+    for entry in settings:
+        _check_setting(base, entry)
+    points = expand(base.runs, entries, settings)
+    exp = sweep_experiment(base, points)
+    keys = named_keys(entries, settings)
+    record = sweep_record(points, keys)
+    if cl.show_config:
+        import json
+
+        print(json.dumps(exp.to_dict() | {"extra_args": [], "sweep": record}, indent=2))
+        return 0
+    if exp.dry_run:
+        print_points(points, keys)
+    from metta_exp.launch import launch_experiment
+
+    hook = per_point_specs(points)
+    return launch_experiment(exp, name=name, specs_hook=hook, extra_config={"sweep": record})
+
+
+def _compose_once(cl: CommandLine) -> tuple[Composed, list[ParsedOverride]]:
+    """Compose what every point shares; sweeps of metta-exp keys (``gpus=4,8``) are kept out of it."""
+    from metta_exp.app import compose
+
+    kept: list[str] = []
+    swept: list[ParsedOverride] = []
+    for line in cl.hydra_overrides:
+        parsed = _try_parse(line)
+        if parsed is not None and parsed.is_sweep:
+            _check_key(parsed)
+            swept.append(parsed)
+        else:
+            kept.append(line)
+    return compose(dataclasses.replace(cl, hydra_overrides=kept)), swept
+
+
+def _entries(
+    cl: CommandLine, hydra_node: dict[str, Any], cli_settings: list[ParsedOverride], runs: int, limit: int
+) -> tuple[list[Entry], list[Entry]]:
+    """The training overrides (argv order: the file's sweep first, then the command line) and the
+    metta-exp keys set per point; ``UsageError`` past the limit, before any value is enumerated."""
+    literals = [] if cl.multirun else list(cl.training_overrides)
+    given = {line.split("=", 1)[0].lstrip("+~") for line in literals}
+    params = (hydra_node.get("sweeper") or {}).get("params") or {}
+    lines = [f"{k}={v}" for k, v in params.items() if str(k).lstrip("+~") not in given]
+    parsed_all = parse_overrides(lines + (list(cl.training_overrides) if cl.multirun else []))
+    for parsed in parsed_all:
+        _check_key(parsed)
+    settings = {p.name: p for p in parsed_all if _is_setting(p.name)} | {p.name: p for p in cli_settings}
+    training = [p for p in parsed_all if not _is_setting(p.name)]
+    check_limit([p.count() for p in (*training, *settings.values())], runs, limit)
+    entries = [p.entry() for p in training] + [Entry.passthrough(line) for line in literals]
+    return entries, [p.entry() for p in settings.values()]
+
+
+def _try_parse(line: str) -> ParsedOverride | None:
+    from hydra.errors import HydraException
+
+    try:
+        return _parse_with_sources(line)
+    except HydraException:
+        return None  # composition reports it, naming the experiment file
+
+
+def _is_setting(name: str) -> bool:
+    return re.split(r"[./]", name, maxsplit=1)[0] in CONFIG_KEYS
+
+
+def _check_key(parsed: ParsedOverride) -> None:
+    """Refuse sweeps of keys one group cannot vary, and metta-exp keys misspelt as training overrides."""
+    name = parsed.name
+    top = re.split(r"[./]", name, maxsplit=1)[0]
+    if top in ("experiment", "hydra"):
+        if parsed.is_sweep:
+            raise ConfigError(
+                f"cannot sweep '{name}' ('{parsed.line}'): a sweep launches one experiment as "
+                f"one group; sweep the experiment's overrides instead"
+            )
+        if top == "hydra":
+            raise ConfigError(f"'{parsed.line}': hydra.* keys cannot be set in a sweep's parameters")
+        return
+    if top in CONFIG_KEYS:
+        if name not in PER_POINT_KEYS:
+            raise ConfigError(
+                f"cannot sweep '{name}' ('{parsed.line}'): it applies to the whole group and one group "
+                f"cannot have two values of it; metta-exp keys that can vary per run: "
+                f"{', '.join(PER_POINT_KEYS)}"
+            )
+        return
+    if "." not in name and "/" not in name and closest(name, CONFIG_KEYS, n=1, cutoff=0.75):
+        raise ConfigError(
+            f"unknown key '{name}'{did_you_mean(name, CONFIG_KEYS, cutoff=0.75)} in '{parsed.line}': it "
+            f"looks like a metta-exp key; to sweep a training override of that name, write +{name}=..."
+        )
+
+
+def _check_setting(base: Experiment, entry: Entry) -> None:
+    """Each value of a swept metta-exp key must be valid for the experiment (``gpus=-1`` is not)."""
+    checked: list[Any] = []
+    for value in entry.values:
+        if value in checked:
+            continue
+        checked.append(value)
+        try:
+            dataclasses.replace(base, **{entry.name: value})
+        except ConfigError as exc:
+            reason = str(exc).split(": ", 1)[-1]
+            raise ConfigError(f"sweep '{entry.key}={','.join(entry.texts)}': {reason}") from None
+
+
+def print_points(points: Sequence[Point], keys: Sequence[str], out: TextIO | None = None) -> None:
+    """The points of a sweep and their runs (for ``dry_run``)."""
+    out = out or sys.stdout
+    count = len({p.index for p in points})
+    over = ", ".join(keys) or "no swept keys"
+    print(f"Sweep: {_plural(count, 'point')}, {_plural(len(points), 'run')}, over {over}", file=out)
+    width = max(len(p.run) for p in points)
+    for p in points:
+        print(f"  {p.run:<{width}}  {' '.join(f'{k}={_show(p.values[k])}' for k in keys)}".rstrip(), file=out)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'s' if n != 1 else ''}"
+
+
+def _show(value: Any) -> str:
+    import json
+
+    return value if isinstance(value, str) and value and " " not in value else json.dumps(value)
