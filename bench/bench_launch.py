@@ -39,9 +39,18 @@ def one_round(work: Path, jobs: int, tag: str) -> float:
     group = f"bench-{tag}"
     start = time.perf_counter()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "metta_exp", "--config-dir", str(work / "conf"), "+experiment=bench",
-         f"group={group}"],
-        cwd=work, env=env, stdout=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "metta_exp",
+            "--config-dir",
+            str(work / "conf"),
+            "+experiment=bench",
+            f"group={group}",
+        ],
+        cwd=work,
+        env=env,
+        stdout=subprocess.DEVNULL,
     )
     while not (state / DB_NAME).exists():
         time.sleep(0.002)
@@ -64,7 +73,9 @@ def one_round(work: Path, jobs: int, tag: str) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--jobs", type=int, default=50)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
@@ -80,7 +91,9 @@ def main() -> None:
     tn = statistics.median(results[args.jobs])
     print(f"command start -> 1 job running:        {t1 * 1000:8.0f} ms (median of {args.repeat})")
     print(f"command start -> {args.jobs} jobs running:      {tn * 1000:8.0f} ms (median of {args.repeat})")
-    print(f"per-job overhead ((T{args.jobs} - T1) / {args.jobs - 1}):  {(tn - t1) / (args.jobs - 1) * 1000:8.1f} ms")
+    print(
+        f"per-job overhead ((T{args.jobs} - T1) / {args.jobs - 1}):  {(tn - t1) / (args.jobs - 1) * 1000:8.1f} ms"
+    )
 
 
 if __name__ == "__main__":

@@ -30,7 +30,9 @@ def test_real_demo_group_notebook_executes_with_plots_and_exact_summary(
 
     nb = nbformat.read(path, as_version=4)
     nb.cells.append(
-        nbformat.v4.new_code_cell("print('SUMMARY=' + summary.reset_index().to_json(orient='records', double_precision=15))")
+        nbformat.v4.new_code_cell(
+            "print('SUMMARY=' + summary.reset_index().to_json(orient='records', double_precision=15))"
+        )
     )
     for key in ("IPYTHONDIR", "MPLCONFIGDIR", "JUPYTER_RUNTIME_DIR"):
         monkeypatch.setenv(key, str(tmp_path / key.lower()))
