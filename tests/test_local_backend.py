@@ -473,3 +473,31 @@ def test_read_stat_copes_with_spaces_and_parentheses_in_the_command_name(tmp_pat
     finally:
         proc.kill()
         proc.wait()
+
+
+class SlowSubmitBackend(LocalBackend):
+    """Takes its time between two starts, as a loaded machine submitting a hundred jobs does."""
+
+    def _start(self, launch: Launch, base_env: dict[str, str], gate: int) -> str:  # type: ignore[override]
+        handle = super()._start(launch, base_env, gate)
+        time.sleep(0.5)
+        return handle
+
+
+def test_a_batch_starts_together_once_it_is_all_submitted(jobs: Jobs) -> None:
+    """Jobs wait at the start gate while the rest of their batch is spawned, then all go at once."""
+    jobs.backend = SlowSubmitBackend(grace_s=0.5)
+    code = (
+        "import os, pathlib, sys, time; t = time.time(); "
+        "pathlib.Path(os.environ['METTA_EXP_RUN_DIR'], 'at').write_text(repr([t, sys.stdin.read()]))"
+    )
+    launches = [jobs.launch(f"b{i}", code) for i in range(3)]
+    before = time.time()
+    submitted = jobs.submit(*launches)
+    returned = time.time()
+    assert returned - before >= 1.5
+    for launch in submitted:
+        wait_until(lambda launch=launch: jobs.poll(launch).status == JobStatus.SUCCEEDED, "the job to end")
+        started, stdin = eval((Path(launch.spec.run_dir) / "at").read_text())
+        assert started >= returned - 0.5, "no job may start before its whole batch is submitted"
+        assert stdin == "", "jobs read an empty stdin, not the gate"

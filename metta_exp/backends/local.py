@@ -41,6 +41,8 @@ VANISHED = "process vanished without an exit code (killed or crashed)"
 # the whole group until the job has ended (a caught signal is reset to default in the child).
 _WRAPPER = """trap : TERM INT
 echo $$ > "$1.tmp" && mv -f "$1.tmp" "$1"
+read -r _ || :
+exec </dev/null
 exitfile=$2
 shift 3
 "$@"
@@ -115,21 +117,31 @@ class LocalBackend(Backend):
     # -- submit --------------------------------------------------------------------------------------
 
     def submit(self, launches: Sequence[Launch]) -> dict[str, str]:
-        """Start every launch now, without waiting for any of them; raise only if none could start."""
+        """Start every launch now, without waiting for any of them; raise only if none could start.
+
+        The wrappers wait at a start gate (their stdin, a pipe) until the whole batch is submitted: a
+        hundred jobs starting up while the rest are still being spawned would otherwise take the CPUs
+        from the submission. If this process dies mid-batch, the pipe closes and the gate opens anyway.
+        """
         base_env = dict(os.environ)
         handles: dict[str, str] = {}
         failures: list[str] = []
-        for launch in launches:
-            try:
-                handles[launch.name] = self._start(launch, base_env)
-            except OSError as exc:
-                log.warning("could not start %s: %s", launch.name, exc)
-                failures.append(f"{launch.name}: {exc}")
+        gate, opener = os.pipe()
+        try:
+            for launch in launches:
+                try:
+                    handles[launch.name] = self._start(launch, base_env, gate)
+                except OSError as exc:
+                    log.warning("could not start %s: %s", launch.name, exc)
+                    failures.append(f"{launch.name}: {exc}")
+        finally:
+            os.close(gate)
+            os.close(opener)  # every wrapper reads EOF: the batch starts together
         if failures and not handles:
             raise BackendError(f"could not start any of {len(failures)} job(s); first: {failures[0]}")
         return handles
 
-    def _start(self, launch: Launch, base_env: Mapping[str, str]) -> str:
+    def _start(self, launch: Launch, base_env: Mapping[str, str], gate: int) -> str:
         files = AttemptFiles.of(launch.log_path)
         files.log.parent.mkdir(parents=True, exist_ok=True)
         Path(launch.spec.run_dir).mkdir(parents=True, exist_ok=True)
@@ -145,7 +157,7 @@ class LocalBackend(Backend):
         argv += launch.spec.argv(python=self.python)
         with open(files.log, "ab") as log_file:
             proc = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT, env=env,
+                argv, stdin=gate, stdout=log_file, stderr=subprocess.STDOUT, env=env,
                 start_new_session=True,
             )  # fmt: skip
         self._children[proc.pid] = proc
