@@ -162,12 +162,15 @@ def notebook_context(group: GroupRecord, runs: Sequence[RunInfo], package_root: 
     sps = SPS if SPS in metrics else next((m for m in metrics if "sps" in m.lower()), SPS)
     first = [m for m in (reward, sps) if m in metrics]
     counts = Counter(r.status for r in runs)
+    labels = run_labels(config.get("sweep") or {}, [r.run for r in runs])
     return {
         "experiment": group.experiment,
         "group": group.name,
         "overview": _overview(group, runs, counts),
         "command": _command(config),
-        "runs": [_run_context(r) for r in runs],
+        "runs": [_run_context(r) | {"label": labels[r.run]} for r in runs],
+        "labels": labels,
+        "swept": bool(config.get("sweep")),
         "fetch_runs": [{"run": r.run, "run_dir": r.run_dir, "wandb_path": r.wandb_path} for r in runs],
         "statuses": {r.run: r.status for r in runs},
         "metrics": metrics,
@@ -178,6 +181,27 @@ def notebook_context(group: GroupRecord, runs: Sequence[RunInfo], package_root: 
         "package_root": package_root,
         "any_wandb": any(r.wandb_url or r.wandb_mode == "offline" for r in runs),
     }
+
+
+def run_labels(sweep: Mapping[str, Any], runs: Sequence[str]) -> dict[str, str]:
+    """Each run's label: a sweep point's swept values (``lr=0.001, ent=0.01``), else the run name.
+
+    ``sweep`` is the group config's ``sweep`` record (keys, labels, points, base_runs).
+    """
+    keys = list(sweep.get("keys") or [])
+    short = sweep.get("labels") or {}
+    points = sweep.get("points") or {}
+    bases = sweep.get("base_runs") or {}
+    several = len(set(bases.values())) > 1
+    out = {}
+    for run in runs:
+        values = points.get(run)
+        if not keys or values is None:
+            out[run] = run
+            continue
+        text = ", ".join(f"{short.get(k, k)}={values[k]}" for k in keys if k in values)
+        out[run] = f"{bases[run]}: {text}" if several and run in bases else (text or run)
+    return out
 
 
 def _overview(group: GroupRecord, runs: Sequence[RunInfo], counts: Counter[str]) -> str:

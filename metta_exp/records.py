@@ -21,7 +21,7 @@ class GroupRecord:
     name: str
     experiment: str
     backend: str  # "local" or "skypilot"
-    config: dict[str, Any]  # the validated experiment (Experiment.to_dict()) plus "extra_args"
+    config: dict[str, Any]  # Experiment.to_dict() plus "extra_args", and "sweep" for sweep groups
     created_at: float
     ended_at: float | None
     cancel_requested: bool

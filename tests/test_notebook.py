@@ -618,3 +618,35 @@ def test_no_dead_link_for_runs_that_never_reached_wandb(tmp_path: Path) -> None:
     assert (info.wandb_mode, info.wandb_path) == ("disabled", None)
     text = cells(render_notebook(group(), [info]))["wandb"].source
     assert "predicted" not in text and "no W&amp;B run; local metrics in" in text
+
+
+def test_a_sweep_group_labels_its_runs_by_their_swept_values(tmp_path: Path) -> None:
+    from metta_exp.notebook import run_info, run_labels
+
+    sweep = {
+        "keys": ["trainer.learning_rate", "trainer.entropy_coef"],
+        "labels": {"trainer.learning_rate": "lr", "trainer.entropy_coef": "ent"},
+        "points": {
+            "lr0.001-ent0.01": {"trainer.learning_rate": 0.001, "trainer.entropy_coef": 0.01},
+            "lr0.003-ent0.01": {"trainer.learning_rate": 0.003, "trainer.entropy_coef": 0.01},
+        },
+        "base_runs": {"lr0.001-ent0.01": "main", "lr0.003-ent0.01": "main"},
+    }
+    runs = list(sweep["points"])
+    assert run_labels(sweep, runs) == {
+        "lr0.001-ent0.01": "lr=0.001, ent=0.01",
+        "lr0.003-ent0.01": "lr=0.003, ent=0.01",
+    }
+    several = dict(sweep, base_runs={"lr0.001-ent0.01": "a", "lr0.003-ent0.01": "b"})
+    assert run_labels(several, runs)["lr0.003-ent0.01"] == "b: lr=0.003, ent=0.01"
+    assert run_labels({}, runs) == {r: r for r in runs}
+
+    g = group(sweep=sweep)
+    text = render_notebook(g, [run_info(job(r, tmp_path / r, i)) for i, r in enumerate(runs)])
+    nb = nbformat.reads(text, as_version=4)
+    plots = next(c.source for c in nb.cells if c.id.startswith("plots"))
+    namespace: dict[str, Any] = {}
+    exec(next(line for line in plots.splitlines() if line.startswith("LABELS = ")), namespace)
+    assert namespace["LABELS"] == run_labels(sweep, runs)
+    assert "| swept values |" in nb.cells[0].source
+    assert "| lr0\\.001\\-ent0\\.01 | lr\\=0\\.001\\, ent\\=0\\.01 |" in nb.cells[0].source
