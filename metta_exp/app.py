@@ -142,12 +142,13 @@ def defaults_node() -> dict[str, Any]:
         if f.default is not dataclasses.MISSING:
             out[f.name] = f.default
         else:
-            value = f.default_factory()  # type: ignore[misc]
-            out[f.name] = dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
+            value = f.default_factory()  # type: ignore[misc,operator]
+            is_settings = dataclasses.is_dataclass(value) and not isinstance(value, type)
+            out[f.name] = dataclasses.asdict(value) if is_settings else value  # type: ignore[arg-type]
     return out
 
 
-def compose(cl: CommandLine) -> tuple[str, Path | None, dict[str, Any], dict[str, Any]]:
+def compose(cl: CommandLine) -> tuple[str, Path, dict[str, Any], dict[str, Any]]:
     """Compose the config. Returns (experiment name, its file, the experiment keys, the hydra node)."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
@@ -194,7 +195,7 @@ def compose(cl: CommandLine) -> tuple[str, Path | None, dict[str, Any], dict[str
     except (HydraException, OmegaConfBaseException, ValueError) as exc:
         raise ConfigError(f"{_source_label(cl, source)}: {_first_line(exc)}") from None
     assert isinstance(data, dict) and isinstance(hydra_node, dict)
-    return name, source, data, hydra_node
+    return name, source, {str(k): v for k, v in data.items()}, {str(k): v for k, v in hydra_node.items()}
 
 
 def _first_line(exc: BaseException) -> str:

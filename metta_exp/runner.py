@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from metta_exp.backends.base import Backend, Launch, Observation
+from metta_exp.backends.procs import pid_alive
 from metta_exp.config import CONFIG_KEYS, Experiment
 from metta_exp.records import GroupRecord, JobRecord
 from metta_exp.resolve import JobSpec
@@ -334,21 +335,6 @@ def read_wandb_url(run_dir: str) -> str | None:
 
 def lease_owner_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
-def pid_alive(pid: int) -> bool:
-    """True while ``pid`` is a live process (zombies count as dead)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return True
 
 
 def owner_alive(group: GroupRecord) -> bool:

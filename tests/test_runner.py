@@ -176,7 +176,8 @@ def test_same_run_names_in_a_new_group(state_dir: Path) -> None:
 
 
 def test_killed_runner_is_taken_over_with_nothing_lost_or_launched_twice(state_dir: Path) -> None:
-    from metta_exp.runner import ensure_driver, pid_alive
+    from metta_exp.backends.procs import pid_alive
+    from metta_exp.runner import ensure_driver
 
     exp = experiment(["a", "b", "c", "after"], args=["sleep=3"], depends_on={"after": ["a"]})
     exp.group = "takeover"
@@ -229,6 +230,6 @@ def test_claimed_but_never_submitted_job_is_launched_by_the_next_runner(state_di
 
 
 def _alive(pid: int) -> bool:
-    from metta_exp.runner import pid_alive
+    from metta_exp.backends.procs import pid_alive
 
     return pid_alive(pid)

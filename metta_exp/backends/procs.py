@@ -98,6 +98,14 @@ def tree(
     return found
 
 
+def pid_alive(pid: int) -> bool:
+    """True while ``pid`` is a live process: it exists and is not a zombie."""
+    if not pid_exists(pid):
+        return False
+    info = read_stat(pid)
+    return info is None or not info.dead
+
+
 def pid_exists(pid: int) -> bool:
     """Whether some process has this pid (maybe a zombie, maybe another user's)."""
     try:
