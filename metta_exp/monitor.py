@@ -14,12 +14,13 @@ import sys
 import time
 from typing import TYPE_CHECKING, TextIO
 
-from metta_exp.logtail import LogReader, explain_failure, read_tail
-from metta_exp.monitor_view import Frame, Gpus, render_monitor, summary_line
+from metta_exp.jobs_text import fmt_duration
+from metta_exp.logtail import LogReader, explain_failure, read_progress, read_tail
+from metta_exp.monitor_view import Frame, Gpus, fmt_count, render_monitor, summary_line
 from metta_exp.status import JobStatus
 
 if TYPE_CHECKING:
-    from metta_exp.records import EventRecord
+    from metta_exp.records import EventRecord, JobRecord
     from metta_exp.store import JobStore
 
 __all__ = ["Healer", "event_line", "print_summary", "read_frame", "watch"]
@@ -168,6 +169,20 @@ def event_line(event: EventRecord) -> str | None:
     return None if label is None else label + detail
 
 
+def result_text(job: JobRecord) -> str:
+    """``succeeded · 150k steps · reward 281.2 · 0:15`` from the job's record and its last progress line."""
+    parts = [job.status.value]
+    progress = read_progress(job.log_path)
+    if progress is not None:
+        parts.append(f"{fmt_count(progress.step)} steps")
+        reward = progress.metrics.get("overview/reward")
+        if reward is not None:
+            parts.append(f"reward {reward:.4g}")
+    if job.started_at and job.ended_at:
+        parts.append(fmt_duration(job.ended_at - job.started_at))
+    return " · ".join(parts)
+
+
 def print_summary(store: JobStore, group_name: str, out: TextIO, max_failed: int = 20) -> int:
     """The final summary: counts; each failed job with its reason, the log lines that explain it and
     its log path; cancelled and skipped jobs by reason; the notebook. Returns the group's exit code."""
@@ -176,6 +191,11 @@ def print_summary(store: JobStore, group_name: str, out: TextIO, max_failed: int
     group = store.group(group_name)
     jobs = store.jobs(group_name)
     print(summary_line(group, jobs, time.time()), file=out)
+    succeeded = [j for j in jobs if j.status == JobStatus.SUCCEEDED]
+    if len(succeeded) <= max_failed:  # small groups: each run's result at a glance
+        width = max((len(j.run) for j in succeeded), default=0)
+        for job in succeeded:
+            print(f"  {job.run:<{width}}  {result_text(job)}", file=out)
     failed = [j for j in jobs if j.status == JobStatus.FAILED]
     for job in failed[:max_failed]:
         print(f"  {job.run} failed: {job.reason or 'no reason recorded'}", file=out)
@@ -192,10 +212,10 @@ def print_summary(store: JobStore, group_name: str, out: TextIO, max_failed: int
     for (status, reason), runs in others.items():
         names = ", ".join(runs[:8]) + (f", … ({len(runs) - 8} more)" if len(runs) > 8 else "")
         print(f"  {len(runs)} {status} ({reason}): {names}", file=out)
-    for event in store.events(group_name):
-        if event.kind == "notebook":
-            print(f"Notebook: {event.detail}  (open with: jupyter notebook {event.detail})", file=out)
-        elif event.kind == "notebook_failed":
-            print(f"Notebook not written: {event.detail}", file=out)
+    last = next((e for e in reversed(store.events(group_name)) if e.kind.startswith("notebook")), None)
+    if last is not None and last.kind == "notebook":
+        print(f"Notebook: {last.detail}  (open with: jupyter notebook {last.detail})", file=out)
+    elif last is not None:
+        print(f"Notebook not written: {last.detail}", file=out)
     out.flush()
     return exit_code(jobs)

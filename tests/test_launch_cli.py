@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import textwrap
@@ -157,6 +158,8 @@ def test_demo_runs_three_parallel_cartpole_jobs_reporting_reward_and_sps(state_d
     )
     assert result.returncode == 0, result.stderr + result.stdout
     assert "3 succeeded" in result.stdout
+    for run in ("lr_low", "lr_mid", "lr_high"):  # the summary gives each run's result
+        assert re.search(rf"\n  {run} +succeeded · 4k steps · reward [0-9.]+ · \d+:\d\d\n", result.stdout)
     with JobStore.open(state_dir) as store:
         jobs = store.jobs("demo-test")
     assert [j.run for j in jobs] == ["lr_low", "lr_mid", "lr_high"]
