@@ -2,9 +2,10 @@
 
 Runs the real command (a subprocess, like a user) on a 1-run and a 50-run group of trivial jobs
 (`sleep 30`) with wait=false, polling the store until all jobs are `running`, then ends them.
-Prints the medians over --repeat rounds and the per-job overhead ((T50 - T1) / 49).
+Prints the medians over --repeat rounds and the per-job overhead ((T50 - T1) / 49), then the CPU the
+runner (the detached process that drives a group) uses over 30 s while 200 jobs run.
 
-    .venv/bin/python bench/bench_launch.py [--jobs 50] [--repeat 3]
+    .venv/bin/python bench/bench_launch.py [--jobs 50] [--repeat 3] [--cpu-jobs 200] [--cpu-seconds 30]
 """
 
 from __future__ import annotations
@@ -72,12 +73,42 @@ def one_round(work: Path, jobs: int, tag: str) -> float:
     return elapsed
 
 
+def runner_cpu(work: Path, jobs: int, seconds: float) -> float:
+    """CPU seconds the runner of a group of ``jobs`` sleeping jobs uses over ``seconds``."""
+    import io
+
+    from metta_exp.config import Experiment
+    from metta_exp.launch import launch_experiment
+
+    state = work / "state"
+    exp = Experiment(command=["sleep", str(int(seconds + 30))], runs=[f"r{i}" for i in range(jobs)],
+                     remote=False, gpus=0, wait=False, generate_notebook=False, group="cpu")  # fmt: skip
+    launch_experiment(exp, "bench", state_dir=state, out=io.StringIO())
+    with JobStore.open(state) as store:
+        pid = store.group("cpu").runner_pid
+    assert pid is not None
+    try:
+        time.sleep(3)  # past the launch
+        start = _cpu(pid)
+        time.sleep(seconds)
+        return _cpu(pid) - start
+    finally:
+        kill_everything(state)
+
+
+def _cpu(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--jobs", type=int, default=50)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--cpu-jobs", type=int, default=200)
+    parser.add_argument("--cpu-seconds", type=float, default=30.0)
     args = parser.parse_args()
     results: dict[int, list[float]] = {1: [], args.jobs: []}
     for i in range(args.repeat):
@@ -94,6 +125,13 @@ def main() -> None:
     print(
         f"per-job overhead ((T{args.jobs} - T1) / {args.jobs - 1}):  {(tn - t1) / (args.jobs - 1) * 1000:8.1f} ms"
     )
+    work = Path(tempfile.mkdtemp(prefix="metta-bench-"))
+    try:
+        cpu = runner_cpu(work, args.cpu_jobs, args.cpu_seconds)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    share = cpu / args.cpu_seconds * 100
+    print(f"runner CPU, {args.cpu_jobs} running jobs, {args.cpu_seconds:.0f} s: {cpu:.2f} s ({share:.1f}% of one core)")
 
 
 if __name__ == "__main__":

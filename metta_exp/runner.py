@@ -30,6 +30,7 @@ from metta_exp.status import ACTIVE, JobStatus
 from metta_exp.store import JobStore
 
 LEASE_TTL = 30.0
+URL_CHECK_S = 5.0
 
 
 class LeaseLost(Exception):
@@ -43,7 +44,7 @@ class Runner:
     store: JobStore
     group: str
     backend: Backend
-    tick: float = 0.25
+    tick: float = 0.5
     lease_ttl: float = LEASE_TTL
     unseen_grace: float | None = None  # default: the backend's
     owner: str = field(default_factory=lambda: lease_owner_id())
@@ -52,6 +53,7 @@ class Runner:
     _last_renew: float = 0.0
     _last_poll: float = 0.0
     _announced: bool = False
+    _url_checked: dict[str, float] = field(default_factory=dict)
 
     def drive(self) -> int | None:
         """Drive the group to its end. None if another live driver holds it."""
@@ -75,7 +77,7 @@ class Runner:
         return ok
 
     def step(self) -> bool:
-        """One cycle. True once the group has ended."""
+        """One cycle. True once the group has ended. The jobs are read again only after a change."""
         now = time.time()
         if now - self._last_renew > self.lease_ttl / 3:
             self._renew()
@@ -83,17 +85,16 @@ class Runner:
         jobs = self.store.jobs(self.group)
         if any(j.status in ACTIVE for j in jobs) and now - self._last_poll >= self.backend.poll_interval:
             self._last_poll = now
-            self._observe(group, jobs)
+            if self._observe(group, jobs):
+                jobs = self.store.jobs(self.group)
+        if self._enforce_timeouts(group, jobs) or self._skip_blocked(jobs):
             jobs = self.store.jobs(self.group)
-        self._enforce_timeouts(group, jobs)
-        if self._skip_blocked(jobs):
+        pending = any(j.status == JobStatus.PENDING for j in jobs)
+        if pending and not group.cancel_requested and self._launch_ready(group, jobs):
             jobs = self.store.jobs(self.group)
-        if not group.cancel_requested:
-            self._launch_ready(group, jobs)
         if not self._announced:
             self.store.add_event(self.group, "submitted")
             self._announced = True
-        jobs = self.store.jobs(self.group)
         if all(j.status.is_terminal() for j in jobs):
             return self._finish(group, jobs)
         return False
@@ -105,22 +106,29 @@ class Runner:
 
     # --- observing --------------------------------------------------------------------------------
 
-    def _observe(self, group: GroupRecord, jobs: list[JobRecord]) -> None:
+    def _observe(self, group: GroupRecord, jobs: list[JobRecord]) -> bool:
+        """Poll every active job in one call and record what changed; True if anything did."""
         active = [j for j in jobs if j.status in ACTIVE]
         launches = [launch_of(group, j) for j in active]
         observed = self.backend.poll(launches)
+        changed = False
         for job, launch in zip(active, launches, strict=True):
-            self._apply(group, job, launch, observed.get(launch.name, Observation(None)))
+            obs = observed.get(launch.name, Observation(None))
+            changed |= obs.status != job.status or bool(obs.handle and obs.handle != job.handle)
+            self._apply(group, job, launch, obs)
         running = [
             launch for job, launch in zip(active, launches, strict=True) if job.status == JobStatus.RUNNING
         ]
         if running:
             self.backend.sync_logs(running)
-        for job in active:
-            if job.wandb_url is None:
+        now = time.time()
+        for job in active:  # the job writes its W&B URL into run.json once W&B is up: look now and then
+            if job.wandb_url is None and now - self._url_checked.get(job.run, 0.0) >= URL_CHECK_S:
+                self._url_checked[job.run] = now
                 url = read_wandb_url(job.run_dir)
                 if url:
                     self.store.set_wandb_url(self.group, job.run, url)
+        return changed
 
     def _apply(self, group: GroupRecord, job: JobRecord, launch: Launch, obs: Observation) -> None:
         key = (job.run, job.attempts)
@@ -175,19 +183,20 @@ class Runner:
             self.group, job.run, job.attempts, JobStatus.FAILED, exit_code, reason, requeue=requeue
         )
 
-    def _enforce_timeouts(self, group: GroupRecord, jobs: list[JobRecord]) -> None:
+    def _enforce_timeouts(self, group: GroupRecord, jobs: list[JobRecord]) -> bool:
         limit = group.config.get("timeout_s")
         if not limit:
-            return
+            return False
         now = time.time()
         late = [
             j for j in jobs if j.status == JobStatus.RUNNING and j.started_at and now - j.started_at > limit
         ]
         if not late:
-            return
+            return False
         self.backend.cancel([launch_of(group, j) for j in late])
         for job in late:
             self._failed(group, job, None, f"timed out after {limit} s")
+        return True
 
     def _skip_blocked(self, jobs: list[JobRecord]) -> bool:
         status = {j.run: j.status for j in jobs}
@@ -208,7 +217,8 @@ class Runner:
 
     # --- launching --------------------------------------------------------------------------------
 
-    def _launch_ready(self, group: GroupRecord, jobs: list[JobRecord]) -> None:
+    def _launch_ready(self, group: GroupRecord, jobs: list[JobRecord]) -> bool:
+        """Claim and submit every job that may start now; True if any was claimed."""
         status = {j.run: j.status for j in jobs}
         ready = [
             j
@@ -217,7 +227,7 @@ class Runner:
             and all(status.get(d) == JobStatus.SUCCEEDED for d in j.depends_on)
         ]
         if not ready:
-            return
+            return False
         cap = group.config.get("max_parallel")
         active = sum(1 for j in jobs if j.status in ACTIVE)
         devices = self.backend.devices()
@@ -250,6 +260,7 @@ class Runner:
             active += 1
         if claimed:
             self._submit(group, claimed)
+        return bool(claimed)
 
     def _submit(self, group: GroupRecord, launches: list[Launch]) -> None:
         self._renew()  # a remote submit can take a while: hold the lease across it
