@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, BinaryIO, TextIO
 from metta_exp.status import ACTIVE, JobStatus
 
 if TYPE_CHECKING:
+    from metta_exp.progress import Progress
     from metta_exp.records import JobRecord
     from metta_exp.store import JobStore
-    from metta_exp.tracking import Progress
 
 TAIL_BYTES = 16384
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
@@ -172,7 +172,7 @@ def copy_from(path: str | os.PathLike[str], offset: int, out: BinaryIO, chunk: i
 def last_progress(text: str) -> Progress | None:
     """The last well-formed progress line in ``text`` (as ``tracking.last_progress``), found by
     searching for the marker from the end instead of splitting the whole text into lines."""
-    from metta_exp.tracking import parse_progress_line
+    from metta_exp.progress import parse_progress_line
 
     end = len(text)
     while (at := text.rfind(PROGRESS_MARK, 0, end)) >= 0:
@@ -203,7 +203,8 @@ def read_checkpoint(run_dir: str | os.PathLike[str], log_text: str) -> str | Non
     """The run's latest checkpoint: ``run.json``'s ``checkpoint``, else the log's last checkpoint line."""
     import json
 
-    from metta_exp.tracking import RUN_FILE, last_checkpoint
+    from metta_exp.progress import last_checkpoint
+    from metta_exp.tracking import RUN_FILE
 
     try:
         data = json.loads((Path(run_dir) / RUN_FILE).read_text())

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from rich.console import RenderableType
     from rich.text import Text
 
-    from metta_exp.tracking import Progress
+    from metta_exp.progress import Progress
 
 ICON = {
     JobStatus.PENDING: "·",

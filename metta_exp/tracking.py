@@ -19,7 +19,7 @@ runs by hand):
 On stdout (the job's log) it prints ``[metta-exp] progress step=... total=... sps=... key=value ...`` at
 most every ``$METTA_EXP_PROGRESS_EVERY`` seconds and at finish, and ``[metta-exp] checkpoint path=...``
 on each checkpoint. :func:`parse_progress_line`, :func:`last_progress` and :func:`last_checkpoint` read
-them back (pure: the monitor uses them on local and remote logs alike).
+them back (``metta_exp.progress``, pure: the monitor uses them on local and remote logs alike).
 
 Metrics are mirrored to W&B when W&B is on (see :func:`init`). W&B never stops training: a W&B failure
 is reported in one line and W&B is switched off for the rest of the run. This module imports only the
@@ -36,10 +36,21 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+
+from metta_exp.progress import (
+    CHECKPOINT_PREFIX,
+    PROGRESS_PREFIX,
+    Progress,
+    format_checkpoint_line,
+    format_progress_line,
+    last_checkpoint,
+    last_progress,
+    parse_checkpoint_line,
+    parse_progress_line,
+)
 
 __all__ = [
     "CHECKPOINT_PREFIX",
@@ -61,131 +72,11 @@ __all__ = [
 METRICS_FILE = "metrics.jsonl"
 RUN_FILE = "run.json"
 DEFAULT_RUN_DIR = "metta_exp_run"
-PROGRESS_PREFIX = "[metta-exp] progress "
-CHECKPOINT_PREFIX = "[metta-exp] checkpoint path="
 MAX_PROGRESS_METRICS = 32
 """A progress line shows at most this many metrics (``overview/*`` first) to keep logs readable."""
 DEFAULT_PROGRESS_EVERY = 2.0
 SPS_KEY = "overview/sps"
 NO_CREDENTIALS = "[metta-exp] W&B off: no credentials (set WANDB_API_KEY or wandb.mode=offline)"
-
-
-# ---------------------------------------------------------------------------------------------------
-# Progress and checkpoint lines: pure formatting and parsing
-
-
-@dataclass(frozen=True)
-class Progress:
-    """One progress line: the step reached, the planned total, the speed and the latest metrics."""
-
-    step: int
-    total: int | None = None
-    sps: float | None = None
-    metrics: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def fraction(self) -> float | None:
-        """``step / total`` clipped to [0, 1]; None when the total is unknown (or not positive)."""
-        if self.total is None or self.total <= 0:
-            return None
-        return min(1.0, max(0.0, self.step / self.total))
-
-
-def format_progress_line(progress: Progress) -> str:
-    """``[metta-exp] progress step=S [total=T] [sps=X] key=value ...`` (values as ``:.6g``).
-
-    Metric keys holding whitespace or ``=`` cannot be parsed back and are left out.
-    """
-    parts = [f"step={progress.step}"]
-    if progress.total is not None:
-        parts.append(f"total={progress.total}")
-    if progress.sps is not None:
-        parts.append(f"sps={progress.sps:.6g}")
-    parts += [f"{key}={value:.6g}" for key, value in progress.metrics.items() if _printable_key(key)]
-    return PROGRESS_PREFIX + " ".join(parts)
-
-
-def parse_progress_line(line: str) -> Progress | None:
-    """The :class:`Progress` of one log line, or None if it is not a well-formed progress line.
-
-    The marker may stand anywhere in the line, so prefixes added by a remote log (``(task, pid=1) ``)
-    do not matter. ``step=`` must come first; ``total=`` and ``sps=`` are read when they follow it in
-    that order; every other ``key=value`` is a metric (ones whose value is not a number are skipped).
-    """
-    start = line.find(PROGRESS_PREFIX)
-    if start < 0:
-        return None
-    tokens = line[start + len(PROGRESS_PREFIX) :].split()
-    pairs = [token.partition("=") for token in tokens]
-    if not pairs or any(not sep or not key for key, sep, _ in pairs):
-        return None
-    if pairs[0][0] != "step" or (step := _parse_int(pairs[0][2])) is None:
-        return None
-    rest = pairs[1:]
-    total = None
-    if rest and rest[0][0] == "total":
-        total = _parse_int(rest[0][2])
-        if total is None:
-            return None
-        rest = rest[1:]
-    sps = None
-    if rest and rest[0][0] == "sps":
-        sps = _parse_float(rest[0][2])
-        if sps is None:
-            return None
-        rest = rest[1:]
-    metrics = {key: value for key, _, text in rest if (value := _parse_float(text)) is not None}
-    return Progress(step=step, total=total, sps=sps, metrics=metrics)
-
-
-def last_progress(text: str) -> Progress | None:
-    """The last well-formed progress line in ``text`` (a whole log or its tail), or None."""
-    for line in reversed(text.splitlines()):
-        progress = parse_progress_line(line)
-        if progress is not None:
-            return progress
-    return None
-
-
-def format_checkpoint_line(path: str | os.PathLike[str]) -> str:
-    """``[metta-exp] checkpoint path=<path>``; the path runs to the end of the line."""
-    return CHECKPOINT_PREFIX + os.fspath(path)
-
-
-def parse_checkpoint_line(line: str) -> str | None:
-    """The path of one ``[metta-exp] checkpoint path=...`` line, or None."""
-    start = line.find(CHECKPOINT_PREFIX)
-    if start < 0:
-        return None
-    path = line[start + len(CHECKPOINT_PREFIX) :].rstrip("\r\n")
-    return path or None
-
-
-def last_checkpoint(text: str) -> str | None:
-    """The path of the last checkpoint line in ``text``, or None."""
-    for line in reversed(text.splitlines()):
-        path = parse_checkpoint_line(line)
-        if path is not None:
-            return path
-    return None
-
-
-def _printable_key(key: str) -> bool:
-    return bool(key) and "=" not in key and not any(ch.isspace() for ch in key)
-
-
-def _parse_int(text: str) -> int | None:
-    try:
-        return int(text)
-    except ValueError:
-        return None
-
-
-def _parse_float(text: str) -> float | None:
-    try:
-        return float(text)
-    except ValueError:
-        return None
 
 
 # ---------------------------------------------------------------------------------------------------

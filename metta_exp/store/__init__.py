@@ -1,4 +1,4 @@
-"""The job store: the single source of truth, and the only module that speaks SQL.
+"""The job store: the single source of truth, and the only package that speaks SQL.
 
 One SQLite file (WAL, busy timeout) shared by every process: the runner that drives a group, the
 foreground view, ``metta-exp job ...`` in any terminal. Every write is one ``atomic()`` transaction that
@@ -20,75 +20,10 @@ from typing import Any
 from metta_exp.errors import NotFoundError, StoreError, UsageError, closest
 from metta_exp.records import AttemptRecord, EventRecord, GroupRecord, GroupSummary, JobRecord
 from metta_exp.status import ACTIVE, ALL_STATUSES, TERMINAL, JobStatus
+from metta_exp.store.rows import group_record, ids, job_record
+from metta_exp.store.schema import MIGRATIONS
 
 DB_NAME = "jobs.sqlite"
-
-MIGRATIONS: list[tuple[str, str]] = [
-    (
-        "0001_initial",
-        """
-        CREATE TABLE groups (
-            name TEXT PRIMARY KEY,
-            experiment TEXT NOT NULL,
-            backend TEXT NOT NULL,
-            config TEXT NOT NULL,
-            created_at REAL NOT NULL,
-            ended_at REAL,
-            cancel_requested INTEGER NOT NULL DEFAULT 0,
-            lease_owner TEXT,
-            lease_expires REAL,
-            runner_pid INTEGER
-        );
-        CREATE INDEX groups_created ON groups (created_at);
-        CREATE TABLE jobs (
-            id INTEGER PRIMARY KEY,
-            group_name TEXT NOT NULL REFERENCES groups (name) ON DELETE CASCADE,
-            run TEXT NOT NULL,
-            position INTEGER NOT NULL,
-            status TEXT NOT NULL,
-            spec TEXT NOT NULL,
-            attempts INTEGER NOT NULL DEFAULT 0,
-            exit_code INTEGER,
-            reason TEXT,
-            queued_at REAL,
-            run_dir TEXT NOT NULL,
-            wandb_url TEXT,
-            UNIQUE (group_name, run)
-        );
-        CREATE INDEX jobs_status ON jobs (status);
-        CREATE TABLE deps (
-            job_id INTEGER NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
-            depends_on INTEGER NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
-            PRIMARY KEY (job_id, depends_on)
-        );
-        CREATE TABLE attempts (
-            job_id INTEGER NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
-            number INTEGER NOT NULL,
-            status TEXT NOT NULL,
-            handle TEXT,
-            gpu_ids TEXT NOT NULL DEFAULT '',
-            claimed_at REAL NOT NULL,
-            started_at REAL,
-            ended_at REAL,
-            exit_code INTEGER,
-            reason TEXT,
-            log_path TEXT,
-            PRIMARY KEY (job_id, number)
-        );
-        CREATE TABLE events (
-            id INTEGER PRIMARY KEY,
-            group_name TEXT NOT NULL,
-            run TEXT,
-            at REAL NOT NULL,
-            kind TEXT NOT NULL,
-            old_status TEXT,
-            new_status TEXT,
-            detail TEXT
-        );
-        CREATE INDEX events_group ON events (group_name, id);
-        """,
-    ),
-]
 
 _JOB_SELECT = """
     SELECT j.id, j.group_name, j.run, j.position, j.status, j.spec, j.attempts, j.exit_code, j.reason,
@@ -247,7 +182,7 @@ class JobStore:
             else:
                 hint = f"; newest: {', '.join(names[:5])}" if names else "; no groups yet"
             raise NotFoundError(f"no group '{name}'{hint} (see 'metta-exp job list')")
-        return _group(row)
+        return group_record(row)
 
     def list_groups(self) -> list[GroupSummary]:
         """Every group, newest first, with counts by status (one query)."""
@@ -275,7 +210,7 @@ class JobStore:
     def active_groups(self) -> list[GroupRecord]:
         """Groups that have not ended."""
         rows = self._db.execute("SELECT * FROM groups WHERE ended_at IS NULL ORDER BY created_at")
-        return [_group(r) for r in rows]
+        return [group_record(r) for r in rows]
 
     # --- leases: one driver per group -----------------------------------------------------------
 
@@ -315,7 +250,7 @@ class JobStore:
 
     def jobs(self, group: str) -> list[JobRecord]:
         rows = self._db.execute(_JOB_SELECT + " WHERE j.group_name = ? ORDER BY j.position", (group,))
-        return [_job(r) for r in rows]
+        return [job_record(r) for r in rows]
 
     def job(self, group: str, run: str) -> JobRecord:
         row = self._db.execute(_JOB_SELECT + " WHERE j.group_name = ? AND j.run = ?", (group, run)).fetchone()
@@ -325,7 +260,7 @@ class JobStore:
             near = closest(run, runs)
             hint = f"; closest: {', '.join(near)}" if near else f"; runs: {', '.join(runs[:10])}"
             raise NotFoundError(f"group '{group}' has no run '{run}'{hint}")
-        return _job(row)
+        return job_record(row)
 
     def attempts(self, group: str, run: str) -> list[AttemptRecord]:
         rows = self._db.execute(
@@ -340,7 +275,7 @@ class JobStore:
                 r["number"],
                 JobStatus(r["status"]),
                 r["handle"],
-                _ids(r["gpu_ids"]),
+                ids(r["gpu_ids"]),
                 r["started_at"],
                 r["ended_at"],
                 r["exit_code"],
@@ -375,7 +310,7 @@ class JobStore:
             "WHERE j.status IN (?, ?) AND a.gpu_ids != ''",
             (JobStatus.LAUNCHING.value, JobStatus.RUNNING.value),
         )
-        return {i for (ids,) in rows for i in _ids(ids)}
+        return {i for (text,) in rows for i in ids(text)}
 
     # --- jobs: transitions (each one transaction with an event) -----------------------------------
 
@@ -583,44 +518,3 @@ class JobStore:
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
             (group, run, time.time(), kind, old.value if old else None, new.value if new else None, detail),
         )
-
-
-def _ids(text: str | None) -> tuple[int, ...]:
-    return tuple(int(x) for x in text.split(",")) if text else ()
-
-
-def _group(row: sqlite3.Row) -> GroupRecord:
-    return GroupRecord(
-        name=row["name"],
-        experiment=row["experiment"],
-        backend=row["backend"],
-        config=json.loads(row["config"]),
-        created_at=row["created_at"],
-        ended_at=row["ended_at"],
-        cancel_requested=bool(row["cancel_requested"]),
-        lease_owner=row["lease_owner"],
-        lease_expires=row["lease_expires"],
-        runner_pid=row["runner_pid"],
-    )
-
-
-def _job(row: sqlite3.Row) -> JobRecord:
-    return JobRecord(
-        group=row["group_name"],
-        run=row["run"],
-        position=row["position"],
-        status=JobStatus(row["status"]),
-        spec=json.loads(row["spec"]),
-        attempts=row["attempts"],
-        exit_code=row["exit_code"],
-        reason=row["reason"],
-        handle=row["handle"],
-        gpu_ids=_ids(row["gpu_ids"]),
-        queued_at=row["queued_at"],
-        started_at=row["started_at"],
-        ended_at=row["ended_at"],
-        log_path=row["log_path"],
-        run_dir=row["run_dir"],
-        wandb_url=row["wandb_url"],
-        depends_on=tuple(row["deps"].split("\x1f")) if row["deps"] else (),
-    )

@@ -1,0 +1,128 @@
+"""Progress and checkpoint lines: what a job prints so that any monitor can follow it.
+
+``[metta-exp] progress step=S total=T sps=X key=value ...`` and ``[metta-exp] checkpoint path=P``, written
+by ``metta_exp.tracking`` and read back here from local logs and remote log tails alike. Pure functions,
+standard library only.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+PROGRESS_PREFIX = "[metta-exp] progress "
+CHECKPOINT_PREFIX = "[metta-exp] checkpoint path="
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One progress line: the step reached, the planned total, the speed and the latest metrics."""
+
+    step: int
+    total: int | None = None
+    sps: float | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def fraction(self) -> float | None:
+        """``step / total`` clipped to [0, 1]; None when the total is unknown (or not positive)."""
+        if self.total is None or self.total <= 0:
+            return None
+        return min(1.0, max(0.0, self.step / self.total))
+
+
+def format_progress_line(progress: Progress) -> str:
+    """``[metta-exp] progress step=S [total=T] [sps=X] key=value ...`` (values as ``:.6g``).
+
+    Metric keys holding whitespace or ``=`` cannot be parsed back and are left out.
+    """
+    parts = [f"step={progress.step}"]
+    if progress.total is not None:
+        parts.append(f"total={progress.total}")
+    if progress.sps is not None:
+        parts.append(f"sps={progress.sps:.6g}")
+    parts += [f"{key}={value:.6g}" for key, value in progress.metrics.items() if _printable_key(key)]
+    return PROGRESS_PREFIX + " ".join(parts)
+
+
+def parse_progress_line(line: str) -> Progress | None:
+    """The :class:`Progress` of one log line, or None if it is not a well-formed progress line.
+
+    The marker may stand anywhere in the line, so prefixes added by a remote log (``(task, pid=1) ``)
+    do not matter. ``step=`` must come first; ``total=`` and ``sps=`` are read when they follow it in
+    that order; every other ``key=value`` is a metric (ones whose value is not a number are skipped).
+    """
+    start = line.find(PROGRESS_PREFIX)
+    if start < 0:
+        return None
+    tokens = line[start + len(PROGRESS_PREFIX) :].split()
+    pairs = [token.partition("=") for token in tokens]
+    if not pairs or any(not sep or not key for key, sep, _ in pairs):
+        return None
+    if pairs[0][0] != "step" or (step := _parse_int(pairs[0][2])) is None:
+        return None
+    rest = pairs[1:]
+    total = None
+    if rest and rest[0][0] == "total":
+        total = _parse_int(rest[0][2])
+        if total is None:
+            return None
+        rest = rest[1:]
+    sps = None
+    if rest and rest[0][0] == "sps":
+        sps = _parse_float(rest[0][2])
+        if sps is None:
+            return None
+        rest = rest[1:]
+    metrics = {key: value for key, _, text in rest if (value := _parse_float(text)) is not None}
+    return Progress(step=step, total=total, sps=sps, metrics=metrics)
+
+
+def last_progress(text: str) -> Progress | None:
+    """The last well-formed progress line in ``text`` (a whole log or its tail), or None."""
+    for line in reversed(text.splitlines()):
+        progress = parse_progress_line(line)
+        if progress is not None:
+            return progress
+    return None
+
+
+def format_checkpoint_line(path: str | os.PathLike[str]) -> str:
+    """``[metta-exp] checkpoint path=<path>``; the path runs to the end of the line."""
+    return CHECKPOINT_PREFIX + os.fspath(path)
+
+
+def parse_checkpoint_line(line: str) -> str | None:
+    """The path of one ``[metta-exp] checkpoint path=...`` line, or None."""
+    start = line.find(CHECKPOINT_PREFIX)
+    if start < 0:
+        return None
+    path = line[start + len(CHECKPOINT_PREFIX) :].rstrip("\r\n")
+    return path or None
+
+
+def last_checkpoint(text: str) -> str | None:
+    """The path of the last checkpoint line in ``text``, or None."""
+    for line in reversed(text.splitlines()):
+        path = parse_checkpoint_line(line)
+        if path is not None:
+            return path
+    return None
+
+
+def _printable_key(key: str) -> bool:
+    return bool(key) and "=" not in key and not any(ch.isspace() for ch in key)
+
+
+def _parse_int(text: str) -> int | None:
+    try:
+        return int(text)
+    except ValueError:
+        return None
+
+
+def _parse_float(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None

@@ -1,0 +1,71 @@
+"""The store's schema: named, ordered migrations. A store records which it has applied in
+``schema_migrations``; a new migration is appended here, never edited once released."""
+
+from __future__ import annotations
+
+MIGRATIONS: list[tuple[str, str]] = [
+    (
+        "0001_initial",
+        """
+        CREATE TABLE groups (
+            name TEXT PRIMARY KEY,
+            experiment TEXT NOT NULL,
+            backend TEXT NOT NULL,
+            config TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            ended_at REAL,
+            cancel_requested INTEGER NOT NULL DEFAULT 0,
+            lease_owner TEXT,
+            lease_expires REAL,
+            runner_pid INTEGER
+        );
+        CREATE INDEX groups_created ON groups (created_at);
+        CREATE TABLE jobs (
+            id INTEGER PRIMARY KEY,
+            group_name TEXT NOT NULL REFERENCES groups (name) ON DELETE CASCADE,
+            run TEXT NOT NULL,
+            position INTEGER NOT NULL,
+            status TEXT NOT NULL,
+            spec TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            exit_code INTEGER,
+            reason TEXT,
+            queued_at REAL,
+            run_dir TEXT NOT NULL,
+            wandb_url TEXT,
+            UNIQUE (group_name, run)
+        );
+        CREATE INDEX jobs_status ON jobs (status);
+        CREATE TABLE deps (
+            job_id INTEGER NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+            depends_on INTEGER NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+            PRIMARY KEY (job_id, depends_on)
+        );
+        CREATE TABLE attempts (
+            job_id INTEGER NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+            number INTEGER NOT NULL,
+            status TEXT NOT NULL,
+            handle TEXT,
+            gpu_ids TEXT NOT NULL DEFAULT '',
+            claimed_at REAL NOT NULL,
+            started_at REAL,
+            ended_at REAL,
+            exit_code INTEGER,
+            reason TEXT,
+            log_path TEXT,
+            PRIMARY KEY (job_id, number)
+        );
+        CREATE TABLE events (
+            id INTEGER PRIMARY KEY,
+            group_name TEXT NOT NULL,
+            run TEXT,
+            at REAL NOT NULL,
+            kind TEXT NOT NULL,
+            old_status TEXT,
+            new_status TEXT,
+            detail TEXT
+        );
+        CREATE INDEX events_group ON events (group_name, id);
+        """,
+    ),
+]
