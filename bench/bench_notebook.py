@@ -67,14 +67,7 @@ def group_records(root: Path, runs: int) -> tuple[GroupRecord, list[JobRecord]]:
                 attempts=1,
                 exit_code=0 if i % 10 else 1,
                 reason=None if i % 10 else "RuntimeError: x",
-                handle=None,
-                gpu_ids=(),
-                queued_at=None,
-                started_at=None,
-                ended_at=None,
-                log_path=None,
                 run_dir=str(run_dir),
-                wandb_url=None,
             )
         )
     return group, jobs

@@ -58,13 +58,6 @@ def records_from_run_dirs(
                 spec=spec,
                 attempts=state.get("attempt", 1),
                 exit_code=0 if ok else 1,
-                reason=None,
-                handle=None,
-                gpu_ids=(),
-                queued_at=None,
-                started_at=None,
-                ended_at=None,
-                log_path=None,
                 run_dir=str(run_dir.absolute()),
                 wandb_url=state.get("wandb_url"),
             )

@@ -39,17 +39,17 @@ class JobRecord:
     position: int  # order of the run in the experiment
     status: JobStatus
     spec: dict[str, Any]  # JobSpec.to_dict()
-    attempts: int  # attempts started so far (0 before the first launch)
-    exit_code: int | None
-    reason: str | None
-    handle: str | None  # backend handle of the current attempt
-    gpu_ids: tuple[int, ...]
-    queued_at: float | None  # when it (last) became pending
-    started_at: float | None  # current attempt
-    ended_at: float | None
-    log_path: str | None  # current attempt's log file
     run_dir: str
-    wandb_url: str | None
+    attempts: int = 0  # attempts started so far (0 before the first launch)
+    exit_code: int | None = None
+    reason: str | None = None
+    handle: str | None = None  # backend handle of the current attempt
+    gpu_ids: tuple[int, ...] = ()
+    queued_at: float | None = None  # when it (last) became pending
+    started_at: float | None = None  # current attempt
+    ended_at: float | None = None
+    log_path: str | None = None  # current attempt's log file
+    wandb_url: str | None = None
     depends_on: tuple[str, ...] = field(default_factory=tuple)
 
     @property

@@ -73,15 +73,7 @@ def job(tmp_path: Path, run: str, run_id: str, mode: str = "online") -> JobRecor
         spec=spec,
         attempts=1,
         exit_code=0,
-        reason=None,
-        handle=None,
-        gpu_ids=(),
-        queued_at=None,
-        started_at=None,
-        ended_at=None,
-        log_path=None,
         run_dir=str(run_dir),
-        wandb_url=None,
     )
 
 

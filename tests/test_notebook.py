@@ -115,12 +115,6 @@ def job(
         attempts=1,
         exit_code=exit_code,
         reason=reason,
-        handle=None,
-        gpu_ids=(),
-        queued_at=None,
-        started_at=None,
-        ended_at=None,
-        log_path=None,
         run_dir=str(run_dir),
         wandb_url=wandb_url,
     )
