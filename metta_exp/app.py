@@ -190,12 +190,41 @@ def compose(cl: CommandLine) -> tuple[str, Path, dict[str, Any], dict[str, Any]]
                 hydra_cfg = cfg.pop("hydra")
             data = OmegaConf.to_container(cfg, resolve=True)
             hydra_node = OmegaConf.to_container(hydra_cfg, resolve=False)
+            runs_given = [o for o in overrides if o.lstrip("+~").split("=", 1)[0] == "runs"]
+            if runs_given and isinstance(data, dict):  # the file's own runs, to narrow its per-run keys
+                declared = hydra_compose(
+                    cl.config_name, overrides=[o for o in overrides if o not in runs_given]
+                )
+                data = narrow_to_runs(data, OmegaConf.to_container(declared.runs, resolve=True))
     except MissingConfigException as exc:
         raise UsageError(_first_line(exc)) from None
     except (HydraException, OmegaConfBaseException, ValueError) as exc:
         raise ConfigError(f"{_source_label(cl, source)}: {_first_line(exc)}") from None
     assert isinstance(data, dict) and isinstance(hydra_node, dict)
     return name, source, {str(k): v for k, v in data.items()}, {str(k): v for k, v in hydra_node.items()}
+
+
+def narrow_to_runs(data: dict[Any, Any], declared: object) -> dict[Any, Any]:
+    """Drop per-run entries of runs the file declared but ``runs=[...]`` on the command line left out.
+
+    ``metta-exp +experiment=arena 'runs=[baseline]'`` runs a subset without editing the file; an entry
+    for a run the file never declared stays, so a typo in the file is still an error.
+    """
+    kept = {str(r) for r in data.get("runs") or []}
+    dropped = {str(r) for r in declared or [] if str(r) not in kept} if isinstance(declared, list) else set()
+    if not dropped:
+        return data
+    out = dict(data)
+    for key in ("args_per_run", "depends_on"):
+        mapping = out.get(key)
+        if isinstance(mapping, dict):
+            out[key] = {k: v for k, v in mapping.items() if str(k) not in dropped}
+    deps = out.get("depends_on")
+    if isinstance(deps, dict):
+        out["depends_on"] = {
+            k: [d for d in v if str(d) not in dropped] if isinstance(v, list) else v for k, v in deps.items()
+        }
+    return out
 
 
 def _first_line(exc: BaseException) -> str:

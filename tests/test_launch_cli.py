@@ -286,3 +286,45 @@ def test_closing_the_terminal_leaves_the_group_running_to_its_end(state_dir: Pat
     assert proc.returncode != 0
     jobs = wait_group_end(state_dir, "hungup")
     assert [j.status for j in jobs] == [JobStatus.SUCCEEDED] * 2
+
+
+def test_runs_on_the_command_line_select_a_subset_of_the_files_runs(state_dir: Path) -> None:
+    result = run_cli("+experiment=demo", "runs=[lr_low,lr_high]", "dry_run=true")
+    assert result.returncode == 0, result.stderr
+    assert [line for line in result.stdout.splitlines() if line.startswith("== ")] == [
+        "== lr_low",
+        "== lr_high",
+    ]
+    assert "trainer.learning_rate=0.1" in result.stdout and "trainer.learning_rate=0.03" not in result.stdout
+
+    conf = user_conf(
+        state_dir.parent.parent,
+        "chain",
+        """\
+        module: x.train
+        runs: [prep, train, evaluate]
+        args_per_run: {prep: [p=1], evaluate: [e=1]}
+        depends_on: {train: [prep], evaluate: [train]}
+        remote: false
+        gpus: 0
+        """,
+    )
+    chosen = run_cli("--config-dir", str(conf), "+experiment=chain", "runs=[train,evaluate]", "dry_run=true")
+    assert chosen.returncode == 0, chosen.stderr
+    assert "== prep" not in chosen.stdout
+    assert "depends_on: -\n" in chosen.stdout.split("== evaluate")[0], (
+        "train no longer waits for the dropped prep"
+    )
+    assert "depends_on: train\n" in chosen.stdout.split("== evaluate")[1]
+
+    typo = user_conf(
+        state_dir.parent.parent,
+        "typo",
+        """\
+        module: x.train
+        runs: [a, b]
+        args_per_run: {c: [x=1]}
+        """,
+    )
+    result = run_cli("--config-dir", str(typo), "+experiment=typo", "runs=[a]", "remote=false")
+    assert result.returncode == 2 and "args_per_run: 'c' is not a run" in result.stderr
