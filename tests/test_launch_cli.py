@@ -33,7 +33,10 @@ BAD_INPUTS = [
     (["+experiment=demo", "gpus=abc"], "'gpus' must be an integer, got 'abc'"),
     (["+experiment=demo", "remote=maybe"], "'remote' must be true or false"),
     (["+experiment=demo", "runs=[a,a]"], "run 'a' is listed twice"),
-    (["+experiment=demo", "runs=[a]"], "args_per_run: 'lr_low' is not a run of this experiment"),
+    (
+        ["+experiment=demo", "args_per_run={lr_lo:['x=1']}"],
+        "args_per_run: 'lr_lo' is not a run of this experiment",
+    ),
     (["+experiment=demo", "depends_on={lr_low:[nope]}"], "depends_on.lr_low: 'nope' is not a run"),
     (
         ["+experiment=demo", "depends_on={lr_low:[lr_mid],lr_mid:[lr_low]}"],
