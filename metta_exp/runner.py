@@ -11,12 +11,14 @@ lease of the old one expired or its process is gone.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import socket
 import subprocess
 import sys
 import time
+import traceback
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +33,7 @@ from metta_exp.store import JobStore
 
 LEASE_TTL = 30.0
 URL_CHECK_S = 5.0
+MAX_FAILED_CYCLES = 20  # consecutive failed cycles before the runner gives up (a later command resumes)
 
 
 class LeaseLost(Exception):
@@ -60,7 +63,19 @@ class Runner:
         if not self.acquire():
             return None
         try:
-            while not self.step():
+            failures = 0
+            while True:
+                try:
+                    if self.step():
+                        break
+                    failures = 0
+                except LeaseLost:
+                    raise
+                except Exception as exc:  # a backend or store hiccup must not orphan the group
+                    failures += 1
+                    self._report(exc, failures)
+                    time.sleep(min(30.0, self.tick * 2**failures))
+                    continue
                 time.sleep(self.tick)
         except LeaseLost:
             return None
@@ -98,6 +113,14 @@ class Runner:
         if all(j.status.is_terminal() for j in jobs):
             return self._finish(group, jobs)
         return False
+
+    def _report(self, exc: Exception, failures: int) -> None:
+        """Log a failed cycle (the runner's log gets the traceback); give up after too many in a row."""
+        traceback.print_exc()
+        with contextlib.suppress(Exception):
+            self.store.add_event(self.group, "runner_error", f"{type(exc).__name__}: {exc}")
+        if failures >= MAX_FAILED_CYCLES:
+            raise exc
 
     def _renew(self) -> None:
         if not self.store.renew_lease(self.group, self.owner, self.lease_ttl):

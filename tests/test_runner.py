@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 from conftest import PY, wait_for, wait_group_end
 
+from metta_exp.backends.local import LocalBackend
 from metta_exp.config import Experiment
+from metta_exp.errors import BackendError
 from metta_exp.launch import launch_experiment
 from metta_exp.status import JobStatus
 from metta_exp.store import JobStore
@@ -233,3 +235,34 @@ def _alive(pid: int) -> bool:
     from metta_exp.backends.procs import pid_alive
 
     return pid_alive(pid)
+
+
+class FlakyBackend(LocalBackend):
+    """A local backend whose first polls fail, as a backend API that hiccups does."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__(grace_s=1.0)
+        self.failures = failures
+
+    def poll(self, launches):  # noqa: ANN001, ANN201
+        if self.failures > 0:
+            self.failures -= 1
+            raise BackendError("the API did not answer")
+        return super().poll(launches)
+
+
+def test_runner_carries_on_through_backend_errors(state_dir: Path) -> None:
+    from metta_exp.resolve import resolve
+    from metta_exp.runner import Runner
+
+    exp = experiment(["x", "y"], args=["sleep=0.3"])
+    with JobStore.open(state_dir) as store:
+        specs = resolve(exp, "flaky", state_dir)
+        store.create_group(
+            "flaky", "test", "local", exp.to_dict() | {"extra_args": []}, [s.to_dict() for s in specs]
+        )
+        assert Runner(store, "flaky", FlakyBackend(3), tick=0.05).drive() == 0
+        errors = [e for e in store.events("flaky") if e.kind == "runner_error"]
+        assert [j.status for j in store.jobs("flaky")] == [JobStatus.SUCCEEDED] * 2
+        assert store.group("flaky").ended_at is not None
+    assert len(errors) == 3 and errors[0].detail == "BackendError: the API did not answer"
