@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, TextIO
 
+from metta_exp.progress import PROGRESS_PREFIX, Progress, last_checkpoint, last_progress
 from metta_exp.status import ACTIVE, JobStatus
 
 if TYPE_CHECKING:
-    from metta_exp.progress import Progress
     from metta_exp.records import JobRecord
     from metta_exp.store import JobStore
 
@@ -29,7 +29,6 @@ _ERROR = re.compile(
     r"(?i)(error|exception|fatal|traceback|killed|out of memory|\boom\b|segmentation fault|core dumped"
     r"|panic|abort|assert)"
 )
-PROGRESS_MARK = "[metta-exp] progress "
 
 
 @dataclass(frozen=True)
@@ -66,7 +65,7 @@ def tail_lines(text: str, n: int) -> list[str]:
     out: list[str] = []
     for raw in reversed(text.split("\n")):  # clean only the lines it looks at
         line = clean_line(raw)
-        if line.strip() and PROGRESS_MARK not in line:
+        if line.strip() and PROGRESS_PREFIX not in line:
             out.append(line)
             if len(out) == n:
                 break
@@ -82,7 +81,7 @@ def explain_failure(text: str, limit: int = 6) -> list[str]:
     """
     if limit <= 0:
         return []
-    lines = [line for line in clean_lines(text) if line.strip() and PROGRESS_MARK not in line]
+    lines = [line for line in clean_lines(text) if line.strip() and PROGRESS_PREFIX not in line]
     start = next(
         (i for i in range(len(lines) - 1, -1, -1) if "Traceback (most recent call last)" in lines[i]), None
     )
@@ -169,22 +168,6 @@ def copy_from(path: str | os.PathLike[str], offset: int, out: BinaryIO, chunk: i
     return offset
 
 
-def last_progress(text: str) -> Progress | None:
-    """The last well-formed progress line in ``text`` (as ``tracking.last_progress``), found by
-    searching for the marker from the end instead of splitting the whole text into lines."""
-    from metta_exp.progress import parse_progress_line
-
-    end = len(text)
-    while (at := text.rfind(PROGRESS_MARK, 0, end)) >= 0:
-        start = text.rfind("\n", 0, at) + 1
-        stop = text.find("\n", at)
-        found = parse_progress_line(text[start : stop if stop >= 0 else len(text)])
-        if found is not None:
-            return found
-        end = start
-    return None
-
-
 def read_progress(path: str | os.PathLike[str] | None) -> Progress | None:
     """The last progress line of a log: looked for in its last 4 KiB, then in its last 64 KiB."""
     if not path:
@@ -203,7 +186,6 @@ def read_checkpoint(run_dir: str | os.PathLike[str], log_text: str) -> str | Non
     """The run's latest checkpoint: ``run.json``'s ``checkpoint``, else the log's last checkpoint line."""
     import json
 
-    from metta_exp.progress import last_checkpoint
     from metta_exp.tracking import RUN_FILE
 
     try:

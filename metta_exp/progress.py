@@ -79,11 +79,19 @@ def parse_progress_line(line: str) -> Progress | None:
 
 
 def last_progress(text: str) -> Progress | None:
-    """The last well-formed progress line in ``text`` (a whole log or its tail), or None."""
-    for line in reversed(text.splitlines()):
-        progress = parse_progress_line(line)
-        if progress is not None:
-            return progress
+    """The last well-formed progress line in ``text`` (a whole log or its tail), or None.
+
+    Searches for the marker from the end rather than splitting the whole text into lines: monitors call
+    this on every job's log tail, every refresh.
+    """
+    end = len(text)
+    while (at := text.rfind(PROGRESS_PREFIX, 0, end)) >= 0:
+        start = text.rfind("\n", 0, at) + 1
+        stop = text.find("\n", at)
+        found = parse_progress_line(text[start : stop if stop >= 0 else len(text)])
+        if found is not None:
+            return found
+        end = start
     return None
 
 
