@@ -7,11 +7,14 @@ while watching stops only the watching.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 import re
 import shlex
 import sys
 import time
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
@@ -50,6 +53,8 @@ def launch_experiment(
 
     out = out or sys.stdout
     state_dir = (state_dir or default_state_dir()).absolute()
+    if exp.remote:
+        exp = absolute_paths(exp)
     group = exp.group or generated_group_name(name)
     specs = _resolve(exp, group, state_dir, extra_args, specs_hook)
     if exp.dry_run:
@@ -60,6 +65,7 @@ def launch_experiment(
 
     store = JobStore.open(state_dir)
     config = exp.to_dict() | {"extra_args": list(extra_args)} | dict(extra_config or {})
+    config["instance"] = uuid.uuid4().hex[:12]  # this group instance's own: see sky_job_name
     for suffix in range(1, 1000):
         try:
             store.create_group(group, name, backend.name, config, [s.to_dict() for s in specs])
@@ -85,6 +91,24 @@ def launch_experiment(
     from metta_exp.monitor import watch
 
     return watch(store, group, out=out)
+
+
+def absolute_paths(exp: Experiment, cwd: Path | None = None) -> Experiment:
+    """``skypilot.workdir`` and local ``skypilot.file_mounts`` sources made absolute against the launching
+    command's directory, as SkyPilot would (``sky/task.py``: ``os.path.abspath(os.path.expanduser(...))``)
+    but now, once: they are stored so, and every later runner (``job retry``/``monitor``/``resume``, from
+    any directory) uploads the same files."""
+    base = cwd or Path.cwd()
+
+    def absolute(path: str) -> str:
+        return os.path.abspath(os.path.join(base, os.path.expanduser(path)))
+
+    sky = exp.skypilot
+    mounts = {k: v if "://" in v else absolute(v) for k, v in sky.file_mounts.items()}
+    workdir = absolute(sky.workdir) if sky.workdir else sky.workdir
+    if workdir == sky.workdir and mounts == sky.file_mounts:
+        return exp
+    return dataclasses.replace(exp, skypilot=dataclasses.replace(sky, workdir=workdir, file_mounts=mounts))
 
 
 def _resolve(

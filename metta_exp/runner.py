@@ -80,8 +80,12 @@ class Runner:
         except LeaseLost:
             return None
         finally:
-            self.backend.close()
             self.store.release_lease(self.group, self.owner)
+            try:
+                if self.store.group(self.group).ended_at is not None:
+                    self.backend.settle()  # may linger, without the lease, for attempts that show up late
+            finally:
+                self.backend.close()
         return exit_code(self.store.jobs(self.group))
 
     def acquire(self) -> bool:
@@ -343,7 +347,11 @@ def launch_of(group: GroupRecord, job: JobRecord) -> Launch:
 
 
 def launch_settings(group: GroupRecord) -> dict[str, object]:
-    return {"skypilot": group.config.get("skypilot") or {}, "wandb": group.config.get("wandb") or {}}
+    return {
+        "skypilot": group.config.get("skypilot") or {},
+        "wandb": group.config.get("wandb") or {},
+        "instance": group.config.get("instance"),  # None for groups recorded before instances existed
+    }
 
 
 def attempt_log(run_dir: str, attempt: int) -> Path:

@@ -150,12 +150,15 @@ def test_submit_sends_every_launch_before_collecting_any(fake: FakeSkyApi, state
     launches = launches_for(exp, "g", state)
     handles = backend_on(fake, state, workers=4).submit(launches)
     assert sorted(int(h) for h in handles.values()) == list(range(1, 13))
-    calls = fake.call_log()
-    sequence = [c for c, _, _ in calls]
-    # one fresh queue (its request and its get), then 12 launches, then 12 gets: none waits on another
+    calls = [c for c in fake.call_log() if c[0] != "api.health"]
+    sequence = [c[0] for c in calls]
+    # one fresh queue (its request and its get), then 12 launches (each a validate and the launch, as
+    # sky/jobs/client/sdk.py sends them), then 12 gets: none waits on another
     assert sequence[:2] == ["jobs.queue_v2", "get"]
-    assert sequence[2:14] == ["jobs.launch"] * 12 and sequence[14:] == ["get"] * 12
-    assert len({thread for c, _, thread in calls if c == "jobs.launch"}) > 1  # on several threads
+    assert (
+        sorted(sequence[2:26]) == ["jobs.launch"] * 12 + ["validate"] * 12 and sequence[26:] == ["get"] * 12
+    )
+    assert len({c[2] for c in calls if c[0] == "jobs.launch"}) > 1  # on several threads
 
 
 def test_an_existing_attempt_is_adopted_never_launched_twice(fake: FakeSkyApi, state: Path) -> None:
@@ -175,7 +178,7 @@ def test_a_job_that_shows_up_late_is_unseen_then_reconciled(fake: FakeSkyApi, st
     exp = command_exp(["late"], "import time; time.sleep(30)")
     launches = launches_for(exp, "g", state)
     fake.configure(rules=[{"match": f"{sky_job_name('g', 'late', 1)}", "visible_after_s": 2.0}])
-    backend_on(fake, state).submit(launches)
+    backend_on(fake, state, launch_wait_s=0.5).submit(launches)  # returns before the job id is known
     fresh = backend_on(fake, state)  # no memory of the launch, like a restarted runner
     first = fresh.poll(launches)[launches[0].name]
     assert first.status is None and not first.transient  # unseen: the runner's grace period applies
@@ -286,13 +289,15 @@ def test_outcomes_through_the_fake(
 
 
 def test_preemption_is_recovering_then_running_again(fake: FakeSkyApi, state: Path) -> None:
-    # the first run waits to be preempted; the recovered one ends
+    # the first run waits to be preempted; the recovered one (a new machine: a marker outside it) ends
+    marker = state.parent / "first-run-marker"
     script = (
-        "import os, time; task = os.environ['SKYPILOT_TASK_ID']; print('attempt', task, flush=True); "
-        "time.sleep(0.2 if task.endswith('-1') else 60)"
+        "import os, sys, time; first = not os.path.exists(sys.argv[1]); open(sys.argv[1], 'a').close(); "
+        "print('attempt', 'first' if first else 'recovered', os.environ['SKYPILOT_TASK_ID'], flush=True); "
+        "time.sleep(60 if first else 0.2)"
     )
     fake.configure(rules=[{"match": "*", "preempt_after_s": 0.2, "recover_after_s": 0.3}])
-    launches = launches_for(command_exp(["r"], script), "g", state)
+    launches = launches_for(command_exp(["r"], script, args=[str(marker)]), "g", state)
     backend = backend_on(fake, state)
     launches = with_handles(launches, backend.submit(launches))
     obs, seen = poll_until(backend, launches, all_ended)
@@ -303,7 +308,9 @@ def test_preemption_is_recovering_then_running_again(fake: FakeSkyApi, state: Pa
     assert any(r and r.startswith("SkyPilot RECOVERING") for r in reasons)
     assert fake.job(1)["recovery_count"] == 1
     log = (fake.job_dir(1) / "log").read_text()
-    assert "attempt fake-1-0" in log and "preempted" in log and "attempt fake-1-1" in log
+    assert "attempt first" in log and "preempted" in log and "attempt recovered" in log
+    task_ids = {line.split()[-1] for line in log.splitlines() if line.startswith("attempt")}
+    assert len(task_ids) == 1, "SKYPILOT_TASK_ID stays the same across recoveries"
 
 
 # --- poll: batching, sharing, errors -----------------------------------------------------------------
@@ -315,16 +322,19 @@ def test_one_queue_call_per_cycle_for_all_groups(fake: FakeSkyApi, state: Path) 
     submitter = backend_on(fake, state)
     for g, launches in groups.items():
         groups[g] = with_handles(launches, submitter.submit(launches))
-    before = fake.call_counts()["jobs.queue_v2"]
     runners = [SkyPilotBackend(fake, state, poll_interval=30.0) for _ in groups]  # one per group
-    for _ in range(3):  # three cycles of three runners: the shared answer is younger than the interval
+    for runner, launches in zip(runners, groups.values(), strict=True):
+        runner.poll(launches)  # each runner's first poll registers its jobs
+    for _ in range(3):  # three cycles of three runners: ONE call per cycle, for the jobs of all groups
+        runners[0].queue.invalidate()  # the interval passed
+        before = fake.call_log()
         for runner, launches in zip(runners, groups.values(), strict=True):
             obs = runner.poll(launches)
             assert {o.status for o in obs.values()} == {JobStatus.RUNNING}
-    # the last submit invalidated the shared answer; the first poll fetched it, eight polls reused it
-    assert fake.call_counts()["jobs.queue_v2"] - before == 1
-    shared = runners[0].queue
-    assert shared.age() is not None
+        new = [c for c in fake.call_log()[len(before) :] if c[0] != "api.health"]
+        assert [c[0] for c in new] == ["jobs.queue_v2", "get"]
+        assert new[1][3] > 0  # the answer's size is logged
+    assert runners[0].queue.age() is not None
 
 
 def test_runner_processes_share_one_queue_call(fake: FakeSkyApi, state: Path) -> None:

@@ -355,7 +355,7 @@ def test_every_managed_job_status_is_mapped(sky_probe: dict[str, Any]) -> None:
 
 
 def test_unusable_skypilot_is_a_clear_error_and_starts_no_server(sky_probe: dict[str, Any]) -> None:
-    assert "SkyPilot is not usable here" in sky_probe["check"]
+    assert "SkyPilot is not set up on this machine" in sky_probe["check"]
     assert "sky check" in sky_probe["check"] and "remote=false" in sky_probe["check"]
     assert "Traceback" not in sky_probe["check"]
     assert not sky_probe["server_running"]

@@ -92,5 +92,9 @@ class Backend(ABC):
     def sync_logs(self, launches: Sequence[Launch]) -> None:  # noqa: B027 - optional hook
         """Copy the log tails of remote attempts into ``launch.log_path``; local backends do nothing."""
 
+    def settle(self) -> None:  # noqa: B027 - optional hook
+        """After the runner's group ended: make sure nothing of it runs on (a remote attempt that was
+        cancelled before the backend could see it is cancelled when it shows up)."""
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release what the backend holds (threads, clients)."""

@@ -6,12 +6,18 @@
   then collects the job ids. It first looks the names up in the queue, so an attempt that already exists
   (a crash between submit and record) is adopted, never launched twice. An attempt whose id is not
   known within ``launch_wait_s`` gets its job name as handle; a later ``poll`` finds it by that name.
-- ``poll`` answers every launch from ONE ``jobs.queue_v2`` call, shared through ``SharedQueue`` with the
-  runners of all other groups on the same state directory, at most once per ``poll_interval``
-  (``METTA_EXP_SKY_POLL_S``, default 10 s).
-- ``cancel`` cancels every given attempt in one request and returns when SkyPilot has answered it.
-- ``sync_logs`` copies log tails of running jobs into their local log files, at most once per
-  ``log_interval_s`` per job and ``logs_per_cycle`` jobs per call, so the monitor reads local files.
+- ``poll`` answers every launch from ONE ``jobs.queue_v2`` call that asks only for the jobs of active
+  groups (their job ids; a name prefix for attempts whose id is not known yet), shared through
+  ``SharedQueue`` with the runners of all other groups on the same state directory, at most once per
+  ``poll_interval`` (``METTA_EXP_SKY_POLL_S``, default 10 s). A jobs controller that is starting or
+  stopped (it stops itself when idle) is a transient state: nothing is marked vanished then, and a
+  stopped controller is started again in the background (``refresh=True``) to read the final statuses.
+- ``cancel`` cancels every given attempt in one request and returns when SkyPilot has answered it. An
+  attempt SkyPilot cannot show yet is remembered (``Tombstones``) and cancelled when it shows up; the
+  runner of its group keeps looking for it a while after the group ended (``METTA_EXP_SKY_REAP_S``).
+- ``sync_logs`` copies log tails of jobs that are RUNNING or ended into their local log files (a tail of
+  a job that has not started would wait until it does), at most once per ``log_interval_s`` per job
+  and ``logs_per_cycle`` jobs per call, so the monitor reads local files.
 
 How SkyPilot's ``ManagedJobStatus`` maps to ours: PENDING, STARTING, RUNNING, RECOVERING (preempted,
 SkyPilot is bringing it back), WINDING_DOWN and CANCELLING (not ended yet) are all ``running``: SkyPilot
@@ -22,12 +28,15 @@ runner's grace period applies, then it is failed as vanished).
 
 Settings: ``METTA_EXP_SKY_POLL_S`` (poll interval, 10 s), ``METTA_EXP_SKY_LOG_S`` (per-job log tail
 interval, 20 s), ``METTA_EXP_SKY_LAUNCH_WAIT_S`` (how long ``submit`` waits for job ids, 5 s: the runner
-must renew its lease), ``METTA_EXP_SKY_LAUNCH_THREADS`` (16; 1 sends launches one by one), and
-``METTA_EXP_FAKE_SKY_DIR`` (run everything on ``FakeSkyApi``, see ``skypilot_fake``).
+must renew its lease), ``METTA_EXP_SKY_LAUNCH_THREADS`` (16; 1 sends launches one by one),
+``METTA_EXP_SKY_UNSEEN_GRACE_S`` (how long an attempt may stay out of the queue before it is failed as
+vanished, 900 s: a first launch starts the jobs controller, which takes minutes), and
+``METTA_EXP_FAKE_SKY_DIR`` (run everything on the simulator, see ``skypilot_api.default_sky_api``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -39,17 +48,20 @@ from pathlib import Path
 from typing import Any
 
 from metta_exp.backends.base import Backend, Launch, Observation
-from metta_exp.backends.skypilot_api import QueueEntry, SkyApi, SkyApiError, SkyRequestError, default_sky_api
-from metta_exp.backends.skypilot_cache import SharedQueue
-from metta_exp.backends.skypilot_calls import concurrently, retry
-from metta_exp.backends.skypilot_task import (
-    SKY_JOB_PREFIX,
-    build_task_config,
-    sky_job_name,
-    task_secrets,
+from metta_exp.backends.skypilot_api import (
+    ControllerNotUp,
+    QueueEntry,
+    SkyApi,
+    SkyApiError,
+    SkyRequestError,
+    default_sky_api,
 )
+from metta_exp.backends.skypilot_cache import SharedQueue, Tombstones
+from metta_exp.backends.skypilot_calls import concurrently, retry
+from metta_exp.backends.skypilot_check import check_backend
+from metta_exp.backends.skypilot_task import build_task_config, sky_job_name, task_secrets
 from metta_exp.config import SkyPilotSettings, WandbSettings
-from metta_exp.errors import BackendError, BackendUnavailable
+from metta_exp.errors import BackendError
 from metta_exp.resolve import JobSpec
 from metta_exp.status import JobStatus
 
@@ -59,7 +71,15 @@ POLL_ENV = "METTA_EXP_SKY_POLL_S"
 LOG_INTERVAL_ENV = "METTA_EXP_SKY_LOG_S"
 LAUNCH_WAIT_ENV = "METTA_EXP_SKY_LAUNCH_WAIT_S"
 THREADS_ENV = "METTA_EXP_SKY_LAUNCH_THREADS"
+GRACE_ENV = "METTA_EXP_SKY_UNSEEN_GRACE_S"
+REAP_ENV = "METTA_EXP_SKY_REAP_S"
+#: SkyPilot statuses whose log tail answers at once (``sky/jobs/utils.py``: ``stream_logs_by_id`` waits
+#: for any other status to become RUNNING, even with ``follow=False``).
+TAILABLE = frozenset({"RUNNING", "CANCELLING", "SUCCEEDED", "CANCELLED"})
 
+_ENDED = frozenset({"SUCCEEDED", "CANCELLED", "CANCELLING"}) | frozenset(
+    {"FAILED", "FAILED_SETUP", "FAILED_PRECHECKS", "FAILED_NO_RESOURCE", "FAILED_CONTROLLER"}
+)
 #: SkyPilot still has the job: it is queued, provisioning, running, recovering or being cancelled.
 ACTIVE_STATUSES = frozenset(
     {"PENDING", "SUBMITTED", "STARTING", "RUNNING", "RECOVERING", "WINDING_DOWN", "CANCELLING"}
@@ -71,10 +91,6 @@ FAILURE_MEANING = {
     "FAILED_NO_RESOURCE": "no capacity for the requested resources on any enabled infra",
     "FAILED_CONTROLLER": "SkyPilot's jobs controller failed",
 }
-_FIX = (
-    "Fix: set SkyPilot up (`sky api login` for a remote API server; `sky check` to enable a cloud, "
-    "Kubernetes or Slurm), or run on this machine with remote=false"
-)
 
 
 def observe(entry: QueueEntry) -> Observation:
@@ -141,8 +157,15 @@ class SkyPilotBackend(Backend):
         self.logs_per_cycle = logs_per_cycle
         self.log_lines = log_lines
         self.workers = int(_env_float(THREADS_ENV, 16)) if workers is None else workers
-        self.queue = SharedQueue(self.state_dir / "skypilot", self.api.identity, self.poll_interval,
-                                 lambda: self.api.queue(SKY_JOB_PREFIX))  # fmt: skip
+        self.unseen_grace = _env_float(GRACE_ENV, 900.0)
+        self.reap_s = _env_float(REAP_ENV, 900.0)
+        self.queue = SharedQueue(
+            self.state_dir / "skypilot", self.api.identity, self.poll_interval, self._fetch
+        )
+        self.tombstones = Tombstones(self.state_dir / "skypilot")
+        self._groups: set[str] = set()  # groups this backend saw, whose tombstones it reaps on close
+        self._refreshing = threading.Lock()  # held while a stopped controller is being started again
+        self._sky_status: dict[str, str] = {}  # launch name -> SkyPilot's status at the last poll
         self._lock = threading.Lock()
         self._flights: dict[str, _Flight] = {}
         self._job_ids: dict[str, int] = {}  # sky name -> job id, as learned
@@ -154,22 +177,10 @@ class SkyPilotBackend(Backend):
     # --- check ---------------------------------------------------------------------------------------
 
     def check(self, specs: Sequence[JobSpec]) -> None:
-        """One call: SkyPilot answers and has an infra enabled (the configured cloud, if any)."""
+        """Bad settings, missing SkyPilot set-up, no enabled infra: refused before anything is written."""
         for spec in specs:
             build_task_config(spec, 1, self.settings, self.wandb)  # ConfigError before anything is written
-        try:
-            infras = self.api.enabled_infras()
-        except SkyApiError as exc:
-            raise BackendUnavailable(f"SkyPilot is not usable here ({exc}). {_FIX}") from None
-        if not infras:
-            raise BackendUnavailable(f"SkyPilot has no infra enabled (no cloud, Kubernetes or Slurm). {_FIX}")
-        wanted = _cloud_name(self.settings.cloud)
-        if wanted and wanted not in infras:
-            raise BackendUnavailable(
-                f"skypilot.cloud={self.settings.cloud} is not enabled in SkyPilot (enabled: "
-                f"{', '.join(sorted(infras))}). Fix: `sky check {wanted}`, choose an enabled one, or run on "
-                "this machine with remote=false"
-            )
+        check_backend(self.api, self.settings, specs)
 
     # --- submit --------------------------------------------------------------------------------------
 
@@ -180,7 +191,7 @@ class SkyPilotBackend(Backend):
         deadline = time.monotonic() + self.launch_wait_s
         tasks = {launch.name: self._task(launch) for launch in launches}
         try:
-            existing = _latest_by_name(retry(lambda: self.queue.get(fresh=True), deadline))
+            existing = self._by_name([config["name"] for config, _ in tasks.values()], deadline)
         except SkyApiError as exc:
             raise BackendError(f"SkyPilot did not answer before submitting: {exc}") from None
         handles: dict[str, str] = {}
@@ -216,7 +227,18 @@ class SkyPilotBackend(Backend):
 
     def _task(self, launch: Launch) -> tuple[dict[str, Any], dict[str, str]]:
         settings, wandb = self._settings_of(launch)
-        return build_task_config(launch.spec, launch.attempt, settings, wandb), task_secrets(wandb)
+        self._groups.add(launch.spec.group)
+        config = build_task_config(launch.spec, launch.attempt, settings, wandb, instance=_instance(launch))
+        return config, task_secrets(wandb)
+
+    def _by_name(self, names: Sequence[str], deadline: float) -> dict[str, int]:
+        """Job name -> newest job id, for these exact names (one fresh call; no controller: none)."""
+        try:
+            entries = retry(lambda: self.queue.get(names=[_common_prefix(names)], fresh=True), deadline)
+        except ControllerNotUp:
+            return {}  # not up: nothing of ours is in progress (an attempt in flight is polled for)
+        wanted = set(names)
+        return _latest_by_name(e for e in entries if e.name in wanted)
 
     def _send(
         self, flight: _Flight, config: dict[str, Any], secrets: dict[str, str], deadline: float
@@ -253,75 +275,171 @@ class SkyPilotBackend(Backend):
     # --- poll ----------------------------------------------------------------------------------------
 
     def poll(self, launches: Sequence[Launch]) -> dict[str, Observation]:
-        """One shared ``jobs.queue_v2`` answer for every launch (see ``SharedQueue``)."""
+        """One shared ``jobs.queue_v2`` answer, for the jobs of active groups only (see ``SharedQueue``)."""
         if not launches:
             return {}
+        names = {launch.name: self._sky_name(launch) for launch in launches}
+        ids = {launch.name: self._known_id(launch, names[launch.name]) for launch in launches}
+        unknown = [names[n] for n, job_id in ids.items() if job_id is None]
         try:
-            entries = self.queue.get()
+            entries = self.queue.get(
+                [i for i in ids.values() if i is not None], [_common_prefix(unknown)] if unknown else []
+            )
+        except ControllerNotUp as exc:
+            if not exc.absent:
+                return self._controller_not_up(launches, exc, ids, unknown)
+            entries = []  # no controller at all: nothing is in progress
         except SkyApiError as exc:
             return {
                 launch.name: Observation(None, reason=f"SkyPilot: {exc}", transient=True)
                 for launch in launches
             }
+        self._reap_seen(entries)
         by_id = {e.job_id: e for e in entries}
         by_name = _latest_by_name(entries)
         out = {}
         for launch in launches:
-            sky_name = sky_job_name(launch.spec.group, launch.spec.run, launch.attempt)
-            known_id = _job_id(launch.handle)
+            sky_name, known_id = names[launch.name], ids[launch.name]
             entry = by_id.get(known_id) if known_id is not None else None
-            if entry is None and sky_name in by_name:
+            if entry is None and known_id is None and sky_name in by_name:
                 entry = by_id[by_name[sky_name]]
-            with self._lock:
-                flight = self._flights.get(sky_name)
-                if entry is not None:
-                    self._job_ids[sky_name] = entry.job_id
-            if entry is not None:
-                obs = observe(entry)
-            elif flight is not None and flight.refused:
-                obs = Observation(JobStatus.FAILED, reason=flight.error)
-            elif flight is not None and flight.job_id is not None:
-                obs = Observation(JobStatus.RUNNING, reason="launched; not in SkyPilot's queue yet",
-                                  handle=str(flight.job_id))  # fmt: skip
-            elif flight is not None and not flight.done:  # this process is still sending it: wait
-                obs = Observation(None, reason="launch request in progress", transient=True)
-            else:
-                reason = (
-                    flight.error if flight is not None and flight.error else "not in SkyPilot's queue (yet)"
-                )
-                obs = Observation(None, reason=reason)
-            if obs.handle == launch.handle:
-                obs = dataclasses.replace(obs, handle=None)
-            self._observed[launch.name] = obs.status
-            out[launch.name] = obs
+            out[launch.name] = self._observation(launch, sky_name, entry)
         return out
+
+    def _observation(self, launch: Launch, sky_name: str, entry: QueueEntry | None) -> Observation:
+        with self._lock:
+            flight = self._flights.get(sky_name)
+            if entry is not None:
+                self._job_ids[sky_name] = entry.job_id
+        if entry is not None:
+            obs = observe(entry)
+            self._sky_status[launch.name] = entry.status.upper()
+        elif flight is not None and flight.refused:
+            obs = Observation(JobStatus.FAILED, reason=flight.error)
+        elif flight is not None and flight.job_id is not None:
+            obs = Observation(JobStatus.RUNNING, reason="launched; not in SkyPilot's queue yet",
+                              handle=str(flight.job_id))  # fmt: skip
+        elif flight is not None and not flight.done:  # this process is still sending it: wait
+            obs = Observation(None, reason="launch request in progress", transient=True)
+        else:
+            reason = flight.error if flight is not None and flight.error else "not in SkyPilot's queue (yet)"
+            obs = Observation(None, reason=reason)
+        if entry is None:
+            self._sky_status.pop(launch.name, None)
+        if obs.handle == launch.handle:
+            obs = dataclasses.replace(obs, handle=None)
+        self._observed[launch.name] = obs.status
+        return obs
+
+    def _controller_not_up(
+        self,
+        launches: Sequence[Launch],
+        exc: ControllerNotUp,
+        ids: Mapping[str, int | None],
+        unknown: list[str],
+    ) -> dict[str, Observation]:
+        """A starting or stopped controller is transient; a stopped one is started again, in the background,
+        by a refreshing call whose answer (the final statuses) is shared like any other."""
+        if exc.status == "STOPPED" and self._refreshing.acquire(blocking=False):
+            wanted = [i for i in ids.values() if i is not None]
+            prefixes = [_common_prefix(unknown)] if unknown else []
+
+            def refresh() -> None:
+                try:
+                    entries = self._fetch(wanted, prefixes, refresh=True)
+                    self.queue.put(entries, sorted(wanted), sorted(prefixes))
+                except SkyApiError:
+                    pass  # asked again at a later cycle
+                finally:
+                    self._refreshing.release()
+
+            threading.Thread(target=refresh, daemon=True, name="metta-exp-sky-refresh").start()
+        state = {"STOPPED": "stopped (idle); starting it to read the jobs", "INIT": "starting"}
+        reason = f"SkyPilot's jobs controller is {state.get(str(exc.status), str(exc.status))}"
+        for launch in launches:
+            self._sky_status.pop(launch.name, None)
+        return {launch.name: Observation(None, reason=reason, transient=True) for launch in launches}
+
+    def _fetch(self, ids: Sequence[int], prefixes: Sequence[str], refresh: bool = False) -> list[QueueEntry]:
+        """One ``jobs.queue_v2`` call for these job ids, one per name prefix (rare: ids not known yet)."""
+        found: dict[int, QueueEntry] = {}
+        if ids:
+            found.update((e.job_id, e) for e in self.api.queue(job_ids=list(ids), refresh=refresh))
+        for prefix in prefixes:
+            matched = self.api.queue(name_match=prefix, refresh=refresh)  # a LIKE: filter exactly
+            found.update((e.job_id, e) for e in matched if e.name.startswith(prefix))
+        return list(found.values())
+
+    def _known_id(self, launch: Launch, sky_name: str) -> int | None:
+        return _job_id(launch.handle) or self._job_ids.get(sky_name)
+
+    def _sky_name(self, launch: Launch) -> str:
+        return sky_job_name(launch.spec.group, launch.spec.run, launch.attempt, _instance(launch))
 
     # --- cancel --------------------------------------------------------------------------------------
 
     def cancel(self, launches: Sequence[Launch]) -> None:
-        """Cancel every attempt in ONE request and wait for SkyPilot's answer."""
+        """Cancel every attempt in ONE request and wait for SkyPilot's answer.
+
+        An attempt SkyPilot does not show (yet) is remembered and cancelled when it shows up.
+        """
         ids: set[int] = set()
-        unknown: list[str] = []
+        unknown: dict[str, str] = {}  # sky name -> group
         for launch in launches:
-            sky_name = sky_job_name(launch.spec.group, launch.spec.run, launch.attempt)
-            job_id = _job_id(launch.handle) or self._job_ids.get(sky_name)
+            self._groups.add(launch.spec.group)
+            sky_name = self._sky_name(launch)
+            job_id = self._known_id(launch, sky_name)
             if job_id is None:
-                unknown.append(sky_name)
+                unknown[sky_name] = launch.spec.group
             else:
                 ids.add(job_id)
         deadline = time.monotonic() + self.launch_wait_s
         if unknown:
             try:
-                by_name = _latest_by_name(retry(lambda: self.queue.get(fresh=True), deadline))
+                by_name = self._by_name(sorted(unknown), deadline)
             except SkyApiError as exc:
                 raise BackendError(f"SkyPilot did not answer, nothing cancelled: {exc}") from None
             ids.update(by_name[n] for n in unknown if n in by_name)
+            for group in set(unknown.values()):
+                self.tombstones.add(group, [n for n, g in unknown.items() if g == group and n not in by_name])
         if not ids:
             return
         try:
             retry(lambda: self.api.cancel(sorted(ids)), deadline)
+        except ControllerNotUp as exc:
+            if exc.status == "INIT":  # starting: its jobs show up soon, and are cancelled then
+                names = {n: launch.spec.group for launch in launches for n in [self._sky_name(launch)]}
+                for group in set(names.values()):
+                    self.tombstones.add(group, [n for n, g in names.items() if g == group])
+            # absent or stopped: none of these jobs is in progress
         except SkyApiError as exc:
             raise BackendError(f"SkyPilot could not cancel managed jobs {sorted(ids)}: {exc}") from None
+
+    def _reap_seen(self, entries: Iterable[QueueEntry]) -> None:
+        """Cancel attempts that were cancelled before SkyPilot showed them, now that it does."""
+        graves = self.tombstones.all()
+        if not graves:
+            return
+        seen = [e for e in entries if e.name in graves]
+        live = sorted({e.job_id for e in seen if e.status.upper() not in _ENDED})
+        if live:
+            try:
+                self.api.cancel(live)
+            except SkyApiError:
+                return  # tried again at the next cycle
+        self.tombstones.remove(e.name for e in seen)
+
+    def reap(self, timeout: float) -> None:
+        """Wait up to ``timeout`` s for attempts of this backend's groups that were cancelled before SkyPilot
+        showed them, cancelling each as it shows up (a group that ended leaves nothing running)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            graves = {n: g for group in self._groups for n, g in self.tombstones.all(group).items()}
+            if not graves:
+                return
+            with contextlib.suppress(SkyApiError):
+                self._reap_seen(self._fetch([], [_common_prefix(sorted(graves))]))
+            time.sleep(max(self.poll_interval, 0.2))
 
     # --- logs ----------------------------------------------------------------------------------------
 
@@ -330,10 +448,11 @@ class SkyPilotBackend(Backend):
         now = time.monotonic()
         due: list[tuple[float, Launch, int]] = []
         for launch in launches:
-            sky_name = sky_job_name(launch.spec.group, launch.spec.run, launch.attempt)
-            job_id = _job_id(launch.handle) or self._job_ids.get(sky_name)
+            job_id = self._known_id(launch, self._sky_name(launch))
             status = self._observed.get(launch.name)
-            if job_id is None or status is None or launch.name in self._log_busy:
+            sky_status = self._sky_status.get(launch.name, "")
+            tailable = sky_status in TAILABLE or sky_status.startswith("FAILED")
+            if job_id is None or status is None or not tailable or launch.name in self._log_busy:
                 continue
             last = self._log_fetched.get(launch.name, -math.inf)
             if status.is_terminal():
@@ -367,6 +486,13 @@ class SkyPilotBackend(Backend):
 
     # --- helpers -------------------------------------------------------------------------------------
 
+    def settle(self) -> None:
+        """Cancel this backend's attempts that were cancelled unseen as they show up (``reap_s`` at most)."""
+        self.reap(self.reap_s)
+
+    def close(self) -> None:
+        self.queue.close()
+
     def _settings_of(self, launch: Launch) -> tuple[SkyPilotSettings, WandbSettings]:
         """The group's settings travel with each launch; the backend's own are the fallback."""
         sky = launch.settings.get("skypilot")
@@ -386,11 +512,13 @@ def make_skypilot_backend(
     return SkyPilotBackend(default_sky_api(), state_dir, settings=settings, wandb=wandb)
 
 
-def _cloud_name(cloud: str | None) -> str | None:
-    if not cloud:
-        return None
-    name = cloud.strip().split("/")[0].lower()
-    return {"k8s": "kubernetes", "*": None}.get(name, name) if name else None
+def _instance(launch: Launch) -> str | None:
+    value = launch.settings.get("instance")
+    return str(value) if value else None
+
+
+def _common_prefix(names: Sequence[str]) -> str:
+    return os.path.commonprefix(list(names)) if names else ""
 
 
 def _job_id(handle: str | None) -> int | None:

@@ -5,19 +5,26 @@ managed jobs in one call, cancel many in one call, read a log tail, and say whic
 ``SdkSkyApi`` implements it with SkyPilot's client SDK (``import sky`` happens inside its methods only);
 ``FakeSkyApi`` (``skypilot_fake.py``) implements it without any cloud, for tests and benchmarks.
 
-``default_sky_api()`` picks the fake when ``METTA_EXP_FAKE_SKY_DIR`` is set (the one switch that puts a
-whole metta-exp run, runner and ``job`` commands included, on the fake), and the SDK otherwise.
+``default_sky_api()`` is the ONE place that picks the simulator: when ``METTA_EXP_FAKE_SKY_DIR`` is set
+(the switch that puts a whole metta-exp run, runner and ``job`` commands included, on it) it imports
+``skypilot_fake`` lazily; otherwise it returns the SDK adapter. No other production module imports the
+simulator.
 
 Statuses stay SkyPilot's own ``ManagedJobStatus`` names (``"RUNNING"``, ``"FAILED_SETUP"``...); the
 backend maps them to ours. Every SDK call is counted in ``calls`` (a request and the ``sky.get`` that
 waits for its answer are two calls), which is what the benchmark reports.
 
-    SkyApiError           the call did not get an answer (API server unreachable, request failed)
-    └── SkyRequestError   SkyPilot answered and refused (invalid task, unknown job): retrying won't help
+    SkyApiError             the call did not get an answer (API server unreachable, request failed,
+    │                       the server interrupted it and asks for a retry)
+    └── SkyRequestError     SkyPilot answered and refused (invalid task, unknown job): retrying won't help
+        └── ControllerNotUp SkyPilot's ``ClusterNotUpError`` for the jobs controller, with its status
 
-Before the first managed job, SkyPilot's jobs controller does not exist and ``jobs.queue_v2`` and
-``jobs.cancel`` raise ``ClusterNotUpError`` ("No in-progress managed jobs"): ``SdkSkyApi`` answers
-those with an empty queue and a cancel with nothing to do.
+``ControllerNotUp.status`` is the controller's ``ClusterStatus`` name: ``None`` when it does not exist
+(no managed job was ever launched, so none is in progress), ``"STOPPED"`` when it stopped itself after
+being idle (``sky/jobs/constants.py``: ``CONTROLLER_AUTOSTOP`` idle_minutes 10; its finished jobs are still
+recorded on it, but ``jobs.queue_v2(refresh=False)`` cannot read them until a refreshing call or a launch
+starts it again), or ``"INIT"`` while it is being started (``sky/backends/backend_utils.py``,
+``is_controller_accessible``). Only ``None`` means "no job in progress"; the others are transient.
 """
 
 from __future__ import annotations
@@ -34,12 +41,14 @@ from typing import Any
 
 __all__ = [
     "FAKE_DIR_ENV",
+    "ControllerNotUp",
     "QueueEntry",
     "SdkSkyApi",
     "SkyApi",
     "SkyApiError",
     "SkyRequestError",
     "default_sky_api",
+    "launch_job_id",
 ]
 
 FAKE_DIR_ENV = "METTA_EXP_FAKE_SKY_DIR"
@@ -65,8 +74,17 @@ class SkyRequestError(SkyApiError):
     """SkyPilot answered and refused the request; the same request will fail again."""
 
 
-class _NoJobsController(SkyRequestError):
-    """SkyPilot's ``ClusterNotUpError`` for the jobs controller: it is not up, so no job is in progress."""
+class ControllerNotUp(SkyRequestError):
+    """SkyPilot's ``ClusterNotUpError`` for the jobs controller (``sky/exceptions.py``), with its status."""
+
+    def __init__(self, message: str, status: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+    @property
+    def absent(self) -> bool:
+        """The controller does not exist: no managed job is in progress (nothing to wait for)."""
+        return self.status is None
 
 
 @dataclass(frozen=True)
@@ -102,6 +120,8 @@ class SkyApi(ABC):
 
     #: names this API's view of the world, so a shared queue cache never mixes two of them
     identity: str = "sky"
+    #: whether SkyPilot's set-up on this machine is checked (from files) before the first call
+    checks_local_setup: bool = False
 
     def __init__(self) -> None:
         self.calls: Counter[str] = Counter()
@@ -124,8 +144,12 @@ class SkyApi(ABC):
         """Wait for a launch request's answer: the managed job id."""
 
     @abstractmethod
-    def queue(self, name_prefix: str) -> list[QueueEntry]:
-        """Every managed job of this user whose name starts with ``name_prefix``, in one call."""
+    def queue(
+        self, *, job_ids: Sequence[int] | None = None, name_match: str | None = None, refresh: bool = False
+    ) -> list[QueueEntry]:
+        """This user's managed jobs with one of ``job_ids`` and/or whose name contains ``name_match``, in
+        one ``jobs.queue_v2`` call (SkyPilot's ``name_match`` is a SQL ``LIKE '%...%'``: callers filter
+        exact names themselves). ``refresh`` starts a stopped controller (slow: minutes)."""
 
     @abstractmethod
     def cancel(self, job_ids: Sequence[int]) -> None:
@@ -140,6 +164,7 @@ class SdkSkyApi(SkyApi):
     """``SkyApi`` over SkyPilot's client SDK (an API server, local or remote, does the work)."""
 
     identity = "sdk"
+    checks_local_setup = True
 
     def enabled_infras(self) -> list[str]:
         from sky.client import sdk
@@ -159,44 +184,34 @@ class SdkSkyApi(SkyApi):
         return str(self._call("jobs.launch", sky.jobs.launch, task, name=config.get("name")))
 
     def launch_result(self, request_id: str) -> int:
-        job_ids, _handle = self._get(request_id)
-        if not job_ids:
-            raise SkyRequestError(f"SkyPilot accepted launch request {request_id} but returned no job id")
-        return int(job_ids[0])
+        answer = self._get(request_id)
+        return launch_job_id(answer, request_id)
 
-    def queue(self, name_prefix: str) -> list[QueueEntry]:
-
-        try:
-            return self._queue(name_prefix)
-        except _NoJobsController:
-            return []
-
-    def _queue(self, name_prefix: str) -> list[QueueEntry]:
+    def queue(
+        self, *, job_ids: Sequence[int] | None = None, name_match: str | None = None, refresh: bool = False
+    ) -> list[QueueEntry]:
         import sky
 
         request = self._call(
             "jobs.queue_v2",
             sky.jobs.queue_v2,
-            refresh=False,
+            refresh=refresh,
             skip_finished=False,
             all_users=False,
+            job_ids=list(job_ids) if job_ids is not None else None,
             fields=list(QUEUE_FIELDS),
-            name_match=name_prefix,
+            name_match=name_match,
         )
         answer = self._get(request)
         records = answer[0] if isinstance(answer, tuple) else answer
-        entries = [_entry(r) for r in records]
-        return [e for e in entries if e is not None and e.name.startswith(name_prefix)]
+        return [e for e in (_entry(r) for r in records) if e is not None]
 
     def cancel(self, job_ids: Sequence[int]) -> None:
         import sky
 
         if not job_ids:
             return
-        try:
-            self._get(self._call("jobs.cancel", sky.jobs.cancel, job_ids=list(job_ids)))
-        except _NoJobsController:
-            return  # no controller, so none of these jobs is in progress
+        self._get(self._call("jobs.cancel", sky.jobs.cancel, job_ids=list(job_ids)))
 
     def tail_logs(self, job_id: int, lines: int) -> str:
         import sky
@@ -245,6 +260,19 @@ def _entry(record: Any) -> QueueEntry | None:
     )
 
 
+def launch_job_id(answer: Any, request_id: str) -> int:
+    """The managed job id from a launch request's answer: ``(job_ids, handle)`` where ``job_ids`` is a list
+    (``sky/jobs/client/sdk.py``: ``Optional[List[int]]``), or a single int as some servers answer."""
+    job_ids = answer[0] if isinstance(answer, tuple) else answer
+    if isinstance(job_ids, int) and not isinstance(job_ids, bool):
+        return job_ids
+    if isinstance(job_ids, str) and job_ids.isdigit():
+        return int(job_ids)
+    if isinstance(job_ids, Sequence) and job_ids and str(job_ids[0]).isdigit():
+        return int(job_ids[0])
+    raise SkyRequestError(f"SkyPilot accepted launch request {request_id} but returned no job id")
+
+
 def _message(exc: BaseException) -> str:
     text = _ANSI.sub("", str(exc)).strip() or type(exc).__name__
     return text.splitlines()[0] if len(text) > 300 else text
@@ -261,13 +289,16 @@ def _classify(exc: Exception) -> SkyApiError:
         "RequestCancelled",
         "ServerTemporarilyUnavailableError",
         "ChunkedEncodingError",
+        # sky/exceptions.py: "the client is expected to retry the request immediately"
+        "RequestInterruptedError",
     }
     names = {cls.__name__ for cls in type(exc).__mro__}
     message = f"{type(exc).__name__}: {_message(exc)}"
     if names & transient_names or isinstance(exc, OSError | TimeoutError):
         return SkyApiError(message)
     if "ClusterNotUpError" in names:
-        return _NoJobsController(message)
+        status = getattr(exc, "cluster_status", None)
+        return ControllerNotUp(message, None if status is None else str(getattr(status, "value", status)))
     return SkyRequestError(message)
 
 

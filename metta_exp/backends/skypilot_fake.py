@@ -1,44 +1,48 @@
-"""A TEST DOUBLE of SkyPilot's managed jobs: ``FakeSkyApi`` runs every task here, with bash, for real.
+"""A SkyPilot simulator: ``FakeSkyApi`` plays SkyPilot's API server, jobs controller and clusters here.
 
-This is the one fake at the cloud boundary. It implements ``SkyApi`` without a cloud, an API server or a
-network, so the SkyPilot backend, and a whole metta-exp run on it, can be tested on any machine:
+This is the one fake at the cloud boundary, as strict as SkyPilot 0.14 where metta-exp can notice.
+Every behaviour names the installed file it comes from (``sky/...`` under site-packages). Tasks really
+run: each node's ``setup`` and ``run`` scripts run with bash (see ``skypilot_fake_exec``).
 
-- each launched task's ``setup`` and ``run`` scripts run with ``bash`` in a temporary workdir (a copy of
-  the task's local ``workdir``, if it has one) with the task's ``envs`` and secrets, ``HOME`` set to a
-  per-job directory (the "remote machine") and this Python's ``bin`` first on ``PATH``; so the generated
-  scripts, their quoting and their environment are exercised exactly as SkyPilot would run them;
-- statuses are SkyPilot's own ``ManagedJobStatus`` names: PENDING, STARTING, RUNNING, RECOVERING,
-  SUCCEEDED, CANCELLING, CANCELLED, FAILED, FAILED_SETUP, FAILED_PRECHECKS, FAILED_NO_RESOURCE,
-  FAILED_CONTROLLER;
-- it can inject preemption (RECOVERING, then the task runs again and is RUNNING), FAILED_SETUP,
-  FAILED_NO_RESOURCE (or any FAILED_* status), API errors, slow answers, a job that shows up in the
-  queue only after a delay, and a slow cancel (CANCELLING for a while).
+- **An account is a directory.** Its queue outlives groups and state directories and keeps finished
+  jobs (``sky/jobs/state.py`` never forgets a job), shared by every process that opens the directory.
+- **Requests.** ``launch`` sends the task and returns a request id; ``launch_result`` (``sky.get``) blocks
+  until the controller has the job (``sky/jobs/client/sdk.py``: "Request Returns: job_ids"). A job shows
+  in the queue ``visible_after_s`` after its controller is up.
+- **The controller** (``sky/jobs/server/core.py``, ``sky/backends/backend_utils.py``:
+  ``is_controller_accessible``): absent until the first launch, INIT for ``controller_start_s`` while a
+  launch or a refreshing call starts it, UP while jobs run, STOPPED after ``controller_idle_s`` without
+  an unfinished job (``sky/jobs/constants.py``: ``CONTROLLER_AUTOSTOP`` idle_minutes 10). Unless UP,
+  ``queue_v2(refresh=False)``, ``cancel`` and ``tail_logs`` raise ``ClusterNotUpError`` (here
+  ``ControllerNotUp``) with its status and "No in-progress managed jobs."; ``refresh=True`` and
+  ``launch`` start a STOPPED controller again (``_maybe_restart_controller``) and wait for it.
+- **Queue filters** (``sky/jobs/state.py``): ``name_match`` is SQL ``name LIKE '%pattern%'`` (``%`` and
+  ``_`` are wildcards, ASCII case-insensitive), ``job_ids`` selects ids; the answer's size is logged.
+- **Log tails** with ``follow=False`` wait until the job is RUNNING, CANCELLING or ended
+  (``sky/jobs/utils.py``: ``stream_logs_by_id`` waits "for task to start").
+- **Calls cost what the real client spends** (``sky/client/sdk.py``, ``sky/jobs/client/sdk.py``,
+  ``sky/server/common.py``): each request is a POST, each answer a ``get``; a health check
+  (``api.health``) precedes a process's requests at most every 5 s (``get_api_server_status_response``
+  caches it 5 s); a launch also posts ``validate`` and, with a workdir or local file mounts, ``upload``
+  (``sky/client/common.py``: ``upload_mounts_to_api_server``, for an API server that is not local).
+- **Client-side paths** (``sky/task.py``: ``expand_and_validate_workdir``): a relative ``workdir`` or
+  file-mount source is made absolute against the *calling process's* current directory, must exist, and
+  is uploaded at launch.
 
-All of its state lives in one directory (jobs as JSON files, their scripts, logs and exit codes, the
-fault settings and a log of calls), guarded by a file lock, so the test, the runner process and a
-``metta-exp job kill`` process share one fake world. Setting ``METTA_EXP_FAKE_SKY_DIR=DIR`` makes
-``default_sky_api()`` return ``FakeSkyApi(DIR)`` everywhere in metta-exp instead of the SDK.
+Knobs (environment, or ``configure`` which wins): ``METTA_EXP_FAKE_SKY_VISIBLE_AFTER_S`` (0),
+``METTA_EXP_FAKE_SKY_CONTROLLER_START_S`` (0), ``METTA_EXP_FAKE_SKY_CONTROLLER_IDLE_S`` (600),
+``METTA_EXP_FAKE_SKY_INFRAS`` (``kubernetes``; comma-separated). Fault settings (``configure``)::
 
-Like SkyPilot's controller, the fake moves jobs along when it is asked (every queue, cancel or launch
-call advances every job first), and it plays SkyPilot's API server: it keeps each job's secrets, in a
-``0600`` file inside its directory, to run the task again after a preemption.
-
-Fault settings (``configure``), each optional::
-
-    latency_s          seconds every SDK call takes (a request and its ``get`` are two calls)
-    slow               {method: extra seconds}, e.g. {"launch_result": 5} for a launch that takes long
-    enabled_infras     what ``enabled_infras`` answers (default ["kubernetes"])
+    latency_s          seconds every HTTP request takes
+    slow               {method: extra seconds}, e.g. {"launch_result": 5}
+    enabled_infras     what ``enabled_infras`` answers
     cancel_delay_s     how long a cancelled job stays CANCELLING (default 0)
-    rules              [{"match": GLOB on the job name, and any of:
-                         "status": FAILED_SETUP | FAILED_NO_RESOURCE | FAILED_PRECHECKS | FAILED_CONTROLLER
-                                   | FAILED, "message": failure reason,
-                         "pending_s", "starting_s": time in PENDING / STARTING,
-                         "visible_after_s": time before the job shows up in the queue,
-                         "preempt_after_s": preempt once after RUNNING this long,
-                         "recover_after_s": time in RECOVERING (default 0.2)}]
+    rules              [{"match": GLOB on the job name, and any of: "status": FAILED_SETUP |
+                         FAILED_NO_RESOURCE | FAILED_PRECHECKS | FAILED_CONTROLLER | FAILED, "message",
+                         "pending_s", "starting_s", "visible_after_s", "preempt_after_s",
+                         "recover_after_s" (default 0.2)}]
 
-``fail_next(call, n)`` makes the next ``n`` calls of ``launch``, ``launch_result``, ``queue``, ``cancel``,
-``tail_logs`` or ``enabled_infras`` raise ``SkyApiError``, in whichever process makes them.
+``fail_next(call, n)`` makes the next ``n`` calls of a method raise ``SkyApiError``.
 """
 
 from __future__ import annotations
@@ -48,10 +52,8 @@ import fcntl
 import fnmatch
 import json
 import os
-import shutil
+import re
 import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -60,10 +62,18 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from metta_exp.backends import procs
-from metta_exp.backends.skypilot_api import QueueEntry, SkyApi, SkyApiError, SkyRequestError
+from metta_exp.backends import skypilot_fake_exec as ex
+from metta_exp.backends.skypilot_api import (
+    QUEUE_FIELDS,
+    ControllerNotUp,
+    QueueEntry,
+    SkyApi,
+    SkyApiError,
+    SkyRequestError,
+)
+from metta_exp.backends.skypilot_fake_controller import Controller
 
-__all__ = ["FAILURE_STATUSES", "MANAGED_JOB_STATUSES", "FakeSkyApi"]
+__all__ = ["FAILURE_STATUSES", "MANAGED_JOB_STATUSES", "FakeSkyApi", "like"]
 
 MANAGED_JOB_STATUSES = (
     "PENDING", "STARTING", "RUNNING", "RECOVERING", "SUCCEEDED", "CANCELLING", "CANCELLED", "FAILED",
@@ -71,33 +81,21 @@ MANAGED_JOB_STATUSES = (
 )  # fmt: skip
 FAILURE_STATUSES = ("FAILED", "FAILED_SETUP", "FAILED_PRECHECKS", "FAILED_NO_RESOURCE", "FAILED_CONTROLLER")
 TERMINAL = frozenset({"SUCCEEDED", "CANCELLED", *FAILURE_STATUSES})
-# Failures injected before the task ever runs (no cluster was had) vs. while it runs.
 _NO_CLUSTER = frozenset({"FAILED_PRECHECKS", "FAILED_NO_RESOURCE", "FAILED_CONTROLLER"})
+_HEALTH_TTL_S = 5.0  # sky/server/common.py: get_api_server_status_response, TTLCache(ttl=5.0)
+_health_lock = threading.Lock()
+_health_at: dict[str, float] = {}  # per process, like SkyPilot's module-level cache
 
-# $1: the job's directory. Setup, then run, both appending to the job's log; exit codes written atomically.
-_DRIVER = """cd "$1/workdir" || exit 1
-if [ -f "$1/setup.sh" ]; then
-  bash "$1/setup.sh" >> "$1/log" 2>&1
-  code=$?
-  if [ $code -ne 0 ]; then
-    echo $code > "$1/setup_exit.tmp" && mv -f "$1/setup_exit.tmp" "$1/setup_exit"
-    exit $code
-  fi
-fi
-: > "$1/started"
-bash "$1/run.sh" >> "$1/log" 2>&1
-code=$?
-echo $code > "$1/exit.tmp" && mv -f "$1/exit.tmp" "$1/exit"
-"""
-# Inherited variables a fresh remote machine would not have. WANDB_MODE and WANDB_DISABLED stay, so a
-# test that turned W&B off keeps it off on the "remote" too (a task's own envs still win).
-_NOT_INHERITED = ("METTA_EXP_", "WANDB_", "SKYPILOT_", "CUDA_VISIBLE_DEVICES", "VIRTUAL_ENV")
-_KEPT = ("WANDB_MODE", "WANDB_DISABLED")
-_WORKDIR_IGNORE = shutil.ignore_patterns(".git", ".venv", "__pycache__", "job_state", "node_modules")
+
+def like(pattern: str, value: str) -> bool:
+    """SQLite's ``value LIKE '%pattern%'`` (``sky/jobs/state.py``): ``%`` any run, ``_`` any character,
+    ASCII letters case-insensitive."""
+    regex = "".join(".*" if c == "%" else "." if c == "_" else re.escape(c) for c in pattern)
+    return re.search(regex, value, re.DOTALL | re.IGNORECASE) is not None
 
 
 class FakeSkyApi(SkyApi):
-    """``SkyApi`` on this machine, its state in ``root`` (shared by every process that opens it)."""
+    """``SkyApi`` on this machine; the account's state in ``root`` (shared by every process)."""
 
     def __init__(self, root: str | os.PathLike[str], latency_s: float | None = None) -> None:
         super().__init__()
@@ -108,10 +106,10 @@ class FakeSkyApi(SkyApi):
         if latency_s is not None:
             self.configure(latency_s=latency_s)
 
-    # --- fault settings (the test's side) ---------------------------------------------------------
+    # --- the test's side ----------------------------------------------------------------------------
 
     def configure(self, **settings: Any) -> None:
-        """Merge fault settings (see the module docstring) into ``faults.json``."""
+        """Merge knobs and fault settings (see the module docstring) into ``faults.json``."""
         with self._locked():
             faults = self._faults()
             faults.update(settings)
@@ -120,17 +118,13 @@ class FakeSkyApi(SkyApi):
     def fail_next(
         self, call: str, n: int = 1, message: str = "injected API error", refuse: bool = False
     ) -> None:
-        """The next ``n`` calls of method ``call`` raise ``SkyApiError(message)``.
-
-        With ``refuse`` they raise ``SkyRequestError`` instead: SkyPilot answered and refused.
-        """
+        """The next ``n`` calls of method ``call`` raise ``SkyApiError`` (``SkyRequestError`` if ``refuse``)."""
         with self._locked():
             state = self._state()
             state.setdefault("api_errors", {})[call] = {"n": n, "message": message, "refuse": refuse}
             _write_json(self.root / "state.json", state)
 
     def preempt(self, job_id: int, recover_after_s: float = 0.2) -> None:
-        """Preempt a running job now: its processes die, it is RECOVERING, then it runs again."""
         with self._locked():
             job = self._load(job_id)
             if job["status"] == "RUNNING":
@@ -138,129 +132,155 @@ class FakeSkyApi(SkyApi):
                 self._save(job)
 
     def job(self, job_id: int) -> dict[str, Any]:
-        """A job's record as the fake keeps it (after advancing it)."""
+        """A job's record as the simulator keeps it (after advancing the world; whatever the controller)."""
         with self._locked():
-            job = self._advance(self._load(job_id), time.time(), _live_groups())
-            return job
+            self._advance_all()
+            return self._load(job_id)
 
     def jobs(self) -> list[dict[str, Any]]:
         with self._locked():
             return self._advance_all()
 
+    def controller_status(self) -> str | None:
+        with self._locked():
+            self._advance_all()
+            return self._controller().status
+
     def job_dir(self, job_id: int) -> Path:
         return self.root / "jobs" / str(job_id)
 
     def call_counts(self) -> Counter[str]:
-        """SDK calls made by every process using this directory."""
-        try:
-            lines = (self.root / "calls.log").read_text().splitlines()
-        except FileNotFoundError:
-            return Counter()
-        return Counter(line.split()[0] for line in lines if line)
+        """HTTP requests made by every process using this account."""
+        return Counter(call for call, *_ in self.call_log())
 
-    def call_log(self) -> list[tuple[str, int, int]]:
-        """Every SDK call in order: (call, pid, thread id)."""
+    def call_log(self) -> list[tuple[str, int, int, int]]:
+        """Every request in order: (call, pid, thread id, answer bytes or 0)."""
         try:
             lines = (self.root / "calls.log").read_text().splitlines()
         except FileNotFoundError:
             return []
-        return [(p[0], int(p[1]), int(p[2])) for p in (line.split() for line in lines) if len(p) == 3]
+        rows = [line.split() for line in lines]
+        return [(p[0], int(p[1]), int(p[2]), int(p[3]) if len(p) > 3 else 0) for p in rows if len(p) >= 3]
 
     def kill_all(self) -> None:
-        """Kill the processes of every job (test teardown: leave nothing behind)."""
+        """Kill the processes of every job (teardown: leave nothing behind)."""
         with self._locked():
-            live = _live_groups()
+            live = ex.live_groups()
             for job in self._all():
                 if job.get("pgid") in live:
-                    _kill_group(job["pgid"], signal.SIGKILL, wait_s=2.0)
+                    ex.kill_group(job["pgid"], signal.SIGKILL, wait_s=2.0)
 
     # --- SkyApi -------------------------------------------------------------------------------------
 
     def enabled_infras(self) -> list[str]:
-        self._sdk_call("enabled_infras", "enabled_clouds", "get")
-        return [str(i).lower() for i in self._faults().get("enabled_infras", ["kubernetes"])]
+        self._request("enabled_infras", "enabled_clouds")
+        self._fault("enabled_infras")
+        self._request("enabled_infras", "get")
+        default = os.environ.get("METTA_EXP_FAKE_SKY_INFRAS", "kubernetes").split(",")
+        return [
+            str(i).strip().lower() for i in self._faults().get("enabled_infras", default) if str(i).strip()
+        ]
 
     def launch(self, config: Mapping[str, Any], secrets: Mapping[str, str]) -> str:
-        self._sdk_call("launch", "jobs.launch")
+        uploads = _client_paths(config)  # sky/task.py: made absolute against this process's cwd, checked
+        self._request("launch", "validate")
+        if uploads:
+            self._request("launch", "upload")
+        self._request("launch", "jobs.launch")
+        self._fault("launch")
         name = str(config.get("name") or "")
-        run = config.get("run")
-        if not name or not isinstance(run, str):
+        if not name or not isinstance(config.get("run"), str):
             raise SkyRequestError("invalid task: a managed job needs a name and a run script")
         with self._locked():
-            state = self._state()
-            job_id = int(state.get("next_job_id", 1))
-            state["next_job_id"] = job_id + 1
-            _write_json(self.root / "state.json", state)
-            rule = self._rule(name)
-            now = time.time()
-            job = {
-                "job_id": job_id, "name": name, "status": "PENDING", "failure_reason": None,
-                "recovery_count": 0, "submitted_at": now, "phase_at": now, "end_at": None,
-                "visible_at": now + float(rule.get("visible_after_s", 0)), "rule": rule,
-                "envs": {str(k): str(v) for k, v in (config.get("envs") or {}).items()},
-                "workdir": config.get("workdir"), "file_mounts": dict(config.get("file_mounts") or {}),
-                "pgid": None, "preempted": False, "recover_at": None, "cancel_at": None,
-            }  # fmt: skip
-            directory = self.job_dir(job_id)
-            (directory / "home").mkdir(parents=True)
-            (directory / "run.sh").write_text(run)
-            if config.get("setup"):
-                (directory / "setup.sh").write_text(str(config["setup"]))
-            secrets_file = directory / "secrets.json"
-            fd = os.open(secrets_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as f:
-                json.dump(dict(secrets), f)
-            self._save(job)
+            self._advance_all()
+            up_at = self._start_controller()
+            job_id = self._new_job(config, secrets, uploads, up_at)
             request_id = f"fake-{uuid.uuid4().hex}"
             _write_json(self.root / "requests" / f"{request_id}.json", {"job_id": job_id})
         return request_id
 
     def launch_result(self, request_id: str) -> int:
-        self._sdk_call("launch_result", "get")
+        self._request("launch_result", "get")
+        self._fault("launch_result")
         try:
-            data = json.loads((self.root / "requests" / f"{request_id}.json").read_text())
+            job_id = int(json.loads((self.root / "requests" / f"{request_id}.json").read_text())["job_id"])
         except FileNotFoundError:
             raise SkyRequestError(f"no such request: {request_id}") from None
-        return int(data["job_id"])
+        while True:  # sky.get blocks until the controller has submitted the job
+            with self._locked():
+                self._advance_all()
+                if time.time() >= self._load(job_id)["visible_at"]:
+                    return job_id
+            time.sleep(0.05)
 
-    def queue(self, name_prefix: str) -> list[QueueEntry]:
-        self._sdk_call("queue", "jobs.queue_v2", "get")
-        now = time.time()
+    def queue(
+        self, *, job_ids: Sequence[int] | None = None, name_match: str | None = None, refresh: bool = False
+    ) -> list[QueueEntry]:
+        self._request("queue", "jobs.queue_v2")
+        self._fault("queue")
         with self._locked():
             jobs = self._advance_all()
-        return [
+            controller = self._controller()
+            if controller.status != "UP" and not (refresh and controller.status == "STOPPED"):
+                self._request_failed()
+                raise ControllerNotUp("ClusterNotUpError: No in-progress managed jobs.", controller.status)
+            up_at = self._start_controller()
+        self._wait_until(up_at)
+        now = time.time()
+        wanted = None if job_ids is None else {int(i) for i in job_ids}
+        entries = [
             QueueEntry(j["job_id"], j["name"], j["status"], j["failure_reason"], j["recovery_count"],
                        j["submitted_at"], j["end_at"])
             for j in jobs
-            if j["name"].startswith(name_prefix) and now >= j["visible_at"]
+            if now >= j["visible_at"] and (wanted is None or j["job_id"] in wanted)
+            and (name_match is None or like(name_match, j["name"]))
         ]  # fmt: skip
+        size = len(json.dumps([_record(e) for e in entries]))
+        self._request("queue", "get", size)
+        return entries
 
     def cancel(self, job_ids: Sequence[int]) -> None:
-        self._sdk_call("cancel", "jobs.cancel", "get")
+        self._request("cancel", "jobs.cancel")
+        self._fault("cancel")
         with self._locked():
-            now = time.time()
-            delay = float(self._faults().get("cancel_delay_s", 0))
-            live = _live_groups()
+            self._advance_all()
+            controller = self._controller()
+            if controller.status != "UP":
+                self._request_failed()
+                raise ControllerNotUp("ClusterNotUpError: No in-progress managed jobs.", controller.status)
+            now, delay = time.time(), float(self._faults().get("cancel_delay_s", 0))
             for job_id in job_ids:
-                path = self._job_file(job_id)
-                if not path.exists():
+                if not self._job_file(job_id).exists():
                     continue
-                job = self._advance(self._load(job_id), now, live)
+                job = self._load(job_id)
                 if job["status"] in TERMINAL or job["status"] == "CANCELLING":
                     continue
                 if job.get("pgid"):
-                    _kill_group(job["pgid"], signal.SIGTERM, wait_s=2.0)
-                    _kill_group(job["pgid"], signal.SIGKILL, wait_s=1.0)
-                job["status"] = "CANCELLING"
-                job["cancel_at"] = now + delay
+                    ex.kill_group(job["pgid"], signal.SIGTERM, wait_s=2.0)
+                    ex.kill_group(job["pgid"], signal.SIGKILL, wait_s=1.0)
+                job.update(status="CANCELLING", cancel_at=now + delay, pgid=None)
                 if delay <= 0:
                     job.update(status="CANCELLED", end_at=now)
                 self._save(job)
+        self._request("cancel", "get")
 
     def tail_logs(self, job_id: int, lines: int) -> str:
-        self._sdk_call("tail_logs", "jobs.tail_logs")
-        if not self._job_file(job_id).exists():
-            raise SkyRequestError(f"no managed job with id {job_id}")
+        self._request("tail_logs", "jobs.tail_logs")
+        self._fault("tail_logs")
+        while True:  # sky/jobs/utils.py: stream_logs_by_id waits for the task to start, even without follow
+            with self._locked():
+                self._advance_all()
+                controller = self._controller()
+                if controller.status != "UP":
+                    raise ControllerNotUp(
+                        "ClusterNotUpError: No in-progress managed jobs.", controller.status
+                    )
+                if not self._job_file(job_id).exists() or time.time() < self._load(job_id)["visible_at"]:
+                    raise SkyRequestError(f"Job {job_id} not found.")
+                status = self._load(job_id)["status"]
+            if status in TERMINAL or status in ("RUNNING", "CANCELLING"):
+                break
+            time.sleep(0.2)
         try:
             text = (self.job_dir(job_id) / "log").read_text(errors="replace")
         except FileNotFoundError:
@@ -268,21 +288,63 @@ class FakeSkyApi(SkyApi):
         tail = text.splitlines()[-lines:] if lines > 0 else []
         return "\n".join(tail) + ("\n" if tail else "")
 
-    # --- the "controller": moving jobs along ---------------------------------------------------------
+    # --- the controller moving jobs along -------------------------------------------------------------
+
+    def _new_job(
+        self, config: Mapping[str, Any], secrets: Mapping[str, str], uploads: dict, up_at: float
+    ) -> int:
+        state = self._state()
+        job_id = int(state.get("next_job_id", 1))
+        state["next_job_id"] = job_id + 1
+        _write_json(self.root / "state.json", state)
+        name = str(config["name"])
+        rule = self._rule(name)
+        now = time.time()
+        visible = max(now, up_at) + float(rule.get("visible_after_s", self._knob("visible_after_s", 0.0)))
+        accelerators = (config.get("resources") or {}).get("accelerators") or {}
+        job = {
+            "job_id": job_id, "name": name, "status": "PENDING", "failure_reason": None, "recovery_count": 0,
+            "submitted_at": visible, "phase_at": visible, "end_at": None, "visible_at": visible, "rule": rule,
+            "envs": {str(k): str(v) for k, v in (config.get("envs") or {}).items()},
+            "num_nodes": int(config.get("num_nodes") or 1),
+            "gpus_per_node": max([int(v) for v in accelerators.values()] or [0]),
+            "pgid": None, "preempted": False, "recover_at": None, "cancel_at": None,
+        }  # fmt: skip
+        directory = self.job_dir(job_id)
+        directory.mkdir(parents=True)
+        (directory / "run.sh").write_text(str(config["run"]))
+        if config.get("setup"):
+            (directory / "setup.sh").write_text(str(config["setup"]))
+        if rule.get("status") == "FAILED_SETUP":
+            (directory / "setup.sh").write_text("echo 'injected setup failure' >&2\nexit 1\n")
+        fd = os.open(directory / "secrets.json", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(dict(secrets), f)
+        for target, source in uploads.items():  # the upload happens now, at launch
+            ex.copy_tree(Path(source), directory / "upload" / target)
+        self._save(job)
+        return job_id
 
     def _advance_all(self) -> list[dict[str, Any]]:
-        now, live = time.time(), _live_groups()
+        now, live = time.time(), ex.live_groups()
+        controller = self._controller()
+        controller.come_up(now)
         out = []
         for job in self._all():
-            before = dict(job)
-            job = self._advance(job, now, live)
-            if job != before:
-                self._save(job)
+            if controller.status == "UP":  # a controller that is not up moves nothing along
+                before = dict(job)
+                job = self._advance(job, now, live)
+                if job != before:
+                    self._save(job)
             out.append(job)
+        controller.idle_check(now, out, TERMINAL, self._knob("controller_idle_s", 600.0))
+        self._save_controller(controller)
         return out
 
     def _advance(self, job: dict[str, Any], now: float, live: set[int]) -> dict[str, Any]:
         rule = job["rule"]
+        if now < job["visible_at"]:
+            return job
         if job["status"] == "CANCELLING" and now >= job["cancel_at"]:
             job.update(status="CANCELLED", end_at=now)
         if job["status"] == "PENDING" and now >= job["submitted_at"] + float(rule.get("pending_s", 0)):
@@ -298,113 +360,68 @@ class FakeSkyApi(SkyApi):
             self._check_running(job, now, live)
         return job
 
+    def _spawn(self, job: dict[str, Any], now: float, new_machines: bool = False) -> None:
+        pgid = ex.spawn_job(job, self.job_dir(job["job_id"]), self.root, new_machines)
+        job.update(status="RUNNING", phase_at=now, pgid=pgid)
+
     def _check_running(self, job: dict[str, Any], now: float, live: set[int]) -> None:
-        directory = self.job_dir(job["job_id"])
-        rule = job["rule"]
+        directory, nodes, rule = self.job_dir(job["job_id"]), int(job.get("num_nodes") or 1), job["rule"]
         for _ in range(2):  # a second look, in case the job ended between the two checks
-            if (directory / "exit").exists():
-                code = _read_int(directory / "exit")
-                if code == 0:
-                    self._end(job, "SUCCEEDED", None, now)
-                else:
-                    self._end(job, "FAILED", rule.get("message") or f"Job exited with code {code}.", now)
+            setup, run = ex.node_exits(directory, nodes)
+            ended = ex.exit_time(directory, nodes) or now
+            if any(code not in (None, 0) for code in setup):
+                code = next(c for c in setup if c not in (None, 0))
+                self._end(
+                    job,
+                    "FAILED_SETUP",
+                    rule.get("message") or f"Setup failed with return code {code}.",
+                    ended,
+                )
                 return
-            if (directory / "setup_exit").exists():
-                code = _read_int(directory / "setup_exit")
-                reason = rule.get("message") or f"Setup failed with return code {code}."
-                self._end(job, "FAILED_SETUP", reason, now)
+            failed = [c for c in run if c not in (None, 0)]
+            if failed or all(c == 0 for c in run):
+                if job.get("pgid") in live:  # a failed node ends the job: the others are cancelled
+                    ex.kill_group(job["pgid"], signal.SIGKILL, wait_s=1.0)
+                if failed:
+                    self._end(
+                        job, "FAILED", rule.get("message") or f"Job exited with code {failed[0]}.", ended
+                    )
+                else:
+                    self._end(job, "SUCCEEDED", None, ended)
                 return
             if job["pgid"] in live:
                 break
-            live = _live_groups()
+            live = ex.live_groups()
         else:
             self._end(job, "FAILED", "The job's processes vanished without an exit code.", now)
             return
-        preempt_after = rule.get("preempt_after_s")
-        if (
-            preempt_after is not None
-            and not job["preempted"]
-            and now >= job["phase_at"] + float(preempt_after)
-        ):
+        after = rule.get("preempt_after_s")
+        if after is not None and not job["preempted"] and now >= job["phase_at"] + float(after):
             self._preempt(job, now, float(rule.get("recover_after_s", 0.2)))
-
-    def _spawn(self, job: dict[str, Any], now: float) -> None:
-        directory = self.job_dir(job["job_id"])
-        for marker in ("started", "exit", "setup_exit"):
-            (directory / marker).unlink(missing_ok=True)
-        workdir = directory / "workdir"
-        if not workdir.exists():
-            source = job.get("workdir")
-            if isinstance(source, str) and Path(source).expanduser().is_dir():
-                shutil.copytree(Path(source).expanduser(), workdir, ignore=_WORKDIR_IGNORE, symlinks=True)
-            else:
-                workdir.mkdir()
-            self._copy_mounts(job, directory)
-        if job["rule"].get("status") == "FAILED_SETUP":
-            (directory / "setup.sh").write_text("echo 'injected setup failure' >&2\nexit 1\n")
-        driver = self.root / "driver.sh"
-        if not driver.exists():
-            driver.write_text(_DRIVER)
-        # The outer bash leads a new session and process group and exits at once; the driver stays in
-        # that group (no job control in a script), so the group id is the outer pid, and no zombie is
-        # left for this process to reap.
-        outer = subprocess.Popen(
-            ["bash", "-c", 'bash "$1" "$2" </dev/null >/dev/null 2>&1 &', "fake-sky", str(driver),
-             str(directory)],
-            env=self._job_env(job, directory), start_new_session=True,
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        outer.wait()
-        job.update(status="RUNNING", phase_at=now, pgid=outer.pid)
-
-    def _job_env(self, job: dict[str, Any], directory: Path) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if k in _KEPT or not k.startswith(_NOT_INHERITED)}
-        env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "/usr/bin:/bin")])
-        env.update(HOME=str(directory / "home"), SKYPILOT_NUM_NODES="1", SKYPILOT_NODE_RANK="0",
-                   SKYPILOT_TASK_ID=f"fake-{job['job_id']}-{job['recovery_count']}")  # fmt: skip
-        env.update(job["envs"])
-        with contextlib.suppress(FileNotFoundError):
-            env.update(json.loads((directory / "secrets.json").read_text()))
-        return env
-
-    def _copy_mounts(self, job: dict[str, Any], directory: Path) -> None:
-        """``~/...`` file mounts from local paths land in the job's home; others are not emulated."""
-        for dst, src in job.get("file_mounts", {}).items():
-            source = Path(str(src)).expanduser()
-            if not str(dst).startswith("~/") or not source.exists():
-                continue
-            target = directory / "home" / str(dst)[2:]
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if source.is_dir():
-                shutil.copytree(source, target, dirs_exist_ok=True)
-            else:
-                shutil.copy2(source, target)
 
     def _preempt(self, job: dict[str, Any], now: float, recover_after_s: float) -> None:
         if job.get("pgid"):
-            _kill_group(job["pgid"], signal.SIGKILL, wait_s=2.0)
+            ex.kill_group(job["pgid"], signal.SIGKILL, wait_s=2.0)
         with open(self.job_dir(job["job_id"]) / "log", "a") as log:
             log.write("[fake sky] the cluster was preempted; recovering\n")
         job.update(status="RECOVERING", preempted=True, recovery_count=job["recovery_count"] + 1,
                    recover_at=now + recover_after_s, pgid=None)  # fmt: skip
 
     @staticmethod
-    def _end(job: dict[str, Any], status: str, reason: str | None, now: float) -> None:
-        job.update(status=status, failure_reason=reason, end_at=now)
+    def _end(job: dict[str, Any], status: str, reason: str | None, at: float) -> None:
+        job.update(status=status, failure_reason=reason, end_at=at, pgid=None)
 
-    # --- files ---------------------------------------------------------------------------------------
+    def _wait_until(self, at: float) -> None:
+        while time.time() < at:
+            time.sleep(min(0.05, max(0.0, at - time.time())))
+        with self._locked():
+            self._advance_all()
 
-    def _sdk_call(self, method: str, *calls: str) -> None:
-        """Count the SDK calls this method stands for, take their latency, and maybe fail."""
-        faults = self._faults()
-        for call in calls:
-            self._count(call)
-            with open(self.root / "calls.log", "a") as f:
-                f.write(f"{call} {os.getpid()} {threading.get_ident()}\n")
-            latency = float(faults.get("latency_s", 0))
-            if latency > 0:
-                time.sleep(latency)
-        slow = float(faults.get("slow", {}).get(method, 0))
+    # --- requests and files ---------------------------------------------------------------------------
+
+    def _fault(self, method: str) -> None:
+        """Once per API method: its injected slowness, and maybe its injected failure."""
+        slow = float(self._faults().get("slow", {}).get(method, 0))
         if slow > 0:
             time.sleep(slow)
         with self._locked():
@@ -417,6 +434,36 @@ class FakeSkyApi(SkyApi):
         error = SkyRequestError if pending.get("refuse") else SkyApiError
         raise error(f"{pending['message']} ({method})")
 
+    def _request(self, method: str, call: str, size: int = 0) -> None:
+        """Count one HTTP request (after a health check when due) and take its latency."""
+        faults = self._faults()
+        calls = [call]
+        with _health_lock:
+            key = str(self.root)
+            if call != "get" and time.monotonic() - _health_at.get(key, -1e9) >= _HEALTH_TTL_S:
+                _health_at[key] = time.monotonic()
+                calls.insert(0, "api.health")
+        with open(self.root / "calls.log", "a") as f:
+            for name in calls:
+                self._count(name)
+                f.write(f"{name} {os.getpid()} {threading.get_ident()} {size if name == call else 0}\n")
+        latency = float(faults.get("latency_s", 0)) * len(calls)
+        if latency > 0:
+            time.sleep(latency)
+
+    def _request_failed(self) -> None:
+        """The answer (``get``) of a request that failed on the server still costs a call."""
+        self._count("get")
+        with open(self.root / "calls.log", "a") as f:
+            f.write(f"get {os.getpid()} {threading.get_ident()} 0\n")
+
+    def _knob(self, name: str, default: float) -> float:
+        value = self._faults().get(name, os.environ.get(f"METTA_EXP_FAKE_SKY_{name.upper()}"))
+        try:
+            return default if value is None or value == "" else float(value)
+        except ValueError:
+            return default
+
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
         with open(self.root / ".lock", "a") as lock:
@@ -425,6 +472,21 @@ class FakeSkyApi(SkyApi):
                 yield
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _start_controller(self) -> float:
+        controller = self._controller()
+        up_at = controller.start(time.time(), self._knob("controller_start_s", 0.0))
+        self._save_controller(controller)
+        return up_at
+
+    def _controller(self) -> Controller:
+        return Controller.from_dict(self._state().get("controller") or {})
+
+    def _save_controller(self, controller: Controller) -> None:
+        state = self._state()
+        if state.get("controller") != controller.to_dict():
+            state["controller"] = controller.to_dict()
+            _write_json(self.root / "state.json", state)
 
     def _faults(self) -> dict[str, Any]:
         return _read_json(self.root / "faults.json")
@@ -445,7 +507,7 @@ class FakeSkyApi(SkyApi):
         try:
             return json.loads(self._job_file(job_id).read_text())
         except FileNotFoundError:
-            raise SkyRequestError(f"no managed job with id {job_id}") from None
+            raise SkyRequestError(f"Job {job_id} not found.") from None
 
     def _save(self, job: dict[str, Any]) -> None:
         _write_json(self._job_file(job["job_id"]), job)
@@ -465,24 +527,36 @@ _DEFAULT_REASONS = {
 }
 
 
-def _live_groups() -> set[int]:
-    """Process groups with at least one process that is not a zombie."""
-    return {p.pgid for p in procs.process_table().values() if not p.dead}
+def _client_paths(config: Mapping[str, Any]) -> dict[str, str]:
+    """What the client uploads: ``{"workdir" | "mounts/<dst under ~>": absolute local source}``.
+
+    ``sky/task.py`` (``expand_and_validate_workdir``/``_file_mounts``) expands each path with
+    ``os.path.abspath(os.path.expanduser(...))`` in the calling process and refuses a missing one.
+    """
+    out = {}
+    workdir = config.get("workdir")
+    if isinstance(workdir, str):
+        path = os.path.abspath(os.path.expanduser(workdir))
+        if not os.path.isdir(path):
+            raise SkyRequestError(
+                f"ValueError: Workdir must be a valid directory (or a symlink to a directory). {workdir} not found."
+            )
+        out["workdir"] = path
+    for dst, src in (config.get("file_mounts") or {}).items():
+        if not isinstance(src, str) or "://" in src:
+            continue  # cloud storage: not uploaded from here
+        path = os.path.abspath(os.path.expanduser(src))
+        if not os.path.exists(path):
+            raise SkyRequestError(f"ValueError: File mount source {src!r} does not exist locally.")
+        if str(dst).startswith("~/"):
+            out[f"mounts/{str(dst)[2:]}"] = path
+    return out
 
 
-def _kill_group(pgid: int, sig: signal.Signals, wait_s: float) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)
-    deadline = time.time() + wait_s
-    while time.time() < deadline and pgid in _live_groups():
-        time.sleep(0.02)
-
-
-def _read_int(path: Path) -> int:
-    try:
-        return int(path.read_text().strip())
-    except (OSError, ValueError):
-        return -1
+def _record(entry: QueueEntry) -> dict[str, Any]:
+    """A queue answer's record with the fields metta-exp asks for (what travels over the wire)."""
+    data = entry.to_dict() | {"job_name": entry.name, "task_id": 0}
+    return {k: data.get(k) for k in QUEUE_FIELDS}
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -493,6 +567,6 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def _write_json(path: Path, data: Mapping[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     tmp.write_text(json.dumps(data))
     os.replace(tmp, path)

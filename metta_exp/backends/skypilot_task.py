@@ -35,6 +35,7 @@ import re
 import shlex
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from metta_exp.backends.base import launch_name
 from metta_exp.config import SkyPilotSettings, WandbSettings
@@ -77,8 +78,11 @@ _ACCELERATOR_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
 _LABEL_MAX = 63
 
 
-def sky_job_name(group: str, run: str, attempt: int) -> str:
-    """The managed job's name: ``launch_name`` made SkyPilot-valid, plus a hash of (group, run, attempt).
+def sky_job_name(group: str, run: str, attempt: int, instance: str | None = None) -> str:
+    """The managed job's name: ``launch_name`` made SkyPilot-valid, plus a hash of (group, run, attempt)
+    and the group's ``instance`` (a random id the store keeps per group, so a group name used again, in
+    another state directory or on another machine, never adopts the old group's jobs: SkyPilot's queue
+    keeps finished jobs, ``sky/jobs/state.py``).
 
     SkyPilot names are alphanumeric runs joined by one or two of ``._-``, starting and ending with a
     letter or digit. Our names allow three separators in a row (``a---b``); those are collapsed to one
@@ -89,7 +93,8 @@ def sky_job_name(group: str, run: str, attempt: int) -> str:
     name = launch_name(group, run, attempt)
     if not _SKY_NAME.fullmatch(name):
         name = "-".join(p for p in re.split(r"[^A-Za-z0-9]+", name) if p)
-    digest = hashlib.sha256(f"{group}\0{run}\0{attempt}".encode()).hexdigest()[:8]
+    key = f"{group}\0{run}\0{attempt}" + (f"\0{instance}" if instance else "")
+    digest = hashlib.sha256(key.encode()).hexdigest()[:8]
     return f"{name}-{digest}"
 
 
@@ -163,6 +168,11 @@ def validate_settings(settings: SkyPilotSettings, gpus: int) -> None:
         )
     accelerators(gpus, settings.accelerator)
     infra(settings.cloud, settings.region)
+    if settings.use_spot and (settings.cloud or "").strip().split("/")[0].lower() == "slurm":
+        raise ConfigError(  # sky/clouds/slurm.py: SPOT_INSTANCE is unsupported
+            "skypilot.use_spot=true: Slurm has no spot instances; drop skypilot.use_spot, or choose a cloud "
+            "that has them (skypilot.cloud=aws, gcp, ...)"
+        )
     for key in settings.envs:
         if key in SECRET_ENV_KEYS:
             raise ConfigError(
@@ -212,7 +222,7 @@ def run_script(spec: JobSpec) -> str:
 
 
 def build_task_config(
-    spec: JobSpec, attempt: int, settings: SkyPilotSettings, wandb: WandbSettings
+    spec: JobSpec, attempt: int, settings: SkyPilotSettings, wandb: WandbSettings, instance: str | None = None
 ) -> dict[str, Any]:
     """The SkyPilot task YAML of one attempt, as a dict (no secrets in it, ever)."""
     validate_settings(settings, spec.gpus)
@@ -229,7 +239,7 @@ def build_task_config(
         "metta-exp-run": label_value(spec.run),
         "metta-exp-attempt": str(attempt),
     }
-    config: dict[str, Any] = {"name": sky_job_name(spec.group, spec.run, attempt)}
+    config: dict[str, Any] = {"name": sky_job_name(spec.group, spec.run, attempt, instance)}
     if settings.workdir:
         config["workdir"] = settings.workdir
     config["resources"] = resources
@@ -260,12 +270,14 @@ def task_secrets(
 
 
 def _netrc_wandb_key(environ: Mapping[str, str], path: str | None) -> str | None:
-    host = re.sub(r"^https?://", "", environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).split("/")[0]
+    # wandb/sdk/lib/wbauth/wbnetrc.py: the machine is the base URL's netloc, port included
+    base = environ.get("WANDB_BASE_URL") or "https://api.wandb.ai"
+    host = urlsplit(base if "://" in base else f"https://{base}").netloc
     path = (
         path or environ.get("NETRC") or os.path.join(environ.get("HOME", os.path.expanduser("~")), ".netrc")
     )
     try:
-        entry = netrc.netrc(path).authenticators(host.split(":")[0])
+        entry = netrc.netrc(path).authenticators(host)
     except (OSError, netrc.NetrcParseError):
         return None
     return entry[2] if entry and entry[2] else None
