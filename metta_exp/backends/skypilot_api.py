@@ -145,7 +145,7 @@ class SkyApi(ABC):
 
     @abstractmethod
     def queue(
-        self, *, job_ids: Sequence[int] | None = None, name_match: str | None = None, refresh: bool = False
+        self, name_match: str | None = None, *, job_ids: Sequence[int] | None = None, refresh: bool = False
     ) -> list[QueueEntry]:
         """This user's managed jobs with one of ``job_ids`` and/or whose name contains ``name_match``, in
         one ``jobs.queue_v2`` call (SkyPilot's ``name_match`` is a SQL ``LIKE '%...%'``: callers filter
@@ -188,7 +188,7 @@ class SdkSkyApi(SkyApi):
         return launch_job_id(answer, request_id)
 
     def queue(
-        self, *, job_ids: Sequence[int] | None = None, name_match: str | None = None, refresh: bool = False
+        self, name_match: str | None = None, *, job_ids: Sequence[int] | None = None, refresh: bool = False
     ) -> list[QueueEntry]:
         import sky
 

@@ -214,7 +214,7 @@ class FakeSkyApi(SkyApi):
             time.sleep(0.05)
 
     def queue(
-        self, *, job_ids: Sequence[int] | None = None, name_match: str | None = None, refresh: bool = False
+        self, name_match: str | None = None, *, job_ids: Sequence[int] | None = None, refresh: bool = False
     ) -> list[QueueEntry]:
         self._request("queue", "jobs.queue_v2")
         self._fault("queue")

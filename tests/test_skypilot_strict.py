@@ -1,0 +1,369 @@
+"""Regression tests for the remote path's known gaps, each on the strict SkyPilot simulator (or, where the
+gap was in reading SkyPilot's own answers, on SkyPilot's real exception and SDK objects).
+
+Item numbers are those of the issue "Remote groups that hold up on real SkyPilot".
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import textwrap
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from conftest import PY, run_cli, wait_for, wait_group_end
+
+from metta_exp.backends.base import Launch
+from metta_exp.backends.skypilot import SkyPilotBackend
+from metta_exp.backends.skypilot_fake import FakeSkyApi, like
+from metta_exp.backends.skypilot_task import task_secrets, validate_settings
+from metta_exp.config import Experiment, SkyPilotSettings, WandbSettings
+from metta_exp.errors import ConfigError
+from metta_exp.resolve import resolve
+from metta_exp.status import JobStatus
+from metta_exp.store import JobStore
+
+
+@pytest.fixture
+def fake(tmp_path: Path) -> Iterator[FakeSkyApi]:
+    api = FakeSkyApi(tmp_path / "sky account")
+    try:
+        yield api
+    finally:
+        api.kill_all()
+
+
+def conf_dir(where: Path, script: str, extra: str = "") -> Path:
+    """A config dir with experiment ``remote``: one run ``r`` of ``python -c SCRIPT`` on SkyPilot."""
+    conf = where / "conf"
+    (conf / "experiment").mkdir(parents=True, exist_ok=True)
+    (conf / "experiment" / "remote.yaml").write_text(
+        f"# @package _global_\ncommand: [{json.dumps(PY)}, -c, {json.dumps(script)}]\nruns: [r]\ngpus: 0\n"
+        f"generate_notebook: false\n{extra}"
+    )
+    return conf
+
+
+def exp_of(runs: list[str], script: str, **kw: object) -> Experiment:
+    return Experiment(runs=runs, command=[PY, "-c", script], gpus=0, **kw)  # type: ignore[arg-type]
+
+
+def launches_of(exp: Experiment, group: str, state: Path, instance: str | None = None) -> list[Launch]:
+    settings = {"skypilot": exp.to_dict()["skypilot"], "wandb": exp.to_dict()["wandb"], "instance": instance}
+    return [
+        Launch(s, 1, Path(s.run_dir) / "attempt-1.log", settings=settings) for s in resolve(exp, group, state)
+    ]
+
+
+def submitted(backend: SkyPilotBackend, launches: list[Launch]) -> list[Launch]:
+    handles = backend.submit(launches)
+    return [replace(launch, handle=handles.get(launch.name)) for launch in launches]
+
+
+def poll_until(backend: SkyPilotBackend, launches: list[Launch], done, timeout: float = 60.0):  # noqa: ANN001, ANN201
+    deadline = time.time() + timeout
+    seen = []
+    while time.time() < deadline:
+        obs = backend.poll(launches)
+        seen.append(obs)
+        if done(obs):
+            return obs, seen
+        time.sleep(0.05)
+    raise AssertionError(f"timed out; last observations: {seen[-1] if seen else None}")
+
+
+# --- 1. a stopped controller is transient, and the final statuses are read after it starts again -------
+
+
+def test_stopped_controller_is_transient_and_final_statuses_are_read(
+    fake: FakeSkyApi, tmp_path: Path
+) -> None:
+    fake.configure(controller_idle_s=0.5)
+    state = tmp_path / "state"
+    launches = launches_of(exp_of(["a"], "print('done')"), "g", state)
+    launches = submitted(SkyPilotBackend(fake, state, poll_interval=0.0), launches)
+    wait_for(
+        lambda: fake.controller_status() == "STOPPED", timeout=30, what="the controller to stop when idle"
+    )
+    restarted = SkyPilotBackend(fake, state, poll_interval=0.0)  # a runner started later (job monitor/resume)
+    first = restarted.poll(launches)[launches[0].name]
+    assert first.status is None and first.transient, "a stopped controller is no vanished job"
+    assert "stopped" in (first.reason or "")
+    obs, _ = poll_until(restarted, launches, lambda o: o[launches[0].name].status is not None, timeout=30)
+    assert obs[launches[0].name].status == JobStatus.SUCCEEDED
+    assert fake.controller_status() == "UP"  # started again by a refreshing call
+
+
+# --- 3. workdir and file mounts are absolute at launch and stored ------------------------------------------
+
+
+def test_relative_workdir_is_made_absolute_at_launch_and_stored(state_dir: Path, tmp_path: Path) -> None:
+    fake_dir = tmp_path / "sky account"
+    env = {"METTA_EXP_FAKE_SKY_DIR": str(fake_dir), "METTA_EXP_SKY_POLL_S": "0.2"}
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    for directory, text in ((project, "project files"), (elsewhere, "wrong files")):
+        directory.mkdir()
+        (directory / "marker.txt").write_text(text)
+    script = (
+        "import os; print('sees:', open('marker.txt').read(), flush=True); "
+        "raise SystemExit(1 if os.environ['METTA_EXP_ATTEMPT'] == '1' else 0)"
+    )
+    conf = conf_dir(tmp_path, script, "skypilot:\n  workdir: .\n  file_mounts: {'~/data.txt': marker.txt}\n")
+    result = run_cli("--config-dir", str(conf), "+experiment=remote", "group=wd", cwd=project, env=env)
+    assert result.returncode == 1, result.stdout + result.stderr
+    with JobStore.open(state_dir) as store:
+        sky = store.group("wd").config["skypilot"]
+    assert sky["workdir"] == str(project) and sky["file_mounts"] == {
+        "~/data.txt": str(project / "marker.txt")
+    }
+    retried = run_cli("job", "retry", "wd", cwd=elsewhere, env=env)  # a runner started from elsewhere
+    assert retried.returncode == 0, retried.stdout + retried.stderr
+    job = wait_group_end(state_dir, "wd")[0]
+    assert job.attempts == 2 and job.status == JobStatus.SUCCEEDED
+    log = Path(job.log_path or "").read_text()
+    assert "sees: project files" in log and "wrong files" not in log
+
+
+# --- 4. no log tail for a job that has not started --------------------------------------------------------
+
+
+def test_no_log_tail_for_a_job_that_has_not_started(fake: FakeSkyApi, tmp_path: Path) -> None:
+    fake.configure(rules=[{"match": "*", "pending_s": 60}])
+    state = tmp_path / "state"
+    backend = SkyPilotBackend(fake, state, poll_interval=0.0, log_interval_s=0.0)
+    launches = submitted(backend, launches_of(exp_of(["a", "b"], "print('hi')"), "g", state))
+    obs = backend.poll(launches)
+    assert {o.status for o in obs.values()} == {JobStatus.RUNNING}  # PENDING in SkyPilot
+    backend.sync_logs(launches)
+    time.sleep(0.3)
+    assert fake.call_counts()["jobs.tail_logs"] == 0, "a tail of a PENDING job waits until it runs"
+
+
+# --- 5. a group instance never adopts another instance's jobs ---------------------------------------------
+
+
+def test_a_group_name_used_again_never_adopts_the_old_groups_job(tmp_path: Path) -> None:
+    fake_dir = tmp_path / "sky account"
+    env = {"METTA_EXP_FAKE_SKY_DIR": str(fake_dir), "METTA_EXP_SKY_POLL_S": "0.2"}
+    conf = conf_dir(tmp_path, "print('ran')")
+    for name in ("first", "second"):  # two state directories (two machines, or a cleaned-up one)
+        env["METTA_EXP_STATE_DIR"] = str(tmp_path / name)
+        result = run_cli("--config-dir", str(conf), "+experiment=remote", "group=same", cwd=tmp_path, env=env)
+        assert result.returncode == 0, result.stdout + result.stderr
+    jobs = FakeSkyApi(fake_dir).jobs()
+    assert len(jobs) == 2 and {j["status"] for j in jobs} == {"SUCCEEDED"}, "the second group ran its own job"
+    assert jobs[0]["name"] != jobs[1]["name"]
+
+
+# --- 6. the unseen grace covers a first controller start; late jobs of ended groups are cancelled --------
+
+
+@pytest.mark.slow
+def test_a_job_that_shows_up_late_is_never_failed_as_vanished(fake: FakeSkyApi, state_dir: Path) -> None:
+    """The runner dies while a first launch waits for the controller; the runner that takes over cannot
+    see the job for longer than the old 30 s grace, and must neither fail it nor launch it again."""
+    fake.configure(visible_after_s=40.0)  # a first launch: the controller takes minutes to come up
+    env = {
+        "METTA_EXP_FAKE_SKY_DIR": str(fake.root),
+        "METTA_EXP_SKY_POLL_S": "0.5",
+        "METTA_EXP_SKY_LAUNCH_WAIT_S": "0.5",
+    }
+    conf = conf_dir(state_dir.parent, "print('ran')")
+    result = run_cli("--config-dir", str(conf), "+experiment=remote", "group=late", "wait=false", env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    wait_for(lambda: fake.jobs(), timeout=30, what="the launch request")
+    with JobStore.open(state_dir) as store:
+        os.killpg(store.group("late").runner_pid or 0, signal.SIGKILL)
+    resumed = run_cli("job", "resume", "late", env=env, timeout=180)  # a new runner, no memory of the launch
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    job = wait_group_end(state_dir, "late")[0]
+    assert job.status == JobStatus.SUCCEEDED and job.attempts == 1, job.reason
+    assert len(fake.jobs()) == 1
+
+
+def test_a_job_that_shows_up_after_its_group_was_killed_is_cancelled(state_dir: Path, tmp_path: Path) -> None:
+    fake = FakeSkyApi(tmp_path / "sky account")
+    fake.configure(controller_start_s=3.0)  # the first launch starts the controller: the job shows up late
+    env = {
+        "METTA_EXP_FAKE_SKY_DIR": str(fake.root),
+        "METTA_EXP_SKY_POLL_S": "0.2",
+        "METTA_EXP_SKY_LAUNCH_WAIT_S": "0.5",
+    }
+    conf = conf_dir(tmp_path, "import time; time.sleep(120)")
+    try:
+        result = run_cli("--config-dir", str(conf), "+experiment=remote", "group=k", "wait=false", env=env)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert not fake.jobs()[0]["pgid"] and fake.controller_status() == "INIT"
+        killed = run_cli("job", "kill", "k", "--force", env=env)
+        assert killed.returncode == 0, killed.stdout + killed.stderr
+        assert [j.status for j in wait_group_end(state_dir, "k")] == [JobStatus.CANCELLED]
+        wait_for(
+            lambda: fake.jobs()[0]["status"] == "CANCELLED", timeout=30, what="the late job to be cancelled"
+        )
+    finally:
+        fake.kill_all()
+
+
+# --- 10. a newcomer without SkyPilot set-up ---------------------------------------------------------------
+
+
+def test_a_newcomer_without_skypilot_gets_one_error_line_at_once(tmp_path: Path) -> None:
+    home = tmp_path / "new home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("METTA_EXP_FAKE_SKY", "SKYPILOT_API"))}
+    env.update(
+        HOME=str(home), METTA_EXP_STATE_DIR=str(tmp_path / "state"), SKYPILOT_DISABLE_LOCAL_API_SERVER="1"
+    )
+    argv = ["--config-dir", str(conf_dir(tmp_path, "print(1)")), "+experiment=remote", "gpus=1", "group=n"]
+    start = time.monotonic()
+    result = subprocess.run([PY, "-m", "metta_exp", *argv], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    took = time.monotonic() - start
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: SkyPilot is not set up"), result.stderr
+    assert "remote=false gpus=0" in lines[0] and "sky check" in lines[0]
+    assert took < 10, f"took {took:.1f} s"
+    assert list(home.iterdir()) == [] and not (tmp_path / "state").exists(), "nothing written"
+    # the fix given works
+    fixed = subprocess.run([PY, "-m", "metta_exp", *argv, "remote=false", "gpus=0"],
+                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+
+
+# --- 11. polls ask only for the jobs of active groups -----------------------------------------------------
+
+
+def test_polls_ask_only_for_the_jobs_of_active_groups(fake: FakeSkyApi, tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    old = launches_of(exp_of([f"r{i}" for i in range(20)], "pass"), "old", state)
+    backend = SkyPilotBackend(fake, state, poll_interval=0.0)
+    old = submitted(backend, old)
+    poll_until(backend, old, lambda o: all(x.status == JobStatus.SUCCEEDED for x in o.values()))
+    backend.close()  # that group's runner ends
+    active = submitted(backend, launches_of(exp_of(["a", "b"], "import time; time.sleep(30)"), "new", state))
+    before = len(fake.call_log())
+    obs = SkyPilotBackend(fake, state, poll_interval=0.0).poll(active)
+    assert {o.status for o in obs.values()} == {JobStatus.RUNNING}
+    answers = [size for call, _, _, size in fake.call_log()[before:] if call == "get"]
+    one_record = len(json.dumps({"job_id": 1, "task_id": 0, "job_name": active[0].name + "-12345678",
+                                 "status": "RUNNING", "failure_reason": None, "recovery_count": 0,
+                                 "submitted_at": 1e9, "end_at": None}))  # fmt: skip
+    assert len(answers) == 1 and answers[0] < 3 * one_record, "the 20 finished jobs are not in the answer"
+
+
+# --- 12. the smaller items --------------------------------------------------------------------------------
+
+
+def test_cloud_aliases_pass_the_check(fake: FakeSkyApi, tmp_path: Path) -> None:
+    fake.configure(enabled_infras=["DO", "Kubernetes"])  # what sdk.enabled_clouds answers: str(cloud)
+    specs = resolve(exp_of(["a"], "pass"), "g", tmp_path / "state")
+    for cloud in ("digitalocean", "do", "k8s", "kubernetes"):
+        SkyPilotBackend(fake, tmp_path / "state", settings=SkyPilotSettings(cloud=cloud)).check(specs)
+
+
+def test_use_spot_on_slurm_is_refused() -> None:
+    with pytest.raises(ConfigError, match="Slurm has no spot"):
+        validate_settings(SkyPilotSettings(cloud="slurm", use_spot=True), 0)
+    validate_settings(SkyPilotSettings(cloud="slurm/mycluster", use_spot=False), 0)
+
+
+def test_netrc_lookup_keeps_the_hosts_port(tmp_path: Path) -> None:
+    netrc = tmp_path / "netrc"
+    netrc.write_text(
+        "machine localhost login user password wrong-key\nmachine localhost:8080 login user password right-key\n"
+    )
+    netrc.chmod(0o600)
+    env = {"WANDB_BASE_URL": "http://localhost:8080", "HOME": str(tmp_path)}
+    assert task_secrets(WandbSettings(), env, str(netrc)) == {"WANDB_API_KEY": "right-key"}
+
+
+SDK_PROBE = textwrap.dedent(
+    """
+    import json
+    import sky.client.sdk as client_sdk
+    from sky import exceptions
+    from sky.utils import status_lib
+    from metta_exp.backends import skypilot_api as api
+
+    out = {}
+    for status in (status_lib.ClusterStatus.STOPPED, status_lib.ClusterStatus.INIT, None):
+        err = api._classify(exceptions.ClusterNotUpError("No in-progress managed jobs.", cluster_status=status))
+        out[str(status)] = [type(err).__name__, getattr(err, "status", "-")]
+    out["interrupted"] = type(api._classify(exceptions.RequestInterruptedError("retry"))).__name__
+    client_sdk.get = lambda request_id: 7   # a server answering a launch with a single int job id
+    out["int_id"] = api.SdkSkyApi().launch_result("req-1")
+    print(json.dumps(out))
+    """
+)
+
+
+def test_sdk_answers_are_read_as_skypilot_means_them(tmp_path: Path) -> None:
+    env = {**os.environ, "HOME": str(tmp_path)}
+    result = subprocess.run([PY, "-c", SDK_PROBE], capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    # 1/6: a stopped or starting controller keeps its status (transient); only a missing one is "no jobs"
+    assert out["ClusterStatus.STOPPED"] == ["ControllerNotUp", "STOPPED"]
+    assert out["ClusterStatus.INIT"] == ["ControllerNotUp", "INIT"]
+    assert out["None"] == ["ControllerNotUp", None]
+    assert out["interrupted"] == "SkyApiError", "the server asks for a retry: not a refusal"
+    assert out["int_id"] == 7
+
+
+# --- the simulator's own strictness -----------------------------------------------------------------------
+
+
+def test_name_match_is_sqls_like() -> None:
+    assert like("metta-exp-g_1", "metta-exp-gx1-r-a1") and like("EXP", "metta-exp-g")  # _ any char, any case
+    assert like("a%c", "xxabbbcxx") and not like("abc", "ab-c")
+
+
+def test_simulator_runs_nodes_with_skypilots_variables_and_nothing_from_the_shell(
+    fake: FakeSkyApi, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LEAKED_FROM_SHELL", "1")
+    script = "import os; print('env', os.environ['SKYPILOT_NODE_RANK'], sorted(os.environ), flush=True)"
+    exp = exp_of(["n"], script, skypilot={"num_nodes": 2, "envs": {"MINE": "1"}})
+    state = tmp_path / "state"
+    backend = SkyPilotBackend(fake, state, poll_interval=0.0)
+    launches = submitted(backend, launches_of(exp, "g", state))
+    poll_until(backend, launches, lambda o: o[launches[0].name].status == JobStatus.SUCCEEDED)
+    log = (fake.job_dir(1) / "log").read_text()
+    lines = [line for line in log.splitlines() if " env " in line]
+    assert len(lines) == 2 and any(line.startswith("(head, rank=0, pid=") for line in lines)
+    assert any(line.startswith("(worker1, rank=1, pid=") for line in lines)
+    names = eval(lines[0].split(" env ", 1)[1].split(" ", 1)[1])  # noqa: S307 - our own printed list
+    assert "LEAKED_FROM_SHELL" not in names and "MINE" in names and "SKYPILOT_NODE_IPS" in names
+    assert not any(n.startswith("METTA_EXP_STATE") for n in names)
+
+
+def test_simulator_controller_lifecycle_and_blocking_calls(fake: FakeSkyApi, tmp_path: Path) -> None:
+    from metta_exp.backends.skypilot_api import ControllerNotUp
+
+    fake.configure(controller_start_s=1.0, visible_after_s=0.5, controller_idle_s=1.0)
+    with pytest.raises(ControllerNotUp) as absent:
+        fake.queue()
+    assert absent.value.status is None
+    request = fake.launch({"name": "metta-exp-x", "run": "sleep 1"}, {})
+    with pytest.raises(ControllerNotUp) as starting:
+        fake.queue()
+    assert starting.value.status == "INIT"
+    start = time.monotonic()
+    job_id = fake.launch_result(request)  # sky.get waits until the controller has the job
+    assert time.monotonic() - start >= 1.2 and [e.job_id for e in fake.queue(job_ids=[job_id])] == [job_id]
+    fake.tail_logs(job_id, 10)  # waits until RUNNING
+    assert fake.job(job_id)["status"] in ("RUNNING", "SUCCEEDED")
+    wait_for(lambda: fake.controller_status() == "STOPPED", timeout=30, what="idle stop")
+    with pytest.raises(ControllerNotUp) as stopped:
+        fake.queue(job_ids=[job_id])
+    assert stopped.value.status == "STOPPED"
+    assert [e.status for e in fake.queue(job_ids=[job_id], refresh=True)] == ["SUCCEEDED"]
+    counts = fake.call_counts()
+    assert counts["validate"] == counts["jobs.launch"] == 1 and counts["api.health"] >= 1
