@@ -4,6 +4,8 @@ launched, monitored, shown, killed, retried and put in a notebook, through the r
 from __future__ import annotations
 
 import json
+import os
+import signal
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -112,3 +114,88 @@ def test_remote_kill_cancels_in_one_call_and_nothing_runs_after(state_dir: Path,
     assert [j.status for j in jobs] == [JobStatus.CANCELLED] * 3
     assert {j["status"] for j in fake.jobs()} == {"CANCELLED"}
     assert len(fake.jobs()) == 3, "nothing launched after the kill"
+
+
+TRAIN = textwrap.dedent(
+    """
+    import os, time
+    print("sees:", open("marker.txt").read().strip(), flush=True)
+    print("[metta-exp] progress step=5 total=10 sps=100", flush=True)
+    if os.environ["METTA_EXP_RUN"] == "b":
+        if os.environ["METTA_EXP_ATTEMPT"] == "1":
+            raise SystemExit("first attempt fails on purpose")
+        time.sleep(300)
+    """
+)
+
+
+def test_remote_group_survives_its_runner_an_idle_controller_and_commands_from_anywhere(
+    state_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every strict behaviour on: launches answer late, the controller takes a while to start and stops
+    when idle; ``workdir: .``; the runner dies; ``job monitor`` (another directory) takes over through a
+    stopped controller; ``job retry`` (a third directory) uploads the same workdir; kill; notebook."""
+    fake = FakeSkyApi(tmp_path / "sky account")
+    for knob, value in (("VISIBLE_AFTER_S", "1"), ("CONTROLLER_START_S", "2"), ("CONTROLLER_IDLE_S", "3")):
+        monkeypatch.setenv(f"METTA_EXP_FAKE_SKY_{knob}", value)
+    monkeypatch.setenv("METTA_EXP_FAKE_SKY_DIR", str(fake.root))
+    monkeypatch.setenv("METTA_EXP_SKY_POLL_S", "0.3")
+    monkeypatch.setenv("METTA_EXP_SKY_LOG_S", "0.3")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    project, monitor_dir, retry_dir = (tmp_path / d for d in ("project", "somewhere else", "third place"))
+    for directory in (project, monitor_dir, retry_dir):
+        directory.mkdir()
+        (directory / "marker.txt").write_text(f"files of {directory.name}")
+    (project / "train.py").write_text(TRAIN)
+    conf = project / "conf"
+    (conf / "experiment").mkdir(parents=True)
+    (conf / "experiment" / "e2e.yaml").write_text(
+        "# @package _global_\ncommand: [python, train.py]\nruns: [a, b]\ngpus: 0\nskypilot:\n  workdir: .\n"
+    )
+    try:
+        launched = run_cli(
+            "--config-dir", str(conf), "+experiment=e2e", "group=e2e", "wait=false", cwd=project
+        )
+        assert launched.returncode == 0, launched.stdout + launched.stderr
+        with JobStore.open(state_dir) as store:
+            assert store.group("e2e").config["skypilot"]["workdir"] == str(project)
+            os.killpg(store.group("e2e").runner_pid or 0, signal.SIGKILL)  # the runner dies
+        wait_for(lambda: len(fake.jobs()) == 2 and all(j["end_at"] for j in fake.jobs()), timeout=60,
+                 what="both jobs to end unobserved")  # fmt: skip
+        wait_for(
+            lambda: fake.controller_status() == "STOPPED", timeout=30, what="the idle controller to stop"
+        )
+
+        watched = run_cli("job", "monitor", "e2e", cwd=monitor_dir, timeout=120)  # takes over, reads the ends
+        assert watched.returncode == 1, watched.stdout + watched.stderr
+        with JobStore.open(state_dir) as store:
+            jobs = {j.run: j for j in store.jobs("e2e")}
+            assert jobs["a"].status == JobStatus.SUCCEEDED and jobs["b"].status == JobStatus.FAILED
+            assert "vanished" not in (jobs["b"].reason or "")
+        assert "sees: files of project" in Path(jobs["a"].log_path or "").read_text()
+
+        retried = run_cli("job", "retry", "e2e", "--no-wait", cwd=retry_dir)
+        assert retried.returncode == 0, retried.stdout + retried.stderr
+        wait_for(
+            lambda: any(j["status"] == "RUNNING" for j in fake.jobs()), timeout=60, what="the retry to run"
+        )
+        with JobStore.open(state_dir) as store:
+            log = Path(store.job("e2e", "b").log_path or "")
+        wait_for(lambda: log.exists() and "sees:" in log.read_text(), timeout=30, what="the retry's log tail")
+        assert "sees: files of project" in log.read_text(), "the retry uploaded the launch's workdir"
+
+        killed = run_cli("job", "kill", "e2e", "--force", cwd=retry_dir)
+        assert killed.returncode == 0, killed.stdout + killed.stderr
+        jobs = {j.run: j for j in wait_group_end(state_dir, "e2e")}
+        assert jobs["b"].status == JobStatus.CANCELLED and jobs["b"].attempts == 2
+        assert jobs["a"].status == JobStatus.SUCCEEDED and jobs["a"].attempts == 1
+        assert len(fake.jobs()) == 3 and all(
+            j["status"] in ("SUCCEEDED", "FAILED", "CANCELLED") for j in fake.jobs()
+        )
+
+        notebook = run_cli("job", "notebook", "e2e", "-o", str(tmp_path / "e2e.ipynb"), cwd=monitor_dir)
+        assert notebook.returncode == 0, notebook.stdout + notebook.stderr
+        cells = json.loads((tmp_path / "e2e.ipynb").read_text())["cells"]
+        assert any("e2e" in "".join(c["source"]) for c in cells)
+    finally:
+        fake.kill_all()
