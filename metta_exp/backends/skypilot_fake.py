@@ -162,6 +162,21 @@ class FakeSkyApi(SkyApi):
         rows = [line.split() for line in lines]
         return [(p[0], int(p[1]), int(p[2]), int(p[3]) if len(p) > 3 else 0) for p in rows if len(p) >= 3]
 
+    def seed_finished(self, n: int, name_prefix: str = "metta-exp-old-") -> None:
+        """Give the account a history: ``n`` long-finished jobs (one archive file, for benchmarks)."""
+        with self._locked():
+            state = self._state()
+            first = int(state.get("next_job_id", 1))
+            state["next_job_id"] = first + n
+            _write_json(self.root / "state.json", state)
+            at = time.time() - 86400
+            archive = [
+                {"job_id": first + i, "name": f"{name_prefix}{i}-a1", "status": "SUCCEEDED", "failure_reason": None,
+                 "recovery_count": 0, "submitted_at": at, "end_at": at + 60, "visible_at": at, "rule": {}}
+                for i in range(n)
+            ]  # fmt: skip
+            _write_json(self.root / "archive.json", {"jobs": archive})
+
     def kill_all(self) -> None:
         """Kill the processes of every job (teardown: leave nothing behind)."""
         with self._locked():
@@ -513,7 +528,7 @@ class FakeSkyApi(SkyApi):
         _write_json(self._job_file(job["job_id"]), job)
 
     def _all(self) -> list[dict[str, Any]]:
-        jobs = []
+        jobs = list(_read_json(self.root / "archive.json").get("jobs", []))
         for path in (self.root / "jobs").glob("*/job.json"):
             with contextlib.suppress(FileNotFoundError, ValueError):
                 jobs.append(json.loads(path.read_text()))
