@@ -170,7 +170,7 @@ class FakeSkyApi(SkyApi):
             state["next_job_id"] = first + n
             _write_json(self.root / "state.json", state)
             at = time.time() - 86400
-            archive = [
+            archive: list[dict[str, Any]] = [
                 {"job_id": first + i, "name": f"{name_prefix}{i}-a1", "status": "SUCCEEDED", "failure_reason": None,
                  "recovery_count": 0, "submitted_at": at, "end_at": at + 60, "visible_at": at, "rule": {}}
                 for i in range(n)
