@@ -348,7 +348,7 @@ def test_names_and_labels_are_valid_for_skypilot(sky_probe: dict[str, Any]) -> N
 
 
 def test_every_managed_job_status_is_mapped(sky_probe: dict[str, Any]) -> None:
-    from metta_exp.backends.skypilot import ACTIVE_STATUSES, FAILURE_MEANING
+    from metta_exp.backends.skypilot_status import ACTIVE_STATUSES, FAILURE_MEANING
 
     known = ACTIVE_STATUSES | set(FAILURE_MEANING) | {"SUCCEEDED", "CANCELLED"}
     assert set(sky_probe["statuses"]) <= known, set(sky_probe["statuses"]) - known
