@@ -262,10 +262,11 @@ def test_polls_ask_only_for_the_jobs_of_active_groups(fake: FakeSkyApi, tmp_path
 
 
 def test_cloud_aliases_pass_the_check(fake: FakeSkyApi, tmp_path: Path) -> None:
-    fake.configure(enabled_infras=["DO", "Kubernetes"])  # what sdk.enabled_clouds answers: str(cloud)
+    fake.configure(enabled_infras=["Kubernetes"])  # what sdk.enabled_clouds answers: str(cloud)
     specs = resolve(exp_of(["a"], "pass"), "g", tmp_path / "state")
-    for cloud in ("digitalocean", "do", "k8s", "kubernetes"):
+    for cloud in ("k8s", "kubernetes", "Kubernetes/my-context"):
         SkyPilotBackend(fake, tmp_path / "state", settings=SkyPilotSettings(cloud=cloud)).check(specs)
+    # aliases only SkyPilot's registry knows (digitalocean is DO): in SDK_PROBE, where sky is imported
 
 
 def test_use_spot_on_slurm_is_refused() -> None:
@@ -299,6 +300,16 @@ SDK_PROBE = textwrap.dedent(
     out["interrupted"] = type(api._classify(exceptions.RequestInterruptedError("retry"))).__name__
     client_sdk.get = lambda request_id: 7   # a server answering a launch with a single int job id
     out["int_id"] = api.SdkSkyApi().launch_result("req-1")
+    from metta_exp.backends.skypilot_check import check_backend
+    from metta_exp.config import SkyPilotSettings
+
+    class Enabled(api.SdkSkyApi):  # SkyPilot says DigitalOcean is enabled, by its own name
+        checks_local_setup = False
+        def enabled_infras(self):
+            return ["do"]
+    for cloud in ("digitalocean", "do", "DO"):
+        check_backend(Enabled(), SkyPilotSettings(cloud=cloud), [])
+    out["aliases"] = "ok"
     print(json.dumps(out))
     """
 )
@@ -315,6 +326,7 @@ def test_sdk_answers_are_read_as_skypilot_means_them(tmp_path: Path) -> None:
     assert out["None"] == ["ControllerNotUp", None]
     assert out["interrupted"] == "SkyApiError", "the server asks for a retry: not a refusal"
     assert out["int_id"] == 7
+    assert out["aliases"] == "ok", "digitalocean is SkyPilot's alias of DO"
 
 
 # --- the simulator's own strictness -----------------------------------------------------------------------

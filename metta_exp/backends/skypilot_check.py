@@ -48,12 +48,19 @@ def check_backend(api: SkyApi, settings: SkyPilotSettings, specs: Sequence[JobSp
     wanted = _cloud_part(settings.cloud)
     if wanted is None:
         return
-    enabled = {canonical_cloud(i) or i for i in infras}
-    if canonical_cloud(wanted) not in enabled:
+    enabled = {i.lower() for i in infras}
+    wanted = _SIMPLE_ALIASES.get(wanted, wanted)
+    if wanted not in enabled:  # maybe another of SkyPilot's names for it: ask its registry
+        enabled = {canonical_cloud(i) or i for i in enabled}
+        wanted = canonical_cloud(wanted) or wanted
+    if wanted not in enabled:
         raise BackendUnavailable(
             f"skypilot.cloud={settings.cloud} is not enabled in SkyPilot (enabled: {', '.join(sorted(infras))}). "
-            f"Fix: `sky check {wanted}`, choose an enabled one, or {local_fix(specs)}"
+            f"Fix: `sky check {_cloud_part(settings.cloud)}`, choose an enabled one, or {local_fix(specs)}"
         )
+
+
+_SIMPLE_ALIASES = {"k8s": "kubernetes"}  # answered without importing sky (which writes ~/.sky)
 
 
 def local_fix(specs: Sequence[JobSpec]) -> str:
