@@ -471,7 +471,8 @@ def test_log_tails_are_synced_at_a_bounded_rate(fake: FakeSkyApi, state: Path) -
 # --- check and the switch ---------------------------------------------------------------------------
 
 
-def test_check(fake: FakeSkyApi, state: Path) -> None:
+def test_check(fake: FakeSkyApi, state: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(state.parent / "home"))  # a cloud not enabled asks sky's registry
     specs = resolve(command_exp(["a"], "pass"), "g", state)
     backend_on(fake, state).check(specs)  # the fake enables kubernetes by default
     fake.configure(enabled_infras=[])
