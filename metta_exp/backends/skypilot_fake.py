@@ -72,16 +72,16 @@ from metta_exp.backends.skypilot_api import (
     SkyRequestError,
 )
 from metta_exp.backends.skypilot_fake_controller import Controller
+from metta_exp.backends.skypilot_fake_jobs import (
+    FAILURE_STATUSES,
+    MANAGED_JOB_STATUSES,
+    TERMINAL,
+    advance,
+    preempt,
+)
 
 __all__ = ["FAILURE_STATUSES", "MANAGED_JOB_STATUSES", "FakeSkyApi", "like"]
 
-MANAGED_JOB_STATUSES = (
-    "PENDING", "STARTING", "RUNNING", "RECOVERING", "SUCCEEDED", "CANCELLING", "CANCELLED", "FAILED",
-    "FAILED_SETUP", "FAILED_PRECHECKS", "FAILED_NO_RESOURCE", "FAILED_CONTROLLER",
-)  # fmt: skip
-FAILURE_STATUSES = ("FAILED", "FAILED_SETUP", "FAILED_PRECHECKS", "FAILED_NO_RESOURCE", "FAILED_CONTROLLER")
-TERMINAL = frozenset({"SUCCEEDED", "CANCELLED", *FAILURE_STATUSES})
-_NO_CLUSTER = frozenset({"FAILED_PRECHECKS", "FAILED_NO_RESOURCE", "FAILED_CONTROLLER"})
 _HEALTH_TTL_S = 5.0  # sky/server/common.py: get_api_server_status_response, TTLCache(ttl=5.0)
 _health_lock = threading.Lock()
 _health_at: dict[str, float] = {}  # per process, like SkyPilot's module-level cache
@@ -128,7 +128,7 @@ class FakeSkyApi(SkyApi):
         with self._locked():
             job = self._load(job_id)
             if job["status"] == "RUNNING":
-                self._preempt(job, time.time(), recover_after_s)
+                preempt(job, time.time(), recover_after_s, self.job_dir(job_id))
                 self._save(job)
 
     def job(self, job_id: int) -> dict[str, Any]:
@@ -348,83 +348,13 @@ class FakeSkyApi(SkyApi):
         for job in self._all():
             if controller.status == "UP":  # a controller that is not up moves nothing along
                 before = dict(job)
-                job = self._advance(job, now, live)
+                job = advance(job, now, live, self.job_dir(job["job_id"]), self.root)
                 if job != before:
                     self._save(job)
             out.append(job)
         controller.idle_check(now, out, TERMINAL, self._knob("controller_idle_s", 600.0))
         self._save_controller(controller)
         return out
-
-    def _advance(self, job: dict[str, Any], now: float, live: set[int]) -> dict[str, Any]:
-        rule = job["rule"]
-        if now < job["visible_at"]:
-            return job
-        if job["status"] == "CANCELLING" and now >= job["cancel_at"]:
-            job.update(status="CANCELLED", end_at=now)
-        if job["status"] == "PENDING" and now >= job["submitted_at"] + float(rule.get("pending_s", 0)):
-            job.update(status="STARTING", phase_at=now)
-        if job["status"] == "STARTING" and now >= job["phase_at"] + float(rule.get("starting_s", 0)):
-            if rule.get("status") in _NO_CLUSTER:
-                self._end(job, rule["status"], rule.get("message") or _DEFAULT_REASONS[rule["status"]], now)
-            else:
-                self._spawn(job, now)
-        if job["status"] == "RECOVERING" and now >= job["recover_at"]:
-            self._spawn(job, now)
-        if job["status"] == "RUNNING":
-            self._check_running(job, now, live)
-        return job
-
-    def _spawn(self, job: dict[str, Any], now: float, new_machines: bool = False) -> None:
-        pgid = ex.spawn_job(job, self.job_dir(job["job_id"]), self.root, new_machines)
-        job.update(status="RUNNING", phase_at=now, pgid=pgid)
-
-    def _check_running(self, job: dict[str, Any], now: float, live: set[int]) -> None:
-        directory, nodes, rule = self.job_dir(job["job_id"]), int(job.get("num_nodes") or 1), job["rule"]
-        for _ in range(2):  # a second look, in case the job ended between the two checks
-            setup, run = ex.node_exits(directory, nodes)
-            ended = ex.exit_time(directory, nodes) or now
-            if any(code not in (None, 0) for code in setup):
-                code = next(c for c in setup if c not in (None, 0))
-                self._end(
-                    job,
-                    "FAILED_SETUP",
-                    rule.get("message") or f"Setup failed with return code {code}.",
-                    ended,
-                )
-                return
-            failed = [c for c in run if c not in (None, 0)]
-            if failed or all(c == 0 for c in run):
-                if job.get("pgid") in live:  # a failed node ends the job: the others are cancelled
-                    ex.kill_group(job["pgid"], signal.SIGKILL, wait_s=1.0)
-                if failed:
-                    self._end(
-                        job, "FAILED", rule.get("message") or f"Job exited with code {failed[0]}.", ended
-                    )
-                else:
-                    self._end(job, "SUCCEEDED", None, ended)
-                return
-            if job["pgid"] in live:
-                break
-            live = ex.live_groups()
-        else:
-            self._end(job, "FAILED", "The job's processes vanished without an exit code.", now)
-            return
-        after = rule.get("preempt_after_s")
-        if after is not None and not job["preempted"] and now >= job["phase_at"] + float(after):
-            self._preempt(job, now, float(rule.get("recover_after_s", 0.2)))
-
-    def _preempt(self, job: dict[str, Any], now: float, recover_after_s: float) -> None:
-        if job.get("pgid"):
-            ex.kill_group(job["pgid"], signal.SIGKILL, wait_s=2.0)
-        with open(self.job_dir(job["job_id"]) / "log", "a") as log:
-            log.write("[fake sky] the cluster was preempted; recovering\n")
-        job.update(status="RECOVERING", preempted=True, recovery_count=job["recovery_count"] + 1,
-                   recover_at=now + recover_after_s, pgid=None)  # fmt: skip
-
-    @staticmethod
-    def _end(job: dict[str, Any], status: str, reason: str | None, at: float) -> None:
-        job.update(status=status, failure_reason=reason, end_at=at, pgid=None)
 
     def _wait_until(self, at: float) -> None:
         while time.time() < at:
@@ -533,13 +463,6 @@ class FakeSkyApi(SkyApi):
             with contextlib.suppress(FileNotFoundError, ValueError):
                 jobs.append(json.loads(path.read_text()))
         return sorted(jobs, key=lambda j: j["job_id"])
-
-
-_DEFAULT_REASONS = {
-    "FAILED_NO_RESOURCE": "Failed to provision all possible launchable resources (injected: no resource).",
-    "FAILED_PRECHECKS": "Failed prechecks (injected).",
-    "FAILED_CONTROLLER": "Controller process has exited abnormally (injected).",
-}
 
 
 def _client_paths(config: Mapping[str, Any]) -> dict[str, str]:
