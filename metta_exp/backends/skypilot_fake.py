@@ -234,7 +234,7 @@ class FakeSkyApi(SkyApi):
         self._request("queue", "jobs.queue_v2")
         self._fault("queue")
         with self._locked():
-            jobs = self._advance_all()
+            jobs = self._archive() + self._advance_all()
             controller = self._controller()
             if controller.status != "UP" and not (refresh and controller.status == "STOPPED"):
                 self._request_failed()
@@ -457,8 +457,12 @@ class FakeSkyApi(SkyApi):
     def _save(self, job: dict[str, Any]) -> None:
         _write_json(self._job_file(job["job_id"]), job)
 
+    def _archive(self) -> list[dict[str, Any]]:
+        """The account's long-finished jobs (``seed_finished``): in answers, never moved along."""
+        return list(_read_json(self.root / "archive.json").get("jobs", []))
+
     def _all(self) -> list[dict[str, Any]]:
-        jobs = list(_read_json(self.root / "archive.json").get("jobs", []))
+        jobs: list[dict[str, Any]] = []
         for path in (self.root / "jobs").glob("*/job.json"):
             with contextlib.suppress(FileNotFoundError, ValueError):
                 jobs.append(json.loads(path.read_text()))
