@@ -379,3 +379,30 @@ def test_simulator_controller_lifecycle_and_blocking_calls(fake: FakeSkyApi, tmp
     assert [e.status for e in fake.queue(job_ids=[job_id], refresh=True)] == ["SUCCEEDED"]
     counts = fake.call_counts()
     assert counts["validate"] == counts["jobs.launch"] == 1 and counts["api.health"] >= 1
+
+
+def test_skypilot_set_up_is_recognised_from_its_files(tmp_path: Path) -> None:
+    """Set-up users are never refused: an endpoint (env or config) or a cached enabled infra is enough."""
+    import sqlite3
+
+    from metta_exp.backends.skypilot_setup import setup_problem
+
+    home = tmp_path / "home"
+    (home / ".sky").mkdir(parents=True)
+    env = {"HOME": str(home)}
+    assert setup_problem(env, tmp_path) is not None
+    assert setup_problem({**env, "SKYPILOT_API_SERVER_ENDPOINT": "http://sky.corp:46580"}, tmp_path) is None
+    (home / ".sky" / "config.yaml").write_text("api_server:\n  endpoint: http://sky.corp:46580\n")
+    assert setup_problem(env, tmp_path) is None  # what `sky api login` writes
+    (home / ".sky" / "config.yaml").unlink()
+    db = sqlite3.connect(home / ".sky" / "state.db")  # what `sky check` leaves (sky/global_user_state.py)
+    db.execute("CREATE TABLE config (key TEXT PRIMARY KEY, value TEXT)")
+    db.execute("INSERT INTO config VALUES ('enabled_clouds_default_storage', '[\"AWS\"]')")
+    db.commit()
+    assert setup_problem(env, tmp_path) is not None  # storage only: no infra to run on
+    db.execute("INSERT INTO config VALUES ('u1_enabled_clouds_default_compute', '[\"AWS\"]')")
+    db.commit()
+    db.close()
+    assert setup_problem(env, tmp_path) is None
+    (tmp_path / ".sky.yaml").write_text("api_server: {endpoint: 'http://x:1'}\n")
+    assert setup_problem({"HOME": str(tmp_path / "nobody")}, tmp_path) is None  # a project config

@@ -82,7 +82,10 @@ def _enabled_clouds_cached(environ: Mapping[str, str]) -> bool:
     with contextlib.suppress(sqlite3.Error):
         conn = sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True, timeout=1.0)
         try:
-            rows = conn.execute("SELECT key, value FROM config WHERE key LIKE '%enabled_clouds_%'").fetchall()
+            query = (
+                "SELECT key, value FROM config WHERE key LIKE '%enabled_clouds_%compute'"  # CloudCapability
+            )
+            rows = conn.execute(query).fetchall()
         finally:
             conn.close()
         for _key, value in rows:
