@@ -184,9 +184,7 @@ def test_a_missing_required_parameter_is_named(cwd: Path) -> None:
     assert "recipe typed.typed needs 'f', 'b', 's', 'p', 'names', 'nums', 'table', 'nested'" in result.stderr
 
 
-@pytest.mark.parametrize(
-    "override", ["remote=maybe", "max_parallel=0", "gpus=-1", "wandb.mode=sometimes"]
-)
+@pytest.mark.parametrize("override", ["remote=maybe", "max_parallel=0", "gpus=-1", "wandb.mode=sometimes"])
 def test_experiment_key_overrides_are_validated_as_yaml_overrides_are(state_dir: Path, override: str) -> None:
     yaml = run_cli("+experiment=demo", override)
     recipe = run_cli("run", "metta_exp.examples.recipes.demo", override)
@@ -356,6 +354,10 @@ def test_help_shows_the_docstring_and_typed_parameters(cwd: Path) -> None:
         assert f"\n{line}\n" in result.stdout, line
     usage = run_cli("run", "--help")
     assert usage.returncode == 0 and "metta-exp run RECIPE [key=value ...]" in usage.stdout
+    nothing = run_cli("run")
+    assert nothing.returncode == 2 and nothing.stderr.startswith(
+        "Error: name a recipe: metta-exp run MODULE.FUNCTION"
+    )
 
 
 def test_list_shows_the_recipes_of_a_package(state_dir: Path) -> None:
