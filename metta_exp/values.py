@@ -188,7 +188,9 @@ def convert(value: Any, annotation: Any, where: str) -> Any:
         return _scalar(value, annotation, where)
     if annotation in (list, tuple, dict) or origin in (list, tuple, dict, Sequence, Mapping):
         return _container(value, origin or annotation, args, annotation, where)
-    raise UsageError(f"'{where}' has the type {type_name(annotation)}, which metta-exp cannot build from text")
+    raise UsageError(
+        f"'{where}' has the type {type_name(annotation)}, which metta-exp cannot build from text"
+    )
 
 
 def _convert_union(value: Any, members: tuple[Any, ...], annotation: Any, where: str) -> Any:
