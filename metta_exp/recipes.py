@@ -211,10 +211,7 @@ def list_recipes(package: str | None = None) -> tuple[list[tuple[str, str]], lis
 
 def parameters(func: Callable[..., Any]) -> list[Param]:
     """The keyword-bindable parameters of ``func`` with their resolved annotations."""
-    try:
-        hints = typing.get_type_hints(func)
-    except Exception:  # an annotation that cannot be evaluated here: convert that value as Hydra would
-        hints = {}
+    hints = _type_hints(func)
     out = []
     for p in inspect.signature(func).parameters.values():
         if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
@@ -235,6 +232,31 @@ def parameters(func: Callable[..., Any]) -> list[Param]:
             annotation = type(p.default)  # `gpus=4` takes an int
         out.append(Param(p.name, annotation, shown, p.default))
     return out
+
+
+def _type_hints(func: Callable[..., Any]) -> dict[str, Any]:
+    """Resolved annotations; one that cannot be evaluated here (a name imported only for type checkers)
+    is left out, so that value is converted as Hydra would type it."""
+    try:
+        return typing.get_type_hints(func)
+    except Exception:
+        pass
+    hints = {}
+    for name, annotation in getattr(func, "__annotations__", {}).items():
+        try:
+            hints[name] = typing.get_type_hints(
+                _Annotated(name, annotation), getattr(func, "__globals__", {})
+            )[name]
+        except Exception:
+            continue
+    return hints
+
+
+class _Annotated:
+    """One annotation alone, for ``typing.get_type_hints``."""
+
+    def __init__(self, name: str, annotation: Any) -> None:
+        self.__annotations__ = {name: annotation}
 
 
 Override = tuple[tuple[str, ...], Any, str]  # (key path, value, 'key=value' as written)

@@ -20,9 +20,12 @@ TYPED = '''
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from metta_exp import Experiment
+
+if TYPE_CHECKING:  # a name only type checkers see: its parameter takes values as Hydra types them
+    from somewhere_else import Unknown
 
 
 def typed(
@@ -40,10 +43,11 @@ def typed(
     pair: tuple[int, str] = (0, ""),
     mode: Literal["fast", "slow"] = "fast",
     untyped=3,
+    hidden: Unknown | None = None,
 ) -> Experiment:
     """Echoes its arguments, with their types, as the args of one run."""
     got = dict(i=i, f=f, b=b, s=s, p=p, names=names, nums=nums, table=table, nested=nested, maybe=maybe,
-               opt_names=opt_names, pair=pair, mode=mode, untyped=untyped)
+               opt_names=opt_names, pair=pair, mode=mode, untyped=untyped, hidden=hidden)
     return Experiment(
         command=["python", "-c", "pass"],
         runs=["r"],
@@ -106,8 +110,10 @@ def test_arguments_are_converted_by_their_annotations(cwd: Path) -> None:
         "pair": "tuple:(0, '')",
         "mode": "str:'fast'",
         "untyped": "int:3",
+        "hidden": "NoneType:None",
     }
     more = ["maybe=null", "opt_names=[x]", "pair=[7,seven]", "mode=slow", "untyped=9", "b=False", "f=2"]
+    more += ["hidden=[1,x]"]
     result = run_cli("run", "typed.typed", *BASE_ARGS, *more, "--cfg")
     assert result.returncode == 0, result.stderr
     got = echoed(result.stdout)
@@ -350,6 +356,7 @@ def test_help_shows_the_docstring_and_typed_parameters(cwd: Path) -> None:
         "  pair: tuple[int, str] = (0, '')",
         "  mode: Literal['fast', 'slow'] = 'fast'",
         "  untyped = 3",
+        "  hidden: Unknown | None = None",
     ):
         assert f"\n{line}\n" in result.stdout, line
     usage = run_cli("run", "--help")
