@@ -320,10 +320,13 @@ def experiment_key(key: str) -> tuple[str, ...]:
 def _unknown(recipe: Recipe, key: str, params: list[str]) -> str:
     hint = did_you_mean(key, params + list(CONFIG_KEYS))
     where = f"parameters: {', '.join(params)}" if params else "it takes no parameters"
-    return (
+    text = (
         f"unknown argument '{key}'{hint}: recipe {recipe.name} has no such parameter and it is no "
         f"experiment key ({where}; experiment keys: gpus, remote, max_parallel, dry_run, skypilot.use_spot, ...)"
     )
+    if "." in key and not hint:  # a training override: the recipe's own args carry those
+        text += f"; a training override goes in the experiment's args (\"args=['{key}=...']\" replaces them)"
+    return text
 
 
 # --- calling and overriding ------------------------------------------------------------------------------

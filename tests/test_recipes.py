@@ -161,6 +161,10 @@ BAD_ARGS = [
     (["nam=[a]"], "unknown argument 'nam' (did you mean 'names'?)"),
     (["gpu=2"], "unknown argument 'gpu' (did you mean 'gpus'?)"),
     (["trainer.lr=0.1"], "unknown argument 'trainer.lr': recipe typed.typed has no such parameter"),
+    (
+        ["trainer.lr=0.1"],
+        "a training override goes in the experiment's args (\"args=['trainer.lr=...']\" replaces",
+    ),
     (["remote=maybe"], "'remote' must be true or false, got 'maybe'"),
     (["max_parallel=0"], "'max_parallel' must be at least 1, got 0"),
     (["skypilot.clod=aws"], "unknown key 'skypilot.clod' (did you mean 'cloud'?)"),
