@@ -4,7 +4,8 @@ MettaExpError              base: the CLI catches it once and prints ``Error: <me
 ├── UsageError             bad input (config, override, name): exit code 2, nothing written
 │   ├── ConfigError        an experiment file or key is wrong
 │   └── NotFoundError      an unknown group or run (with the closest names)
-├── StoreError             the job store cannot be opened or is from a newer metta-exp
+├── StoreError             the job store cannot be read or written, is damaged or from a newer
+│                          metta-exp: exit code 2, the file left as it is
 └── BackendError           a backend cannot be used (SkyPilot not set up, no such GPU)
     └── BackendUnavailable raised before anything is submitted: also exit code 2
 """
@@ -34,7 +35,7 @@ class NotFoundError(UsageError):
 
 
 class StoreError(MettaExpError):
-    pass
+    exit_code = 2
 
 
 class BackendError(MettaExpError):

@@ -33,17 +33,18 @@ def print_json_array(rows: Sequence[Mapping[str, object]]) -> None:
     print("[\n" + ",\n".join(json.dumps(row) for row in rows) + "\n]")
 
 
-def open_store() -> JobStore | None:
-    """The store of ``METTA_EXP_STATE_DIR`` (or ``./job_state``), or None when there is none yet."""
+def open_store(readonly: bool = False) -> JobStore | None:
+    """The store of ``METTA_EXP_STATE_DIR`` (or ``./job_state``), or None when there is none yet.
+    ``readonly``: a reader's connection (works on a store it cannot write, never changes it)."""
     state_dir = default_state_dir()
     if not (state_dir / DB_NAME).exists():
         return None
-    return JobStore.open(state_dir, create=False)
+    return JobStore.open(state_dir, create=False, readonly=readonly)
 
 
-def store_for(group: str) -> JobStore:
+def store_for(group: str, readonly: bool = False) -> JobStore:
     """The store, which must hold ``group`` (``NotFoundError`` otherwise: exit code 2)."""
-    store = open_store()
+    store = open_store(readonly)
     if store is None:
         raise NotFoundError(
             f"no group '{group}': no groups yet in {default_state_dir()} "
@@ -57,7 +58,7 @@ def store_for(group: str) -> JobStore:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    store = open_store()
+    store = open_store(readonly=True)
     summaries = store.list_groups() if store is not None else []
     if args.json:
         rows = [
@@ -82,7 +83,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     from metta_exp.logtail import read_progress
 
-    store = store_for(args.group)
+    store = store_for(args.group, readonly=True)
     group = store.group(args.group)
     jobs = store.jobs(args.group)
     # the current attempt's progress: none yet for a pending job (its log is an earlier attempt's)
@@ -131,7 +132,7 @@ def cmd_monitor(args: argparse.Namespace) -> int:
 def cmd_logs(args: argparse.Namespace) -> int:
     from metta_exp.logtail import follow, print_log
 
-    store = store_for(args.group)
+    store = store_for(args.group, readonly=True)
     if args.tail is not None and args.tail < 0:
         raise UsageError(f"--tail must be 0 or more lines, got {args.tail}")
     if args.follow:
@@ -275,7 +276,7 @@ def cmd_notebook(args: argparse.Namespace) -> int:
     from metta_exp.notebook import write_group_notebook
     from metta_exp.runner import notebook_path
 
-    store = store_for(args.group)
+    store = store_for(args.group, readonly=True)
     group = store.group(args.group)
     path = Path(args.output) if args.output else notebook_path(group)
     written = write_group_notebook(group, store.jobs(args.group), path)
