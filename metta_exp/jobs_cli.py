@@ -77,6 +77,13 @@ def cmd_list(args: argparse.Namespace) -> int:
         return 0
     open_groups = {g.name: g for g in store.active_groups()} if store is not None else {}
     print(group_table(summaries, open_groups, time.time()))
+    from metta_exp.runner import owner_alive
+
+    for name, group in open_groups.items():
+        if not group.cancel_requested and not owner_alive(group):
+            print(
+                f"No runner drives {name}; its jobs run on unobserved. Resume it: metta-exp job resume {name}"
+            )
     return 0
 
 
@@ -115,6 +122,12 @@ def cmd_show(args: argparse.Namespace) -> int:
     print(jobs_table(group, jobs, fractions, now))
     print()
     print(links_table(jobs))
+    from metta_exp.runner import owner_alive
+
+    if not group.ended_at and not owner_alive(group):
+        stopped = [e for e in store.events(args.group) if e.kind == "runner_stopped"]
+        why = f" (last: {stopped[-1].detail.split(';')[0]})" if stopped and stopped[-1].detail else ""
+        print(f"\nNo runner drives {args.group}{why}. Resume it: metta-exp job resume {args.group}")
     return 0
 
 

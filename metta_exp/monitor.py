@@ -10,6 +10,7 @@ drives). Watching only reads the store; a runner it starts does the writing.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from typing import TYPE_CHECKING, TextIO
@@ -94,11 +95,12 @@ def watch(
         else:
             _watch_lines(store, group_name, out, refresh, heal)
     except KeyboardInterrupt:
-        print(
-            f"\nStopped watching; the jobs go on. Watch again: metta-exp job monitor {group_name}",
-            file=out,
-            flush=True,
-        )
+        with contextlib.suppress(OSError):  # a terminal that hung up cannot be written to
+            print(
+                f"\nStopped watching; the jobs go on. Watch again: metta-exp job monitor {group_name}",
+                file=out,
+                flush=True,
+            )
         return 130
     return print_summary(store, group_name, out)
 

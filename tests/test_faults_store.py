@@ -15,9 +15,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import run_cli
 
 from metta_exp.store import DB_NAME, JobStore
-from tests.conftest import run_cli
 
 
 def make_group(state_dir: Path, name: str = "g1", jobs: int = 3) -> Path:
