@@ -139,7 +139,8 @@ def cmd_monitor(args: argparse.Namespace) -> int:
 
     if args.refresh <= 0:
         raise UsageError(f"--refresh must be a positive number of seconds, got {args.refresh:g}")
-    return watch(store_for(args.group), args.group, refresh=args.refresh, show_logs=not args.no_logs)
+    store = store_for(args.group, readonly=True)  # watching reads; its healer opens a writer if needed
+    return watch(store, args.group, refresh=args.refresh, show_logs=not args.no_logs)
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
