@@ -18,7 +18,7 @@ from pathlib import Path
 
 from metta_exp.errors import NotFoundError, UsageError
 from metta_exp.jobs_text import group_table, jobs_table, links_table
-from metta_exp.records import JobRecord, iso
+from metta_exp.records import GroupRecord, JobRecord, iso
 from metta_exp.status import ACTIVE, ALL_STATUSES, JobStatus
 from metta_exp.store import DB_NAME, JobStore, default_state_dir
 
@@ -181,6 +181,22 @@ def confirm(question: str) -> bool:
     return answer.strip().lower() in ("y", "yes")
 
 
+def leftovers(group: GroupRecord, jobs: Sequence[JobRecord]) -> list[JobRecord]:
+    """Ended jobs of a local group with processes still alive: helpers that daemonised and outlived
+    their job, found by the markers in their environment (Linux)."""
+    from metta_exp.backends import procs
+
+    if group.backend != "local" or not procs.HAS_PROCFS:
+        return []
+    ended = {j.run_dir: j for j in jobs if j.status.is_terminal()}
+    found: dict[str, JobRecord] = {}
+    for proc in procs.process_table().values():
+        markers = None if proc.dead else procs.environ_markers(proc.pid)
+        if markers is not None and markers[0] == group.name and markers[1] in ended:
+            found[markers[1]] = ended[markers[1]]
+    return list(found.values())
+
+
 def cmd_kill(args: argparse.Namespace) -> int:
     from metta_exp.backends import make_backend
     from metta_exp.runner import ensure_driver, launch_of
@@ -190,8 +206,9 @@ def cmd_kill(args: argparse.Namespace) -> int:
     jobs = store.jobs(args.group)
     active = [j for j in jobs if j.status in ACTIVE]
     pending = [j for j in jobs if j.status == JobStatus.PENDING]
+    stray = leftovers(group, jobs)
     ended = len(jobs) - len(active) - len(pending)
-    if not active and not pending:
+    if not active and not pending and not stray:
         print(f"Nothing to kill in {args.group}: no job is running or pending ({ended} ended).")
         return 0
     plan = []
@@ -199,6 +216,8 @@ def cmd_kill(args: argparse.Namespace) -> int:
         plan.append(f"end {plural(len(active), 'running job')} ({_names(active)})")
     if pending:
         plan.append(f"cancel {plural(len(pending), 'pending job')} ({_names(pending)})")
+    if stray:
+        plan.append(f"end the leftover processes of {plural(len(stray), 'ended job')} ({_names(stray)})")
     if ended:
         plan.append(f"leave {plural(ended, 'ended job')} as {'it is' if ended == 1 else 'they are'}")
     print(f"Kill {args.group}: " + "; ".join(plan) + ".")
@@ -210,13 +229,14 @@ def cmd_kill(args: argparse.Namespace) -> int:
     # cancelled before their processes are ended: a runner polling meanwhile then sees a terminal job,
     # not a job that died of SIGTERM (which it would record as failed, and perhaps retry). A runner
     # whose job was still launching finds it cancelled and ends what it started.
-    active = store.request_cancel(args.group)
+    active = store.request_cancel(args.group) if active or pending else []
     for job in active:
         store.finish_attempt(args.group, job.run, job.attempts, JobStatus.CANCELLED, reason="killed by user")
     try:
-        if active:
-            print(f"Ending {plural(len(active), 'job')}…", flush=True)
-            backend.cancel([launch_of(group, j) for j in active])
+        if active or stray:
+            more = f" and what {plural(len(stray), 'ended job')} left running" if stray else ""
+            print(f"Ending {plural(len(active), 'job')}{more}…", flush=True)
+            backend.cancel([launch_of(group, j) for j in [*active, *stray]])
     finally:
         backend.close()
     ensure_driver(store, args.group)  # someone must close the group (and write its notebook)

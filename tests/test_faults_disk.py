@@ -34,8 +34,10 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
     try:
         yield mount
     finally:
-        kill_everything(mount / "job_state")
-        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+        try:
+            kill_everything(mount / "job_state")
+        finally:
+            subprocess.run(["umount", "-l", str(mount)], capture_output=True)
 
 
 def fill(disk: Path) -> Path:

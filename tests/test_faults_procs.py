@@ -42,6 +42,22 @@ def test_kill_force_ends_double_forked_daemons(state_dir: Path) -> None:
             kill_quietly(pid)
 
 
+def test_kill_force_ends_what_an_ended_job_left_running(state_dir: Path) -> None:
+    store = launch(state_dir, experiment(["a"], args=["daemon=1"]), "leaky")
+    (job,) = wait_group_end(state_dir, "leaky")
+    assert job.status == JobStatus.SUCCEEDED
+    daemon = wait_for(lambda: read_pid(Path(job.run_dir) / "daemon.pid"), what="the daemon")
+    try:
+        assert alive(daemon)
+        result = run_cli("job", "kill", "leaky", "--force")
+        assert result.returncode == 0, result.stderr
+        assert "end the leftover processes of 1 ended job (a)" in result.stdout
+        assert not alive(daemon)
+        assert store.job("leaky", "a").status == JobStatus.SUCCEEDED  # left as it was
+    finally:
+        kill_quietly(daemon)
+
+
 def test_a_job_ignoring_sigterm_does_not_hold_up_the_runner(state_dir: Path) -> None:
     """The runner ends a timed-out job that ignores SIGTERM (SIGKILL after a 10 s grace) and meanwhile
     records another job's end: it is recorded while the stubborn job still lives out its grace."""

@@ -68,7 +68,7 @@ def readonly_mount(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
             pytest.skip(f"cannot remount read-only here: {ro.stderr.strip()}")
         yield source, view
     finally:
-        _sh("umount", str(view))
+        _sh("umount", "-l", str(view))
 
 
 def test_readers_work_on_a_read_only_mount(readonly_mount: tuple[Path, Path]) -> None:
