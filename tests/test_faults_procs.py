@@ -130,8 +130,11 @@ def test_sighup_ends_watching_and_the_group_goes_on(state_dir: Path, terminal: b
         watcher = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         wait_for(lambda: store.group("watched").runner_pid, what="a runner")
-        # the watcher is up once it has read the store at least once; give it a moment to draw
-        wait_for(lambda: watcher.poll() is None and _has_read(watcher.pid), what="the watcher to start")
+        if terminal:  # the watcher is up once it has the store open
+            wait_for(lambda: watcher.poll() is None and _has_read(watcher.pid), what="the watcher to start")
+        else:
+            assert watcher.stdout is not None
+            assert watcher.stdout.readline().startswith("Watching watched:")
         watcher.send_signal(signal.SIGHUP)
         assert watcher.wait(timeout=30) == 130
         if not terminal:
