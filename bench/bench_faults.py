@@ -8,6 +8,7 @@
    a session of its own (the child and daemon carry the job's markers), are ended with ``metta-exp job
    kill --force`` (run as a user runs it). Counts the job processes left once it returns and times it.
    With --stubborn, one more round with a job that ignores SIGTERM (ended by SIGKILL after the grace).
+3. A 'billion laughs' experiment file: the time until the launch command refuses it.
 
 Prints: runners killed, jobs lost, jobs launched twice, processes left after kill, and the time of
 ``job kill --force`` (median and max).
@@ -121,6 +122,24 @@ def kill_round(state_dir: Path, group: str, jobs: int, args: list[str]) -> tuple
     return took, len(left)
 
 
+BOMB = "module: x\nruns: [a]\na: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
+    f"{c}: &{c} [{', '.join([f'*{p}'] * 9)}]\n" for p, c in zip("abcdefgh", "bcdefghi", strict=True)
+)  # 9**9 values once expanded, in 300 bytes
+
+
+def yaml_bomb(tmp: Path) -> float:
+    """Seconds until ``metta-exp`` refuses a 'billion laughs' experiment file."""
+    conf = tmp / "conf"
+    (conf / "experiment").mkdir(parents=True)
+    (conf / "experiment" / "bomb.yaml").write_text(BOMB)
+    start = time.perf_counter()
+    result = subprocess.run([sys.executable, "-m", "metta_exp", "--config-dir", str(conf), "+experiment=bomb"],
+                            capture_output=True, text=True, timeout=600)  # fmt: skip
+    took = time.perf_counter() - start
+    assert result.returncode == 2 and "billion laughs" in result.stderr, result.stderr
+    return took
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -155,6 +174,7 @@ def main() -> None:
                   "double-forked daemon")  # fmt: skip
             print(f"  processes left after kill:           {left}")
             print(f"  job kill --force: median {statistics.median(times):.2f} s, max {max(times):.2f} s")
+            print(f"YAML alias bomb ({len(BOMB)} bytes) refused after {yaml_bomb(Path(tmp)):.2f} s")
             if args.stubborn:
                 took, n = kill_round(state_dir, "stubborn", 1, ["ignore_term=1"])
                 print(f"  job kill --force, a job ignoring SIGTERM: {took:.2f} s, {n} processes left")

@@ -86,6 +86,8 @@ def test_readers_work_on_a_read_only_mount(readonly_mount: tuple[Path, Path]) ->
     # a writer says in one line which file it cannot write and why
     killed = run_cli("job", "kill", "g1", "--force", env=env)
     one_error(killed, str(view / "job_state" / DB_NAME), "cannot write")
+    launched = run_cli("+experiment=demo", "group=g2", "wait=false", env=env)
+    one_error(launched, str(view / "job_state" / DB_NAME), "cannot write")
     assert digest(store_file) == before
     assert sorted(p.name for p in (source / "job_state").iterdir()) == [DB_NAME]
 
