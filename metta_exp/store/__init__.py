@@ -72,7 +72,6 @@ class JobStore:
         ``readonly``: a reader's connection, which never writes; a missing or empty file then reads as a
         store with no groups yet."""
         self.path = Path(path)
-        self.created = False  # this connection made the file (a failed launch removes it again)
         size = check_file(self.path)
         if size is None and not create and not readonly:
             raise StoreError(f"no job store at {self.path}")
@@ -82,12 +81,11 @@ class JobStore:
             )
         else:
             made = _make_dirs(self.path.parent) if create else []
-            self.created = size is None
             try:
                 self._db = connect_writable(self.path, create)
                 self._setup(migrate=True)
             except BaseException:
-                if self.created:
+                if size is None:  # made here (a full disk): leave no empty store behind
                     with contextlib.suppress(Exception):
                         self._db.close()
                     cleanup_created(self.path, made)
