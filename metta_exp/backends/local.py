@@ -165,6 +165,7 @@ class LocalBackend(Backend):
                 start_new_session=True,
             )  # fmt: skip
         self._children[proc.pid] = proc
+        self._exit_codes.pop(proc.pid, None)  # an earlier child's, whose pid this one reuses
         # Our unreaped child cannot vanish from /proc, so its starttime is always readable here.
         stat = self._stat(proc.pid)
         return _format_handle(proc.pid, stat.starttime if stat is not None else None)
