@@ -158,7 +158,7 @@ def compose(cl: CommandLine) -> tuple[str, Path, dict[str, Any], dict[str, Any]]
     from omegaconf.errors import OmegaConfBaseException
     from yaml import YAMLError
 
-    from metta_exp.yamlcheck import check_yaml_file, yaml_error_message
+    from metta_exp.yamlcheck import bounded_hydra_loads, check_yaml_file, yaml_error_message
 
     files = experiment_files(cl.config_dir)
     chosen = [
@@ -188,7 +188,10 @@ def compose(cl: CommandLine) -> tuple[str, Path, dict[str, Any], dict[str, Any]]
         path = QuotedString(text=f"file://{cl.config_dir}", quote=Quote.single).with_quotes()
         overrides.append(f"hydra.searchpath=[{path}]")
     try:
-        with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3", job_name="metta-exp"):
+        with (
+            bounded_hydra_loads(),
+            initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3", job_name="metta-exp"),
+        ):
             cfg = hydra_compose(cl.config_name, overrides=overrides, return_hydra_config=True)
             with open_dict(cfg):
                 hydra_cfg = cfg.pop("hydra")

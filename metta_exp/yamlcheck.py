@@ -10,6 +10,8 @@ naming the file, the line and the fix.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +58,39 @@ def check_yaml_file(path: Path, label: str | None = None) -> None:
         raise ConfigError(yaml_error_message(exc, name, text)) from None
     except RecursionError:
         raise ConfigError(f"{name}: nested too deeply to read; flatten its lists and mappings") from None
+
+
+@contextmanager
+def bounded_hydra_loads() -> Iterator[None]:
+    """While Hydra composes, bound every YAML file it loads as ``check_yaml_file`` does.
+
+    The experiment file is checked before composing, but its defaults list may pull in other files.
+    ``OmegaConf.load`` (which Hydra's file config source calls) looks up ``omegaconf._utils.
+    get_yaml_loader`` each time it runs (omegaconf/omegaconf.py, ``load``), so a loader that walks the
+    events first is put there for the duration.
+    """
+    import yaml
+    from omegaconf import _utils
+
+    original = _utils.get_yaml_loader
+    base = original()
+
+    class BoundedLoader(base):  # type: ignore[misc,valid-type]
+        def __init__(self, stream: Any) -> None:
+            text = stream.read() if hasattr(stream, "read") else stream
+            name = str(getattr(stream, "name", "a config"))
+            try:
+                _bound_events(yaml.parse(text, Loader=yaml.SafeLoader), name)
+            except yaml.YAMLError as exc:
+                raise ConfigError(yaml_error_message(exc, name, text)) from None
+            super().__init__(text)
+            self.name = name  # for the marks of PyYAML's errors
+
+    _utils.get_yaml_loader = lambda: BoundedLoader
+    try:
+        yield
+    finally:
+        _utils.get_yaml_loader = original
 
 
 def yaml_error_message(exc: Any, name: str, text: str | None = None) -> str:

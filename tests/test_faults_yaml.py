@@ -50,3 +50,20 @@ def test_malformed_yaml_is_one_error_line(case: str, state_dir: Path) -> None:
     assert fix in lines[0]
     assert not state_dir.exists()  # nothing written
     assert sorted(p.name for p in state_dir.parent.iterdir()) == ["conf"]
+
+
+@pytest.mark.parametrize("included", ["bomb", "tab"])
+def test_a_broken_file_in_the_defaults_list_is_one_error_line(included: str, state_dir: Path) -> None:
+    conf = state_dir.parent / "conf"
+    (conf / "experiment").mkdir(parents=True)
+    (conf / "experiment" / f"{included}.yaml").write_bytes(CASES[included][0])
+    (conf / "experiment" / "outer.yaml").write_text(
+        f"# @package _global_\ndefaults:\n  - /experiment/{included}\nmodule: x\nruns: [a]\n"
+    )
+    result = run_cli("--config-dir", str(conf), "+experiment=outer", timeout=60)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"Error: {conf / 'experiment' / included}.yaml, line {CASES[included][1]}: ")
+    assert CASES[included][2] in lines[0]
+    assert not state_dir.exists()
