@@ -101,6 +101,10 @@ class Runner:
 
     def _hand_on(self) -> None:
         """Say why the runner stops and how to resume, in its log and in the group's events."""
+        with contextlib.suppress(Exception):
+            if self.store.group(self.group).ended_at is not None:
+                log_line(f"runner stopped ({self.stop_reason}) after the group ended")
+                return
         why = (
             f"runner stopped ({self.stop_reason}); its jobs go on. Resume: metta-exp job resume {self.group}"
         )
