@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -164,3 +165,29 @@ def test_a_damaged_store_is_one_error_for_every_command(state_dir: Path, damage)
         assert sorted(p.name for p in state_dir.iterdir()) == [DB_NAME]  # no WAL, no journal, no runs
     finally:
         store_file.rename(store_file.with_name("moved-aside.sqlite"))  # as the error says to
+
+
+def test_monitor_watches_a_store_it_cannot_write(immutable_store: Path) -> None:
+    """Its group has no runner; the monitor cannot start one there, so it only watches."""
+    import signal
+    import sys
+
+    watcher = subprocess.Popen(
+        [sys.executable, "-m", "metta_exp", "job", "monitor", "g1", "--refresh", "0.2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert watcher.stdout is not None
+        assert watcher.stdout.readline().startswith("Watching g1: 3 jobs, 3 pending")
+        time.sleep(3)  # past the healer's first attempts
+        assert watcher.poll() is None, watcher.stderr.read() if watcher.stderr else ""
+        watcher.send_signal(signal.SIGINT)
+        out, err = watcher.communicate(timeout=30)
+    finally:
+        if watcher.poll() is None:
+            watcher.kill()
+    assert watcher.returncode == 130, err
+    assert err == ""
+    assert "Stopped watching" in out
