@@ -5,7 +5,8 @@ MettaExpError              base: the CLI catches it once and prints ``Error: <me
 │   ├── ConfigError        an experiment file or key is wrong
 │   ├── NotFoundError      an unknown group or run (with the closest names)
 │   └── RecipeError        a recipe function raised (the CLI keeps the traceback in a log file)
-├── StoreError             the job store cannot be opened or is from a newer metta-exp
+├── StoreError             the job store cannot be read or written, is damaged or from a newer
+│                          metta-exp: exit code 2, the file left as it is
 └── BackendError           a backend cannot be used (SkyPilot not set up, no such GPU)
     └── BackendUnavailable raised before anything is submitted: also exit code 2
 """
@@ -43,7 +44,7 @@ class RecipeError(UsageError):
 
 
 class StoreError(MettaExpError):
-    pass
+    exit_code = 2
 
 
 class BackendError(MettaExpError):

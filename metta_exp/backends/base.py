@@ -89,6 +89,11 @@ class Backend(ABC):
     def cancel(self, launches: Sequence[Launch]) -> None:
         """End these attempts (whole process tree, or managed job) and return once they are ended."""
 
+    def cancel_soon(self, launches: Sequence[Launch]) -> None:
+        """Start ending these attempts and return at once (a driver must not wait out a grace period
+        while other jobs end); ``close`` waits for what is still being ended. Default: ``cancel``."""
+        self.cancel(launches)
+
     def sync_logs(self, launches: Sequence[Launch]) -> None:  # noqa: B027 - optional hook
         """Copy the log tails of remote attempts into ``launch.log_path``; local backends do nothing."""
 
