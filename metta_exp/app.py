@@ -156,6 +156,9 @@ def compose(cl: CommandLine) -> tuple[str, Path, dict[str, Any], dict[str, Any]]
     from hydra.errors import HydraException, MissingConfigException
     from omegaconf import OmegaConf, open_dict
     from omegaconf.errors import OmegaConfBaseException
+    from yaml import YAMLError
+
+    from metta_exp.yamlcheck import bounded_hydra_loads, check_yaml_file, yaml_error_message
 
     files = experiment_files(cl.config_dir)
     chosen = [
@@ -173,6 +176,7 @@ def compose(cl: CommandLine) -> tuple[str, Path, dict[str, Any], dict[str, Any]]
             + (f" or {cl.config_dir / 'experiment'})" if cl.config_dir else ")")
         )
     source = files[name]
+    check_yaml_file(source, _display(source))  # before Hydra: its YAML errors are tracebacks
     node = OmegaConf.create(defaults_node())
     for path in OPEN_MAPPINGS:  # free-form mappings: `depends_on={a:[b]}` must work without '+'
         OmegaConf.set_struct(OmegaConf.select(node, path), False)
@@ -184,7 +188,10 @@ def compose(cl: CommandLine) -> tuple[str, Path, dict[str, Any], dict[str, Any]]
         path = QuotedString(text=f"file://{cl.config_dir}", quote=Quote.single).with_quotes()
         overrides.append(f"hydra.searchpath=[{path}]")
     try:
-        with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3", job_name="metta-exp"):
+        with (
+            bounded_hydra_loads(),
+            initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3", job_name="metta-exp"),
+        ):
             cfg = hydra_compose(cl.config_name, overrides=overrides, return_hydra_config=True)
             with open_dict(cfg):
                 hydra_cfg = cfg.pop("hydra")
@@ -200,6 +207,11 @@ def compose(cl: CommandLine) -> tuple[str, Path, dict[str, Any], dict[str, Any]]
         raise UsageError(_first_line(exc)) from None
     except (HydraException, OmegaConfBaseException, ValueError) as exc:
         raise ConfigError(f"{_source_label(cl, source)}: {_first_line(exc)}") from None
+    except YAMLError as exc:  # a file the experiment's defaults list pulls in
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        raise ConfigError(yaml_error_message(exc, mark.name if mark else _display(source))) from None
+    except RecursionError:
+        raise ConfigError(f"{_source_label(cl, source)}: nested too deeply to compose; flatten it") from None
     assert isinstance(data, dict) and isinstance(hydra_node, dict)
     return name, source, {str(k): v for k, v in data.items()}, {str(k): v for k, v in hydra_node.items()}
 
@@ -264,6 +276,7 @@ def help_text() -> str:
         "Usage:",
         "  metta-exp [--config-dir DIR] +experiment=NAME [key=value ...]   launch one job group",
         "  metta-exp -m +experiment=NAME trainer.lr=1e-3,3e-3              a sweep: one group, a run per point",
+        "  metta-exp run RECIPE [key=value ...]                            a Python recipe (metta-exp run --help)",
         "  metta-exp job list|show|monitor|kill|logs|retry|resume|notebook  manage groups (metta-exp job --help)",
         "",
         "Keys of an experiment (set in its YAML file or on the command line):",

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from metta_exp.errors import NotFoundError, UsageError
 from metta_exp.jobs_text import group_table, jobs_table, links_table
-from metta_exp.records import JobRecord, iso
+from metta_exp.records import GroupRecord, JobRecord, iso
 from metta_exp.status import ACTIVE, ALL_STATUSES, JobStatus
 from metta_exp.store import DB_NAME, JobStore, default_state_dir
 
@@ -33,17 +33,18 @@ def print_json_array(rows: Sequence[Mapping[str, object]]) -> None:
     print("[\n" + ",\n".join(json.dumps(row) for row in rows) + "\n]")
 
 
-def open_store() -> JobStore | None:
-    """The store of ``METTA_EXP_STATE_DIR`` (or ``./job_state``), or None when there is none yet."""
+def open_store(readonly: bool = False) -> JobStore | None:
+    """The store of ``METTA_EXP_STATE_DIR`` (or ``./job_state``), or None when there is none yet.
+    ``readonly``: a reader's connection (works on a store it cannot write, never changes it)."""
     state_dir = default_state_dir()
     if not (state_dir / DB_NAME).exists():
         return None
-    return JobStore.open(state_dir, create=False)
+    return JobStore.open(state_dir, create=False, readonly=readonly)
 
 
-def store_for(group: str) -> JobStore:
+def store_for(group: str, readonly: bool = False) -> JobStore:
     """The store, which must hold ``group`` (``NotFoundError`` otherwise: exit code 2)."""
-    store = open_store()
+    store = open_store(readonly)
     if store is None:
         raise NotFoundError(
             f"no group '{group}': no groups yet in {default_state_dir()} "
@@ -57,7 +58,7 @@ def store_for(group: str) -> JobStore:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    store = open_store()
+    store = open_store(readonly=True)
     summaries = store.list_groups() if store is not None else []
     if args.json:
         rows = [
@@ -76,13 +77,20 @@ def cmd_list(args: argparse.Namespace) -> int:
         return 0
     open_groups = {g.name: g for g in store.active_groups()} if store is not None else {}
     print(group_table(summaries, open_groups, time.time()))
+    from metta_exp.runner import owner_alive
+
+    for name, group in open_groups.items():
+        if not group.cancel_requested and not owner_alive(group):
+            print(
+                f"No runner drives {name}; its jobs run on unobserved. Resume it: metta-exp job resume {name}"
+            )
     return 0
 
 
 def cmd_show(args: argparse.Namespace) -> int:
     from metta_exp.logtail import read_progress
 
-    store = store_for(args.group)
+    store = store_for(args.group, readonly=True)
     group = store.group(args.group)
     jobs = store.jobs(args.group)
     # the current attempt's progress: none yet for a pending job (its log is an earlier attempt's)
@@ -114,6 +122,12 @@ def cmd_show(args: argparse.Namespace) -> int:
     print(jobs_table(group, jobs, fractions, now))
     print()
     print(links_table(jobs))
+    from metta_exp.runner import owner_alive
+
+    if not group.ended_at and not owner_alive(group):
+        stopped = [e for e in store.events(args.group) if e.kind == "runner_stopped"]
+        why = f" (last: {stopped[-1].detail.split(';')[0]})" if stopped and stopped[-1].detail else ""
+        print(f"\nNo runner drives {args.group}{why}. Resume it: metta-exp job resume {args.group}")
     return 0
 
 
@@ -125,13 +139,14 @@ def cmd_monitor(args: argparse.Namespace) -> int:
 
     if args.refresh <= 0:
         raise UsageError(f"--refresh must be a positive number of seconds, got {args.refresh:g}")
-    return watch(store_for(args.group), args.group, refresh=args.refresh, show_logs=not args.no_logs)
+    store = store_for(args.group, readonly=True)  # watching reads; its healer opens a writer if needed
+    return watch(store, args.group, refresh=args.refresh, show_logs=not args.no_logs)
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
     from metta_exp.logtail import follow, print_log
 
-    store = store_for(args.group)
+    store = store_for(args.group, readonly=True)
     if args.tail is not None and args.tail < 0:
         raise UsageError(f"--tail must be 0 or more lines, got {args.tail}")
     if args.follow:
@@ -166,6 +181,22 @@ def confirm(question: str) -> bool:
     return answer.strip().lower() in ("y", "yes")
 
 
+def leftovers(group: GroupRecord, jobs: Sequence[JobRecord]) -> list[JobRecord]:
+    """Ended jobs of a local group with processes still alive: helpers that daemonised and outlived
+    their job, found by the markers in their environment (Linux)."""
+    from metta_exp.backends import procs
+
+    if group.backend != "local" or not procs.HAS_PROCFS:
+        return []
+    ended = {j.run_dir: j for j in jobs if j.status.is_terminal()}
+    found: dict[str, JobRecord] = {}
+    for proc in procs.process_table().values():
+        markers = None if proc.dead else procs.environ_markers(proc.pid)
+        if markers is not None and markers[0] == group.name and markers[1] in ended:
+            found[markers[1]] = ended[markers[1]]
+    return list(found.values())
+
+
 def cmd_kill(args: argparse.Namespace) -> int:
     from metta_exp.backends import make_backend
     from metta_exp.runner import ensure_driver, launch_of
@@ -175,8 +206,9 @@ def cmd_kill(args: argparse.Namespace) -> int:
     jobs = store.jobs(args.group)
     active = [j for j in jobs if j.status in ACTIVE]
     pending = [j for j in jobs if j.status == JobStatus.PENDING]
+    stray = leftovers(group, jobs)
     ended = len(jobs) - len(active) - len(pending)
-    if not active and not pending:
+    if not active and not pending and not stray:
         print(f"Nothing to kill in {args.group}: no job is running or pending ({ended} ended).")
         return 0
     plan = []
@@ -184,6 +216,8 @@ def cmd_kill(args: argparse.Namespace) -> int:
         plan.append(f"end {plural(len(active), 'running job')} ({_names(active)})")
     if pending:
         plan.append(f"cancel {plural(len(pending), 'pending job')} ({_names(pending)})")
+    if stray:
+        plan.append(f"end the leftover processes of {plural(len(stray), 'ended job')} ({_names(stray)})")
     if ended:
         plan.append(f"leave {plural(ended, 'ended job')} as {'it is' if ended == 1 else 'they are'}")
     print(f"Kill {args.group}: " + "; ".join(plan) + ".")
@@ -195,13 +229,14 @@ def cmd_kill(args: argparse.Namespace) -> int:
     # cancelled before their processes are ended: a runner polling meanwhile then sees a terminal job,
     # not a job that died of SIGTERM (which it would record as failed, and perhaps retry). A runner
     # whose job was still launching finds it cancelled and ends what it started.
-    active = store.request_cancel(args.group)
+    active = store.request_cancel(args.group) if active or pending else []
     for job in active:
         store.finish_attempt(args.group, job.run, job.attempts, JobStatus.CANCELLED, reason="killed by user")
     try:
-        if active:
-            print(f"Ending {plural(len(active), 'job')}…", flush=True)
-            backend.cancel([launch_of(group, j) for j in active])
+        if active or stray:
+            more = f" and what {plural(len(stray), 'ended job')} left running" if stray else ""
+            print(f"Ending {plural(len(active), 'job')}{more}…", flush=True)
+            backend.cancel([launch_of(group, j) for j in [*active, *stray]])
     finally:
         backend.close()
     ensure_driver(store, args.group)  # someone must close the group (and write its notebook)
@@ -275,7 +310,7 @@ def cmd_notebook(args: argparse.Namespace) -> int:
     from metta_exp.notebook import write_group_notebook
     from metta_exp.runner import notebook_path
 
-    store = store_for(args.group)
+    store = store_for(args.group, readonly=True)
     group = store.group(args.group)
     path = Path(args.output) if args.output else notebook_path(group)
     written = write_group_notebook(group, store.jobs(args.group), path)

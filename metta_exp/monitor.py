@@ -10,6 +10,7 @@ drives). Watching only reads the store; a runner it starts does the writing.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from typing import TYPE_CHECKING, TextIO
@@ -30,19 +31,33 @@ DEFAULT_REFRESH = 1.0
 
 
 class Healer:
-    """Starts a runner for the group when nobody drives it (checked at most every ``every`` seconds)."""
+    """Starts a runner for the group when nobody drives it (checked at most every ``every`` seconds).
+
+    The watching store may be a reader's (read-only); the healer opens a writable one of its own only
+    when the group needs a driver, and stops trying where the store cannot be written.
+    """
 
     def __init__(self, store: JobStore, group: str, every: float = HEAL_EVERY_S) -> None:
         self.store, self.group, self.every = store, group, every
         self._last = 0.0
+        self._writer: JobStore | None = None
 
     def __call__(self) -> None:
         if time.monotonic() - self._last < self.every:
             return
         self._last = time.monotonic()
-        from metta_exp.runner import ensure_driver
+        from metta_exp.errors import StoreError
+        from metta_exp.runner import ensure_driver, needs_driver
+        from metta_exp.store import JobStore
 
-        ensure_driver(self.store, self.group)
+        if not needs_driver(self.store.group(self.group)):
+            return
+        try:
+            if self._writer is None:
+                self._writer = JobStore(self.store.path, create=False)
+            ensure_driver(self._writer, self.group)
+        except StoreError:  # a read-only store: watch without healing ('job list' says how to resume)
+            self.every = float("inf")
 
 
 def read_frame(
@@ -94,11 +109,12 @@ def watch(
         else:
             _watch_lines(store, group_name, out, refresh, heal)
     except KeyboardInterrupt:
-        print(
-            f"\nStopped watching; the jobs go on. Watch again: metta-exp job monitor {group_name}",
-            file=out,
-            flush=True,
-        )
+        with contextlib.suppress(OSError):  # a terminal that hung up cannot be written to
+            print(
+                f"\nStopped watching; the jobs go on. Watch again: metta-exp job monitor {group_name}",
+                file=out,
+                flush=True,
+            )
         return 130
     return print_summary(store, group_name, out)
 

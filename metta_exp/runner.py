@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -57,14 +59,16 @@ class Runner:
     _last_poll: float = 0.0
     _announced: bool = False
     _url_checked: dict[str, float] = field(default_factory=dict)
+    stop_reason: str | None = None
 
     def drive(self) -> int | None:
-        """Drive the group to its end. None if another live driver holds it."""
+        """Drive the group to its end. None if another live driver holds it, or the runner was asked
+        to stop (``stop``): then it hands the group on by releasing its lease."""
         if not self.acquire():
             return None
         try:
             failures = 0
-            while True:
+            while not self.stop_reason:
                 try:
                     if self.step():
                         break
@@ -74,19 +78,44 @@ class Runner:
                 except Exception as exc:  # a backend or store hiccup must not orphan the group
                     failures += 1
                     self._report(exc, failures)
-                    time.sleep(min(30.0, self.tick * 2**failures))
+                    self._pause(min(5.0 if disk_full(exc) else 30.0, self.tick * 2**failures))
                     continue
-                time.sleep(self.tick)
+                self._pause(self.tick)
         except LeaseLost:
             return None
         finally:
+            if self.stop_reason:
+                self._hand_on()
             self.store.release_lease(self.group, self.owner)
             try:
-                if self.store.group(self.group).ended_at is not None:
-                    self.backend.settle()  # may linger, without the lease, for attempts that show up late
+                if not self.stop_reason and self.store.group(self.group).ended_at is not None:
+                    # may linger, without the lease, for remote attempts that show up late
+                    self.backend.settle(lambda: bool(self.stop_reason))
             finally:
                 self.backend.close()
-        return exit_code(self.store.jobs(self.group))
+        return None if self.stop_reason else exit_code(self.store.jobs(self.group))
+
+    def stop(self, reason: str) -> None:
+        """Ask the runner to stop after the cycle under way (safe from a signal handler)."""
+        self.stop_reason = reason
+
+    def _pause(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while not self.stop_reason and time.monotonic() < deadline:
+            time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
+
+    def _hand_on(self) -> None:
+        """Say why the runner stops and how to resume, in its log and in the group's events."""
+        with contextlib.suppress(Exception):
+            if self.store.group(self.group).ended_at is not None:
+                log_line(f"runner stopped ({self.stop_reason}) after the group ended")
+                return
+        why = (
+            f"runner stopped ({self.stop_reason}); its jobs go on. Resume: metta-exp job resume {self.group}"
+        )
+        log_line(why)
+        with contextlib.suppress(Exception):
+            self.store.add_event(self.group, "runner_stopped", why)
 
     def acquire(self) -> bool:
         group = self.store.group(self.group)
@@ -119,11 +148,14 @@ class Runner:
         return False
 
     def _report(self, exc: Exception, failures: int) -> None:
-        """Log a failed cycle (the runner's log gets the traceback); give up after too many in a row."""
-        traceback.print_exc()
+        """Log a failed cycle (the runner's log gets the traceback); give up after too many in a row,
+        unless the disk is full: then the runner waits for space, as its jobs do."""
+        with contextlib.suppress(Exception):  # the log may be on the full disk too
+            traceback.print_exc()
+            sys.stderr.flush()
         with contextlib.suppress(Exception):
             self.store.add_event(self.group, "runner_error", f"{type(exc).__name__}: {exc}")
-        if failures >= MAX_FAILED_CYCLES:
+        if failures >= MAX_FAILED_CYCLES and not disk_full(exc):
             raise exc
 
     def _renew(self) -> None:
@@ -179,7 +211,7 @@ class Runner:
                 )
             else:
                 # End it in case it shows up later: nothing may run unobserved (and cost money).
-                self.backend.cancel([launch])
+                self.backend.cancel_soon([launch])
                 why = f": {obs.reason}" if obs.reason else ""
                 self._failed(group, job, None, f"vanished from the {self.backend.name} backend{why}")
             return
@@ -188,7 +220,7 @@ class Runner:
             if job.status == JobStatus.LAUNCHING and not self.store.mark_running(
                 self.group, job.run, job.attempts, obs.handle
             ):
-                self.backend.cancel([launch])
+                self.backend.cancel_soon([launch])
             return
         if obs.status == JobStatus.FAILED:
             self._failed(group, job, obs.exit_code, obs.reason or "failed")
@@ -220,7 +252,7 @@ class Runner:
         ]
         if not late:
             return False
-        self.backend.cancel([launch_of(group, j) for j in late])
+        self.backend.cancel_soon([launch_of(group, j) for j in late])
         for job in late:
             self._failed(group, job, None, f"timed out after {limit} s")
         return True
@@ -309,7 +341,7 @@ class Runner:
             self._submitted.add((run, launch.attempt))
             if not self.store.mark_running(self.group, run, launch.attempt, handle):
                 # killed between claim and submit: end what we just started
-                self.backend.cancel(
+                self.backend.cancel_soon(
                     [Launch(launch.spec, launch.attempt, launch.log_path, handle, launch.gpu_ids)]
                 )
 
@@ -327,6 +359,19 @@ class Runner:
             except Exception as exc:  # a notebook problem must not keep the group open
                 self.store.add_event(self.group, "notebook_failed", f"{type(exc).__name__}: {exc}")
         return self.store.end_group(self.group, self.owner)
+
+
+def disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` comes from a full disk (an OSError, or SQLite's "database or disk is full")."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return "disk is full" in str(exc) or "No space left" in str(exc)
+
+
+def log_line(text: str) -> None:
+    """One line in the runner's log; a log that cannot be written (a full disk) is no reason to die."""
+    with contextlib.suppress(Exception):
+        print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {text}", flush=True)
 
 
 def exit_code(jobs: list[JobRecord]) -> int:
@@ -448,6 +493,8 @@ def main(argv: list[str] | None = None) -> int:
     runner = Runner(
         store, args.group, make_backend(group.backend, store.state_dir, group_experiment(group)), owner=owner
     )
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(sig, lambda signum, _frame: runner.stop(signal.Signals(signum).name))
     code = runner.drive()
     return 0 if code is None else code
 

@@ -359,9 +359,10 @@ def test_kill_while_a_runner_and_a_monitor_run(state_dir: Path) -> None:
         assert watching.startswith("Watching victim: 5 jobs, 1 pending, 3 running, 1 succeeded")
         result = run_cli("job", "kill", "victim", "--force")
         assert result.returncode == 0, result.stderr
-        assert result.stdout.startswith(
+        assert result.stdout.startswith(  # 'done' left its child running: the kill ends it too
             "Kill victim: end 3 running jobs (slow1, slow2, later1); "
-            "cancel 1 pending job (later2); leave 1 ended job as it is.\n"
+            "cancel 1 pending job (later2); end the leftover processes of 1 ended job (done); "
+            "leave 1 ended job as it is.\n"
         )
         assert not any(alive(pid) for pid in pids), "a job process survived the kill"
         out, _ = monitor.communicate(timeout=60)

@@ -8,7 +8,7 @@ Each backend maps its native states to ``JobStatus`` inside its own module.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -89,12 +89,18 @@ class Backend(ABC):
     def cancel(self, launches: Sequence[Launch]) -> None:
         """End these attempts (whole process tree, or managed job) and return once they are ended."""
 
+    def cancel_soon(self, launches: Sequence[Launch]) -> None:
+        """Start ending these attempts and return at once (a driver must not wait out a grace period
+        while other jobs end); ``close`` waits for what is still being ended. Default: ``cancel``."""
+        self.cancel(launches)
+
     def sync_logs(self, launches: Sequence[Launch]) -> None:  # noqa: B027 - optional hook
         """Copy the log tails of remote attempts into ``launch.log_path``; local backends do nothing."""
 
-    def settle(self) -> None:  # noqa: B027 - optional hook
+    def settle(self, stop: Callable[[], bool] = lambda: False) -> None:  # noqa: B027 - optional hook
         """After the runner's group ended: make sure nothing of it runs on (a remote attempt that was
-        cancelled before the backend could see it is cancelled when it shows up)."""
+        cancelled before the backend could see it is cancelled when it shows up). Returns early once
+        ``stop()`` is true (the runner was asked to stop)."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release what the backend holds (threads, clients)."""

@@ -18,8 +18,9 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,6 +53,7 @@ exit $code"""
 _SH = "/bin/sh"
 _POLL_S = 0.05
 _KILL_WAIT_S = 5.0
+_Pids = dict[int, int | None]  # pid -> starttime
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,8 @@ class LocalBackend(Backend):
         self.python = python
         self._procfs = procs.HAS_PROCFS
         self._children: dict[int, subprocess.Popen[bytes]] = {}
+        self._exit_codes: dict[int, int] = {}  # wrapper pid -> the status we reaped as its parent
+        self._killers: list[threading.Thread] = []
         self._devices: list[int] | None = None
 
     # -- resources ---------------------------------------------------------------------------------
@@ -161,6 +165,7 @@ class LocalBackend(Backend):
                 start_new_session=True,
             )  # fmt: skip
         self._children[proc.pid] = proc
+        self._exit_codes.pop(proc.pid, None)  # an earlier child's, whose pid this one reuses
         # Our unreaped child cannot vanish from /proc, so its starttime is always readable here.
         stat = self._stat(proc.pid)
         return _format_handle(proc.pid, stat.starttime if stat is not None else None)
@@ -185,7 +190,14 @@ class LocalBackend(Backend):
             return ended
         if self._wrapper(pid, starttime, files) is not None:
             return Observation(JobStatus.RUNNING)
-        return _ended(files) or Observation(JobStatus.FAILED, reason=VANISHED)  # it may just have ended
+        return _ended(files) or self._reaped(pid) or Observation(JobStatus.FAILED, reason=VANISHED)
+
+    def _reaped(self, pid: int, handle: str | None = None) -> Observation | None:
+        """The outcome from the status we reaped as the wrapper's parent, if we did."""
+        code = self._exit_codes.get(pid)
+        if code is None or code < 0:  # a wrapper killed by a signal says nothing of its job
+            return None
+        return _outcome(code, handle)
 
     def _reconcile(self, files: AttemptFiles) -> Observation:
         """An attempt whose handle was never recorded: find it by its pid file, if it ever started."""
@@ -199,22 +211,55 @@ class LocalBackend(Backend):
             return ended
         if proc is not None:
             return Observation(JobStatus.RUNNING, handle=handle)
-        return _ended(files, handle) or Observation(JobStatus.FAILED, reason=VANISHED, handle=handle)
+        return (
+            _ended(files, handle)
+            or self._reaped(pid, handle)
+            or Observation(JobStatus.FAILED, reason=VANISHED, handle=handle)
+        )
 
     # -- cancel --------------------------------------------------------------------------------------
 
     def cancel(self, launches: Sequence[Launch]) -> None:
-        """SIGTERM every process of every launch at once, wait ``grace_s``, SIGKILL what is left."""
+        """SIGTERM every process of every launch at once, wait until they are gone (at most ``grace_s``),
+        SIGKILL what is left."""
+        begun = self._terminate(launches)
+        if begun is not None:
+            self._finish_kill(*begun, reap=True)
+
+    def cancel_soon(self, launches: Sequence[Launch]) -> None:
+        """SIGTERM now; a thread SIGKILLs what outlives ``grace_s`` (``close`` waits for it)."""
+        begun = self._terminate(launches)
+        if begun is not None:
+            killer = threading.Thread(target=self._finish_kill, args=begun, daemon=True)
+            killer.start()
+            self._killers = [k for k in self._killers if k.is_alive()] + [killer]
+
+    def close(self) -> None:
+        for killer in self._killers:
+            killer.join()
+        self._killers = []
+
+    def _terminate(
+        self, launches: Sequence[Launch]
+    ) -> tuple[list[_Root], set[tuple[str, str]], _Pids] | None:
+        """SIGTERM every process of these launches: their trees, and every process carrying their
+        job markers (a daemon that left the tree). None when nothing of them is left."""
         roots = [root for root in map(self._root, launches) if root is not None]
-        if not roots:
-            return
-        targets = self._tree(roots)
+        jobs = {_markers(launch) for launch in launches}
+        targets = self._tree(roots, jobs)
+        if not roots and not targets:
+            return None
         self._signal(roots, targets, signal.SIGTERM)
-        alive = self._wait_gone(targets, self.grace_s)
+        return roots, jobs, targets
+
+    def _finish_kill(
+        self, roots: list[_Root], jobs: set[tuple[str, str]], targets: _Pids, reap: bool = False
+    ) -> None:
+        alive = self._wait_gone(targets, self.grace_s, reap)
         if alive:
-            targets = {**alive, **self._tree(roots)}  # include anything forked during the grace
-            self._signal(roots, targets, signal.SIGKILL)
-            self._wait_gone(targets, _KILL_WAIT_S)
+            targets = {**alive, **self._tree(roots, jobs)}  # include anything forked during the grace
+            self._signal(roots, targets, signal.SIGKILL, reap)
+            self._wait_gone(targets, _KILL_WAIT_S, reap)
 
     def _root(self, launch: Launch) -> _Root | None:
         """The wrapper of a launch to cancel, or None when nothing of it can be left."""
@@ -233,28 +278,33 @@ class LocalBackend(Backend):
             return None  # pid reused: a pid stays reserved while its session lives, so ours is all gone
         return _Root(pid, starttime, False)
 
-    def _tree(self, roots: Sequence[_Root]) -> dict[int, int | None]:
-        """Every live process of these attempts: wrappers, their sessions and groups, descendants."""
+    def _tree(self, roots: Sequence[_Root], jobs: Collection[tuple[str, str]] = ()) -> _Pids:
+        """Every live process of these attempts: wrappers, their sessions and groups, descendants, and
+        (with /proc) every process whose environment carries the markers of one of ``jobs``."""
         table = procs.process_table(self._procfs)
         found = procs.tree(table, [root.pid for root in roots], [root.pid for root in roots if root.alive])
+        if self._procfs and jobs:
+            found.update(procs.marked(table, jobs))
         found.pop(os.getpid(), None)
         return found
 
-    def _signal(self, roots: Sequence[_Root], targets: Mapping[int, int | None], sig: int) -> None:
+    def _signal(self, roots: Sequence[_Root], targets: _Pids, sig: int, reap: bool = True) -> None:
         for root in roots:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(root.pid, sig)
         for pid, starttime in targets.items():
-            if self._alive(pid, starttime):
+            if self._running(pid, starttime, reap):
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(pid, sig)
 
-    def _wait_gone(self, targets: Mapping[int, int | None], timeout: float) -> dict[int, int | None]:
-        """Wait until these processes are gone (or ``timeout``); return those still alive."""
+    def _wait_gone(self, targets: Mapping[int, int | None], timeout: float, reap: bool = True) -> _Pids:
+        """Wait until these processes are gone (or ``timeout``); return those still alive. Without
+        ``reap`` (from a killer thread) our own children are left to the main thread to collect."""
         deadline = time.monotonic() + timeout
         while True:
-            self._reap()
-            alive = {pid: start for pid, start in targets.items() if self._alive(pid, start)}
+            if reap:
+                self._reap()
+            alive = {pid: start for pid, start in targets.items() if self._running(pid, start, reap)}
             if not alive or time.monotonic() >= deadline:
                 return alive
             time.sleep(_POLL_S)
@@ -262,16 +312,29 @@ class LocalBackend(Backend):
     # -- processes -----------------------------------------------------------------------------------
 
     def _reap(self) -> None:
-        """Collect our own children that ended, so they do not linger as zombies that look alive."""
+        """Collect our own children that ended, so they do not linger as zombies that look alive, and
+        keep their exit status: when the wrapper cannot write the exit file (a full disk), the status
+        its parent reaps is still the job's."""
         for pid, child in list(self._children.items()):
             if child.poll() is not None:
-                del self._children[pid]
+                self._exit_codes[pid] = child.returncode
+                self._children.pop(pid, None)
+
+    def _running(self, pid: int, starttime: int | None, reap: bool) -> bool:
+        """Whether the process still runs (``_alive``); without ``reap``, from /proc only."""
+        if reap:
+            return self._alive(pid, starttime)
+        if not self._procfs:
+            return procs.pid_exists(pid)
+        proc = procs.read_stat(pid)  # our unreaped child shows as a zombie: dead
+        return proc is not None and not proc.dead and (starttime is None or proc.starttime == starttime)
 
     def _alive(self, pid: int, starttime: int | None) -> bool:
         """Whether this process still runs: not gone, not a zombie, not a reused pid."""
         child = self._children.get(pid)
         if child is not None and child.poll() is not None:
-            del self._children[pid]
+            self._exit_codes[pid] = child.returncode
+            self._children.pop(pid, None)
             return False
         if not self._procfs:
             return procs.pid_exists(pid)
@@ -326,8 +389,10 @@ def _detect_gpus() -> list[int]:
 def _ended(files: AttemptFiles, handle: str | None = None) -> Observation | None:
     """The outcome written in the exit file, or None while there is none."""
     code = _read_int(files.exit)
-    if code is None:
-        return None
+    return None if code is None else _outcome(code, handle)
+
+
+def _outcome(code: int, handle: str | None = None) -> Observation:
     if code == 0:
         return Observation(JobStatus.SUCCEEDED, exit_code=0, handle=handle)
     return Observation(JobStatus.FAILED, exit_code=code, reason=describe_exit(code), handle=handle)
@@ -341,6 +406,12 @@ def describe_exit(code: int) -> str:
         except ValueError:
             pass
     return f"exit code {code}"
+
+
+def _markers(launch: Launch) -> tuple[str, str]:
+    """The ``(METTA_EXP_GROUP, METTA_EXP_RUN_DIR)`` every process of this job carries."""
+    env = launch.spec.env
+    return env.get("METTA_EXP_GROUP", launch.spec.group), env.get("METTA_EXP_RUN_DIR", launch.spec.run_dir)
 
 
 def _format_handle(pid: int, starttime: int | None) -> str:

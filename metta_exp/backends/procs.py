@@ -11,7 +11,19 @@ import subprocess
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-__all__ = ["HAS_PROCFS", "ProcInfo", "cmdline", "pid_exists", "process_table", "read_stat", "tree"]
+__all__ = [
+    "HAS_PROCFS",
+    "ProcInfo",
+    "cmdline",
+    "environ_markers",
+    "marked",
+    "pid_exists",
+    "process_table",
+    "read_stat",
+    "tree",
+]
+
+MARKERS = (b"METTA_EXP_GROUP", b"METTA_EXP_RUN_DIR")
 
 HAS_PROCFS = os.path.exists("/proc/self/stat")
 
@@ -95,6 +107,37 @@ def tree(
             continue
         found[pid] = member.starttime
         todo += children.get(pid, [])
+    return found
+
+
+def environ_markers(pid: int) -> tuple[str, str] | None:
+    """``(METTA_EXP_GROUP, METTA_EXP_RUN_DIR)`` from a process's environment (Linux), or None.
+
+    Every job process inherits them, so they find a job's processes wherever they went: a helper that
+    double-forked into a session of its own matches neither the job's group, session nor parents.
+    """
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as env:
+            data = env.read()
+    except OSError:  # gone, or another user's
+        return None
+    if b"METTA_EXP_RUN_DIR=" not in data:
+        return None
+    found = dict(item.split(b"=", 1) for item in data.split(b"\0") if b"=" in item)
+    group, run_dir = (found.get(key) for key in MARKERS)
+    if group is None or run_dir is None:
+        return None
+    return os.fsdecode(group), os.fsdecode(run_dir)
+
+
+def marked(table: Mapping[int, ProcInfo], jobs: Iterable[tuple[str, str]]) -> dict[int, int | None]:
+    """``{pid: starttime}`` of the live processes whose environment marks them as one of these jobs
+    (``(group, run_dir)`` pairs). Empty without /proc."""
+    wanted = set(jobs)
+    found: dict[int, int | None] = {}
+    for proc in table.values():
+        if not proc.dead and proc.pid != os.getpid() and environ_markers(proc.pid) in wanted:
+            found[proc.pid] = proc.starttime
     return found
 
 

@@ -37,7 +37,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -385,11 +385,11 @@ class SkyPilotBackend(Backend):
                 return  # tried again at the next cycle
         self.tombstones.remove(e.name for e in seen)
 
-    def reap(self, timeout: float) -> None:
+    def reap(self, timeout: float, stop: Callable[[], bool] = lambda: False) -> None:
         """Wait up to ``timeout`` s for attempts of this backend's groups that were cancelled before SkyPilot
         showed them, cancelling each as it shows up (a group that ended leaves nothing running)."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not stop():
             graves = {n: g for group in self._groups for n, g in self.tombstones.all(group).items()}
             if not graves:
                 return
@@ -442,9 +442,9 @@ class SkyPilotBackend(Backend):
 
     # --- helpers -------------------------------------------------------------------------------------
 
-    def settle(self) -> None:
+    def settle(self, stop: Callable[[], bool] = lambda: False) -> None:
         """Cancel this backend's attempts that were cancelled unseen as they show up (``reap_s`` at most)."""
-        self.reap(self.reap_s)
+        self.reap(self.reap_s, stop)
 
     def close(self) -> None:
         self.queue.close()

@@ -8,6 +8,7 @@ also appends an event row; readers never write. Schema changes are named, ordere
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -20,6 +21,13 @@ from typing import Any
 from metta_exp.errors import NotFoundError, StoreError, UsageError, closest
 from metta_exp.records import AttemptRecord, EventRecord, GroupRecord, GroupSummary, JobRecord
 from metta_exp.status import ACTIVE, ALL_STATUSES, TERMINAL, JobStatus
+from metta_exp.store.connect import (
+    check_file,
+    cleanup_created,
+    connect_readonly,
+    connect_writable,
+    write_error,
+)
 from metta_exp.store.rows import group_record, ids, job_record
 from metta_exp.store.schema import MIGRATIONS
 
@@ -43,32 +51,62 @@ class GroupExistsError(UsageError):
     pass
 
 
+def _make_dirs(directory: Path) -> list[Path]:
+    """Create ``directory`` and missing parents; return the ones made (outermost first)."""
+    missing = [d for d in (directory, *directory.parents) if not d.exists()][::-1]
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(
+            f"cannot create the state directory {directory}: {exc.strerror or exc}; run from a directory "
+            "you can write, or set METTA_EXP_STATE_DIR to one"
+        ) from None
+    return missing
+
+
 class JobStore:
     """A connection to the store file. Cheap to open; one per process and thread."""
 
-    def __init__(self, path: Path | str, *, create: bool = True) -> None:
+    def __init__(self, path: Path | str, *, create: bool = True, readonly: bool = False) -> None:
+        """Open the store at ``path``. ``create``: make it (and its directory) when missing.
+        ``readonly``: a reader's connection, which never writes; a missing or empty file then reads as a
+        store with no groups yet."""
         self.path = Path(path)
-        if not create and not self.path.exists():
+        size = check_file(self.path)
+        if size is None and not create and not readonly:
             raise StoreError(f"no job store at {self.path}")
-        try:
-            if create:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
-        except (OSError, sqlite3.Error) as exc:
-            raise StoreError(f"cannot open the job store {self.path}: {exc}") from None
+        if readonly:
+            self._db = (
+                connect_readonly(self.path) if size else sqlite3.connect(":memory:", isolation_level=None)
+            )
+        else:
+            made = _make_dirs(self.path.parent) if create else []
+            try:
+                self._db = connect_writable(self.path, create)
+                self._setup(migrate=True)
+            except BaseException:
+                if size is None:  # made here (a full disk): leave no empty store behind
+                    with contextlib.suppress(Exception):
+                        self._db.close()
+                    cleanup_created(self.path, made)
+                raise
+            return
+        self._setup(migrate=not size)
+
+    def _setup(self, migrate: bool) -> None:
         self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA busy_timeout = 30000")
-        self._db.execute("PRAGMA foreign_keys = ON")
-        if create:
-            mode = self._db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if mode.lower() != "wal":
-                raise StoreError(f"the job store {self.path} cannot use WAL mode (got {mode})")
-        self._db.execute("PRAGMA synchronous = NORMAL")
-        self._migrate()
+        try:
+            self._db.execute("PRAGMA foreign_keys = ON")
+            if migrate:
+                self._migrate()
+            else:
+                self._check_schema()
+        except sqlite3.DatabaseError as exc:
+            raise write_error(self.path, exc) from None
 
     @classmethod
-    def open(cls, state_dir: Path | None = None, *, create: bool = True) -> JobStore:
-        return cls((state_dir or default_state_dir()) / DB_NAME, create=create)
+    def open(cls, state_dir: Path | None = None, *, create: bool = True, readonly: bool = False) -> JobStore:
+        return cls((state_dir or default_state_dir()) / DB_NAME, create=create, readonly=readonly)
 
     @property
     def state_dir(self) -> Path:
@@ -85,14 +123,50 @@ class JobStore:
 
     @contextmanager
     def atomic(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction (BEGIN IMMEDIATE: the write lock is taken up front, no upgrade deadlock)."""
-        self._db.execute("BEGIN IMMEDIATE")
+        """One write transaction (BEGIN IMMEDIATE: the write lock is taken up front, no upgrade deadlock).
+        A write SQLite refuses (read-only file, full disk) is a ``StoreError`` naming the file."""
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise write_error(self.path, exc) from None
         try:
             yield self._db
+        except sqlite3.Error as exc:
+            self._rollback()
+            raise write_error(self.path, exc) from None
         except BaseException:
-            self._db.execute("ROLLBACK")
+            self._rollback()
             raise
-        self._db.execute("COMMIT")
+        try:
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._rollback()
+            raise write_error(self.path, exc) from None
+
+    def _rollback(self) -> None:
+        with contextlib.suppress(sqlite3.Error):  # SQLite may have rolled back already (a full disk)
+            self._db.execute("ROLLBACK")
+
+    def _check_schema(self) -> None:
+        """A reader's check: the store's migrations must be ones this metta-exp knows, all applied."""
+        known = {name for name, _ in MIGRATIONS}
+        done = self._applied()
+        if done == known:
+            return
+        if done - known:
+            raise StoreError(
+                f"the job store {self.path} was written by a newer metta-exp "
+                f"(migrations {', '.join(sorted(done - known))}); upgrade metta-exp"
+            )
+        if not done and not self._db.execute("SELECT 1 FROM sqlite_master").fetchone():
+            self._db.close()  # an empty database: no groups yet, as if there were no file
+            self._db = sqlite3.connect(":memory:", isolation_level=None)
+            self._setup(migrate=True)
+            return
+        raise StoreError(
+            f"the job store {self.path} needs an upgrade this reader cannot write "
+            f"(missing {', '.join(sorted(known - done))}); run 'metta-exp job resume GROUP' where it is writable"
+        )
 
     def _migrate(self) -> None:
         """Apply missing migrations. A store that is up to date is only read (readers stay readers)."""

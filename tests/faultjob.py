@@ -1,0 +1,87 @@
+"""Helpers of the fault-injection suites: a job that misbehaves on request, and process checks.
+
+The job (run as ``python -c JOB key=value ...``): ``daemon=1`` double-forks a helper into a session of
+its own (its pid in ``daemon.pid``); ``ignore_term=1`` ignores SIGTERM; ``gate=1`` waits for a ``go``
+file in its run dir; ``sleep=S`` sleeps first; ``exit=N`` is its exit code. It prints nothing after it
+starts, so a full disk cannot change how it ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import signal
+import textwrap
+from pathlib import Path
+from typing import Any
+
+from conftest import PY
+
+from metta_exp.config import Experiment
+from metta_exp.launch import launch_experiment
+from metta_exp.store import JobStore
+
+JOB = textwrap.dedent(
+    """
+    import os, pathlib, signal, sys, time
+    opts = dict(a.split("=", 1) for a in sys.argv[1:] if "=" in a)
+    rd = pathlib.Path(os.environ["METTA_EXP_RUN_DIR"])
+    if opts.get("ignore_term"):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if opts.get("daemon") and os.fork() == 0:
+        os.setsid()
+        if os.fork() == 0:
+            (rd / "daemon.tmp").write_text(str(os.getpid()))
+            (rd / "daemon.tmp").replace(rd / "daemon.pid")
+            time.sleep(600)
+        os._exit(0)
+    (rd / "started").write_text(str(os.getpid()))
+    time.sleep(float(opts.get("sleep", 0)))
+    while opts.get("gate") and not (rd / "go").exists():
+        time.sleep(0.05)
+    os._exit(int(opts.get("exit", 0)))
+    """
+)
+
+
+def experiment(runs: list[str], **kw: Any) -> Experiment:
+    return Experiment(
+        command=[PY, "-c", JOB], runs=runs, remote=False, wait=False, gpus=0, generate_notebook=False, **kw
+    )
+
+
+def launch(state_dir: Path, exp: Experiment, group: str) -> JobStore:
+    exp.group = group
+    assert launch_experiment(exp, name="faults", state_dir=state_dir, out=io.StringIO()) == 0
+    return JobStore.open(state_dir)
+
+
+def alive(pid: int) -> bool:
+    """A live process (not gone, not a zombie)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
+
+
+def kill_quietly(pid: int) -> None:
+    with contextlib.suppress(OSError):
+        os.kill(pid, signal.SIGKILL)
+
+
+def read_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def drain(fd: int) -> None:
+    """Read a pty's master side until it closes (a live view must never block on a full pty)."""
+    try:
+        while os.read(fd, 65536):
+            pass
+    except OSError:
+        pass

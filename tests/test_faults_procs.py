@@ -1,0 +1,161 @@
+"""Fault injection, processes and signals: daemons that escape a job's tree, jobs that ignore SIGTERM,
+SIGTERM and SIGHUP to a runner, SIGHUP to a watching terminal. Real runners, real job processes."""
+
+from __future__ import annotations
+
+import os
+import pty
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from conftest import run_cli, wait_for, wait_group_end
+from faultjob import alive, drain, experiment, kill_quietly, launch, read_pid
+
+from metta_exp.status import JobStatus
+from metta_exp.store import JobStore
+
+
+def running(store: JobStore, group: str, n: int) -> None:
+    wait_for(
+        lambda: sum(j.status == JobStatus.RUNNING for j in store.jobs(group)) == n,
+        what=f"{n} jobs of {group} to run",
+    )
+
+
+def test_kill_force_ends_double_forked_daemons(state_dir: Path) -> None:
+    store = launch(state_dir, experiment(["a", "b"], args=["daemon=1", "gate=1"]), "daemons")
+    running(store, "daemons", 2)
+    pid_files = [Path(j.run_dir) / "daemon.pid" for j in store.jobs("daemons")]
+    daemons = [wait_for(lambda p=p: read_pid(p), what=f"{p}") for p in pid_files]
+    try:
+        assert all(alive(pid) for pid in daemons)
+        result = run_cli("job", "kill", "daemons", "--force")
+        assert result.returncode == 0, result.stderr
+        assert [pid for pid in daemons if alive(pid)] == []  # gone when the command returns
+        assert {j.status for j in store.jobs("daemons")} == {JobStatus.CANCELLED}
+    finally:
+        for pid in daemons:
+            kill_quietly(pid)
+
+
+def test_kill_force_ends_what_an_ended_job_left_running(state_dir: Path) -> None:
+    store = launch(state_dir, experiment(["a"], args=["daemon=1"]), "leaky")
+    (job,) = wait_group_end(state_dir, "leaky")
+    assert job.status == JobStatus.SUCCEEDED
+    daemon = wait_for(lambda: read_pid(Path(job.run_dir) / "daemon.pid"), what="the daemon")
+    try:
+        assert alive(daemon)
+        result = run_cli("job", "kill", "leaky", "--force")
+        assert result.returncode == 0, result.stderr
+        assert "end the leftover processes of 1 ended job (a)" in result.stdout
+        assert not alive(daemon)
+        assert store.job("leaky", "a").status == JobStatus.SUCCEEDED  # left as it was
+    finally:
+        kill_quietly(daemon)
+
+
+def test_a_job_ignoring_sigterm_does_not_hold_up_the_runner(state_dir: Path) -> None:
+    """The runner ends a timed-out job that ignores SIGTERM (SIGKILL after a 10 s grace) and meanwhile
+    records another job's end: it is recorded while the stubborn job still lives out its grace."""
+    exp = experiment(
+        ["stubborn", "opener", "quick"],
+        args_per_run={"stubborn": ["ignore_term=1", "gate=1"], "opener": ["sleep=5"], "quick": ["gate=1"]},
+        depends_on={"quick": ["opener"]},
+        timeout_s=8,
+    )
+    store = launch(state_dir, exp, "stubborn")
+    stubborn = wait_for(lambda: read_pid(state_dir / "runs" / "stubborn" / "stubborn" / "started"))
+    wait_for(lambda: store.job("stubborn", "stubborn").status == JobStatus.FAILED, what="the timeout")
+    (state_dir / "runs" / "stubborn" / "quick").mkdir(parents=True, exist_ok=True)
+    (state_dir / "runs" / "stubborn" / "quick" / "go").touch()
+    quick = wait_for(
+        lambda: (
+            store.job("stubborn", "quick").status == JobStatus.SUCCEEDED
+            or store.job("stubborn", "stubborn").status == JobStatus.FAILED
+            and not alive(stubborn)
+        ),
+        timeout=90,
+        what="quick to succeed",
+    )
+    assert quick and store.job("stubborn", "quick").status == JobStatus.SUCCEEDED
+    assert alive(stubborn), "the runner waited out the stubborn job's grace before recording 'quick'"
+    job = store.job("stubborn", "stubborn")
+    assert job.status == JobStatus.FAILED and "timed out" in (job.reason or "")
+    wait_for(lambda: not alive(stubborn), timeout=60, what="the stubborn job to be SIGKILLed")
+    wait_group_end(state_dir, "stubborn")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_a_signalled_runner_hands_the_group_on(state_dir: Path, sig: signal.Signals) -> None:
+    store = launch(state_dir, experiment(["a", "b"], args=["gate=1"]), "handed")
+    running(store, "handed", 2)
+    runner = store.group("handed").runner_pid
+    assert runner and alive(runner)
+    jobs = [wait_for(lambda j=j: read_pid(Path(j.run_dir) / "started")) for j in store.jobs("handed")]
+    os.kill(runner, sig)
+    wait_for(lambda: not alive(runner), timeout=30, what="the runner to stop")
+    group = store.group("handed")
+    assert group.lease_owner is None and group.runner_pid is None  # handed on: anyone may drive it now
+    assert all(pid and alive(pid) for pid in jobs)  # the jobs go on
+    stopped = [e for e in store.events("handed") if e.kind == "runner_stopped"]
+    assert len(stopped) == 1 and f"({sig.name})" in (stopped[0].detail or "")
+    log = (state_dir / "runs" / "handed" / "runner.log").read_text()
+    assert f"runner stopped ({sig.name})" in log
+    listed = run_cli("job", "list")
+    assert "Resume it: metta-exp job resume handed" in listed.stdout
+    shown = run_cli("job", "show", "handed")
+    assert f"No runner drives handed (last: runner stopped ({sig.name}))" in shown.stdout
+    assert "Resume it: metta-exp job resume handed" in shown.stdout
+    assert run_cli("job", "resume", "handed", "--no-wait").returncode == 0
+    for job in store.jobs("handed"):
+        (Path(job.run_dir) / "go").touch()
+    assert {j.status for j in wait_group_end(state_dir, "handed")} == {JobStatus.SUCCEEDED}
+
+
+@pytest.mark.parametrize("terminal", [False, True], ids=["pipe", "tty"])
+def test_sighup_ends_watching_and_the_group_goes_on(state_dir: Path, terminal: bool) -> None:
+    store = launch(state_dir, experiment(["a"], args=["gate=1"]), "watched")
+    running(store, "watched", 1)
+    argv = [sys.executable, "-m", "metta_exp", "job", "monitor", "watched"]
+    if terminal:
+        master, slave = pty.openpty()
+        watcher = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
+        os.close(slave)
+        threading.Thread(target=drain, args=(master,), daemon=True).start()
+    else:
+        watcher = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: store.group("watched").runner_pid, what="a runner")
+        if terminal:  # the watcher is up once it has the store open
+            wait_for(lambda: watcher.poll() is None and _has_read(watcher.pid), what="the watcher to start")
+        else:
+            assert watcher.stdout is not None
+            assert watcher.stdout.readline().startswith("Watching watched:")
+        watcher.send_signal(signal.SIGHUP)
+        assert watcher.wait(timeout=30) == 130
+        if not terminal:
+            assert "Stopped watching; the jobs go on" in watcher.communicate()[0]
+    finally:
+        kill_quietly(watcher.pid)
+        if terminal:
+            os.close(master)
+    assert store.job("watched", "a").status == JobStatus.RUNNING
+    runner = store.group("watched").runner_pid
+    assert runner and alive(runner)
+    (Path(store.job("watched", "a").run_dir) / "go").touch()
+    assert wait_group_end(state_dir, "watched")[0].status == JobStatus.SUCCEEDED
+
+
+def _has_read(pid: int) -> bool:
+    """Whether the process has the store open (it is watching)."""
+    try:
+        return any(
+            os.readlink(f"/proc/{pid}/fd/{fd}").endswith("jobs.sqlite")
+            for fd in os.listdir(f"/proc/{pid}/fd")
+        )
+    except OSError:
+        return False
