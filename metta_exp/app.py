@@ -285,8 +285,9 @@ def help_text() -> str:
         "  metta-exp +experiment=arena 'runs=[a,b]' group=g1 dry_run=true",
         "  metta-exp --config-dir ./conf +experiment=mine     your own conf/experiment/mine.yaml",
         "",
-        "State: ./job_state/jobs.sqlite (or $METTA_EXP_STATE_DIR). Exit codes: 0 all succeeded, 1 a job did",
-        "not succeed, 2 bad input (nothing written), 130 interrupted while watching (jobs go on).",
+        "State: the nearest job_state/jobs.sqlite here or in a parent directory, else a new ./job_state",
+        "($METTA_EXP_STATE_DIR names another). Exit codes: 0 all succeeded, 1 a job did not succeed,",
+        "2 bad input (nothing written), 130 interrupted while watching (jobs go on).",
     ]
     return "\n".join(lines)
 

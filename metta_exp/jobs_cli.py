@@ -34,7 +34,7 @@ def print_json_array(rows: Sequence[Mapping[str, object]]) -> None:
 
 
 def open_store() -> JobStore | None:
-    """The store of ``METTA_EXP_STATE_DIR`` (or ``./job_state``), or None when there is none yet."""
+    """The store metta-exp finds (:func:`default_state_dir`), or None when there is none yet."""
     state_dir = default_state_dir()
     if not (state_dir / DB_NAME).exists():
         return None
@@ -46,8 +46,8 @@ def store_for(group: str) -> JobStore:
     store = open_store()
     if store is None:
         raise NotFoundError(
-            f"no group '{group}': no groups yet in {default_state_dir()} "
-            "(METTA_EXP_STATE_DIR names another state directory)"
+            f"no group '{group}': no groups yet in {default_state_dir()} (no job_state/ here or in a "
+            "parent directory; METTA_EXP_STATE_DIR names another state directory)"
         )
     store.group(group)
     return store
@@ -76,7 +76,14 @@ def cmd_list(args: argparse.Namespace) -> int:
         return 0
     open_groups = {g.name: g for g in store.active_groups()} if store is not None else {}
     print(group_table(summaries, open_groups, time.time()))
+    print(store_line())
     return 0
+
+
+def store_line() -> str:
+    """``store: PATH`` (``(none yet)`` when there is none): which store a command read."""
+    path = default_state_dir() / DB_NAME
+    return f"store: {path}" + ("" if path.exists() else " (none yet)")
 
 
 def cmd_show(args: argparse.Namespace) -> int:
@@ -114,6 +121,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     print(jobs_table(group, jobs, fractions, now))
     print()
     print(links_table(jobs))
+    print(store_line())
     return 0
 
 
@@ -302,8 +310,13 @@ EXAMPLES = {
 def _sub(
     sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, help: str, text: str
 ) -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--where", action="store_true", help="print which store this command reads (store: PATH) on stderr"
+    )
     return sub.add_parser(
         name,
+        parents=[common],
         help=help,
         description=text,
         epilog=f"example:\n  {EXAMPLES[name]}",
@@ -315,8 +328,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="metta-exp job",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Manage job groups from any terminal, at any time. State: $METTA_EXP_STATE_DIR or "
-        "./job_state.\nExit codes: 0 every job succeeded (or nothing to wait for), 1 a job failed, "
+        description="Manage job groups from any terminal, at any time. State: the nearest "
+        "job_state/jobs.sqlite in this\ndirectory or a parent (as git finds .git), or $METTA_EXP_STATE_DIR; "
+        "--where prints which.\nExit codes: 0 every job succeeded (or nothing to wait for), 1 a job failed, "
         "was cancelled or skipped, 2 bad input, 130 interrupted while watching.",
         epilog="examples:\n  " + "\n  ".join(EXAMPLES[k].split("\n")[0] for k in EXAMPLES),
     )
@@ -421,4 +435,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str]) -> int:
     args = build_parser().parse_args(list(argv))
+    if args.where:
+        print(store_line(), file=sys.stderr, flush=True)
     return int(args.func(args))

@@ -59,7 +59,9 @@ def launch_experiment(
     backend.check(specs)
 
     store = JobStore.open(state_dir)
-    config = exp.to_dict() | {"extra_args": list(extra_args)} | dict(extra_config or {})
+    # launch_dir: where jobs start and relative notebook paths resolve, whoever drives the group later
+    config = exp.to_dict() | {"extra_args": list(extra_args), "launch_dir": str(Path.cwd())}
+    config |= dict(extra_config or {})
     for suffix in range(1, 1000):
         try:
             store.create_group(group, name, backend.name, config, [s.to_dict() for s in specs])

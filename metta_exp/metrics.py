@@ -102,7 +102,8 @@ def run_source(
       ``run.json``'s ``run`` or the directory's name;
     - a W&B URL (``https://wandb.ai/ENTITY/PROJECT/runs/ID``) or run path ``ENTITY/PROJECT/ID``;
     - a plain run name: the directory ``<state_dir>/runs/<group>/<name>`` (``state_dir`` defaults to
-      ``$METTA_EXP_STATE_DIR`` or ``./job_state``); without ``group``, the one group holding that run.
+      the store metta-exp finds: ``$METTA_EXP_STATE_DIR``, else the nearest ``job_state``); without
+      ``group``, the one group holding that run.
     """
     if isinstance(item, Mapping):
         return _from_mapping(item)
@@ -150,9 +151,10 @@ def _from_mapping(data: Mapping[str, Any]) -> RunSource:
 
 
 def _by_name(name: str, group: str | None, state_dir: str | os.PathLike[str] | None) -> RunSource:
+    from metta_exp.paths import default_state_dir
     from metta_exp.resolve import run_dir
 
-    root = Path(state_dir or os.environ.get("METTA_EXP_STATE_DIR") or "job_state").absolute()
+    root = Path(state_dir).absolute() if state_dir else default_state_dir()
     if group is not None:
         return RunSource(name=name, run_dir=run_dir(root, group, name))
     found = sorted(p for p in (root / "runs").glob(f"*/{glob_escape(name)}") if p.is_dir())

@@ -350,9 +350,18 @@ def attempt_log(run_dir: str, attempt: int) -> Path:
     return Path(run_dir) / f"attempt-{attempt}.log"
 
 
+def launch_dir(group: GroupRecord) -> Path:
+    """The directory the group was launched from (its jobs start there); the current one for groups
+    recorded before it was."""
+    recorded = group.config.get("launch_dir")
+    return Path(recorded) if isinstance(recorded, str) and recorded else Path.cwd()
+
+
 def notebook_path(group: GroupRecord) -> Path:
+    """``notebook_path``, else ``experiments/notebooks/<group>.ipynb``; relative to the launch directory."""
     configured = group.config.get("notebook_path")
-    return Path(configured) if configured else Path("experiments") / "notebooks" / f"{group.name}.ipynb"
+    path = Path(configured) if configured else Path("experiments") / "notebooks" / f"{group.name}.ipynb"
+    return launch_dir(group) / path
 
 
 def read_wandb_url(run_dir: str) -> str | None:
@@ -416,7 +425,8 @@ def ensure_driver(store: JobStore, group: str, cwd: Path | None = None) -> bool:
     steal = record.lease_owner if record.lease_owner else None
     if not store.acquire_lease(group, owner, LEASE_TTL, os.getpid(), steal_from=steal):
         return False
-    child = spawn_runner(store.state_dir, group, owner, cwd=cwd)
+    start = cwd or launch_dir(record)
+    child = spawn_runner(store.state_dir, group, owner, cwd=start if start.is_dir() else None)
     store.acquire_lease(group, owner, LEASE_TTL, child.pid)
     return True
 

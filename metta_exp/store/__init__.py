@@ -9,7 +9,6 @@ also appends an event row; readers never write. Schema changes are named, ordere
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
@@ -18,12 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from metta_exp.errors import NotFoundError, StoreError, UsageError, closest
+from metta_exp.paths import DB_NAME, default_state_dir
 from metta_exp.records import AttemptRecord, EventRecord, GroupRecord, GroupSummary, JobRecord
 from metta_exp.status import ACTIVE, ALL_STATUSES, TERMINAL, JobStatus
 from metta_exp.store.rows import group_record, ids, job_record
 from metta_exp.store.schema import MIGRATIONS
-
-DB_NAME = "jobs.sqlite"
 
 _JOB_SELECT = """
     SELECT j.id, j.group_name, j.run, j.position, j.status, j.spec, j.attempts, j.exit_code, j.reason,
@@ -32,11 +30,6 @@ _JOB_SELECT = """
              WHERE x.job_id = j.id) AS deps
     FROM jobs j LEFT JOIN attempts a ON a.job_id = j.id AND a.number = j.attempts
 """
-
-
-def default_state_dir() -> Path:
-    """``METTA_EXP_STATE_DIR``, else ``job_state/`` under the current directory (absolute)."""
-    return Path(os.environ.get("METTA_EXP_STATE_DIR") or "job_state").absolute()
 
 
 class GroupExistsError(UsageError):
