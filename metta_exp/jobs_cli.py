@@ -18,6 +18,7 @@ from pathlib import Path
 
 from metta_exp.errors import NotFoundError, UsageError
 from metta_exp.jobs_text import group_table, jobs_table, links_table
+from metta_exp.paths import jupyter_command
 from metta_exp.records import JobRecord, iso
 from metta_exp.status import ACTIVE, ALL_STATUSES, JobStatus
 from metta_exp.store import DB_NAME, JobStore, default_state_dir
@@ -278,8 +279,6 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_notebook(args: argparse.Namespace) -> int:
-    import shlex
-
     from metta_exp.notebook import write_group_notebook
     from metta_exp.runner import notebook_path
 
@@ -288,7 +287,24 @@ def cmd_notebook(args: argparse.Namespace) -> int:
     path = Path(args.output) if args.output else notebook_path(group)
     written = write_group_notebook(group, store.jobs(args.group), path)
     print(f"Notebook: {written}")
-    print(f"Open it: jupyter notebook {shlex.quote(str(written))}")
+    print(f"Open it in Jupyter: {jupyter_command(written.absolute())}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    import webbrowser
+
+    from metta_exp.report import report_path, write_group_report
+    from metta_exp.runner import launch_dir, notebook_path
+
+    store = store_for(args.group)
+    group = store.group(args.group)
+    path = Path(args.output).absolute() if args.output else report_path(notebook_path(group))
+    print(f"Running the notebook of {args.group}…", file=sys.stderr, flush=True)
+    written = write_group_report(group, store.jobs(args.group), path, launch_dir(group))
+    print(f"Report: {written}")
+    if args.open and not webbrowser.open(written.as_uri()):
+        print(f"No web browser found here: open {written} in one.", file=sys.stderr)
     return 0
 
 
@@ -303,6 +319,7 @@ EXAMPLES = {
     "logs": "metta-exp job logs lr_sweep high_lr --tail 50\n  metta-exp job logs lr_sweep high_lr --follow",
     "retry": "metta-exp job retry lr_sweep\n  metta-exp job retry lr_sweep --no-wait",
     "notebook": "metta-exp job notebook lr_sweep\n  metta-exp job notebook lr_sweep -o analysis/sweep.ipynb",
+    "report": "metta-exp job report lr_sweep --open\n  metta-exp job report lr_sweep -o /tmp/lr_sweep.html",
     "resume": "metta-exp job resume lr_sweep",
 }
 
@@ -420,6 +437,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("group")
     p.add_argument("-o", "--output", metavar="PATH", help="where to write it")
     p.set_defaults(func=cmd_notebook)
+
+    p = _sub(
+        sub,
+        "report",
+        "(re)write a group's HTML report",
+        "Run the analysis notebook of GROUP top to bottom and write it as one self-contained HTML page "
+        "(plots\nembedded, nothing to install to read it), by default beside the notebook "
+        "(<notebook>.html).",
+    )
+    p.add_argument("group")
+    p.add_argument("-o", "--output", metavar="PATH", help="where to write it")
+    p.add_argument("--open", action="store_true", help="then open it in the web browser")
+    p.set_defaults(func=cmd_report)
 
     p = _sub(
         sub,

@@ -38,6 +38,7 @@ import json
 import os
 import re
 import sys
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -317,19 +318,26 @@ def _report(message: str) -> None:
     print(f"fetch_metrics: {message}", file=sys.stderr, flush=True)
 
 
+PROGRESS_DELAY_S = 2.0
+"""The progress bar of ``fetch_metrics`` appears only after this long."""
+
+
 class _PlainBar:
-    """A progress line on stderr, for when tqdm is not installed (or not wanted: ``enabled=False``)."""
+    """A progress line on stderr, for when tqdm is not installed (or not wanted: ``enabled=False``);
+    like the tqdm bar, it appears only after :data:`PROGRESS_DELAY_S`."""
 
     def __init__(self, total: int, enabled: bool) -> None:
-        self.total, self.done, self.enabled = total, 0, enabled
+        self.total, self.done, self.enabled, self.shown = total, 0, enabled, False
+        self.start = time.monotonic()
 
     def update(self, n: int) -> None:
         self.done += n
-        if self.enabled:
+        if self.enabled and time.monotonic() - self.start >= PROGRESS_DELAY_S:
+            self.shown = True
             print(f"\rfetching metrics: {self.done}/{self.total} runs", end="", file=sys.stderr, flush=True)
 
     def close(self) -> None:
-        if self.enabled and self.total:
+        if self.shown:
             print(file=sys.stderr, flush=True)
 
 
@@ -345,7 +353,11 @@ def _progress_bar(total: int, enabled: bool) -> Any:
             from tqdm import tqdm
     except ImportError:
         return _PlainBar(total, True)
-    return tqdm(total=total, desc="fetching metrics", unit="run", file=sys.stderr, leave=False)
+    # shown only when fetching takes a while (W&B): a fast local fetch leaves no frozen bar in the
+    # notebook's saved outputs or its HTML report
+    return tqdm(
+        total=total, desc="fetching metrics", unit="run", file=sys.stderr, leave=False, delay=PROGRESS_DELAY_S
+    )
 
 
 # ---------------------------------------------------------------------------------------------------

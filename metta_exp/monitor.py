@@ -157,6 +157,8 @@ _GROUP_EVENTS = {
     "ended": "group ended",
     "notebook": "notebook written",
     "notebook_failed": "notebook failed",
+    "report": "report written",
+    "report_failed": "report failed",
 }
 
 
@@ -212,10 +214,31 @@ def print_summary(store: JobStore, group_name: str, out: TextIO, max_failed: int
     for (status, reason), runs in others.items():
         names = ", ".join(runs[:8]) + (f", … ({len(runs) - 8} more)" if len(runs) > 8 else "")
         print(f"  {len(runs)} {status} ({reason}): {names}", file=out)
-    last = next((e for e in reversed(store.events(group_name)) if e.kind.startswith("notebook")), None)
-    if last is not None and last.kind == "notebook":
-        print(f"Notebook: {last.detail}  (open with: jupyter notebook {last.detail})", file=out)
-    elif last is not None:
-        print(f"Notebook not written: {last.detail}", file=out)
+    print_outputs(store, group_name, out)
     out.flush()
     return exit_code(jobs)
+
+
+def print_outputs(store: JobStore, group_name: str, out: TextIO) -> None:
+    """Where the group's notebook and HTML report are, with commands that open them as printed."""
+    import shlex
+    from pathlib import Path
+
+    from metta_exp.paths import command_prefix, jupyter_command
+
+    events = store.events(group_name)
+    last = {kind: next((e for e in reversed(events) if e.kind.startswith(kind)), None) for kind in OUTPUTS}
+    notebook, report = last["notebook"], last["report"]
+    if notebook is not None and notebook.kind == "notebook" and notebook.detail:
+        print(f"Notebook: {notebook.detail}", file=out)
+        print(f"  in Jupyter: {jupyter_command(Path(notebook.detail))}", file=out)
+    elif notebook is not None:
+        print(f"Notebook not written: {notebook.detail}", file=out)
+    if report is not None and report.kind == "report":
+        print(f"Report: {report.detail}  (HTML, plots included: any browser opens it)", file=out)
+        print(f"  open it: {command_prefix()}metta-exp job report {shlex.quote(group_name)} --open", file=out)
+    elif report is not None:
+        print(f"Report not written: {report.detail}", file=out)
+
+
+OUTPUTS = ("notebook", "report")

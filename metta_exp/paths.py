@@ -10,6 +10,8 @@ directory below it. Light: the standard library only.
 from __future__ import annotations
 
 import os
+import shlex
+import sys
 from pathlib import Path
 
 STATE_DIR_ENV = "METTA_EXP_STATE_DIR"
@@ -29,3 +31,32 @@ def default_state_dir(cwd: Path | None = None) -> Path:
         if (candidate / DB_NAME).is_file():
             return candidate
     return here / STATE_DIR_NAME
+
+
+def project_root() -> Path | None:
+    """The uv project whose ``.venv`` runs metta-exp (``pyproject.toml`` beside it), or None."""
+    prefix = Path(sys.prefix)
+    if prefix.name == ".venv" and (prefix.parent / "pyproject.toml").is_file():
+        return prefix.parent
+    return None
+
+
+def command_prefix() -> str:
+    """What runs a console command of metta-exp's environment as printed, activated or not: ``uv run ``
+    in its uv project (with ``--project ROOT`` outside it), else nothing (the environment's ``bin/``
+    is then on PATH, or the user knows how they installed it)."""
+    root = project_root()
+    if root is None:
+        return ""
+    here = Path.cwd().resolve()
+    inside = here == root.resolve() or root.resolve() in here.parents
+    return "uv run " if inside else f"uv run --project {shlex.quote(str(root))} "
+
+
+def jupyter_command(notebook: Path) -> str:
+    """A command that opens ``notebook`` in JupyterLab with a kernel that can import metta-exp."""
+    root = project_root()
+    quoted = shlex.quote(str(notebook))
+    if root is not None:  # jupyter on top of the project's environment, fetched once and cached by uv
+        return f"{command_prefix()}--with jupyter jupyter lab {quoted}"
+    return f"jupyter lab {quoted}  (with jupyterlab installed beside metta-exp)"

@@ -17,9 +17,11 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import traceback
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -121,6 +123,24 @@ class Runner:
             self.store.add_event(self.group, "runner_error", f"{type(exc).__name__}: {exc}")
         if failures >= MAX_FAILED_CYCLES:
             raise exc
+
+    @contextlib.contextmanager
+    def _lease_kept(self) -> Iterator[None]:
+        """Renew the lease from a thread (with its own connection) while the body runs."""
+        stop = threading.Event()
+
+        def renew() -> None:
+            with JobStore(self.store.path) as store:
+                while not stop.wait(self.lease_ttl / 3):
+                    store.renew_lease(self.group, self.owner, self.lease_ttl)
+
+        thread = threading.Thread(target=renew, name="lease", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
 
     def _renew(self) -> None:
         if not self.store.renew_lease(self.group, self.owner, self.lease_ttl):
@@ -322,7 +342,22 @@ class Runner:
                 self.store.add_event(self.group, "notebook", str(path))
             except Exception as exc:  # a notebook problem must not keep the group open
                 self.store.add_event(self.group, "notebook_failed", f"{type(exc).__name__}: {exc}")
+            else:
+                self._write_report(group, jobs, path)
         return self.store.end_group(self.group, self.owner)
+
+    def _write_report(self, group: GroupRecord, jobs: list[JobRecord], notebook: Path) -> None:
+        """The executed HTML report beside the notebook (seconds: a kernel runs the notebook; longer when
+        it fetches from W&B), with the lease renewed meanwhile so nobody presumes this runner dead."""
+        from metta_exp.report import report_path, write_group_report
+
+        self._renew()
+        try:
+            with self._lease_kept():
+                path = write_group_report(group, jobs, report_path(notebook), launch_dir(group))
+            self.store.add_event(self.group, "report", str(path))
+        except Exception as exc:  # nor a report problem
+            self.store.add_event(self.group, "report_failed", f"{type(exc).__name__}: {exc}")
 
 
 def exit_code(jobs: list[JobRecord]) -> int:
