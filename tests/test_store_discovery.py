@@ -134,3 +134,33 @@ def test_a_retry_from_a_subdirectory_starts_the_job_where_the_group_was_launched
     assert result.returncode == 0, result.stdout + result.stderr
     logs = run_cli("job", "logs", "r", "only", cwd=deep, env=env_without_state_dir())
     assert logs.stdout == f"job ran\ncwd {project}\n"
+
+
+CHECKPOINTING = """
+import os, sys
+from metta_exp import tracking
+with tracking.init(total_steps=1) as run:
+    run.log({"overview/reward": 1.0}, step=1)
+    with open(run.path("checkpoint.pt"), "w") as f:
+        f.write(os.environ["METTA_EXP_RUN"])
+    run.checkpoint("checkpoint.pt")
+"""
+
+
+def test_parallel_runs_checkpointing_the_same_relative_path_never_share_a_file(project: Path) -> None:
+    conf = project / "conf"
+    (conf / "experiment").mkdir(parents=True)
+    (conf / "experiment" / "ckpt.yaml").write_text(
+        "# @package _global_\n"
+        f"command: [{json.dumps(PY)}, -c, {json.dumps(CHECKPOINTING)}]\n"
+        "runs: [a, b, c]\ngpus: 0\nremote: false\ngenerate_notebook: false\nwait: false\n"
+    )
+    result = run_cli("--config-dir", str(conf), "+experiment=ckpt", "group=ck", cwd=project)
+    assert result.returncode == 0, result.stderr
+    jobs = wait_group_end(project / "job_state", "ck")
+    assert [j.status for j in jobs] == ["succeeded"] * 3, [j.reason for j in jobs]
+    for job in jobs:
+        state = json.loads((Path(job.run_dir) / "run.json").read_text())
+        assert state["checkpoint"] == str(Path(job.run_dir) / "checkpoint.pt")
+        assert Path(state["checkpoint"]).read_text() == job.run
+    assert not (project / "checkpoint.pt").exists()
