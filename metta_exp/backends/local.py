@@ -150,6 +150,9 @@ class LocalBackend(Backend):
         env = {
             **base_env,
             **launch.spec.env,
+            # metta-exp's own interpreter first: `command: [python, ...]` runs in its environment,
+            # activated or not (a symlinked venv python stays unresolved: its bin/ is the venv's)
+            "PATH": os.pathsep.join([str(Path(self.python).parent), base_env.get("PATH", os.defpath)]),
             "METTA_EXP_ATTEMPT": str(launch.attempt),
             "CUDA_VISIBLE_DEVICES": ",".join(str(gpu) for gpu in launch.gpu_ids),
         }
