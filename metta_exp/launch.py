@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from metta_exp.config import Experiment
+from metta_exp.errors import BackendUnavailable
 from metta_exp.resolve import JobSpec, resolve
 from metta_exp.store import GroupExistsError, JobStore, default_state_dir
 
@@ -54,7 +55,7 @@ def launch_experiment(
     specs = _resolve(exp, group, state_dir, extra_args, specs_hook)
     if exp.dry_run:
         print_dry_run(exp, specs, out)
-        return 0
+        return dry_run_refusal(exp, specs, state_dir)
     backend = make_backend(backend_name(exp), state_dir, exp)
     backend.check(specs)
 
@@ -108,6 +109,25 @@ def wait_until_submitted(store: JobStore, group: str, timeout: float = SUBMIT_WA
             return True
         time.sleep(0.05)
     return False
+
+
+def dry_run_refusal(exp: Experiment, specs: list[JobSpec], state_dir: Path) -> int:
+    """What the real launch of a local group would refuse (more GPUs than this machine has): one line
+    on stderr and exit code 2; else 0. A remote group's SkyPilot set-up is checked by the real launch
+    only (a dry run stays offline)."""
+    from metta_exp.backends import make_backend
+
+    if exp.remote:
+        return 0
+    backend = make_backend(backend_name(exp), state_dir, exp)
+    try:
+        backend.check(specs)
+    except BackendUnavailable as exc:
+        print(f"Error: the real launch would be refused: {exc}", file=sys.stderr)
+        return exc.exit_code
+    finally:
+        backend.close()
+    return 0
 
 
 def print_dry_run(exp: Experiment, specs: list[JobSpec], out: TextIO) -> None:
