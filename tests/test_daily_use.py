@@ -5,12 +5,10 @@ is also set per run, and the small things a user trips over (hints, help, what n
 from __future__ import annotations
 
 import json
-import os
 import sys
 import textwrap
 from pathlib import Path
 
-import pytest
 from conftest import run_cli, wait_group_end
 
 PROBE = "import sys, metta_exp; print('python', sys.executable, flush=True)"
