@@ -5,6 +5,7 @@ is also set per run, and the small things a user trips over (hints, help, what n
 from __future__ import annotations
 
 import json
+import re
 import sys
 import textwrap
 from pathlib import Path
@@ -42,3 +43,39 @@ def test_jobs_see_metta_exps_own_interpreter_first_on_path(state_dir: Path) -> N
     jobs = wait_group_end(state_dir, "p")
     log = Path(jobs[0].log_path or "").read_text()
     assert log == f"python {Path(sys.executable)}\n"
+
+
+def test_a_dry_run_says_the_real_launch_would_be_refused(state_dir: Path) -> None:
+    env = {"METTA_EXP_LOCAL_GPUS": ""}  # declared: no GPUs here
+    result = run_cli("+experiment=demo", "gpus=4", "dry_run=true", env=env)
+    assert result.returncode == 2
+    assert "== lr_low" in result.stdout  # the jobs are still shown
+    group = re.search(r"^Dry run: group (\S+),", result.stdout, re.M)[1]  # type: ignore[index]
+    assert result.stderr == (
+        f"Error: the real launch would be refused: run 'lr_low' of group '{group}' asks for 4 GPU(s) but "
+        "this machine has no GPUs: set gpus=0 or fewer, or declare devices with METTA_EXP_LOCAL_GPUS=0,1,...\n"
+    )
+    assert run_cli("+experiment=demo", "gpus=4", env=env).returncode == 2  # as the real launch is
+    ok = run_cli("+experiment=demo", "gpus=2", "dry_run=true", env={"METTA_EXP_LOCAL_GPUS": "0,1"})
+    assert ok.returncode == 0 and ok.stderr == ""
+    assert not state_dir.exists()
+
+
+SWEEP_WARNING = (
+    "Warning: the sweep sets trainer.learning_rate, which args_per_run also sets for lr_low, lr_mid, "
+    "lr_high; the sweep's value wins, so runs lr_low, lr_mid, lr_high get the same arguments at every "
+    "point (6 runs, 2 different). To run each point once, pick one run: 'runs=[lr_low]'.\n"
+)
+
+
+def test_a_sweep_of_a_key_set_per_run_warns_naming_the_runs_and_the_fix(state_dir: Path) -> None:
+    sweep = ["-m", "+experiment=demo", "trainer.learning_rate=0.01,0.02", "dry_run=true"]
+    result = run_cli(*sweep)
+    assert result.returncode == 0
+    assert result.stderr == SWEEP_WARNING
+    assert "Sweep: 2 points, 6 runs" in result.stdout
+    fixed = run_cli(*sweep, "runs=[lr_low]")
+    assert fixed.returncode == 0 and fixed.stderr == ""
+    assert "Sweep: 2 points, 2 runs" in fixed.stdout
+    other = run_cli("-m", "+experiment=demo", "trainer.gamma=0.9,0.99", "dry_run=true")
+    assert other.returncode == 0 and other.stderr == ""  # a key no run sets: nothing to say
