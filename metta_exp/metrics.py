@@ -416,13 +416,27 @@ def summary_table(
 
 
 def style_summary(summary: pd.DataFrame) -> Styler:
-    """``summary`` for display: failed runs in red, numbers rounded (the values stay exact)."""
+    """``summary`` for display: failed runs in red, every number in one format (:func:`fmt_number`; the
+    values stay exact), without the ``failed`` column (the status says it) nor an empty ``note``."""
 
     def mark(row: pd.Series) -> list[str]:
         style = "background-color: #f8d7da; color: #842029" if bool(row.get("failed")) else ""
         return [style] * len(row)
 
-    formats = {c: "{:,.3f}" for c in ("final_reward", "max_reward", "mean_reward") if c in summary}
-    if "avg_sps" in summary:
-        formats["avg_sps"] = "{:,.0f}"
-    return summary.style.apply(mark, axis=1).format(formats, na_rep="–")
+    numbers = [c for c in ("final_reward", "max_reward", "mean_reward", "avg_sps", "steps") if c in summary]
+    hidden = [c for c in ("failed",) if c in summary and "status" in summary]
+    if "note" in summary and not summary["note"].fillna("").astype(str).str.strip().any():
+        hidden.append("note")
+    styler = summary.style.apply(mark, axis=1).format(dict.fromkeys(numbers, fmt_number), na_rep="–")
+    return styler.hide(hidden, axis="columns") if hidden else styler
+
+
+def fmt_number(value: float) -> str:
+    """One format for every number of a table: four significant digits, thousands separated, never
+    exponents (``0.1235``, ``37.75``, ``12,346``, ``150,000``)."""
+    import math
+
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    magnitude = math.floor(math.log10(abs(value))) if value else 0
+    return f"{value:,.{max(0, 3 - magnitude)}f}"

@@ -110,7 +110,7 @@ def html_of(nb: Any, title: str) -> str:
         extra_template_paths=[str(templates_dir() / "report")],
         template_file="report.html.j2",
         embed_images=True,
-        exclude_input_prompt=True,
+        exclude_input=True,  # a report: what the cells show; the code is in the notebook
         exclude_output_prompt=True,
     )
     nb.metadata["title"] = title
