@@ -22,7 +22,9 @@ from metta_exp.store import JobStore
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--timesteps", type=int, default=150000, help="trainer.total_timesteps (the demo's)")
     parser.add_argument("--screenshot", type=Path, help="save a PNG of the report here")
     args = parser.parse_args()
