@@ -201,6 +201,11 @@ def compose(cl: CommandLine) -> tuple[str, Path, dict[str, Any], dict[str, Any]]
     except (HydraException, OmegaConfBaseException, ValueError) as exc:
         raise ConfigError(f"{_source_label(cl, source)}: {_first_line(exc)}") from None
     assert isinstance(data, dict) and isinstance(hydra_node, dict)
+    if isinstance(data.get("experiment"), dict) and not data.get("runs"):
+        raise ConfigError(
+            f"{_display(source)}: its keys landed under 'experiment' because its first line is not "
+            "'# @package _global_': add that line at the top of the file (as in conf/experiment/demo.yaml)"
+        )
     return name, source, {str(k): v for k, v in data.items()}, {str(k): v for k, v in hydra_node.items()}
 
 
@@ -257,7 +262,7 @@ def load_experiment(cl: CommandLine) -> tuple[str, Experiment]:
     return name, Experiment.from_mapping(data, source=label)
 
 
-def help_text() -> str:
+def help_text(config_dir: Path | None = None) -> str:
     lines = [
         "metta-exp: launch and manage groups of training runs from Hydra experiment configs.",
         "",
@@ -277,6 +282,10 @@ def help_text() -> str:
     ]
     for name, path in experiment_files(None).items():
         lines.append(f"  {name:<12} {_describe(path)}")
+    mine = config_dir / "experiment" if config_dir else None
+    if mine is not None and mine.is_dir():
+        lines += ["", f"Your experiments ({mine}):"]
+        lines += [f"  {path.stem:<12} {_describe(path)}" for path in sorted(mine.glob("*.yaml"))]
     lines += [
         "",
         "Examples:",
@@ -303,7 +312,7 @@ def _describe(path: Path) -> str:
 def main(argv: Sequence[str]) -> int:
     cl = parse_command_line(argv)
     if cl.help:
-        print(help_text())
+        print(help_text(cl.config_dir))
         return 0
     if cl.multirun:
         from metta_exp.sweep import launch_sweep

@@ -134,8 +134,10 @@ def _watch_lines(store: JobStore, group_name: str, out: TextIO, refresh: float, 
         for event in store.events(group_name, last_id):
             last_id = event.id
             line = event_line(event)
-            if event.kind == "runner":  # a driver takes its lease in steps: say it once
-                line, last_runner = (None if event.detail == last_runner else line), event.detail
+            if event.kind == "runner":  # the first driver goes without saying; a new one is news
+                took_over = last_runner is not None and event.detail != last_runner
+                line = "a new runner drives the group (the previous one stopped)" if took_over else None
+                last_runner = event.detail
             if line is None:
                 continue
             if event.new_status == JobStatus.FAILED.value and event.run:

@@ -79,3 +79,37 @@ def test_a_sweep_of_a_key_set_per_run_warns_naming_the_runs_and_the_fix(state_di
     assert "Sweep: 2 points, 2 runs" in fixed.stdout
     other = run_cli("-m", "+experiment=demo", "trainer.gamma=0.9,0.99", "dry_run=true")
     assert other.returncode == 0 and other.stderr == ""  # a key no run sets: nothing to say
+
+
+def test_a_file_without_the_package_line_gets_a_hint(state_dir: Path) -> None:
+    conf = state_dir.parent / "conf"
+    write_experiment(conf, "mine", "module: metta_exp.examples.cartpole\nruns: [a]\ngpus: 0\nremote: false\n")
+    result = run_cli("--config-dir", str(conf), "+experiment=mine")
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr == (
+        "Error: conf/experiment/mine.yaml: its keys landed under 'experiment' because its first line is not "
+        "'# @package _global_': add that line at the top of the file (as in conf/experiment/demo.yaml)\n"
+    )
+    assert not state_dir.exists()
+
+
+def test_help_with_a_config_dir_lists_the_users_experiments(state_dir: Path) -> None:
+    conf = state_dir.parent / "conf"
+    write_experiment(conf, "mine", "# @package _global_\n# My own sweep of CartPole.\nmodule: m\nruns: [a]\n")
+    result = run_cli("--config-dir", str(conf), "--help")
+    assert result.returncode == 0
+    assert (
+        f"Your experiments ({conf / 'experiment'}):\n  mine         My own sweep of CartPole.\n"
+        in result.stdout
+    )
+    assert "Shipped experiments:\n  arena " in result.stdout
+    assert "Your experiments" not in run_cli("--help").stdout
+
+
+def test_output_that_is_not_a_terminal_says_nothing_of_the_runners_internals(state_dir: Path) -> None:
+    result = run_cli(
+        "+experiment=demo", "trainer.total_timesteps=2000", "group=quiet", "generate_notebook=false"
+    )
+    assert result.returncode == 0, result.stderr
+    assert "driven by" not in result.stdout and "runner" not in result.stdout
+    assert "lr_low: pending -> launching" in result.stdout  # the changes themselves are still told
