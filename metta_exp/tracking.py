@@ -165,7 +165,8 @@ class _WandbMirror:
                 project=env.get("WANDB_PROJECT") or "metta-exp",
                 entity=env.get("WANDB_ENTITY") or None,
                 config=dict(config or {}),
-                resume="allow",
+                # resume only means something online (offline, wandb warns that it ignores it)
+                resume="allow" if mode == "online" else None,
                 mode="offline" if mode == "offline" else "online",
                 dir=str(run_dir),
             )

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 from conftest import run_cli, wait_group_end
 
 PROBE = "import sys, metta_exp; print('python', sys.executable, flush=True)"
@@ -113,3 +115,16 @@ def test_output_that_is_not_a_terminal_says_nothing_of_the_runners_internals(sta
     assert result.returncode == 0, result.stderr
     assert "driven by" not in result.stdout and "runner" not in result.stdout
     assert "lr_low: pending -> launching" in result.stdout  # the changes themselves are still told
+
+
+@pytest.mark.slow
+def test_offline_wandb_adds_no_resume_warning_to_the_job_log(tmp_path: Path) -> None:
+    from test_tracking import LOG_AND_FINISH, subprocess_env
+
+    env = subprocess_env(tmp_path, WANDB_MODE="offline", WANDB_RUN_ID="abc123def456", WANDB_NAME="r")
+    out = subprocess.run(
+        [sys.executable, "-c", LOG_AND_FINISH], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    assert "offline-run-" in out.stdout + out.stderr  # W&B did run, and spoke
+    assert "resume" not in out.stdout + out.stderr
