@@ -280,7 +280,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 def cmd_notebook(args: argparse.Namespace) -> int:
     from metta_exp.notebook import write_group_notebook
-    from metta_exp.runner import notebook_path
+    from metta_exp.paths import notebook_path
 
     store = store_for(args.group)
     group = store.group(args.group)
@@ -294,8 +294,8 @@ def cmd_notebook(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     import webbrowser
 
-    from metta_exp.report import report_path, write_group_report
-    from metta_exp.runner import launch_dir, notebook_path
+    from metta_exp.paths import launch_dir, notebook_path, report_path
+    from metta_exp.report import write_group_report
 
     store = store_for(args.group)
     group = store.group(args.group)

@@ -1,4 +1,5 @@
-"""Where the job store lives: found the way git finds ``.git``.
+"""Where things are: the job store (found the way git finds ``.git``), a group's launch directory,
+notebook and report, and the commands that open them.
 
 ``METTA_EXP_STATE_DIR`` names the state directory outright. Otherwise the nearest ``job_state/`` holding a
 ``jobs.sqlite``, in the current directory or one of its parents, is the store; with none, a new store goes
@@ -13,6 +14,10 @@ import os
 import shlex
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from metta_exp.records import GroupRecord
 
 STATE_DIR_ENV = "METTA_EXP_STATE_DIR"
 STATE_DIR_NAME = "job_state"
@@ -60,3 +65,22 @@ def jupyter_command(notebook: Path) -> str:
     if root is not None:  # jupyter on top of the project's environment, fetched once and cached by uv
         return f"{command_prefix()}--with jupyter jupyter lab {quoted}"
     return f"jupyter lab {quoted}  (with jupyterlab installed beside metta-exp)"
+
+
+def launch_dir(group: GroupRecord) -> Path:
+    """The directory the group was launched from (its jobs start there); the current one for groups
+    recorded before it was."""
+    recorded = group.config.get("launch_dir")
+    return Path(recorded) if isinstance(recorded, str) and recorded else Path.cwd()
+
+
+def notebook_path(group: GroupRecord) -> Path:
+    """``notebook_path``, else ``experiments/notebooks/<group>.ipynb``; relative to the launch directory."""
+    configured = group.config.get("notebook_path")
+    path = Path(configured) if configured else Path("experiments") / "notebooks" / f"{group.name}.ipynb"
+    return launch_dir(group) / path
+
+
+def report_path(notebook: Path) -> Path:
+    """Where a notebook's HTML report goes: beside it, ``.html`` instead of ``.ipynb``."""
+    return notebook.with_suffix(".html")

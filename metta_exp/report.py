@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from metta_exp.notebook import templates_dir
+from metta_exp.paths import report_path
 from metta_exp.records import GroupRecord, JobRecord
 
 __all__ = [
@@ -33,11 +34,6 @@ __all__ = [
 
 CELL_TIMEOUT_S = 600
 """A cell running longer is an error in the report (fetching many W&B runs can take a while)."""
-
-
-def report_path(notebook: Path) -> Path:
-    """Where a notebook's report goes: beside it, ``.html`` instead of ``.ipynb``."""
-    return notebook.with_suffix(".html")
 
 
 def write_group_report(

@@ -28,6 +28,7 @@ from pathlib import Path
 from metta_exp.backends.base import Backend, Launch, Observation
 from metta_exp.backends.procs import pid_alive
 from metta_exp.config import CONFIG_KEYS, Experiment
+from metta_exp.paths import launch_dir, notebook_path
 from metta_exp.records import GroupRecord, JobRecord
 from metta_exp.resolve import JobSpec
 from metta_exp.status import ACTIVE, JobStatus
@@ -349,7 +350,8 @@ class Runner:
     def _write_report(self, group: GroupRecord, jobs: list[JobRecord], notebook: Path) -> None:
         """The executed HTML report beside the notebook (seconds: a kernel runs the notebook; longer when
         it fetches from W&B), with the lease renewed meanwhile so nobody presumes this runner dead."""
-        from metta_exp.report import report_path, write_group_report
+        from metta_exp.paths import report_path
+        from metta_exp.report import write_group_report
 
         self._renew()
         try:
@@ -383,20 +385,6 @@ def launch_settings(group: GroupRecord) -> dict[str, object]:
 
 def attempt_log(run_dir: str, attempt: int) -> Path:
     return Path(run_dir) / f"attempt-{attempt}.log"
-
-
-def launch_dir(group: GroupRecord) -> Path:
-    """The directory the group was launched from (its jobs start there); the current one for groups
-    recorded before it was."""
-    recorded = group.config.get("launch_dir")
-    return Path(recorded) if isinstance(recorded, str) and recorded else Path.cwd()
-
-
-def notebook_path(group: GroupRecord) -> Path:
-    """``notebook_path``, else ``experiments/notebooks/<group>.ipynb``; relative to the launch directory."""
-    configured = group.config.get("notebook_path")
-    path = Path(configured) if configured else Path("experiments") / "notebooks" / f"{group.name}.ipynb"
-    return launch_dir(group) / path
 
 
 def read_wandb_url(run_dir: str) -> str | None:
