@@ -52,7 +52,7 @@ def write_report(notebook: str, target: Path, cwd: Path | None = None, title: st
     import nbformat
 
     nb = nbformat.reads(notebook, as_version=4)
-    execute_notebook(nb, cwd or Path.cwd())
+    execute_notebook(nb, cwd if cwd is not None and cwd.is_dir() else Path.cwd())
     text = html_of(nb, title)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
