@@ -71,7 +71,8 @@ def execute_notebook(nb: Any, cwd: Path) -> None:
     from nbclient import NotebookClient
 
     km = KernelManager(kernel_name="python3", kernel_spec_manager=_own_kernel_specs())
-    env = dict(os.environ, MPLBACKEND="Agg", PYDEVD_DISABLE_FILE_VALIDATION="1")
+    # no progress bar: a report is read after the fact, where a bar is frozen text on a red block
+    env = dict(os.environ, MPLBACKEND="Agg", PYDEVD_DISABLE_FILE_VALIDATION="1", TQDM_DISABLE="1")
     env.pop("METTA_EXP_RUNNER_OWNER", None)
     client = NotebookClient(
         nb,
