@@ -10,6 +10,7 @@ drives). Watching only reads the store; a runner it starts does the writing.
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from typing import TYPE_CHECKING, TextIO
@@ -168,6 +169,8 @@ def event_line(event: EventRecord) -> str | None:
     """One line for one store event, without its time (None for events a watcher need not see)."""
     detail = f" ({event.detail})" if event.detail else ""
     if event.kind == "status":
+        local = re.fullmatch(r"(\d+):\d+", event.detail or "")  # a local handle: pid:start time
+        detail = f" (pid {local[1]})" if local else detail
         return f"{event.run}: {event.old_status} -> {event.new_status}{detail}"
     label = _GROUP_EVENTS.get(event.kind)
     return None if label is None else label + detail

@@ -115,6 +115,7 @@ def test_output_that_is_not_a_terminal_says_nothing_of_the_runners_internals(sta
     assert result.returncode == 0, result.stderr
     assert "driven by" not in result.stdout and "runner" not in result.stdout
     assert "lr_low: pending -> launching" in result.stdout  # the changes themselves are still told
+    assert re.search(r"lr_low: launching -> running \(pid \d+\)\n", result.stdout)  # not pid:start time
 
 
 @pytest.mark.slow
