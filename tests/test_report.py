@@ -4,6 +4,7 @@ outside request, plots are images of non-zero size, the summary table has a row 
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import shutil
@@ -129,3 +130,32 @@ def test_job_report_rewrites_it_where_asked_and_opens_it(state_dir: Path, tmp_pa
 
     result = run_cli("job", "report", "nope")
     assert result.returncode == 2 and result.stderr.startswith("Error: no group 'nope'")
+
+
+FLAKY = """
+import os, sys
+from metta_exp import tracking
+run_name = os.environ["METTA_EXP_RUN"]
+if run_name == "broken":
+    sys.exit("diverged before logging anything")
+with tracking.init(total_steps=3) as run:
+    for step in (1, 2, 3):
+        run.log({"overview/reward": step * 1.5, "overview/sps": 100.0 + step}, step=step)
+"""
+
+
+def test_a_group_with_a_failed_run_still_gets_a_clean_report(state_dir: Path) -> None:
+    conf = state_dir.parent / "conf"
+    (conf / "experiment").mkdir(parents=True)
+    (conf / "experiment" / "flaky.yaml").write_text(
+        "# @package _global_\n"
+        f"command: [{json.dumps(sys.executable)}, -c, {json.dumps(FLAKY)}]\n"
+        "runs: [good, broken]\ngpus: 0\nremote: false\n"
+    )
+    result = run_cli("--config-dir", str(conf), "+experiment=flaky", "group=flaky")
+    assert result.returncode == 1, result.stdout + result.stderr
+    report = Path("experiments/notebooks/flaky.html").absolute()
+    assert f"Report: {report}" in result.stdout
+    seen = read_in_browser(report)
+    assert seen["problems"] == [] and seen["summary"] == 2
+    assert "failed" in seen["summaryText"] and seen["images"]
