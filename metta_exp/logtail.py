@@ -58,14 +58,19 @@ def clean_lines(text: str) -> list[str]:
     return [clean_line(line) for line in text.split("\n")]
 
 
+NOTICE = "[metta-exp] "
+"""What starts metta-exp's own lines in a job's log (progress, checkpoint, W&B notices)."""
+
+
 def tail_lines(text: str, n: int) -> list[str]:
-    """The last ``n`` non-blank lines of ``text`` that are not progress lines."""
+    """The last ``n`` non-blank lines of ``text`` that the job itself printed: metta-exp's own lines
+    (progress, checkpoint, W&B notices) are left out, so each job shows its latest real output."""
     if n <= 0:
         return []
     out: list[str] = []
     for raw in reversed(text.split("\n")):  # clean only the lines it looks at
         line = clean_line(raw)
-        if line.strip() and PROGRESS_PREFIX not in line:
+        if line.strip() and NOTICE not in line:
             out.append(line)
             if len(out) == n:
                 break
@@ -102,8 +107,8 @@ def _traceback_block(lines: list[str], start: int) -> list[str]:
     block: list[str] = []
     for line in lines[start + 1 :]:
         body = line[len(prefix) :] if prefix and line.startswith(prefix) else line
-        if _CARETS.fullmatch(body):
-            continue
+        if _CARETS.fullmatch(body) or body.lstrip().startswith('File "<frozen '):
+            continue  # Python's ^^^ markers; the interpreter's own frames (runpy for python -m)
         block.append(line)
         if body[:1] not in (" ", "\t"):
             break  # the exception line ends the traceback

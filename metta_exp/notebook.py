@@ -240,12 +240,28 @@ def _run_context(r: RunInfo) -> dict[str, Any]:
     return {
         **asdict(r),
         "status_text": status,
-        "args_text": shell_join(r.args) if r.args else "–",
+        "args_text": shell_join(effective_args(r.args)) if r.args else "–",
         "link": link,
         "offline": r.wandb_mode == "offline",
         "sync_command": sync,
         "metrics_path": os.path.join(r.run_dir, METRICS_FILE),
     }
+
+
+def effective_args(args: Sequence[str]) -> list[str]:
+    """``args`` as the trainer sees them: an override given again later (a command-line override of the
+    experiment's ``args``) shown once, where it first appeared, with its last value."""
+    out: list[str] = []
+    where: dict[str, int] = {}
+    for arg in args:
+        key = arg.split("=", 1)[0].lstrip("+~") if "=" in arg and not arg.startswith("-") else None
+        if key is not None and key in where:
+            out[where[key]] = arg
+            continue
+        if key is not None:
+            where[key] = len(out)
+        out.append(arg)
+    return out
 
 
 def render_cells(context: Mapping[str, Any]) -> list[tuple[str, str, str]]:

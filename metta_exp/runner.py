@@ -19,15 +19,18 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import traceback
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from metta_exp.backends.base import Backend, Launch, Observation
 from metta_exp.backends.procs import pid_alive
 from metta_exp.config import CONFIG_KEYS, Experiment
+from metta_exp.paths import launch_dir, notebook_path
 from metta_exp.records import GroupRecord, JobRecord
 from metta_exp.resolve import JobSpec
 from metta_exp.status import ACTIVE, JobStatus
@@ -152,6 +155,24 @@ class Runner:
             self.store.add_event(self.group, "runner_error", f"{type(exc).__name__}: {exc}")
         if failures >= MAX_FAILED_CYCLES and not disk_full(exc):
             raise exc
+
+    @contextlib.contextmanager
+    def _lease_kept(self) -> Iterator[None]:
+        """Renew the lease from a thread (with its own connection) while the body runs."""
+        stop = threading.Event()
+
+        def renew() -> None:
+            with JobStore(self.store.path) as store:
+                while not stop.wait(self.lease_ttl / 3):
+                    store.renew_lease(self.group, self.owner, self.lease_ttl)
+
+        thread = threading.Thread(target=renew, name="lease", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
 
     def _renew(self) -> None:
         if not self.store.renew_lease(self.group, self.owner, self.lease_ttl):
@@ -353,7 +374,23 @@ class Runner:
                 self.store.add_event(self.group, "notebook", str(path))
             except Exception as exc:  # a notebook problem must not keep the group open
                 self.store.add_event(self.group, "notebook_failed", f"{type(exc).__name__}: {exc}")
+            else:
+                self._write_report(group, jobs, path)
         return self.store.end_group(self.group, self.owner)
+
+    def _write_report(self, group: GroupRecord, jobs: list[JobRecord], notebook: Path) -> None:
+        """The executed HTML report beside the notebook (seconds: a kernel runs the notebook; longer when
+        it fetches from W&B), with the lease renewed meanwhile so nobody presumes this runner dead."""
+        from metta_exp.paths import report_path
+        from metta_exp.report import write_group_report
+
+        self._renew()
+        try:
+            with self._lease_kept():
+                path = write_group_report(group, jobs, report_path(notebook), launch_dir(group))
+            self.store.add_event(self.group, "report", str(path))
+        except Exception as exc:  # nor a report problem
+            self.store.add_event(self.group, "report_failed", f"{type(exc).__name__}: {exc}")
 
 
 def disk_full(exc: BaseException) -> bool:
@@ -392,11 +429,6 @@ def launch_settings(group: GroupRecord) -> dict[str, object]:
 
 def attempt_log(run_dir: str, attempt: int) -> Path:
     return Path(run_dir) / f"attempt-{attempt}.log"
-
-
-def notebook_path(group: GroupRecord) -> Path:
-    configured = group.config.get("notebook_path")
-    return Path(configured) if configured else Path("experiments") / "notebooks" / f"{group.name}.ipynb"
 
 
 def read_wandb_url(run_dir: str) -> str | None:
@@ -460,7 +492,8 @@ def ensure_driver(store: JobStore, group: str, cwd: Path | None = None) -> bool:
     steal = record.lease_owner if record.lease_owner else None
     if not store.acquire_lease(group, owner, LEASE_TTL, os.getpid(), steal_from=steal):
         return False
-    child = spawn_runner(store.state_dir, group, owner, cwd=cwd)
+    start = cwd or launch_dir(record)
+    child = spawn_runner(store.state_dir, group, owner, cwd=start if start.is_dir() else None)
     store.acquire_lease(group, owner, LEASE_TTL, child.pid)
     return True
 

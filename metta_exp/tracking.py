@@ -5,7 +5,8 @@
     with tracking.init(total_steps=20000, config={"learning_rate": 0.01}) as run:
         for step in ...:
             run.log({"overview/reward": 21.5, "overview/sps": 3100.0}, step=step)
-        run.checkpoint("/path/to/ckpt.npz")
+        save(model, run.path("ckpt.npz"))  # inside the run directory: parallel runs never share it
+        run.checkpoint("ckpt.npz")          # relative paths are inside the run directory too
 
 Everything lands in the run directory, ``$METTA_EXP_RUN_DIR`` (``./metta_exp_run/`` when the script
 runs by hand):
@@ -164,7 +165,8 @@ class _WandbMirror:
                 project=env.get("WANDB_PROJECT") or "metta-exp",
                 entity=env.get("WANDB_ENTITY") or None,
                 config=dict(config or {}),
-                resume="allow",
+                # resume only means something online (offline, wandb warns that it ignores it)
+                resume="allow" if mode == "online" else None,
                 mode="offline" if mode == "offline" else "online",
                 dir=str(run_dir),
             )
@@ -288,18 +290,40 @@ class Run:
                 self._print_progress(now)
         self._wandb.log(values, step)
 
-    def checkpoint(self, path: str | os.PathLike[str]) -> None:
-        """Record ``path`` as the latest checkpoint: a checkpoint line on stdout and ``run.json``.
+    def path(self, relative: str | os.PathLike[str]) -> Path:
+        """``relative`` inside the run directory (an absolute path stays as it is): where to save a
+        checkpoint or an artifact so that parallel runs, which share the launching directory as
+        their working directory, never write the same file."""
+        return self.run_dir / relative
 
-        A local path is made absolute (readers do not share the script's working directory); a URL
-        (``s3://...``) is kept as it is.
+    def checkpoint(self, path: str | os.PathLike[str]) -> str:
+        """Record ``path`` as the latest checkpoint: a checkpoint line on stdout and ``run.json``.
+        Returns the recorded path.
+
+        A relative path is inside the run directory (as :meth:`path` makes it), an absolute one is
+        kept, and so is a URL (``s3://...``). A relative path that exists only in the working
+        directory gets a one-line hint on stderr.
         """
         text = os.fspath(path)
+        recorded = text if "://" in text else str(self.path(text))
+        if (
+            "://" not in text
+            and not os.path.exists(recorded)
+            and not os.path.isabs(text)
+            and os.path.exists(text)
+        ):
+            print(
+                f"[metta-exp] checkpoint {text!r} means {recorded} (relative paths are inside the run "
+                f"directory), which does not exist; {os.path.abspath(text)} does: save to run.path({text!r})",
+                file=sys.stderr,
+                flush=True,
+            )
         with self._lock:
             self._check_open("checkpoint")
-            self.checkpoint_path = text if "://" in text else os.path.abspath(text)
+            self.checkpoint_path = recorded
             _say(format_checkpoint_line(self.checkpoint_path))
             self._write_run_json()
+        return recorded
 
     def progress(self) -> Progress:
         """The progress a line printed now would show (sps as last measured)."""

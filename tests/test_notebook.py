@@ -596,7 +596,7 @@ def test_exact_cells_for_a_small_group() -> None:
         ]
     )
     assert "    sys.path.append('/src')" in by_kind["setup"].source.splitlines()
-    assert by_kind["setup"].source.splitlines()[1] == "%matplotlib inline"
+    assert by_kind["setup"].source.splitlines()[2] == "%matplotlib inline"
     assert "PLOT_METRICS = ['overview/reward', 'overview/sps']" in by_kind["plots"].source
     assert by_kind["summary"].source.splitlines()[1:] == [
         "summary = summary_table(df, statuses=STATUSES, reward='overview/reward', sps='overview/sps')",

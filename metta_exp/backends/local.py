@@ -80,6 +80,12 @@ class _Root:
     alive: bool
 
 
+def path_with(first: str, path: str) -> str:
+    """``path`` (a ``PATH`` value) with ``first`` as its first entry (not repeated if it is already)."""
+    entries = path.split(os.pathsep) if path else []
+    return path if entries[:1] == [first] else os.pathsep.join([first, *entries])
+
+
 class LocalBackend(Backend):
     """Runs jobs as detached processes here; ``grace_s`` is the SIGTERM to SIGKILL grace of ``cancel``."""
 
@@ -154,6 +160,9 @@ class LocalBackend(Backend):
         env = {
             **base_env,
             **launch.spec.env,
+            # metta-exp's own interpreter first: `command: [python, ...]` runs in its environment,
+            # activated or not (a symlinked venv python stays unresolved: its bin/ is the venv's)
+            "PATH": path_with(str(Path(self.python).parent), base_env.get("PATH", os.defpath)),
             "METTA_EXP_ATTEMPT": str(launch.attempt),
             "CUDA_VISIBLE_DEVICES": ",".join(str(gpu) for gpu in launch.gpu_ids),
         }

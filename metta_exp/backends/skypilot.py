@@ -50,6 +50,7 @@ from metta_exp.backends.skypilot_task import (
 )
 from metta_exp.config import SkyPilotSettings, WandbSettings
 from metta_exp.errors import BackendError, BackendUnavailable
+from metta_exp.paths import default_state_dir
 from metta_exp.resolve import JobSpec
 from metta_exp.status import JobStatus
 
@@ -132,7 +133,7 @@ class SkyPilotBackend(Backend):
         workers: int | None = None,
     ) -> None:
         self.api = api or default_sky_api()
-        self.state_dir = Path(state_dir or os.environ.get("METTA_EXP_STATE_DIR") or "job_state").absolute()
+        self.state_dir = Path(state_dir).absolute() if state_dir else default_state_dir()
         self.settings = settings or SkyPilotSettings()
         self.wandb = wandb or WandbSettings()
         self.poll_interval = _env_float(POLL_ENV, 10.0) if poll_interval is None else poll_interval
