@@ -73,14 +73,53 @@ NOT_HERE = {
 BENCH = re.compile(r"uv run python bench/\w+\.py")  # the benchmarks print figures; they are not tests
 
 
+# "Recipes in Python": each command, run in a directory holding the reference's recipes (as
+# experiments/recipes/), a ./my_recipes.py and a my_project/recipes package; launches as dry runs
+# (their experiments are remote). Each maps to what its output must show.
+MY_RECIPES = """
+from metta_exp import ExperimentTool
+
+
+def sweep(lrs: dict[str, float]) -> ExperimentTool:
+    \"\"\"One run per named learning rate.\"\"\"
+    return ExperimentTool(
+        module="arena.train",
+        runs=list(lrs),
+        args_per_run={name: [f"trainer.learning_rate={lr}"] for name, lr in lrs.items()},
+    )
+"""
+RECIPE_COMMANDS: dict[str, tuple[bool, tuple[str, ...]]] = {  # line: (add dry_run=true, expected output)
+    "metta-exp run assembly_lines.experiment": (
+        True,
+        ("== assembly_lines_easy", "== assembly_lines_hard"),
+    ),
+    'metta-exp run arena.experiment runs=\'["baseline","high_lr","low_lr"]\' group=my_experiment gpus=8': (
+        True,
+        ("my_experiment", "== baseline", "== high_lr", "== low_lr"),
+    ),
+    "metta-exp run arena.experiment 'runs=[baseline,high_lr]' remote=false max_parallel=2": (
+        True,
+        ("== baseline", "== high_lr"),
+    ),
+    "metta-exp run ./my_recipes.py:sweep 'lrs={fast:0.1,slow:0.01}' dry_run=true": (
+        False,
+        ("== fast", "== slow", "trainer.learning_rate=0.1", "trainer.learning_rate=0.01"),
+    ),
+    "metta-exp run arena.experiment --help": (False, ("Launch a parallel experiment", "gpus")),
+    "metta-exp run --list": (False, ("arena.experiment", "assembly_lines.experiment")),
+    "metta-exp run --list my_project.recipes": (False, ("my_project.recipes.sweeps.sweep",)),
+    "metta-exp run metta_exp.examples.recipes.demo": (True, ("== lr_low", "== lr_mid", "== lr_high")),
+}
+
+
 def test_every_readme_command_is_checked() -> None:
-    checked = {words(line) for line in (*LAUNCHES, *NOT_HERE)}
+    checked = {words(line) for line in (*LAUNCHES, *NOT_HERE, *RECIPE_COMMANDS)}
     for line in bash_commands():
         if line in checked or BENCH.fullmatch(" ".join(line)):
             continue
         assert line[:2] == ("metta-exp", "job"), f"README command not checked by this test: {line}"
         assert line in JOB_COMMANDS, f"README job command not checked by this test: {line}"
-    assert {words(line) for line in LAUNCHES} <= set(bash_commands()), (
+    assert {words(line) for line in (*LAUNCHES, *RECIPE_COMMANDS)} <= set(bash_commands()), (
         "a command here is no longer in the README"
     )
 
@@ -206,3 +245,23 @@ def test_readme_job_commands_do_what_their_comments_say(state_dir: Path, tmp_pat
         assert [j.status for j in store.jobs("lr_sweep")] == ["succeeded"] * 4
     assert Path("analysis.ipynb").is_file()
     assert (tmp_path / "opened").read_text().endswith("/experiments/notebooks/lr_sweep.html")
+
+
+@pytest.mark.parametrize("line", list(RECIPE_COMMANDS))
+def test_readme_recipe_commands_do_what_the_text_says(state_dir: Path, line: str) -> None:
+    import shutil
+
+    work = state_dir.parent
+    shutil.copytree(ROOT / "tests" / "reference_recipes" / "experiments", work / "experiments")
+    (work / "my_recipes.py").write_text(MY_RECIPES)
+    (work / "my_project" / "recipes").mkdir(parents=True)
+    (work / "my_project" / "__init__.py").write_text("")
+    (work / "my_project" / "recipes" / "__init__.py").write_text("")
+    (work / "my_project" / "recipes" / "sweeps.py").write_text(MY_RECIPES)
+    dry, expected = RECIPE_COMMANDS[line]
+    gpus = {"METTA_EXP_LOCAL_GPUS": "0,1,2,3"}  # a machine with the 4 GPUs a local arena run asks for
+    result = run_cli(*argv_of(line), *(["dry_run=true"] if dry else []), cwd=work, env=gpus)
+    assert result.returncode == 0, result.stdout + result.stderr
+    for text in expected:
+        assert text in result.stdout, f"{text!r} not in:\n{result.stdout}"
+    assert not state_dir.exists()  # dry runs, help and lists write nothing
