@@ -73,6 +73,18 @@ def wandb_run_id(group: str, run: str) -> str:
     return hashlib.sha256(f"{group}\0{run}".encode()).hexdigest()[:16]
 
 
+def attempt_run_id(run_id: str, attempt: int) -> str:
+    """The W&B run id of one attempt: ``run_id`` for the first, ``<run_id>-a<N>`` for attempt N > 1.
+
+    Every attempt is its own W&B run (same group and name). Resuming the first attempt's run instead
+    would drop every step a retry logs below the first attempt's last step: a resumed wandb client
+    starts at that step and ignores lower ones (wandb/sdk/wandb_run.py, "Steps must be monotonically
+    increasing"). Run ids may not hold any of ``:;,#?/'`` (wandb/sdk/wandb_settings.py,
+    ``validate_run_id``); ``-`` is kept as it is in the run's URL (``run_url``'s ``quote``).
+    """
+    return run_id if attempt <= 1 else f"{run_id}-a{attempt}"
+
+
 def run_dir(state_dir: Path, group: str, run: str) -> Path:
     """The directory that is the job's own: log, metrics file, exit code."""
     return state_dir / "runs" / group / run

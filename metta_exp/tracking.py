@@ -17,9 +17,17 @@ runs by hand):
   ``init``, ``checkpoint`` and ``finish``.
 
 On stdout (the job's log) it prints ``[metta-exp] progress step=... total=... sps=... key=value ...`` at
-most every ``$METTA_EXP_PROGRESS_EVERY`` seconds and at finish, and ``[metta-exp] checkpoint path=...``
-on each checkpoint. :func:`parse_progress_line`, :func:`last_progress` and :func:`last_checkpoint` read
-them back (``metta_exp.progress``, pure: the monitor uses them on local and remote logs alike).
+most every ``$METTA_EXP_PROGRESS_EVERY`` seconds and at finish, ``[metta-exp] checkpoint path=...``
+on each checkpoint, and, when W&B is online, ``[metta-exp] wandb url=... entity=... project=... id=...``
+once W&B is up and again at finish (so even a short log tail holds it). :func:`parse_progress_line`,
+:func:`last_progress`, :func:`last_checkpoint` and :func:`last_wandb` read them back
+(``metta_exp.progress``, pure: the monitor and the runner use them on local and remote logs alike).
+
+Only rank 0 reports. In a multi-node job (SkyPilot's ``SKYPILOT_NODE_RANK``) or a multi-process one
+(torchrun's ``RANK``/``LOCAL_RANK``) every other rank gets a working ``Run`` that validates its calls and
+writes nothing: no metrics file, no ``run.json``, no W&B run, no lines. One W&B run id is shared by all
+ranks, so a second ``wandb.init`` with it would fight rank 0's run, and ranks on one machine share one
+run directory, where their metrics lines would interleave.
 
 Metrics are mirrored to W&B when W&B is on (see :func:`init`). W&B never stops training: a W&B failure
 is reported in one line and W&B is switched off for the rest of the run. This module imports only the
@@ -43,13 +51,18 @@ from typing import Any
 from metta_exp.progress import (
     CHECKPOINT_PREFIX,
     PROGRESS_PREFIX,
+    WANDB_PREFIX,
     Progress,
+    WandbRef,
     format_checkpoint_line,
     format_progress_line,
+    format_wandb_line,
     last_checkpoint,
     last_progress,
+    last_wandb,
     parse_checkpoint_line,
     parse_progress_line,
+    parse_wandb_line,
 )
 
 __all__ = [
@@ -58,15 +71,21 @@ __all__ = [
     "METRICS_FILE",
     "PROGRESS_PREFIX",
     "RUN_FILE",
+    "WANDB_PREFIX",
     "Progress",
     "Run",
+    "WandbRef",
     "format_checkpoint_line",
     "format_progress_line",
+    "format_wandb_line",
     "init",
+    "is_rank_zero",
     "last_checkpoint",
     "last_progress",
+    "last_wandb",
     "parse_checkpoint_line",
     "parse_progress_line",
+    "parse_wandb_line",
 ]
 
 METRICS_FILE = "metrics.jsonl"
@@ -137,15 +156,33 @@ def _has_wandb_credentials(env: Mapping[str, str]) -> bool:
     return any(a == "machine" and b == host for a, b in zip(tokens, tokens[1:], strict=False))
 
 
+def is_rank_zero(env: Mapping[str, str]) -> bool:
+    """Whether this process is rank 0 of its job: ``RANK`` (torchrun's global rank) when it is set,
+    else ``SKYPILOT_NODE_RANK`` and ``LOCAL_RANK`` both 0 (or unset)."""
+    if env.get("RANK", "").strip():
+        return _rank(env, "RANK") == 0
+    return _rank(env, "SKYPILOT_NODE_RANK") == 0 and _rank(env, "LOCAL_RANK") == 0
+
+
+def _rank(env: Mapping[str, str], name: str) -> int:
+    try:
+        return int(env.get(name, "").strip() or 0)
+    except ValueError:
+        return 0
+
+
 class _WandbMirror:
     """The W&B run, or nothing. Every call to wandb is guarded: a failure switches W&B off."""
 
-    def __init__(self, run_dir: Path, config: Mapping[str, Any] | None, env: Mapping[str, str]) -> None:
+    def __init__(
+        self, run_dir: Path, config: Mapping[str, Any] | None, env: Mapping[str, str], on: bool = True
+    ) -> None:
         self.run: Any = None
         self.mode = "disabled"
         self.url: str | None = None
+        self.ref: WandbRef | None = None
         self.dir: str | None = None
-        mode = _wandb_mode(env)
+        mode = _wandb_mode(env) if on else "disabled"
         if mode == "disabled":
             return
         if mode not in ("online", "offline"):
@@ -171,6 +208,8 @@ class _WandbMirror:
             self.mode = mode
             if mode == "online":
                 self.url = self.run.url
+                self.ref = WandbRef(self.run.url, self.run.entity, self.run.project, self.run.id)
+                _say(format_wandb_line(self.ref))
             else:
                 sync_dir = getattr(self.run.settings, "sync_dir", None)
                 self.dir = str(sync_dir) if sync_dir else os.path.dirname(self.run.dir)
@@ -233,6 +272,7 @@ class Run:
         if total_steps is not None and (isinstance(total_steps, bool) or not isinstance(total_steps, int)):
             raise TypeError(f"total_steps must be an int or None, got {total_steps!r}")
         self.run_dir = Path(env.get("METTA_EXP_RUN_DIR") or DEFAULT_RUN_DIR).absolute()
+        self.rank_zero = is_rank_zero(env)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.total_steps = total_steps
         self.run_name = env.get("METTA_EXP_RUN") or None
@@ -248,8 +288,10 @@ class Run:
         self._last_line_time = clock()
         self._sps_base: tuple[float, int] | None = None  # (time, step) the next sps is measured from
         self._sps: float | None = None
-        self._fd = os.open(self.run_dir / METRICS_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        self._wandb = _WandbMirror(self.run_dir, config, env)
+        self._fd: int | None = None
+        if self.rank_zero:
+            self._fd = os.open(self.run_dir / METRICS_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._wandb = _WandbMirror(self.run_dir, config, env, on=self.rank_zero)
         self._write_run_json()
 
     @property
@@ -278,7 +320,8 @@ class Run:
             record: dict[str, Any] = {"_step": step, "_time": self._wall_clock(), "_attempt": self.attempt}
             record.update((key, _json_value(value)) for key, value in values.items())
             line = json.dumps(record, allow_nan=False) + "\n"
-            _write_all(self._fd, line.encode())
+            if self._fd is not None:
+                _write_all(self._fd, line.encode())
             self._step = step
             self._latest.update(values)
             now = self._clock()
@@ -298,7 +341,8 @@ class Run:
         with self._lock:
             self._check_open("checkpoint")
             self.checkpoint_path = text if "://" in text else os.path.abspath(text)
-            _say(format_checkpoint_line(self.checkpoint_path))
+            if self.rank_zero:
+                _say(format_checkpoint_line(self.checkpoint_path))
             self._write_run_json()
 
     def progress(self) -> Progress:
@@ -316,8 +360,11 @@ class Run:
             if self._closed:
                 return
             self._closed = True
-            os.close(self._fd)
+            if self._fd is not None:
+                os.close(self._fd)
             self._print_progress(self._clock())
+            if self._wandb.ref is not None:
+                _say(format_wandb_line(self._wandb.ref))
         self._wandb.finish(exit_code)
         with self._lock:
             self.finished = exit_code == 0
@@ -350,7 +397,8 @@ class Run:
                 self._sps = (step - base_step) / (now - base_time)
             self._sps_base = (now, step)
         self._last_line_time = now
-        _say(format_progress_line(self._progress(self._sps)))
+        if self.rank_zero:
+            _say(format_progress_line(self._progress(self._sps)))
 
     def _progress(self, measured_sps: float | None) -> Progress:
         latest = dict(self._latest)
@@ -365,6 +413,8 @@ class Run:
         )
 
     def _write_run_json(self) -> None:
+        if not self.rank_zero:
+            return
         state = {
             "run": self.run_name,
             "group": self.group,

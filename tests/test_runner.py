@@ -169,6 +169,10 @@ def test_max_retries_relaunches_failed_jobs(state_dir: Path) -> None:
     assert [a.status for a in history] == [JobStatus.FAILED] * 3
     assert [a.exit_code for a in history] == [7, 7, 7]
     assert all(Path(a.log_path).name == f"attempt-{a.number}.log" for a in history)
+    # the last attempt's W&B run is its own (a resumed run would drop the steps a retry logs again)
+    env = record(state_dir, "retries", "flaky")["env"]
+    assert env["METTA_EXP_ATTEMPT"] == "3"
+    assert env["WANDB_RUN_ID"] == f"{jobs['flaky'].spec['wandb_run_id']}-a3"
 
 
 def test_same_run_names_in_a_new_group(state_dir: Path) -> None:

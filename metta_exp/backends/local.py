@@ -26,7 +26,7 @@ from pathlib import Path
 from metta_exp.backends import procs
 from metta_exp.backends.base import Backend, Launch, Observation
 from metta_exp.errors import BackendError, BackendUnavailable, UsageError
-from metta_exp.resolve import JobSpec
+from metta_exp.resolve import JobSpec, attempt_run_id
 from metta_exp.status import JobStatus
 
 __all__ = ["AttemptFiles", "LocalBackend", "describe_exit", "parse_gpu_list"]
@@ -151,6 +151,7 @@ class LocalBackend(Backend):
             **base_env,
             **launch.spec.env,
             "METTA_EXP_ATTEMPT": str(launch.attempt),
+            "WANDB_RUN_ID": attempt_run_id(launch.spec.wandb_run_id, launch.attempt),
             "CUDA_VISIBLE_DEVICES": ",".join(str(gpu) for gpu in launch.gpu_ids),
         }
         argv = [_SH, "-c", _WRAPPER, "metta-exp-job", str(files.pid), str(files.exit), "--"]

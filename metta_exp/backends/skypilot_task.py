@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 from metta_exp.backends.base import launch_name
 from metta_exp.config import SkyPilotSettings, WandbSettings
 from metta_exp.errors import ConfigError
-from metta_exp.resolve import JobSpec
+from metta_exp.resolve import JobSpec, attempt_run_id
 
 if TYPE_CHECKING:
     import sky
@@ -189,7 +189,7 @@ def task_envs(
             "METTA_EXP_RUN_DIR": remote_run_dir(spec.group, spec.run),
             "WANDB_RUN_GROUP": spec.group,
             "WANDB_NAME": spec.run,
-            "WANDB_RUN_ID": spec.wandb_run_id,
+            "WANDB_RUN_ID": attempt_run_id(spec.wandb_run_id, attempt),
         }
     )
     return envs
