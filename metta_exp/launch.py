@@ -8,6 +8,7 @@ while watching stops only the watching.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import sys
@@ -94,7 +95,7 @@ def _resolve(
     extra_args: Sequence[str],
     hook: Callable[[list[JobSpec]], list[JobSpec]] | None,
 ) -> list[JobSpec]:
-    specs = resolve(exp, group, state_dir, extra_args)
+    specs = resolve(exp, group, state_dir, extra_args, environ=os.environ)
     return hook(specs) if hook else specs
 
 

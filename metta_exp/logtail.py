@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, TextIO
 
-from metta_exp.progress import PROGRESS_PREFIX, Progress, last_checkpoint, last_progress
+from metta_exp.progress import PROGRESS_PREFIX, Progress, WandbRef, last_checkpoint, last_progress, last_wandb
 from metta_exp.status import ACTIVE, JobStatus
 
 if TYPE_CHECKING:
@@ -180,6 +180,21 @@ def read_progress(path: str | os.PathLike[str] | None) -> Progress | None:
     if found is None and size > 4096:
         found = last_progress(read_tail(path, 65536))
     return found
+
+
+def read_wandb_ref(path: str | os.PathLike[str] | None, nbytes: int = 262144) -> WandbRef | None:
+    """The W&B run a log reports (its last ``[metta-exp] wandb ...`` line): looked for in the log's last
+    ``nbytes`` (``tracking`` prints it again when it finishes), then in its first ``nbytes`` (where it is
+    printed once W&B is up), never reading the whole of a large log."""
+    found = last_wandb(read_tail(path, nbytes))
+    if found is not None or not path:
+        return found
+    try:
+        with open(path, "rb") as f:
+            head = f.read(nbytes)
+    except OSError:
+        return None
+    return last_wandb(head.decode("utf-8", "replace"))
 
 
 def read_checkpoint(run_dir: str | os.PathLike[str], log_text: str) -> str | None:

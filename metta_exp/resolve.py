@@ -90,8 +90,41 @@ def run_dir(state_dir: Path, group: str, run: str) -> Path:
     return state_dir / "runs" / group / run
 
 
-def resolve(exp: Experiment, group: str, state_dir: Path, extra_args: Sequence[str] = ()) -> list[JobSpec]:
-    """Job specs for every run of ``exp`` in ``group``, in the experiment's run order."""
+#: W&B settings of the launching shell that every job gets (remote jobs inherit nothing from it).
+#: ``WANDB_API_KEY`` is not one of them: it is a secret, handed to each launch, never stored.
+SHELL_WANDB_KEYS = ("WANDB_BASE_URL", "WANDB_ENTITY", "WANDB_PROJECT", "WANDB_MODE", "WANDB_DISABLED")
+
+
+def shell_wandb_env(exp: Experiment, environ: Mapping[str, str]) -> dict[str, str]:
+    """The W&B settings a job gets from the launching shell (``environ``) and the experiment.
+
+    The experiment's ``wandb.entity``/``project``/``mode`` win over the shell's ``WANDB_*``; an
+    experiment that sets ``wandb.mode`` also drops the shell's ``WANDB_DISABLED``.
+    """
+    env = {key: environ[key] for key in SHELL_WANDB_KEYS if environ.get(key, "").strip()}
+    for key in ("entity", "project", "mode"):
+        value = getattr(exp.wandb, key)
+        if value:
+            env[f"WANDB_{key.upper()}"] = value
+    if exp.wandb.mode:
+        env.pop("WANDB_DISABLED", None)
+    return env
+
+
+def resolve(
+    exp: Experiment,
+    group: str,
+    state_dir: Path,
+    extra_args: Sequence[str] = (),
+    environ: Mapping[str, str] | None = None,
+) -> list[JobSpec]:
+    """Job specs for every run of ``exp`` in ``group``, in the experiment's run order.
+
+    ``environ`` is the launching shell's environment (the caller passes ``os.environ``): its W&B
+    settings (``SHELL_WANDB_KEYS``) are recorded in every job's env, so that every job of the group,
+    on any backend and relaunched from any terminal, uses the W&B host and mode it was launched with.
+    """
+    wandb_env = shell_wandb_env(exp, environ or {})
     specs = []
     for run in exp.runs:
         directory = run_dir(state_dir, group, run)
@@ -104,11 +137,8 @@ def resolve(exp: Experiment, group: str, state_dir: Path, extra_args: Sequence[s
             "WANDB_NAME": run,
             "WANDB_RUN_ID": run_id,
             "PYTHONUNBUFFERED": "1",
+            **wandb_env,
         }
-        for key in ("entity", "project", "mode"):
-            value = getattr(exp.wandb, key)
-            if value:
-                env[f"WANDB_{key.upper()}"] = value
         specs.append(
             JobSpec(
                 group=group,

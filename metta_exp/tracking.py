@@ -86,6 +86,7 @@ __all__ = [
     "parse_checkpoint_line",
     "parse_progress_line",
     "parse_wandb_line",
+    "wandb_mode",
 ]
 
 METRICS_FILE = "metrics.jsonl"
@@ -130,7 +131,7 @@ def _json_value(value: int | float) -> int | float | None:
 # W&B
 
 
-def _wandb_mode(env: Mapping[str, str]) -> str:
+def wandb_mode(env: Mapping[str, str]) -> str:
     """``online``, ``offline``, ``disabled`` or the unknown value itself, from ``WANDB_MODE``."""
     if env.get("WANDB_DISABLED", "").lower() in ("true", "1", "yes"):
         return "disabled"
@@ -139,21 +140,23 @@ def _wandb_mode(env: Mapping[str, str]) -> str:
 
 
 def _has_wandb_credentials(env: Mapping[str, str]) -> bool:
-    """WANDB_API_KEY is set, or the netrc file (``$NETRC`` or ``$HOME/.netrc``) has a ``machine`` entry
-    for the W&B host (``api.wandb.ai``, or the host of ``WANDB_BASE_URL``)."""
+    """WANDB_API_KEY is set, or the netrc file (``$NETRC``, else ``~/.netrc``, else ``~/_netrc``) has a
+    ``machine`` entry for the W&B server's ``host[:port]`` (of ``WANDB_BASE_URL``, default
+    ``api.wandb.ai``), which is the entry wandb reads (wandb/sdk/lib/wbauth/wbnetrc.py)."""
     if env.get("WANDB_API_KEY", "").strip():
         return True
-    from urllib.parse import urlparse
+    from urllib.parse import urlsplit
 
-    host = urlparse(env.get("WANDB_BASE_URL", "") or "https://api.wandb.ai").hostname or "api.wandb.ai"
+    netloc = urlsplit(env.get("WANDB_BASE_URL", "").strip() or "https://api.wandb.ai").netloc
     home = Path(env["HOME"]) if env.get("HOME") else Path.home()
-    path = Path(env["NETRC"]) if env.get("NETRC") else home / ".netrc"
-    try:
-        text = path.read_text()
-    except OSError:
-        return False
-    tokens = text.split()
-    return any(a == "machine" and b == host for a, b in zip(tokens, tokens[1:], strict=False))
+    paths = [Path(env["NETRC"]).expanduser()] if env.get("NETRC") else [home / ".netrc", home / "_netrc"]
+    for path in paths:
+        try:
+            tokens = path.read_text().split()
+        except OSError:
+            continue
+        return any(a == "machine" and b == netloc for a, b in zip(tokens, tokens[1:], strict=False))
+    return False
 
 
 def is_rank_zero(env: Mapping[str, str]) -> bool:
@@ -182,7 +185,7 @@ class _WandbMirror:
         self.url: str | None = None
         self.ref: WandbRef | None = None
         self.dir: str | None = None
-        mode = _wandb_mode(env) if on else "disabled"
+        mode = wandb_mode(env) if on else "disabled"
         if mode == "disabled":
             return
         if mode not in ("online", "offline"):

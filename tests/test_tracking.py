@@ -451,6 +451,8 @@ def test_wandb_credentials_detection(tmp_path: Path) -> None:
     other = tmp_path / "other-netrc"
     other.write_text("machine wandb.corp.example login user password KEY\n")
     env = {"HOME": str(home), "WANDB_BASE_URL": "https://wandb.corp.example:8443", "NETRC": str(other)}
+    assert not _has_wandb_credentials(env), "wandb looks up host AND port (wbauth/wbnetrc.py)"
+    other.write_text("machine wandb.corp.example:8443 login user password KEY\n")
     assert _has_wandb_credentials(env)
 
 
