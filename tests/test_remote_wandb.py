@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -168,3 +169,32 @@ def test_offline_wandb_on_a_remote_group_is_refused_and_nothing_is_written(
     assert named in lines[0] and "wandb.mode=online" in lines[0] and "remote=false" in lines[0]
     assert not state_dir.exists()
     assert FakeSkyApi(state_dir.parent / "fake sky").jobs() == []
+
+
+def test_readme_multi_node_example_starts_torchrun_with_skypilots_node_variables(
+    state_dir: Path, tmp_path: Path
+) -> None:
+    """The README's multi-node experiment, as SkyPilot runs its task on node 1 of 2 (a stand-in
+    ``torchrun`` on PATH prints what it was given)."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    example = readme.split("as\nSkyPilot's docs do:\n\n```yaml\n", 1)[1].split("```", 1)[0]
+    conf = tmp_path / "conf"
+    (conf / "experiment").mkdir(parents=True)
+    (conf / "experiment" / "mn.yaml").write_text(example)
+    result = run_cli("--config-dir", str(conf), "+experiment=mn", "dry_run=true", "group=mn", "lr=it's 3")
+    assert result.returncode == 0, result.stderr
+    task = yaml.safe_load(result.stdout.split("skypilot task:\n", 1)[1])
+    assert task["num_nodes"] == 2
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "torchrun").write_text('#!/bin/sh\nfor a in "$@"; do echo "[$a]"; done\n')
+    (bin_dir / "torchrun").chmod(0o755)
+    node = {"SKYPILOT_NUM_NODES": "2", "SKYPILOT_NODE_RANK": "1", "SKYPILOT_NUM_GPUS_PER_NODE": "8",
+            "SKYPILOT_NODE_IPS": "10.0.0.1\n10.0.0.2", "HOME": str(tmp_path)}  # fmt: skip
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", **task["envs"], **node}
+    ran = subprocess.run(["bash", "-c", task["run"]], env=env, capture_output=True, text=True, timeout=30)
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.split("\n") == [
+        "[--nnodes=2]", "[--node_rank=1]", "[--nproc_per_node=8]", "[--master_addr=10.0.0.1]",
+        "[--master_port=12375]", "[train.py]", "[lr=it's 3]", "",
+    ]  # fmt: skip
