@@ -182,19 +182,38 @@ def read_progress(path: str | os.PathLike[str] | None) -> Progress | None:
     return found
 
 
-def read_wandb_ref(path: str | os.PathLike[str] | None, nbytes: int = 262144) -> WandbRef | None:
-    """The W&B run a log reports (its last ``[metta-exp] wandb ...`` line): looked for in the log's last
-    ``nbytes`` (``tracking`` prints it again when it finishes), then in its first ``nbytes`` (where it is
-    printed once W&B is up), never reading the whole of a large log."""
-    found = last_wandb(read_tail(path, nbytes))
-    if found is not None or not path:
-        return found
+def scan_wandb_ref(
+    path: str | os.PathLike[str] | None, offset: int = 0, nbytes: int = 262144
+) -> tuple[WandbRef | None, int]:
+    """The W&B run a log reports (its last ``[metta-exp] wandb ...`` line) in what was written since
+    ``offset`` (the offset this returned last time), and the offset to pass next time.
+
+    Reads at most the log's first ``nbytes`` (where ``tracking`` prints the line once W&B is up) and its
+    last ``nbytes`` (it prints it again when it finishes), never a whole large log, and nothing when the
+    log did not grow. A log that shrank (a remote log tail copied over it) is read again from its start.
+    """
     try:
-        with open(path, "rb") as f:
-            head = f.read(nbytes)
+        size = os.path.getsize(path) if path else 0
     except OSError:
-        return None
-    return last_wandb(head.decode("utf-8", "replace"))
+        return None, offset
+    if size < offset:
+        offset = 0
+    if size == offset:
+        return None, offset
+    chunks = []
+    first = max(offset - 4096, 0)  # overlap: a line half written at the last look
+    with open(path, "rb") as f:  # type: ignore[arg-type]
+        if first < nbytes < size:  # the head, until it has been looked through
+            f.seek(first)
+            chunks.append(f.read(nbytes - first))
+        start = max(first, size - nbytes)
+        f.seek(start)
+        chunks.append(f.read(size - start))
+    for chunk in reversed(chunks):
+        found = last_wandb(chunk.decode("utf-8", "replace"))
+        if found is not None:
+            return found, size
+    return None, size
 
 
 def read_checkpoint(run_dir: str | os.PathLike[str], log_text: str) -> str | None:

@@ -26,6 +26,7 @@ from pathlib import Path
 from metta_exp.backends.base import Backend, Launch, Observation
 from metta_exp.backends.procs import pid_alive
 from metta_exp.config import CONFIG_KEYS, Experiment
+from metta_exp.logtail import scan_wandb_ref
 from metta_exp.records import GroupRecord, JobRecord
 from metta_exp.resolve import JobSpec
 from metta_exp.status import ACTIVE, JobStatus
@@ -58,6 +59,7 @@ class Runner:
     _announced: bool = False
     _url_checked: dict[str, float] = field(default_factory=dict)
     _url_found: dict[str, int] = field(default_factory=dict)  # run -> the attempt whose URL is recorded
+    _log_scanned: dict[str, int] = field(default_factory=dict)  # log path -> bytes looked through
 
     def drive(self) -> int | None:
         """Drive the group to its end. None if another live driver holds it."""
@@ -161,7 +163,10 @@ class Runner:
             if job.run not in ended and now - self._url_checked.get(job.run, 0.0) < URL_CHECK_S:
                 continue
             self._url_checked[job.run] = now
-            url = reported_wandb_url(job)
+            ref, self._log_scanned[job.log_path or ""] = scan_wandb_ref(
+                job.log_path, self._log_scanned.get(job.log_path or "", 0)
+            )
+            url = ref.url if ref is not None else run_json_wandb_url(job)
             if url:
                 self._url_found[job.run] = job.attempts
                 if url != job.wandb_url:
@@ -369,14 +374,9 @@ def notebook_path(group: GroupRecord) -> Path:
     return Path(configured) if configured else Path("experiments") / "notebooks" / f"{group.name}.ipynb"
 
 
-def reported_wandb_url(job: JobRecord) -> str | None:
-    """The W&B URL the job's current attempt reported: the ``[metta-exp] wandb`` line of its log, else
-    (local jobs, older trainers) ``run.json`` in its run directory when written by this attempt."""
-    from metta_exp.logtail import read_wandb_ref
-
-    ref = read_wandb_ref(job.log_path)
-    if ref is not None:
-        return ref.url
+def run_json_wandb_url(job: JobRecord) -> str | None:
+    """The W&B URL in ``run.json`` of the job's run directory when this attempt wrote it (local jobs; a
+    fallback for the ``[metta-exp] wandb`` line of its log)."""
     try:
         data = json.loads((Path(job.run_dir) / "run.json").read_text())
     except (OSError, ValueError):

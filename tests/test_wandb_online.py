@@ -77,6 +77,27 @@ def test_marker_line_round_trip_and_last_one_wins() -> None:
     assert last_wandb("nothing here\n") is None
 
 
+def test_scanning_a_growing_log_reads_only_what_is_new(tmp_path: Path) -> None:
+    from metta_exp.logtail import scan_wandb_ref
+    from metta_exp.progress import WandbRef, format_wandb_line
+
+    ref = WandbRef(url="http://h:1/e/p/runs/x", entity="e", project="p", run_id="x")
+    log = tmp_path / "attempt-1.log"
+    assert scan_wandb_ref(log) == (None, 0), "no log yet"
+    log.write_text("starting\n" + format_wandb_line(ref)[:20])  # the line is half written
+    found, offset = scan_wandb_ref(log)
+    assert found is None and offset == log.stat().st_size
+    with log.open("a") as f:
+        f.write(format_wandb_line(ref)[20:] + "\n" + "x" * 600_000 + "\n")
+    assert scan_wandb_ref(log, offset) == (ref, log.stat().st_size)
+    assert scan_wandb_ref(log, log.stat().st_size) == (None, log.stat().st_size), "unchanged: nothing read"
+    big = tmp_path / "big.log"  # printed first thing, then a lot: found in the head
+    big.write_text(format_wandb_line(ref) + "\n" + "y\n" * 400_000)
+    assert scan_wandb_ref(big)[0] == ref
+    log.write_text("a shorter remote tail\n" + format_wandb_line(ref) + "\n")  # copied over the log
+    assert scan_wandb_ref(log, 10**6)[0] == ref
+
+
 def test_online_run_prints_its_url_with_the_servers_host(tmp_path: Path, server: FakeWandb) -> None:
     """No entity or project configured: the marker names the default entity and project W&B used,
     and the URL's host is the W&B server the job used (never a hard-coded wandb.ai)."""
