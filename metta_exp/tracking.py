@@ -30,8 +30,9 @@ ranks, so a second ``wandb.init`` with it would fight rank 0's run, and ranks on
 run directory, where their metrics lines would interleave.
 
 Metrics are mirrored to W&B when W&B is on (see :func:`init`). W&B never stops training: a W&B failure
-is reported in one line and W&B is switched off for the rest of the run. This module imports only the
-standard library; ``wandb`` is imported inside :func:`init` and only when it will be used.
+is reported in one line and W&B is switched off for the rest of the run (the mirror and the rank rule
+live in :mod:`metta_exp.tracking_wandb`). This module imports only the standard library; ``wandb`` is
+imported inside :func:`init` and only when it will be used.
 """
 
 from __future__ import annotations
@@ -40,7 +41,6 @@ import json
 import math
 import numbers
 import os
-import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -63,6 +63,12 @@ from metta_exp.progress import (
     parse_checkpoint_line,
     parse_progress_line,
     parse_wandb_line,
+)
+from metta_exp.tracking_wandb import (
+    WandbMirror,
+    is_rank_zero,
+    say,
+    wandb_mode,
 )
 
 __all__ = [
@@ -96,7 +102,6 @@ MAX_PROGRESS_METRICS = 32
 """A progress line shows at most this many metrics (``overview/*`` first) to keep logs readable."""
 DEFAULT_PROGRESS_EVERY = 2.0
 SPS_KEY = "overview/sps"
-NO_CREDENTIALS = "[metta-exp] W&B off: no credentials (set WANDB_API_KEY or wandb.mode=offline)"
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -125,127 +130,6 @@ def _number(key: object, value: object) -> int | float:
 
 def _json_value(value: int | float) -> int | float | None:
     return value if isinstance(value, int) or math.isfinite(value) else None
-
-
-# ---------------------------------------------------------------------------------------------------
-# W&B
-
-
-def wandb_mode(env: Mapping[str, str]) -> str:
-    """``online``, ``offline``, ``disabled`` or the unknown value itself, from ``WANDB_MODE``."""
-    if env.get("WANDB_DISABLED", "").lower() in ("true", "1", "yes"):
-        return "disabled"
-    mode = env.get("WANDB_MODE", "").strip().lower()
-    return {"": "online", "run": "online", "dryrun": "offline"}.get(mode, mode)
-
-
-def _has_wandb_credentials(env: Mapping[str, str]) -> bool:
-    """WANDB_API_KEY is set, or the netrc file (``$NETRC``, else ``~/.netrc``, else ``~/_netrc``) has a
-    ``machine`` entry for the W&B server's ``host[:port]`` (of ``WANDB_BASE_URL``, default
-    ``api.wandb.ai``), which is the entry wandb reads (wandb/sdk/lib/wbauth/wbnetrc.py)."""
-    if env.get("WANDB_API_KEY", "").strip():
-        return True
-    from urllib.parse import urlsplit
-
-    netloc = urlsplit(env.get("WANDB_BASE_URL", "").strip() or "https://api.wandb.ai").netloc
-    home = Path(env["HOME"]) if env.get("HOME") else Path.home()
-    paths = [Path(env["NETRC"]).expanduser()] if env.get("NETRC") else [home / ".netrc", home / "_netrc"]
-    for path in paths:
-        try:
-            tokens = path.read_text().split()
-        except OSError:
-            continue
-        return any(a == "machine" and b == netloc for a, b in zip(tokens, tokens[1:], strict=False))
-    return False
-
-
-def is_rank_zero(env: Mapping[str, str]) -> bool:
-    """Whether this process is rank 0 of its job: ``RANK`` (torchrun's global rank) when it is set,
-    else ``SKYPILOT_NODE_RANK`` and ``LOCAL_RANK`` both 0 (or unset)."""
-    if env.get("RANK", "").strip():
-        return _rank(env, "RANK") == 0
-    return _rank(env, "SKYPILOT_NODE_RANK") == 0 and _rank(env, "LOCAL_RANK") == 0
-
-
-def _rank(env: Mapping[str, str], name: str) -> int:
-    try:
-        return int(env.get(name, "").strip() or 0)
-    except ValueError:
-        return 0
-
-
-class _WandbMirror:
-    """The W&B run, or nothing. Every call to wandb is guarded: a failure switches W&B off."""
-
-    def __init__(
-        self, run_dir: Path, config: Mapping[str, Any] | None, env: Mapping[str, str], on: bool = True
-    ) -> None:
-        self.run: Any = None
-        self.mode = "disabled"
-        self.url: str | None = None
-        self.ref: WandbRef | None = None
-        self.dir: str | None = None
-        mode = wandb_mode(env) if on else "disabled"
-        if mode == "disabled":
-            return
-        if mode not in ("online", "offline"):
-            _say(f"[metta-exp] W&B off: unknown WANDB_MODE {env.get('WANDB_MODE')!r}")
-            return
-        if mode == "online" and not _has_wandb_credentials(env):
-            _say(NO_CREDENTIALS)
-            return
-        try:
-            import wandb
-
-            self.run = wandb.init(
-                id=env.get("WANDB_RUN_ID") or None,
-                name=env.get("WANDB_NAME") or None,
-                group=env.get("WANDB_RUN_GROUP") or None,
-                project=env.get("WANDB_PROJECT") or "metta-exp",
-                entity=env.get("WANDB_ENTITY") or None,
-                config=dict(config or {}),
-                resume="allow",
-                mode="offline" if mode == "offline" else "online",
-                dir=str(run_dir),
-            )
-            self.mode = mode
-            if mode == "online":
-                self.url = self.run.url
-                self.ref = WandbRef(self.run.url, self.run.entity, self.run.project, self.run.id)
-                _say(format_wandb_line(self.ref))
-            else:
-                sync_dir = getattr(self.run.settings, "sync_dir", None)
-                self.dir = str(sync_dir) if sync_dir else os.path.dirname(self.run.dir)
-        except Exception as exc:  # W&B must never stop training
-            self.run = None
-            _say(f"[metta-exp] W&B off: wandb.init failed: {_reason(exc)}")
-
-    def log(self, metrics: Mapping[str, int | float], step: int) -> None:
-        if self.run is None:
-            return
-        try:
-            self.run.log(dict(metrics), step=step)
-        except Exception as exc:
-            _say(f"[metta-exp] W&B off: wandb.log failed: {_reason(exc)}")
-            self.run = None
-
-    def finish(self, exit_code: int) -> None:
-        if self.run is None:
-            return
-        try:
-            self.run.finish(exit_code=exit_code)
-        except Exception as exc:
-            _say(f"[metta-exp] W&B: wandb.finish failed: {_reason(exc)}")
-        self.run = None
-
-
-def _reason(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-def _say(line: str) -> None:
-    print(line, file=sys.stdout, flush=True)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -294,7 +178,7 @@ class Run:
         self._fd: int | None = None
         if self.rank_zero:
             self._fd = os.open(self.run_dir / METRICS_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        self._wandb = _WandbMirror(self.run_dir, config, env, on=self.rank_zero)
+        self._wandb = WandbMirror(self.run_dir, config, env, on=self.rank_zero)
         self._write_run_json()
 
     @property
@@ -345,7 +229,7 @@ class Run:
             self._check_open("checkpoint")
             self.checkpoint_path = text if "://" in text else os.path.abspath(text)
             if self.rank_zero:
-                _say(format_checkpoint_line(self.checkpoint_path))
+                say(format_checkpoint_line(self.checkpoint_path))
             self._write_run_json()
 
     def progress(self) -> Progress:
@@ -367,7 +251,7 @@ class Run:
                 os.close(self._fd)
             self._print_progress(self._clock())
             if self._wandb.ref is not None:
-                _say(format_wandb_line(self._wandb.ref))
+                say(format_wandb_line(self._wandb.ref))
         self._wandb.finish(exit_code)
         with self._lock:
             self.finished = exit_code == 0
@@ -401,7 +285,7 @@ class Run:
             self._sps_base = (now, step)
         self._last_line_time = now
         if self.rank_zero:
-            _say(format_progress_line(self._progress(self._sps)))
+            say(format_progress_line(self._progress(self._sps)))
 
     def _progress(self, measured_sps: float | None) -> Progress:
         latest = dict(self._latest)
@@ -453,7 +337,7 @@ def _env_number(env: Mapping[str, str], name: str, default: Any, kind: type) -> 
     try:
         return kind(text)
     except ValueError:
-        _say(f"[metta-exp] ignoring {name}={text!r}: not a number, using {default}")
+        say(f"[metta-exp] ignoring {name}={text!r}: not a number, using {default}")
         return default
 
 

@@ -52,7 +52,7 @@ from metta_exp.config import SkyPilotSettings, WandbSettings
 from metta_exp.errors import BackendError, BackendUnavailable, ConfigError
 from metta_exp.resolve import JobSpec
 from metta_exp.status import JobStatus
-from metta_exp.tracking import wandb_mode
+from metta_exp.tracking_wandb import wandb_mode
 
 __all__ = ["SkyPilotBackend", "make_skypilot_backend", "observe"]
 

@@ -41,7 +41,7 @@ from metta_exp.backends.base import launch_name
 from metta_exp.config import SkyPilotSettings, WandbSettings
 from metta_exp.errors import ConfigError
 from metta_exp.resolve import JobSpec, attempt_run_id
-from metta_exp.tracking import wandb_mode
+from metta_exp.tracking_wandb import wandb_mode
 
 if TYPE_CHECKING:
     import sky
