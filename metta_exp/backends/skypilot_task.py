@@ -276,7 +276,8 @@ def task_secrets(
 def _netrc_wandb_key(base_url: str, environ: Mapping[str, str], path: str | None) -> str | None:
     """The password of ``base_url``'s ``host[:port]`` in ``$NETRC``, else ``~/.netrc``, else ``~/_netrc``
     (wandb/sdk/lib/wbauth/wbnetrc.py, ``_get_netrc_file_path``)."""
-    netloc = urlsplit(base_url.strip()).netloc
+    base_url = base_url.strip()
+    netloc = urlsplit(base_url if "://" in base_url else f"https://{base_url}").netloc
     if not netloc:
         return None
     home = environ.get("HOME") or os.path.expanduser("~")
