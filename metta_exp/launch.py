@@ -13,6 +13,7 @@ import re
 import shlex
 import sys
 import time
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
@@ -52,7 +53,8 @@ def launch_experiment(
     out = out or sys.stdout
     state_dir = (state_dir or default_state_dir()).absolute()
     group = exp.group or generated_group_name(name)
-    specs = _resolve(exp, group, state_dir, extra_args, specs_hook)
+    instance = uuid.uuid4().hex[:12]  # this group instance's own (its W&B run ids)
+    specs = _resolve(exp, group, state_dir, extra_args, specs_hook, instance)
     if exp.dry_run:
         print_dry_run(exp, specs, out)
         return 0
@@ -61,6 +63,7 @@ def launch_experiment(
 
     store = JobStore.open(state_dir)
     config = exp.to_dict() | {"extra_args": list(extra_args)} | dict(extra_config or {})
+    config["instance"] = instance
     for suffix in range(1, 1000):
         try:
             store.create_group(group, name, backend.name, config, [s.to_dict() for s in specs])
@@ -69,7 +72,7 @@ def launch_experiment(
             if exp.group is not None or suffix == 999:
                 raise
             group = f"{generated_group_name(name)}-{suffix + 1}"
-            specs = _resolve(exp, group, state_dir, extra_args, specs_hook)
+            specs = _resolve(exp, group, state_dir, extra_args, specs_hook, instance)
 
     from metta_exp.runner import ensure_driver
 
@@ -94,8 +97,9 @@ def _resolve(
     state_dir: Path,
     extra_args: Sequence[str],
     hook: Callable[[list[JobSpec]], list[JobSpec]] | None,
+    instance: str | None = None,
 ) -> list[JobSpec]:
-    specs = resolve(exp, group, state_dir, extra_args, environ=os.environ)
+    specs = resolve(exp, group, state_dir, extra_args, environ=os.environ, instance=instance)
     return hook(specs) if hook else specs
 
 

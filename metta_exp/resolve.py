@@ -68,9 +68,14 @@ class JobSpec:
         )
 
 
-def wandb_run_id(group: str, run: str) -> str:
-    """A W&B run id fixed before launch, the same every time for the same group and run."""
-    return hashlib.sha256(f"{group}\0{run}".encode()).hexdigest()[:16]
+def wandb_run_id(group: str, run: str, instance: str | None = None) -> str:
+    """A W&B run id fixed before launch, the same every time for the same group, run and ``instance``.
+
+    ``instance`` is a random id drawn once per launched group: a group name used again (in another
+    state directory, on another machine) must not resume the old group's W&B runs.
+    """
+    key = f"{group}\0{run}" + (f"\0{instance}" if instance else "")
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
 def attempt_run_id(run_id: str, attempt: int) -> str:
@@ -117,18 +122,20 @@ def resolve(
     state_dir: Path,
     extra_args: Sequence[str] = (),
     environ: Mapping[str, str] | None = None,
+    instance: str | None = None,
 ) -> list[JobSpec]:
     """Job specs for every run of ``exp`` in ``group``, in the experiment's run order.
 
     ``environ`` is the launching shell's environment (the caller passes ``os.environ``): its W&B
     settings (``SHELL_WANDB_KEYS``) are recorded in every job's env, so that every job of the group,
     on any backend and relaunched from any terminal, uses the W&B host and mode it was launched with.
+    ``instance`` (see :func:`wandb_run_id`) makes the W&B run ids this group instance's own.
     """
     wandb_env = shell_wandb_env(exp, environ or {})
     specs = []
     for run in exp.runs:
         directory = run_dir(state_dir, group, run)
-        run_id = wandb_run_id(group, run)
+        run_id = wandb_run_id(group, run, instance)
         env = {
             "METTA_EXP_GROUP": group,
             "METTA_EXP_RUN": run,

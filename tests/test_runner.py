@@ -300,3 +300,19 @@ def test_wandb_url_is_read_from_the_jobs_log_and_is_the_latest_attempts(state_di
     base = "https://wandb.example.com:8443/team/proj/runs/"
     assert jobs["m"].wandb_url == base + jobs["m"].spec["wandb_run_id"] + "-a2"
     assert jobs["j"].wandb_url == base + jobs["j"].spec["wandb_run_id"], "run.json stays a fallback"
+
+
+def test_a_group_name_used_again_elsewhere_gets_new_wandb_runs(state_dir: Path, tmp_path: Path) -> None:
+    """Another state directory (or machine) may reuse a group name; resuming the old group's W&B runs
+    would drop every step the new jobs log below the old runs' last one."""
+    first = launch(state_dir, experiment(["a"]), "same")
+    elsewhere = tmp_path / "other state"
+    second = launch(elsewhere, experiment(["a"]), "same")
+    try:
+        ids = [first[0].spec["wandb_run_id"], second[0].spec["wandb_run_id"]]
+        assert ids[0] != ids[1] and all(len(i) == 16 for i in ids)
+        assert record(elsewhere, "same", "a")["env"]["WANDB_RUN_ID"] == ids[1]
+    finally:
+        from conftest import kill_everything
+
+        kill_everything(elsewhere)
