@@ -324,7 +324,9 @@ def init(total_steps: int | None = None, config: Mapping[str, Any] | None = None
     credentials exist (``WANDB_API_KEY``, or a netrc entry for the W&B host), otherwise one line says
     W&B is off. The run's id, name, group, project and entity come from ``WANDB_RUN_ID``,
     ``WANDB_NAME``, ``WANDB_RUN_GROUP``, ``WANDB_PROJECT`` (default ``metta-exp``) and
-    ``WANDB_ENTITY``, which metta-exp sets for every job. Use the run as a context manager or call
+    ``WANDB_ENTITY``, which metta-exp sets for every job (``WANDB_RUN_ID`` is the attempt's own). An
+    online run's URL is printed as a ``[metta-exp] wandb`` line. On any rank but 0 (see
+    :func:`is_rank_zero`) nothing is written or started. Use the run as a context manager or call
     :meth:`Run.finish`.
     """
     return Run(total_steps=total_steps, config=config)
