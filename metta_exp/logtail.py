@@ -182,24 +182,31 @@ def read_progress(path: str | os.PathLike[str] | None) -> Progress | None:
     return found
 
 
+LogMark = tuple[int, int]
+"""Where :func:`scan_wandb_ref` stopped in a log: (the file's inode, the bytes looked through)."""
+
+
 def scan_wandb_ref(
-    path: str | os.PathLike[str] | None, offset: int = 0, nbytes: int = 262144
-) -> tuple[WandbRef | None, int]:
+    path: str | os.PathLike[str] | None, mark: LogMark = (0, 0), nbytes: int = 262144
+) -> tuple[WandbRef | None, LogMark]:
     """The W&B run a log reports (its last ``[metta-exp] wandb ...`` line) in what was written since
-    ``offset`` (the offset this returned last time), and the offset to pass next time.
+    ``mark`` (what this returned last time), and the mark to pass next time.
 
     Reads at most the log's first ``nbytes`` (where ``tracking`` prints the line once W&B is up) and its
     last ``nbytes`` (it prints it again when it finishes), never a whole large log, and nothing when the
-    log did not grow. A log that shrank (a remote log tail copied over it) is read again from its start.
+    log did not change. A log replaced by another file (a remote log tail copied over it) or cut shorter
+    is read again from its start.
     """
     try:
-        size = os.path.getsize(path) if path else 0
+        stat = os.stat(path) if path else None
     except OSError:
-        return None, offset
-    if size < offset:
-        offset = 0
+        return None, mark
+    if stat is None:
+        return None, mark
+    size = stat.st_size
+    offset = mark[1] if mark[0] == stat.st_ino and mark[1] <= size else 0
     if size == offset:
-        return None, offset
+        return None, (stat.st_ino, size)
     chunks = []
     first = max(offset - 4096, 0)  # overlap: a line half written at the last look
     with open(path, "rb") as f:  # type: ignore[arg-type]
@@ -209,11 +216,8 @@ def scan_wandb_ref(
         start = max(first, size - nbytes)
         f.seek(start)
         chunks.append(f.read(size - start))
-    for chunk in reversed(chunks):
-        found = last_wandb(chunk.decode("utf-8", "replace"))
-        if found is not None:
-            return found, size
-    return None, size
+    found = next((ref for c in reversed(chunks) if (ref := last_wandb(c.decode("utf-8", "replace")))), None)
+    return found, (stat.st_ino, size)
 
 
 def read_checkpoint(run_dir: str | os.PathLike[str], log_text: str) -> str | None:

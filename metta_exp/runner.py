@@ -26,7 +26,7 @@ from pathlib import Path
 from metta_exp.backends.base import Backend, Launch, Observation
 from metta_exp.backends.procs import pid_alive
 from metta_exp.config import CONFIG_KEYS, Experiment
-from metta_exp.logtail import scan_wandb_ref
+from metta_exp.logtail import LogMark, scan_wandb_ref
 from metta_exp.records import GroupRecord, JobRecord
 from metta_exp.resolve import JobSpec
 from metta_exp.status import ACTIVE, JobStatus
@@ -59,7 +59,7 @@ class Runner:
     _announced: bool = False
     _url_checked: dict[str, float] = field(default_factory=dict)
     _url_found: dict[str, int] = field(default_factory=dict)  # run -> the attempt whose URL is recorded
-    _log_scanned: dict[str, int] = field(default_factory=dict)  # log path -> bytes looked through
+    _log_scanned: dict[str, LogMark] = field(default_factory=dict)  # log path -> where the last look ended
 
     def drive(self) -> int | None:
         """Drive the group to its end. None if another live driver holds it."""
@@ -164,7 +164,7 @@ class Runner:
                 continue
             self._url_checked[job.run] = now
             ref, self._log_scanned[job.log_path or ""] = scan_wandb_ref(
-                job.log_path, self._log_scanned.get(job.log_path or "", 0)
+                job.log_path, self._log_scanned.get(job.log_path or "", (0, 0))
             )
             url = ref.url if ref is not None else run_json_wandb_url(job)
             if url:

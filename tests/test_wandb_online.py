@@ -82,20 +82,25 @@ def test_scanning_a_growing_log_reads_only_what_is_new(tmp_path: Path) -> None:
     from metta_exp.progress import WandbRef, format_wandb_line
 
     ref = WandbRef(url="http://h:1/e/p/runs/x", entity="e", project="p", run_id="x")
+    line = format_wandb_line(ref)
     log = tmp_path / "attempt-1.log"
-    assert scan_wandb_ref(log) == (None, 0), "no log yet"
-    log.write_text("starting\n" + format_wandb_line(ref)[:20])  # the line is half written
-    found, offset = scan_wandb_ref(log)
-    assert found is None and offset == log.stat().st_size
+    assert scan_wandb_ref(log) == (None, (0, 0)), "no log yet"
+    log.write_text("starting\n" + line[:20])  # the line is half written
+    found, mark = scan_wandb_ref(log)
+    assert found is None and mark == (log.stat().st_ino, log.stat().st_size)
     with log.open("a") as f:
-        f.write(format_wandb_line(ref)[20:] + "\n" + "x" * 600_000 + "\n")
-    assert scan_wandb_ref(log, offset) == (ref, log.stat().st_size)
-    assert scan_wandb_ref(log, log.stat().st_size) == (None, log.stat().st_size), "unchanged: nothing read"
+        f.write(line[20:] + "\n" + "x" * 600_000 + "\n")
+    found, mark = scan_wandb_ref(log, mark)
+    assert found == ref and mark[1] == log.stat().st_size
+    assert scan_wandb_ref(log, mark) == (None, mark), "unchanged: nothing read"
     big = tmp_path / "big.log"  # printed first thing, then a lot: found in the head
-    big.write_text(format_wandb_line(ref) + "\n" + "y\n" * 400_000)
+    big.write_text(line + "\n" + "y\n" * 400_000)
     assert scan_wandb_ref(big)[0] == ref
-    log.write_text("a shorter remote tail\n" + format_wandb_line(ref) + "\n")  # copied over the log
-    assert scan_wandb_ref(log, 10**6)[0] == ref
+    # a remote log tail copied over the log (a new file, here longer): read again from its start
+    tail = tmp_path / "tail.tmp"
+    tail.write_text("z\n" * 10 + line + "\n" + "w" * 600_000 + "\n")
+    os.replace(tail, log)
+    assert scan_wandb_ref(log, mark)[0] == ref
 
 
 def test_online_run_prints_its_url_with_the_servers_host(tmp_path: Path, server: FakeWandb) -> None:
