@@ -1,15 +1,16 @@
 """metta-exp: launch and manage groups of training runs from declarative Hydra configs.
 
-The public API is small: ``Experiment`` (build and ``launch()`` a group from Python), ``JobStore`` and
-``JobStatus`` (read groups and jobs), ``fetch_metrics`` (load the runs' metrics into a DataFrame), and
-the error classes. Heavy parts (Hydra, SkyPilot, W&B, pandas) load only when used.
+The public API is small: ``Experiment`` (build and ``launch()`` a group from Python; ``ExperimentTool``
+is the same class under the reference's name), ``JobStore`` and ``JobStatus`` (read groups and jobs),
+``fetch_metrics`` (load the runs' metrics into a DataFrame), and the error classes. Heavy parts (Hydra,
+SkyPilot, W&B, pandas) load only when used.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from metta_exp.config import Experiment, SkyPilotSettings, WandbSettings
+from metta_exp.config import Experiment, ExperimentTool, SkyPilotSettings, WandbSettings
 from metta_exp.errors import ConfigError, MettaExpError, NotFoundError, UsageError
 from metta_exp.status import JobStatus
 from metta_exp.store import JobStore
@@ -17,6 +18,7 @@ from metta_exp.store import JobStore
 __all__ = [
     "ConfigError",
     "Experiment",
+    "ExperimentTool",
     "JobStatus",
     "JobStore",
     "MettaExpError",

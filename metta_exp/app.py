@@ -264,6 +264,7 @@ def help_text() -> str:
         "Usage:",
         "  metta-exp [--config-dir DIR] +experiment=NAME [key=value ...]   launch one job group",
         "  metta-exp -m +experiment=NAME trainer.lr=1e-3,3e-3              a sweep: one group, a run per point",
+        "  metta-exp run RECIPE [key=value ...]                            a Python recipe (metta-exp run --help)",
         "  metta-exp job list|show|monitor|kill|logs|retry|resume|notebook  manage groups (metta-exp job --help)",
         "",
         "Keys of an experiment (set in its YAML file or on the command line):",

@@ -1,4 +1,4 @@
-"""The ``metta-exp`` entry point: ``job ...`` goes to the job commands, everything else launches.
+"""The ``metta-exp`` entry point: ``job ...`` and ``run ...`` go to their commands, everything else launches.
 
 Kept tiny so that ``metta-exp job ...`` imports nothing heavy: Hydra, SkyPilot, W&B, pandas and
 matplotlib are imported only by the code paths that use them.
@@ -19,6 +19,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from metta_exp.jobs_cli import main as jobs_main
 
             return jobs_main(args[1:])
+        if args and args[0] == "run":
+            from metta_exp.run_cli import main as run_main
+
+            return run_main(args[1:])
         from metta_exp.app import main as app_main
 
         return app_main(args)

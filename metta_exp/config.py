@@ -8,6 +8,7 @@ naming the source and the key, with the fix where there is one.
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -50,8 +51,12 @@ class SkyPilotSettings:
 class Experiment:
     """A group of training runs: what each job runs, with which arguments, on what.
 
-    Build it in Python and call ``launch()``, or write the same keys in ``conf/experiment/NAME.yaml``
-    and run ``metta-exp +experiment=NAME``.
+    Build it in Python and call ``launch()`` (or return it from a recipe function for ``metta-exp run``),
+    or write the same keys in ``conf/experiment/NAME.yaml`` and run ``metta-exp +experiment=NAME``.
+
+    Built in Python, ``args_per_run`` and ``depends_on`` are tables looked up by run: entries for names
+    not in ``runs`` are left out, so a recipe can keep one table and take the runs to launch as a
+    parameter (as the reference's recipes do). A YAML file's entries must all be runs (typos are errors).
     """
 
     runs: list[str] = field(default_factory=list)
@@ -65,7 +70,7 @@ class Experiment:
     remote: bool = True
     wait: bool = True
     generate_notebook: bool = True
-    notebook_path: str | None = None
+    notebook_path: str | os.PathLike[str] | None = None  # a Path is kept as its string
     metrics_to_track: list[str] = field(default_factory=lambda: list(DEFAULT_METRICS))
     max_parallel: int | None = None
     max_retries: int = 0
@@ -81,6 +86,8 @@ class Experiment:
             self.skypilot = SkyPilotSettings(
                 **_known(self.skypilot, SkyPilotSettings, "skypilot", "Experiment(...)")
             )
+        self.args_per_run = _for_runs(self.args_per_run, self.runs)
+        self.depends_on = _for_runs(self.depends_on, self.runs)
         validate(self, source="Experiment(...)")
 
     @classmethod
@@ -131,7 +138,17 @@ def default_name(exp: Experiment) -> str:
     return "experiment"
 
 
+ExperimentTool = Experiment  # the reference's name for it
+
 CONFIG_KEYS = tuple(f.name for f in dataclasses.fields(Experiment))
+
+
+def _for_runs(table: Any, runs: Any) -> Any:
+    """``table`` without the entries of names not in ``runs`` (anything malformed is left to validate)."""
+    if not isinstance(table, Mapping) or isinstance(runs, str) or not isinstance(runs, Sequence):
+        return table
+    names = {str(r) for r in runs}
+    return {k: v for k, v in table.items() if str(k) in names}
 
 
 def _known(data: Mapping[str, Any], cls: type, prefix: str | None, source: str) -> dict[str, Any]:
@@ -217,6 +234,8 @@ def validate(exp: Experiment, source: str) -> None:
     _int(exp, "timeout_s", fail, minimum=1, optional=True)
     for key in ("remote", "wait", "generate_notebook", "dry_run"):
         _bool(exp, key, fail)
+    if isinstance(exp.notebook_path, os.PathLike):
+        exp.notebook_path = os.fspath(exp.notebook_path)
     if exp.notebook_path is not None and (not isinstance(exp.notebook_path, str) or not exp.notebook_path):
         fail(f"'notebook_path' must be a file path, got {exp.notebook_path!r}")
     exp.metrics_to_track = _str_list(exp.metrics_to_track, "metrics_to_track", fail)

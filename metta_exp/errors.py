@@ -3,7 +3,8 @@
 MettaExpError              base: the CLI catches it once and prints ``Error: <message>``
 ├── UsageError             bad input (config, override, name): exit code 2, nothing written
 │   ├── ConfigError        an experiment file or key is wrong
-│   └── NotFoundError      an unknown group or run (with the closest names)
+│   ├── NotFoundError      an unknown group or run (with the closest names)
+│   └── RecipeError        a recipe function raised (the CLI keeps the traceback in a log file)
 ├── StoreError             the job store cannot be opened or is from a newer metta-exp
 └── BackendError           a backend cannot be used (SkyPilot not set up, no such GPU)
     └── BackendUnavailable raised before anything is submitted: also exit code 2
@@ -31,6 +32,14 @@ class ConfigError(UsageError):
 
 class NotFoundError(UsageError):
     pass
+
+
+class RecipeError(UsageError):
+    """A recipe (``metta-exp run``) raised while being imported or called; ``cause`` is what it raised."""
+
+    def __init__(self, message: str, cause: BaseException) -> None:
+        super().__init__(message)
+        self.cause = cause
 
 
 class StoreError(MettaExpError):

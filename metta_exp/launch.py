@@ -7,6 +7,7 @@ while watching stops only the watching.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from metta_exp.config import Experiment
+from metta_exp.errors import ConfigError, NotFoundError
 from metta_exp.resolve import JobSpec, resolve
 from metta_exp.store import GroupExistsError, JobStore, default_state_dir
 
@@ -48,47 +50,132 @@ def launch_experiment(
     ``specs_hook`` may adjust the resolved specs (a sweep sets per-point GPUs); ``extra_config`` is merged
     into the group's stored config (a sweep stores its points under ``sweep``).
     """
+    return launch_experiments([exp], name, extra_args, state_dir, out, specs_hook, extra_config)
+
+
+def launch_experiments(
+    exps: Sequence[Experiment],
+    name: str,
+    extra_args: Sequence[str] = (),
+    state_dir: Path | None = None,
+    out: TextIO | None = None,
+    specs_hook: Callable[[list[JobSpec]], list[JobSpec]] | None = None,
+    extra_config: Mapping[str, Any] | None = None,
+) -> int:
+    """Submit each experiment as a group of its own, then watch those that ``wait``, one after another.
+
+    Every experiment is resolved and its backend checked before any is submitted, so bad input (a taken
+    group name, too many GPUs) writes nothing. The exit code is the worst of the groups watched.
+    """
     from metta_exp.backends import make_backend
 
     out = out or sys.stdout
     state_dir = (state_dir or default_state_dir()).absolute()
-    group = exp.group or generated_group_name(name)
-    instance = uuid.uuid4().hex[:12]  # this group instance's own (its W&B run ids)
-    specs = _resolve(exp, group, state_dir, extra_args, specs_hook, instance)
-    if exp.dry_run:
-        print_dry_run(exp, specs, out)
+    groups = _group_names(exps, name)
+    # each launched group instance's own (its W&B run ids); a dry run's output stays the same every time
+    instances = [None if e.dry_run else uuid.uuid4().hex[:12] for e in exps]
+    specs = [
+        _resolve(e, g, state_dir, extra_args, specs_hook, instance)
+        for e, g, instance in zip(exps, groups, instances, strict=True)
+    ]
+    backends = {}
+    for i, exp in enumerate(exps):
+        if exp.dry_run:
+            print_dry_run(exp, specs[i], out)
+            continue
+        backends[i] = make_backend(backend_name(exp), state_dir, exp)
+        backends[i].check(specs[i])
+    if not backends:
         return 0
-    backend = make_backend(backend_name(exp), state_dir, exp)
-    backend.check(specs)
-
     store = JobStore.open(state_dir)
-    config = exp.to_dict() | {"extra_args": list(extra_args)} | dict(extra_config or {})
-    config["instance"] = instance
+    for i in backends:
+        _check_group_is_new(store, exps[i], groups[i])
+    config = {"extra_args": list(extra_args)} | dict(extra_config or {})
+    for i, backend in backends.items():
+        exp = exps[i]
+        again = functools.partial(
+            _resolve, exp, state_dir=state_dir, extra_args=extra_args, hook=specs_hook, instance=instances[i]
+        )
+        own = config | {"instance": instances[i]}
+        groups[i] = _submit_group(store, exp, name, groups[i], specs[i], backend.name, own, again, out)
+    return _watch_all(store, [(groups[i], exps[i].wait) for i in backends], out)
+
+
+def _group_names(exps: Sequence[Experiment], name: str) -> list[str]:
+    """Each experiment's group: its own, else generated (distinct within the batch)."""
+    names: list[str] = []
+    explicit = {e.group for e in exps if e.group is not None}
+    for exp in exps:
+        if exp.group is not None:
+            if exp.group in names:
+                raise ConfigError(f"two experiments name the group '{exp.group}': give each its own group")
+            names.append(exp.group)
+            continue
+        group, suffix = generated_group_name(name), 1
+        while group in names or group in explicit:
+            suffix += 1
+            group = f"{generated_group_name(name)}-{suffix}"
+        names.append(group)
+    return names
+
+
+def _check_group_is_new(store: JobStore, exp: Experiment, group: str) -> None:
+    if exp.group is None:
+        return  # a generated name that is taken gets a suffix
+    try:
+        store.group(group)
+    except NotFoundError:
+        return
+    raise GroupExistsError(
+        f"group '{group}' already exists: choose another group=NAME, or use "
+        f"'metta-exp job retry {group}' to rerun its failed runs"
+    )
+
+
+def _submit_group(
+    store: JobStore,
+    exp: Experiment,
+    name: str,
+    group: str,
+    specs: list[JobSpec],
+    backend: str,
+    config: dict[str, Any],
+    resolve_again: Callable[[str], list[JobSpec]],
+    out: TextIO,
+) -> str:
+    """Record the group and start its runner; a generated name taken meanwhile gets the next suffix."""
+    from metta_exp.runner import ensure_driver
+
     for suffix in range(1, 1000):
         try:
-            store.create_group(group, name, backend.name, config, [s.to_dict() for s in specs])
+            store.create_group(group, name, backend, exp.to_dict() | config, [s.to_dict() for s in specs])
             break
         except GroupExistsError:
             if exp.group is not None or suffix == 999:
                 raise
             group = f"{generated_group_name(name)}-{suffix + 1}"
-            specs = _resolve(exp, group, state_dir, extra_args, specs_hook, instance)
-
-    from metta_exp.runner import ensure_driver
-
+            specs = resolve_again(group)
     ensure_driver(store, group, cwd=Path.cwd())
-    print(
-        f"Group {group}: {len(specs)} job{'s' if len(specs) != 1 else ''} on {backend.name}, "
-        f"state in {state_dir}",
-        file=out,
-    )
-    if not exp.wait:
-        wait_until_submitted(store, group)
-        print(f"Submitted. Watch: metta-exp job monitor {group}    List: metta-exp job list", file=out)
-        return 0
-    from metta_exp.monitor import watch
+    jobs = f"{len(specs)} job{'s' if len(specs) != 1 else ''}"
+    print(f"Group {group}: {jobs} on {backend}, state in {store.state_dir}", file=out)
+    return group
 
-    return watch(store, group, out=out)
+
+def _watch_all(store: JobStore, groups: list[tuple[str, bool]], out: TextIO) -> int:
+    worst = 0
+    for group, wait in groups:
+        if not wait:
+            wait_until_submitted(store, group)
+            print(f"Submitted. Watch: metta-exp job monitor {group}    List: metta-exp job list", file=out)
+    for group, wait in groups:
+        if wait:
+            from metta_exp.monitor import watch
+
+            code = watch(store, group, out=out)
+            if code == 130:
+                return code
+            worst = max(worst, code)
+    return worst
 
 
 def _resolve(

@@ -197,8 +197,13 @@ def test_help_lists_the_shipped_experiments(tmp_path: Path) -> None:
 def test_python_api_launches_with_the_same_schema_and_runner(state_dir: Path) -> None:
     from metta_exp import ConfigError, Experiment
 
-    with pytest.raises(ConfigError, match="'b' is not a run"):
-        Experiment(module="x.train", runs=["a"], args_per_run={"b": []})
+    with pytest.raises(ConfigError, match="depends_on.a: 'b' is not a run"):
+        Experiment(module="x.train", runs=["a"], depends_on={"a": ["b"]})
+    # in Python, per-run tables may hold other runs (a recipe picks some): their entries are left out
+    table = Experiment(
+        module="x.train", runs=["a"], args_per_run={"a": ["x=1"], "b": []}, depends_on={"b": ["a"]}
+    )
+    assert (table.args_per_run, table.depends_on) == ({"a": ["x=1"]}, {})
     exp = Experiment(
         command=[PY, "-c", "import sys; sys.exit(0)"],
         runs=["p1", "p2"],

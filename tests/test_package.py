@@ -23,7 +23,9 @@ def test_public_api_is_explicit_and_resolves() -> None:
         metta_exp.no_such_thing  # noqa: B018
 
 
-@pytest.mark.parametrize("module", ["metta_exp", "metta_exp.cli", "metta_exp.tracking", "metta_exp.jobs_cli"])
+@pytest.mark.parametrize(
+    "module", ["metta_exp", "metta_exp.cli", "metta_exp.tracking", "metta_exp.jobs_cli", "metta_exp.run_cli"]
+)
 def test_importing_loads_nothing_heavy(module: str) -> None:
     code = f"import json, sys, {module}; print(json.dumps(sorted(sys.modules)))"
     loaded = json.loads(

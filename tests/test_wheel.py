@@ -84,3 +84,49 @@ def test_installed_wheel_runs_the_demo_outside_the_checkout(built: tuple[Path, P
     assert result.returncode == 0, result.stdout + result.stderr
     assert "3 succeeded" in result.stdout
     assert sorted(p.name for p in tmp_path.iterdir()) == ["state"]
+
+
+RECIPE = """
+from metta_exp import ExperimentTool
+
+
+def experiment(steps: int = 100000, runs: list[str] | None = None) -> ExperimentTool:
+    '''Two short CartPole runs.'''
+    return ExperimentTool(
+        module="metta_exp.examples.cartpole",
+        runs=runs or ["a", "b"],
+        args=[f"trainer.total_timesteps={steps}"],
+        gpus=0,
+        remote=False,
+        generate_notebook=False,
+    )
+"""
+
+
+def test_installed_wheel_runs_recipes_outside_the_checkout(built: tuple[Path, Path], tmp_path: Path) -> None:
+    installed = built[1]
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
+    env["METTA_EXP_STATE_DIR"] = str(tmp_path / "state")
+    exe = str(installed / "bin" / "metta-exp")
+    (tmp_path / "my recipes").mkdir()
+    (tmp_path / "my recipes" / "quick.py").write_text(RECIPE)
+    (tmp_path / "experiments" / "recipes").mkdir(parents=True)
+    (tmp_path / "experiments" / "recipes" / "short.py").write_text(RECIPE)
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [exe, "run", *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+        )
+
+    # the console script's sys.path has its bin directory, not the cwd: the short name is found anyway
+    short = run("short.experiment", "runs=[x]", "dry_run=true")
+    assert short.returncode == 0 and "Dry run: group short.experiment-" in short.stdout, short.stderr
+    listed = run("--list")
+    assert listed.returncode == 0 and listed.stdout.startswith("short.experiment  Two short CartPole runs.")
+    shipped = run("metta_exp.examples.recipes.demo", "--help")
+    assert shipped.returncode == 0 and "total_timesteps: int = 150000" in shipped.stdout
+
+    result = run("my recipes/quick.py:experiment", "steps=1500", "group=wheel-recipe")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Group wheel-recipe: 2 jobs on local" in result.stdout and "2 succeeded" in result.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["experiments", "my recipes", "state"]
