@@ -131,7 +131,9 @@ def main() -> None:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     share = cpu / args.cpu_seconds * 100
-    print(f"runner CPU, {args.cpu_jobs} running jobs, {args.cpu_seconds:.0f} s: {cpu:.2f} s ({share:.1f}% of one core)")
+    print(
+        f"runner CPU, {args.cpu_jobs} running jobs, {args.cpu_seconds:.0f} s: {cpu:.2f} s ({share:.1f}% of one core)"
+    )
 
 
 if __name__ == "__main__":

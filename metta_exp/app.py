@@ -213,6 +213,11 @@ def compose(cl: CommandLine) -> tuple[str, Path, dict[str, Any], dict[str, Any]]
     except RecursionError:
         raise ConfigError(f"{_source_label(cl, source)}: nested too deeply to compose; flatten it") from None
     assert isinstance(data, dict) and isinstance(hydra_node, dict)
+    if isinstance(data.get("experiment"), dict) and not data.get("runs"):
+        raise ConfigError(
+            f"{_display(source)}: its keys landed under 'experiment' because its first line is not "
+            "'# @package _global_': add that line at the top of the file (as in conf/experiment/demo.yaml)"
+        )
     return name, source, {str(k): v for k, v in data.items()}, {str(k): v for k, v in hydra_node.items()}
 
 
@@ -269,7 +274,7 @@ def load_experiment(cl: CommandLine) -> tuple[str, Experiment]:
     return name, Experiment.from_mapping(data, source=label)
 
 
-def help_text() -> str:
+def help_text(config_dir: Path | None = None) -> str:
     lines = [
         "metta-exp: launch and manage groups of training runs from Hydra experiment configs.",
         "",
@@ -277,7 +282,7 @@ def help_text() -> str:
         "  metta-exp [--config-dir DIR] +experiment=NAME [key=value ...]   launch one job group",
         "  metta-exp -m +experiment=NAME trainer.lr=1e-3,3e-3              a sweep: one group, a run per point",
         "  metta-exp run RECIPE [key=value ...]                            a Python recipe (metta-exp run --help)",
-        "  metta-exp job list|show|monitor|kill|logs|retry|resume|notebook  manage groups (metta-exp job --help)",
+        "  metta-exp job list|show|monitor|kill|logs|retry|resume|notebook|report  manage groups (job --help)",
         "",
         "Keys of an experiment (set in its YAML file or on the command line):",
         "  module | command, runs, args, args_per_run, depends_on, group, gpus, remote, wait,",
@@ -290,6 +295,10 @@ def help_text() -> str:
     ]
     for name, path in experiment_files(None).items():
         lines.append(f"  {name:<12} {_describe(path)}")
+    mine = config_dir / "experiment" if config_dir else None
+    if mine is not None and mine.is_dir():
+        lines += ["", f"Your experiments ({mine}):"]
+        lines += [f"  {path.stem:<12} {_describe(path)}" for path in sorted(mine.glob("*.yaml"))]
     lines += [
         "",
         "Examples:",
@@ -298,8 +307,9 @@ def help_text() -> str:
         "  metta-exp +experiment=arena 'runs=[a,b]' group=g1 dry_run=true",
         "  metta-exp --config-dir ./conf +experiment=mine     your own conf/experiment/mine.yaml",
         "",
-        "State: ./job_state/jobs.sqlite (or $METTA_EXP_STATE_DIR). Exit codes: 0 all succeeded, 1 a job did",
-        "not succeed, 2 bad input (nothing written), 130 interrupted while watching (jobs go on).",
+        "State: the nearest job_state/jobs.sqlite here or in a parent directory, else a new ./job_state",
+        "($METTA_EXP_STATE_DIR names another). Exit codes: 0 all succeeded, 1 a job did not succeed,",
+        "2 bad input (nothing written), 130 interrupted while watching (jobs go on).",
     ]
     return "\n".join(lines)
 
@@ -315,7 +325,7 @@ def _describe(path: Path) -> str:
 def main(argv: Sequence[str]) -> int:
     cl = parse_command_line(argv)
     if cl.help:
-        print(help_text())
+        print(help_text(cl.config_dir))
         return 0
     if cl.multirun:
         from metta_exp.sweep import launch_sweep

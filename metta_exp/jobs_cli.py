@@ -18,6 +18,7 @@ from pathlib import Path
 
 from metta_exp.errors import NotFoundError, UsageError
 from metta_exp.jobs_text import group_table, jobs_table, links_table
+from metta_exp.paths import jupyter_command
 from metta_exp.records import GroupRecord, JobRecord, iso
 from metta_exp.status import ACTIVE, ALL_STATUSES, JobStatus
 from metta_exp.store import DB_NAME, JobStore, default_state_dir
@@ -34,7 +35,7 @@ def print_json_array(rows: Sequence[Mapping[str, object]]) -> None:
 
 
 def open_store(readonly: bool = False) -> JobStore | None:
-    """The store of ``METTA_EXP_STATE_DIR`` (or ``./job_state``), or None when there is none yet.
+    """The store metta-exp finds (:func:`default_state_dir`), or None when there is none yet.
     ``readonly``: a reader's connection (works on a store it cannot write, never changes it)."""
     state_dir = default_state_dir()
     if not (state_dir / DB_NAME).exists():
@@ -47,8 +48,8 @@ def store_for(group: str, readonly: bool = False) -> JobStore:
     store = open_store(readonly)
     if store is None:
         raise NotFoundError(
-            f"no group '{group}': no groups yet in {default_state_dir()} "
-            "(METTA_EXP_STATE_DIR names another state directory)"
+            f"no group '{group}': no groups yet in {default_state_dir()} (no job_state/ here or in a "
+            "parent directory; METTA_EXP_STATE_DIR names another state directory)"
         )
     store.group(group)
     return store
@@ -84,7 +85,14 @@ def cmd_list(args: argparse.Namespace) -> int:
             print(
                 f"No runner drives {name}; its jobs run on unobserved. Resume it: metta-exp job resume {name}"
             )
+    print(store_line())
     return 0
+
+
+def store_line() -> str:
+    """``store: PATH`` (``(none yet)`` when there is none): which store a command read."""
+    path = default_state_dir() / DB_NAME
+    return f"store: {path}" + ("" if path.exists() else " (none yet)")
 
 
 def cmd_show(args: argparse.Namespace) -> int:
@@ -128,6 +136,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         stopped = [e for e in store.events(args.group) if e.kind == "runner_stopped"]
         why = f" (last: {stopped[-1].detail.split(';')[0]})" if stopped and stopped[-1].detail else ""
         print(f"\nNo runner drives {args.group}{why}. Resume it: metta-exp job resume {args.group}")
+    print(store_line())
     return 0
 
 
@@ -305,17 +314,32 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_notebook(args: argparse.Namespace) -> int:
-    import shlex
-
     from metta_exp.notebook import write_group_notebook
-    from metta_exp.runner import notebook_path
+    from metta_exp.paths import notebook_path
 
     store = store_for(args.group, readonly=True)
     group = store.group(args.group)
     path = Path(args.output) if args.output else notebook_path(group)
     written = write_group_notebook(group, store.jobs(args.group), path)
     print(f"Notebook: {written}")
-    print(f"Open it: jupyter notebook {shlex.quote(str(written))}")
+    print(f"Open it in Jupyter: {jupyter_command(written.absolute())}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    import webbrowser
+
+    from metta_exp.paths import launch_dir, notebook_path, report_path
+    from metta_exp.report import write_group_report
+
+    store = store_for(args.group)
+    group = store.group(args.group)
+    path = Path(args.output).absolute() if args.output else report_path(notebook_path(group))
+    print(f"Running the notebook of {args.group}…", file=sys.stderr, flush=True)
+    written = write_group_report(group, store.jobs(args.group), path, launch_dir(group))
+    print(f"Report: {written}")
+    if args.open and not webbrowser.open(written.as_uri()):
+        print(f"No web browser found here: open {written} in one.", file=sys.stderr)
     return 0
 
 
@@ -330,6 +354,7 @@ EXAMPLES = {
     "logs": "metta-exp job logs lr_sweep high_lr --tail 50\n  metta-exp job logs lr_sweep high_lr --follow",
     "retry": "metta-exp job retry lr_sweep\n  metta-exp job retry lr_sweep --no-wait",
     "notebook": "metta-exp job notebook lr_sweep\n  metta-exp job notebook lr_sweep -o analysis/sweep.ipynb",
+    "report": "metta-exp job report lr_sweep --open\n  metta-exp job report lr_sweep -o /tmp/lr_sweep.html",
     "resume": "metta-exp job resume lr_sweep",
 }
 
@@ -337,8 +362,13 @@ EXAMPLES = {
 def _sub(
     sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, help: str, text: str
 ) -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--where", action="store_true", help="print which store this command reads (store: PATH) on stderr"
+    )
     return sub.add_parser(
         name,
+        parents=[common],
         help=help,
         description=text,
         epilog=f"example:\n  {EXAMPLES[name]}",
@@ -350,8 +380,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="metta-exp job",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Manage job groups from any terminal, at any time. State: $METTA_EXP_STATE_DIR or "
-        "./job_state.\nExit codes: 0 every job succeeded (or nothing to wait for), 1 a job failed, "
+        description="Manage job groups from any terminal, at any time. State: the nearest "
+        "job_state/jobs.sqlite in this\ndirectory or a parent (as git finds .git), or $METTA_EXP_STATE_DIR; "
+        "--where prints which.\nExit codes: 0 every job succeeded (or nothing to wait for), 1 a job failed, "
         "was cancelled or skipped, 2 bad input, 130 interrupted while watching.",
         epilog="examples:\n  " + "\n  ".join(EXAMPLES[k].split("\n")[0] for k in EXAMPLES),
     )
@@ -444,6 +475,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _sub(
         sub,
+        "report",
+        "(re)write a group's HTML report",
+        "Run the analysis notebook of GROUP top to bottom and write it as one self-contained HTML page "
+        "(plots\nembedded, nothing to install to read it), by default beside the notebook "
+        "(<notebook>.html).",
+    )
+    p.add_argument("group")
+    p.add_argument("-o", "--output", metavar="PATH", help="where to write it")
+    p.add_argument("--open", action="store_true", help="then open it in the web browser")
+    p.set_defaults(func=cmd_report)
+
+    p = _sub(
+        sub,
         "resume",
         "drive a group whose runner stopped, and watch it",
         "Start a runner for GROUP if none is alive, then watch it.",
@@ -456,4 +500,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str]) -> int:
     args = build_parser().parse_args(list(argv))
+    if args.where:
+        print(store_line(), file=sys.stderr, flush=True)
     return int(args.func(args))

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from metta_exp.config import Experiment
-from metta_exp.errors import ConfigError, NotFoundError
+from metta_exp.errors import BackendUnavailable, ConfigError, NotFoundError
 from metta_exp.resolve import JobSpec, resolve
 from metta_exp.store import GroupExistsError, JobStore, default_state_dir
 
@@ -74,24 +74,36 @@ def launch_experiments(
     state_dir = (state_dir or default_state_dir()).absolute()
     exps = [absolute_paths(e) if e.remote else e for e in exps]
     groups = _group_names(exps, name)
-    specs = [_resolve(e, g, state_dir, extra_args, specs_hook) for e, g in zip(exps, groups, strict=True)]
+    # each launched group instance's own (its W&B run ids and SkyPilot job names, see sky_job_name); a dry
+    # run's output stays the same every time
+    instances = [None if e.dry_run else uuid.uuid4().hex[:12] for e in exps]
+    specs = [
+        _resolve(e, g, state_dir, extra_args, specs_hook, instance)
+        for e, g, instance in zip(exps, groups, instances, strict=True)
+    ]
     backends = {}
+    refused = 0
     for i, exp in enumerate(exps):
         if exp.dry_run:
             print_dry_run(exp, specs[i], out)
+            refused = max(refused, dry_run_refusal(exp, specs[i], state_dir))
             continue
         backends[i] = make_backend(backend_name(exp), state_dir, exp)
         backends[i].check(specs[i])
     if not backends:
-        return 0
+        return refused
     store = JobStore.open(state_dir)
     for i in backends:
         _check_group_is_new(store, exps[i], groups[i])
-    config = {"extra_args": list(extra_args)} | dict(extra_config or {})
+    # launch_dir: where jobs start and relative notebook paths resolve, whoever drives the group later
+    config = {"extra_args": list(extra_args), "launch_dir": str(Path.cwd())} | dict(extra_config or {})
     for i, backend in backends.items():
         exp = exps[i]
-        again = functools.partial(_resolve, exp, state_dir=state_dir, extra_args=extra_args, hook=specs_hook)
-        groups[i] = _submit_group(store, exp, name, groups[i], specs[i], backend.name, config, again, out)
+        again = functools.partial(
+            _resolve, exp, state_dir=state_dir, extra_args=extra_args, hook=specs_hook, instance=instances[i]
+        )
+        own = config | {"instance": instances[i]}
+        groups[i] = _submit_group(store, exp, name, groups[i], specs[i], backend.name, own, again, out)
     return _watch_all(store, [(groups[i], exps[i].wait) for i in backends], out)
 
 
@@ -160,9 +172,7 @@ def _submit_group(
 
     for suffix in range(1, 1000):
         try:
-            # the instance: this group instance's own id (see sky_job_name), kept in the store
-            record = exp.to_dict() | config | {"instance": uuid.uuid4().hex[:12]}
-            store.create_group(group, name, backend, record, [s.to_dict() for s in specs])
+            store.create_group(group, name, backend, exp.to_dict() | config, [s.to_dict() for s in specs])
             break
         except GroupExistsError:
             if exp.group is not None or suffix == 999:
@@ -198,8 +208,9 @@ def _resolve(
     state_dir: Path,
     extra_args: Sequence[str],
     hook: Callable[[list[JobSpec]], list[JobSpec]] | None,
+    instance: str | None = None,
 ) -> list[JobSpec]:
-    specs = resolve(exp, group, state_dir, extra_args)
+    specs = resolve(exp, group, state_dir, extra_args, environ=os.environ, instance=instance)
     return hook(specs) if hook else specs
 
 
@@ -211,6 +222,25 @@ def wait_until_submitted(store: JobStore, group: str, timeout: float = SUBMIT_WA
             return True
         time.sleep(0.05)
     return False
+
+
+def dry_run_refusal(exp: Experiment, specs: list[JobSpec], state_dir: Path) -> int:
+    """What the real launch of a local group would refuse (more GPUs than this machine has): one line
+    on stderr and exit code 2; else 0. A remote group's SkyPilot set-up is checked by the real launch
+    only (a dry run stays offline)."""
+    from metta_exp.backends import make_backend
+
+    if exp.remote:
+        return 0
+    backend = make_backend(backend_name(exp), state_dir, exp)
+    try:
+        backend.check(specs)
+    except BackendUnavailable as exc:
+        print(f"Error: the real launch would be refused: {exc}", file=sys.stderr)
+        return exc.exit_code
+    finally:
+        backend.close()
+    return 0
 
 
 def print_dry_run(exp: Experiment, specs: list[JobSpec], out: TextIO) -> None:

@@ -38,6 +38,7 @@ import json
 import os
 import re
 import sys
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -82,6 +83,7 @@ class RunSource:
     wandb_path: str | None = None
     wandb_mode: str | None = None
     problem: str | None = None
+    wandb_base_url: str | None = None  # the W&B server the run used (its WANDB_BASE_URL); None: the default
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -94,22 +96,24 @@ def run_source(
     """Where the metrics of ``item`` are. ``item`` is one of:
 
     - a :class:`~metta_exp.records.JobRecord` (or anything with ``run``, ``run_dir``, ``spec`` and
-      ``wandb_url``): its run directory, and its W&B run from ``wandb_url`` or from the spec's
-      ``WANDB_ENTITY``/``WANDB_PROJECT`` and ``wandb_run_id`` (unless ``WANDB_MODE`` is offline/disabled);
+      ``wandb_url``): its run directory, and its W&B run from ``wandb_url`` (what the job reported) or
+      from the spec's ``WANDB_ENTITY``/``WANDB_PROJECT`` and its latest attempt's run id (unless
+      ``WANDB_MODE`` is offline/disabled), on the W&B server of the spec's ``WANDB_BASE_URL``;
     - a mapping with ``run`` (or ``name``) and optional ``run_dir``, ``wandb_path``, ``wandb_url``,
-      ``spec`` (a JobRecord as a dict, or the literal the notebook passes);
+      ``wandb_base_url``, ``attempts``, ``spec`` (a JobRecord as a dict, or the literal the notebook
+      passes);
     - a path (``Path`` or a string naming an existing directory): a run directory; the name is
       ``run.json``'s ``run`` or the directory's name;
     - a W&B URL (``https://wandb.ai/ENTITY/PROJECT/runs/ID``) or run path ``ENTITY/PROJECT/ID``;
     - a plain run name: the directory ``<state_dir>/runs/<group>/<name>`` (``state_dir`` defaults to
-      ``$METTA_EXP_STATE_DIR`` or ``./job_state``); without ``group``, the one group holding that run.
+      the store metta-exp finds: ``$METTA_EXP_STATE_DIR``, else the nearest ``job_state``); without
+      ``group``, the one group holding that run.
     """
     if isinstance(item, Mapping):
         return _from_mapping(item)
     if hasattr(item, "run") and hasattr(item, "spec"):
-        return _from_mapping(
-            {"run": item.run, "run_dir": item.run_dir, "spec": item.spec, "wandb_url": item.wandb_url}
-        )
+        fields = ("run", "run_dir", "spec", "wandb_url", "attempts")
+        return _from_mapping({key: getattr(item, key, None) for key in fields})
     if isinstance(item, os.PathLike) or (isinstance(item, str) and Path(item).is_dir()):
         directory = Path(os.fspath(item)).absolute()
         name = _read_run_json(directory).get("run") or directory.name
@@ -137,22 +141,35 @@ def _from_mapping(data: Mapping[str, Any]) -> RunSource:
     if "wandb_path" in data:
         wandb_path = data["wandb_path"] or None
     else:
-        wandb_path = wandb_path_from_url(data.get("wandb_url"))
-        run_id = spec.get("wandb_run_id") or env.get("WANDB_RUN_ID")
-        if wandb_path is None and env.get("WANDB_ENTITY") and env.get("WANDB_PROJECT") and run_id:
-            wandb_path = f"{env['WANDB_ENTITY']}/{env['WANDB_PROJECT']}/{run_id}"
+        wandb_path = wandb_path_from_url(data.get("wandb_url")) or configured_wandb_path(
+            env, spec.get("wandb_run_id"), data.get("attempts")
+        )
     return RunSource(
         name=name,
         run_dir=Path(run_dir).absolute() if run_dir else None,
         wandb_path=wandb_path,
         wandb_mode=mode,
+        wandb_base_url=data.get("wandb_base_url") or env.get("WANDB_BASE_URL") or None,
     )
 
 
+def configured_wandb_path(env: Mapping[str, Any], run_id: Any, attempts: Any) -> str | None:
+    """``entity/project/id`` of a job's latest attempt from its configured entity and project (None
+    unless both are set: without them only the URL the job reported tells where its run is)."""
+    from metta_exp.resolve import attempt_run_id
+
+    run_id = run_id or env.get("WANDB_RUN_ID")
+    if not (env.get("WANDB_ENTITY") and env.get("WANDB_PROJECT") and run_id):
+        return None
+    attempt = attempts if isinstance(attempts, int) and attempts > 0 else 1
+    return f"{env['WANDB_ENTITY']}/{env['WANDB_PROJECT']}/{attempt_run_id(str(run_id), attempt)}"
+
+
 def _by_name(name: str, group: str | None, state_dir: str | os.PathLike[str] | None) -> RunSource:
+    from metta_exp.paths import default_state_dir
     from metta_exp.resolve import run_dir
 
-    root = Path(state_dir or os.environ.get("METTA_EXP_STATE_DIR") or "job_state").absolute()
+    root = Path(state_dir).absolute() if state_dir else default_state_dir()
     if group is not None:
         return RunSource(name=name, run_dir=run_dir(root, group, name))
     found = sorted(p for p in (root / "runs").glob(f"*/{glob_escape(name)}") if p.is_dir())
@@ -268,7 +285,7 @@ def _fetch_one(
         raise LookupError(f"{where}, and its W&B run was logged offline{sync}")
     if path is None or mode == "disabled":
         raise LookupError(f"{where}, and no W&B run")
-    return f"wandb {path}", fetch_wandb_run(apis.get(), path, keys, samples, x_axis)
+    return f"wandb {path}", fetch_wandb_run(apis.get(source.wandb_base_url), path, keys, samples, x_axis)
 
 
 def _frame(names: list[str], keys: list[str], results: Mapping[str, Mapping[str, Points]]) -> pd.DataFrame:
@@ -315,19 +332,26 @@ def _report(message: str) -> None:
     print(f"fetch_metrics: {message}", file=sys.stderr, flush=True)
 
 
+PROGRESS_DELAY_S = 2.0
+"""The progress bar of ``fetch_metrics`` appears only after this long."""
+
+
 class _PlainBar:
-    """A progress line on stderr, for when tqdm is not installed (or not wanted: ``enabled=False``)."""
+    """A progress line on stderr, for when tqdm is not installed (or not wanted: ``enabled=False``);
+    like the tqdm bar, it appears only after :data:`PROGRESS_DELAY_S`."""
 
     def __init__(self, total: int, enabled: bool) -> None:
-        self.total, self.done, self.enabled = total, 0, enabled
+        self.total, self.done, self.enabled, self.shown = total, 0, enabled, False
+        self.start = time.monotonic()
 
     def update(self, n: int) -> None:
         self.done += n
-        if self.enabled:
+        if self.enabled and time.monotonic() - self.start >= PROGRESS_DELAY_S:
+            self.shown = True
             print(f"\rfetching metrics: {self.done}/{self.total} runs", end="", file=sys.stderr, flush=True)
 
     def close(self) -> None:
-        if self.enabled and self.total:
+        if self.shown:
             print(file=sys.stderr, flush=True)
 
 
@@ -343,7 +367,11 @@ def _progress_bar(total: int, enabled: bool) -> Any:
             from tqdm import tqdm
     except ImportError:
         return _PlainBar(total, True)
-    return tqdm(total=total, desc="fetching metrics", unit="run", file=sys.stderr, leave=False)
+    # shown only when fetching takes a while (W&B): a fast local fetch leaves no frozen bar in the
+    # notebook's saved outputs or its HTML report
+    return tqdm(
+        total=total, desc="fetching metrics", unit="run", file=sys.stderr, leave=False, delay=PROGRESS_DELAY_S
+    )
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -402,13 +430,27 @@ def summary_table(
 
 
 def style_summary(summary: pd.DataFrame) -> Styler:
-    """``summary`` for display: failed runs in red, numbers rounded (the values stay exact)."""
+    """``summary`` for display: failed runs in red, every number in one format (:func:`fmt_number`; the
+    values stay exact), without the ``failed`` column (the status says it) nor an empty ``note``."""
 
     def mark(row: pd.Series) -> list[str]:
         style = "background-color: #f8d7da; color: #842029" if bool(row.get("failed")) else ""
         return [style] * len(row)
 
-    formats = {c: "{:,.3f}" for c in ("final_reward", "max_reward", "mean_reward") if c in summary}
-    if "avg_sps" in summary:
-        formats["avg_sps"] = "{:,.0f}"
-    return summary.style.apply(mark, axis=1).format(formats, na_rep="–")
+    numbers = [c for c in ("final_reward", "max_reward", "mean_reward", "avg_sps", "steps") if c in summary]
+    hidden = [c for c in ("failed",) if c in summary and "status" in summary]
+    if "note" in summary and not summary["note"].fillna("").astype(str).str.strip().any():
+        hidden.append("note")
+    styler = summary.style.apply(mark, axis=1).format(dict.fromkeys(numbers, fmt_number), na_rep="–")
+    return styler.hide(hidden, axis="columns") if hidden else styler
+
+
+def fmt_number(value: float) -> str:
+    """One format for every number of a table: four significant digits, thousands separated, never
+    exponents (``0.1235``, ``37.75``, ``12,346``, ``150,000``)."""
+    import math
+
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    magnitude = math.floor(math.log10(abs(value))) if value else 0
+    return f"{value:,.{max(0, 3 - magnitude)}f}"

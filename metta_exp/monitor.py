@@ -11,6 +11,7 @@ drives). Watching only reads the store; a runner it starts does the writing.
 from __future__ import annotations
 
 import contextlib
+import re
 import sys
 import time
 from typing import TYPE_CHECKING, TextIO
@@ -150,8 +151,10 @@ def _watch_lines(store: JobStore, group_name: str, out: TextIO, refresh: float, 
         for event in store.events(group_name, last_id):
             last_id = event.id
             line = event_line(event)
-            if event.kind == "runner":  # a driver takes its lease in steps: say it once
-                line, last_runner = (None if event.detail == last_runner else line), event.detail
+            if event.kind == "runner":  # the first driver goes without saying; a new one is news
+                took_over = last_runner is not None and event.detail != last_runner
+                line = "a new runner drives the group (the previous one stopped)" if took_over else None
+                last_runner = event.detail
             if line is None:
                 continue
             if event.new_status == JobStatus.FAILED.value and event.run:
@@ -173,6 +176,8 @@ _GROUP_EVENTS = {
     "ended": "group ended",
     "notebook": "notebook written",
     "notebook_failed": "notebook failed",
+    "report": "report written",
+    "report_failed": "report failed",
 }
 
 
@@ -180,6 +185,8 @@ def event_line(event: EventRecord) -> str | None:
     """One line for one store event, without its time (None for events a watcher need not see)."""
     detail = f" ({event.detail})" if event.detail else ""
     if event.kind == "status":
+        local = re.fullmatch(r"(\d+):\d+", event.detail or "")  # a local handle: pid:start time
+        detail = f" (pid {local[1]})" if local else detail
         return f"{event.run}: {event.old_status} -> {event.new_status}{detail}"
     label = _GROUP_EVENTS.get(event.kind)
     return None if label is None else label + detail
@@ -228,10 +235,31 @@ def print_summary(store: JobStore, group_name: str, out: TextIO, max_failed: int
     for (status, reason), runs in others.items():
         names = ", ".join(runs[:8]) + (f", … ({len(runs) - 8} more)" if len(runs) > 8 else "")
         print(f"  {len(runs)} {status} ({reason}): {names}", file=out)
-    last = next((e for e in reversed(store.events(group_name)) if e.kind.startswith("notebook")), None)
-    if last is not None and last.kind == "notebook":
-        print(f"Notebook: {last.detail}  (open with: jupyter notebook {last.detail})", file=out)
-    elif last is not None:
-        print(f"Notebook not written: {last.detail}", file=out)
+    print_outputs(store, group_name, out)
     out.flush()
     return exit_code(jobs)
+
+
+def print_outputs(store: JobStore, group_name: str, out: TextIO) -> None:
+    """Where the group's notebook and HTML report are, with commands that open them as printed."""
+    import shlex
+    from pathlib import Path
+
+    from metta_exp.paths import command_prefix, jupyter_command
+
+    events = store.events(group_name)
+    last = {kind: next((e for e in reversed(events) if e.kind.startswith(kind)), None) for kind in OUTPUTS}
+    notebook, report = last["notebook"], last["report"]
+    if notebook is not None and notebook.kind == "notebook" and notebook.detail:
+        print(f"Notebook: {notebook.detail}", file=out)
+        print(f"  in Jupyter: {jupyter_command(Path(notebook.detail))}", file=out)
+    elif notebook is not None:
+        print(f"Notebook not written: {notebook.detail}", file=out)
+    if report is not None and report.kind == "report":
+        print(f"Report: {report.detail}  (HTML, plots included: any browser opens it)", file=out)
+        print(f"  open it: {command_prefix()}metta-exp job report {shlex.quote(group_name)} --open", file=out)
+    elif report is not None:
+        print(f"Report not written: {report.detail}", file=out)
+
+
+OUTPUTS = ("notebook", "report")

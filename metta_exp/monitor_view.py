@@ -181,13 +181,25 @@ def _failed_item(job: JobRecord, log: JobLog, frame: Frame, name_w: int) -> Item
 
 
 ACTIVE_FIXED = 50
-"""Cells of an active job's row besides its name, bar and metrics (icon, percent, steps, speed, ETA, time)."""
+"""Cells of an active job's row besides its name, bar and metrics (icon, percent, steps, speed, ETA, time)
+when each field fits its usual width; wider fields (``77.6k/150k``, ``1h02m``) take them from the bar."""
+ROW_HEAD = 6
+"""Cells of a row before the job's name: indent, icon, space; and the two spaces after it."""
 
 
-def bar_width(width: int, name_w: int, metrics_w: int) -> tuple[int, bool]:
+def progress_tail(job: JobRecord, p: Progress, now: float) -> str:
+    """``   50%    15k/30k   2.5k/s  ETA  0:06   1:10``: what follows an active job's bar."""
+    steps = f"{fmt_count(p.step)}/{fmt_count(p.total or 0)}"
+    sps = f"{fmt_count(p.sps)}/s" if p.sps else "-"
+    eta = fmt_duration((p.total - p.step) / p.sps) if p.sps and p.total else "-"
+    took = fmt_duration(_elapsed(job, now))
+    return f"  {p.fraction or 0:>4.0%}  {steps:>9}  {sps:>7}  ETA {eta:>5}  {took:>5}"
+
+
+def bar_width(width: int, name_w: int, metrics_w: int, tail_w: int = 0) -> tuple[int, bool]:
     """The progress bars' width (the same for every active job, so they line up) and whether the
-    tracked metrics still fit on the rows."""
-    room = width - ACTIVE_FIXED - name_w
+    tracked metrics still fit on the rows; ``tail_w``: the widest :func:`progress_tail`."""
+    room = width - max(ACTIVE_FIXED, ROW_HEAD + tail_w) - name_w
     show = metrics_w > 0 and room - metrics_w - 2 >= 16
     return max(8, min(40, room - (metrics_w + 2 if show else 0))), show
 
@@ -214,12 +226,7 @@ def _active_lines(
         waiting = "waiting for progress…" if p is None else steps + sps
         row = _row(job, name_w, style, (waiting, "dim"), f"  {fmt_duration(_elapsed(job, frame.now))}")
     else:
-        steps = f"{fmt_count(p.step)}/{fmt_count(p.total or 0)}"
-        sps = f"{fmt_count(p.sps)}/s" if p.sps else "-"
-        eta = fmt_duration((p.total - p.step) / p.sps) if p.sps and p.total else "-"
-        took = fmt_duration(_elapsed(job, frame.now))
-        tail = f"  {p.fraction:>4.0%}  {steps:>9}  {sps:>7}  ETA {eta:>5}  {took:>5}"
-        row = _row(job, name_w, style, *_bar(p.fraction, bar[0]), tail)
+        row = _row(job, name_w, style, *_bar(p.fraction, bar[0]), progress_tail(job, p, frame.now))
     if metrics:
         row.append(f"  {metrics}", style="cyan")
     if job.attempts > 1:
@@ -341,7 +348,11 @@ def _sections(frame: Frame, width: int, show_logs: bool) -> list[Section]:
     pending = [j for j in jobs if j.status == JobStatus.PENDING]
     name_w = min(24, max((len(j.run) for j in jobs), default=4))
     tracked = frame.group.config.get("metrics_to_track") or ()
-    bar = bar_width(width, name_w, max((len(_metrics(log(j).progress, tracked)) for j in active), default=0))
+    tails = [
+        progress_tail(j, p, frame.now) for j in active if (p := log(j).progress) and p.fraction is not None
+    ]
+    metrics_w = max((len(_metrics(log(j).progress, tracked)) for j in active), default=0)
+    bar = bar_width(width, name_w, metrics_w, max(map(len, tails), default=0))
     c = counts(jobs)
     running = f"{c[JobStatus.RUNNING]} running" + (
         f", {c[JobStatus.LAUNCHING]} launching" if c[JobStatus.LAUNCHING] else ""

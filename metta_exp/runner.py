@@ -19,15 +19,19 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import traceback
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from metta_exp.backends.base import Backend, Launch, Observation
 from metta_exp.backends.procs import pid_alive
 from metta_exp.config import CONFIG_KEYS, Experiment
+from metta_exp.logtail import LogMark, scan_wandb_ref
+from metta_exp.paths import launch_dir, notebook_path
 from metta_exp.records import GroupRecord, JobRecord
 from metta_exp.resolve import JobSpec
 from metta_exp.status import ACTIVE, JobStatus
@@ -60,6 +64,8 @@ class Runner:
     _announced: bool = False
     _url_checked: dict[str, float] = field(default_factory=dict)
     stop_reason: str | None = None
+    _url_found: dict[str, int] = field(default_factory=dict)  # run -> the attempt whose URL is recorded
+    _log_scanned: dict[str, LogMark] = field(default_factory=dict)  # log path -> where the last look ended
 
     def drive(self) -> int | None:
         """Drive the group to its end. None if another live driver holds it, or the runner was asked
@@ -158,6 +164,24 @@ class Runner:
         if failures >= MAX_FAILED_CYCLES and not disk_full(exc):
             raise exc
 
+    @contextlib.contextmanager
+    def _lease_kept(self) -> Iterator[None]:
+        """Renew the lease from a thread (with its own connection) while the body runs."""
+        stop = threading.Event()
+
+        def renew() -> None:
+            with JobStore(self.store.path) as store:
+                while not stop.wait(self.lease_ttl / 3):
+                    store.renew_lease(self.group, self.owner, self.lease_ttl)
+
+        thread = threading.Thread(target=renew, name="lease", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+
     def _renew(self) -> None:
         if not self.store.renew_lease(self.group, self.owner, self.lease_ttl):
             raise LeaseLost(self.group)
@@ -180,14 +204,30 @@ class Runner:
         ]
         if running:
             self.backend.sync_logs(running)
-        now = time.time()
-        for job in active:  # the job writes its W&B URL into run.json once W&B is up: look now and then
-            if job.wandb_url is None and now - self._url_checked.get(job.run, 0.0) >= URL_CHECK_S:
-                self._url_checked[job.run] = now
-                url = read_wandb_url(job.run_dir)
-                if url:
-                    self.store.set_wandb_url(self.group, job.run, url)
+        ended = {
+            j.run for j, launch in zip(active, launches, strict=True) if _ended(observed.get(launch.name))
+        }
+        self._record_wandb_urls(active, ended)
         return changed
+
+    def _record_wandb_urls(self, active: list[JobRecord], ended: set[str]) -> None:
+        """Record the W&B URL each attempt reports in its log (every backend copies logs here), looked
+        for now and then while it runs and once more when it ends (a remote log's last tail)."""
+        now = time.time()
+        for job in active:
+            if self._url_found.get(job.run) == job.attempts:
+                continue
+            if job.run not in ended and now - self._url_checked.get(job.run, 0.0) < URL_CHECK_S:
+                continue
+            self._url_checked[job.run] = now
+            ref, self._log_scanned[job.log_path or ""] = scan_wandb_ref(
+                job.log_path, self._log_scanned.get(job.log_path or "", (0, 0))
+            )
+            url = ref.url if ref is not None else run_json_wandb_url(job)
+            if url:
+                self._url_found[job.run] = job.attempts
+                if url != job.wandb_url:
+                    self.store.set_wandb_url(self.group, job.run, url)
 
     def _apply(self, group: GroupRecord, job: JobRecord, launch: Launch, obs: Observation) -> None:
         key = (job.run, job.attempts)
@@ -358,7 +398,23 @@ class Runner:
                 self.store.add_event(self.group, "notebook", str(path))
             except Exception as exc:  # a notebook problem must not keep the group open
                 self.store.add_event(self.group, "notebook_failed", f"{type(exc).__name__}: {exc}")
+            else:
+                self._write_report(group, jobs, path)
         return self.store.end_group(self.group, self.owner)
+
+    def _write_report(self, group: GroupRecord, jobs: list[JobRecord], notebook: Path) -> None:
+        """The executed HTML report beside the notebook (seconds: a kernel runs the notebook; longer when
+        it fetches from W&B), with the lease renewed meanwhile so nobody presumes this runner dead."""
+        from metta_exp.paths import report_path
+        from metta_exp.report import write_group_report
+
+        self._renew()
+        try:
+            with self._lease_kept():
+                path = write_group_report(group, jobs, report_path(notebook), launch_dir(group))
+            self.store.add_event(self.group, "report", str(path))
+        except Exception as exc:  # nor a report problem
+            self.store.add_event(self.group, "report_failed", f"{type(exc).__name__}: {exc}")
 
 
 def disk_full(exc: BaseException) -> bool:
@@ -403,18 +459,21 @@ def attempt_log(run_dir: str, attempt: int) -> Path:
     return Path(run_dir) / f"attempt-{attempt}.log"
 
 
-def notebook_path(group: GroupRecord) -> Path:
-    configured = group.config.get("notebook_path")
-    return Path(configured) if configured else Path("experiments") / "notebooks" / f"{group.name}.ipynb"
-
-
-def read_wandb_url(run_dir: str) -> str | None:
+def run_json_wandb_url(job: JobRecord) -> str | None:
+    """The W&B URL in ``run.json`` of the job's run directory when this attempt wrote it (local jobs; a
+    fallback for the ``[metta-exp] wandb`` line of its log)."""
     try:
-        data = json.loads((Path(run_dir) / "run.json").read_text())
+        data = json.loads((Path(job.run_dir) / "run.json").read_text())
     except (OSError, ValueError):
         return None
-    url = data.get("wandb_url") if isinstance(data, dict) else None
+    if not isinstance(data, dict) or data.get("attempt", 1) != job.attempts:
+        return None
+    url = data.get("wandb_url")
     return url if isinstance(url, str) and url else None
+
+
+def _ended(obs: Observation | None) -> bool:
+    return obs is not None and obs.status is not None and obs.status.is_terminal()
 
 
 # --- leases and runner processes --------------------------------------------------------------------
@@ -469,7 +528,8 @@ def ensure_driver(store: JobStore, group: str, cwd: Path | None = None) -> bool:
     steal = record.lease_owner if record.lease_owner else None
     if not store.acquire_lease(group, owner, LEASE_TTL, os.getpid(), steal_from=steal):
         return False
-    child = spawn_runner(store.state_dir, group, owner, cwd=cwd)
+    start = cwd or launch_dir(record)
+    child = spawn_runner(store.state_dir, group, owner, cwd=start if start.is_dir() else None)
     store.acquire_lease(group, owner, LEASE_TTL, child.pid)
     return True
 

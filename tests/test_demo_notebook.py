@@ -24,7 +24,7 @@ def test_real_demo_group_notebook_executes_with_plots_and_exact_summary(
     result = run_cli("+experiment=demo", "group=nb-demo", "trainer.total_timesteps=4000")
     assert result.returncode == 0, result.stdout + result.stderr
     path = Path("experiments/notebooks/nb-demo.ipynb")
-    assert f"Notebook: {path}" in result.stdout
+    assert f"Notebook: {path.absolute()}\n" in result.stdout
     with JobStore.open(state_dir) as store:
         jobs = store.jobs("nb-demo")
 

@@ -8,6 +8,7 @@ import json
 import os
 import pty
 import re
+import shlex
 import sqlite3
 import subprocess
 import sys
@@ -271,7 +272,10 @@ def test_every_command_has_an_example_in_its_help() -> None:
         assert f"example:\n  metta-exp job {command}" in result.stdout, command
 
 
-HEAVY = ("hydra", "omegaconf", "sky", "wandb", "pandas", "matplotlib", "nbformat", "jinja2", "rich")
+HEAVY = (
+    "hydra", "omegaconf", "sky", "wandb", "pandas", "matplotlib", "nbformat", "jinja2", "rich",
+    "nbconvert", "nbclient", "ipykernel", "jupyter_client", "zmq",
+)  # fmt: skip
 
 
 @pytest.mark.parametrize("args", [["list"], ["list", "--json"], ["show", "light", "--json"]])
@@ -517,7 +521,8 @@ def test_notebook_writes_to_the_default_path_or_the_one_given(state_dir: Path) -
     assert result.returncode == 0, result.stderr
     default = Path("experiments") / "notebooks" / "nb.ipynb"
     assert result.stdout.splitlines()[0].endswith(str(default))
-    assert "Open it: jupyter notebook " in result.stdout
+    assert "Open it in Jupyter: uv run --project " in result.stdout  # run outside the project
+    assert f" --with jupyter jupyter lab {shlex.quote(str(default.absolute()))}\n" in result.stdout
     assert json.loads(default.read_text())["cells"]
 
     custom = state_dir.parent / "out dir" / "mine.ipynb"

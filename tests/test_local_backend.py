@@ -19,7 +19,14 @@ import pytest
 import metta_exp
 from metta_exp.backends import procs
 from metta_exp.backends.base import Launch, Observation
-from metta_exp.backends.local import VANISHED, AttemptFiles, LocalBackend, describe_exit, parse_gpu_list
+from metta_exp.backends.local import (
+    VANISHED,
+    AttemptFiles,
+    LocalBackend,
+    describe_exit,
+    parse_gpu_list,
+    path_with,
+)
 from metta_exp.errors import BackendError, BackendUnavailable, UsageError
 from metta_exp.resolve import JobSpec
 from metta_exp.status import JobStatus
@@ -204,7 +211,7 @@ print("to stderr", file=sys.stderr)
         "METTA_EXP_ATTEMPT": "2",
         "CUDA_VISIBLE_DEVICES": "0,2",
         "METTA_EXP_RUN": "gpus",
-        "PATH": os.environ["PATH"],
+        "PATH": path_with(str(Path(sys.executable).parent), os.environ["PATH"]),  # metta-exp's python first
     }
     assert f"CWD {workdir}" in log
     assert "SIGTERM True" in log

@@ -12,7 +12,10 @@ from conftest import ROOT
 
 import metta_exp
 
-HEAVY = ("hydra", "omegaconf", "sky", "wandb", "pandas", "matplotlib", "numpy", "nbformat", "jinja2", "rich")
+HEAVY = (
+    "hydra", "omegaconf", "sky", "wandb", "pandas", "matplotlib", "numpy", "nbformat", "jinja2", "rich",
+    "nbconvert", "nbclient", "ipykernel", "jupyter_client", "zmq",
+)  # fmt: skip
 
 
 def test_public_api_is_explicit_and_resolves() -> None:
@@ -24,7 +27,15 @@ def test_public_api_is_explicit_and_resolves() -> None:
 
 
 @pytest.mark.parametrize(
-    "module", ["metta_exp", "metta_exp.cli", "metta_exp.tracking", "metta_exp.jobs_cli", "metta_exp.run_cli"]
+    "module",
+    [
+        "metta_exp",
+        "metta_exp.cli",
+        "metta_exp.tracking",
+        "metta_exp.jobs_cli",
+        "metta_exp.run_cli",
+        "metta_exp.report",
+    ],
 )
 def test_importing_loads_nothing_heavy(module: str) -> None:
     code = f"import json, sys, {module}; print(json.dumps(sorted(sys.modules)))"

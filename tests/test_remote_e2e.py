@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from conftest import PY, run_cli, wait_for, wait_group_end
+from fake_wandb import API_KEY, DEFAULT_ENTITY, FakeWandb
 
 from metta_exp.backends.skypilot_fake import FakeSkyApi
 from metta_exp.status import JobStatus
@@ -119,8 +120,11 @@ def test_remote_kill_cancels_in_one_call_and_nothing_runs_after(state_dir: Path,
 TRAIN = textwrap.dedent(
     """
     import os, time
+    from metta_exp import tracking
     print("sees:", open("marker.txt").read().strip(), flush=True)
-    print("[metta-exp] progress step=5 total=10 sps=100", flush=True)
+    with tracking.init(total_steps=10) as run:
+        for step in range(5):
+            run.log({"overview/reward": float(step), "overview/sps": 100.0}, step=step)
     if os.environ["METTA_EXP_RUN"] == "b":
         if os.environ["METTA_EXP_ATTEMPT"] == "1":
             raise SystemExit("first attempt fails on purpose")
@@ -134,8 +138,15 @@ def test_remote_group_survives_its_runner_an_idle_controller_and_commands_from_a
 ) -> None:
     """Every strict behaviour on: launches answer late, the controller takes a while to start and stops
     when idle; ``workdir: .``; the runner dies; ``job monitor`` (another directory) takes over through a
-    stopped controller; ``job retry`` (a third directory) uploads the same workdir; kill; notebook."""
+    stopped controller; ``job retry`` (a third directory) uploads the same workdir; kill; the notebook
+    with every attempt's W&B link (the jobs' real wandb client against the fake W&B server)."""
     fake = FakeSkyApi(tmp_path / "sky account")
+    wandb_server = FakeWandb().__enter__()
+    for key in [k for k in os.environ if k.startswith("WANDB_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("WANDB_BASE_URL", wandb_server.url)
+    monkeypatch.setenv("WANDB_API_KEY", API_KEY)
+    monkeypatch.setenv("WANDB_MODE", "online")
     for knob, value in (("VISIBLE_AFTER_S", "1"), ("CONTROLLER_START_S", "2"), ("CONTROLLER_IDLE_S", "3")):
         monkeypatch.setenv(f"METTA_EXP_FAKE_SKY_{knob}", value)
     monkeypatch.setenv("METTA_EXP_FAKE_SKY_DIR", str(fake.root))
@@ -173,6 +184,9 @@ def test_remote_group_survives_its_runner_an_idle_controller_and_commands_from_a
             assert jobs["a"].status == JobStatus.SUCCEEDED and jobs["b"].status == JobStatus.FAILED
             assert "vanished" not in (jobs["b"].reason or "")
         assert "sees: files of project" in Path(jobs["a"].log_path or "").read_text()
+        urls = {run: f"{wandb_server.url}/{DEFAULT_ENTITY}/metta-exp/runs/{jobs[run].spec['wandb_run_id']}"
+                for run in "ab"}  # fmt: skip
+        assert {run: jobs[run].wandb_url for run in "ab"} == urls, "links read from the logs SkyPilot kept"
 
         retried = run_cli("job", "retry", "e2e", "--no-wait", cwd=retry_dir)
         assert retried.returncode == 0, retried.stdout + retried.stderr
@@ -183,6 +197,9 @@ def test_remote_group_survives_its_runner_an_idle_controller_and_commands_from_a
             log = Path(store.job("e2e", "b").log_path or "")
         wait_for(lambda: log.exists() and "sees:" in log.read_text(), timeout=30, what="the retry's log tail")
         assert "sees: files of project" in log.read_text(), "the retry uploaded the launch's workdir"
+        with JobStore.open(state_dir) as store:
+            wait_for(lambda: (store.job("e2e", "b").wandb_url or "").endswith("-a2"), timeout=60,
+                     what="the retry's own W&B run link")  # fmt: skip
 
         killed = run_cli("job", "kill", "e2e", "--force", cwd=retry_dir)
         assert killed.returncode == 0, killed.stdout + killed.stderr
@@ -195,7 +212,10 @@ def test_remote_group_survives_its_runner_an_idle_controller_and_commands_from_a
 
         notebook = run_cli("job", "notebook", "e2e", "-o", str(tmp_path / "e2e.ipynb"), cwd=monitor_dir)
         assert notebook.returncode == 0, notebook.stdout + notebook.stderr
-        cells = json.loads((tmp_path / "e2e.ipynb").read_text())["cells"]
-        assert any("e2e" in "".join(c["source"]) for c in cells)
+        text = (tmp_path / "e2e.ipynb").read_text()
+        assert urls["a"] in text and urls["b"] + "-a2" in text, (
+            "the notebook links every run's latest attempt"
+        )
     finally:
         fake.kill_all()
+        wandb_server.__exit__(None, None, None)

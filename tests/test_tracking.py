@@ -207,11 +207,32 @@ def test_run_json_on_init_checkpoint_and_finish(run_dir: Path, capsys: pytest.Ca
     assert tracking.last_checkpoint("\n".join(out)) == "s3://bucket/ckpt-2.npz"
 
 
-def test_relative_checkpoint_path_is_made_absolute(run_dir: Path, tmp_path: Path, monkeypatch) -> None:
+def test_relative_paths_are_inside_the_run_directory(
+    run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)  # jobs start in the launching directory, shared by every run
+    with tracking.init() as run:
+        assert run.path("ckpt.npz") == run_dir / "ckpt.npz"
+        assert run.path("sub/dir/x.pt") == run_dir / "sub" / "dir" / "x.pt"
+        assert run.path(tmp_path / "abs.npz") == tmp_path / "abs.npz"
+        run.path("ckpt.npz").write_bytes(b"weights")
+        assert run.checkpoint("ckpt.npz") == str(run_dir / "ckpt.npz")
+    assert read_json(run_dir / "run.json")["checkpoint"] == str(run_dir / "ckpt.npz")  # type: ignore[index]
+    assert capsys.readouterr().err == ""
+
+
+def test_a_relative_checkpoint_saved_in_the_working_directory_gets_a_hint(
+    run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "ckpt.npz").write_bytes(b"weights")  # saved where every parallel run would save it
     with tracking.init() as run:
         run.checkpoint("ckpt.npz")
-    assert read_json(run_dir / "run.json")["checkpoint"] == str(tmp_path / "ckpt.npz")  # type: ignore[index]
+    assert read_json(run_dir / "run.json")["checkpoint"] == str(run_dir / "ckpt.npz")  # type: ignore[index]
+    assert capsys.readouterr().err == (
+        f"[metta-exp] checkpoint 'ckpt.npz' means {run_dir / 'ckpt.npz'} (relative paths are inside the "
+        f"run directory), which does not exist; {tmp_path / 'ckpt.npz'} does: save to run.path('ckpt.npz')\n"
+    )
 
 
 def test_run_json_is_replaced_atomically(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -432,7 +453,7 @@ def test_wandb_is_not_imported_when_off(tmp_path: Path, mode: str | None) -> Non
 
 
 def test_wandb_credentials_detection(tmp_path: Path) -> None:
-    from metta_exp.tracking import _has_wandb_credentials
+    from metta_exp.tracking_wandb import has_wandb_credentials as _has_wandb_credentials
 
     home = tmp_path / "home"
     home.mkdir()
@@ -451,6 +472,8 @@ def test_wandb_credentials_detection(tmp_path: Path) -> None:
     other = tmp_path / "other-netrc"
     other.write_text("machine wandb.corp.example login user password KEY\n")
     env = {"HOME": str(home), "WANDB_BASE_URL": "https://wandb.corp.example:8443", "NETRC": str(other)}
+    assert not _has_wandb_credentials(env), "wandb looks up host AND port (wbauth/wbnetrc.py)"
+    other.write_text("machine wandb.corp.example:8443 login user password KEY\n")
     assert _has_wandb_credentials(env)
 
 

@@ -37,7 +37,7 @@ class MettaExpLauncherConf:
     # W&B settings (entity, project, mode) and SkyPilot task settings, as in an experiment file
     wandb: dict[str, Any] | None = None
     skypilot: dict[str, Any] | None = None
-    # where the job store lives; null: $METTA_EXP_STATE_DIR, else ./job_state
+    # where the job store lives; null: $METTA_EXP_STATE_DIR, else the nearest job_state/ (as git finds .git)
     state_dir: str | None = None
     # refuse sweeps of more points; null: $METTA_EXP_SWEEP_LIMIT, else 1000
     sweep_limit: int | None = None

@@ -57,9 +57,11 @@ from metta_exp.backends.skypilot_check import check_backend
 from metta_exp.backends.skypilot_status import ENDED, TAILABLE, observe
 from metta_exp.backends.skypilot_task import build_task_config, sky_job_name, task_secrets
 from metta_exp.config import SkyPilotSettings, WandbSettings
-from metta_exp.errors import BackendError
+from metta_exp.errors import BackendError, ConfigError
+from metta_exp.paths import default_state_dir
 from metta_exp.resolve import JobSpec
 from metta_exp.status import JobStatus
+from metta_exp.tracking_wandb import wandb_mode
 
 __all__ = ["SkyPilotBackend", "make_skypilot_backend", "observe"]
 
@@ -104,7 +106,7 @@ class SkyPilotBackend(Backend):
         workers: int | None = None,
     ) -> None:
         self.api = api or default_sky_api()
-        self.state_dir = Path(state_dir or os.environ.get("METTA_EXP_STATE_DIR") or "job_state").absolute()
+        self.state_dir = Path(state_dir).absolute() if state_dir else default_state_dir()
         self.settings = settings or SkyPilotSettings()
         self.wandb = wandb or WandbSettings()
         self.poll_interval = _env_float(POLL_ENV, 10.0) if poll_interval is None else poll_interval
@@ -136,7 +138,23 @@ class SkyPilotBackend(Backend):
         """Bad settings, missing SkyPilot set-up, no enabled infra: refused before anything is written."""
         for spec in specs:
             build_task_config(spec, 1, self.settings, self.wandb)  # ConfigError before anything is written
+        self._refuse_offline_wandb(specs)
         check_backend(self.api, self.settings, specs)
+
+    def _refuse_offline_wandb(self, specs: Sequence[JobSpec]) -> None:
+        """Offline W&B data would stay on the remote machine, which SkyPilot tears down with the job."""
+        for spec in specs:
+            if wandb_mode(spec.env) != "offline":
+                continue
+            if self.wandb.mode in ("offline", "dryrun"):
+                source = f"wandb.mode={self.wandb.mode}"
+            else:
+                source = f"WANDB_MODE={spec.env.get('WANDB_MODE', '')} (from your shell)"
+            raise ConfigError(
+                f"{source} on a remote group: the offline W&B runs would stay on the remote machines, which "
+                "SkyPilot tears down when each job ends. Fix: wandb.mode=online (with WANDB_API_KEY or `wandb "
+                "login`), wandb.mode=disabled, or remote=false to keep offline runs on this machine"
+            )
 
     # --- submit --------------------------------------------------------------------------------------
 
@@ -185,7 +203,7 @@ class SkyPilotBackend(Backend):
         settings, wandb = self._settings_of(launch)
         self._groups.add(launch.spec.group)
         config = build_task_config(launch.spec, launch.attempt, settings, wandb, instance=_instance(launch))
-        return config, task_secrets(wandb)
+        return config, task_secrets(wandb, job_env=launch.spec.env)
 
     def _by_name(self, names: Sequence[str], deadline: float) -> dict[str, int]:
         """Job name -> newest job id, for these exact names (one fresh call; no controller: none)."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from metta_exp.errors import NotFoundError, StoreError, UsageError, closest
+from metta_exp.paths import DB_NAME, default_state_dir
 from metta_exp.records import AttemptRecord, EventRecord, GroupRecord, GroupSummary, JobRecord
 from metta_exp.status import ACTIVE, ALL_STATUSES, TERMINAL, JobStatus
 from metta_exp.store.connect import (
@@ -31,8 +31,6 @@ from metta_exp.store.connect import (
 from metta_exp.store.rows import group_record, ids, job_record
 from metta_exp.store.schema import MIGRATIONS
 
-DB_NAME = "jobs.sqlite"
-
 _JOB_SELECT = """
     SELECT j.id, j.group_name, j.run, j.position, j.status, j.spec, j.attempts, j.exit_code, j.reason,
            j.queued_at, j.run_dir, j.wandb_url, a.handle, a.gpu_ids, a.started_at, a.ended_at, a.log_path,
@@ -40,11 +38,6 @@ _JOB_SELECT = """
              WHERE x.job_id = j.id) AS deps
     FROM jobs j LEFT JOIN attempts a ON a.job_id = j.id AND a.number = j.attempts
 """
-
-
-def default_state_dir() -> Path:
-    """``METTA_EXP_STATE_DIR``, else ``job_state/`` under the current directory (absolute)."""
-    return Path(os.environ.get("METTA_EXP_STATE_DIR") or "job_state").absolute()
 
 
 class GroupExistsError(UsageError):
@@ -409,7 +402,9 @@ class JobStore:
                 return None
             number = row["attempts"] + 1
             db.execute(
-                "UPDATE jobs SET status = ?, attempts = ?, exit_code = NULL, reason = NULL WHERE id = ?",
+                # wandb_url too: each attempt is its own W&B run, recorded once it reports it
+                "UPDATE jobs SET status = ?, attempts = ?, exit_code = NULL, reason = NULL, wandb_url = NULL "
+                "WHERE id = ?",
                 (JobStatus.LAUNCHING.value, number, row["id"]),
             )
             db.execute(

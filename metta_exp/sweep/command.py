@@ -55,6 +55,7 @@ def launch_sweep(cl: CommandLine, composed: Composed | None = None) -> int:
     for entry in settings:
         _check_setting(base, entry)
     points = expand(base.runs, entries, settings)
+    warn_swept_per_run(base, entries, len({p.index for p in points}))
     exp = sweep_experiment(base, points)
     keys = named_keys(entries, settings)
     record = sweep_record(points, keys)
@@ -159,6 +160,37 @@ def _check_setting(base: Experiment, entry: Entry) -> None:
         except ConfigError as exc:
             reason = str(exc).split(": ", 1)[-1]
             raise ConfigError(f"sweep '{entry.key}={','.join(entry.texts)}': {reason}") from None
+
+
+def warn_swept_per_run(
+    base: Experiment, entries: Sequence[Entry], count: int, out: TextIO | None = None
+) -> None:
+    """Warn (stderr) when a swept key is also set in ``args_per_run``: the point's value wins, so runs
+    that differ only in that key run the same arguments at every point."""
+    swept = {e.name for e in entries if e.swept}
+
+    def key(arg: str) -> str:
+        return arg.split("=", 1)[0].lstrip("+~")
+
+    setters = [r for r in base.runs if any(key(a) in swept for a in base.args_per_run.get(r, ()))]
+    if not setters or len(base.runs) == 1:  # one run: the point's value simply is the run's
+        return
+    out = out or sys.stderr
+    keys = ", ".join(sorted({key(a) for r in setters for a in base.args_per_run[r] if key(a) in swept}))
+    rest = {r: tuple(a for a in base.args_per_run.get(r, ()) if key(a) not in swept) for r in base.runs}
+    same = [r for r in base.runs if sum(rest[o] == rest[r] for o in base.runs) > 1]
+    if not same:
+        names = ", ".join(setters)
+        print(f"Warning: the sweep's {keys} replaces what args_per_run sets for {names}.", file=out)
+        return
+    distinct = len(set(rest.values()))
+    print(
+        f"Warning: the sweep sets {keys}, which args_per_run also sets for {', '.join(setters)}; the "
+        f"sweep's value wins, so runs {', '.join(same)} get the same arguments at every point "
+        f"({_plural(count * len(base.runs), 'run')}, {count * distinct} different). To run each point "
+        f"once, pick one run: 'runs=[{same[0]}]'.",
+        file=out,
+    )
 
 
 def print_points(points: Sequence[Point], keys: Sequence[str], out: TextIO | None = None) -> None:

@@ -1,0 +1,267 @@
+"""The README, to the letter: every command in its ``bash`` blocks is run here (as ``python -m metta_exp``,
+which is what ``uv run metta-exp`` and an activated ``metta-exp`` start), for real on this machine or as a
+dry run where it needs a cloud, and the runs, names and counts its text states are checked. A command
+added to the README without an entry here fails ``test_every_readme_command_is_checked``."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import subprocess
+import sys
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, run_cli, wait_group_end
+
+from metta_exp.store import JobStore
+
+README = (ROOT / "README.md").read_text()
+
+
+def bash_commands() -> list[tuple[str, ...]]:
+    """Every command line of the README's ``bash`` blocks as shell words, without its comment."""
+    lines = []
+    for block in re.findall(r"```bash\n(.*?)```", README, re.S):
+        for line in block.splitlines():
+            words = shlex.split(line, comments=True)
+            if words:
+                lines.append(tuple(words))
+    return lines
+
+
+def words(line: str) -> tuple[str, ...]:
+    return tuple(shlex.split(line))
+
+
+@dataclass(frozen=True)
+class Stated:
+    """What the README's text says of a command: its runs, in order (a sweep: its point count too)."""
+
+    runs: tuple[str, ...]
+    real: bool = False  # run it for real here (else: as a dry run)
+    points: int | None = None
+
+
+DEMO = ("lr_low", "lr_mid", "lr_high")
+ARENA_SWEEP = tuple(f"lr{lr}-ent{ent}" for lr in ("0.0003", "0.001", "0.003") for ent in ("0.01", "0.001"))
+LAUNCHES = {
+    "uv run metta-exp +experiment=demo": Stated(DEMO, real=True),
+    "uv run metta-exp +experiment=demo trainer.total_timesteps=50000 'runs=[lr_low,lr_high]' group=quick": Stated(
+        ("lr_low", "lr_high"), real=True
+    ),
+    "metta-exp +experiment=lr_sweep gpus=8": Stated(("baseline", "high_lr", "low_lr", "high_entropy")),
+    "metta-exp +experiment=arena skypilot.use_spot=true skypilot.accelerator=A100 'runs=[a,b,c]'": Stated(
+        ("a", "b", "c")
+    ),
+    "metta-exp +experiment=arena dry_run=true": Stated(("baseline", "variant")),
+    "metta-exp -m +experiment=arena trainer.learning_rate=0.0003,0.001,0.003 trainer.entropy_coef=0.01,0.001 "
+    "'runs=[baseline]'": Stated(ARENA_SWEEP, points=6),
+    "metta-exp -m +experiment=demo 'trainer.learning_rate=range(0.005,0.03,0.005)' 'runs=[lr_mid]' "
+    "group=lr_grid": Stated(("lr0.005", "lr0.01", "lr0.015", "lr0.02", "lr0.025"), points=5),
+    "metta-exp +experiment=lr_grid": Stated(("lr0.001", "lr0.003", "lr0.01", "lr0.03"), points=4),
+}
+NOT_HERE = {
+    "uv run pytest": "the test suite itself",
+    "uv run ruff check . && uv run mypy metta_exp": "run by tests/test_package.py",
+    "python my_train.py -m hydra/launcher=metta_exp lr=1e-3,1e-4": "a user's own app (the launcher plugin "
+    "is run for real in tests/test_hydra_plugin.py)",
+}
+BENCH = re.compile(r"uv run python bench/\w+\.py")  # the benchmarks print figures; they are not tests
+
+
+# "Recipes in Python": each command, run in a directory holding the reference's recipes (as
+# experiments/recipes/), a ./my_recipes.py and a my_project/recipes package; launches as dry runs
+# (their experiments are remote). Each maps to what its output must show.
+MY_RECIPES = """
+from metta_exp import ExperimentTool
+
+
+def sweep(lrs: dict[str, float]) -> ExperimentTool:
+    \"\"\"One run per named learning rate.\"\"\"
+    return ExperimentTool(
+        module="arena.train",
+        runs=list(lrs),
+        args_per_run={name: [f"trainer.learning_rate={lr}"] for name, lr in lrs.items()},
+    )
+"""
+RECIPE_COMMANDS: dict[str, tuple[bool, tuple[str, ...]]] = {  # line: (add dry_run=true, expected output)
+    "metta-exp run assembly_lines.experiment": (
+        True,
+        ("== assembly_lines_easy", "== assembly_lines_hard"),
+    ),
+    'metta-exp run arena.experiment runs=\'["baseline","high_lr","low_lr"]\' group=my_experiment gpus=8': (
+        True,
+        ("my_experiment", "== baseline", "== high_lr", "== low_lr"),
+    ),
+    "metta-exp run arena.experiment 'runs=[baseline,high_lr]' remote=false max_parallel=2": (
+        True,
+        ("== baseline", "== high_lr"),
+    ),
+    "metta-exp run ./my_recipes.py:sweep 'lrs={fast:0.1,slow:0.01}' dry_run=true": (
+        False,
+        ("== fast", "== slow", "trainer.learning_rate=0.1", "trainer.learning_rate=0.01"),
+    ),
+    "metta-exp run arena.experiment --help": (False, ("Launch a parallel experiment", "gpus")),
+    "metta-exp run --list": (False, ("arena.experiment", "assembly_lines.experiment")),
+    "metta-exp run --list my_project.recipes": (False, ("my_project.recipes.sweeps.sweep",)),
+    "metta-exp run metta_exp.examples.recipes.demo": (True, ("== lr_low", "== lr_mid", "== lr_high")),
+}
+
+
+def test_every_readme_command_is_checked() -> None:
+    checked = {words(line) for line in (*LAUNCHES, *NOT_HERE, *RECIPE_COMMANDS)}
+    for line in bash_commands():
+        if line in checked or BENCH.fullmatch(" ".join(line)):
+            continue
+        assert line[:2] == ("metta-exp", "job"), f"README command not checked by this test: {line}"
+        assert line in JOB_COMMANDS, f"README job command not checked by this test: {line}"
+    assert {words(line) for line in (*LAUNCHES, *RECIPE_COMMANDS)} <= set(bash_commands()), (
+        "a command here is no longer in the README"
+    )
+
+
+def argv_of(line: str) -> list[str]:
+    words = shlex.split(line)
+    words = words[2:] if words[:2] == ["uv", "run"] else words
+    assert words[0] == "metta-exp"
+    return words[1:]
+
+
+@pytest.mark.parametrize("line", [k for k, v in LAUNCHES.items() if not v.real])
+def test_readme_launches_as_dry_runs_list_the_runs_the_text_states(state_dir: Path, line: str) -> None:
+    stated = LAUNCHES[line]
+    result = run_cli(*argv_of(line), "dry_run=true")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert re.findall(r"^== (\S+)$", result.stdout, re.M) == list(stated.runs)
+    assert f", {len(stated.runs)} jobs on " in result.stdout
+    if stated.points is not None:
+        assert f"Sweep: {stated.points} points, {len(stated.runs)} runs" in result.stdout
+    assert "Warning" not in result.stderr  # the README's sweeps repeat no run
+    assert not state_dir.exists()  # nothing written
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("line", [k for k, v in LAUNCHES.items() if v.real])
+def test_readme_launches_run_here_as_the_text_says(state_dir: Path, line: str) -> None:
+    stated = LAUNCHES[line]
+    result = run_cli(*argv_of(line), timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr  # "exits 0 when all ... succeeded"
+    group = re.search(r"^Group (\S+): ", result.stdout, re.M)
+    assert group is not None
+    with JobStore.open(state_dir) as store:
+        jobs = store.jobs(group[1])
+    assert [j.run for j in jobs] == list(stated.runs)
+    assert all(j.status == "succeeded" for j in jobs)
+    if "group=quick" in line:
+        assert group[1] == "quick"
+        assert all("trainer.total_timesteps=50000" in j.spec["args"] for j in jobs)
+    else:  # the quickstart: notebook and report where the README says
+        notebook = Path("experiments/notebooks") / f"{group[1]}.ipynb"
+        assert notebook.is_file() and notebook.with_suffix(".html").is_file()
+
+
+def test_the_python_api_example_does_what_the_readme_says(state_dir: Path) -> None:
+    """Without SkyPilot set up the example's launch raises MettaExpError, which it prints."""
+    block = re.search(r"### From Python\n.*?```python\n(.*?)```", README, re.S)
+    assert block is not None
+    code = block[1]
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("Error: SkyPilot is not usable here"), result.stdout
+    assert "Traceback" not in result.stderr
+    assert not state_dir.exists()
+
+    local = textwrap.dedent(
+        """
+        from metta_exp import Experiment
+        print(Experiment(command=["true"], runs=["a", "b"], gpus=0, remote=False, generate_notebook=False).launch())
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", local], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.rstrip().endswith("\n0")  # returns the exit code
+    group = json.loads(run_cli("job", "list", "--json").stdout)[0]["group"]
+    assert [j.status for j in wait_group_end(state_dir, group)] == ["succeeded", "succeeded"]
+
+
+# `metta-exp job ...` as the README lists them, against a real local group named as in the README: its
+# run high_lr fails its first attempt, so retry has something to do. Expected exit codes in README order.
+JOB_COMMANDS = {
+    words(line): code
+    for line, code in {
+        "metta-exp job list": 0,
+        "metta-exp job list --json": 0,
+        "metta-exp job show lr_sweep": 0,
+        "metta-exp job show lr_sweep --json": 0,
+        "metta-exp job monitor lr_sweep --refresh 2.0": 1,  # the group ended with a failed job
+        "metta-exp job monitor lr_sweep --no-logs": 1,
+        "metta-exp job kill lr_sweep": 0,  # nothing to kill: it ended
+        "metta-exp job kill lr_sweep --force": 0,
+        "metta-exp job logs lr_sweep high_lr --tail 50": 0,
+        "metta-exp job logs lr_sweep high_lr --follow": 1,  # the job failed
+        "metta-exp job retry lr_sweep": 0,  # its second attempt succeeds
+        "metta-exp job notebook lr_sweep -o analysis.ipynb": 0,
+        "metta-exp job report lr_sweep --open": 0,
+        "metta-exp job resume lr_sweep": 0,
+    }.items()
+}
+FLAKY_FIRST = (
+    "import os, sys; print('training', os.environ['METTA_EXP_RUN'], flush=True); "
+    "sys.exit(1 if os.environ['METTA_EXP_RUN'] == 'high_lr' and os.environ['METTA_EXP_ATTEMPT'] == '1' else 0)"
+)
+
+
+@pytest.mark.slow
+def test_readme_job_commands_do_what_their_comments_say(state_dir: Path, tmp_path: Path) -> None:
+    from metta_exp.config import Experiment
+
+    exp = Experiment(
+        command=[sys.executable, "-c", FLAKY_FIRST],
+        runs=["baseline", "high_lr", "low_lr", "high_entropy"],
+        gpus=0,
+        remote=False,
+        wait=False,
+        generate_notebook=False,
+        group="lr_sweep",
+    )
+    assert exp.launch() == 0
+    wait_group_end(state_dir, "lr_sweep")
+    browser = tmp_path / "browser"
+    browser.write_text(
+        f"#!{sys.executable}\nimport sys\nopen({str(tmp_path / 'opened')!r}, 'w').write(sys.argv[1])\n"
+    )
+    browser.chmod(0o755)
+    listed = [line for line in bash_commands() if line[:2] == ("metta-exp", "job")]
+    assert listed == list(JOB_COMMANDS)
+    for line in listed:
+        result = run_cli(*line[1:], env={"BROWSER": str(browser)}, timeout=300)
+        assert result.returncode == JOB_COMMANDS[line], (line, result.stdout, result.stderr)
+        assert "Traceback" not in result.stderr, line
+    with JobStore.open(state_dir) as store:
+        assert [j.status for j in store.jobs("lr_sweep")] == ["succeeded"] * 4
+    assert Path("analysis.ipynb").is_file()
+    assert (tmp_path / "opened").read_text().endswith("/experiments/notebooks/lr_sweep.html")
+
+
+@pytest.mark.parametrize("line", list(RECIPE_COMMANDS))
+def test_readme_recipe_commands_do_what_the_text_says(state_dir: Path, line: str) -> None:
+    import shutil
+
+    work = state_dir.parent
+    shutil.copytree(ROOT / "tests" / "reference_recipes" / "experiments", work / "experiments")
+    (work / "my_recipes.py").write_text(MY_RECIPES)
+    (work / "my_project" / "recipes").mkdir(parents=True)
+    (work / "my_project" / "__init__.py").write_text("")
+    (work / "my_project" / "recipes" / "__init__.py").write_text("")
+    (work / "my_project" / "recipes" / "sweeps.py").write_text(MY_RECIPES)
+    dry, expected = RECIPE_COMMANDS[line]
+    gpus = {"METTA_EXP_LOCAL_GPUS": "0,1,2,3"}  # a machine with the 4 GPUs a local arena run asks for
+    result = run_cli(*argv_of(line), *(["dry_run=true"] if dry else []), cwd=work, env=gpus)
+    assert result.returncode == 0, result.stdout + result.stderr
+    for text in expected:
+        assert text in result.stdout, f"{text!r} not in:\n{result.stdout}"
+    assert not state_dir.exists()  # dry runs, help and lists write nothing
