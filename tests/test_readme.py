@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -73,8 +74,65 @@ NOT_HERE = {
 BENCH = re.compile(r"uv run python bench/\w+\.py")  # the benchmarks print figures; they are not tests
 
 
+# `metta-exp run ...` as the README lists them, each checked here for what it says (run as a dry run where
+# it launches), in a directory holding the README's own recipe (experiments/recipes/assembly_lines.py)
+# and the reference's "Basic Usage" recipe (experiments/recipes/arena.py) the README refers to.
+ASSEMBLY = ("assembly_lines_easy", "assembly_lines_hard")
+RECIPE_COMMANDS: dict[str, tuple[str, ...]] = {
+    "metta-exp run assembly_lines.experiment": (
+        "== assembly_lines_easy",
+        "== assembly_lines_hard",
+        "2 jobs on",
+    ),
+    "metta-exp run experiments/recipes/assembly_lines.py:experiment dry_run=true": (
+        "== assembly_lines_easy",
+        "curriculum_style=hard",
+    ),
+    'metta-exp run arena.experiment runs=\'["baseline","high_lr","low_lr"]\' group=my_experiment gpus=8': (
+        "Dry run: group my_experiment, 3 jobs on skypilot",
+        "== low_lr",
+        "A100: 8",
+    ),
+    "metta-exp run arena.experiment 'runs=[baseline,high_lr]' remote=false max_parallel=2": (
+        "2 jobs on local",
+        "== high_lr",
+    ),
+    "metta-exp run arena.experiment --help": ("Launch a parallel experiment", "  gpus: int = 4\n"),
+    "metta-exp run --list": ("arena.experiment  ", "assembly_lines.experiment"),
+    "metta-exp run --list metta_exp.examples": ("metta_exp.examples.recipes.demo  ",),
+    "metta-exp run metta_exp.examples.recipes.demo": (
+        "== lr_low",
+        "== lr_mid",
+        "== lr_high",
+        "3 jobs on local",
+    ),
+    "metta-exp run metta_exp.examples.recipes.demo 'learning_rates={fast:0.1,slow:0.01}' total_timesteps=20000": (
+        "== fast",
+        "trainer.total_timesteps=20000 trainer.learning_rate=0.01",
+    ),
+}
+
+
+@pytest.mark.parametrize("line", list(RECIPE_COMMANDS))
+def test_readme_recipe_commands_do_what_the_text_says(state_dir: Path, line: str) -> None:
+    block = re.search(r"## Recipes in Python\n.*?```python\n(.*?)```", README, re.S)
+    assert block is not None
+    recipes = state_dir.parent / "experiments" / "recipes"
+    recipes.mkdir(parents=True)
+    (recipes / "assembly_lines.py").write_text(block[1])
+    shutil.copy(ROOT / "tests" / "reference_recipes" / "experiments" / "recipes" / "arena.py", recipes)
+    args = argv_of(line)
+    launches = not ({"--help", "--list"} & set(args))
+    # 4 GPUs here, for arena's default gpus=4 on this machine (remote=false)
+    result = run_cli(*args, *(["dry_run=true"] if launches else []), env={"METTA_EXP_LOCAL_GPUS": "0,1,2,3"})
+    assert result.returncode == 0, result.stdout + result.stderr
+    for text in RECIPE_COMMANDS[line]:
+        assert text in result.stdout, (text, result.stdout)
+    assert not state_dir.exists()
+
+
 def test_every_readme_command_is_checked() -> None:
-    checked = {words(line) for line in (*LAUNCHES, *NOT_HERE)}
+    checked = {words(line) for line in (*LAUNCHES, *NOT_HERE, *RECIPE_COMMANDS)}
     for line in bash_commands():
         if line in checked or BENCH.fullmatch(" ".join(line)):
             continue
