@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import re
 import shlex
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -74,61 +73,43 @@ NOT_HERE = {
 BENCH = re.compile(r"uv run python bench/\w+\.py")  # the benchmarks print figures; they are not tests
 
 
-# `metta-exp run ...` as the README lists them, each checked here for what it says (run as a dry run where
-# it launches), in a directory holding the README's own recipe (experiments/recipes/assembly_lines.py)
-# and the reference's "Basic Usage" recipe (experiments/recipes/arena.py) the README refers to.
-ASSEMBLY = ("assembly_lines_easy", "assembly_lines_hard")
-RECIPE_COMMANDS: dict[str, tuple[str, ...]] = {
+# "Recipes in Python": each command, run in a directory holding the reference's recipes (as
+# experiments/recipes/), a ./my_recipes.py and a my_project/recipes package; launches as dry runs
+# (their experiments are remote). Each maps to what its output must show.
+MY_RECIPES = """
+from metta_exp import ExperimentTool
+
+
+def sweep(lrs: dict[str, float]) -> ExperimentTool:
+    \"\"\"One run per named learning rate.\"\"\"
+    return ExperimentTool(
+        module="arena.train",
+        runs=list(lrs),
+        args_per_run={name: [f"trainer.learning_rate={lr}"] for name, lr in lrs.items()},
+    )
+"""
+RECIPE_COMMANDS: dict[str, tuple[bool, tuple[str, ...]]] = {  # line: (add dry_run=true, expected output)
     "metta-exp run assembly_lines.experiment": (
-        "== assembly_lines_easy",
-        "== assembly_lines_hard",
-        "2 jobs on",
-    ),
-    "metta-exp run experiments/recipes/assembly_lines.py:experiment dry_run=true": (
-        "== assembly_lines_easy",
-        "curriculum_style=hard",
+        True,
+        ("== assembly_lines_easy", "== assembly_lines_hard"),
     ),
     'metta-exp run arena.experiment runs=\'["baseline","high_lr","low_lr"]\' group=my_experiment gpus=8': (
-        "Dry run: group my_experiment, 3 jobs on skypilot",
-        "== low_lr",
-        "A100: 8",
+        True,
+        ("my_experiment", "== baseline", "== high_lr", "== low_lr"),
     ),
     "metta-exp run arena.experiment 'runs=[baseline,high_lr]' remote=false max_parallel=2": (
-        "2 jobs on local",
-        "== high_lr",
+        True,
+        ("== baseline", "== high_lr"),
     ),
-    "metta-exp run arena.experiment --help": ("Launch a parallel experiment", "  gpus: int = 4\n"),
-    "metta-exp run --list": ("arena.experiment  ", "assembly_lines.experiment"),
-    "metta-exp run --list metta_exp.examples": ("metta_exp.examples.recipes.demo  ",),
-    "metta-exp run metta_exp.examples.recipes.demo": (
-        "== lr_low",
-        "== lr_mid",
-        "== lr_high",
-        "3 jobs on local",
+    "metta-exp run ./my_recipes.py:sweep 'lrs={fast:0.1,slow:0.01}' dry_run=true": (
+        False,
+        ("== fast", "== slow", "trainer.learning_rate=0.1", "trainer.learning_rate=0.01"),
     ),
-    "metta-exp run metta_exp.examples.recipes.demo 'learning_rates={fast:0.1,slow:0.01}' total_timesteps=20000": (
-        "== fast",
-        "trainer.total_timesteps=20000 trainer.learning_rate=0.01",
-    ),
+    "metta-exp run arena.experiment --help": (False, ("Launch a parallel experiment", "gpus")),
+    "metta-exp run --list": (False, ("arena.experiment", "assembly_lines.experiment")),
+    "metta-exp run --list my_project.recipes": (False, ("my_project.recipes.sweeps.sweep",)),
+    "metta-exp run metta_exp.examples.recipes.demo": (True, ("== lr_low", "== lr_mid", "== lr_high")),
 }
-
-
-@pytest.mark.parametrize("line", list(RECIPE_COMMANDS))
-def test_readme_recipe_commands_do_what_the_text_says(state_dir: Path, line: str) -> None:
-    block = re.search(r"## Recipes in Python\n.*?```python\n(.*?)```", README, re.S)
-    assert block is not None
-    recipes = state_dir.parent / "experiments" / "recipes"
-    recipes.mkdir(parents=True)
-    (recipes / "assembly_lines.py").write_text(block[1])
-    shutil.copy(ROOT / "tests" / "reference_recipes" / "experiments" / "recipes" / "arena.py", recipes)
-    args = argv_of(line)
-    launches = not ({"--help", "--list"} & set(args))
-    # 4 GPUs here, for arena's default gpus=4 on this machine (remote=false)
-    result = run_cli(*args, *(["dry_run=true"] if launches else []), env={"METTA_EXP_LOCAL_GPUS": "0,1,2,3"})
-    assert result.returncode == 0, result.stdout + result.stderr
-    for text in RECIPE_COMMANDS[line]:
-        assert text in result.stdout, (text, result.stdout)
-    assert not state_dir.exists()
 
 
 def test_every_readme_command_is_checked() -> None:
@@ -138,7 +119,7 @@ def test_every_readme_command_is_checked() -> None:
             continue
         assert line[:2] == ("metta-exp", "job"), f"README command not checked by this test: {line}"
         assert line in JOB_COMMANDS, f"README job command not checked by this test: {line}"
-    assert {words(line) for line in LAUNCHES} <= set(bash_commands()), (
+    assert {words(line) for line in (*LAUNCHES, *RECIPE_COMMANDS)} <= set(bash_commands()), (
         "a command here is no longer in the README"
     )
 
@@ -264,3 +245,23 @@ def test_readme_job_commands_do_what_their_comments_say(state_dir: Path, tmp_pat
         assert [j.status for j in store.jobs("lr_sweep")] == ["succeeded"] * 4
     assert Path("analysis.ipynb").is_file()
     assert (tmp_path / "opened").read_text().endswith("/experiments/notebooks/lr_sweep.html")
+
+
+@pytest.mark.parametrize("line", list(RECIPE_COMMANDS))
+def test_readme_recipe_commands_do_what_the_text_says(state_dir: Path, line: str) -> None:
+    import shutil
+
+    work = state_dir.parent
+    shutil.copytree(ROOT / "tests" / "reference_recipes" / "experiments", work / "experiments")
+    (work / "my_recipes.py").write_text(MY_RECIPES)
+    (work / "my_project" / "recipes").mkdir(parents=True)
+    (work / "my_project" / "__init__.py").write_text("")
+    (work / "my_project" / "recipes" / "__init__.py").write_text("")
+    (work / "my_project" / "recipes" / "sweeps.py").write_text(MY_RECIPES)
+    dry, expected = RECIPE_COMMANDS[line]
+    gpus = {"METTA_EXP_LOCAL_GPUS": "0,1,2,3"}  # a machine with the 4 GPUs a local arena run asks for
+    result = run_cli(*argv_of(line), *(["dry_run=true"] if dry else []), cwd=work, env=gpus)
+    assert result.returncode == 0, result.stdout + result.stderr
+    for text in expected:
+        assert text in result.stdout, f"{text!r} not in:\n{result.stdout}"
+    assert not state_dir.exists()  # dry runs, help and lists write nothing
