@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import re
 import shlex
 import sys
 import time
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
@@ -70,7 +72,12 @@ def launch_experiments(
     out = out or sys.stdout
     state_dir = (state_dir or default_state_dir()).absolute()
     groups = _group_names(exps, name)
-    specs = [_resolve(e, g, state_dir, extra_args, specs_hook) for e, g in zip(exps, groups, strict=True)]
+    # each launched group instance's own (its W&B run ids); a dry run's output stays the same every time
+    instances = [None if e.dry_run else uuid.uuid4().hex[:12] for e in exps]
+    specs = [
+        _resolve(e, g, state_dir, extra_args, specs_hook, instance)
+        for e, g, instance in zip(exps, groups, instances, strict=True)
+    ]
     backends = {}
     refused = 0
     for i, exp in enumerate(exps):
@@ -89,8 +96,11 @@ def launch_experiments(
     config = {"extra_args": list(extra_args), "launch_dir": str(Path.cwd())} | dict(extra_config or {})
     for i, backend in backends.items():
         exp = exps[i]
-        again = functools.partial(_resolve, exp, state_dir=state_dir, extra_args=extra_args, hook=specs_hook)
-        groups[i] = _submit_group(store, exp, name, groups[i], specs[i], backend.name, config, again, out)
+        again = functools.partial(
+            _resolve, exp, state_dir=state_dir, extra_args=extra_args, hook=specs_hook, instance=instances[i]
+        )
+        own = config | {"instance": instances[i]}
+        groups[i] = _submit_group(store, exp, name, groups[i], specs[i], backend.name, own, again, out)
     return _watch_all(store, [(groups[i], exps[i].wait) for i in backends], out)
 
 
@@ -177,8 +187,9 @@ def _resolve(
     state_dir: Path,
     extra_args: Sequence[str],
     hook: Callable[[list[JobSpec]], list[JobSpec]] | None,
+    instance: str | None = None,
 ) -> list[JobSpec]:
-    specs = resolve(exp, group, state_dir, extra_args)
+    specs = resolve(exp, group, state_dir, extra_args, environ=os.environ, instance=instance)
     return hook(specs) if hook else specs
 
 

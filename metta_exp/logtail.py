@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, TextIO
 
-from metta_exp.progress import PROGRESS_PREFIX, Progress, last_checkpoint, last_progress
+from metta_exp.progress import PROGRESS_PREFIX, Progress, WandbRef, last_checkpoint, last_progress, last_wandb
 from metta_exp.status import ACTIVE, JobStatus
 
 if TYPE_CHECKING:
@@ -185,6 +185,44 @@ def read_progress(path: str | os.PathLike[str] | None) -> Progress | None:
     if found is None and size > 4096:
         found = last_progress(read_tail(path, 65536))
     return found
+
+
+LogMark = tuple[int, int]
+"""Where :func:`scan_wandb_ref` stopped in a log: (the file's inode, the bytes looked through)."""
+
+
+def scan_wandb_ref(
+    path: str | os.PathLike[str] | None, mark: LogMark = (0, 0), nbytes: int = 262144
+) -> tuple[WandbRef | None, LogMark]:
+    """The W&B run a log reports (its last ``[metta-exp] wandb ...`` line) in what was written since
+    ``mark`` (what this returned last time), and the mark to pass next time.
+
+    Reads at most the log's first ``nbytes`` (where ``tracking`` prints the line once W&B is up) and its
+    last ``nbytes`` (it prints it again when it finishes), never a whole large log, and nothing when the
+    log did not change. A log replaced by another file (a remote log tail copied over it) or cut shorter
+    is read again from its start.
+    """
+    try:
+        stat = os.stat(path) if path else None
+    except OSError:
+        return None, mark
+    if stat is None:
+        return None, mark
+    size = stat.st_size
+    offset = mark[1] if mark[0] == stat.st_ino and mark[1] <= size else 0
+    if size == offset:
+        return None, (stat.st_ino, size)
+    chunks = []
+    first = max(offset - 4096, 0)  # overlap: a line half written at the last look
+    with open(path, "rb") as f:  # type: ignore[arg-type]
+        if first < nbytes < size:  # the head, until it has been looked through
+            f.seek(first)
+            chunks.append(f.read(nbytes - first))
+        start = max(first, size - nbytes)
+        f.seek(start)
+        chunks.append(f.read(size - start))
+    found = next((ref for c in reversed(chunks) if (ref := last_wandb(c.decode("utf-8", "replace")))), None)
+    return found, (stat.st_ino, size)
 
 
 def read_checkpoint(run_dir: str | os.PathLike[str], log_text: str) -> str | None:

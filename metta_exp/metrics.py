@@ -83,6 +83,7 @@ class RunSource:
     wandb_path: str | None = None
     wandb_mode: str | None = None
     problem: str | None = None
+    wandb_base_url: str | None = None  # the W&B server the run used (its WANDB_BASE_URL); None: the default
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -95,10 +96,12 @@ def run_source(
     """Where the metrics of ``item`` are. ``item`` is one of:
 
     - a :class:`~metta_exp.records.JobRecord` (or anything with ``run``, ``run_dir``, ``spec`` and
-      ``wandb_url``): its run directory, and its W&B run from ``wandb_url`` or from the spec's
-      ``WANDB_ENTITY``/``WANDB_PROJECT`` and ``wandb_run_id`` (unless ``WANDB_MODE`` is offline/disabled);
+      ``wandb_url``): its run directory, and its W&B run from ``wandb_url`` (what the job reported) or
+      from the spec's ``WANDB_ENTITY``/``WANDB_PROJECT`` and its latest attempt's run id (unless
+      ``WANDB_MODE`` is offline/disabled), on the W&B server of the spec's ``WANDB_BASE_URL``;
     - a mapping with ``run`` (or ``name``) and optional ``run_dir``, ``wandb_path``, ``wandb_url``,
-      ``spec`` (a JobRecord as a dict, or the literal the notebook passes);
+      ``wandb_base_url``, ``attempts``, ``spec`` (a JobRecord as a dict, or the literal the notebook
+      passes);
     - a path (``Path`` or a string naming an existing directory): a run directory; the name is
       ``run.json``'s ``run`` or the directory's name;
     - a W&B URL (``https://wandb.ai/ENTITY/PROJECT/runs/ID``) or run path ``ENTITY/PROJECT/ID``;
@@ -109,9 +112,8 @@ def run_source(
     if isinstance(item, Mapping):
         return _from_mapping(item)
     if hasattr(item, "run") and hasattr(item, "spec"):
-        return _from_mapping(
-            {"run": item.run, "run_dir": item.run_dir, "spec": item.spec, "wandb_url": item.wandb_url}
-        )
+        fields = ("run", "run_dir", "spec", "wandb_url", "attempts")
+        return _from_mapping({key: getattr(item, key, None) for key in fields})
     if isinstance(item, os.PathLike) or (isinstance(item, str) and Path(item).is_dir()):
         directory = Path(os.fspath(item)).absolute()
         name = _read_run_json(directory).get("run") or directory.name
@@ -139,16 +141,28 @@ def _from_mapping(data: Mapping[str, Any]) -> RunSource:
     if "wandb_path" in data:
         wandb_path = data["wandb_path"] or None
     else:
-        wandb_path = wandb_path_from_url(data.get("wandb_url"))
-        run_id = spec.get("wandb_run_id") or env.get("WANDB_RUN_ID")
-        if wandb_path is None and env.get("WANDB_ENTITY") and env.get("WANDB_PROJECT") and run_id:
-            wandb_path = f"{env['WANDB_ENTITY']}/{env['WANDB_PROJECT']}/{run_id}"
+        wandb_path = wandb_path_from_url(data.get("wandb_url")) or configured_wandb_path(
+            env, spec.get("wandb_run_id"), data.get("attempts")
+        )
     return RunSource(
         name=name,
         run_dir=Path(run_dir).absolute() if run_dir else None,
         wandb_path=wandb_path,
         wandb_mode=mode,
+        wandb_base_url=data.get("wandb_base_url") or env.get("WANDB_BASE_URL") or None,
     )
+
+
+def configured_wandb_path(env: Mapping[str, Any], run_id: Any, attempts: Any) -> str | None:
+    """``entity/project/id`` of a job's latest attempt from its configured entity and project (None
+    unless both are set: without them only the URL the job reported tells where its run is)."""
+    from metta_exp.resolve import attempt_run_id
+
+    run_id = run_id or env.get("WANDB_RUN_ID")
+    if not (env.get("WANDB_ENTITY") and env.get("WANDB_PROJECT") and run_id):
+        return None
+    attempt = attempts if isinstance(attempts, int) and attempts > 0 else 1
+    return f"{env['WANDB_ENTITY']}/{env['WANDB_PROJECT']}/{attempt_run_id(str(run_id), attempt)}"
 
 
 def _by_name(name: str, group: str | None, state_dir: str | os.PathLike[str] | None) -> RunSource:
@@ -271,7 +285,7 @@ def _fetch_one(
         raise LookupError(f"{where}, and its W&B run was logged offline{sync}")
     if path is None or mode == "disabled":
         raise LookupError(f"{where}, and no W&B run")
-    return f"wandb {path}", fetch_wandb_run(apis.get(), path, keys, samples, x_axis)
+    return f"wandb {path}", fetch_wandb_run(apis.get(source.wandb_base_url), path, keys, samples, x_axis)
 
 
 def _frame(names: list[str], keys: list[str], results: Mapping[str, Mapping[str, Points]]) -> pd.DataFrame:

@@ -110,30 +110,33 @@ def rate_limit_wait(exc: BaseException) -> float | None:
 
 
 class WandbApis:
-    """One ``wandb.Api`` per worker thread (the client is not documented as thread-safe).
+    """One ``wandb.Api`` per worker thread and W&B server (the client is not documented as thread-safe).
 
+    ``get(base_url)`` talks to the server a run was logged to (``overrides={"base_url": ...}``, whose
+    netrc key wandb looks up itself); None is wandb's default (``WANDB_BASE_URL`` or its settings).
     They are made one at a time, and a failure (no credentials: ``wandb.Api`` may ask to log in) is
-    kept and raised again for every other run, so a user is asked at most once.
+    kept and raised again for every other run of that server, so a user is asked at most once.
     """
 
     def __init__(self, timeout: float) -> None:
         self.timeout = timeout
         self.local = threading.local()
         self.lock = threading.Lock()
-        self.error: Exception | None = None
+        self.errors: dict[str | None, Exception] = {}
 
-    def get(self) -> Any:
-        api = getattr(self.local, "api", None)
-        if api is not None:
-            return api
+    def get(self, base_url: str | None = None) -> Any:
+        apis: dict[str | None, Any] = self.local.__dict__.setdefault("apis", {})
+        if base_url in apis:
+            return apis[base_url]
         with self.lock:
-            if self.error is not None:
-                raise self.error
+            if base_url in self.errors:
+                raise self.errors[base_url]
             try:
                 import wandb
 
-                api = self.local.api = wandb.Api(timeout=max(1, round(self.timeout)))
+                overrides = {"base_url": base_url.rstrip("/")} if base_url else None
+                api = apis[base_url] = wandb.Api(timeout=max(1, round(self.timeout)), overrides=overrides)
             except Exception as exc:
-                self.error = exc
+                self.errors[base_url] = exc
                 raise
         return api

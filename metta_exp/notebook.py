@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlparse
 
-from metta_exp.metrics import wandb_path_from_url
+from metta_exp.metrics import configured_wandb_path, wandb_path_from_url
 from metta_exp.records import GroupRecord, JobRecord, iso
 from metta_exp.tracking import METRICS_FILE, RUN_FILE
 
@@ -70,6 +70,7 @@ class RunInfo:
     wandb_mode: str | None  # "online", "offline", "disabled" or None (unknown)
     wandb_dir: str | None  # the offline run directory, for `wandb sync`
     wandb_path: str | None  # entity/project/id, for fetch_metrics when the local file is missing
+    wandb_base_url: str | None = None  # the W&B server the job used (its WANDB_BASE_URL), if not the default
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -104,12 +105,11 @@ def run_info(job: JobRecord) -> RunInfo:
         state = state if isinstance(state, dict) else {}
     except (OSError, ValueError):
         state = {}
-    url = state.get("wandb_url") or job.wandb_url or None  # what wandb.init reported, else the record
+    if state.get("attempt", job.attempts) != job.attempts:
+        state = {}  # written by an earlier attempt: each attempt is its own W&B run
+    url = job.wandb_url or state.get("wandb_url") or None  # what the attempt reported (log, run.json)
     mode = state.get("wandb_mode") or (env.get("WANDB_MODE") or "").lower() or ("online" if url else None)
-    path = wandb_path_from_url(url)
-    run_id = spec.get("wandb_run_id") or env.get("WANDB_RUN_ID")
-    if path is None and env.get("WANDB_ENTITY") and env.get("WANDB_PROJECT") and run_id:
-        path = f"{env['WANDB_ENTITY']}/{env['WANDB_PROJECT']}/{run_id}"
+    path = wandb_path_from_url(url) or configured_wandb_path(env, spec.get("wandb_run_id"), job.attempts)
     if mode in ("offline", "disabled"):
         path = None
     return RunInfo(
@@ -124,7 +124,16 @@ def run_info(job: JobRecord) -> RunInfo:
         wandb_mode=mode if isinstance(mode, str) else None,
         wandb_dir=state.get("wandb_dir") if isinstance(state.get("wandb_dir"), str) else None,
         wandb_path=path,
+        wandb_base_url=env.get("WANDB_BASE_URL") or None,
     )
+
+
+def _fetch_run(r: RunInfo) -> dict[str, str | None]:
+    """What ``fetch_metrics`` needs of a run, as the fetch cell's literal."""
+    out = {"run": r.run, "run_dir": r.run_dir, "wandb_path": r.wandb_path}
+    if r.wandb_base_url and r.wandb_path:
+        out["wandb_base_url"] = r.wandb_base_url
+    return out
 
 
 def render_notebook(group: GroupRecord, runs: Sequence[RunInfo], package_root: str | None = None) -> str:
@@ -171,7 +180,7 @@ def notebook_context(group: GroupRecord, runs: Sequence[RunInfo], package_root: 
         "runs": [_run_context(r) | {"label": labels[r.run]} for r in runs],
         "labels": labels,
         "swept": bool(config.get("sweep")),
-        "fetch_runs": [{"run": r.run, "run_dir": r.run_dir, "wandb_path": r.wandb_path} for r in runs],
+        "fetch_runs": [_fetch_run(r) for r in runs],
         "statuses": {r.run: r.status for r in runs},
         "metrics": metrics,
         "plot_metrics": first + [m for m in metrics if m not in first],

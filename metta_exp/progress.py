@@ -1,8 +1,9 @@
-"""Progress and checkpoint lines: what a job prints so that any monitor can follow it.
+"""Progress, checkpoint and W&B lines: what a job prints so that any monitor can follow it.
 
-``[metta-exp] progress step=S total=T sps=X key=value ...`` and ``[metta-exp] checkpoint path=P``, written
-by ``metta_exp.tracking`` and read back here from local logs and remote log tails alike. Pure functions,
-standard library only.
+``[metta-exp] progress step=S total=T sps=X key=value ...``, ``[metta-exp] checkpoint path=P`` and
+``[metta-exp] wandb url=U entity=E project=P id=I``, written by ``metta_exp.tracking`` and read back here
+from local logs and remote log tails alike (a job's own output is the one channel that reaches the
+runner from every backend). Pure functions, standard library only.
 """
 
 from __future__ import annotations
@@ -12,6 +13,23 @@ from dataclasses import dataclass, field
 
 PROGRESS_PREFIX = "[metta-exp] progress "
 CHECKPOINT_PREFIX = "[metta-exp] checkpoint path="
+WANDB_PREFIX = "[metta-exp] wandb "
+_WANDB_KEYS = ("url", "entity", "project", "id")
+
+
+@dataclass(frozen=True)
+class WandbRef:
+    """The W&B run a job reported: its URL (on whichever W&B host it used), entity, project and id."""
+
+    url: str
+    entity: str
+    project: str
+    run_id: str
+
+    @property
+    def path(self) -> str:
+        """``entity/project/id``, as ``wandb.Api().run`` takes it."""
+        return f"{self.entity}/{self.project}/{self.run_id}"
 
 
 @dataclass(frozen=True)
@@ -115,6 +133,40 @@ def last_checkpoint(text: str) -> str | None:
         path = parse_checkpoint_line(line)
         if path is not None:
             return path
+    return None
+
+
+def format_wandb_line(ref: WandbRef) -> str:
+    """``[metta-exp] wandb url=U entity=E project=P id=I`` (W&B URLs, names and ids hold no spaces)."""
+    return f"{WANDB_PREFIX}url={ref.url} entity={ref.entity} project={ref.project} id={ref.run_id}"
+
+
+def parse_wandb_line(line: str) -> WandbRef | None:
+    """The :class:`WandbRef` of one log line, or None unless it is a whole, well-formed W&B line."""
+    start = line.find(WANDB_PREFIX)
+    if start < 0:
+        return None
+    pairs = [token.partition("=") for token in line[start + len(WANDB_PREFIX) :].split()]
+    values = {key: value for key, sep, value in pairs if sep}
+    if [key for key, _, _ in pairs] != list(_WANDB_KEYS) or not all(values.values()):
+        return None
+    if "://" not in values["url"]:
+        return None
+    return WandbRef(
+        url=values["url"], entity=values["entity"], project=values["project"], run_id=values["id"]
+    )
+
+
+def last_wandb(text: str) -> WandbRef | None:
+    """The last well-formed W&B line in ``text`` (a whole log or its tail), or None."""
+    end = len(text)
+    while (at := text.rfind(WANDB_PREFIX, 0, end)) >= 0:
+        start = text.rfind("\n", 0, at) + 1
+        stop = text.find("\n", at)
+        found = parse_wandb_line(text[start : stop if stop >= 0 else len(text)])
+        if found is not None:
+            return found
+        end = start
     return None
 
 

@@ -68,9 +68,26 @@ class JobSpec:
         )
 
 
-def wandb_run_id(group: str, run: str) -> str:
-    """A W&B run id fixed before launch, the same every time for the same group and run."""
-    return hashlib.sha256(f"{group}\0{run}".encode()).hexdigest()[:16]
+def wandb_run_id(group: str, run: str, instance: str | None = None) -> str:
+    """A W&B run id fixed before launch, the same every time for the same group, run and ``instance``.
+
+    ``instance`` is a random id drawn once per launched group: a group name used again (in another
+    state directory, on another machine) must not resume the old group's W&B runs.
+    """
+    key = f"{group}\0{run}" + (f"\0{instance}" if instance else "")
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def attempt_run_id(run_id: str, attempt: int) -> str:
+    """The W&B run id of one attempt: ``run_id`` for the first, ``<run_id>-a<N>`` for attempt N > 1.
+
+    Every attempt is its own W&B run (same group and name). Resuming the first attempt's run instead
+    would drop every step a retry logs below the first attempt's last step: a resumed wandb client
+    starts at that step and ignores lower ones (wandb/sdk/wandb_run.py, "Steps must be monotonically
+    increasing"). Run ids may not hold any of ``:;,#?/'`` (wandb/sdk/wandb_settings.py,
+    ``validate_run_id``); ``-`` is kept as it is in the run's URL (``run_url``'s ``quote``).
+    """
+    return run_id if attempt <= 1 else f"{run_id}-a{attempt}"
 
 
 def run_dir(state_dir: Path, group: str, run: str) -> Path:
@@ -78,12 +95,47 @@ def run_dir(state_dir: Path, group: str, run: str) -> Path:
     return state_dir / "runs" / group / run
 
 
-def resolve(exp: Experiment, group: str, state_dir: Path, extra_args: Sequence[str] = ()) -> list[JobSpec]:
-    """Job specs for every run of ``exp`` in ``group``, in the experiment's run order."""
+#: W&B settings of the launching shell that every job gets (remote jobs inherit nothing from it).
+#: ``WANDB_API_KEY`` is not one of them: it is a secret, handed to each launch, never stored.
+SHELL_WANDB_KEYS = ("WANDB_BASE_URL", "WANDB_ENTITY", "WANDB_PROJECT", "WANDB_MODE", "WANDB_DISABLED")
+
+
+def shell_wandb_env(exp: Experiment, environ: Mapping[str, str]) -> dict[str, str]:
+    """The W&B settings a job gets from the launching shell (``environ``) and the experiment.
+
+    The experiment's ``wandb.entity``/``project``/``mode`` win over the shell's ``WANDB_*``; an
+    experiment that sets ``wandb.mode`` also drops the shell's ``WANDB_DISABLED``.
+    """
+    env = {key: environ[key] for key in SHELL_WANDB_KEYS if environ.get(key, "").strip()}
+    for key in ("entity", "project", "mode"):
+        value = getattr(exp.wandb, key)
+        if value:
+            env[f"WANDB_{key.upper()}"] = value
+    if exp.wandb.mode:
+        env.pop("WANDB_DISABLED", None)
+    return env
+
+
+def resolve(
+    exp: Experiment,
+    group: str,
+    state_dir: Path,
+    extra_args: Sequence[str] = (),
+    environ: Mapping[str, str] | None = None,
+    instance: str | None = None,
+) -> list[JobSpec]:
+    """Job specs for every run of ``exp`` in ``group``, in the experiment's run order.
+
+    ``environ`` is the launching shell's environment (the caller passes ``os.environ``): its W&B
+    settings (``SHELL_WANDB_KEYS``) are recorded in every job's env, so that every job of the group,
+    on any backend and relaunched from any terminal, uses the W&B host and mode it was launched with.
+    ``instance`` (see :func:`wandb_run_id`) makes the W&B run ids this group instance's own.
+    """
+    wandb_env = shell_wandb_env(exp, environ or {})
     specs = []
     for run in exp.runs:
         directory = run_dir(state_dir, group, run)
-        run_id = wandb_run_id(group, run)
+        run_id = wandb_run_id(group, run, instance)
         env = {
             "METTA_EXP_GROUP": group,
             "METTA_EXP_RUN": run,
@@ -92,11 +144,8 @@ def resolve(exp: Experiment, group: str, state_dir: Path, extra_args: Sequence[s
             "WANDB_NAME": run,
             "WANDB_RUN_ID": run_id,
             "PYTHONUNBUFFERED": "1",
+            **wandb_env,
         }
-        for key in ("entity", "project", "mode"):
-            value = getattr(exp.wandb, key)
-            if value:
-                env[f"WANDB_{key.upper()}"] = value
         specs.append(
             JobSpec(
                 group=group,

@@ -30,6 +30,7 @@ from pathlib import Path
 from metta_exp.backends.base import Backend, Launch, Observation
 from metta_exp.backends.procs import pid_alive
 from metta_exp.config import CONFIG_KEYS, Experiment
+from metta_exp.logtail import LogMark, scan_wandb_ref
 from metta_exp.paths import launch_dir, notebook_path
 from metta_exp.records import GroupRecord, JobRecord
 from metta_exp.resolve import JobSpec
@@ -63,6 +64,8 @@ class Runner:
     _announced: bool = False
     _url_checked: dict[str, float] = field(default_factory=dict)
     stop_reason: str | None = None
+    _url_found: dict[str, int] = field(default_factory=dict)  # run -> the attempt whose URL is recorded
+    _log_scanned: dict[str, LogMark] = field(default_factory=dict)  # log path -> where the last look ended
 
     def drive(self) -> int | None:
         """Drive the group to its end. None if another live driver holds it, or the runner was asked
@@ -196,14 +199,30 @@ class Runner:
         ]
         if running:
             self.backend.sync_logs(running)
-        now = time.time()
-        for job in active:  # the job writes its W&B URL into run.json once W&B is up: look now and then
-            if job.wandb_url is None and now - self._url_checked.get(job.run, 0.0) >= URL_CHECK_S:
-                self._url_checked[job.run] = now
-                url = read_wandb_url(job.run_dir)
-                if url:
-                    self.store.set_wandb_url(self.group, job.run, url)
+        ended = {
+            j.run for j, launch in zip(active, launches, strict=True) if _ended(observed.get(launch.name))
+        }
+        self._record_wandb_urls(active, ended)
         return changed
+
+    def _record_wandb_urls(self, active: list[JobRecord], ended: set[str]) -> None:
+        """Record the W&B URL each attempt reports in its log (every backend copies logs here), looked
+        for now and then while it runs and once more when it ends (a remote log's last tail)."""
+        now = time.time()
+        for job in active:
+            if self._url_found.get(job.run) == job.attempts:
+                continue
+            if job.run not in ended and now - self._url_checked.get(job.run, 0.0) < URL_CHECK_S:
+                continue
+            self._url_checked[job.run] = now
+            ref, self._log_scanned[job.log_path or ""] = scan_wandb_ref(
+                job.log_path, self._log_scanned.get(job.log_path or "", (0, 0))
+            )
+            url = ref.url if ref is not None else run_json_wandb_url(job)
+            if url:
+                self._url_found[job.run] = job.attempts
+                if url != job.wandb_url:
+                    self.store.set_wandb_url(self.group, job.run, url)
 
     def _apply(self, group: GroupRecord, job: JobRecord, launch: Launch, obs: Observation) -> None:
         key = (job.run, job.attempts)
@@ -431,13 +450,21 @@ def attempt_log(run_dir: str, attempt: int) -> Path:
     return Path(run_dir) / f"attempt-{attempt}.log"
 
 
-def read_wandb_url(run_dir: str) -> str | None:
+def run_json_wandb_url(job: JobRecord) -> str | None:
+    """The W&B URL in ``run.json`` of the job's run directory when this attempt wrote it (local jobs; a
+    fallback for the ``[metta-exp] wandb`` line of its log)."""
     try:
-        data = json.loads((Path(run_dir) / "run.json").read_text())
+        data = json.loads((Path(job.run_dir) / "run.json").read_text())
     except (OSError, ValueError):
         return None
-    url = data.get("wandb_url") if isinstance(data, dict) else None
+    if not isinstance(data, dict) or data.get("attempt", 1) != job.attempts:
+        return None
+    url = data.get("wandb_url")
     return url if isinstance(url, str) and url else None
+
+
+def _ended(obs: Observation | None) -> bool:
+    return obs is not None and obs.status is not None and obs.status.is_terminal()
 
 
 # --- leases and runner processes --------------------------------------------------------------------

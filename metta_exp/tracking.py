@@ -18,13 +18,22 @@ runs by hand):
   ``init``, ``checkpoint`` and ``finish``.
 
 On stdout (the job's log) it prints ``[metta-exp] progress step=... total=... sps=... key=value ...`` at
-most every ``$METTA_EXP_PROGRESS_EVERY`` seconds and at finish, and ``[metta-exp] checkpoint path=...``
-on each checkpoint. :func:`parse_progress_line`, :func:`last_progress` and :func:`last_checkpoint` read
-them back (``metta_exp.progress``, pure: the monitor uses them on local and remote logs alike).
+most every ``$METTA_EXP_PROGRESS_EVERY`` seconds and at finish, ``[metta-exp] checkpoint path=...``
+on each checkpoint, and, when W&B is online, ``[metta-exp] wandb url=... entity=... project=... id=...``
+once W&B is up and again at finish (so even a short log tail holds it). :func:`parse_progress_line`,
+:func:`last_progress`, :func:`last_checkpoint` and :func:`last_wandb` read them back
+(``metta_exp.progress``, pure: the monitor and the runner use them on local and remote logs alike).
+
+Only rank 0 reports. In a multi-node job (SkyPilot's ``SKYPILOT_NODE_RANK``) or a multi-process one
+(torchrun's ``RANK``/``LOCAL_RANK``) every other rank gets a working ``Run`` that validates its calls and
+writes nothing: no metrics file, no ``run.json``, no W&B run, no lines. One W&B run id is shared by all
+ranks, so a second ``wandb.init`` with it would fight rank 0's run, and ranks on one machine share one
+run directory, where their metrics lines would interleave.
 
 Metrics are mirrored to W&B when W&B is on (see :func:`init`). W&B never stops training: a W&B failure
-is reported in one line and W&B is switched off for the rest of the run. This module imports only the
-standard library; ``wandb`` is imported inside :func:`init` and only when it will be used.
+is reported in one line and W&B is switched off for the rest of the run (the mirror and the rank rule
+live in :mod:`metta_exp.tracking_wandb`). This module imports only the standard library; ``wandb`` is
+imported inside :func:`init` and only when it will be used.
 """
 
 from __future__ import annotations
@@ -44,13 +53,24 @@ from typing import Any
 from metta_exp.progress import (
     CHECKPOINT_PREFIX,
     PROGRESS_PREFIX,
+    WANDB_PREFIX,
     Progress,
+    WandbRef,
     format_checkpoint_line,
     format_progress_line,
+    format_wandb_line,
     last_checkpoint,
     last_progress,
+    last_wandb,
     parse_checkpoint_line,
     parse_progress_line,
+    parse_wandb_line,
+)
+from metta_exp.tracking_wandb import (
+    WandbMirror,
+    is_rank_zero,
+    say,
+    wandb_mode,
 )
 
 __all__ = [
@@ -59,15 +79,22 @@ __all__ = [
     "METRICS_FILE",
     "PROGRESS_PREFIX",
     "RUN_FILE",
+    "WANDB_PREFIX",
     "Progress",
     "Run",
+    "WandbRef",
     "format_checkpoint_line",
     "format_progress_line",
+    "format_wandb_line",
     "init",
+    "is_rank_zero",
     "last_checkpoint",
     "last_progress",
+    "last_wandb",
     "parse_checkpoint_line",
     "parse_progress_line",
+    "parse_wandb_line",
+    "wandb_mode",
 ]
 
 METRICS_FILE = "metrics.jsonl"
@@ -77,7 +104,6 @@ MAX_PROGRESS_METRICS = 32
 """A progress line shows at most this many metrics (``overview/*`` first) to keep logs readable."""
 DEFAULT_PROGRESS_EVERY = 2.0
 SPS_KEY = "overview/sps"
-NO_CREDENTIALS = "[metta-exp] W&B off: no credentials (set WANDB_API_KEY or wandb.mode=offline)"
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -109,106 +135,6 @@ def _json_value(value: int | float) -> int | float | None:
 
 
 # ---------------------------------------------------------------------------------------------------
-# W&B
-
-
-def _wandb_mode(env: Mapping[str, str]) -> str:
-    """``online``, ``offline``, ``disabled`` or the unknown value itself, from ``WANDB_MODE``."""
-    if env.get("WANDB_DISABLED", "").lower() in ("true", "1", "yes"):
-        return "disabled"
-    mode = env.get("WANDB_MODE", "").strip().lower()
-    return {"": "online", "run": "online", "dryrun": "offline"}.get(mode, mode)
-
-
-def _has_wandb_credentials(env: Mapping[str, str]) -> bool:
-    """WANDB_API_KEY is set, or the netrc file (``$NETRC`` or ``$HOME/.netrc``) has a ``machine`` entry
-    for the W&B host (``api.wandb.ai``, or the host of ``WANDB_BASE_URL``)."""
-    if env.get("WANDB_API_KEY", "").strip():
-        return True
-    from urllib.parse import urlparse
-
-    host = urlparse(env.get("WANDB_BASE_URL", "") or "https://api.wandb.ai").hostname or "api.wandb.ai"
-    home = Path(env["HOME"]) if env.get("HOME") else Path.home()
-    path = Path(env["NETRC"]) if env.get("NETRC") else home / ".netrc"
-    try:
-        text = path.read_text()
-    except OSError:
-        return False
-    tokens = text.split()
-    return any(a == "machine" and b == host for a, b in zip(tokens, tokens[1:], strict=False))
-
-
-class _WandbMirror:
-    """The W&B run, or nothing. Every call to wandb is guarded: a failure switches W&B off."""
-
-    def __init__(self, run_dir: Path, config: Mapping[str, Any] | None, env: Mapping[str, str]) -> None:
-        self.run: Any = None
-        self.mode = "disabled"
-        self.url: str | None = None
-        self.dir: str | None = None
-        mode = _wandb_mode(env)
-        if mode == "disabled":
-            return
-        if mode not in ("online", "offline"):
-            _say(f"[metta-exp] W&B off: unknown WANDB_MODE {env.get('WANDB_MODE')!r}")
-            return
-        if mode == "online" and not _has_wandb_credentials(env):
-            _say(NO_CREDENTIALS)
-            return
-        try:
-            import wandb
-
-            self.run = wandb.init(
-                id=env.get("WANDB_RUN_ID") or None,
-                name=env.get("WANDB_NAME") or None,
-                group=env.get("WANDB_RUN_GROUP") or None,
-                project=env.get("WANDB_PROJECT") or "metta-exp",
-                entity=env.get("WANDB_ENTITY") or None,
-                config=dict(config or {}),
-                # resume only means something online (offline, wandb warns that it ignores it)
-                resume="allow" if mode == "online" else None,
-                mode="offline" if mode == "offline" else "online",
-                dir=str(run_dir),
-            )
-            self.mode = mode
-            if mode == "online":
-                self.url = self.run.url
-            else:
-                sync_dir = getattr(self.run.settings, "sync_dir", None)
-                self.dir = str(sync_dir) if sync_dir else os.path.dirname(self.run.dir)
-        except Exception as exc:  # W&B must never stop training
-            self.run = None
-            _say(f"[metta-exp] W&B off: wandb.init failed: {_reason(exc)}")
-
-    def log(self, metrics: Mapping[str, int | float], step: int) -> None:
-        if self.run is None:
-            return
-        try:
-            self.run.log(dict(metrics), step=step)
-        except Exception as exc:
-            _say(f"[metta-exp] W&B off: wandb.log failed: {_reason(exc)}")
-            self.run = None
-
-    def finish(self, exit_code: int) -> None:
-        if self.run is None:
-            return
-        try:
-            self.run.finish(exit_code=exit_code)
-        except Exception as exc:
-            _say(f"[metta-exp] W&B: wandb.finish failed: {_reason(exc)}")
-        self.run = None
-
-
-def _reason(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-def _say(line: str) -> None:
-    print(line, file=sys.stdout, flush=True)
-
-
-# ---------------------------------------------------------------------------------------------------
 # The run
 
 
@@ -235,6 +161,7 @@ class Run:
         if total_steps is not None and (isinstance(total_steps, bool) or not isinstance(total_steps, int)):
             raise TypeError(f"total_steps must be an int or None, got {total_steps!r}")
         self.run_dir = Path(env.get("METTA_EXP_RUN_DIR") or DEFAULT_RUN_DIR).absolute()
+        self.rank_zero = is_rank_zero(env)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.total_steps = total_steps
         self.run_name = env.get("METTA_EXP_RUN") or None
@@ -250,8 +177,10 @@ class Run:
         self._last_line_time = clock()
         self._sps_base: tuple[float, int] | None = None  # (time, step) the next sps is measured from
         self._sps: float | None = None
-        self._fd = os.open(self.run_dir / METRICS_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        self._wandb = _WandbMirror(self.run_dir, config, env)
+        self._fd: int | None = None
+        if self.rank_zero:
+            self._fd = os.open(self.run_dir / METRICS_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._wandb = WandbMirror(self.run_dir, config, env, on=self.rank_zero)
         self._write_run_json()
 
     @property
@@ -280,7 +209,8 @@ class Run:
             record: dict[str, Any] = {"_step": step, "_time": self._wall_clock(), "_attempt": self.attempt}
             record.update((key, _json_value(value)) for key, value in values.items())
             line = json.dumps(record, allow_nan=False) + "\n"
-            _write_all(self._fd, line.encode())
+            if self._fd is not None:
+                _write_all(self._fd, line.encode())
             self._step = step
             self._latest.update(values)
             now = self._clock()
@@ -321,7 +251,8 @@ class Run:
         with self._lock:
             self._check_open("checkpoint")
             self.checkpoint_path = recorded
-            _say(format_checkpoint_line(self.checkpoint_path))
+            if self.rank_zero:
+                say(format_checkpoint_line(self.checkpoint_path))
             self._write_run_json()
         return recorded
 
@@ -340,8 +271,11 @@ class Run:
             if self._closed:
                 return
             self._closed = True
-            os.close(self._fd)
+            if self._fd is not None:
+                os.close(self._fd)
             self._print_progress(self._clock())
+            if self._wandb.ref is not None:
+                say(format_wandb_line(self._wandb.ref))
         self._wandb.finish(exit_code)
         with self._lock:
             self.finished = exit_code == 0
@@ -374,7 +308,8 @@ class Run:
                 self._sps = (step - base_step) / (now - base_time)
             self._sps_base = (now, step)
         self._last_line_time = now
-        _say(format_progress_line(self._progress(self._sps)))
+        if self.rank_zero:
+            say(format_progress_line(self._progress(self._sps)))
 
     def _progress(self, measured_sps: float | None) -> Progress:
         latest = dict(self._latest)
@@ -389,6 +324,8 @@ class Run:
         )
 
     def _write_run_json(self) -> None:
+        if not self.rank_zero:
+            return
         state = {
             "run": self.run_name,
             "group": self.group,
@@ -411,7 +348,9 @@ def init(total_steps: int | None = None, config: Mapping[str, Any] | None = None
     credentials exist (``WANDB_API_KEY``, or a netrc entry for the W&B host), otherwise one line says
     W&B is off. The run's id, name, group, project and entity come from ``WANDB_RUN_ID``,
     ``WANDB_NAME``, ``WANDB_RUN_GROUP``, ``WANDB_PROJECT`` (default ``metta-exp``) and
-    ``WANDB_ENTITY``, which metta-exp sets for every job. Use the run as a context manager or call
+    ``WANDB_ENTITY``, which metta-exp sets for every job (``WANDB_RUN_ID`` is the attempt's own). An
+    online run's URL is printed as a ``[metta-exp] wandb`` line. On any rank but 0 (see
+    :func:`is_rank_zero`) nothing is written or started. Use the run as a context manager or call
     :meth:`Run.finish`.
     """
     return Run(total_steps=total_steps, config=config)
@@ -424,7 +363,7 @@ def _env_number(env: Mapping[str, str], name: str, default: Any, kind: type) -> 
     try:
         return kind(text)
     except ValueError:
-        _say(f"[metta-exp] ignoring {name}={text!r}: not a number, using {default}")
+        say(f"[metta-exp] ignoring {name}={text!r}: not a number, using {default}")
         return default
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -206,3 +207,27 @@ def test_no_credentials_is_one_reason_per_run(server: FakeWandb, tmp_path: Path)
     assert set(errors) == {"a", "b"}
     assert all("UsageError" in reason and "log" in reason for reason in errors.values()), errors
     assert [r for r in server.requests if r.variables.get("name") in ("nokey-a", "nokey-b")] == []
+
+
+def test_a_job_is_fetched_from_the_wandb_host_it_used(server: FakeWandb, tmp_path: Path) -> None:
+    """The job ran against another W&B server (its recorded WANDB_BASE_URL) than the one this shell
+    names: its data is there, on that host, never on the default one."""
+    with FakeWandb() as other:
+        other.add_run(ENTITY, PROJECT, "elsewhere1", history=history(5), summary={})
+        record = job(tmp_path, "away", "elsewhere1")
+        record.spec["env"]["WANDB_BASE_URL"] = other.url
+        df = fetch_metrics([record], ["overview/sps"], progress=False)
+    assert df.attrs["errors"] == {}
+    assert [v for _, v, _ in points(df, "away", "overview/sps")] == [1000.0, 1001.0, 1002.0, 1003.0, 1004.0]
+    assert other.history_requests("elsewhere1") and not server.history_requests("elsewhere1")
+
+
+def test_without_a_recorded_url_the_latest_attempts_run_is_fetched(server: FakeWandb, tmp_path: Path) -> None:
+    """Each attempt is its own W&B run (``<id>-a<N>`` from the second on): the notebook shows the last."""
+    server.add_run(ENTITY, PROJECT, "retried1", history=history(3), summary={})
+    server.add_run(ENTITY, PROJECT, "retried1-a2", history=history(2, t0=1.0), summary={})
+    record = job(tmp_path, "again", "retried1")
+    record = dataclasses.replace(record, attempts=2)
+    df = fetch_metrics([record], ["overview/sps"], progress=False)
+    assert df.attrs["sources"] == {"again": f"wandb {ENTITY}/{PROJECT}/retried1-a2"}
+    assert len(points(df, "again", "overview/sps")) == 2

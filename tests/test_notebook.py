@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import dataclasses
 import html
 import json
 import math
@@ -364,6 +365,31 @@ def test_wandb_cell_per_mode_and_run_json(tmp_path: Path) -> None:
         "3 runs on the local backend" in title
         and "Command: python \\-m metta\\_exp\\.examples\\.cartpole" in title
     )
+
+
+def test_the_latest_attempts_wandb_run_is_shown(tmp_path: Path) -> None:
+    """Each attempt is its own W&B run: neither attempt 1's run.json nor its id stand for attempt 2."""
+    (tmp_path / "run.json").write_text(
+        json.dumps(
+            {"attempt": 1, "wandb_url": "https://w.example.com/e/p/runs/first", "wandb_mode": "online"}
+        )
+    )
+    retried = dataclasses.replace(
+        job("r", tmp_path, 0, env={"WANDB_ENTITY": "e", "WANDB_PROJECT": "p"}), attempts=2
+    )
+    info = run_info(retried)
+    assert info.wandb_url is None
+    assert info.wandb_path == "e/p/0123456789abcdef-a2"
+    reported = dataclasses.replace(
+        retried, wandb_url="https://w.example.com:8443/e/p/runs/0123456789abcdef-a2"
+    )
+    info = run_info(reported)
+    assert (info.wandb_url, info.wandb_path) == (reported.wandb_url, "e/p/0123456789abcdef-a2")
+    hosted = dataclasses.replace(
+        reported, spec=reported.spec | {"env": {"WANDB_BASE_URL": "https://w.example.com:8443"}}
+    )
+    runs = literals(cells(render_notebook(group(), [run_info(hosted)]))["fetch"].source)["RUNS"]
+    assert runs[0]["wandb_base_url"] == "https://w.example.com:8443", "fetched from the W&B server it used"
 
 
 def test_templates_dir() -> None:

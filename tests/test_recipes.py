@@ -453,9 +453,8 @@ def test_the_references_recipes_launch_unchanged(
     state_dir: Path, args: list[str], header: str, contains: list[str]
 ) -> None:
     shutil.copytree(REFERENCE / "experiments", state_dir.parent / "experiments")
-    # local_run asks for the default 1 GPU on this machine: declare one, or the dry run says (exit 2)
-    # that the real launch would be refused
-    result = run_cli("run", *args, "dry_run=true", env={"METTA_EXP_LOCAL_GPUS": "0"})
+    # the reference's recipes assume a machine with GPUs (a local dry run reports what a launch refuses)
+    result = run_cli("run", *args, "dry_run=true", env={"METTA_EXP_LOCAL_GPUS": "0,1,2,3"})
     assert result.returncode == 0, result.stderr
     assert header in result.stdout.splitlines()[0]
     for text in contains:

@@ -169,6 +169,10 @@ def test_max_retries_relaunches_failed_jobs(state_dir: Path) -> None:
     assert [a.status for a in history] == [JobStatus.FAILED] * 3
     assert [a.exit_code for a in history] == [7, 7, 7]
     assert all(Path(a.log_path).name == f"attempt-{a.number}.log" for a in history)
+    # the last attempt's W&B run is its own (a resumed run would drop the steps a retry logs again)
+    env = record(state_dir, "retries", "flaky")["env"]
+    assert env["METTA_EXP_ATTEMPT"] == "3"
+    assert env["WANDB_RUN_ID"] == f"{jobs['flaky'].spec['wandb_run_id']}-a3"
 
 
 def test_same_run_names_in_a_new_group(state_dir: Path) -> None:
@@ -266,3 +270,49 @@ def test_runner_carries_on_through_backend_errors(state_dir: Path) -> None:
         assert [j.status for j in store.jobs("flaky")] == [JobStatus.SUCCEEDED] * 2
         assert store.group("flaky").ended_at is not None
     assert len(errors) == 3 and errors[0].detail == "BackendError: the API did not answer"
+
+
+# Reports a W&B run per attempt the way metta_exp.tracking does (`marker`), or only in run.json (`json`).
+REPORTS_WANDB = textwrap.dedent(
+    """
+    import json, os, sys, time
+    attempt, how = int(os.environ["METTA_EXP_ATTEMPT"]), sys.argv[1]
+    run_id = os.environ["WANDB_RUN_ID"]
+    url = f"https://wandb.example.com:8443/team/proj/runs/{run_id}"
+    if how == "marker":
+        print(f"[metta-exp] wandb url={url} entity=team project=proj id={run_id}", flush=True)
+        print("chatter\\n" * 50000, flush=True)  # the marker is far from the end of the log
+    else:
+        with open(os.path.join(os.environ["METTA_EXP_RUN_DIR"], "run.json"), "w") as f:
+            json.dump({"attempt": attempt, "wandb_url": url}, f)
+    time.sleep(0.5)
+    sys.exit(3 if attempt == 1 and how == "marker" else 0)
+    """
+)
+
+
+def test_wandb_url_is_read_from_the_jobs_log_and_is_the_latest_attempts(state_dir: Path) -> None:
+    exp = Experiment(command=[PY, "-c", REPORTS_WANDB], runs=["m", "j"], args_per_run={"m": ["marker"],
+                     "j": ["json"]}, gpus=0, remote=False, wait=False, generate_notebook=False,
+                     max_retries=1)  # fmt: skip
+    jobs = {j.run: j for j in launch(state_dir, exp, "urls")}
+    assert jobs["m"].status == jobs["j"].status == JobStatus.SUCCEEDED and jobs["m"].attempts == 2
+    base = "https://wandb.example.com:8443/team/proj/runs/"
+    assert jobs["m"].wandb_url == base + jobs["m"].spec["wandb_run_id"] + "-a2"
+    assert jobs["j"].wandb_url == base + jobs["j"].spec["wandb_run_id"], "run.json stays a fallback"
+
+
+def test_a_group_name_used_again_elsewhere_gets_new_wandb_runs(state_dir: Path, tmp_path: Path) -> None:
+    """Another state directory (or machine) may reuse a group name; resuming the old group's W&B runs
+    would drop every step the new jobs log below the old runs' last one."""
+    first = launch(state_dir, experiment(["a"]), "same")
+    elsewhere = tmp_path / "other state"
+    second = launch(elsewhere, experiment(["a"]), "same")
+    try:
+        ids = [first[0].spec["wandb_run_id"], second[0].spec["wandb_run_id"]]
+        assert ids[0] != ids[1] and all(len(i) == 16 for i in ids)
+        assert record(elsewhere, "same", "a")["env"]["WANDB_RUN_ID"] == ids[1]
+    finally:
+        from conftest import kill_everything
+
+        kill_everything(elsewhere)

@@ -128,7 +128,7 @@ def test_envs_remap_run_dir_and_carry_the_job_environment() -> None:
     assert "/local/state" not in json.dumps(envs)
     assert envs["METTA_EXP_GROUP"] == envs["WANDB_RUN_GROUP"] == "grp"
     assert envs["METTA_EXP_RUN"] == envs["WANDB_NAME"] == "r"  # the job environment wins over settings
-    assert envs["WANDB_RUN_ID"] == spec.wandb_run_id and envs["METTA_EXP_ATTEMPT"] == "3"
+    assert envs["WANDB_RUN_ID"] == f"{spec.wandb_run_id}-a3" and envs["METTA_EXP_ATTEMPT"] == "3"
     assert envs["WANDB_PROJECT"] == "p" and envs["WANDB_MODE"] == "offline" and envs["FOO"] == "1"
     assert all(isinstance(v, str) for v in envs.values())
 

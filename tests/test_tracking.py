@@ -453,7 +453,7 @@ def test_wandb_is_not_imported_when_off(tmp_path: Path, mode: str | None) -> Non
 
 
 def test_wandb_credentials_detection(tmp_path: Path) -> None:
-    from metta_exp.tracking import _has_wandb_credentials
+    from metta_exp.tracking_wandb import has_wandb_credentials as _has_wandb_credentials
 
     home = tmp_path / "home"
     home.mkdir()
@@ -472,6 +472,8 @@ def test_wandb_credentials_detection(tmp_path: Path) -> None:
     other = tmp_path / "other-netrc"
     other.write_text("machine wandb.corp.example login user password KEY\n")
     env = {"HOME": str(home), "WANDB_BASE_URL": "https://wandb.corp.example:8443", "NETRC": str(other)}
+    assert not _has_wandb_credentials(env), "wandb looks up host AND port (wbauth/wbnetrc.py)"
+    other.write_text("machine wandb.corp.example:8443 login user password KEY\n")
     assert _has_wandb_credentials(env)
 
 

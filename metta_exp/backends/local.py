@@ -27,7 +27,7 @@ from pathlib import Path
 from metta_exp.backends import procs
 from metta_exp.backends.base import Backend, Launch, Observation
 from metta_exp.errors import BackendError, BackendUnavailable, UsageError
-from metta_exp.resolve import JobSpec
+from metta_exp.resolve import JobSpec, attempt_run_id
 from metta_exp.status import JobStatus
 
 __all__ = ["AttemptFiles", "LocalBackend", "describe_exit", "parse_gpu_list"]
@@ -164,6 +164,7 @@ class LocalBackend(Backend):
             # activated or not (a symlinked venv python stays unresolved: its bin/ is the venv's)
             "PATH": path_with(str(Path(self.python).parent), base_env.get("PATH", os.defpath)),
             "METTA_EXP_ATTEMPT": str(launch.attempt),
+            "WANDB_RUN_ID": attempt_run_id(launch.spec.wandb_run_id, launch.attempt),
             "CUDA_VISIBLE_DEVICES": ",".join(str(gpu) for gpu in launch.gpu_ids),
         }
         argv = [_SH, "-c", _WRAPPER, "metta-exp-job", str(files.pid), str(files.exit), "--"]

@@ -49,10 +49,11 @@ from metta_exp.backends.skypilot_task import (
     task_secrets,
 )
 from metta_exp.config import SkyPilotSettings, WandbSettings
-from metta_exp.errors import BackendError, BackendUnavailable
+from metta_exp.errors import BackendError, BackendUnavailable, ConfigError
 from metta_exp.paths import default_state_dir
 from metta_exp.resolve import JobSpec
 from metta_exp.status import JobStatus
+from metta_exp.tracking_wandb import wandb_mode
 
 __all__ = ["SkyPilotBackend", "make_skypilot_backend", "observe"]
 
@@ -158,6 +159,7 @@ class SkyPilotBackend(Backend):
         """One call: SkyPilot answers and has an infra enabled (the configured cloud, if any)."""
         for spec in specs:
             build_task_config(spec, 1, self.settings, self.wandb)  # ConfigError before anything is written
+        self._refuse_offline_wandb(specs)
         try:
             infras = self.api.enabled_infras()
         except SkyApiError as exc:
@@ -170,6 +172,21 @@ class SkyPilotBackend(Backend):
                 f"skypilot.cloud={self.settings.cloud} is not enabled in SkyPilot (enabled: "
                 f"{', '.join(sorted(infras))}). Fix: `sky check {wanted}`, choose an enabled one, or run on "
                 "this machine with remote=false"
+            )
+
+    def _refuse_offline_wandb(self, specs: Sequence[JobSpec]) -> None:
+        """Offline W&B data would stay on the remote machine, which SkyPilot tears down with the job."""
+        for spec in specs:
+            if wandb_mode(spec.env) != "offline":
+                continue
+            if self.wandb.mode in ("offline", "dryrun"):
+                source = f"wandb.mode={self.wandb.mode}"
+            else:
+                source = f"WANDB_MODE={spec.env.get('WANDB_MODE', '')} (from your shell)"
+            raise ConfigError(
+                f"{source} on a remote group: the offline W&B runs would stay on the remote machines, which "
+                "SkyPilot tears down when each job ends. Fix: wandb.mode=online (with WANDB_API_KEY or `wandb "
+                "login`), wandb.mode=disabled, or remote=false to keep offline runs on this machine"
             )
 
     # --- submit --------------------------------------------------------------------------------------
@@ -217,7 +234,8 @@ class SkyPilotBackend(Backend):
 
     def _task(self, launch: Launch) -> tuple[dict[str, Any], dict[str, str]]:
         settings, wandb = self._settings_of(launch)
-        return build_task_config(launch.spec, launch.attempt, settings, wandb), task_secrets(wandb)
+        config = build_task_config(launch.spec, launch.attempt, settings, wandb)
+        return config, task_secrets(wandb, job_env=launch.spec.env)
 
     def _send(
         self, flight: _Flight, config: dict[str, Any], secrets: dict[str, str], deadline: float

@@ -35,11 +35,13 @@ import re
 import shlex
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from metta_exp.backends.base import launch_name
 from metta_exp.config import SkyPilotSettings, WandbSettings
 from metta_exp.errors import ConfigError
-from metta_exp.resolve import JobSpec
+from metta_exp.resolve import JobSpec, attempt_run_id
+from metta_exp.tracking_wandb import wandb_mode
 
 if TYPE_CHECKING:
     import sky
@@ -70,6 +72,7 @@ REMOTE_RUNS_DIR = "~/metta-exp/runs"
 #: Environment variables that are secrets: sent as SkyPilot secrets, never written anywhere.
 SECRET_ENV_KEYS = ("WANDB_API_KEY",)
 SKY_JOB_PREFIX = "metta-exp-"
+DEFAULT_WANDB_BASE_URL = "https://api.wandb.ai"  # wandb/sdk/wandb_settings.py, ``base_url``
 
 # SkyPilot's own rule for task (and managed job) names, from sky/task.py.
 _SKY_NAME = re.compile(r"[a-zA-Z0-9]+(?:[._-]{1,2}[a-zA-Z0-9]+)*")
@@ -189,7 +192,7 @@ def task_envs(
             "METTA_EXP_RUN_DIR": remote_run_dir(spec.group, spec.run),
             "WANDB_RUN_GROUP": spec.group,
             "WANDB_NAME": spec.run,
-            "WANDB_RUN_ID": spec.wandb_run_id,
+            "WANDB_RUN_ID": attempt_run_id(spec.wandb_run_id, attempt),
         }
     )
     return envs
@@ -244,31 +247,49 @@ def build_task_config(
 
 
 def task_secrets(
-    wandb: WandbSettings, environ: Mapping[str, str] | None = None, netrc_path: str | None = None
+    wandb: WandbSettings,
+    environ: Mapping[str, str] | None = None,
+    netrc_path: str | None = None,
+    job_env: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """The secrets a job gets: the W&B API key from the environment or ``~/.netrc``, unless W&B is off.
+    """The secrets a job gets: the W&B API key from the environment or netrc, unless W&B is off.
 
+    ``job_env`` is the job's recorded environment (``JobSpec.env``): its ``WANDB_MODE``,
+    ``WANDB_DISABLED`` and ``WANDB_BASE_URL`` are the ones the job will run with (without it, ``environ``'s
+    are used). The netrc entry is the one for that base URL's host and port, as wandb itself looks it up
+    (wandb/sdk/lib/wbauth/wbnetrc.py: ``authenticators(urlsplit(url).netloc)``), so a self-hosted W&B
+    user's job never gets the public host's key, nor the public host another one's.
     Read at submit time and handed to SkyPilot only; never stored, logged or written to a file.
     """
-    if wandb.mode in ("disabled", "offline"):
-        return {}
     environ = os.environ if environ is None else environ
+    settings = environ if job_env is None else job_env
+    mode = wandb_mode({**settings, **({"WANDB_MODE": wandb.mode} if wandb.mode else {})})
+    if mode != "online":
+        return {}
     key = environ.get("WANDB_API_KEY")
     if not key:
-        key = _netrc_wandb_key(environ, netrc_path)
+        base_url = settings.get("WANDB_BASE_URL") or DEFAULT_WANDB_BASE_URL
+        key = _netrc_wandb_key(base_url, environ, netrc_path)
     return {"WANDB_API_KEY": key} if key else {}
 
 
-def _netrc_wandb_key(environ: Mapping[str, str], path: str | None) -> str | None:
-    host = re.sub(r"^https?://", "", environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).split("/")[0]
-    path = (
-        path or environ.get("NETRC") or os.path.join(environ.get("HOME", os.path.expanduser("~")), ".netrc")
-    )
-    try:
-        entry = netrc.netrc(path).authenticators(host.split(":")[0])
-    except (OSError, netrc.NetrcParseError):
+def _netrc_wandb_key(base_url: str, environ: Mapping[str, str], path: str | None) -> str | None:
+    """The password of ``base_url``'s ``host[:port]`` in ``$NETRC``, else ``~/.netrc``, else ``~/_netrc``
+    (wandb/sdk/lib/wbauth/wbnetrc.py, ``_get_netrc_file_path``)."""
+    base_url = base_url.strip()
+    netloc = urlsplit(base_url if "://" in base_url else f"https://{base_url}").netloc
+    if not netloc:
         return None
-    return entry[2] if entry and entry[2] else None
+    home = environ.get("HOME") or os.path.expanduser("~")
+    candidates = [path] if path else [environ["NETRC"]] if environ.get("NETRC") else [
+        os.path.join(home, ".netrc"), os.path.join(home, "_netrc")]  # fmt: skip
+    for candidate in candidates:
+        try:
+            entry = netrc.netrc(os.path.expanduser(candidate)).authenticators(netloc)
+        except (OSError, netrc.NetrcParseError):
+            continue
+        return entry[2] if entry and entry[2] else None
+    return None
 
 
 def task_from_config(config: Mapping[str, Any], secrets: Mapping[str, str] | None = None) -> sky.Task:
@@ -292,7 +313,7 @@ def build_task(
 ) -> sky.Task:
     """The ``sky.Task`` of one attempt; ``secrets`` default to ``task_secrets(wandb)`` (read now)."""
     config = build_task_config(spec, attempt, settings, wandb)
-    return task_from_config(config, task_secrets(wandb) if secrets is None else secrets)
+    return task_from_config(config, task_secrets(wandb, job_env=spec.env) if secrets is None else secrets)
 
 
 def task_yaml(
@@ -309,7 +330,7 @@ def task_yaml(
     import yaml
 
     config = build_task_config(spec, attempt, settings, wandb)
-    names = sorted(task_secrets(wandb) if secret_names is None else set(secret_names))
+    names = sorted(task_secrets(wandb, job_env=spec.env) if secret_names is None else set(secret_names))
     header = ""
     if names:
         config["secrets"] = {name: None for name in names}

@@ -402,7 +402,9 @@ class JobStore:
                 return None
             number = row["attempts"] + 1
             db.execute(
-                "UPDATE jobs SET status = ?, attempts = ?, exit_code = NULL, reason = NULL WHERE id = ?",
+                # wandb_url too: each attempt is its own W&B run, recorded once it reports it
+                "UPDATE jobs SET status = ?, attempts = ?, exit_code = NULL, reason = NULL, wandb_url = NULL "
+                "WHERE id = ?",
                 (JobStatus.LAUNCHING.value, number, row["id"]),
             )
             db.execute(
