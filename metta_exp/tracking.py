@@ -237,7 +237,8 @@ class Run:
         text = os.fspath(path)
         recorded = text if "://" in text else str(self.path(text))
         if (
-            "://" not in text
+            self.rank_zero  # other ranks print nothing (see the module docstring)
+            and "://" not in text
             and not os.path.exists(recorded)
             and not os.path.isabs(text)
             and os.path.exists(text)

@@ -89,7 +89,8 @@ class WandbMirror:
                 project=env.get("WANDB_PROJECT") or "metta-exp",
                 entity=env.get("WANDB_ENTITY") or None,
                 config=dict(config or {}),
-                # resume only means something online (offline, wandb warns that it ignores it)
+                # resume only means something online (offline, wandb warns that it ignores it); it continues
+                # an attempt's own run after a SkyPilot recovery (every attempt has its own run id)
                 resume="allow" if mode == "online" else None,
                 mode="offline" if mode == "offline" else "online",
                 dir=str(run_dir),
