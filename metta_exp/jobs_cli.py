@@ -1,10 +1,10 @@
 """``metta-exp job ...``: manage groups from any terminal, at any time.
 
-A thin layer over the store: it turns records into tables, JSON and the live monitor, and asks the
-runner and the backends to do the rest. Readers (``list``, ``show``, ``monitor``, ``logs``) never write
-to the store and never create it. Nothing heavy is imported: no Hydra, SkyPilot, W&B, pandas,
-matplotlib, nbformat or jinja2 (``notebook`` imports the notebook writer when it runs), and rich only
-for the live monitor.
+A thin layer over :mod:`metta_exp.groups` (the Python API): it parses arguments, asks before a kill, and
+turns what the API returns into tables, JSON and the live monitor. Readers (``list``, ``show``,
+``monitor``, ``logs``) never write to the store and never create it. Nothing heavy is imported: no
+Hydra, SkyPilot, W&B, pandas, matplotlib, nbformat or jinja2 (``notebook`` imports the notebook writer
+when it runs), and rich only for the live monitor.
 """
 
 from __future__ import annotations
@@ -14,16 +14,15 @@ import json
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
-from metta_exp.errors import NotFoundError, UsageError
+from metta_exp import groups
+from metta_exp.errors import UsageError
 from metta_exp.jobs_text import group_table, jobs_table, links_table
 from metta_exp.paths import jupyter_command
-from metta_exp.records import GroupRecord, JobRecord, iso
+from metta_exp.records import JobRecord, iso
 from metta_exp.status import ACTIVE, ALL_STATUSES, JobStatus
-from metta_exp.store import DB_NAME, JobStore, default_state_dir
-
-RETRY_DRIVE_WAIT_S = 30.0
+from metta_exp.store import DB_NAME, default_state_dir
+from metta_exp.words import plural
 
 
 def print_json_array(rows: Sequence[Mapping[str, object]]) -> None:
@@ -34,33 +33,11 @@ def print_json_array(rows: Sequence[Mapping[str, object]]) -> None:
     print("[\n" + ",\n".join(json.dumps(row) for row in rows) + "\n]")
 
 
-def open_store(readonly: bool = False) -> JobStore | None:
-    """The store metta-exp finds (:func:`default_state_dir`), or None when there is none yet.
-    ``readonly``: a reader's connection (works on a store it cannot write, never changes it)."""
-    state_dir = default_state_dir()
-    if not (state_dir / DB_NAME).exists():
-        return None
-    return JobStore.open(state_dir, create=False, readonly=readonly)
-
-
-def store_for(group: str, readonly: bool = False) -> JobStore:
-    """The store, which must hold ``group`` (``NotFoundError`` otherwise: exit code 2)."""
-    store = open_store(readonly)
-    if store is None:
-        raise NotFoundError(
-            f"no group '{group}': no groups yet in {default_state_dir()} (no job_state/ here or in a "
-            "parent directory; METTA_EXP_STATE_DIR names another state directory)"
-        )
-    store.group(group)
-    return store
-
-
 # --- list, show -------------------------------------------------------------------------------------
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    store = open_store(readonly=True)
-    summaries = store.list_groups() if store is not None else []
+    summaries = groups.list_groups()
     if args.json:
         rows = [
             {
@@ -76,15 +53,10 @@ def cmd_list(args: argparse.Namespace) -> int:
     if not summaries:
         print(f"No groups yet in {default_state_dir()}. Launch one: metta-exp +experiment=NAME")
         return 0
-    open_groups = {g.name: g for g in store.active_groups()} if store is not None else {}
+    open_groups, orphans = groups.unattended()
     print(group_table(summaries, open_groups, time.time()))
-    from metta_exp.runner import owner_alive
-
-    for name, group in open_groups.items():
-        if not group.cancel_requested and not owner_alive(group):
-            print(
-                f"No runner drives {name}; its jobs run on unobserved. Resume it: metta-exp job resume {name}"
-            )
+    for name in orphans:
+        print(f"No runner drives {name}; its jobs run on unobserved. Resume it: metta-exp job resume {name}")
     print(store_line())
     return 0
 
@@ -96,48 +68,36 @@ def store_line() -> str:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from metta_exp.logtail import read_progress
-
-    store = store_for(args.group, readonly=True)
-    group = store.group(args.group)
-    jobs = store.jobs(args.group)
-    # the current attempt's progress: none yet for a pending job (its log is an earlier attempt's)
-    progress = {j.run: read_progress(j.log_path) if j.status != JobStatus.PENDING else None for j in jobs}
-    fractions = {
-        run: (round(p.fraction, 4) if p and p.fraction is not None else None) for run, p in progress.items()
-    }
+    view = groups.show(args.group)
     if args.json:
-        rows = [
-            {
-                "group": j.group,
-                "run": j.run,
-                "status": j.status.value,
-                "attempts": j.attempts,
-                "exit_code": j.exit_code,
-                "started_at": iso(j.started_at),
-                "ended_at": iso(j.ended_at),
-                "progress": fractions[j.run],
-                "wandb_url": j.wandb_url,
-                "log_path": j.log_path,
-                "depends_on": list(j.depends_on),
-                "reason": j.reason,
-            }
-            for j in jobs
-        ]
-        print_json_array(rows)
+        print_json_array([job_json(j, view.progress[j.run]) for j in view.jobs])
         return 0
-    now = time.time()
-    print(jobs_table(group, jobs, fractions, now))
+    print(jobs_table(view.group, view.jobs, view.progress, time.time()))
     print()
-    print(links_table(jobs))
-    from metta_exp.runner import owner_alive
-
-    if not group.ended_at and not owner_alive(group):
-        stopped = [e for e in store.events(args.group) if e.kind == "runner_stopped"]
-        why = f" (last: {stopped[-1].detail.split(';')[0]})" if stopped and stopped[-1].detail else ""
+    print(links_table(view.jobs))
+    if not view.driven:
+        why = f" (last: {view.last_stop})" if view.last_stop else ""
         print(f"\nNo runner drives {args.group}{why}. Resume it: metta-exp job resume {args.group}")
     print(store_line())
     return 0
+
+
+def job_json(j: JobRecord, progress: float | None) -> dict[str, object]:
+    """One job of ``job show --json``."""
+    return {
+        "group": j.group,
+        "run": j.run,
+        "status": j.status.value,
+        "attempts": j.attempts,
+        "exit_code": j.exit_code,
+        "started_at": iso(j.started_at),
+        "ended_at": iso(j.ended_at),
+        "progress": progress,
+        "wandb_url": j.wandb_url,
+        "log_path": j.log_path,
+        "depends_on": list(j.depends_on),
+        "reason": j.reason,
+    }
 
 
 # --- monitor, logs ------------------------------------------------------------------------------------
@@ -148,27 +108,20 @@ def cmd_monitor(args: argparse.Namespace) -> int:
 
     if args.refresh <= 0:
         raise UsageError(f"--refresh must be a positive number of seconds, got {args.refresh:g}")
-    store = store_for(args.group, readonly=True)  # watching reads; its healer opens a writer if needed
+    store = groups.store_for(args.group, readonly=True)  # watching reads; its healer opens a writer if needed
     return watch(store, args.group, refresh=args.refresh, show_logs=not args.no_logs)
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
-    from metta_exp.logtail import follow, print_log
-
-    store = store_for(args.group, readonly=True)
+    groups.store_for(args.group, readonly=True)  # an unknown group before a bad --tail
     if args.tail is not None and args.tail < 0:
         raise UsageError(f"--tail must be 0 or more lines, got {args.tail}")
-    if args.follow:
-        return follow(store, args.group, args.run, args.attempt, args.tail, sys.stdout.buffer, sys.stderr)
-    return print_log(store, args.group, args.run, args.attempt, args.tail, sys.stdout.buffer, sys.stderr)
+    return groups.logs(
+        args.group, args.run, args.attempt, args.tail, sys.stdout.buffer, sys.stderr, args.follow
+    )
 
 
 # --- kill, retry, resume, notebook -----------------------------------------------------------------------
-
-
-def plural(n: int, noun: str) -> str:
-    """``1 job``, ``2 jobs``."""
-    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _names(jobs: Sequence[JobRecord], limit: int = 8) -> str:
@@ -190,71 +143,40 @@ def confirm(question: str) -> bool:
     return answer.strip().lower() in ("y", "yes")
 
 
-def leftovers(group: GroupRecord, jobs: Sequence[JobRecord]) -> list[JobRecord]:
-    """Ended jobs of a local group with processes still alive: helpers that daemonised and outlived
-    their job, found by the markers in their environment (Linux)."""
-    from metta_exp.backends import procs
-
-    if group.backend != "local" or not procs.HAS_PROCFS:
-        return []
-    ended = {j.run_dir: j for j in jobs if j.status.is_terminal()}
-    found: dict[str, JobRecord] = {}
-    for proc in procs.process_table().values():
-        markers = None if proc.dead else procs.environ_markers(proc.pid)
-        if markers is not None and markers[0] == group.name and markers[1] in ended:
-            found[markers[1]] = ended[markers[1]]
-    return list(found.values())
+def kill_plan_text(plan: groups.KillPlan) -> str:
+    """``Kill GROUP: end 3 running jobs (a, b, c); cancel 1 pending job (d); ...``"""
+    parts = []
+    if plan.active:
+        parts.append(f"end {plural(len(plan.active), 'running job')} ({_names(plan.active)})")
+    if plan.pending:
+        parts.append(f"cancel {plural(len(plan.pending), 'pending job')} ({_names(plan.pending)})")
+    if plan.stray:
+        what = plural(len(plan.stray), "ended job")
+        parts.append(f"end the leftover processes of {what} ({_names(plan.stray)})")
+    if plan.ended:
+        parts.append(
+            f"leave {plural(plan.ended, 'ended job')} as {'it is' if plan.ended == 1 else 'they are'}"
+        )
+    return f"Kill {plan.group}: " + "; ".join(parts) + "."
 
 
 def cmd_kill(args: argparse.Namespace) -> int:
-    from metta_exp.backends import make_backend
-    from metta_exp.runner import ensure_driver, launch_of
-
-    store = store_for(args.group)
-    group = store.group(args.group)
-    jobs = store.jobs(args.group)
-    active = [j for j in jobs if j.status in ACTIVE]
-    pending = [j for j in jobs if j.status == JobStatus.PENDING]
-    stray = leftovers(group, jobs)
-    ended = len(jobs) - len(active) - len(pending)
-    if not active and not pending and not stray:
-        print(f"Nothing to kill in {args.group}: no job is running or pending ({ended} ended).")
+    groups.store_for(args.group)  # the writer's store: an error now if it cannot be written
+    plan = groups.kill_plan(args.group)
+    if plan.empty:
+        print(f"Nothing to kill in {args.group}: no job is running or pending ({plan.ended} ended).")
         return 0
-    plan = []
-    if active:
-        plan.append(f"end {plural(len(active), 'running job')} ({_names(active)})")
-    if pending:
-        plan.append(f"cancel {plural(len(pending), 'pending job')} ({_names(pending)})")
-    if stray:
-        plan.append(f"end the leftover processes of {plural(len(stray), 'ended job')} ({_names(stray)})")
-    if ended:
-        plan.append(f"leave {plural(ended, 'ended job')} as {'it is' if ended == 1 else 'they are'}")
-    print(f"Kill {args.group}: " + "; ".join(plan) + ".")
+    print(kill_plan_text(plan))
     if not args.force and not confirm("Kill them?"):
         print("Nothing killed.")
         return 1
-    backend = make_backend(group.backend, store.state_dir)  # unusable: an error before anything changes
-    # Pending jobs are cancelled and launches blocked in one transaction. Active jobs are recorded as
-    # cancelled before their processes are ended: a runner polling meanwhile then sees a terminal job,
-    # not a job that died of SIGTERM (which it would record as failed, and perhaps retry). A runner
-    # whose job was still launching finds it cancelled and ends what it started.
-    active = store.request_cancel(args.group) if active or pending else []
-    for job in active:
-        store.finish_attempt(args.group, job.run, job.attempts, JobStatus.CANCELLED, reason="killed by user")
-    try:
-        if active or stray:
-            more = f" and what {plural(len(stray), 'ended job')} left running" if stray else ""
-            print(f"Ending {plural(len(active), 'job')}{more}…", flush=True)
-            backend.cancel([launch_of(group, j) for j in [*active, *stray]])
-    finally:
-        backend.close()
-    ensure_driver(store, args.group)  # someone must close the group (and write its notebook)
-    after = store.jobs(args.group)
-    cancelled = sum(1 for j in after if j.status == JobStatus.CANCELLED)
+    if plan.active or plan.stray:
+        more = f" and what {plural(len(plan.stray), 'ended job')} left running" if plan.stray else ""
+        print(f"Ending {plural(len(plan.active), 'job')}{more}…", flush=True)
+    done = groups.kill(args.group, plan)
     print(
-        f"Killed {args.group}: {cancelled} cancelled; "
-        f"{sum(1 for j in after if j.status == JobStatus.SUCCEEDED)} succeeded and "
-        f"{sum(1 for j in after if j.status == JobStatus.FAILED)} failed jobs left as they were."
+        f"Killed {args.group}: {done.cancelled} cancelled; {done.succeeded} succeeded and "
+        f"{done.failed} failed jobs left as they were."
     )
     return 0
 
@@ -262,51 +184,30 @@ def cmd_kill(args: argparse.Namespace) -> int:
 def cmd_retry(args: argparse.Namespace) -> int:
     from metta_exp.monitor import watch
 
-    store = store_for(args.group)
-    before = {j.run: j.status for j in store.jobs(args.group)}
-    events = store.events(args.group)
-    mark = events[-1].id if events else 0
-    runs = store.requeue_for_retry(args.group)
-    if not runs:
-        active = sum(1 for s in before.values() if s in ACTIVE or s == JobStatus.PENDING)
+    store = groups.store_for(args.group)
+    requeued = groups.retry(args.group)
+    if not requeued:
+        active = sum(1 for j in store.jobs(args.group) if j.status in ACTIVE or j.status == JobStatus.PENDING)
         print(
             f"Nothing to retry in {args.group}: no failed, cancelled or skipped run"
             + (f" ({active} still pending or running)." if active else " (every run succeeded).")
         )
         return 0
-    listed = ", ".join(f"{r} ({before[r].value})" for r in runs)
-    print(f"Requeued {plural(len(runs), 'run')} of {args.group}: {listed}.")
+    listed = ", ".join(f"{r} ({status.value})" for r, status in requeued)
+    print(f"Requeued {plural(len(requeued), 'run')} of {args.group}: {listed}.")
     print(f"Earlier attempts stay in the history: metta-exp job show {args.group}")
-    wait_driven(store, args.group, mark)
     if args.no_wait:
         print(f"Watch: metta-exp job monitor {args.group}")
         return 0
     return watch(store, args.group)
 
 
-def wait_driven(store: JobStore, group: str, after_event: int, timeout: float = RETRY_DRIVE_WAIT_S) -> bool:
-    """Make sure a runner drives ``group`` after a retry: start one when none is alive, until a driver
-    acted after event ``after_event`` (took the lease, or moved a job). A runner that was just ending
-    the group may exit without seeing the requeued runs; the one started here then takes over."""
-    from metta_exp.runner import ensure_driver
-
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        ensure_driver(store, group)
-        if any(e.kind in ("runner", "status") for e in store.events(group, after_event)):
-            return True
-        time.sleep(0.1)
-    return False
-
-
 def cmd_resume(args: argparse.Namespace) -> int:
     from metta_exp.monitor import watch
-    from metta_exp.runner import ensure_driver
 
-    store = store_for(args.group)
-    started = ensure_driver(store, args.group)
-    group = store.group(args.group)
-    if group.ended_at:
+    store = groups.store_for(args.group)
+    started = groups.resume(args.group)
+    if store.group(args.group).ended_at:
         print(f"{args.group} has ended; nothing to drive.")
     else:
         print(f"{'Started a runner for' if started else 'A runner already drives'} {args.group}.")
@@ -314,13 +215,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_notebook(args: argparse.Namespace) -> int:
-    from metta_exp.notebook import write_group_notebook
-    from metta_exp.paths import notebook_path
-
-    store = store_for(args.group, readonly=True)
-    group = store.group(args.group)
-    path = Path(args.output) if args.output else notebook_path(group)
-    written = write_group_notebook(group, store.jobs(args.group), path)
+    written = groups.notebook(args.group, args.output)
     print(f"Notebook: {written}")
     print(f"Open it in Jupyter: {jupyter_command(written.absolute())}")
     return 0
@@ -329,14 +224,9 @@ def cmd_notebook(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     import webbrowser
 
-    from metta_exp.paths import launch_dir, notebook_path, report_path
-    from metta_exp.report import write_group_report
-
-    store = store_for(args.group)
-    group = store.group(args.group)
-    path = Path(args.output).absolute() if args.output else report_path(notebook_path(group))
+    groups.store_for(args.group)
     print(f"Running the notebook of {args.group}…", file=sys.stderr, flush=True)
-    written = write_group_report(group, store.jobs(args.group), path, launch_dir(group))
+    written = groups.report(args.group, args.output)
     print(f"Report: {written}")
     if args.open and not webbrowser.open(written.as_uri()):
         print(f"No web browser found here: open {written} in one.", file=sys.stderr)

@@ -395,6 +395,59 @@ def test_kill_while_a_runner_and_a_monitor_run(state_dir: Path) -> None:
     assert again.stdout == "Nothing to kill in victim: no job is running or pending (5 ended).\n"
 
 
+# Runs `metta-exp job kill GROUP --force` with every SQLite connection traced; prints on stderr how many
+# write transactions changed a job (`jobs` or `attempts` rows) as `job transactions: N`.
+COUNT_JOB_TRANSACTIONS = textwrap.dedent(
+    """
+    import sqlite3, sys
+    counts = {"open": False, "touched": False, "n": 0}
+    def trace(sql):
+        s = sql.lstrip().upper()
+        if s.startswith("BEGIN"):
+            counts["open"], counts["touched"] = True, False
+        elif s.startswith(("UPDATE JOBS", "UPDATE ATTEMPTS", "INSERT INTO ATTEMPTS")):
+            counts["touched"] = True
+        elif s.startswith(("COMMIT", "ROLLBACK")) and counts["open"]:
+            counts["n"] += counts["touched"]
+            counts["open"] = False
+    real = sqlite3.connect
+    def connect(*a, **kw):
+        db = real(*a, **kw)
+        db.set_trace_callback(trace)
+        return db
+    sqlite3.connect = connect
+    from metta_exp.cli import main
+    code = main(["job", "kill", sys.argv[1], "--force"])
+    print(f"job transactions: {counts['n']}", file=sys.stderr)
+    sys.exit(code)
+    """
+)
+
+
+def test_kill_changes_the_jobs_in_one_transaction(state_dir: Path) -> None:
+    exp = experiment(["a", "b", "c", "d"], args=["gate=1"], max_parallel=3)
+    store = launch(state_dir, exp, "one")
+    wait_for(
+        lambda: [j.status for j in store.jobs("one")] == [JobStatus.RUNNING] * 3 + [JobStatus.PENDING],
+        what="3 running, 1 pending",
+    )
+    result = subprocess.run(
+        [PY, "-c", COUNT_JOB_TRANSACTIONS, "one"], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert "job transactions: 1\n" in result.stderr  # was 4: the pending jobs, then each running job
+    assert [j.status for j in store.jobs("one")] == [JobStatus.CANCELLED] * 4
+    assert [j.reason for j in store.jobs("one")] == ["killed by user"] * 3 + ["killed by user before launch"]
+    kinds = [(e.kind, e.run, e.new_status) for e in store.events("one") if e.kind in ("killed", "status")]
+    assert kinds[-5:] == [
+        ("status", "d", "cancelled"),
+        ("killed", None, None),
+        ("status", "a", "cancelled"),
+        ("status", "b", "cancelled"),
+        ("status", "c", "cancelled"),
+    ]
+
+
 def test_kill_asks_first_and_no_terminal_means_no(state_dir: Path) -> None:
     store = launch(state_dir, experiment(["a", "b"], args=["gate=1"]), "ask")
     wait_for(lambda: all(j.status == JobStatus.RUNNING for j in store.jobs("ask")), what="both running")

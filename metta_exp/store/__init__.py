@@ -501,22 +501,54 @@ class JobStore:
         """Stop a group: no more launches, pending jobs cancelled. Returns the active jobs, which the
         caller ends on the backend and then records with ``finish_attempt(..., CANCELLED)``."""
         with self.atomic() as db:
-            db.execute("UPDATE groups SET cancel_requested = 1 WHERE name = ?", (group,))
-            pending = [
-                r[0]
+            self._cancel_pending(db, group, reason)
+        return [j for j in self.jobs(group) if j.status in ACTIVE]
+
+    def kill(self, group: str, reason: str = "killed by user") -> list[JobRecord]:
+        """Stop a group in ONE transaction: no more launches, pending jobs cancelled, and the current
+        attempt of every active job recorded as cancelled. Returns the active jobs as they were (the
+        caller ends their processes on the backend). A runner polling meanwhile sees terminal jobs, never
+        one that died of SIGTERM; one whose job was still launching finds it cancelled."""
+        now = time.time()
+        with self.atomic() as db:
+            active = [
+                job_record(r)
                 for r in db.execute(
-                    "SELECT run FROM jobs WHERE group_name = ? AND status = ?",
-                    (group, JobStatus.PENDING.value),
+                    _JOB_SELECT + " WHERE j.group_name = ? AND j.status IN (?, ?) ORDER BY j.position",
+                    (group, *(s.value for s in ACTIVE)),
                 )
             ]
-            db.execute(
-                "UPDATE jobs SET status = ?, reason = ? WHERE group_name = ? AND status = ?",
-                (JobStatus.CANCELLED.value, f"{reason} before launch", group, JobStatus.PENDING.value),
+            self._cancel_pending(db, group, reason)
+            for job in active:
+                db.execute(
+                    "UPDATE jobs SET status = ?, exit_code = NULL, reason = ? WHERE group_name = ? AND run = ?",
+                    (JobStatus.CANCELLED.value, reason, group, job.run),
+                )
+                db.execute(
+                    "UPDATE attempts SET status = ?, ended_at = ?, exit_code = NULL, reason = ? WHERE number = ? "
+                    "AND job_id = (SELECT id FROM jobs WHERE group_name = ? AND run = ?)",
+                    (JobStatus.CANCELLED.value, now, reason, job.attempts, group, job.run),
+                )
+                self._event(db, group, job.run, "status", job.status, JobStatus.CANCELLED, reason)
+        return active
+
+    def _cancel_pending(self, db: sqlite3.Connection, group: str, reason: str) -> None:
+        """Inside a transaction: block launches, cancel the pending jobs, record the kill."""
+        db.execute("UPDATE groups SET cancel_requested = 1 WHERE name = ?", (group,))
+        pending = [
+            r[0]
+            for r in db.execute(
+                "SELECT run FROM jobs WHERE group_name = ? AND status = ?",
+                (group, JobStatus.PENDING.value),
             )
-            for run in pending:
-                self._event(db, group, run, "status", JobStatus.PENDING, JobStatus.CANCELLED, reason)
-            self._event(db, group, None, "killed", detail=reason)
-        return [j for j in self.jobs(group) if j.status in ACTIVE]
+        ]
+        db.execute(
+            "UPDATE jobs SET status = ?, reason = ? WHERE group_name = ? AND status = ?",
+            (JobStatus.CANCELLED.value, f"{reason} before launch", group, JobStatus.PENDING.value),
+        )
+        for run in pending:
+            self._event(db, group, run, "status", JobStatus.PENDING, JobStatus.CANCELLED, reason)
+        self._event(db, group, None, "killed", detail=reason)
 
     def requeue_for_retry(self, group: str) -> list[str]:
         """Failed, cancelled and skipped runs go back to pending (their attempt history stays); the

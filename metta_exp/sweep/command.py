@@ -22,6 +22,7 @@ from metta_exp.sweep.points import (
     sweep_limit,
     sweep_record,
 )
+from metta_exp.words import plural
 
 if TYPE_CHECKING:
     from metta_exp.app import CommandLine
@@ -187,7 +188,7 @@ def warn_swept_per_run(
     print(
         f"Warning: the sweep sets {keys}, which args_per_run also sets for {', '.join(setters)}; the "
         f"sweep's value wins, so runs {', '.join(same)} get the same arguments at every point "
-        f"({_plural(count * len(base.runs), 'run')}, {count * distinct} different). To run each point "
+        f"({plural(count * len(base.runs), 'run')}, {count * distinct} different). To run each point "
         f"once, pick one run: 'runs=[{same[0]}]'.",
         file=out,
     )
@@ -198,14 +199,10 @@ def print_points(points: Sequence[Point], keys: Sequence[str], out: TextIO | Non
     out = out or sys.stdout
     count = len({p.index for p in points})
     over = ", ".join(keys) or "no swept keys"
-    print(f"Sweep: {_plural(count, 'point')}, {_plural(len(points), 'run')}, over {over}", file=out)
+    print(f"Sweep: {plural(count, 'point')}, {plural(len(points), 'run')}, over {over}", file=out)
     width = max(len(p.run) for p in points)
     for p in points:
         print(f"  {p.run:<{width}}  {' '.join(f'{k}={_show(p.values[k])}' for k in keys)}".rstrip(), file=out)
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}{'s' if n != 1 else ''}"
 
 
 def _show(value: Any) -> str:
