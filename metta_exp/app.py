@@ -18,6 +18,7 @@ from typing import Any
 
 from metta_exp.config import CONFIG_KEYS, Experiment, SkyPilotSettings, WandbSettings
 from metta_exp.errors import ConfigError, UsageError, closest, did_you_mean
+from metta_exp.values import hydra_quote
 
 DEFAULTS_NODE = "metta_exp_defaults"
 OPEN_MAPPINGS = ("args_per_run", "depends_on", "skypilot.envs", "skypilot.file_mounts")
@@ -182,11 +183,8 @@ def compose(cl: CommandLine) -> tuple[str, Path, dict[str, Any], dict[str, Any]]
         OmegaConf.set_struct(OmegaConf.select(node, path), False)
     ConfigStore.instance().store(name=DEFAULTS_NODE, node=node)
     overrides = list(cl.hydra_overrides)
-    if cl.config_dir:  # quoted: a path may hold spaces and quotes
-        from hydra.core.override_parser.types import Quote, QuotedString
-
-        path = QuotedString(text=f"file://{cl.config_dir}", quote=Quote.single).with_quotes()
-        overrides.append(f"hydra.searchpath=[{path}]")
+    if cl.config_dir:  # quoted when it must be: a path may hold spaces and quotes
+        overrides.append(f"hydra.searchpath=[{hydra_quote(f'file://{cl.config_dir}')}]")
     try:
         with (
             bounded_hydra_loads(),

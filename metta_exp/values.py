@@ -290,3 +290,16 @@ def type_name(annotation: Any) -> str:
     if isinstance(annotation, type):
         return annotation.__name__
     return str(annotation).replace("typing.", "")
+
+
+_PLAIN_PATH = re.compile(r"[A-Za-z0-9_./:+-]+")
+
+
+def hydra_quote(path: str) -> str:
+    """A path (or ``file://`` URL) as the value of a Hydra override: bare when Hydra reads it back as
+    written (``/tmp/out/0``), else single-quoted with Hydra's escapes (``'/tmp/my dir/0'``)."""
+    if _PLAIN_PATH.fullmatch(path):
+        return path
+    from hydra.core.override_parser.types import Quote, QuotedString  # only when quoting: a slow import
+
+    return QuotedString(text=path, quote=Quote.single).with_quotes()

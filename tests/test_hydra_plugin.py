@@ -124,7 +124,7 @@ def test_importing_the_plugin_imports_nothing_heavy() -> None:
 def test_hydra_quote_round_trips_through_hydras_parser() -> None:
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    from hydra_plugins.metta_exp_launcher._core import hydra_quote
+    from metta_exp.values import hydra_quote
 
     parser = OverridesParser.create()
     for path in ["/tmp/plain/0", "/tmp/work dir 'quoted' \"double\"/multirun/1", "/a\\b/c\\", "/x,y=z/${q}"]:

@@ -29,6 +29,7 @@ from metta_exp.records import JobRecord
 from metta_exp.status import JobStatus
 from metta_exp.store import GroupExistsError, JobStore, default_state_dir
 from metta_exp.sweep import check_limit, key_labels, name_part, parse_overrides, run_names, sweep_limit
+from metta_exp.values import hydra_quote
 
 if TYPE_CHECKING:
     from hydra_plugins.metta_exp_launcher.metta_exp_launcher import MettaExpLauncher
@@ -61,7 +62,6 @@ _NOT_FORWARDED = (
 )
 _CONFIG_FLAGS = ("--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd")
 _NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
-_PLAIN_PATH = re.compile(r"[A-Za-z0-9_./:+-]+")
 Restore = Callable[[str], tuple[str, Any]]
 
 
@@ -228,15 +228,6 @@ def common_args(config: DictConfig, argv: Sequence[str]) -> list[str]:
         i += 1
     overrides = [str(o) for o in OmegaConf.to_container(config.hydra.overrides.hydra, resolve=False) or []]
     return flags + [o for o in overrides if not o.lstrip("+~").startswith(_NOT_FORWARDED)]
-
-
-def hydra_quote(text: str) -> str:
-    """``text`` as a Hydra override value: bare when it can be, else single-quoted with escapes."""
-    if _PLAIN_PATH.fullmatch(text):
-        return text
-    from hydra.core.override_parser.types import Quote, QuotedString
-
-    return QuotedString(text=text, quote=Quote.single).with_quotes()
 
 
 def launch_group(
