@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 import json
 import os
 import re
@@ -16,7 +17,7 @@ import shlex
 import sys
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -24,6 +25,7 @@ from metta_exp.config import Experiment
 from metta_exp.errors import BackendUnavailable, ConfigError, NotFoundError
 from metta_exp.resolve import JobSpec, resolve
 from metta_exp.store import GroupExistsError, JobStore, default_state_dir
+from metta_exp.words import plural
 
 SUBMIT_WAIT_S = 60.0
 
@@ -31,6 +33,13 @@ SUBMIT_WAIT_S = 60.0
 def generated_group_name(experiment: str, now: float | None = None) -> str:
     stem = re.sub(r"[^A-Za-z0-9._-]", "-", experiment).strip("-._")[:60] or "group"
     return f"{stem}-{time.strftime('%Y%m%d-%H%M%S', time.localtime(now))}"
+
+
+def suffixed(base: str) -> Iterator[str]:
+    """``base``, ``base-2``, ``base-3``, …: the names a generated group name takes in turn while taken."""
+    yield base
+    for n in itertools.count(2):
+        yield f"{base}-{n}"
 
 
 def backend_name(exp: Experiment) -> str:
@@ -135,11 +144,9 @@ def _group_names(exps: Sequence[Experiment], name: str) -> list[str]:
                 raise ConfigError(f"two experiments name the group '{exp.group}': give each its own group")
             names.append(exp.group)
             continue
-        group, suffix = generated_group_name(name), 1
-        while group in names or group in explicit:
-            suffix += 1
-            group = f"{generated_group_name(name)}-{suffix}"
-        names.append(group)
+        names.append(
+            next(g for g in suffixed(generated_group_name(name)) if g not in names and g not in explicit)
+        )
     return names
 
 
@@ -170,18 +177,18 @@ def _submit_group(
     """Record the group and start its runner; a generated name taken meanwhile gets the next suffix."""
     from metta_exp.runner import ensure_driver
 
-    for suffix in range(1, 1000):
+    others = itertools.islice(suffixed(generated_group_name(name)), 1, 999)
+    while True:
         try:
             store.create_group(group, name, backend, exp.to_dict() | config, [s.to_dict() for s in specs])
             break
         except GroupExistsError:
-            if exp.group is not None or suffix == 999:
+            following = next(others, None)
+            if exp.group is not None or following is None:
                 raise
-            group = f"{generated_group_name(name)}-{suffix + 1}"
-            specs = resolve_again(group)
+            group, specs = following, resolve_again(following)
     ensure_driver(store, group, cwd=Path.cwd())
-    jobs = f"{len(specs)} job{'s' if len(specs) != 1 else ''}"
-    print(f"Group {group}: {jobs} on {backend}, state in {store.state_dir}", file=out)
+    print(f"Group {group}: {plural(len(specs), 'job')} on {backend}, state in {store.state_dir}", file=out)
     return group
 
 

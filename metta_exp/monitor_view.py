@@ -21,6 +21,7 @@ from metta_exp.logtail import JobLog
 from metta_exp.monitor_layout import Item, Section, layout
 from metta_exp.records import GroupRecord, JobRecord
 from metta_exp.status import ACTIVE, ALL_STATUSES, JobStatus
+from metta_exp.words import plural
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -289,8 +290,7 @@ def pending_reason(job: JobRecord, frame: Frame) -> tuple[str, str]:
         if free < gpus:
             return (
                 "gpu",
-                f"{retry}waits for {gpus} GPU{'s' if gpus > 1 else ''}: "
-                f"{free} of {len(frame.gpus.devices)} free",
+                f"{retry}waits for {plural(gpus, 'GPU')}: {free} of {len(frame.gpus.devices)} free",
             )
     if not frame.runner_alive:
         return "runner", f"{retry}waits for a runner (none alive: one is being started)"

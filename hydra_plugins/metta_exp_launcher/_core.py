@@ -10,6 +10,7 @@ each job writes its Hydra outputs where Hydra's own multirun would. Values keep 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 import re
 import sys
@@ -24,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from metta_exp.config import Experiment
 from metta_exp.errors import ConfigError, MettaExpError
-from metta_exp.launch import generated_group_name, launch_experiment
+from metta_exp.launch import generated_group_name, launch_experiment, suffixed
 from metta_exp.records import JobRecord
 from metta_exp.status import JobStatus
 from metta_exp.store import GroupExistsError, JobStore, default_state_dir
@@ -237,8 +238,7 @@ def launch_group(
     base = group or generated_group_name(task_name)
     if first:  # a sweeper that launches in batches: one group per batch
         base = f"{base}-{first}"
-    for attempt in range(1, 100):
-        name = base if attempt == 1 else f"{base}-{attempt}"
+    for name in itertools.islice(suffixed(base), 99):
         try:
             code = launch_experiment(
                 dataclasses.replace(exp, group=name),
