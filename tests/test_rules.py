@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 
 from metta_exp.launch import suffixed
+from metta_exp.sweep import Point, sweep_record
 from metta_exp.values import hydra_quote
 from metta_exp.words import plural
 
@@ -30,3 +31,31 @@ def test_taken_group_names_get_the_next_suffix() -> None:
         "train-20261202-115300-3",
         "train-20261202-115300-4",
     ]
+
+
+def test_the_sweep_record_the_notebook_reads() -> None:
+    points = [
+        Point(0, "lr_0.001", "train", ("trainer.lr=1e-3",), {"trainer.lr": 0.001, "seed": 1}, {}),
+        Point(1, "lr_0.01", "train", ("trainer.lr=1e-2",), {"trainer.lr": 0.01, "seed": 1}, {"gpus": 2}),
+    ]
+    assert sweep_record(points, ["trainer.lr", "seed"]) == {
+        "keys": ["trainer.lr", "seed"],
+        "labels": {"trainer.lr": "lr", "seed": "seed"},
+        "points": {"lr_0.001": {"trainer.lr": 0.001, "seed": 1}, "lr_0.01": {"trainer.lr": 0.01, "seed": 1}},
+        "base_runs": {"lr_0.001": "train", "lr_0.01": "train"},
+    }
+
+
+def test_the_hydra_plugin_records_its_sweep_with_the_same_rule() -> None:
+    from hydra_plugins.metta_exp_launcher._core import name_points
+
+    names, record = name_points(
+        [[("lr=1e-3", 0.001), ("seed=1", 1)], [("lr=1e-2", 0.01), ("seed=1", 1)]], "my app"
+    )
+    assert names == ["lr1e-3", "lr1e-2"]
+    assert record == {
+        "keys": ["lr"],
+        "labels": {"lr": "lr"},
+        "points": {"lr1e-3": {"lr": 0.001}, "lr1e-2": {"lr": 0.01}},
+        "base_runs": {"lr1e-3": "my_app", "lr1e-2": "my_app"},
+    }

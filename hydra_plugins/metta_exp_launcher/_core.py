@@ -29,7 +29,16 @@ from metta_exp.launch import generated_group_name, launch_experiment, suffixed
 from metta_exp.records import JobRecord
 from metta_exp.status import JobStatus
 from metta_exp.store import GroupExistsError, JobStore, default_state_dir
-from metta_exp.sweep import check_limit, key_labels, name_part, parse_overrides, run_names, sweep_limit
+from metta_exp.sweep import (
+    Point,
+    check_limit,
+    key_labels,
+    name_part,
+    parse_overrides,
+    run_names,
+    sweep_limit,
+    sweep_record,
+)
 from metta_exp.values import hydra_quote
 
 if TYPE_CHECKING:
@@ -172,16 +181,18 @@ def name_points(
     parts = [[name_part(labels[k.lstrip("+~")], *row[k]) for k in varying if k in row] for row in rows]
     base = re.sub(r"[^A-Za-z0-9._-]+", "_", task_name).strip("._-") or "run"
     names = run_names([None if p else base for p in parts], parts)
-    record = {
-        "keys": [k.lstrip("+~") for k in varying],
-        "labels": labels,
-        "points": {
-            n: {k.lstrip("+~"): row[k][1] for k in varying if k in row}
-            for n, row in zip(names, rows, strict=True)
-        },
-        "base_runs": {n: base for n in names},
-    }
-    return names, record
+    swept = [
+        Point(
+            index=i,
+            run=n,
+            base_run=base,
+            args=tuple(arg for arg, _ in point),
+            values={k.lstrip("+~"): row[k][1] for k in varying if k in row},
+            settings={},
+        )
+        for i, (n, row, point) in enumerate(zip(names, rows, points, strict=True))
+    ]
+    return names, sweep_record(swept, [k.lstrip("+~") for k in varying])
 
 
 def build_experiment(
