@@ -20,7 +20,9 @@ RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 GROUP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}\Z")
 MODULE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*\Z")
 WANDB_MODES = ("online", "offline", "disabled")
-DEFAULT_METRICS = ("overview/sps", "overview/reward")
+REWARD = "overview/reward"
+SPS = "overview/sps"
+DEFAULT_METRICS = (SPS, REWARD)  # metrics_to_track's default; fetch_metrics' too
 
 
 @dataclass

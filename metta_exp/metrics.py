@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
+from metta_exp.config import DEFAULT_METRICS, REWARD, SPS
 from metta_exp.metrics_local import Points, read_metrics_file
 from metta_exp.metrics_wandb import X_AXES, WandbApis, fetch_wandb_run
 from metta_exp.tracking import METRICS_FILE, RUN_FILE
@@ -65,9 +66,6 @@ __all__ = [
     "wandb_path_from_url",
 ]
 
-DEFAULT_METRICS = ("overview/reward", "overview/sps")
-REWARD = "overview/reward"
-SPS = "overview/sps"
 FAILED_STATUSES = frozenset({"failed", "cancelled", "skipped"})
 
 

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlparse
 
+from metta_exp.config import DEFAULT_METRICS, REWARD, SPS
 from metta_exp.metrics import configured_wandb_path, wandb_path_from_url
 from metta_exp.records import GroupRecord, JobRecord, iso
 from metta_exp.tracking import METRICS_FILE, RUN_FILE
@@ -50,8 +51,6 @@ __all__ = [
 CELLS = ("title", "setup", "wandb", "fetch", "plots", "summary")
 """The cell templates, in notebook order: ``<kind>.md.j2`` is a markdown cell, ``<kind>.py.j2`` code."""
 SAMPLES = 1000
-REWARD = "overview/reward"
-SPS = "overview/sps"
 STATUS_MARK = {"succeeded": "✅", "failed": "❌", "cancelled": "⛔", "skipped": "⏭"}
 
 
@@ -166,7 +165,7 @@ def notebook_context(group: GroupRecord, runs: Sequence[RunInfo], package_root: 
     """Everything the templates see, as plain data."""
     runs = sorted(runs, key=lambda r: (r.position, r.run))
     config = group.config or {}
-    metrics = [str(m) for m in config.get("metrics_to_track") or (REWARD, SPS)]
+    metrics = [str(m) for m in config.get("metrics_to_track") or DEFAULT_METRICS]
     reward = REWARD if REWARD in metrics else next((m for m in metrics if "reward" in m), REWARD)
     sps = SPS if SPS in metrics else next((m for m in metrics if "sps" in m.lower()), SPS)
     first = [m for m in (reward, sps) if m in metrics]

@@ -97,7 +97,7 @@ def test_exact_values_columns_and_order(tmp_path: Path) -> None:
 
     assert list(df.columns) == ["run", "step", "metric", "value", "time"]
     assert df["run"].cat.ordered and list(df["run"].cat.categories) == ["b", "a"]
-    assert list(df["metric"].cat.categories) == ["overview/reward", "overview/sps"]
+    assert list(df["metric"].cat.categories) == ["overview/sps", "overview/reward"]  # metrics_to_track's
     assert str(df["step"].dtype) == "int64" and str(df["value"].dtype) == "float64"
     reward = points(df, "b", "overview/reward")
     assert [(s, v) for s, v, _ in reward if not math.isnan(v)] == [(0, 1.25), (128, -3.0)]

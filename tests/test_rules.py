@@ -59,3 +59,14 @@ def test_the_hydra_plugin_records_its_sweep_with_the_same_rule() -> None:
         "points": {"lr1e-3": {"lr": 0.001}, "lr1e-2": {"lr": 0.01}},
         "base_runs": {"lr1e-3": "my_app", "lr1e-2": "my_app"},
     }
+
+
+def test_one_default_for_the_tracked_metrics() -> None:
+    import inspect
+
+    from metta_exp.config import DEFAULT_METRICS, Experiment
+    from metta_exp.metrics import fetch_metrics
+
+    assert DEFAULT_METRICS == ("overview/sps", "overview/reward")  # README: metrics_to_track's default
+    assert Experiment(runs=["a"], module="train").metrics_to_track == ["overview/sps", "overview/reward"]
+    assert inspect.signature(fetch_metrics).parameters["metrics"].default == DEFAULT_METRICS
