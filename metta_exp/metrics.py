@@ -61,6 +61,7 @@ __all__ = [
     "fetch_metrics",
     "read_metrics_file",
     "run_source",
+    "run_wandb_path",
     "style_summary",
     "summary_table",
     "wandb_path_from_url",
@@ -139,8 +140,8 @@ def _from_mapping(data: Mapping[str, Any]) -> RunSource:
     if "wandb_path" in data:
         wandb_path = data["wandb_path"] or None
     else:
-        wandb_path = wandb_path_from_url(data.get("wandb_url")) or configured_wandb_path(
-            env, spec.get("wandb_run_id"), data.get("attempts")
+        wandb_path = run_wandb_path(
+            data.get("wandb_url"), env, spec.get("wandb_run_id"), data.get("attempts")
         )
     return RunSource(
         name=name,
@@ -161,6 +162,12 @@ def configured_wandb_path(env: Mapping[str, Any], run_id: Any, attempts: Any) ->
         return None
     attempt = attempts if isinstance(attempts, int) and attempts > 0 else 1
     return f"{env['WANDB_ENTITY']}/{env['WANDB_PROJECT']}/{attempt_run_id(str(run_id), attempt)}"
+
+
+def run_wandb_path(url: Any, env: Mapping[str, Any], run_id: Any, attempts: Any) -> str | None:
+    """The W&B run (``entity/project/id``) of a job's latest attempt: from the URL the job reported
+    (``url``), else from its configured entity, project and run id; None when neither tells."""
+    return wandb_path_from_url(url) or configured_wandb_path(env, run_id, attempts)
 
 
 def _by_name(name: str, group: str | None, state_dir: str | os.PathLike[str] | None) -> RunSource:

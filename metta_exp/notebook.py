@@ -31,7 +31,7 @@ from typing import Any
 from urllib.parse import quote, urlparse
 
 from metta_exp.config import DEFAULT_METRICS, REWARD, SPS
-from metta_exp.metrics import configured_wandb_path, wandb_path_from_url
+from metta_exp.metrics import run_wandb_path
 from metta_exp.records import GroupRecord, JobRecord, iso
 from metta_exp.tracking import METRICS_FILE, RUN_FILE
 
@@ -108,7 +108,7 @@ def run_info(job: JobRecord) -> RunInfo:
         state = {}  # written by an earlier attempt: each attempt is its own W&B run
     url = job.wandb_url or state.get("wandb_url") or None  # what the attempt reported (log, run.json)
     mode = state.get("wandb_mode") or (env.get("WANDB_MODE") or "").lower() or ("online" if url else None)
-    path = wandb_path_from_url(url) or configured_wandb_path(env, spec.get("wandb_run_id"), job.attempts)
+    path = run_wandb_path(url, env, spec.get("wandb_run_id"), job.attempts)
     if mode in ("offline", "disabled"):
         path = None
     return RunInfo(

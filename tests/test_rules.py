@@ -70,3 +70,15 @@ def test_one_default_for_the_tracked_metrics() -> None:
     assert DEFAULT_METRICS == ("overview/sps", "overview/reward")  # README: metrics_to_track's default
     assert Experiment(runs=["a"], module="train").metrics_to_track == ["overview/sps", "overview/reward"]
     assert inspect.signature(fetch_metrics).parameters["metrics"].default == DEFAULT_METRICS
+
+
+def test_the_wandb_path_of_a_run_from_its_url_else_its_configuration() -> None:
+    from metta_exp.metrics import run_wandb_path
+
+    env = {"WANDB_ENTITY": "team", "WANDB_PROJECT": "proj"}
+    url = "https://wandb.example.com/other/place/runs/r1x2"
+    assert run_wandb_path(url, env, "abc", 1) == "other/place/r1x2"  # what the job reported wins
+    assert run_wandb_path(None, env, "abc", 1) == "team/proj/abc"
+    assert run_wandb_path(None, env, "abc", 3) == "team/proj/abc-a3"  # each attempt is its own run
+    assert run_wandb_path(None, {"WANDB_ENTITY": "team"}, "abc", 1) is None
+    assert run_wandb_path("https://wandb.ai/team/proj", env, None, 1) is None
