@@ -1,7 +1,8 @@
 """metta-exp: launch and manage groups of training runs from declarative Hydra configs.
 
 The public API is small: ``Experiment`` (build and ``launch()`` a group from Python; ``ExperimentTool``
-is the same class under the reference's name), ``JobStore`` and ``JobStatus`` (read groups and jobs),
+is the same class under the reference's name), ``groups`` (list, show, kill, retry, resume, wait for
+launched groups, what ``metta-exp job`` does), ``JobStore`` and ``JobStatus`` (read groups and jobs),
 ``fetch_metrics`` (load the runs' metrics into a DataFrame), and the error classes. Heavy parts (Hydra,
 SkyPilot, W&B, pandas) load only when used.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from metta_exp import groups
 from metta_exp.config import Experiment, ExperimentTool, SkyPilotSettings, WandbSettings
 from metta_exp.errors import ConfigError, MettaExpError, NotFoundError, UsageError
 from metta_exp.status import JobStatus
@@ -27,6 +29,7 @@ __all__ = [
     "UsageError",
     "WandbSettings",
     "fetch_metrics",
+    "groups",
     "summary_table",
 ]
 __version__ = "0.1.0"

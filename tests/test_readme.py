@@ -198,6 +198,37 @@ def test_the_python_api_example_does_what_the_readme_says(state_dir: Path) -> No
     assert [j.status for j in wait_group_end(state_dir, group)] == ["succeeded", "succeeded"]
 
 
+def test_the_python_groups_example_manages_a_group_as_the_job_commands_do(state_dir: Path) -> None:
+    """The README's ``metta_exp.groups`` example, run as written on a group whose high_lr run fails once."""
+    block = re.search(r"### From Python: `metta_exp.groups`\n.*?```python\n(.*?)```", README, re.S)
+    assert block is not None
+    job = (
+        "import os, sys; sys.exit(1 if os.environ['METTA_EXP_ATTEMPT'] == '1' and sys.argv[-1] == 'x' else 0)"
+    )
+    launch = textwrap.dedent(
+        f"""
+        from metta_exp import Experiment
+        Experiment(command=[{sys.executable!r}, "-c", {job!r}], runs=["low_lr", "high_lr"],
+                   args_per_run={{"high_lr": ["x"]}}, gpus=0, remote=False, group="lr_sweep",
+                   generate_notebook=False).launch()
+        """
+    )
+    subprocess.run([sys.executable, "-c", launch], check=True, capture_output=True, timeout=120)
+    wait_group_end(state_dir, "lr_sweep")
+    result = subprocess.run([sys.executable, "-c", block[1]], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    notebook = Path("experiments/notebooks/lr_sweep.ipynb").absolute()
+    assert result.stdout == (
+        "lr_sweep 2 1\n"
+        "requeued: [('high_lr', <JobStatus.FAILED: 'failed'>)]\n"
+        "{'low_lr': 'succeeded', 'high_lr': 'succeeded'}\n"
+        f"notebook: {notebook}\n"
+    )
+    assert notebook.is_file()
+    with JobStore.open(state_dir) as store:
+        assert store.job("lr_sweep", "high_lr").attempts == 2
+
+
 @pytest.mark.slow
 def test_the_offline_skypilot_example_runs_as_the_readme_says(state_dir: Path, tmp_path: Path) -> None:
     assert [words(line) for line in OFFLINE_COMMANDS] == [
