@@ -20,7 +20,7 @@ from metta_exp.jobs_text import fmt_duration
 from metta_exp.logtail import JobLog
 from metta_exp.monitor_layout import Item, Section, layout
 from metta_exp.records import GroupRecord, JobRecord
-from metta_exp.status import ACTIVE, ALL_STATUSES, JobStatus
+from metta_exp.status import ACTIVE, ALL_STATUSES, JobStatus, waits_for
 from metta_exp.words import plural
 
 if TYPE_CHECKING:
@@ -273,25 +273,24 @@ def pending_reason(job: JobRecord, frame: Frame) -> tuple[str, str]:
     retry = f"retry {job.attempts + 1} queued ({job.reason}); " if job.attempts and job.reason else ""
     if frame.group.cancel_requested:
         return "cancel", "the group is being killed"
-    blocking = [by_run[d] for d in job.depends_on if d in by_run and by_run[d].status != JobStatus.SUCCEEDED]
-    if blocking:
+    cap = frame.group.config.get("max_parallel")
+    gpus = int(job.spec.get("gpus") or 0)
+    free = None if frame.gpus is None else len([d for d in frame.gpus.devices if d not in frame.gpus.busy])
+    status = {run: j.status for run, j in by_run.items()}
+    wait = waits_for(job.depends_on, status, frame.active, cap, gpus, free)
+    if wait == "dependency":
+        blocking = [
+            by_run[d] for d in job.depends_on if d in by_run and by_run[d].status != JobStatus.SUCCEEDED
+        ]
         bad = [d for d in blocking if d.status in (JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.SKIPPED)]
         if bad:
             return "dependency", f"{retry}dependency {bad[0].run} {bad[0].status.value}: will be skipped"
         names = ", ".join(f"{d.run} ({d.status.value})" for d in blocking)
         return "dependency", f"{retry}waits for {names}"
-    cap = frame.group.config.get("max_parallel")
-    active = frame.active
-    if cap and active >= cap:
-        return "max_parallel", f"{retry}waits for a slot: max_parallel={cap}, {active} active"
-    gpus = int(job.spec.get("gpus") or 0)
-    if frame.gpus is not None and gpus > 0:
-        free = len([d for d in frame.gpus.devices if d not in frame.gpus.busy])
-        if free < gpus:
-            return (
-                "gpu",
-                f"{retry}waits for {plural(gpus, 'GPU')}: {free} of {len(frame.gpus.devices)} free",
-            )
+    if wait == "max_parallel":
+        return "max_parallel", f"{retry}waits for a slot: max_parallel={cap}, {frame.active} active"
+    if wait == "gpu" and frame.gpus is not None:
+        return "gpu", f"{retry}waits for {plural(gpus, 'GPU')}: {free} of {len(frame.gpus.devices)} free"
     if not frame.runner_alive:
         return "runner", f"{retry}waits for a runner (none alive: one is being started)"
     return "ready", f"{retry}ready: the runner launches it next"

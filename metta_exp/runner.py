@@ -34,7 +34,7 @@ from metta_exp.logtail import LogMark, scan_wandb_ref
 from metta_exp.paths import launch_dir, notebook_path
 from metta_exp.records import GroupRecord, JobRecord
 from metta_exp.resolve import JobSpec
-from metta_exp.status import ACTIVE, JobStatus
+from metta_exp.status import ACTIVE, JobStatus, waits_for
 from metta_exp.store import JobStore
 
 LEASE_TTL = 30.0
@@ -319,30 +319,27 @@ class Runner:
     def _launch_ready(self, group: GroupRecord, jobs: list[JobRecord]) -> bool:
         """Claim and submit every job that may start now; True if any was claimed."""
         status = {j.run: j.status for j in jobs}
-        ready = [
-            j
-            for j in jobs
-            if j.status == JobStatus.PENDING
-            and all(status.get(d) == JobStatus.SUCCEEDED for d in j.depends_on)
-        ]
+        cap = group.config.get("max_parallel")
+        pending = [j for j in jobs if j.status == JobStatus.PENDING]
+        ready = [j for j in pending if waits_for(j.depends_on, status, 0, None, 0, None) is None]
         if not ready:
             return False
-        cap = group.config.get("max_parallel")
         active = sum(1 for j in jobs if j.status in ACTIVE)
         devices = self.backend.devices()
         busy = self.store.busy_gpu_ids() if devices is not None else set()
         claimed: list[Launch] = []
         for job in ready:
-            if cap and active >= cap:
-                break
             spec = JobSpec.from_dict(job.spec)
-            gpu_ids: tuple[int, ...] = ()
-            if devices is not None and spec.gpus > 0:
-                free = [d for d in devices if d not in busy]
-                if len(free) < spec.gpus:
-                    continue
-                gpu_ids = tuple(free[: spec.gpus])
-                busy.update(gpu_ids)
+            free = [d for d in devices if d not in busy] if devices is not None else None
+            wait = waits_for(
+                job.depends_on, status, active, cap, spec.gpus, None if free is None else len(free)
+            )
+            if wait == "max_parallel":
+                break
+            if wait == "gpu":
+                continue
+            gpu_ids: tuple[int, ...] = tuple(free[: spec.gpus]) if free is not None and spec.gpus > 0 else ()
+            busy.update(gpu_ids)
             log_path = attempt_log(job.run_dir, job.attempts + 1)
             attempt = self.store.claim(self.group, job.run, self.owner, gpu_ids, str(log_path))
             if attempt is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from enum import Enum
 
 
@@ -33,3 +34,24 @@ class JobStatus(str, Enum):
 TERMINAL = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.SKIPPED})
 ACTIVE = frozenset({JobStatus.LAUNCHING, JobStatus.RUNNING})
 ALL_STATUSES = tuple(JobStatus)
+
+
+def waits_for(
+    depends_on: Sequence[str],
+    status: Mapping[str, JobStatus],
+    active: int,
+    max_parallel: int | None,
+    gpus: int,
+    free_gpus: int | None,
+) -> str | None:
+    """Why a pending job may not launch now, the runner's rule and what the monitor shows: ``dependency``
+    (a run it depends on has not succeeded), ``max_parallel`` (``active`` jobs fill the group's slots),
+    ``gpu`` (it needs more GPUs than are free; ``free_gpus`` None: GPUs are not counted here), or None:
+    it may launch."""
+    if any(status.get(d) != JobStatus.SUCCEEDED for d in depends_on):
+        return "dependency"
+    if max_parallel and active >= max_parallel:
+        return "max_parallel"
+    if free_gpus is not None and gpus > 0 and free_gpus < gpus:
+        return "gpu"
+    return None

@@ -82,3 +82,20 @@ def test_the_wandb_path_of_a_run_from_its_url_else_its_configuration() -> None:
     assert run_wandb_path(None, env, "abc", 3) == "team/proj/abc-a3"  # each attempt is its own run
     assert run_wandb_path(None, {"WANDB_ENTITY": "team"}, "abc", 1) is None
     assert run_wandb_path("https://wandb.ai/team/proj", env, None, 1) is None
+
+
+def test_why_a_pending_job_waits_the_runners_rule_and_the_monitors() -> None:
+    from metta_exp.status import JobStatus, waits_for
+
+    done = {"a": JobStatus.SUCCEEDED, "b": JobStatus.RUNNING}
+    assert waits_for(["a"], done, 0, None, 0, None) is None
+    assert waits_for(["a", "b"], done, 0, None, 0, None) == "dependency"
+    assert waits_for(["missing"], done, 0, None, 0, None) == "dependency"
+    assert waits_for(["b"], done, 9, 2, 4, 0) == "dependency"  # dependencies first
+    assert waits_for([], done, 2, 2, 0, None) == "max_parallel"
+    assert waits_for([], done, 1, 2, 0, None) is None
+    assert waits_for([], done, 5, 0, 0, None) is None  # max_parallel 0 or None: no cap
+    assert waits_for([], done, 2, 2, 4, 0) == "max_parallel"  # a slot before GPUs
+    assert waits_for([], done, 0, None, 2, 1) == "gpu"
+    assert waits_for([], done, 0, None, 2, 2) is None
+    assert waits_for([], done, 0, None, 2, None) is None  # GPUs not counted (SkyPilot)
