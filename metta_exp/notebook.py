@@ -346,7 +346,7 @@ def py_literal(value: Any, indent: int = 0, width: int = 100) -> str:
     that evaluates to it: one line if it fits in ``width``, else one item per line. Checked by parsing
     it back with ``ast.literal_eval``; anything else is a TypeError or ValueError."""
     text = _literal(value, indent, width)
-    if ast.literal_eval(text) != _plain(value):
+    if ast.literal_eval(text) != tuples_as_lists(value):
         raise ValueError(f"cannot write {value!r:.80} as a Python literal")
     return text
 
@@ -379,11 +379,12 @@ def _flat(value: Any) -> str:
     raise TypeError(f"no Python literal for {type(value).__name__} {value!r:.80}")
 
 
-def _plain(value: Any) -> Any:
+def tuples_as_lists(value: Any) -> Any:
+    """``value`` with every tuple a list, at any depth: what its Python literal evaluates back to."""
     if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
+        return [tuples_as_lists(v) for v in value]
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
+        return {k: tuples_as_lists(v) for k, v in value.items()}
     return value
 
 

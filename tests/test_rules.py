@@ -99,3 +99,20 @@ def test_why_a_pending_job_waits_the_runners_rule_and_the_monitors() -> None:
     assert waits_for([], done, 0, None, 2, 1) == "gpu"
     assert waits_for([], done, 0, None, 2, 2) is None
     assert waits_for([], done, 0, None, 2, None) is None  # GPUs not counted (SkyPilot)
+
+
+def test_the_two_plain_value_rules_have_names_that_say_what_they_do() -> None:
+    from omegaconf import OmegaConf
+
+    from hydra_plugins.metta_exp_launcher._core import as_containers
+    from metta_exp.notebook import tuples_as_lists
+
+    assert tuples_as_lists({"a": (1, (2, 3)), "b": [("x",)], "c": "s"}) == {
+        "a": [1, [2, 3]],
+        "b": [["x"]],
+        "c": "s",
+    }
+    settings = {"wandb": OmegaConf.create({"project": "p", "tags": ["a"]}), "gpus": 2, "group": None}
+    plain = as_containers(settings)
+    assert plain == {"wandb": {"project": "p", "tags": ["a"]}, "gpus": 2, "group": None}
+    assert type(plain["wandb"]) is dict and type(plain["wandb"]["tags"]) is list

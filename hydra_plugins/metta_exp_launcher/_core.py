@@ -102,7 +102,7 @@ def _launch(
     config = launcher.config
     assert config is not None, "setup() first"
     configure_log(config.hydra.hydra_logging, config.hydra.verbose)
-    settings = _plain(launcher.settings)
+    settings = as_containers(launcher.settings)
     check_limit([len(job_overrides)], 1, settings.get("sweep_limit") or sweep_limit())
     state_dir = Path(settings["state_dir"]).absolute() if settings.get("state_dir") else default_state_dir()
     task_name = str(config.hydra.job.name)
@@ -124,7 +124,8 @@ def _launch(
     return job_returns(job_overrides, names, run_dirs, task_name, group, records)
 
 
-def _plain(settings: Mapping[str, Any]) -> dict[str, Any]:
+def as_containers(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The launcher's settings with OmegaConf values as plain lists and dicts (other values as they are)."""
     return {k: OmegaConf.to_container(v) if OmegaConf.is_config(v) else v for k, v in settings.items()}
 
 
