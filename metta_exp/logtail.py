@@ -288,7 +288,7 @@ def _stamp(path: str) -> tuple[int, int]:
 # --- metta-exp job logs ---------------------------------------------------------------------------------
 
 
-def attempt_log(
+def find_attempt(
     store: JobStore, group: str, run: str, attempt: int | None
 ) -> tuple[JobRecord, int, str | None]:
     """The job, the attempt number (its current one unless ``attempt``) and that attempt's log path."""
@@ -312,7 +312,7 @@ def print_log(
     store: JobStore, group: str, run: str, attempt: int | None, tail: int | None, out: BinaryIO, err: TextIO
 ) -> int:
     """``job logs``: the whole log of an attempt, or its last ``tail`` lines. Returns 0."""
-    job, number, path = attempt_log(store, group, run, attempt)
+    job, number, path = find_attempt(store, group, run, attempt)
     if not path or not os.path.exists(path):
         state = "has not started yet" if job.attempts == 0 else "has no log yet"
         print(f"{run} of {group} {state} ({job.status.value}).", file=err)
@@ -337,7 +337,7 @@ def follow(
     from metta_exp.monitor import Healer
 
     heal = Healer(store, group)
-    job, number, path = attempt_log(store, group, run, attempt)
+    job, number, path = find_attempt(store, group, run, attempt)
     pinned = attempt is not None
     pos: int | None = None
     waiting = False

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
+import pytest
+
+from metta_exp.errors import NotFoundError
 from metta_exp.launch import suffixed
+from metta_exp.store import JobStore
 from metta_exp.sweep import Point, sweep_record
 from metta_exp.values import hydra_quote
 from metta_exp.words import plural
@@ -116,3 +121,18 @@ def test_the_two_plain_value_rules_have_names_that_say_what_they_do() -> None:
     plain = as_containers(settings)
     assert plain == {"wandb": {"project": "p", "tags": ["a"]}, "gpus": 2, "group": None}
     assert type(plain["wandb"]) is dict and type(plain["wandb"]["tags"]) is list
+
+
+def test_the_attempt_lookup_is_named_apart_from_the_attempt_log_path(tmp_path: Path) -> None:
+    from metta_exp import logtail
+
+    assert not hasattr(logtail, "attempt_log")  # the store lookup is logtail.find_attempt
+    store = JobStore.open(tmp_path, create=True)
+    spec = {"run": "a", "run_dir": str(tmp_path / "a")}
+    store.create_group("g", "exp", "local", {}, [spec])
+    with pytest.raises(
+        NotFoundError, match=r"^run 'a' of group 'g' has no attempt 2 \(it has no attempt yet\)$"
+    ):
+        logtail.find_attempt(store, "g", "a", 2)
+    job, number, path = logtail.find_attempt(store, "g", "a", None)
+    assert (job.run, number, path) == ("a", 0, None)
