@@ -90,7 +90,7 @@ def show(group: str) -> GroupView:
     return GroupView(record, jobs, progress, driven, last_stop)
 
 
-def unattended(summaries: Sequence[GroupSummary] = ()) -> tuple[dict[str, GroupRecord], list[str]]:
+def unattended() -> tuple[dict[str, GroupRecord], list[str]]:
     """The groups that have not ended, by name, and the names of those no runner drives (their jobs run
     on unobserved until resumed); a killed group counts as driven."""
     from metta_exp.runner import owner_alive
