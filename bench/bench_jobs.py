@@ -35,8 +35,8 @@ from conftest import kill_everything  # noqa: E402
 
 from metta_exp.config import Experiment  # noqa: E402
 from metta_exp.launch import launch_experiment  # noqa: E402
+from metta_exp.paths import attempt_log  # noqa: E402
 from metta_exp.resolve import resolve  # noqa: E402
-from metta_exp.runner import attempt_log  # noqa: E402
 from metta_exp.status import JobStatus  # noqa: E402
 from metta_exp.store import JobStore  # noqa: E402
 
