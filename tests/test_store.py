@@ -224,3 +224,36 @@ def test_events_of_one_kind(store: JobStore) -> None:
     assert [(e.kind, e.detail) for e in store.events("g", kind="runner_stopped")] == [
         ("runner_stopped", "signal")
     ]
+
+
+@pytest.mark.parametrize("keep", [0.5, 0.95])
+def test_a_big_store_cut_short_is_damaged_without_the_full_check(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, keep: float
+) -> None:
+    """Beyond ``QUICK_CHECK_MAX`` a reader skips SQLite's full quick check (its cost grows with the store)
+    but still finds a file cut short: its schema unreadable, or fewer bytes than its header counts."""
+    from metta_exp.store import connect
+
+    with JobStore.open(tmp_path) as store:
+        make_group(store, runs=tuple(f"r{i}" for i in range(300)))
+    path = tmp_path / DB_NAME
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep) // 4096 * 4096])
+    monkeypatch.setattr(connect, "QUICK_CHECK_MAX", 0)
+    with pytest.raises(StoreError, match="is damaged"):
+        JobStore.open(tmp_path, readonly=True)
+    monkeypatch.setattr(connect, "QUICK_CHECK_MAX", 1 << 40)
+    with pytest.raises(StoreError, match="is damaged"):
+        JobStore.open(tmp_path, readonly=True)
+
+
+def test_a_big_sound_store_opens_without_the_full_check(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from metta_exp.store import connect
+
+    with JobStore.open(tmp_path) as store:
+        make_group(store)
+    monkeypatch.setattr(connect, "QUICK_CHECK_MAX", 0)
+    with JobStore.open(tmp_path, readonly=True) as reader:
+        assert [j.run for j in reader.jobs("g")] == ["a", "b"]
