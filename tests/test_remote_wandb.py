@@ -212,7 +212,7 @@ def test_multi_node_job_reports_to_wandb_from_rank_zero_only(
     )
     assert result.returncode == 0, result.stdout + result.stderr
     job = wait_group_end(state_dir, "mn", timeout=180)[0]
-    run_id = job.spec["wandb_run_id"]
+    run_id = job.spec.wandb_run_id
     assert job.wandb_url == f"{server.url}/{DEFAULT_ENTITY}/metta-exp/runs/{run_id}"
     run = server.run(run_id)
     assert run is not None and [r["_step"] for r in run.history] == [0, 1, 2, 3, 4]
