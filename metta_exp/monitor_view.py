@@ -218,7 +218,7 @@ def _active_lines(
 ) -> list[Text]:
     style = STYLE[job.status]
     p = log.progress
-    metrics = _metrics(p, frame.group.config.get("metrics_to_track") or ()) if bar[1] else ""
+    metrics = _metrics(p, frame.group.exp.metrics_to_track or ()) if bar[1] else ""
     if job.status == JobStatus.LAUNCHING:
         row = _row(job, name_w, style, ("launching…", "cyan"), f"  attempt {job.attempts}")
     elif p is None or p.fraction is None:
@@ -248,7 +248,7 @@ def _completed_lines(job: JobRecord, log: JobLog, frame: Frame, name_w: int, lev
     if job.status != JobStatus.SUCCEEDED:
         row.append(f"  {job.reason or ''}", style=style)
         return [row]
-    metrics = _metrics(log.progress, frame.group.config.get("metrics_to_track") or ())
+    metrics = _metrics(log.progress, frame.group.exp.metrics_to_track or ())
     if metrics:
         row.append(f"  {metrics}", style="cyan")
     artifacts: list[str | tuple[str, str]] = []
@@ -273,8 +273,8 @@ def pending_reason(job: JobRecord, frame: Frame) -> tuple[str, str]:
     retry = f"retry {job.attempts + 1} queued ({job.reason}); " if job.attempts and job.reason else ""
     if frame.group.cancel_requested:
         return "cancel", "the group is being killed"
-    cap = frame.group.config.get("max_parallel")
-    gpus = int(job.spec.get("gpus") or 0)
+    cap = frame.group.exp.max_parallel
+    gpus = job.spec.gpus
     free = None if frame.gpus is None else len([d for d in frame.gpus.devices if d not in frame.gpus.busy])
     status = {run: j.status for run, j in by_run.items()}
     wait = waits_for(job.depends_on, status, frame.active, cap, gpus, free)
@@ -346,7 +346,7 @@ def _sections(frame: Frame, width: int, show_logs: bool) -> list[Section]:
     )
     pending = [j for j in jobs if j.status == JobStatus.PENDING]
     name_w = min(24, max((len(j.run) for j in jobs), default=4))
-    tracked = frame.group.config.get("metrics_to_track") or ()
+    tracked = frame.group.exp.metrics_to_track or ()
     tails = [
         progress_tail(j, p, frame.now) for j in active if (p := log(j).progress) and p.fraction is not None
     ]

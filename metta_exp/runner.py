@@ -27,13 +27,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from metta_exp.backends.base import Backend, Launch, Observation
+from metta_exp.backends.base import Backend, Launch, LaunchSettings, Observation
 from metta_exp.backends.procs import pid_alive
-from metta_exp.config import CONFIG_KEYS, Experiment
+from metta_exp.config import Experiment
 from metta_exp.logtail import LogMark, scan_wandb_ref
-from metta_exp.paths import launch_dir, notebook_path
+from metta_exp.paths import attempt_log, launch_dir, notebook_path, run_file, runner_log
 from metta_exp.records import GroupRecord, JobRecord
-from metta_exp.resolve import JobSpec
 from metta_exp.status import ACTIVE, JobStatus, waits_for
 from metta_exp.store import JobStore
 
@@ -271,9 +270,7 @@ class Runner:
 
     def _failed(self, group: GroupRecord, job: JobRecord, exit_code: int | None, reason: str) -> None:
         """Record a failure, requeueing the job while it has retries left."""
-        retries = (
-            0 if self.store.group(self.group).cancel_requested else int(group.config.get("max_retries") or 0)
-        )
+        retries = 0 if self.store.group(self.group).cancel_requested else int(group.exp.max_retries or 0)
         used = sum(1 for a in self.store.attempts(self.group, job.run) if a.status == JobStatus.FAILED)
         requeue = used < retries
         if requeue:
@@ -283,7 +280,7 @@ class Runner:
         )
 
     def _enforce_timeouts(self, group: GroupRecord, jobs: list[JobRecord]) -> bool:
-        limit = group.config.get("timeout_s")
+        limit = group.exp.timeout_s
         if not limit:
             return False
         now = time.time()
@@ -319,7 +316,7 @@ class Runner:
     def _launch_ready(self, group: GroupRecord, jobs: list[JobRecord]) -> bool:
         """Claim and submit every job that may start now; True if any was claimed."""
         status = {j.run: j.status for j in jobs}
-        cap = group.config.get("max_parallel")
+        cap = group.exp.max_parallel
         pending = [j for j in jobs if j.status == JobStatus.PENDING]
         ready = [j for j in pending if waits_for(j.depends_on, status, 0, None, 0, None) is None]
         if not ready:
@@ -329,7 +326,7 @@ class Runner:
         busy = self.store.busy_gpu_ids() if devices is not None else set()
         claimed: list[Launch] = []
         for job in ready:
-            spec = JobSpec.from_dict(job.spec)
+            spec = job.spec
             free = [d for d in devices if d not in busy] if devices is not None else None
             wait = waits_for(
                 job.depends_on, status, active, cap, spec.gpus, None if free is None else len(free)
@@ -386,7 +383,7 @@ class Runner:
 
     def _finish(self, group: GroupRecord, jobs: list[JobRecord]) -> bool:
         """Write the notebook and close the group; False if a ``job retry`` reopened it meanwhile."""
-        if group.config.get("generate_notebook", True):
+        if group.exp.generate_notebook:
             path = notebook_path(group)
             try:
                 from metta_exp.notebook import write_group_notebook
@@ -435,7 +432,7 @@ def launch_of(group: GroupRecord, job: JobRecord) -> Launch:
     """The backend's view of a job's current attempt."""
     log = Path(job.log_path) if job.log_path else attempt_log(job.run_dir, max(job.attempts, 1))
     return Launch(
-        JobSpec.from_dict(job.spec),
+        job.spec,
         job.attempts,
         log,
         job.handle,
@@ -444,23 +441,15 @@ def launch_of(group: GroupRecord, job: JobRecord) -> Launch:
     )
 
 
-def launch_settings(group: GroupRecord) -> dict[str, object]:
-    return {
-        "skypilot": group.config.get("skypilot") or {},
-        "wandb": group.config.get("wandb") or {},
-        "instance": group.config.get("instance"),  # None for groups recorded before instances existed
-    }
-
-
-def attempt_log(run_dir: str, attempt: int) -> Path:
-    return Path(run_dir) / f"attempt-{attempt}.log"
+def launch_settings(group: GroupRecord) -> LaunchSettings:
+    return LaunchSettings(group.exp.skypilot, group.exp.wandb, group.instance)
 
 
 def run_json_wandb_url(job: JobRecord) -> str | None:
     """The W&B URL in ``run.json`` of the job's run directory when this attempt wrote it (local jobs; a
     fallback for the ``[metta-exp] wandb`` line of its log)."""
     try:
-        data = json.loads((Path(job.run_dir) / "run.json").read_text())
+        data = json.loads(run_file(job.run_dir).read_text())
     except (OSError, ValueError):
         return None
     if not isinstance(data, dict) or data.get("attempt", 1) != job.attempts:
@@ -497,10 +486,10 @@ def needs_driver(group: GroupRecord) -> bool:
 def spawn_runner(state_dir: Path, group: str, owner: str, cwd: Path | None = None) -> subprocess.Popen[bytes]:
     """Start a detached runner for ``group`` under lease ``owner``: its own session, so it outlives
     this terminal. Use ``ensure_driver``, which takes the lease first."""
-    log_dir = state_dir / "runs" / group
-    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = runner_log(state_dir, group)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, METTA_EXP_STATE_DIR=str(state_dir), METTA_EXP_RUNNER_OWNER=owner)
-    with open(log_dir / "runner.log", "ab") as log:
+    with open(log_path, "ab") as log:
         return subprocess.Popen(
             [sys.executable, "-m", "metta_exp.runner", group],
             cwd=cwd,
@@ -533,9 +522,7 @@ def ensure_driver(store: JobStore, group: str, cwd: Path | None = None) -> bool:
 
 def group_experiment(group: GroupRecord) -> Experiment:
     """The validated experiment a group was launched from (its recorded config)."""
-    return Experiment.from_mapping(
-        {k: v for k, v in group.config.items() if k in CONFIG_KEYS}, f"group {group.name}"
-    )
+    return group.exp
 
 
 def main(argv: list[str] | None = None) -> int:
