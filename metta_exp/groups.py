@@ -85,7 +85,7 @@ def show(group: str) -> GroupView:
         p = read_progress(j.log_path) if j.status != JobStatus.PENDING else None
         progress[j.run] = round(p.fraction, 4) if p and p.fraction is not None else None
     driven = bool(record.ended_at) or owner_alive(record)
-    stopped = [] if driven else [e for e in store.events(group) if e.kind == "runner_stopped"]
+    stopped = [] if driven else store.events(group, kind="runner_stopped")
     last_stop = stopped[-1].detail.split(";")[0] if stopped and stopped[-1].detail else None
     return GroupView(record, jobs, progress, driven, last_stop)
 
