@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from metta_exp.config import Experiment, ExperimentTool, SkyPilotSettings, WandbSettings
+from metta_exp.config import Experiment, ExperimentTool, SkyPilotSettings, WandbSettings, install_launcher
 from metta_exp.errors import ConfigError, MettaExpError, NotFoundError, UsageError
+from metta_exp.launch import launch_experiment
 from metta_exp.status import JobStatus
 from metta_exp.store import JobStore
 
@@ -30,6 +31,8 @@ __all__ = [
     "summary_table",
 ]
 __version__ = "0.1.0"
+
+install_launcher(launch_experiment)  # Experiment.launch; the schema does not import the launch path
 
 
 def __getattr__(name: str) -> Any:

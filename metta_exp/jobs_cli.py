@@ -78,7 +78,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         return 0
     open_groups = {g.name: g for g in store.active_groups()} if store is not None else {}
     print(group_table(summaries, open_groups, time.time()))
-    from metta_exp.runner import owner_alive
+    from metta_exp.supervise import owner_alive
 
     for name, group in open_groups.items():
         if not group.cancel_requested and not owner_alive(group):
@@ -130,7 +130,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     print(jobs_table(group, jobs, fractions, now))
     print()
     print(links_table(jobs))
-    from metta_exp.runner import owner_alive
+    from metta_exp.supervise import owner_alive
 
     if not group.ended_at and not owner_alive(group):
         stopped = [e for e in store.events(args.group) if e.kind == "runner_stopped"]
@@ -145,21 +145,34 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def cmd_monitor(args: argparse.Namespace) -> int:
     from metta_exp.monitor import watch
+    from metta_exp.supervise import Healer
 
     if args.refresh <= 0:
         raise UsageError(f"--refresh must be a positive number of seconds, got {args.refresh:g}")
     store = store_for(args.group, readonly=True)  # watching reads; its healer opens a writer if needed
-    return watch(store, args.group, refresh=args.refresh, show_logs=not args.no_logs)
+    return watch(
+        store, args.group, refresh=args.refresh, show_logs=not args.no_logs, heal=Healer(store, args.group)
+    )
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
     from metta_exp.logtail import follow, print_log
+    from metta_exp.supervise import Healer
 
     store = store_for(args.group, readonly=True)
     if args.tail is not None and args.tail < 0:
         raise UsageError(f"--tail must be 0 or more lines, got {args.tail}")
     if args.follow:
-        return follow(store, args.group, args.run, args.attempt, args.tail, sys.stdout.buffer, sys.stderr)
+        return follow(
+            store,
+            args.group,
+            args.run,
+            args.attempt,
+            args.tail,
+            sys.stdout.buffer,
+            sys.stderr,
+            heal=Healer(store, args.group),
+        )
     return print_log(store, args.group, args.run, args.attempt, args.tail, sys.stdout.buffer, sys.stderr)
 
 
@@ -208,7 +221,8 @@ def leftovers(group: GroupRecord, jobs: Sequence[JobRecord]) -> list[JobRecord]:
 
 def cmd_kill(args: argparse.Namespace) -> int:
     from metta_exp.backends import make_backend
-    from metta_exp.runner import ensure_driver, launch_of
+    from metta_exp.runner import launch_of
+    from metta_exp.supervise import ensure_driver
 
     store = store_for(args.group)
     group = store.group(args.group)
@@ -261,6 +275,7 @@ def cmd_kill(args: argparse.Namespace) -> int:
 
 def cmd_retry(args: argparse.Namespace) -> int:
     from metta_exp.monitor import watch
+    from metta_exp.supervise import Healer
 
     store = store_for(args.group)
     before = {j.run: j.status for j in store.jobs(args.group)}
@@ -281,14 +296,14 @@ def cmd_retry(args: argparse.Namespace) -> int:
     if args.no_wait:
         print(f"Watch: metta-exp job monitor {args.group}")
         return 0
-    return watch(store, args.group)
+    return watch(store, args.group, heal=Healer(store, args.group))
 
 
 def wait_driven(store: JobStore, group: str, after_event: int, timeout: float = RETRY_DRIVE_WAIT_S) -> bool:
     """Make sure a runner drives ``group`` after a retry: start one when none is alive, until a driver
     acted after event ``after_event`` (took the lease, or moved a job). A runner that was just ending
     the group may exit without seeing the requeued runs; the one started here then takes over."""
-    from metta_exp.runner import ensure_driver
+    from metta_exp.supervise import ensure_driver
 
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -301,7 +316,7 @@ def wait_driven(store: JobStore, group: str, after_event: int, timeout: float = 
 
 def cmd_resume(args: argparse.Namespace) -> int:
     from metta_exp.monitor import watch
-    from metta_exp.runner import ensure_driver
+    from metta_exp.supervise import Healer, ensure_driver
 
     store = store_for(args.group)
     started = ensure_driver(store, args.group)
@@ -310,7 +325,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
         print(f"{args.group} has ended; nothing to drive.")
     else:
         print(f"{'Started a runner for' if started else 'A runner already drives'} {args.group}.")
-    return watch(store, args.group) if not args.no_wait else 0
+    return watch(store, args.group, heal=Healer(store, args.group)) if not args.no_wait else 0
 
 
 def cmd_notebook(args: argparse.Namespace) -> int:

@@ -62,7 +62,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from metta_exp.backends import skypilot_fake_exec as ex
+import metta_exp.backends.skypilot_fake_exec as ex
 from metta_exp.backends.skypilot_api import (
     QUEUE_FIELDS,
     ControllerNotUp,
