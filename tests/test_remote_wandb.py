@@ -5,7 +5,9 @@ envs and secrets, and the jobs' real ``wandb`` client talks to the fake W&B serv
   ``job show``, the notebook, and its data through ``fetch_metrics`` (the latest attempt's);
 - the user's ``WANDB_BASE_URL``, ``WANDB_MODE`` and ``WANDB_DISABLED`` reach the job's environment,
   the API key only as a secret, looked up in netrc for the host (and port) of that base URL;
-- offline W&B on a remote group is refused before anything is written.
+- offline W&B on a remote group is refused before anything is written;
+- a multi-node job (the simulator runs every node, with SkyPilot's node variables) feeds one W&B run,
+  from rank 0.
 """
 
 from __future__ import annotations
@@ -198,3 +200,26 @@ def test_readme_multi_node_example_starts_torchrun_with_skypilots_node_variables
         "[--nnodes=2]", "[--node_rank=1]", "[--nproc_per_node=8]", "[--master_addr=10.0.0.1]",
         "[--master_port=12375]", "[train.py]", "[lr=it's 3]", "",
     ]  # fmt: skip
+
+
+def test_multi_node_job_reports_to_wandb_from_rank_zero_only(
+    state_dir: Path, world: tuple[Path, FakeWandb]
+) -> None:
+    """Two nodes run the same script (SkyPilot sets SKYPILOT_NODE_RANK): one W&B run, fed by rank 0."""
+    conf, server = world
+    result = run_cli(
+        "--config-dir", str(conf), "+experiment=wb", "group=mn", "runs=[a]", "skypilot.num_nodes=2"
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    job = wait_group_end(state_dir, "mn", timeout=180)[0]
+    run_id = job.spec["wandb_run_id"]
+    assert job.wandb_url == f"{server.url}/{DEFAULT_ENTITY}/metta-exp/runs/{run_id}"
+    run = server.run(run_id)
+    assert run is not None and [r["_step"] for r in run.history] == [0, 1, 2, 3, 4]
+    inits = [
+        r for r in server.requests if r.operation == "query RunResumeStatus" and r.variables["name"] == run_id
+    ]
+    assert len(inits) == 1, "one wandb.init for the job, not one per node"
+    log = Path(job.log_path).read_text()
+    reports = [line for line in log.splitlines() if "[metta-exp]" in line]
+    assert reports and all("rank=0" in line for line in reports), log
