@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlparse
 
+from metta_exp.atomic import write_atomic
 from metta_exp.metrics import configured_wandb_path, wandb_path_from_url
 from metta_exp.records import GroupRecord, JobRecord, iso
 from metta_exp.tracking import METRICS_FILE, RUN_FILE
@@ -82,17 +83,7 @@ def write_group_notebook(group: GroupRecord, jobs: Sequence[JobRecord], path: st
 
     Relative run directories are taken relative to the current directory. Returns ``path``.
     """
-    target = Path(path)
-    text = render_notebook(group, [run_info(job) for job in jobs])
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return target
+    return write_atomic(path, render_notebook(group, [run_info(job) for job in jobs]), parents=True)
 
 
 def run_info(job: JobRecord) -> RunInfo:

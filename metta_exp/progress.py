@@ -9,7 +9,9 @@ runner from every backend). Pure functions, standard library only.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 PROGRESS_PREFIX = "[metta-exp] progress "
 CHECKPOINT_PREFIX = "[metta-exp] checkpoint path="
@@ -102,15 +104,7 @@ def last_progress(text: str) -> Progress | None:
     Searches for the marker from the end rather than splitting the whole text into lines: monitors call
     this on every job's log tail, every refresh.
     """
-    end = len(text)
-    while (at := text.rfind(PROGRESS_PREFIX, 0, end)) >= 0:
-        start = text.rfind("\n", 0, at) + 1
-        stop = text.find("\n", at)
-        found = parse_progress_line(text[start : stop if stop >= 0 else len(text)])
-        if found is not None:
-            return found
-        end = start
-    return None
+    return _last_marked(text, PROGRESS_PREFIX, parse_progress_line)
 
 
 def format_checkpoint_line(path: str | os.PathLike[str]) -> str:
@@ -159,11 +153,19 @@ def parse_wandb_line(line: str) -> WandbRef | None:
 
 def last_wandb(text: str) -> WandbRef | None:
     """The last well-formed W&B line in ``text`` (a whole log or its tail), or None."""
+    return _last_marked(text, WANDB_PREFIX, parse_wandb_line)
+
+
+T = TypeVar("T")
+
+
+def _last_marked(text: str, marker: str, parse: Callable[[str], T | None]) -> T | None:
+    """The last line of ``text`` holding ``marker`` that ``parse`` accepts, searched from the end."""
     end = len(text)
-    while (at := text.rfind(WANDB_PREFIX, 0, end)) >= 0:
+    while (at := text.rfind(marker, 0, end)) >= 0:
         start = text.rfind("\n", 0, at) + 1
         stop = text.find("\n", at)
-        found = parse_wandb_line(text[start : stop if stop >= 0 else len(text)])
+        found = parse(text[start : stop if stop >= 0 else len(text)])
         if found is not None:
             return found
         end = start

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from metta_exp.atomic import write_atomic
 from metta_exp.notebook import templates_dir
 from metta_exp.paths import report_path
 from metta_exp.records import GroupRecord, JobRecord
@@ -53,16 +54,7 @@ def write_report(notebook: str, target: Path, cwd: Path | None = None, title: st
 
     nb = nbformat.reads(notebook, as_version=4)
     execute_notebook(nb, cwd if cwd is not None and cwd.is_dir() else Path.cwd())
-    text = html_of(nb, title)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return target
+    return write_atomic(target, html_of(nb, title), parents=True)
 
 
 def execute_notebook(nb: Any, cwd: Path) -> None:

@@ -50,6 +50,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from metta_exp.atomic import write_atomic
 from metta_exp.progress import (
     CHECKPOINT_PREFIX,
     PROGRESS_PREFIX,
@@ -377,10 +378,4 @@ def _write_all(fd: int, data: bytes) -> None:
 
 def _replace_json(path: Path, data: Mapping[str, Any]) -> None:
     """Write ``data`` to ``path`` atomically: a reader sees the old file or the new one, whole."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    try:
-        tmp.write_text(json.dumps(data, indent=2) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_atomic(path, json.dumps(data, indent=2) + "\n")

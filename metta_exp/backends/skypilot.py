@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from metta_exp.atomic import write_atomic
 from metta_exp.backends.base import Backend, Launch, Observation
 from metta_exp.backends.skypilot_api import (
     ControllerNotUp,
@@ -448,11 +449,7 @@ class SkyPilotBackend(Backend):
             self._log_fetched[launch.name] = now
             if (self._observed.get(launch.name) or JobStatus.RUNNING).is_terminal():
                 self._log_final.add(launch.name)
-            path = Path(launch.log_path)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.{threading.get_ident()}.tmp")
-            tmp.write_text(text)
-            os.replace(tmp, path)
+            write_atomic(launch.log_path, text, parents=True)
         except SkyApiError:
             pass  # tried again at the next cycle
         finally:

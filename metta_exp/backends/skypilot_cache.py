@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from metta_exp.atomic import write_atomic
 from metta_exp.backends.skypilot_api import ControllerNotUp, QueueEntry, SkyApiError
 
 __all__ = ["SharedQueue", "Tombstones"]
@@ -202,9 +203,7 @@ def _read(path: Path, key: str | None = "fetched_at") -> dict | None:
 
 
 def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:6]}.tmp")
-    tmp.write_text(json.dumps(data))
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(data))
 
 
 @contextlib.contextmanager

@@ -63,6 +63,7 @@ from pathlib import Path
 from typing import Any
 
 import metta_exp.backends.skypilot_fake_exec as ex
+from metta_exp.atomic import write_atomic
 from metta_exp.backends.skypilot_api import (
     QUEUE_FIELDS,
     ControllerNotUp,
@@ -509,6 +510,4 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def _write_json(path: Path, data: Mapping[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_text(json.dumps(data))
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(data))
