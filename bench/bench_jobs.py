@@ -35,8 +35,8 @@ from conftest import kill_everything  # noqa: E402
 
 from metta_exp.config import Experiment  # noqa: E402
 from metta_exp.launch import launch_experiment  # noqa: E402
+from metta_exp.paths import attempt_log  # noqa: E402
 from metta_exp.resolve import resolve  # noqa: E402
-from metta_exp.runner import attempt_log  # noqa: E402
 from metta_exp.status import JobStatus  # noqa: E402
 from metta_exp.store import JobStore  # noqa: E402
 
@@ -99,8 +99,32 @@ def bench_commands(work: Path, repeat: int) -> None:
         for args in (["job", "list"], ["job", "list", "--json"], ["job", "show", "group-00"],
                      ["job", "show", "group-00", "--json"]):  # fmt: skip
             print(f"    {' '.join(args):<28} {median_time(args, env, repeat) * 1000:7.0f} ms")
+    bench_list_100k(work, repeat)
     base = median_time(["job", "--help"], dict(os.environ), repeat)
     print(f"  (for scale: `metta-exp job --help` takes {base * 1000:.0f} ms: the interpreter and imports)")
+
+
+def bench_list_100k(work: Path, repeat: int) -> None:
+    """``job list`` on a store of 100,000 jobs: 500 groups of 200 (each group made by ``create_group``, then
+    most jobs moved to an end state in one statement: ``list`` reads only the counts)."""
+    state = work / "100k"
+    start = time.perf_counter()
+    with JobStore.open(state) as store:
+        for g in range(500):
+            group = f"group-{g:03d}"
+            exp = Experiment(command=["python", "train.py"], runs=[f"run_{i:03d}" for i in range(200)],
+                             remote=False, gpus=0, generate_notebook=False)  # fmt: skip
+            specs = resolve(exp, group, state)
+            store.create_group(group, "bench", "local", exp.to_dict() | {"extra_args": []},
+                               [s.to_dict() for s in specs])  # fmt: skip
+        with store.atomic() as db:
+            db.execute("UPDATE jobs SET status = CASE id % 8 WHEN 0 THEN 'failed' WHEN 1 THEN 'running' "
+                       "ELSE 'succeeded' END")  # fmt: skip
+    built = time.perf_counter() - start
+    env = dict(os.environ, METTA_EXP_STATE_DIR=str(state))
+    print(f"  store of 500 groups x 200 jobs (100,000 jobs; built in {built:.0f} s):")
+    for args in (["job", "list"], ["job", "list", "--json"]):
+        print(f"    {' '.join(args):<28} {median_time(args, env, repeat) * 1000:7.0f} ms")
 
 
 # --- the monitor --------------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from pathlib import Path
 from metta_exp.metrics import fetch_metrics
 from metta_exp.notebook import write_group_notebook
 from metta_exp.records import GroupRecord, JobRecord
+from metta_exp.resolve import JobSpec
 from metta_exp.status import JobStatus
 
 
@@ -63,7 +64,7 @@ def group_records(root: Path, runs: int) -> tuple[GroupRecord, list[JobRecord]]:
                 run=run,
                 position=i,
                 status=JobStatus.SUCCEEDED if i % 10 else JobStatus.FAILED,
-                spec=spec,
+                stored_spec=JobSpec.from_dict(spec),
                 attempts=1,
                 exit_code=0 if i % 10 else 1,
                 reason=None if i % 10 else "RuntimeError: x",

@@ -24,7 +24,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from metta_exp.backends.base import Launch
+from metta_exp.backends.base import Launch, LaunchSettings
 from metta_exp.backends.skypilot import SkyPilotBackend
 from metta_exp.backends.skypilot_fake import FakeSkyApi
 from metta_exp.config import Experiment
@@ -33,7 +33,7 @@ from metta_exp.resolve import resolve
 
 def launches(group: str, n: int, state: Path) -> list[Launch]:
     exp = Experiment(runs=[f"run{i:03d}" for i in range(n)], command=["sleep", "600"], gpus=0)
-    settings = {"instance": f"bench-{group}"}
+    settings = LaunchSettings(instance=f"bench-{group}")
     return [
         Launch(s, 1, Path(s.run_dir) / "attempt-1.log", settings=settings) for s in resolve(exp, group, state)
     ]

@@ -25,6 +25,7 @@ from typing import Any
 
 from metta_exp.notebook import write_group_notebook
 from metta_exp.records import GroupRecord, JobRecord
+from metta_exp.resolve import JobSpec
 from metta_exp.status import JobStatus
 
 DEMO_RATES = ("0.003", "0.01", "0.03")
@@ -55,7 +56,7 @@ def records_from_run_dirs(
                 run=run,
                 position=position,
                 status=JobStatus.SUCCEEDED if ok else JobStatus.FAILED,
-                spec=spec,
+                stored_spec=JobSpec.from_dict(spec),
                 attempts=state.get("attempt", 1),
                 exit_code=0 if ok else 1,
                 run_dir=str(run_dir.absolute()),

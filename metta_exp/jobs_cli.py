@@ -133,7 +133,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     from metta_exp.supervise import owner_alive
 
     if not group.ended_at and not owner_alive(group):
-        stopped = [e for e in store.events(args.group) if e.kind == "runner_stopped"]
+        stopped = store.events(args.group, kind="runner_stopped")
         why = f" (last: {stopped[-1].detail.split(';')[0]})" if stopped and stopped[-1].detail else ""
         print(f"\nNo runner drives {args.group}{why}. Resume it: metta-exp job resume {args.group}")
     print(store_line())

@@ -12,9 +12,9 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, TextIO
 
+from metta_exp.paths import run_file
 from metta_exp.progress import PROGRESS_PREFIX, Progress, WandbRef, last_checkpoint, last_progress, last_wandb
 from metta_exp.status import ACTIVE, JobStatus
 
@@ -179,13 +179,23 @@ def read_progress(path: str | os.PathLike[str] | None) -> Progress | None:
     if not path:
         return None
     try:
-        size = os.stat(path).st_size
+        with open(path, "rb") as f:  # one open for both reads: ``job show`` reads thousands of logs
+            size = f.seek(0, os.SEEK_END)
+            found = last_progress(_tail_of(f, size, 4096))
+            if found is None and size > 4096:
+                found = last_progress(_tail_of(f, size, 65536))
     except OSError:
         return None
-    found = last_progress(read_tail(path, 4096))
-    if found is None and size > 4096:
-        found = last_progress(read_tail(path, 65536))
     return found
+
+
+def _tail_of(f: BinaryIO, size: int, nbytes: int) -> str:
+    """``read_tail`` of an open file of ``size`` bytes."""
+    f.seek(max(0, size - nbytes))
+    data = f.read()
+    if size > nbytes:
+        data = data[data.find(b"\n") + 1 :]
+    return data.decode("utf-8", "replace")
 
 
 LogMark = tuple[int, int]
@@ -230,10 +240,8 @@ def read_checkpoint(run_dir: str | os.PathLike[str], log_text: str) -> str | Non
     """The run's latest checkpoint: ``run.json``'s ``checkpoint``, else the log's last checkpoint line."""
     import json
 
-    from metta_exp.tracking import RUN_FILE
-
     try:
-        data = json.loads((Path(run_dir) / RUN_FILE).read_text())
+        data = json.loads(run_file(run_dir).read_text())
         found = data.get("checkpoint") if isinstance(data, dict) else None
         if isinstance(found, str) and found:
             return found
@@ -265,7 +273,7 @@ class LogReader:
         if not log_path:
             return JobLog()
         key = (log_path, run_dir)
-        run_json = _stamp(os.path.join(run_dir, "run.json")) if status == JobStatus.SUCCEEDED else None
+        run_json = _stamp(str(run_file(run_dir))) if status == JobStatus.SUCCEEDED else None
         signature = (status, _stamp(log_path), run_json)
         cached = self._cache.get(key)
         if cached is not None and cached[0] == signature:

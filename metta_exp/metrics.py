@@ -48,7 +48,8 @@ from urllib.parse import urlparse
 
 from metta_exp.metrics_local import Points, read_metrics_file
 from metta_exp.metrics_wandb import X_AXES, WandbApis, fetch_wandb_run
-from metta_exp.tracking import METRICS_FILE, RUN_FILE
+from metta_exp.paths import RUNS_DIR, metrics_file, run_file
+from metta_exp.records import JobRecord
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -95,7 +96,7 @@ def run_source(
 ) -> RunSource:
     """Where the metrics of ``item`` are. ``item`` is one of:
 
-    - a :class:`~metta_exp.records.JobRecord` (or anything with ``run``, ``run_dir``, ``spec`` and
+    - a :class:`~metta_exp.records.JobRecord` (``run``, ``run_dir``, ``spec`` and
       ``wandb_url``): its run directory, and its W&B run from ``wandb_url`` (what the job reported) or
       from the spec's ``WANDB_ENTITY``/``WANDB_PROJECT`` and its latest attempt's run id (unless
       ``WANDB_MODE`` is offline/disabled), on the W&B server of the spec's ``WANDB_BASE_URL``;
@@ -111,9 +112,8 @@ def run_source(
     """
     if isinstance(item, Mapping):
         return _from_mapping(item)
-    if hasattr(item, "run") and hasattr(item, "spec"):
-        fields = ("run", "run_dir", "spec", "wandb_url", "attempts")
-        return _from_mapping({key: getattr(item, key, None) for key in fields})
+    if isinstance(item, JobRecord):
+        return _from_job(item)
     if isinstance(item, os.PathLike) or (isinstance(item, str) and Path(item).is_dir()):
         directory = Path(os.fspath(item)).absolute()
         name = _read_run_json(directory).get("run") or directory.name
@@ -153,6 +153,19 @@ def _from_mapping(data: Mapping[str, Any]) -> RunSource:
     )
 
 
+def _from_job(job: JobRecord) -> RunSource:
+    env = job.spec.env
+    run_dir = job.run_dir or job.spec.run_dir
+    url_path = wandb_path_from_url(job.wandb_url)
+    return RunSource(
+        name=job.run,
+        run_dir=Path(run_dir).absolute() if run_dir else None,
+        wandb_path=url_path or configured_wandb_path(env, job.spec.wandb_run_id, job.attempts),
+        wandb_mode=(env.get("WANDB_MODE") or "").lower() or None,
+        wandb_base_url=env.get("WANDB_BASE_URL") or None,
+    )
+
+
 def configured_wandb_path(env: Mapping[str, Any], run_id: Any, attempts: Any) -> str | None:
     """``entity/project/id`` of a job's latest attempt from its configured entity and project (None
     unless both are set: without them only the URL the job reported tells where its run is)."""
@@ -166,17 +179,16 @@ def configured_wandb_path(env: Mapping[str, Any], run_id: Any, attempts: Any) ->
 
 
 def _by_name(name: str, group: str | None, state_dir: str | os.PathLike[str] | None) -> RunSource:
-    from metta_exp.paths import default_state_dir
-    from metta_exp.resolve import run_dir
+    from metta_exp.paths import default_state_dir, run_dir
 
     root = Path(state_dir).absolute() if state_dir else default_state_dir()
     if group is not None:
         return RunSource(name=name, run_dir=run_dir(root, group, name))
-    found = sorted(p for p in (root / "runs").glob(f"*/{glob_escape(name)}") if p.is_dir())
+    found = sorted(p for p in (root / RUNS_DIR).glob(f"*/{glob_escape(name)}") if p.is_dir())
     if len(found) == 1:
         return RunSource(name=name, run_dir=found[0])
     if not found:
-        return RunSource(name=name, problem=f"no run named {name!r} under {root / 'runs'}")
+        return RunSource(name=name, problem=f"no run named {name!r} under {root / RUNS_DIR}")
     groups = ", ".join(p.parent.name for p in found)
     return RunSource(name=name, problem=f"run {name!r} is in several groups ({groups}): pass group=")
 
@@ -199,7 +211,7 @@ def _read_run_json(run_dir: Path | None) -> dict[str, Any]:
     if run_dir is None:
         return {}
     try:
-        data = json.loads((run_dir / RUN_FILE).read_text())
+        data = json.loads(run_file(run_dir).read_text())
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
@@ -273,7 +285,7 @@ def _fetch_one(
 ) -> tuple[str, dict[str, Points]]:
     if source.problem:
         raise LookupError(source.problem)
-    local = source.run_dir / METRICS_FILE if source.run_dir else None
+    local = metrics_file(source.run_dir) if source.run_dir else None
     if local is not None and local.is_file():
         return f"local {local}", read_metrics_file(local, keys, samples)
     info = _read_run_json(source.run_dir)

@@ -43,9 +43,7 @@ def read_frame(
         j.run: reader.read(j.log_path, j.run_dir, j.status) for j in jobs if j.status != JobStatus.PENDING
     }
     gpu_state = None
-    if gpus is not None and any(
-        int(j.spec.get("gpus") or 0) > 0 for j in jobs if j.status == JobStatus.PENDING
-    ):
+    if gpus is not None and any(j.spec.gpus > 0 for j in jobs if j.status == JobStatus.PENDING):
         gpu_state = Gpus(gpus, frozenset(store.busy_gpu_ids()))
     return Frame(group, jobs, logs, time.time(), owner_alive(group), gpu_state)
 

@@ -217,7 +217,7 @@ def _active_lines(
 ) -> list[Text]:
     style = STYLE[job.status]
     p = log.progress
-    metrics = _metrics(p, frame.group.config.get("metrics_to_track") or ()) if bar[1] else ""
+    metrics = _metrics(p, frame.group.exp.metrics_to_track or ()) if bar[1] else ""
     if job.status == JobStatus.LAUNCHING:
         row = _row(job, name_w, style, ("launching…", "cyan"), f"  attempt {job.attempts}")
     elif p is None or p.fraction is None:
@@ -247,7 +247,7 @@ def _completed_lines(job: JobRecord, log: JobLog, frame: Frame, name_w: int, lev
     if job.status != JobStatus.SUCCEEDED:
         row.append(f"  {job.reason or ''}", style=style)
         return [row]
-    metrics = _metrics(log.progress, frame.group.config.get("metrics_to_track") or ())
+    metrics = _metrics(log.progress, frame.group.exp.metrics_to_track or ())
     if metrics:
         row.append(f"  {metrics}", style="cyan")
     artifacts: list[str | tuple[str, str]] = []
@@ -279,11 +279,11 @@ def pending_reason(job: JobRecord, frame: Frame) -> tuple[str, str]:
             return "dependency", f"{retry}dependency {bad[0].run} {bad[0].status.value}: will be skipped"
         names = ", ".join(f"{d.run} ({d.status.value})" for d in blocking)
         return "dependency", f"{retry}waits for {names}"
-    cap = frame.group.config.get("max_parallel")
+    cap = frame.group.exp.max_parallel
     active = frame.active
     if cap and active >= cap:
         return "max_parallel", f"{retry}waits for a slot: max_parallel={cap}, {active} active"
-    gpus = int(job.spec.get("gpus") or 0)
+    gpus = job.spec.gpus
     if frame.gpus is not None and gpus > 0:
         free = len([d for d in frame.gpus.devices if d not in frame.gpus.busy])
         if free < gpus:
@@ -347,7 +347,7 @@ def _sections(frame: Frame, width: int, show_logs: bool) -> list[Section]:
     )
     pending = [j for j in jobs if j.status == JobStatus.PENDING]
     name_w = min(24, max((len(j.run) for j in jobs), default=4))
-    tracked = frame.group.config.get("metrics_to_track") or ()
+    tracked = frame.group.exp.metrics_to_track or ()
     tails = [
         progress_tail(j, p, frame.now) for j in active if (p := log(j).progress) and p.fraction is not None
     ]

@@ -31,9 +31,10 @@ from typing import Any
 from urllib.parse import quote, urlparse
 
 from metta_exp.atomic import write_atomic
+from metta_exp.config import Experiment
 from metta_exp.metrics import configured_wandb_path, wandb_path_from_url
+from metta_exp.paths import metrics_file, run_file
 from metta_exp.records import GroupRecord, JobRecord, iso
-from metta_exp.tracking import METRICS_FILE, RUN_FILE
 
 __all__ = [
     "CELLS",
@@ -88,11 +89,11 @@ def write_group_notebook(group: GroupRecord, jobs: Sequence[JobRecord], path: st
 
 def run_info(job: JobRecord) -> RunInfo:
     """A job's record plus its ``run.json`` (W&B URL, mode, offline dir). Reads one small file."""
-    spec = job.spec or {}
-    env = spec.get("env") or {}
-    run_dir = os.path.abspath(job.run_dir or spec.get("run_dir") or ".")
+    spec = job.spec
+    env = spec.env
+    run_dir = os.path.abspath(job.run_dir or spec.run_dir or ".")
     try:
-        state = json.loads(Path(run_dir, RUN_FILE).read_text())
+        state = json.loads(run_file(run_dir).read_text())
         state = state if isinstance(state, dict) else {}
     except (OSError, ValueError):
         state = {}
@@ -100,14 +101,14 @@ def run_info(job: JobRecord) -> RunInfo:
         state = {}  # written by an earlier attempt: each attempt is its own W&B run
     url = job.wandb_url or state.get("wandb_url") or None  # what the attempt reported (log, run.json)
     mode = state.get("wandb_mode") or (env.get("WANDB_MODE") or "").lower() or ("online" if url else None)
-    path = wandb_path_from_url(url) or configured_wandb_path(env, spec.get("wandb_run_id"), job.attempts)
+    path = wandb_path_from_url(url) or configured_wandb_path(env, spec.wandb_run_id, job.attempts)
     if mode in ("offline", "disabled"):
         path = None
     return RunInfo(
         run=job.run,
         position=job.position,
         status=str(job.status),
-        args=tuple(str(a) for a in spec.get("args", ())),
+        args=tuple(str(a) for a in spec.args),
         exit_code=job.exit_code,
         reason=job.reason,
         run_dir=run_dir,
@@ -156,21 +157,21 @@ def render_notebook(group: GroupRecord, runs: Sequence[RunInfo], package_root: s
 def notebook_context(group: GroupRecord, runs: Sequence[RunInfo], package_root: str) -> dict[str, Any]:
     """Everything the templates see, as plain data."""
     runs = sorted(runs, key=lambda r: (r.position, r.run))
-    config = group.config or {}
-    metrics = [str(m) for m in config.get("metrics_to_track") or (REWARD, SPS)]
+    exp = group.exp
+    metrics = [str(m) for m in exp.metrics_to_track or (REWARD, SPS)]
     reward = REWARD if REWARD in metrics else next((m for m in metrics if "reward" in m), REWARD)
     sps = SPS if SPS in metrics else next((m for m in metrics if "sps" in m.lower()), SPS)
     first = [m for m in (reward, sps) if m in metrics]
     counts = Counter(r.status for r in runs)
-    labels = run_labels(config.get("sweep") or {}, [r.run for r in runs])
+    labels = run_labels(group.sweep, [r.run for r in runs])
     return {
         "experiment": group.experiment,
         "group": group.name,
         "overview": _overview(group, runs, counts),
-        "command": _command(config),
+        "command": _command(exp),
         "runs": [_run_context(r) | {"label": labels[r.run]} for r in runs],
         "labels": labels,
-        "swept": bool(config.get("sweep")),
+        "swept": bool(group.sweep),
         "fetch_runs": [_fetch_run(r) for r in runs],
         "statuses": {r.run: r.status for r in runs},
         "metrics": metrics,
@@ -210,10 +211,10 @@ def _overview(group: GroupRecord, runs: Sequence[RunInfo], counts: Counter[str])
     return f"{len(runs)} runs on the {group.backend} backend, created {created}: {tally or 'none'}."
 
 
-def _command(config: Mapping[str, Any]) -> str:
-    if config.get("module"):
-        return f"python -m {config['module']}"
-    return shell_join(config.get("command") or [])
+def _command(exp: Experiment) -> str:
+    if exp.module:
+        return f"python -m {exp.module}"
+    return shell_join(exp.command or [])
 
 
 def _run_context(r: RunInfo) -> dict[str, Any]:
@@ -244,7 +245,7 @@ def _run_context(r: RunInfo) -> dict[str, Any]:
         "link": link,
         "offline": r.wandb_mode == "offline",
         "sync_command": sync,
-        "metrics_path": os.path.join(r.run_dir, METRICS_FILE),
+        "metrics_path": str(metrics_file(r.run_dir)),
     }
 
 

@@ -1,5 +1,7 @@
-"""Where things are: the job store (found the way git finds ``.git``), a group's launch directory,
-notebook and report, and the commands that open them.
+"""Where things are: the one owner of every derived path. The job store (found the way git finds
+``.git``), a job's run directory and the files in it (attempt logs with their pid and exit files,
+``run.json``, ``metrics.jsonl``), a group's launch directory, notebook and report, and the commands
+that open them. No other module builds one of these paths.
 
 ``METTA_EXP_STATE_DIR`` names the state directory outright. Otherwise the nearest ``job_state/`` holding a
 ``jobs.sqlite``, in the current directory or one of its parents, is the store; with none, a new store goes
@@ -67,16 +69,58 @@ def jupyter_command(notebook: Path) -> str:
     return f"jupyter lab {quoted}  (with jupyterlab installed beside metta-exp)"
 
 
+RUNS_DIR = "runs"
+RUN_FILE = "run.json"  # a run's state, written by metta_exp.tracking
+METRICS_FILE = "metrics.jsonl"  # a run's metrics, written by metta_exp.tracking
+RUNNER_LOG = "runner.log"
+
+
+def runs_dir(state_dir: Path, group: str) -> Path:
+    """The directory of a group's runs (and its runner's log)."""
+    return state_dir / RUNS_DIR / group
+
+
+def run_dir(state_dir: Path, group: str, run: str) -> Path:
+    """The directory that is the job's own: log, metrics file, exit code."""
+    return runs_dir(state_dir, group) / run
+
+
+def runner_log(state_dir: Path, group: str) -> Path:
+    return runs_dir(state_dir, group) / RUNNER_LOG
+
+
+def attempt_log(run_dir: str | Path, attempt: int) -> Path:
+    """The log of one attempt of a job: ``attempt-N.log`` in its run directory."""
+    return Path(run_dir) / f"attempt-{attempt}.log"
+
+
+def attempt_pid_exit(log_path: str | os.PathLike[str]) -> tuple[Path, Path]:
+    """The pid and exit files that go with an attempt's log: ``attempt-2.log`` has ``attempt-2.pid``
+    and ``attempt-2.exit`` beside it (absolute)."""
+    log_file = Path(os.path.abspath(log_path))
+    stem = log_file.name[:-4] if log_file.name.endswith(".log") else log_file.name
+    return log_file.with_name(stem + ".pid"), log_file.with_name(stem + ".exit")
+
+
+def run_file(run_dir: str | os.PathLike[str]) -> Path:
+    """A run's ``run.json``."""
+    return Path(run_dir) / RUN_FILE
+
+
+def metrics_file(run_dir: str | os.PathLike[str]) -> Path:
+    """A run's ``metrics.jsonl``."""
+    return Path(run_dir) / METRICS_FILE
+
+
 def launch_dir(group: GroupRecord) -> Path:
     """The directory the group was launched from (its jobs start there); the current one for groups
     recorded before it was."""
-    recorded = group.config.get("launch_dir")
-    return Path(recorded) if isinstance(recorded, str) and recorded else Path.cwd()
+    return Path(group.launch_dir) if group.launch_dir else Path.cwd()
 
 
 def notebook_path(group: GroupRecord) -> Path:
     """``notebook_path``, else ``experiments/notebooks/<group>.ipynb``; relative to the launch directory."""
-    configured = group.config.get("notebook_path")
+    configured = group.exp.notebook_path
     path = Path(configured) if configured else Path("experiments") / "notebooks" / f"{group.name}.ipynb"
     return launch_dir(group) / path
 

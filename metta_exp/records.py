@@ -1,11 +1,22 @@
-"""Typed rows the store hands out. Plain data: readers (CLI, monitor, notebook) use these only."""
+"""Typed rows the store hands out. Plain data: readers (CLI, monitor, notebook) use these only.
+
+A group's stored config and a job's stored spec are decoded here, once, on first access (a reader that
+never looks at them, such as ``job show``, never pays for them): every other module reads the typed
+``GroupRecord.exp`` (an ``Experiment``) and ``JobRecord.spec`` (a ``JobSpec``), never a key of the JSON.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
 
+from metta_exp.config import Experiment, SkyPilotSettings, WandbSettings
+from metta_exp.resolve import JobSpec
 from metta_exp.status import JobStatus
 
 
@@ -14,20 +25,82 @@ def iso(ts: float | None) -> str | None:
     return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
 
 
+def _decode(data: str | Mapping[str, Any]) -> Mapping[str, Any]:
+    decoded = json.loads(data) if isinstance(data, str) else data
+    return decoded if isinstance(decoded, Mapping) else {}
+
+
+def stored_experiment(data: Mapping[str, Any]) -> Experiment:
+    """The ``Experiment`` of a stored group config. Not validated again (it was, before it was stored;
+    a store written by an older metta-exp may lack keys, which take their defaults)."""
+    exp = object.__new__(Experiment)
+    for f in dataclasses.fields(Experiment):
+        if f.name in data:
+            value = data[f.name]
+        elif f.default is not dataclasses.MISSING:
+            value = f.default
+        else:
+            value = f.default_factory()  # type: ignore[misc,operator]
+        setattr(exp, f.name, value)
+    for key, cls in (("wandb", WandbSettings), ("skypilot", SkyPilotSettings)):
+        raw = getattr(exp, key)
+        if isinstance(raw, Mapping):
+            names = {f.name for f in dataclasses.fields(cls)}
+            setattr(exp, key, cls(**{k: v for k, v in raw.items() if k in names}))
+    return exp
+
+
 @dataclass(frozen=True)
 class GroupRecord:
-    """A job group: one launch of one experiment."""
+    """A job group: one launch of one experiment.
+
+    ``config`` is what the store holds (its JSON text, or a mapping for a record built in code):
+    ``Experiment.to_dict()`` plus ``extra_args``, ``launch_dir``, ``instance``, and ``sweep`` for sweep
+    groups. Read it through the typed views below, decoded on first use.
+    """
 
     name: str
     experiment: str
     backend: str  # "local" or "skypilot"
-    config: dict[str, Any]  # Experiment.to_dict() plus "extra_args", and "sweep" for sweep groups
+    config: str | Mapping[str, Any] = field(repr=False, compare=False)
     created_at: float
     ended_at: float | None
     cancel_requested: bool
     lease_owner: str | None
     lease_expires: float | None
     runner_pid: int | None
+
+    @cached_property
+    def _data(self) -> Mapping[str, Any]:
+        return _decode(self.config)
+
+    @cached_property
+    def exp(self) -> Experiment:
+        """The experiment the group was launched from."""
+        return stored_experiment(self._data)
+
+    @property
+    def extra_args(self) -> tuple[str, ...]:
+        """Command-line overrides given at launch, appended to every run's arguments."""
+        return tuple(str(a) for a in self._data.get("extra_args") or ())
+
+    @property
+    def launch_dir(self) -> str | None:
+        """The directory the group was launched from (None for groups recorded before it was)."""
+        value = self._data.get("launch_dir")
+        return value if isinstance(value, str) and value else None
+
+    @property
+    def instance(self) -> str | None:
+        """The group instance's random id (None for groups recorded before instances existed)."""
+        value = self._data.get("instance")
+        return value if isinstance(value, str) and value else None
+
+    @property
+    def sweep(self) -> Mapping[str, Any]:
+        """A sweep group's sweep record (keys, labels, points, base_runs); empty for other groups."""
+        value = self._data.get("sweep")
+        return value if isinstance(value, Mapping) else {}
 
 
 @dataclass(frozen=True)
@@ -38,7 +111,9 @@ class JobRecord:
     run: str
     position: int  # order of the run in the experiment
     status: JobStatus
-    spec: dict[str, Any]  # JobSpec.to_dict()
+    #: the job's ``JobSpec``: as stored (its JSON text), or the spec itself for a record built in code;
+    #: read it as ``spec``, decoded on first use
+    stored_spec: str | JobSpec = field(repr=False, compare=False)
     run_dir: str
     attempts: int = 0  # attempts started so far (0 before the first launch)
     exit_code: int | None = None
@@ -52,9 +127,15 @@ class JobRecord:
     wandb_url: str | None = None
     depends_on: tuple[str, ...] = field(default_factory=tuple)
 
+    @cached_property
+    def spec(self) -> JobSpec:
+        if isinstance(self.stored_spec, JobSpec):
+            return self.stored_spec
+        return JobSpec.from_dict(_decode(self.stored_spec))
+
     @property
     def args(self) -> list[str]:
-        return list(self.spec.get("args", []))
+        return list(self.spec.args)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from metta_exp.config import Experiment
+from metta_exp.paths import run_dir
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,7 @@ class JobSpec:
             "run_dir": self.run_dir,
             "wandb_run_id": self.wandb_run_id,
             "depends_on": list(self.depends_on),
+            "labels": dict(self.labels),
         }
 
     @classmethod
@@ -65,6 +67,7 @@ class JobSpec:
             run_dir=str(data["run_dir"]),
             wandb_run_id=str(data["wandb_run_id"]),
             depends_on=tuple(data.get("depends_on", ())),  # type: ignore[arg-type]
+            labels=dict(data.get("labels") or {}),  # type: ignore[call-overload]
         )
 
 
@@ -88,11 +91,6 @@ def attempt_run_id(run_id: str, attempt: int) -> str:
     ``validate_run_id``); ``-`` is kept as it is in the run's URL (``run_url``'s ``quote``).
     """
     return run_id if attempt <= 1 else f"{run_id}-a{attempt}"
-
-
-def run_dir(state_dir: Path, group: str, run: str) -> Path:
-    """The directory that is the job's own: log, metrics file, exit code."""
-    return state_dir / "runs" / group / run
 
 
 #: W&B settings of the launching shell that every job gets (remote jobs inherit nothing from it).

@@ -24,12 +24,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from metta_exp.backends.base import Backend, Launch, Observation
-from metta_exp.config import CONFIG_KEYS, Experiment
+from metta_exp.backends.base import Backend, Launch, LaunchSettings, Observation
+from metta_exp.config import Experiment
 from metta_exp.logtail import LogMark, scan_wandb_ref
-from metta_exp.paths import launch_dir, notebook_path
+from metta_exp.paths import attempt_log, launch_dir, notebook_path, run_file
 from metta_exp.records import GroupRecord, JobRecord
-from metta_exp.resolve import JobSpec
 from metta_exp.status import ACTIVE, JobStatus
 from metta_exp.store import JobStore
 from metta_exp.supervise import LEASE_TTL, exit_code, lease_owner_id, owner_alive
@@ -267,9 +266,7 @@ class Runner:
 
     def _failed(self, group: GroupRecord, job: JobRecord, exit_code: int | None, reason: str) -> None:
         """Record a failure, requeueing the job while it has retries left."""
-        retries = (
-            0 if self.store.group(self.group).cancel_requested else int(group.config.get("max_retries") or 0)
-        )
+        retries = 0 if self.store.group(self.group).cancel_requested else int(group.exp.max_retries or 0)
         used = sum(1 for a in self.store.attempts(self.group, job.run) if a.status == JobStatus.FAILED)
         requeue = used < retries
         if requeue:
@@ -279,7 +276,7 @@ class Runner:
         )
 
     def _enforce_timeouts(self, group: GroupRecord, jobs: list[JobRecord]) -> bool:
-        limit = group.config.get("timeout_s")
+        limit = group.exp.timeout_s
         if not limit:
             return False
         now = time.time()
@@ -323,7 +320,7 @@ class Runner:
         ]
         if not ready:
             return False
-        cap = group.config.get("max_parallel")
+        cap = group.exp.max_parallel
         active = sum(1 for j in jobs if j.status in ACTIVE)
         devices = self.backend.devices()
         busy = self.store.busy_gpu_ids() if devices is not None else set()
@@ -331,7 +328,7 @@ class Runner:
         for job in ready:
             if cap and active >= cap:
                 break
-            spec = JobSpec.from_dict(job.spec)
+            spec = job.spec
             gpu_ids: tuple[int, ...] = ()
             if devices is not None and spec.gpus > 0:
                 free = [d for d in devices if d not in busy]
@@ -385,7 +382,7 @@ class Runner:
 
     def _finish(self, group: GroupRecord, jobs: list[JobRecord]) -> bool:
         """Write the notebook and close the group; False if a ``job retry`` reopened it meanwhile."""
-        if group.config.get("generate_notebook", True):
+        if group.exp.generate_notebook:
             path = notebook_path(group)
             try:
                 from metta_exp.notebook import write_group_notebook
@@ -430,7 +427,7 @@ def launch_of(group: GroupRecord, job: JobRecord) -> Launch:
     """The backend's view of a job's current attempt."""
     log = Path(job.log_path) if job.log_path else attempt_log(job.run_dir, max(job.attempts, 1))
     return Launch(
-        JobSpec.from_dict(job.spec),
+        job.spec,
         job.attempts,
         log,
         job.handle,
@@ -439,23 +436,15 @@ def launch_of(group: GroupRecord, job: JobRecord) -> Launch:
     )
 
 
-def launch_settings(group: GroupRecord) -> dict[str, object]:
-    return {
-        "skypilot": group.config.get("skypilot") or {},
-        "wandb": group.config.get("wandb") or {},
-        "instance": group.config.get("instance"),  # None for groups recorded before instances existed
-    }
-
-
-def attempt_log(run_dir: str, attempt: int) -> Path:
-    return Path(run_dir) / f"attempt-{attempt}.log"
+def launch_settings(group: GroupRecord) -> LaunchSettings:
+    return LaunchSettings(group.exp.skypilot, group.exp.wandb, group.instance)
 
 
 def run_json_wandb_url(job: JobRecord) -> str | None:
     """The W&B URL in ``run.json`` of the job's run directory when this attempt wrote it (local jobs; a
     fallback for the ``[metta-exp] wandb`` line of its log)."""
     try:
-        data = json.loads((Path(job.run_dir) / "run.json").read_text())
+        data = json.loads(run_file(job.run_dir).read_text())
     except (OSError, ValueError):
         return None
     if not isinstance(data, dict) or data.get("attempt", 1) != job.attempts:
@@ -470,9 +459,7 @@ def _ended(obs: Observation | None) -> bool:
 
 def group_experiment(group: GroupRecord) -> Experiment:
     """The validated experiment a group was launched from (its recorded config)."""
-    return Experiment.from_mapping(
-        {k: v for k, v in group.config.items() if k in CONFIG_KEYS}, f"group {group.name}"
-    )
+    return group.exp
 
 
 def main(argv: list[str] | None = None) -> int:

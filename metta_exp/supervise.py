@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from metta_exp.backends.procs import pid_alive
-from metta_exp.paths import launch_dir
+from metta_exp.paths import launch_dir, runner_log
 from metta_exp.status import JobStatus
 
 if TYPE_CHECKING:
@@ -71,10 +71,10 @@ def exit_code(jobs: list[JobRecord]) -> int:
 def spawn_runner(state_dir: Path, group: str, owner: str, cwd: Path | None = None) -> subprocess.Popen[bytes]:
     """Start a detached runner for ``group`` under lease ``owner``: its own session, so it outlives
     this terminal. Use ``ensure_driver``, which takes the lease first."""
-    log_dir = state_dir / "runs" / group
-    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = runner_log(state_dir, group)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, METTA_EXP_STATE_DIR=str(state_dir), METTA_EXP_RUNNER_OWNER=owner)
-    with open(log_dir / "runner.log", "ab") as log:
+    with open(log_path, "ab") as log:
         return subprocess.Popen(
             [sys.executable, "-m", "metta_exp.runner", group],
             cwd=cwd,

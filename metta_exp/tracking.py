@@ -51,6 +51,7 @@ from types import TracebackType
 from typing import Any
 
 from metta_exp.atomic import write_atomic
+from metta_exp.paths import METRICS_FILE, RUN_FILE, metrics_file, run_file
 from metta_exp.progress import (
     CHECKPOINT_PREFIX,
     PROGRESS_PREFIX,
@@ -98,8 +99,6 @@ __all__ = [
     "wandb_mode",
 ]
 
-METRICS_FILE = "metrics.jsonl"
-RUN_FILE = "run.json"
 DEFAULT_RUN_DIR = "metta_exp_run"
 MAX_PROGRESS_METRICS = 32
 """A progress line shows at most this many metrics (``overview/*`` first) to keep logs readable."""
@@ -180,13 +179,13 @@ class Run:
         self._sps: float | None = None
         self._fd: int | None = None
         if self.rank_zero:
-            self._fd = os.open(self.run_dir / METRICS_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            self._fd = os.open(metrics_file(self.run_dir), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         self._wandb = WandbMirror(self.run_dir, config, env, on=self.rank_zero)
         self._write_run_json()
 
     @property
     def metrics_path(self) -> Path:
-        return self.run_dir / METRICS_FILE
+        return metrics_file(self.run_dir)
 
     @property
     def wandb_url(self) -> str | None:
@@ -339,7 +338,7 @@ class Run:
             "wandb_dir": self._wandb.dir,
             "finished": self.finished,
         }
-        _replace_json(self.run_dir / RUN_FILE, state)
+        _replace_json(run_file(self.run_dir), state)
 
 
 def init(total_steps: int | None = None, config: Mapping[str, Any] | None = None) -> Run:

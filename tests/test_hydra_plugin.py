@@ -154,7 +154,7 @@ def test_user_app_sweep_is_one_group_running_the_app_per_point(state_dir: Path) 
         "lr1e-4-name_c_d",
     ]
     assert all(j.status == JobStatus.SUCCEEDED for j in jobs)
-    assert jobs[0].spec["command"] == [PY, str(app)]
+    assert jobs[0].spec.command == (PY, str(app))
     records = job_records(state_dir, group)
     first = records["lr1e-3-name_a_b"]
     sweep_dir = Path(first["output_dir"]).parent
@@ -170,7 +170,7 @@ def test_user_app_sweep_is_one_group_running_the_app_per_point(state_dir: Path) 
     assert first["cfg"] == {"lr": 0.001, "name": "a b", "fail": False}
     assert records["lr1e-4-name_c_d"]["cfg"] == {"lr": 0.0001, "name": "c/d", "fail": False}
     with JobStore.open(state_dir) as store:
-        sweep = store.group(group).config["sweep"]
+        sweep = store.group(group).sweep
     assert sweep["keys"] == ["lr", "name"]
     assert sweep["points"]["lr1e-4-name_a_b"] == {"lr": 0.0001, "name": "a b"}
 
@@ -266,7 +266,7 @@ def test_an_app_started_with_python_m_runs_as_a_module(state_dir: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     (group,) = groups(state_dir)
     jobs = wait_group_end(state_dir, group)
-    assert [(j.run, j.spec["module"], j.status) for j in jobs] == [
+    assert [(j.run, j.spec.module, j.status) for j in jobs] == [
         ("lr0.25", "pkg.train", JobStatus.SUCCEEDED),
         ("lr0.5", "pkg.train", JobStatus.SUCCEEDED),
     ]

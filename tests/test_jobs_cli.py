@@ -24,6 +24,7 @@ from metta_exp.config import Experiment
 from metta_exp.jobs_text import group_table, jobs_table
 from metta_exp.launch import launch_experiment
 from metta_exp.records import GroupRecord, GroupSummary, JobRecord
+from metta_exp.resolve import JobSpec
 from metta_exp.status import ALL_STATUSES, JobStatus
 from metta_exp.store import DB_NAME, JobStore
 
@@ -211,7 +212,7 @@ def test_list_and_show_tables_at_a_fixed_time(monkeypatch: pytest.MonkeyPatch) -
                 run=run,
                 position=0,
                 status=status,
-                spec={},
+                stored_spec=JobSpec("lr_sweep", run, (), {}, 0, "/r", ""),
                 attempts=1,
                 exit_code=None,
                 reason=None,

@@ -27,7 +27,7 @@ from metta_exp.metrics import (
 from metta_exp.metrics_local import pick
 from metta_exp.metrics_wandb import rate_limit_wait, with_backoff
 from metta_exp.records import JobRecord
-from metta_exp.resolve import wandb_run_id
+from metta_exp.resolve import JobSpec, wandb_run_id
 from metta_exp.status import JobStatus
 
 T0 = 1764250000.0
@@ -73,7 +73,7 @@ def job(
         run=run,
         position=position,
         status=status,
-        spec=spec,
+        stored_spec=JobSpec.from_dict(spec),
         attempts=1,
         run_dir=str(run_dir),
         wandb_url=wandb_url,

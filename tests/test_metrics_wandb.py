@@ -17,6 +17,7 @@ from fake_wandb import FakeWandb  # tests/ is on sys.path (pytest's rootdir-rela
 
 from metta_exp.metrics import fetch_metrics
 from metta_exp.records import JobRecord
+from metta_exp.resolve import JobSpec
 from metta_exp.status import JobStatus
 
 ENTITY, PROJECT = "team", "metta"
@@ -71,7 +72,7 @@ def job(tmp_path: Path, run: str, run_id: str, mode: str = "online") -> JobRecor
         run=run,
         position=0,
         status=JobStatus.SUCCEEDED,
-        spec=spec,
+        stored_spec=JobSpec.from_dict(spec),
         attempts=1,
         exit_code=0,
         run_dir=str(run_dir),
@@ -193,7 +194,7 @@ def test_no_credentials_is_one_reason_per_run(server: FakeWandb, tmp_path: Path)
         "print(json.dumps(df.attrs['errors']))\n"
     )
     env = {k: v for k, v in os.environ.items() if k != "WANDB_API_KEY"}
-    argv = [json.dumps({"run": j.run, "run_dir": j.run_dir, "spec": j.spec}) for j in jobs]
+    argv = [json.dumps({"run": j.run, "run_dir": j.run_dir, "spec": j.spec.to_dict()}) for j in jobs]
     done = subprocess.run(
         [sys.executable, "-c", code, *argv],
         env=env,
@@ -215,7 +216,8 @@ def test_a_job_is_fetched_from_the_wandb_host_it_used(server: FakeWandb, tmp_pat
     with FakeWandb() as other:
         other.add_run(ENTITY, PROJECT, "elsewhere1", history=history(5), summary={})
         record = job(tmp_path, "away", "elsewhere1")
-        record.spec["env"]["WANDB_BASE_URL"] = other.url
+        env = {**record.spec.env, "WANDB_BASE_URL": other.url}
+        record = dataclasses.replace(record, stored_spec=dataclasses.replace(record.spec, env=env))
         df = fetch_metrics([record], ["overview/sps"], progress=False)
     assert df.attrs["errors"] == {}
     assert [v for _, v, _ in points(df, "away", "overview/sps")] == [1000.0, 1001.0, 1002.0, 1003.0, 1004.0]

@@ -31,6 +31,7 @@ from metta_exp.launch import launch_experiment
 from metta_exp.logtail import LogReader, clean_line, explain_failure, job_log, tail_lines, tail_offset
 from metta_exp.monitor_view import Frame, Gpus, monitor_lines, pending_reason, render_monitor
 from metta_exp.records import GroupRecord, JobRecord
+from metta_exp.resolve import JobSpec
 from metta_exp.status import JobStatus
 from metta_exp.store import JobStore
 
@@ -82,7 +83,7 @@ def job_record(run: str, status: JobStatus, position: int, **kw: Any) -> JobReco
         run=run,
         position=position,
         status=status,
-        spec={"run": run, "gpus": 0},
+        stored_spec=JobSpec("lr_sweep", run, (), {}, 0, f"/runs/lr_sweep/{run}", ""),
         attempts=1,
         exit_code=None,
         reason=None,
@@ -224,7 +225,7 @@ def big_frame(n: int = 300) -> Frame:
             logs[run] = job_log(RUNNING)
         else:
             jobs.append(job_record(run, JobStatus.PENDING, i, attempts=0, started_at=None, log_path=None))
-    group = group_record(config={"max_parallel": 40})
+    group = group_record(config={"max_parallel": 40, "metrics_to_track": []})
     return Frame(group, jobs, logs, now=T0 + 400, runner_alive=True)
 
 
@@ -287,7 +288,7 @@ def test_pending_reasons_name_what_each_job_waits_for() -> None:
 
     free_slot = replace(frame, group=group_record(config={}))
     assert pending_reason(by_run["extra"], free_slot) == ("ready", "ready: the runner launches it next")
-    gpu_job = replace(by_run["extra"], spec={"run": "extra", "gpus": 2})
+    gpu_job = replace(by_run["extra"], stored_spec=replace(by_run["extra"].spec, gpus=2))
     gpus = replace(free_slot, gpus=Gpus((0, 1, 2), frozenset({0, 1})))
     assert pending_reason(gpu_job, gpus) == ("gpu", "waits for 2 GPUs: 1 of 3 free")
     no_runner = replace(free_slot, runner_alive=False)

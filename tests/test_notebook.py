@@ -35,6 +35,7 @@ from metta_exp.notebook import (
     write_group_notebook,
 )
 from metta_exp.records import GroupRecord, JobRecord
+from metta_exp.resolve import JobSpec
 from metta_exp.status import JobStatus
 
 HOSTILE = [
@@ -112,7 +113,7 @@ def job(
         run=run,
         position=position,
         status=status,
-        spec=spec,
+        stored_spec=JobSpec.from_dict(spec),
         attempts=1,
         exit_code=exit_code,
         reason=reason,
@@ -228,7 +229,7 @@ def test_markdown_cells_escape_everything(hostile_jobs: tuple[GroupRecord, list[
     assert links_html.count("<li>") == len(HOSTILE)
     for j in jobs:
         assert visible(j.run) in links_text
-    offline = [j for j in jobs if j.spec["env"].get("WANDB_MODE") == "offline"]
+    offline = [j for j in jobs if j.spec.env.get("WANDB_MODE") == "offline"]
     assert links_text.count("logged to W&B offline; upload it with wandb sync") == len(offline)
     code_spans = [html.unescape(c) for c in re.findall(r"<code>(.*?)</code>", links_html, re.S)]
     assert visible(os.path.join(jobs[2].run_dir, "metrics.jsonl")) in code_spans
@@ -386,7 +387,8 @@ def test_the_latest_attempts_wandb_run_is_shown(tmp_path: Path) -> None:
     info = run_info(reported)
     assert (info.wandb_url, info.wandb_path) == (reported.wandb_url, "e/p/0123456789abcdef-a2")
     hosted = dataclasses.replace(
-        reported, spec=reported.spec | {"env": {"WANDB_BASE_URL": "https://w.example.com:8443"}}
+        reported,
+        stored_spec=dataclasses.replace(reported.spec, env={"WANDB_BASE_URL": "https://w.example.com:8443"}),
     )
     runs = literals(cells(render_notebook(group(), [run_info(hosted)]))["fetch"].source)["RUNS"]
     assert runs[0]["wandb_base_url"] == "https://w.example.com:8443", "fetched from the W&B server it used"

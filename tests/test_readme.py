@@ -168,7 +168,7 @@ def test_readme_launches_run_here_as_the_text_says(state_dir: Path, line: str) -
     assert all(j.status == "succeeded" for j in jobs)
     if "group=quick" in line:
         assert group[1] == "quick"
-        assert all("trainer.total_timesteps=50000" in j.spec["args"] for j in jobs)
+        assert all("trainer.total_timesteps=50000" in j.spec.args for j in jobs)
     else:  # the quickstart: notebook and report where the README says
         notebook = Path("experiments/notebooks") / f"{group[1]}.ipynb"
         assert notebook.is_file() and notebook.with_suffix(".html").is_file()

@@ -169,7 +169,7 @@ def test_remote_group_survives_its_runner_an_idle_controller_and_commands_from_a
         )
         assert launched.returncode == 0, launched.stdout + launched.stderr
         with JobStore.open(state_dir) as store:
-            assert store.group("e2e").config["skypilot"]["workdir"] == str(project)
+            assert store.group("e2e").exp.skypilot.workdir == str(project)
             os.killpg(store.group("e2e").runner_pid or 0, signal.SIGKILL)  # the runner dies
         wait_for(lambda: len(fake.jobs()) == 2 and all(j["end_at"] for j in fake.jobs()), timeout=60,
                  what="both jobs to end unobserved")  # fmt: skip
@@ -184,7 +184,7 @@ def test_remote_group_survives_its_runner_an_idle_controller_and_commands_from_a
             assert jobs["a"].status == JobStatus.SUCCEEDED and jobs["b"].status == JobStatus.FAILED
             assert "vanished" not in (jobs["b"].reason or "")
         assert "sees: files of project" in Path(jobs["a"].log_path or "").read_text()
-        urls = {run: f"{wandb_server.url}/{DEFAULT_ENTITY}/metta-exp/runs/{jobs[run].spec['wandb_run_id']}"
+        urls = {run: f"{wandb_server.url}/{DEFAULT_ENTITY}/metta-exp/runs/{jobs[run].spec.wandb_run_id}"
                 for run in "ab"}  # fmt: skip
         assert {run: jobs[run].wandb_url for run in "ab"} == urls, "links read from the logs SkyPilot kept"
 

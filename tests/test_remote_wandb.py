@@ -86,7 +86,7 @@ def test_remote_group_with_default_settings_gets_wandb_links_and_data(
     jobs = {j.run: j for j in wait_group_end(state_dir, "wbg", timeout=180)}
     assert [jobs[r].status for r in "ac"] == [JobStatus.SUCCEEDED] * 2
     assert jobs["c"].attempts == 2
-    ids = {"a": jobs["a"].spec["wandb_run_id"], "c": jobs["c"].spec["wandb_run_id"] + "-a2"}
+    ids = {"a": jobs["a"].spec.wandb_run_id, "c": jobs["c"].spec.wandb_run_id + "-a2"}
     for run, run_id in ids.items():  # the URL the job reported, on the W&B host it used
         assert jobs[run].wandb_url == f"{server.url}/{DEFAULT_ENTITY}/metta-exp/runs/{run_id}", run
 
@@ -212,7 +212,7 @@ def test_multi_node_job_reports_to_wandb_from_rank_zero_only(
     )
     assert result.returncode == 0, result.stdout + result.stderr
     job = wait_group_end(state_dir, "mn", timeout=180)[0]
-    run_id = job.spec["wandb_run_id"]
+    run_id = job.spec.wandb_run_id
     assert job.wandb_url == f"{server.url}/{DEFAULT_ENTITY}/metta-exp/runs/{run_id}"
     run = server.run(run_id)
     assert run is not None and [r["_step"] for r in run.history] == [0, 1, 2, 3, 4]

@@ -173,7 +173,7 @@ def test_max_retries_relaunches_failed_jobs(state_dir: Path) -> None:
     # the last attempt's W&B run is its own (a resumed run would drop the steps a retry logs again)
     env = record(state_dir, "retries", "flaky")["env"]
     assert env["METTA_EXP_ATTEMPT"] == "3"
-    assert env["WANDB_RUN_ID"] == f"{jobs['flaky'].spec['wandb_run_id']}-a3"
+    assert env["WANDB_RUN_ID"] == f"{jobs['flaky'].spec.wandb_run_id}-a3"
 
 
 def test_same_run_names_in_a_new_group(state_dir: Path) -> None:
@@ -299,8 +299,8 @@ def test_wandb_url_is_read_from_the_jobs_log_and_is_the_latest_attempts(state_di
     jobs = {j.run: j for j in launch(state_dir, exp, "urls")}
     assert jobs["m"].status == jobs["j"].status == JobStatus.SUCCEEDED and jobs["m"].attempts == 2
     base = "https://wandb.example.com:8443/team/proj/runs/"
-    assert jobs["m"].wandb_url == base + jobs["m"].spec["wandb_run_id"] + "-a2"
-    assert jobs["j"].wandb_url == base + jobs["j"].spec["wandb_run_id"], "run.json stays a fallback"
+    assert jobs["m"].wandb_url == base + jobs["m"].spec.wandb_run_id + "-a2"
+    assert jobs["j"].wandb_url == base + jobs["j"].spec.wandb_run_id, "run.json stays a fallback"
 
 
 def test_a_group_name_used_again_elsewhere_gets_new_wandb_runs(state_dir: Path, tmp_path: Path) -> None:
@@ -310,7 +310,7 @@ def test_a_group_name_used_again_elsewhere_gets_new_wandb_runs(state_dir: Path, 
     elsewhere = tmp_path / "other state"
     second = launch(elsewhere, experiment(["a"]), "same")
     try:
-        ids = [first[0].spec["wandb_run_id"], second[0].spec["wandb_run_id"]]
+        ids = [first[0].spec.wandb_run_id, second[0].spec.wandb_run_id]
         assert ids[0] != ids[1] and all(len(i) == 16 for i in ids)
         assert record(elsewhere, "same", "a")["env"]["WANDB_RUN_ID"] == ids[1]
     finally:

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from metta_exp.backends import procs
-from metta_exp.backends.base import Launch, Observation
+from metta_exp.backends.base import Launch, LaunchSettings, Observation
 from metta_exp.backends.skypilot import SkyPilotBackend, make_skypilot_backend, observe
 from metta_exp.backends.skypilot_api import FAKE_DIR_ENV, QueueEntry
 from metta_exp.backends.skypilot_fake import MANAGED_JOB_STATUSES, FakeSkyApi
@@ -59,7 +59,7 @@ def state(tmp_path: Path) -> Path:
 
 
 def launches_for(exp: Experiment, group: str, state: Path, attempt: int = 1) -> list[Launch]:
-    settings = {"skypilot": exp.to_dict()["skypilot"], "wandb": exp.to_dict()["wandb"]}
+    settings = LaunchSettings(exp.skypilot, exp.wandb)
     return [
         Launch(spec, attempt, Path(spec.run_dir) / f"attempt-{attempt}.log", settings=settings)
         for spec in resolve(exp, group, state)

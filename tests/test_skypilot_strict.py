@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from conftest import PY, run_cli, wait_for, wait_group_end
 
-from metta_exp.backends.base import Launch
+from metta_exp.backends.base import Launch, LaunchSettings
 from metta_exp.backends.skypilot import SkyPilotBackend
 from metta_exp.backends.skypilot_fake import FakeSkyApi, like
 from metta_exp.backends.skypilot_task import task_secrets, validate_settings
@@ -55,7 +55,7 @@ def exp_of(runs: list[str], script: str, **kw: object) -> Experiment:
 
 
 def launches_of(exp: Experiment, group: str, state: Path, instance: str | None = None) -> list[Launch]:
-    settings = {"skypilot": exp.to_dict()["skypilot"], "wandb": exp.to_dict()["wandb"], "instance": instance}
+    settings = LaunchSettings(exp.skypilot, exp.wandb, instance)
     return [
         Launch(s, 1, Path(s.run_dir) / "attempt-1.log", settings=settings) for s in resolve(exp, group, state)
     ]
@@ -118,10 +118,8 @@ def test_relative_workdir_is_made_absolute_at_launch_and_stored(state_dir: Path,
     result = run_cli("--config-dir", str(conf), "+experiment=remote", "group=wd", cwd=project, env=env)
     assert result.returncode == 1, result.stdout + result.stderr
     with JobStore.open(state_dir) as store:
-        sky = store.group("wd").config["skypilot"]
-    assert sky["workdir"] == str(project) and sky["file_mounts"] == {
-        "~/data.txt": str(project / "marker.txt")
-    }
+        sky = store.group("wd").exp.skypilot
+    assert sky.workdir == str(project) and sky.file_mounts == {"~/data.txt": str(project / "marker.txt")}
     retried = run_cli("job", "retry", "wd", cwd=elsewhere, env=env)  # a runner started from elsewhere
     assert retried.returncode == 0, retried.stdout + retried.stderr
     job = wait_group_end(state_dir, "wd")[0]

@@ -193,3 +193,67 @@ def test_expired_lease_can_be_taken_over(store: JobStore) -> None:
     assert not store.renew_lease("g", "new", 10)
     assert store.acquire_lease("g", "new", 10, 2)
     assert not store.renew_lease("g", "old", 10), "the old driver learns it lost the group"
+
+
+def test_a_reader_reads_a_store_without_the_index_migration(tmp_path: Path) -> None:
+    """Index-only migrations: a reader of a store written before them reads it (the next writer adds
+    them); ``job list`` counts come out the same."""
+    with JobStore.open(tmp_path) as store:
+        make_group(store)
+        expected = store.list_groups()
+    db = sqlite3.connect(tmp_path / DB_NAME)
+    db.executescript(
+        "DROP INDEX jobs_group_status; DROP INDEX jobs_group_position;"
+        "DELETE FROM schema_migrations WHERE name = '0002_jobs_by_group';"
+    )
+    db.close()
+    with JobStore.open(tmp_path, readonly=True) as reader:
+        assert reader.list_groups() == expected
+        assert [j.run for j in reader.jobs("g")] == ["a", "b"]
+    JobStore.open(tmp_path).close()  # a writer applies it
+    db = sqlite3.connect(tmp_path / DB_NAME)
+    assert (
+        db.execute("SELECT count(*) FROM sqlite_master WHERE name = 'jobs_group_status'").fetchone()[0] == 1
+    )
+
+
+def test_events_of_one_kind(store: JobStore) -> None:
+    make_group(store)
+    store.add_event("g", "runner_stopped", "signal")
+    assert [e.kind for e in store.events("g")] == ["created", "runner_stopped"]
+    assert [(e.kind, e.detail) for e in store.events("g", kind="runner_stopped")] == [
+        ("runner_stopped", "signal")
+    ]
+
+
+@pytest.mark.parametrize("keep", [0.5, 0.95])
+def test_a_big_store_cut_short_is_damaged_without_the_full_check(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, keep: float
+) -> None:
+    """Beyond ``QUICK_CHECK_MAX`` a reader skips SQLite's full quick check (its cost grows with the store)
+    but still finds a file cut short: its schema unreadable, or fewer bytes than its header counts."""
+    from metta_exp.store import connect
+
+    with JobStore.open(tmp_path) as store:
+        make_group(store, runs=tuple(f"r{i}" for i in range(300)))
+    path = tmp_path / DB_NAME
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep) // 4096 * 4096])
+    monkeypatch.setattr(connect, "QUICK_CHECK_MAX", 0)
+    with pytest.raises(StoreError, match="is damaged"):
+        JobStore.open(tmp_path, readonly=True)
+    monkeypatch.setattr(connect, "QUICK_CHECK_MAX", 1 << 40)
+    with pytest.raises(StoreError, match="is damaged"):
+        JobStore.open(tmp_path, readonly=True)
+
+
+def test_a_big_sound_store_opens_without_the_full_check(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from metta_exp.store import connect
+
+    with JobStore.open(tmp_path) as store:
+        make_group(store)
+    monkeypatch.setattr(connect, "QUICK_CHECK_MAX", 0)
+    with JobStore.open(tmp_path, readonly=True) as reader:
+        assert [j.run for j in reader.jobs("g")] == ["a", "b"]

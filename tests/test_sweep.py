@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import textwrap
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -82,9 +83,9 @@ def recorded(state_dir: Path, group: str) -> dict[str, dict[str, Any]]:
     return out
 
 
-def group_config(state_dir: Path, group: str) -> dict[str, Any]:
+def group_sweep(state_dir: Path, group: str) -> Mapping[str, Any]:
     with JobStore.open(state_dir) as store:
-        return store.group(group).config
+        return store.group(group).sweep
 
 
 def files_under(path: Path) -> set[str]:
@@ -135,7 +136,7 @@ def test_sweep_is_one_group_of_concurrent_jobs_each_with_its_values(state_dir: P
     # launched without waiting for each other: each job saw all six started before it ended
     assert all(r["together"] for r in runs.values())
     assert max(r["start"] for r in runs.values()) < min(r["end"] for r in runs.values())
-    sweep = group_config(state_dir, group)["sweep"]
+    sweep = group_sweep(state_dir, group)
     assert sweep["keys"] == ["trainer.learning_rate", "trainer.entropy_coef"]
     assert sweep["labels"] == {"trainer.learning_rate": "lr", "trainer.entropy_coef": "ent"}
     assert sweep["points"]["lr1e-3-ent0.001"] == {
@@ -197,7 +198,7 @@ def test_runs_of_the_experiment_prefix_the_points_and_keep_their_dependencies(
     assert runs["b-x3"]["argv"] == ["common=1", "only_b=2", "x=3"]
     assert runs["a-x3"]["argv"] == ["common=1", "x=3"]
     assert runs["b-x1"]["start"] >= runs["a-x1"]["end"]
-    assert group_config(state_dir, group)["sweep"]["base_runs"]["b-x2"] == "b"
+    assert group_sweep(state_dir, group)["base_runs"]["b-x2"] == "b"
 
 
 def test_in_file_sweep_launches_without_m(state_dir: Path, tmp_path: Path) -> None:
@@ -243,7 +244,7 @@ def test_sweeping_gpus_sets_each_points_jobs(state_dir: Path, tmp_path: Path) ->
     assert result.returncode == 0, result.stdout + result.stderr
     group = only_group(state_dir)
     jobs = {j.run: j for j in wait_group_end(state_dir, group)}
-    assert {r: j.spec["gpus"] for r, j in jobs.items()} == {
+    assert {r: j.spec.gpus for r, j in jobs.items()} == {
         "x_a-gpus1": 1,
         "x_a-gpus2": 2,
         "x_b-gpus1": 1,

@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from metta_exp.backends.base import Backend, Launch, Observation
+from metta_exp.backends.base import Backend, Launch, LaunchSettings, Observation
 from metta_exp.errors import UsageError
 
 if TYPE_CHECKING:
     from metta_exp.config import Experiment
 
-__all__ = ["Backend", "Launch", "Observation", "make_backend"]
+__all__ = ["Backend", "Launch", "LaunchSettings", "Observation", "make_backend"]
 
 
 def make_backend(name: str, state_dir: Path | None = None, exp: Experiment | None = None) -> Backend:

@@ -12,8 +12,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from metta_exp.config import SkyPilotSettings, WandbSettings
 from metta_exp.resolve import JobSpec
 from metta_exp.status import JobStatus
+
+
+@dataclass(frozen=True)
+class LaunchSettings:
+    """What a launch carries of its group: its SkyPilot and W&B settings (None: the backend's own) and
+    the group instance's id (None for groups recorded before instances existed)."""
+
+    skypilot: SkyPilotSettings | None = None
+    wandb: WandbSettings | None = None
+    instance: str | None = None
 
 
 @dataclass(frozen=True)
@@ -30,7 +41,7 @@ class Launch:
     log_path: Path
     handle: str | None = None
     gpu_ids: tuple[int, ...] = ()
-    settings: dict[str, object] = field(default_factory=dict)
+    settings: LaunchSettings = field(default_factory=LaunchSettings)
 
     @property
     def name(self) -> str:

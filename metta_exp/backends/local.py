@@ -27,6 +27,7 @@ from pathlib import Path
 import metta_exp.backends.procs as procs
 from metta_exp.backends.base import Backend, Launch, Observation
 from metta_exp.errors import BackendError, BackendUnavailable, UsageError
+from metta_exp.paths import attempt_pid_exit
 from metta_exp.resolve import JobSpec, attempt_run_id
 from metta_exp.status import JobStatus
 
@@ -66,9 +67,8 @@ class AttemptFiles:
 
     @classmethod
     def of(cls, log_path: Path | str) -> AttemptFiles:
-        log_file = Path(os.path.abspath(log_path))
-        stem = log_file.name[:-4] if log_file.name.endswith(".log") else log_file.name
-        return cls(log_file, log_file.with_name(stem + ".pid"), log_file.with_name(stem + ".exit"))
+        pid, exit_file = attempt_pid_exit(log_path)
+        return cls(Path(os.path.abspath(log_path)), pid, exit_file)
 
 
 @dataclass(frozen=True)

@@ -466,12 +466,7 @@ class SkyPilotBackend(Backend):
 
     def _settings_of(self, launch: Launch) -> tuple[SkyPilotSettings, WandbSettings]:
         """The group's settings travel with each launch; the backend's own are the fallback."""
-        sky = launch.settings.get("skypilot")
-        wandb = launch.settings.get("wandb")
-        return (
-            _dataclass_from(SkyPilotSettings, sky) if isinstance(sky, Mapping) else self.settings,
-            _dataclass_from(WandbSettings, wandb) if isinstance(wandb, Mapping) else self.wandb,
-        )
+        return launch.settings.skypilot or self.settings, launch.settings.wandb or self.wandb
 
 
 def make_skypilot_backend(
@@ -484,8 +479,7 @@ def make_skypilot_backend(
 
 
 def _instance(launch: Launch) -> str | None:
-    value = launch.settings.get("instance")
-    return str(value) if value else None
+    return launch.settings.instance or None
 
 
 def _common_prefix(names: Sequence[str]) -> str:
@@ -503,11 +497,6 @@ def _latest_by_name(entries: Iterable[QueueEntry]) -> dict[str, int]:
         if entry.job_id > out.get(entry.name, -1):
             out[entry.name] = entry.job_id
     return out
-
-
-def _dataclass_from(cls: type, data: Mapping[str, Any]) -> Any:
-    names = {f.name for f in dataclasses.fields(cls)}
-    return cls(**{k: v for k, v in data.items() if k in names})
 
 
 def _env_float(name: str, default: float) -> float:

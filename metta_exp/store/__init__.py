@@ -28,16 +28,8 @@ from metta_exp.store.connect import (
     connect_writable,
     write_error,
 )
-from metta_exp.store.rows import group_record, ids, job_record
-from metta_exp.store.schema import MIGRATIONS
-
-_JOB_SELECT = """
-    SELECT j.id, j.group_name, j.run, j.position, j.status, j.spec, j.attempts, j.exit_code, j.reason,
-           j.queued_at, j.run_dir, j.wandb_url, a.handle, a.gpu_ids, a.started_at, a.ended_at, a.log_path,
-           (SELECT group_concat(d.run, char(31)) FROM deps x JOIN jobs d ON d.id = x.depends_on
-             WHERE x.job_id = j.id) AS deps
-    FROM jobs j LEFT JOIN attempts a ON a.job_id = j.id AND a.number = j.attempts
-"""
+from metta_exp.store.rows import JOB_SELECT, group_record, ids, job_record
+from metta_exp.store.schema import INDEX_ONLY, MIGRATIONS
 
 
 class GroupExistsError(UsageError):
@@ -144,7 +136,7 @@ class JobStore:
         """A reader's check: the store's migrations must be ones this metta-exp knows, all applied."""
         known = {name for name, _ in MIGRATIONS}
         done = self._applied()
-        if done == known:
+        if done == known or (done and done <= known and known - done <= INDEX_ONLY):
             return
         if done - known:
             raise StoreError(
@@ -316,11 +308,15 @@ class JobStore:
     # --- jobs: queries ----------------------------------------------------------------------------
 
     def jobs(self, group: str) -> list[JobRecord]:
-        rows = self._db.execute(_JOB_SELECT + " WHERE j.group_name = ? ORDER BY j.position", (group,))
+        cur = self._db.cursor()
+        cur.row_factory = None  # plain tuples, read by position
+        rows = cur.execute(JOB_SELECT + " WHERE j.group_name = ? ORDER BY j.position", (group,))
         return [job_record(r) for r in rows]
 
     def job(self, group: str, run: str) -> JobRecord:
-        row = self._db.execute(_JOB_SELECT + " WHERE j.group_name = ? AND j.run = ?", (group, run)).fetchone()
+        cur = self._db.cursor()
+        cur.row_factory = None
+        row = cur.execute(JOB_SELECT + " WHERE j.group_name = ? AND j.run = ?", (group, run)).fetchone()
         if row is None:
             self.group(group)
             runs = [r[0] for r in self._db.execute("SELECT run FROM jobs WHERE group_name = ?", (group,))]
@@ -352,9 +348,11 @@ class JobStore:
             for r in rows
         ]
 
-    def events(self, group: str, after_id: int = 0) -> list[EventRecord]:
+    def events(self, group: str, after_id: int = 0, kind: str | None = None) -> list[EventRecord]:
+        """The group's events after ``after_id`` in order; only those of ``kind`` when given."""
         rows = self._db.execute(
-            "SELECT * FROM events WHERE group_name = ? AND id > ? ORDER BY id", (group, after_id)
+            "SELECT * FROM events WHERE group_name = ? AND id > ? AND (? IS NULL OR kind = ?) ORDER BY id",
+            (group, after_id, kind, kind),
         )
         return [
             EventRecord(

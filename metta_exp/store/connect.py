@@ -58,10 +58,25 @@ def _not_a_database(path: Path) -> str:
     return f"not an SQLite database: it begins with '{shown}'"
 
 
+#: Bytes of store up to which opening it runs SQLite's full ``quick_check``; a bigger store (its cost grows
+#: with the file: 70 ms at 100,000 jobs, more than the rest of ``job list``) gets the cheap checks only.
+QUICK_CHECK_MAX = 8 << 20
+
+
 def verify(db: sqlite3.Connection, path: Path) -> None:
-    """Raise the damaged-store error unless SQLite's quick check passes."""
+    """Raise the damaged-store error unless the file passes SQLite's checks: its quick check, or for a
+    big store reading its schema and a size that covers every page its header counts."""
     try:
-        rows = [r[0] for r in db.execute("PRAGMA quick_check(3)")]
+        size = path.stat().st_size
+        if size <= QUICK_CHECK_MAX:
+            rows = [r[0] for r in db.execute("PRAGMA quick_check(3)")]
+        else:
+            pages = (
+                db.execute("PRAGMA page_count").fetchone()[0] * db.execute("PRAGMA page_size").fetchone()[0]
+            )
+            wal = Path(f"{path}-wal")
+            have = size + (wal.stat().st_size if wal.exists() else 0)
+            rows = ["ok"] if pages <= have else [f"the file holds {size} bytes of the {pages} it says it has"]
     except sqlite3.DatabaseError as exc:
         if not _is_corruption(exc):
             raise  # not the file's fault (cannot open its WAL index, locked): the caller decides

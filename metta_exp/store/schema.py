@@ -68,4 +68,17 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX events_group ON events (group_name, id);
         """,
     ),
+    (
+        # ``job list`` counts jobs by group and status from this index alone, never reading the job rows
+        # (their specs); ``job show`` finds a group's jobs in run order through it.
+        "0002_jobs_by_group",
+        """
+        CREATE INDEX jobs_group_status ON jobs (group_name, status);
+        CREATE INDEX jobs_group_position ON jobs (group_name, position);
+        """,
+    ),
 ]
+
+#: Migrations that only add indexes: a reader of a store that lacks them reads it all the same (slower),
+#: until the next writer applies them.
+INDEX_ONLY = frozenset({"0002_jobs_by_group"})
