@@ -9,10 +9,11 @@ SkyPilot, W&B, pandas) load only when used.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from metta_exp import groups
-from metta_exp.config import Experiment, ExperimentTool, SkyPilotSettings, WandbSettings
+from metta_exp.config import Experiment, ExperimentTool, SkyPilotSettings, WandbSettings, install_launcher
 from metta_exp.errors import ConfigError, MettaExpError, NotFoundError, UsageError
 from metta_exp.status import JobStatus
 from metta_exp.store import JobStore
@@ -33,6 +34,15 @@ __all__ = [
     "summary_table",
 ]
 __version__ = "0.1.0"
+
+
+def _launch(exp: Experiment, name: str, extra_args: Sequence[str] = ()) -> int:
+    from metta_exp.launch import launch_experiment  # loaded on the first launch, not by `job` commands
+
+    return launch_experiment(exp, name=name, extra_args=extra_args)
+
+
+install_launcher(_launch)  # Experiment.launch; the schema does not import the launch path above it
 
 
 def __getattr__(name: str) -> Any:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +23,17 @@ WANDB_MODES = ("online", "offline", "disabled")
 REWARD = "overview/reward"
 SPS = "overview/sps"
 DEFAULT_METRICS = (SPS, REWARD)  # metrics_to_track's default; fetch_metrics' too
+
+# What ``Experiment.launch`` calls: ``launch.launch_experiment``, installed by the package's public face
+# (``metta_exp/__init__.py``). The schema sits at the bottom of the layers and imports nothing above it.
+Launcher = Callable[..., int]
+_launcher: Launcher | None = None
+
+
+def install_launcher(launcher: Launcher) -> None:
+    """Make ``Experiment.launch`` call ``launcher(exp, name=..., extra_args=[...])``."""
+    global _launcher
+    _launcher = launcher
 
 
 @dataclass
@@ -125,9 +136,9 @@ class Experiment:
         With ``wait=True`` it shows the group until it ends. ``name`` names the experiment (it seeds the
         generated group name); by default it is taken from ``module`` or the command.
         """
-        from metta_exp.launch import launch_experiment
-
-        return launch_experiment(self, name=name or default_name(self), extra_args=list(extra_args))
+        if _launcher is None:  # importing metta_exp (which any import of this module does) installs it
+            raise RuntimeError("Experiment.launch: no launcher installed (import metta_exp first)")
+        return _launcher(self, name=name or default_name(self), extra_args=list(extra_args))
 
 
 def default_name(exp: Experiment) -> str:

@@ -75,7 +75,7 @@ class GroupView:
 def show(group: str) -> GroupView:
     """The group ``group`` and its jobs, read without writing."""
     from metta_exp.logtail import read_progress
-    from metta_exp.runner import owner_alive
+    from metta_exp.supervise import owner_alive
 
     store = store_for(group, readonly=True)
     record = store.group(group)
@@ -93,7 +93,7 @@ def show(group: str) -> GroupView:
 def unattended() -> tuple[dict[str, GroupRecord], list[str]]:
     """The groups that have not ended, by name, and the names of those no runner drives (their jobs run
     on unobserved until resumed); a killed group counts as driven."""
-    from metta_exp.runner import owner_alive
+    from metta_exp.supervise import owner_alive
 
     store = open_store(readonly=True)
     open_groups = {g.name: g for g in store.active_groups()} if store is not None else {}
@@ -108,9 +108,12 @@ def logs(
     until the job ends (0 if it succeeded, 1 otherwise)."""
     from metta_exp.logtail import follow as follow_log
     from metta_exp.logtail import print_log
+    from metta_exp.supervise import Healer
 
     store = store_for(group, readonly=True)
-    return (follow_log if follow else print_log)(store, group, run, attempt, tail, out, err)
+    if follow:  # following heals: it starts a runner if the group's one died (docs/lease.md)
+        return follow_log(store, group, run, attempt, tail, out, err, heal=Healer(store, group))
+    return print_log(store, group, run, attempt, tail, out, err)
 
 
 # --- kill ------------------------------------------------------------------------------------------------
@@ -173,7 +176,8 @@ def kill(group: str, plan: KillPlan | None = None) -> KillResult:
     transaction, before any process is signalled: a runner polling meanwhile sees cancelled jobs, not
     jobs that died of SIGTERM. Then a runner is made sure to close the group."""
     from metta_exp.backends import make_backend
-    from metta_exp.runner import ensure_driver, launch_of
+    from metta_exp.runner import launch_of
+    from metta_exp.supervise import ensure_driver
 
     plan = plan or kill_plan(group)
     store = store_for(group)
@@ -212,7 +216,7 @@ def wait_driven(store: JobStore, group: str, after_event: int, timeout: float = 
     """Make sure a runner drives ``group`` after a retry: start one when none is alive, until a driver
     acted after event ``after_event`` (took the lease, or moved a job). A runner that was just ending
     the group may exit without seeing the requeued runs; the one started here then takes over."""
-    from metta_exp.runner import ensure_driver
+    from metta_exp.supervise import ensure_driver
 
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -225,7 +229,7 @@ def wait_driven(store: JobStore, group: str, after_event: int, timeout: float = 
 
 def resume(group: str) -> bool:
     """Start a runner for ``group`` if none is alive (and it has not ended); True if one was started."""
-    from metta_exp.runner import ensure_driver
+    from metta_exp.supervise import ensure_driver
 
     return ensure_driver(store_for(group), group)
 
@@ -233,7 +237,7 @@ def resume(group: str) -> bool:
 def wait(group: str, timeout: float | None = None, poll: float = 0.5) -> list[JobRecord]:
     """Block until ``group`` has ended (its runner closed it), starting a runner if its one died; the
     jobs as they ended. ``TimeoutError`` after ``timeout`` seconds."""
-    from metta_exp.runner import ensure_driver
+    from metta_exp.supervise import ensure_driver
 
     store = store_for(group)
     deadline = None if timeout is None else time.monotonic() + timeout

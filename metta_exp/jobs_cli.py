@@ -105,11 +105,14 @@ def job_json(j: JobRecord, progress: float | None) -> dict[str, object]:
 
 def cmd_monitor(args: argparse.Namespace) -> int:
     from metta_exp.monitor import watch
+    from metta_exp.supervise import Healer
 
     if args.refresh <= 0:
         raise UsageError(f"--refresh must be a positive number of seconds, got {args.refresh:g}")
     store = groups.store_for(args.group, readonly=True)  # watching reads; its healer opens a writer if needed
-    return watch(store, args.group, refresh=args.refresh, show_logs=not args.no_logs)
+    return watch(
+        store, args.group, refresh=args.refresh, show_logs=not args.no_logs, heal=Healer(store, args.group)
+    )
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
@@ -183,6 +186,7 @@ def cmd_kill(args: argparse.Namespace) -> int:
 
 def cmd_retry(args: argparse.Namespace) -> int:
     from metta_exp.monitor import watch
+    from metta_exp.supervise import Healer
 
     store = groups.store_for(args.group)
     requeued = groups.retry(args.group)
@@ -199,11 +203,12 @@ def cmd_retry(args: argparse.Namespace) -> int:
     if args.no_wait:
         print(f"Watch: metta-exp job monitor {args.group}")
         return 0
-    return watch(store, args.group)
+    return watch(store, args.group, heal=Healer(store, args.group))
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
     from metta_exp.monitor import watch
+    from metta_exp.supervise import Healer
 
     store = groups.store_for(args.group)
     started = groups.resume(args.group)
@@ -211,7 +216,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
         print(f"{args.group} has ended; nothing to drive.")
     else:
         print(f"{'Started a runner for' if started else 'A runner already drives'} {args.group}.")
-    return watch(store, args.group) if not args.no_wait else 0
+    return watch(store, args.group, heal=Healer(store, args.group)) if not args.no_wait else 0
 
 
 def cmd_notebook(args: argparse.Namespace) -> int:

@@ -79,9 +79,9 @@ def group_table(
     alive: Callable[[GroupRecord], bool] | None = None,
 ) -> str:
     """``job list``: one row per group, newest first as given. ``open_groups`` are the groups that have
-    not ended; ``alive`` tells whether a group's runner lives (default: ``runner.owner_alive``)."""
+    not ended; ``alive`` tells whether a group's runner lives (default: ``supervise.owner_alive``)."""
     if alive is None and open_groups:
-        from metta_exp.runner import owner_alive
+        from metta_exp.supervise import owner_alive
 
         alive = owner_alive
     headers = ["GROUP", "BACKEND", "TOTAL", *(s.value.upper() for s in LIST_STATUSES), "AGE", "STATE"]

@@ -175,7 +175,7 @@ def _submit_group(
     out: TextIO,
 ) -> str:
     """Record the group and start its runner; a generated name taken meanwhile gets the next suffix."""
-    from metta_exp.runner import ensure_driver
+    from metta_exp.supervise import ensure_driver
 
     others = itertools.islice(suffixed(generated_group_name(name)), 1, 999)
     while True:
@@ -201,8 +201,9 @@ def _watch_all(store: JobStore, groups: list[tuple[str, bool]], out: TextIO) -> 
     for group, wait in groups:
         if wait:
             from metta_exp.monitor import watch
+            from metta_exp.supervise import Healer
 
-            code = watch(store, group, out=out)
+            code = watch(store, group, out=out, heal=Healer(store, group))
             if code == 130:
                 return code
             worst = max(worst, code)

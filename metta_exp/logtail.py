@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO, TextIO
 
@@ -338,13 +339,13 @@ def follow(
     out: BinaryIO,
     err: TextIO,
     poll: float = 0.25,
+    *,
+    heal: Callable[[], None],
 ) -> int:
     """``job logs --follow``: print the log as it grows until the attempt ends, then return 0 if it
     succeeded, 1 otherwise. Without ``attempt`` it follows the job's current attempt, moving on to a new
-    attempt's log when the job is retried, and starts a runner if the group's one died."""
-    from metta_exp.monitor import Healer
-
-    heal = Healer(store, group)
+    attempt's log when the job is retried, and calls ``heal`` ("heal this group": start a runner if the
+    group's one died) on every poll."""
     job, number, path = find_attempt(store, group, run, attempt)
     pinned = attempt is not None
     pos: int | None = None

@@ -4,8 +4,9 @@
 ``monitor_view.render_monitor`` in place (an alternate screen, like ``top``); when stdout is not a
 terminal (CI, a pipe) it prints one line per state change from the store's events. Either way it exits by
 itself when the group ends, printing the final summary; Ctrl+C stops only the watching (exit code 130).
-It also heals: when the group's runner is gone it starts a new one (the store's lease decides who
-drives). Watching only reads the store; a runner it starts does the writing.
+It also heals through the ``heal`` callable it is given: when the group's runner is gone, the caller's
+healer starts a new one (the store's lease decides who drives). Watching only reads the store; a runner
+the healer starts does the writing.
 """
 
 from __future__ import annotations
@@ -14,59 +15,28 @@ import contextlib
 import re
 import sys
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, TextIO
 
 from metta_exp.jobs_text import fmt_duration
 from metta_exp.logtail import LogReader, explain_failure, read_progress, read_tail
 from metta_exp.monitor_view import Frame, Gpus, fmt_count, render_monitor, summary_line
 from metta_exp.status import JobStatus
+from metta_exp.supervise import exit_code, owner_alive
 
 if TYPE_CHECKING:
     from metta_exp.records import EventRecord, JobRecord
     from metta_exp.store import JobStore
 
-__all__ = ["Healer", "event_line", "print_summary", "read_frame", "watch"]
+__all__ = ["event_line", "print_summary", "read_frame", "watch"]
 
-HEAL_EVERY_S = 2.0
 DEFAULT_REFRESH = 1.0
-
-
-class Healer:
-    """Starts a runner for the group when nobody drives it (checked at most every ``every`` seconds).
-
-    The watching store may be a reader's (read-only); the healer opens a writable one of its own only
-    when the group needs a driver, and stops trying where the store cannot be written.
-    """
-
-    def __init__(self, store: JobStore, group: str, every: float = HEAL_EVERY_S) -> None:
-        self.store, self.group, self.every = store, group, every
-        self._last = 0.0
-        self._writer: JobStore | None = None
-
-    def __call__(self) -> None:
-        if time.monotonic() - self._last < self.every:
-            return
-        self._last = time.monotonic()
-        from metta_exp.errors import StoreError
-        from metta_exp.runner import ensure_driver, needs_driver
-        from metta_exp.store import JobStore
-
-        if not needs_driver(self.store.group(self.group)):
-            return
-        try:
-            if self._writer is None:
-                self._writer = JobStore(self.store.path, create=False)
-            ensure_driver(self._writer, self.group)
-        except StoreError:  # a read-only store: watch without healing ('job list' says how to resume)
-            self.every = float("inf")
 
 
 def read_frame(
     store: JobStore, group_name: str, reader: LogReader, gpus: tuple[int, ...] | None = None
 ) -> Frame:
     """The store's records and the jobs' log tails, now (``gpus``: this machine's, for a local group)."""
-    from metta_exp.runner import owner_alive
-
     group = store.group(group_name)
     jobs = store.jobs(group_name)
     logs = {
@@ -96,12 +66,16 @@ def watch(
     out: TextIO | None = None,
     refresh: float = DEFAULT_REFRESH,
     show_logs: bool = True,
+    *,
+    heal: Callable[[], None],
 ) -> int:
-    """Show the group until it ends; returns 0 when every job succeeded, 1 otherwise, 130 on Ctrl+C."""
+    """Show the group until it ends; returns 0 when every job succeeded, 1 otherwise, 130 on Ctrl+C.
+
+    ``heal`` is called on every refresh: "heal this group" (``supervise.Healer`` starts a runner when
+    nobody drives it; pass ``lambda: None`` to only watch)."""
     out = out or sys.stdout
     if store.group(group_name).ended_at is not None:  # nothing will change: the summary says it all
         return print_summary(store, group_name, out)
-    heal = Healer(store, group_name)
     try:
         if out.isatty():
             _watch_live(store, group_name, out, refresh, show_logs, heal)
@@ -119,7 +93,7 @@ def watch(
 
 
 def _watch_live(
-    store: JobStore, group_name: str, out: TextIO, refresh: float, show_logs: bool, heal: Healer
+    store: JobStore, group_name: str, out: TextIO, refresh: float, show_logs: bool, heal: Callable[[], None]
 ) -> None:
     from rich.console import Console
     from rich.live import Live
@@ -140,7 +114,9 @@ def _watch_live(
             time.sleep(refresh)
 
 
-def _watch_lines(store: JobStore, group_name: str, out: TextIO, refresh: float, heal: Healer) -> None:
+def _watch_lines(
+    store: JobStore, group_name: str, out: TextIO, refresh: float, heal: Callable[[], None]
+) -> None:
     group = store.group(group_name)
     jobs = store.jobs(group_name)
     print(f"Watching {summary_line(group, jobs, time.time())}", file=out, flush=True)
@@ -207,8 +183,6 @@ def result_text(job: JobRecord) -> str:
 def print_summary(store: JobStore, group_name: str, out: TextIO, max_failed: int = 20) -> int:
     """The final summary: counts; each failed job with its reason, the log lines that explain it and
     its log path; cancelled and skipped jobs by reason; the notebook. Returns the group's exit code."""
-    from metta_exp.runner import exit_code
-
     group = store.group(group_name)
     jobs = store.jobs(group_name)
     print(summary_line(group, jobs, time.time()), file=out)

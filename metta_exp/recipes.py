@@ -354,7 +354,7 @@ def apply_overrides(exps: list[Experiment], overrides: list[Override], label: st
     """Each experiment with the overrides set, validated by the schema (``ConfigError`` naming ``label``)."""
     if not overrides:
         return exps
-    from metta_exp.app import narrow_to_runs
+    from metta_exp.compose import narrow_to_runs
 
     source = f"{label} with overrides {' '.join(text for _, _, text in overrides)}"
     out = []

@@ -16,27 +16,23 @@ import errno
 import json
 import os
 import signal
-import socket
-import subprocess
 import sys
 import threading
 import time
 import traceback
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from metta_exp.backends.base import Backend, Launch, LaunchSettings, Observation
-from metta_exp.backends.procs import pid_alive
 from metta_exp.config import Experiment
 from metta_exp.logtail import LogMark, scan_wandb_ref
-from metta_exp.paths import attempt_log, launch_dir, notebook_path, run_file, runner_log
+from metta_exp.paths import attempt_log, launch_dir, notebook_path, run_file
 from metta_exp.records import GroupRecord, JobRecord
 from metta_exp.status import ACTIVE, JobStatus, waits_for
 from metta_exp.store import JobStore
+from metta_exp.supervise import LEASE_TTL, exit_code, lease_owner_id, owner_alive
 
-LEASE_TTL = 30.0
 URL_CHECK_S = 5.0
 MAX_FAILED_CYCLES = 20  # consecutive failed cycles before the runner gives up (a later command resumes)
 
@@ -424,10 +420,6 @@ def log_line(text: str) -> None:
         print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {text}", flush=True)
 
 
-def exit_code(jobs: list[JobRecord]) -> int:
-    return 0 if all(j.status == JobStatus.SUCCEEDED for j in jobs) else 1
-
-
 def launch_of(group: GroupRecord, job: JobRecord) -> Launch:
     """The backend's view of a job's current attempt."""
     log = Path(job.log_path) if job.log_path else attempt_log(job.run_dir, max(job.attempts, 1))
@@ -460,64 +452,6 @@ def run_json_wandb_url(job: JobRecord) -> str | None:
 
 def _ended(obs: Observation | None) -> bool:
     return obs is not None and obs.status is not None and obs.status.is_terminal()
-
-
-# --- leases and runner processes --------------------------------------------------------------------
-
-
-def lease_owner_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
-def owner_alive(group: GroupRecord) -> bool:
-    """Whether the group's lease holder is alive: lease unexpired and, on this host, its process exists."""
-    if not group.lease_owner or group.lease_expires is None or group.lease_expires < time.time():
-        return False
-    host = group.lease_owner.split(":", 1)[0]
-    if host == socket.gethostname() and group.runner_pid:
-        return pid_alive(group.runner_pid)
-    return True
-
-
-def needs_driver(group: GroupRecord) -> bool:
-    return group.ended_at is None and not owner_alive(group)
-
-
-def spawn_runner(state_dir: Path, group: str, owner: str, cwd: Path | None = None) -> subprocess.Popen[bytes]:
-    """Start a detached runner for ``group`` under lease ``owner``: its own session, so it outlives
-    this terminal. Use ``ensure_driver``, which takes the lease first."""
-    log_path = runner_log(state_dir, group)
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, METTA_EXP_STATE_DIR=str(state_dir), METTA_EXP_RUNNER_OWNER=owner)
-    with open(log_path, "ab") as log:
-        return subprocess.Popen(
-            [sys.executable, "-m", "metta_exp.runner", group],
-            cwd=cwd,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-
-def ensure_driver(store: JobStore, group: str, cwd: Path | None = None) -> bool:
-    """Start a runner if the group is open and nobody drives it. True if one was started.
-
-    The lease is taken here, before the runner process exists, and handed to it: two commands that both
-    find a dead runner cannot both start one.
-    """
-    record = store.group(group)
-    if not needs_driver(record):
-        return False
-    owner = lease_owner_id()
-    steal = record.lease_owner if record.lease_owner else None
-    if not store.acquire_lease(group, owner, LEASE_TTL, os.getpid(), steal_from=steal):
-        return False
-    start = cwd or launch_dir(record)
-    child = spawn_runner(store.state_dir, group, owner, cwd=start if start.is_dir() else None)
-    store.acquire_lease(group, owner, LEASE_TTL, child.pid)
-    return True
 
 
 def group_experiment(group: GroupRecord) -> Experiment:

@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -183,7 +184,7 @@ def test_same_run_names_in_a_new_group(state_dir: Path) -> None:
 
 def test_killed_runner_is_taken_over_with_nothing_lost_or_launched_twice(state_dir: Path) -> None:
     from metta_exp.backends.procs import pid_alive
-    from metta_exp.runner import ensure_driver
+    from metta_exp.supervise import ensure_driver
 
     exp = experiment(["a", "b", "c", "after"], args=["sleep=3"], depends_on={"after": ["a"]})
     exp.group = "takeover"
@@ -211,7 +212,7 @@ def test_claimed_but_never_submitted_job_is_launched_by_the_next_runner(state_di
     """A runner that died between claiming a job and submitting it: the job never started, so the next
     runner launches it (once)."""
     from metta_exp.resolve import resolve
-    from metta_exp.runner import ensure_driver
+    from metta_exp.supervise import ensure_driver
 
     exp = experiment(["only"])
     with JobStore.open(state_dir) as store:
@@ -316,3 +317,33 @@ def test_a_group_name_used_again_elsewhere_gets_new_wandb_runs(state_dir: Path, 
         from conftest import kill_everything
 
         kill_everything(elsewhere)
+
+
+def test_watching_heals_only_through_the_callable_it_is_given(state_dir: Path) -> None:
+    """The monitor receives "heal this group" as a callable: with a no-op it only watches (nobody starts
+    a runner for a group nobody drives); ``supervise.Healer`` starts one, through a writable store of
+    its own although the watcher's store is read-only."""
+    from metta_exp.monitor import watch
+    from metta_exp.resolve import resolve
+    from metta_exp.supervise import Healer, needs_driver
+
+    exp = experiment(["only"])
+    with JobStore.open(state_dir) as store:
+        specs = resolve(exp, "undriven", state_dir)
+        store.create_group(
+            "undriven", "test", "local", exp.to_dict() | {"extra_args": []}, [s.to_dict() for s in specs]
+        )
+    calls: list[float] = []
+
+    def count_then_stop() -> None:
+        calls.append(time.monotonic())
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # what Ctrl+C does to a watcher
+
+    with JobStore.open(state_dir, readonly=True) as reader:
+        assert watch(reader, "undriven", out=io.StringIO(), refresh=0.05, heal=count_then_stop) == 130
+        assert len(calls) == 3 and needs_driver(reader.group("undriven"))
+        Healer(reader, "undriven")()
+        assert not needs_driver(reader.group("undriven"))
+    jobs = wait_group_end(state_dir, "undriven")
+    assert jobs[0].status == JobStatus.SUCCEEDED and starts(state_dir, "undriven", "only") == 1

@@ -22,8 +22,9 @@ import pytest
 from metta_exp.backends import procs
 from metta_exp.backends.base import Launch, LaunchSettings, Observation
 from metta_exp.backends.skypilot import SkyPilotBackend, make_skypilot_backend, observe
-from metta_exp.backends.skypilot_api import FAKE_DIR_ENV, QueueEntry, default_sky_api
+from metta_exp.backends.skypilot_api import FAKE_DIR_ENV, QueueEntry
 from metta_exp.backends.skypilot_fake import MANAGED_JOB_STATUSES, FakeSkyApi
+from metta_exp.backends.skypilot_select import default_sky_api
 from metta_exp.backends.skypilot_task import sky_job_name
 from metta_exp.config import Experiment
 from metta_exp.errors import BackendError, BackendUnavailable, ConfigError

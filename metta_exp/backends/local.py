@@ -24,7 +24,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from metta_exp.backends import procs
+import metta_exp.backends.procs as procs
 from metta_exp.backends.base import Backend, Launch, Observation
 from metta_exp.errors import BackendError, BackendUnavailable, UsageError
 from metta_exp.paths import attempt_pid_exit

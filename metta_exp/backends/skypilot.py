@@ -26,7 +26,7 @@ interval, 20 s), ``METTA_EXP_SKY_LAUNCH_WAIT_S`` (how long ``submit`` waits for 
 must renew its lease), ``METTA_EXP_SKY_LAUNCH_THREADS`` (16; 1 sends launches one by one),
 ``METTA_EXP_SKY_UNSEEN_GRACE_S`` (how long an attempt may stay out of the queue before it is failed as
 vanished, 900 s: a first launch starts the jobs controller, which takes minutes), and
-``METTA_EXP_FAKE_SKY_DIR`` (run everything on the simulator, see ``skypilot_api.default_sky_api``).
+``METTA_EXP_FAKE_SKY_DIR`` (run everything on the simulator, see ``skypilot_select.default_sky_api``).
 """
 
 from __future__ import annotations
@@ -50,11 +50,11 @@ from metta_exp.backends.skypilot_api import (
     SkyApi,
     SkyApiError,
     SkyRequestError,
-    default_sky_api,
 )
 from metta_exp.backends.skypilot_cache import SharedQueue, Tombstones
 from metta_exp.backends.skypilot_calls import concurrently, retry
 from metta_exp.backends.skypilot_check import check_backend
+from metta_exp.backends.skypilot_select import default_sky_api
 from metta_exp.backends.skypilot_status import ENDED, TAILABLE, observe
 from metta_exp.backends.skypilot_task import build_task_config, sky_job_name, task_secrets
 from metta_exp.config import SkyPilotSettings, WandbSettings

@@ -5,10 +5,8 @@ managed jobs in one call, cancel many in one call, read a log tail, and say whic
 ``SdkSkyApi`` implements it with SkyPilot's client SDK (``import sky`` happens inside its methods only);
 ``FakeSkyApi`` (``skypilot_fake.py``) implements it without any cloud, for tests and benchmarks.
 
-``default_sky_api()`` is the ONE place that picks the simulator: when ``METTA_EXP_FAKE_SKY_DIR`` is set
-(the switch that puts a whole metta-exp run, runner and ``job`` commands included, on it) it imports
-``skypilot_fake`` lazily; otherwise it returns the SDK adapter. No other production module imports the
-simulator.
+``skypilot_select.default_sky_api()`` is the ONE place that picks the simulator (the simulator imports this
+module for the interface, so the choice lives one level up, not here).
 
 Statuses stay SkyPilot's own ``ManagedJobStatus`` names (``"RUNNING"``, ``"FAILED_SETUP"``...); the
 backend maps them to ours. Every SDK call is counted in ``calls`` (a request and the ``sky.get`` that
@@ -30,7 +28,6 @@ starts it again), or ``"INIT"`` while it is being started (``sky/backends/backen
 from __future__ import annotations
 
 import io
-import os
 import re
 import threading
 from abc import ABC, abstractmethod
@@ -47,7 +44,6 @@ __all__ = [
     "SkyApi",
     "SkyApiError",
     "SkyRequestError",
-    "default_sky_api",
     "launch_job_id",
 ]
 
@@ -300,13 +296,3 @@ def _classify(exc: Exception) -> SkyApiError:
         status = getattr(exc, "cluster_status", None)
         return ControllerNotUp(message, None if status is None else str(getattr(status, "value", status)))
     return SkyRequestError(message)
-
-
-def default_sky_api() -> SkyApi:
-    """The fake when ``METTA_EXP_FAKE_SKY_DIR`` names a directory, SkyPilot's SDK otherwise."""
-    fake_dir = os.environ.get(FAKE_DIR_ENV)
-    if fake_dir:
-        from metta_exp.backends.skypilot_fake import FakeSkyApi
-
-        return FakeSkyApi(fake_dir)
-    return SdkSkyApi()

@@ -62,8 +62,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import metta_exp.backends.skypilot_fake_exec as ex
 from metta_exp.atomic import write_atomic
-from metta_exp.backends import skypilot_fake_exec as ex
 from metta_exp.backends.skypilot_api import (
     QUEUE_FIELDS,
     ControllerNotUp,

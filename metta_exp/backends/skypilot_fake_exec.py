@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from metta_exp.backends import procs
+import metta_exp.backends.procs as procs
 
 __all__ = ["copy_tree", "kill_group", "live_groups", "node_exits", "spawn_job"]
 

@@ -11,7 +11,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from metta_exp.backends import skypilot_fake_exec as ex
+import metta_exp.backends.skypilot_fake_exec as ex
 
 __all__ = ["FAILURE_STATUSES", "MANAGED_JOB_STATUSES", "TERMINAL", "advance", "preempt"]
 

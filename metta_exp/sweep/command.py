@@ -9,9 +9,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from metta_exp.compose import compose, source_label
 from metta_exp.config import CONFIG_KEYS, Experiment
 from metta_exp.errors import ConfigError, closest, did_you_mean
-from metta_exp.sweep.grammar import Entry, ParsedOverride, _parse_with_sources, parse_overrides
+from metta_exp.sweep.grammar import Entry, ParsedOverride, parse_overrides, parse_with_sources
 from metta_exp.sweep.points import (
     Point,
     check_limit,
@@ -25,7 +26,7 @@ from metta_exp.sweep.points import (
 from metta_exp.words import plural
 
 if TYPE_CHECKING:
-    from metta_exp.app import CommandLine
+    from metta_exp.compose import CommandLine
 
 PER_POINT_KEYS = ("gpus",)
 
@@ -39,18 +40,16 @@ Composed = tuple[str, Path | None, dict[str, Any], dict[str, Any]]
 def launch_sweep(cl: CommandLine, composed: Composed | None = None) -> int:
     """``metta-exp -m ...`` (or an experiment with ``hydra.sweeper.params``): one group, a run per point.
 
-    Returns the interface's exit code. ``composed`` is what ``app.compose`` returned when the caller
+    Returns the interface's exit code. ``composed`` is what ``compose.compose`` returned when the caller
     already composed: an in-file sweep launched without ``-m``, whose command-line overrides are then
     passed through as written (not swept), a key given there replacing the file's sweep of it.
     """
-    from metta_exp.app import _source_label
-
     limit = sweep_limit()
     cli_settings: list[ParsedOverride] = []
     if composed is None:
         composed, cli_settings = _compose_once(cl)
     name, source, data, hydra_node = composed
-    label = _source_label(cl, source) if source is not None else f"experiment '{name}'"
+    label = source_label(cl, source) if source is not None else f"experiment '{name}'"
     base = Experiment.from_mapping(data, source=label)
     entries, settings = _entries(cl, hydra_node, cli_settings, len(base.runs), limit)
     for entry in settings:
@@ -75,8 +74,6 @@ def launch_sweep(cl: CommandLine, composed: Composed | None = None) -> int:
 
 def _compose_once(cl: CommandLine) -> tuple[Composed, list[ParsedOverride]]:
     """Compose what every point shares; sweeps of metta-exp keys (``gpus=4,8``) are kept out of it."""
-    from metta_exp.app import compose
-
     kept: list[str] = []
     swept: list[ParsedOverride] = []
     for line in cl.hydra_overrides:
@@ -112,7 +109,7 @@ def _try_parse(line: str) -> ParsedOverride | None:
     from hydra.errors import HydraException
 
     try:
-        return _parse_with_sources(line)
+        return parse_with_sources(line)
     except HydraException:
         return None  # composition reports it, naming the experiment file
 

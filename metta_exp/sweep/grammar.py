@@ -103,7 +103,7 @@ def parse_override(line: str) -> ParsedOverride:
     from hydra.errors import HydraException
 
     try:
-        return _parse_with_sources(line)
+        return parse_with_sources(line)
     except HydraException:
         key, eq, value = line.partition("=")
         if eq and key and re.fullmatch(r"[+~]{0,2}[\w.@/-]+", key) and not re.search(r"[,(\[]", value):
@@ -118,7 +118,7 @@ def parse_override(line: str) -> ParsedOverride:
         raise
 
 
-def _parse_with_sources(line: str) -> ParsedOverride:
+def parse_with_sources(line: str) -> ParsedOverride:
     from antlr4 import CommonTokenStream, InputStream
     from hydra.core.override_parser.overrides_visitor import HydraErrorListener
     from hydra.grammar.gen.OverrideLexer import OverrideLexer

@@ -1,0 +1,135 @@
+"""Supervision: who drives a group, whether that driver lives, and how a group ended.
+
+One runner process drives a group at a time. It holds the group's lease in the store (owner, expiry,
+pid); ``ensure_driver`` takes the lease for a group nobody drives and hands it to a new, detached runner
+process. The runner, the monitor, ``job`` commands and log following all import this module; it imports
+nothing above the store, so none of them has to import the runner.
+
+Which commands may take the lease, and why, is written down in ``docs/lease.md``.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from metta_exp.backends.procs import pid_alive
+from metta_exp.paths import launch_dir, runner_log
+from metta_exp.status import JobStatus
+
+if TYPE_CHECKING:
+    from metta_exp.records import GroupRecord, JobRecord
+    from metta_exp.store import JobStore
+
+__all__ = [
+    "HEAL_EVERY_S",
+    "LEASE_TTL",
+    "Healer",
+    "ensure_driver",
+    "exit_code",
+    "lease_owner_id",
+    "needs_driver",
+    "owner_alive",
+    "spawn_runner",
+]
+
+LEASE_TTL = 30.0
+HEAL_EVERY_S = 2.0
+
+
+def lease_owner_id() -> str:
+    """A lease owner: host, pid and a random part (a pid is reused; the random part is not)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def owner_alive(group: GroupRecord) -> bool:
+    """Whether the group's lease holder is alive: lease unexpired and, on this host, its process exists."""
+    if not group.lease_owner or group.lease_expires is None or group.lease_expires < time.time():
+        return False
+    host = group.lease_owner.split(":", 1)[0]
+    if host == socket.gethostname() and group.runner_pid:
+        return pid_alive(group.runner_pid)
+    return True
+
+
+def needs_driver(group: GroupRecord) -> bool:
+    """Whether the group is still open and nobody drives it."""
+    return group.ended_at is None and not owner_alive(group)
+
+
+def exit_code(jobs: list[JobRecord]) -> int:
+    """A group's exit code: 0 when every job succeeded, 1 otherwise."""
+    return 0 if all(j.status == JobStatus.SUCCEEDED for j in jobs) else 1
+
+
+def spawn_runner(state_dir: Path, group: str, owner: str, cwd: Path | None = None) -> subprocess.Popen[bytes]:
+    """Start a detached runner for ``group`` under lease ``owner``: its own session, so it outlives
+    this terminal. Use ``ensure_driver``, which takes the lease first."""
+    log_path = runner_log(state_dir, group)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, METTA_EXP_STATE_DIR=str(state_dir), METTA_EXP_RUNNER_OWNER=owner)
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "metta_exp.runner", group],
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def ensure_driver(store: JobStore, group: str, cwd: Path | None = None) -> bool:
+    """Start a runner if the group is open and nobody drives it. True if one was started.
+
+    The lease is taken here, before the runner process exists, and handed to it: two commands that both
+    find a dead runner cannot both start one.
+    """
+    record = store.group(group)
+    if not needs_driver(record):
+        return False
+    owner = lease_owner_id()
+    steal = record.lease_owner if record.lease_owner else None
+    if not store.acquire_lease(group, owner, LEASE_TTL, os.getpid(), steal_from=steal):
+        return False
+    start = cwd or launch_dir(record)
+    child = spawn_runner(store.state_dir, group, owner, cwd=start if start.is_dir() else None)
+    store.acquire_lease(group, owner, LEASE_TTL, child.pid)
+    return True
+
+
+class Healer:
+    """ "Heal this group": start a runner when nobody drives it (checked at most every ``every`` s).
+
+    The monitor and ``job logs --follow`` receive one as a plain callable. The watching store may be a
+    reader's (read-only); the healer opens a writable one of its own only when the group needs a driver,
+    and stops trying where the store cannot be written.
+    """
+
+    def __init__(self, store: JobStore, group: str, every: float = HEAL_EVERY_S) -> None:
+        self.store, self.group, self.every = store, group, every
+        self._last = 0.0
+        self._writer: JobStore | None = None
+
+    def __call__(self) -> None:
+        if time.monotonic() - self._last < self.every:
+            return
+        self._last = time.monotonic()
+        from metta_exp.errors import StoreError
+        from metta_exp.store import JobStore
+
+        if not needs_driver(self.store.group(self.group)):
+            return
+        try:
+            if self._writer is None:
+                self._writer = JobStore(self.store.path, create=False)
+            ensure_driver(self._writer, self.group)
+        except StoreError:  # a read-only store: watch without healing ('job list' says how to resume)
+            self.every = float("inf")

@@ -1,0 +1,99 @@
+"""Our own import-cycle finder for the package, read from the source (nothing is imported).
+
+Every ``import`` and ``from ... import`` statement counts, wherever it stands: at the top of a module or
+inside a function (a lazy import is still a dependency, only a later one). Statements under
+``if TYPE_CHECKING:`` do not count: they never run.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+
+def modules_of(package_dir: Path) -> dict[str, Path]:
+    """Dotted module name -> file, for every ``.py`` file under ``package_dir`` (a package's
+    ``__init__.py`` is the package itself)."""
+    root = package_dir.parent
+    found: dict[str, Path] = {}
+    for path in sorted(package_dir.rglob("*.py")):
+        parts = path.relative_to(root).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        found[name] = path
+    return found
+
+
+def _guarded_by_type_checking(node: ast.If) -> bool:
+    test = node.test
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def _import_statements(tree: ast.AST) -> list[ast.Import | ast.ImportFrom]:
+    """Every import statement in ``tree`` except those in the body of an ``if TYPE_CHECKING:``."""
+    out: list[ast.Import | ast.ImportFrom] = []
+    pending: list[ast.AST] = [tree]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            out.append(node)
+        elif isinstance(node, ast.If) and _guarded_by_type_checking(node):
+            pending.extend(node.orelse)  # the else branch runs
+        else:
+            pending.extend(ast.iter_child_nodes(node))
+    return out
+
+
+def _owner(name: str, known: dict[str, Path]) -> str | None:
+    """The module of ours that ``name`` (a module, or a name inside one) refers to."""
+    while name:
+        if name in known:
+            return name
+        name = name.rpartition(".")[0]
+    return None
+
+
+def imports_of(module: str, path: Path, known: dict[str, Path]) -> set[str]:
+    """The modules of ours that ``module`` imports."""
+    here = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    names: list[str] = []
+    for stmt in _import_statements(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(stmt, ast.Import):
+            names += [alias.name for alias in stmt.names]
+            continue
+        base = stmt.module or ""
+        if stmt.level:  # relative: climb level - 1 packages up from this one
+            up = here.split(".")[: len(here.split(".")) - stmt.level + 1]
+            base = ".".join([*up, base] if base else up)
+        # `from pkg import sub` imports the module pkg.sub; `from mod import name` imports mod
+        names += [f"{base}.{alias.name}" for alias in stmt.names] + [base]
+    return {owner for n in names if (owner := _owner(n, known)) and owner != module}
+
+
+def import_graph(package_dir: Path) -> dict[str, set[str]]:
+    known = modules_of(package_dir)
+    return {module: imports_of(module, path, known) for module, path in known.items()}
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle (``[a, b, ..., a]``), or None when there is none.
+
+    Modules that import nothing still in play are peeled off until none is left; whatever remains
+    lies on or leads into a cycle, and walking from one of them must come back round.
+    """
+    remaining = {m: set(deps) & graph.keys() for m, deps in graph.items()}
+    peeled = True
+    while peeled:
+        leaves = [m for m, deps in remaining.items() if not deps]
+        peeled = bool(leaves)
+        for leaf in leaves:
+            del remaining[leaf]
+        for deps in remaining.values():
+            deps.difference_update(leaves)
+    if not remaining:
+        return None
+    walk = [min(remaining)]
+    while walk[-1] not in walk[:-1]:
+        walk.append(min(remaining[walk[-1]]))
+    return walk[walk.index(walk[-1]) :]
