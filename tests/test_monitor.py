@@ -402,19 +402,32 @@ def open_go(state_dir: Path, group: str, run: str) -> None:
 
 
 def test_monitor_in_a_pipe_prints_one_line_per_change_and_exits_by_itself(state_dir: Path) -> None:
-    exp = experiment(["ok", "bad"], args_per_run={"bad": ["exit=3"]})
+    # the jobs wait at a gate until the monitor is watching, so every change happens in front of it
+    exp = experiment(["ok", "bad"], args=["gate=1"], args_per_run={"bad": ["exit=3"]})
     launch(state_dir, exp, "piped")
-    result = run_cli("job", "monitor", "piped", "--refresh", "0.2")
-    assert result.returncode == 1, result.stderr
-    lines = result.stdout.splitlines()
+    monitor = subprocess.Popen(
+        [sys.executable, "-m", "metta_exp", "job", "monitor", "piped", "--refresh", "0.2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert monitor.stdout is not None
+    first = monitor.stdout.readline()
+    for run in ("ok", "bad"):
+        (state_dir / "runs" / "piped" / run).mkdir(parents=True, exist_ok=True)
+        open_go(state_dir, "piped", run)
+    rest, stderr = monitor.communicate(timeout=120)
+    assert monitor.returncode == 1, stderr
+    lines = (first + rest).splitlines()
     assert lines[0].startswith("Watching piped: 2 jobs")
-    assert "\x1b" not in result.stdout  # no redrawing in a pipe
+    assert "\x1b" not in first + rest  # no redrawing in a pipe
     changes = [line.split(" ", 1)[1] for line in lines if " -> " in line]
     assert changes.count("ok: running -> succeeded") == 1
     assert any(c.startswith("bad: running -> failed (exit code 1): giving up: exit 3") for c in changes)
-    assert "group ended" in result.stdout
-    assert "piped: 2 jobs, 1 succeeded, 1 failed" in result.stdout
-    assert "  bad failed: exit code 1" in result.stdout and "      giving up: exit 3" in result.stdout
+    out = first + rest
+    assert "group ended" in out
+    assert "piped: 2 jobs, 1 succeeded, 1 failed" in out
+    assert "  bad failed: exit code 1" in out and "      giving up: exit 3" in out
 
 
 def test_monitor_of_an_ended_group_prints_its_summary(state_dir: Path) -> None:
