@@ -18,6 +18,7 @@ from typing import Any
 
 from conftest import PY
 
+from metta_exp.backends.procs import pid_alive as alive  # noqa: F401  (the fault tests import it from here)
 from metta_exp.config import Experiment
 from metta_exp.launch import launch_experiment
 from metta_exp.store import JobStore
@@ -55,15 +56,6 @@ def launch(state_dir: Path, exp: Experiment, group: str) -> JobStore:
     exp.group = group
     assert launch_experiment(exp, name="faults", state_dir=state_dir, out=io.StringIO()) == 0
     return JobStore.open(state_dir)
-
-
-def alive(pid: int) -> bool:
-    """A live process (not gone, not a zombie)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except OSError:
-        return False
 
 
 def kill_quietly(pid: int) -> None:

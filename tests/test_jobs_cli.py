@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from conftest import PY, run_cli, wait_for, wait_group_end
 
+from metta_exp.backends.procs import pid_alive as alive  # a live process: not gone, not a zombie
 from metta_exp.config import Experiment
 from metta_exp.jobs_text import group_table, jobs_table
 from metta_exp.launch import launch_experiment
@@ -66,14 +67,6 @@ def launch(state_dir: Path, exp: Experiment, group: str) -> JobStore:
     exp.group = group
     assert launch_experiment(exp, name="test", state_dir=state_dir, out=io.StringIO()) == 0
     return JobStore.open(state_dir)
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except OSError:
-        return False
 
 
 def dump(state_dir: Path) -> list[str]:
