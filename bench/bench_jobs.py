@@ -35,6 +35,7 @@ from conftest import kill_everything  # noqa: E402
 
 from metta_exp.config import Experiment  # noqa: E402
 from metta_exp.launch import launch_experiment  # noqa: E402
+from metta_exp.logtail import final_progress  # noqa: E402
 from metta_exp.paths import attempt_log  # noqa: E402
 from metta_exp.resolve import resolve  # noqa: E402
 from metta_exp.status import JobStatus  # noqa: E402
@@ -70,6 +71,7 @@ def fill_group(store: JobStore, state_dir: Path, group: str, runs: int) -> None:
             status = OUTCOMES[i % len(OUTCOMES)]
             code = {JobStatus.SUCCEEDED: 0, JobStatus.FAILED: 1}.get(status)
             store.finish_attempt(group, spec.run, 1, status, code, None if code == 0 else "exit code 1")
+            store.set_final_progress(group, spec.run, 1, final_progress(log))  # as the runner keeps it
     store.release_lease(group, owner)
 
 

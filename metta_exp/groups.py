@@ -74,16 +74,13 @@ class GroupView:
 
 def show(group: str) -> GroupView:
     """The group ``group`` and its jobs, read without writing."""
-    from metta_exp.logtail import read_progress
+    from metta_exp.logtail import progress_fraction
     from metta_exp.supervise import owner_alive
 
     store = store_for(group, readonly=True)
     record = store.group(group)
     jobs = store.jobs(group)
-    progress: dict[str, float | None] = {}
-    for j in jobs:  # the current attempt's: none yet for a pending job (its log is an earlier attempt's)
-        p = read_progress(j.log_path) if j.status != JobStatus.PENDING else None
-        progress[j.run] = round(p.fraction, 4) if p and p.fraction is not None else None
+    progress = {j.run: progress_fraction(j) for j in jobs}
     driven = bool(record.ended_at) or owner_alive(record)
     stopped = [] if driven else store.events(group, kind="runner_stopped")
     last_stop = stopped[-1].detail.split(";")[0] if stopped and stopped[-1].detail else None

@@ -30,7 +30,8 @@ def print_json_array(rows: Sequence[Mapping[str, object]]) -> None:
     if not rows:
         print("[]")
         return
-    print("[\n" + ",\n".join(json.dumps(row) for row in rows) + "\n]")
+    encode = json.JSONEncoder(check_circular=False).encode  # flat rows: no cycle to look for
+    print("[\n" + ",\n".join(map(encode, rows)) + "\n]")
 
 
 # --- list, show -------------------------------------------------------------------------------------

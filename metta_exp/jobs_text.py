@@ -7,10 +7,11 @@ Times are shown in local time; the ``--json`` output has ISO 8601 times with the
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 
 from metta_exp.records import GroupRecord, GroupSummary, JobRecord
-from metta_exp.status import ALL_STATUSES, JobStatus
+from metta_exp.status import ALL_STATUSES, TERMINAL, JobStatus
 
 LIST_STATUSES = (
     JobStatus.PENDING,
@@ -51,11 +52,12 @@ def fmt_duration(seconds: float | None) -> str:
     return f"{s // 86400}d{s % 86400 // 3600:02d}h"
 
 
-def fmt_time(ts: float | None, now: float) -> str:
-    """A local time: ``13:50:22`` today, ``11-26 13:50`` another day of this year, else the date."""
+def fmt_time(ts: float | None, now: float, today: time.struct_time | None = None) -> str:
+    """A local time: ``13:50:22`` today, ``11-26 13:50`` another day of this year, else the date.
+    ``today`` is ``time.localtime(now)``, for a caller formatting thousands."""
     if ts is None:
         return "-"
-    when, today = time.localtime(ts), time.localtime(now)
+    when, today = time.localtime(ts), today or time.localtime(now)
     if when[:3] == today[:3]:
         return time.strftime("%H:%M:%S", when)
     if when.tm_year == today.tm_year:
@@ -100,8 +102,8 @@ def jobs_table(
     group: GroupRecord, jobs: Sequence[JobRecord], progress: Mapping[str, float | None], now: float
 ) -> str:
     """``job show``: a line about the group, then one row per job."""
-    counts = {s: sum(1 for j in jobs if j.status == s) for s in ALL_STATUSES}
-    by = ", ".join(f"{n} {s.value}" for s, n in counts.items() if n)
+    counts = Counter(j.status for j in jobs)
+    by = ", ".join(f"{counts[s]} {s.value}" for s in ALL_STATUSES if counts[s])
     when = f"created {fmt_time(group.created_at, now)}"
     if group.ended_at:
         when += f", ended {fmt_duration(group.ended_at - group.created_at)} later"
@@ -109,8 +111,9 @@ def jobs_table(
         when += ", being killed"
     head = f"Group {group.name} · {group.experiment} on {group.backend} · {when} · {len(jobs)} jobs: {by}"
     rows = []
+    today = time.localtime(now)
     for j in jobs:
-        end = j.ended_at if j.status.is_terminal() else now
+        end = j.ended_at if j.status in TERMINAL else now
         took = fmt_duration(end - j.started_at) if j.started_at and end else "-"
         p = progress.get(j.run)
         rows.append(
@@ -119,7 +122,7 @@ def jobs_table(
                 j.status.value,
                 str(j.attempts),
                 "-" if j.exit_code is None else str(j.exit_code),
-                fmt_time(j.started_at, now),
+                fmt_time(j.started_at, now, today),
                 took,
                 "-" if p is None else f"{p:.0%}",
                 ", ".join(j.depends_on) or "-",

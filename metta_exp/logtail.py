@@ -189,6 +189,23 @@ def read_progress(path: str | os.PathLike[str] | None) -> Progress | None:
     return found
 
 
+def final_progress(path: str | os.PathLike[str] | None) -> float:
+    """What the store keeps of an ended attempt's progress: its last fraction, -1.0 when it has none."""
+    found = read_progress(path)
+    return round(found.fraction, 4) if found is not None and found.fraction is not None else -1.0
+
+
+def progress_fraction(job: JobRecord) -> float | None:
+    """A job's progress for ``job show``: none while pending (its log is an earlier attempt's), the one
+    recorded at its end when there is one, else read from its log."""
+    if job.status == JobStatus.PENDING:
+        return None
+    if job.final_progress is not None and job.status.is_terminal():
+        return job.final_progress if job.final_progress >= 0 else None
+    found = read_progress(job.log_path)
+    return round(found.fraction, 4) if found is not None and found.fraction is not None else None
+
+
 def _tail_of(f: BinaryIO, size: int, nbytes: int) -> str:
     """``read_tail`` of an open file of ``size`` bytes."""
     f.seek(max(0, size - nbytes))

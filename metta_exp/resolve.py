@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,6 +76,8 @@ def wandb_run_id(group: str, run: str, instance: str | None = None) -> str:
     ``instance`` is a random id drawn once per launched group: a group name used again (in another
     state directory, on another machine) must not resume the old group's W&B runs.
     """
+    import hashlib  # here: readers of the store import this module, and hashlib loads OpenSSL
+
     key = f"{group}\0{run}" + (f"\0{instance}" if instance else "")
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 

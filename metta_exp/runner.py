@@ -26,7 +26,7 @@ from pathlib import Path
 
 from metta_exp.backends.base import Backend, Launch, LaunchSettings, Observation
 from metta_exp.config import Experiment
-from metta_exp.logtail import LogMark, scan_wandb_ref
+from metta_exp.logtail import LogMark, final_progress, scan_wandb_ref
 from metta_exp.paths import attempt_log, launch_dir, notebook_path, run_file
 from metta_exp.records import GroupRecord, JobRecord
 from metta_exp.status import ACTIVE, JobStatus, waits_for
@@ -203,7 +203,21 @@ class Runner:
             j.run for j, launch in zip(active, launches, strict=True) if _ended(observed.get(launch.name))
         }
         self._record_wandb_urls(active, ended)
+        self._record_final_progress(active, launches, ended)
         return changed
+
+    def _record_final_progress(
+        self, active: list[JobRecord], launches: list[Launch], ended: set[str]
+    ) -> None:
+        """Keep the last progress of each attempt that just ended, once its log is complete (a remote
+        log's last tail is fetched after the end is seen), so ``job show`` reads no ended job's log. An
+        attempt left out (its last tail not fetched yet, or a runner that stopped in between) is read
+        from its log instead."""
+        for job, launch in zip(active, launches, strict=True):
+            if job.run in ended and self.backend.log_complete(launch):
+                self.store.set_final_progress(
+                    self.group, job.run, job.attempts, final_progress(launch.log_path)
+                )
 
     def _record_wandb_urls(self, active: list[JobRecord], ended: set[str]) -> None:
         """Record the W&B URL each attempt reports in its log (every backend copies logs here), looked
@@ -261,7 +275,12 @@ class Runner:
             self._failed(group, job, obs.exit_code, obs.reason or "failed")
         else:
             self.store.finish_attempt(
-                self.group, job.run, job.attempts, obs.status, obs.exit_code, obs.reason
+                self.group,
+                job.run,
+                job.attempts,
+                obs.status,
+                obs.exit_code,
+                obs.reason,
             )
 
     def _failed(self, group: GroupRecord, job: JobRecord, exit_code: int | None, reason: str) -> None:
@@ -272,7 +291,13 @@ class Runner:
         if requeue:
             reason = f"{reason} (retry {used + 1} of {retries})"
         self.store.finish_attempt(
-            self.group, job.run, job.attempts, JobStatus.FAILED, exit_code, reason, requeue=requeue
+            self.group,
+            job.run,
+            job.attempts,
+            JobStatus.FAILED,
+            exit_code,
+            reason,
+            requeue=requeue,
         )
 
     def _enforce_timeouts(self, group: GroupRecord, jobs: list[JobRecord]) -> bool:

@@ -11,11 +11,9 @@ Which commands may take the lease, and why, is written down in ``docs/lease.md``
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -45,7 +43,13 @@ HEAL_EVERY_S = 2.0
 
 def lease_owner_id() -> str:
     """A lease owner: host, pid and a random part (a pid is reused; the random part is not)."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    return f"{this_host()}:{os.getpid()}:{os.urandom(4).hex()}"
+
+
+def this_host() -> str:
+    """This machine's host name, as in lease owners (``socket.gethostname()``, without importing socket:
+    readers such as ``job show`` check leases and start fast)."""
+    return os.uname().nodename
 
 
 def owner_alive(group: GroupRecord) -> bool:
@@ -53,7 +57,7 @@ def owner_alive(group: GroupRecord) -> bool:
     if not group.lease_owner or group.lease_expires is None or group.lease_expires < time.time():
         return False
     host = group.lease_owner.split(":", 1)[0]
-    if host == socket.gethostname() and group.runner_pid:
+    if host == this_host() and group.runner_pid:
         return pid_alive(group.runner_pid)
     return True
 

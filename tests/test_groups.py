@@ -111,3 +111,28 @@ def test_logs_write_the_current_attempt(state_dir: Path) -> None:
     assert groups.logs("l", "a", None, None, out, sys.stderr, follow=False) == 0
     assert out.getvalue() == b"started\n"
     assert groups.logs("l", "a", None, None, io.BytesIO(), sys.stderr, follow=True) == 0
+
+
+PROGRESSING = textwrap.dedent(
+    """
+    import sys
+    if "quiet" not in sys.argv:
+        print("[metta-exp] progress step=300 total=1000 sps=10.0", flush=True)
+        print("[metta-exp] progress step=700 total=1000 sps=10.0", flush=True)
+    sys.exit(int(sys.argv[-1].split("=")[1]) if sys.argv[-1].startswith("exit=") else 0)
+    """
+)
+
+
+def test_the_runner_records_an_ended_jobs_progress_and_show_reads_no_ended_log(state_dir: Path) -> None:
+    """``job show`` of a big group reads thousands of logs unless each ended job's last progress is
+    kept in the store when the runner records its end: it is, for succeeded and failed jobs alike."""
+    exp = Experiment(command=[PY, "-c", PROGRESSING], runs=["ok", "bad", "quiet"], remote=False, wait=False,
+                     gpus=0, generate_notebook=False, args_per_run={"bad": ["exit=3"], "quiet": ["quiet"]})  # fmt: skip
+    exp.group = "p"
+    assert launch_experiment(exp, name="test", out=io.StringIO()) == 0
+    jobs = wait_group_end(state_dir, "p")
+    assert {j.run: j.final_progress for j in jobs} == {"ok": 0.7, "bad": 0.7, "quiet": -1.0}
+    for j in jobs:  # show reads the store, not the logs
+        Path(j.log_path or "").unlink()
+    assert groups.show("p").progress == {"ok": 0.7, "bad": 0.7, "quiet": None}

@@ -67,6 +67,8 @@ def test_remote_group_runs_fails_retries_and_gets_its_notebook(state_dir: Path, 
         assert store.group("rg").backend == "skypilot"
     assert jobs["a"].status == jobs["b"].status == JobStatus.SUCCEEDED
     assert jobs["c"].status == JobStatus.FAILED and jobs["c"].reason
+    # kept once the last tail was fetched (after the end was seen), as the log then shows it
+    assert (jobs["a"].final_progress, jobs["b"].final_progress) == (0.5, 0.5)
     # the argument reached the job exactly, through the generated (quoted) run script
     log = Path(jobs["a"].log_path).read_text()
     assert 'argv: ["note=it\'s $(echo injected) `x`"]' in log

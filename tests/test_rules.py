@@ -136,3 +136,13 @@ def test_the_attempt_lookup_is_named_apart_from_the_attempt_log_path(tmp_path: P
         logtail.find_attempt(store, "g", "a", 2)
     job, number, path = logtail.find_attempt(store, "g", "a", None)
     assert (job.run, number, path) == ("a", 0, None)
+
+
+@pytest.mark.parametrize("ts", [0.0, 1.999, 86399.5, 1e9 + 0.9999, 1796218430.49, 4102444800.0])
+def test_iso_is_datetimes_isoformat_in_utc_to_the_second(ts: float) -> None:
+    from datetime import UTC, datetime
+
+    from metta_exp.records import iso
+
+    assert iso(ts) == datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
+    assert iso(None) is None

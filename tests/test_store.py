@@ -217,6 +217,39 @@ def test_a_reader_reads_a_store_without_the_index_migration(tmp_path: Path) -> N
     )
 
 
+def test_a_reader_reads_a_store_without_the_final_progress_column(tmp_path: Path) -> None:
+    """A store written before ``0003_final_progress``: a reader reads its jobs (their progress as not
+    recorded: read from the logs); the next writer adds the column and records ends into it."""
+    with JobStore.open(tmp_path) as store:
+        make_group(store)
+        assert store.acquire_lease("g", "me", 60, 1)
+        store.claim("g", "a", "me", (), str(tmp_path / "a.log"))
+        store.mark_running("g", "a", 1, "h")
+        store.set_final_progress("g", "a", 1, 0.5)
+        assert store.job("g", "a").final_progress is None, "only an ended attempt's progress is kept"
+        store.finish_attempt("g", "a", 1, JobStatus.SUCCEEDED, 0)
+        store.set_final_progress("g", "a", 1, 0.5)
+        assert store.job("g", "a").final_progress == 0.5
+    db = sqlite3.connect(tmp_path / DB_NAME)
+    db.executescript(
+        "ALTER TABLE attempts DROP COLUMN final_progress;"
+        "DELETE FROM schema_migrations WHERE name = '0003_final_progress';"
+    )
+    db.close()
+    with JobStore.open(tmp_path, readonly=True) as reader:
+        assert [(j.run, j.status, j.final_progress) for j in reader.jobs("g")] == [
+            ("a", JobStatus.SUCCEEDED, None),
+            ("b", JobStatus.PENDING, None),
+        ]
+    with JobStore.open(tmp_path) as writer:
+        assert writer.job("g", "a").final_progress is None
+        writer.claim("g", "b", "me", (), str(tmp_path / "b.log"))
+        writer.mark_running("g", "b", 1, "h")
+        writer.finish_attempt("g", "b", 1, JobStatus.FAILED, 1, "x")
+        writer.set_final_progress("g", "b", 1, -1.0)
+        assert writer.job("g", "b").final_progress == -1.0
+
+
 def test_events_of_one_kind(store: JobStore) -> None:
     make_group(store)
     store.add_event("g", "runner_stopped", "signal")

@@ -108,6 +108,11 @@ class Backend(ABC):
     def sync_logs(self, launches: Sequence[Launch]) -> None:  # noqa: B027 - optional hook
         """Copy the log tails of remote attempts into ``launch.log_path``; local backends do nothing."""
 
+    def log_complete(self, launch: Launch) -> bool:
+        """Whether ``launch.log_path`` holds the whole (tail of the) log of an attempt that has ended.
+        Local attempts write their own log, complete when they are reaped."""
+        return True
+
     def settle(self, stop: Callable[[], bool] = lambda: False) -> None:  # noqa: B027 - optional hook
         """After the runner's group ended: make sure nothing of it runs on (a remote attempt that was
         cancelled before the backend could see it is cancelled when it shows up). Returns early once

@@ -447,13 +447,18 @@ class SkyPilotBackend(Backend):
         try:
             text = self.api.tail_logs(job_id, self.log_lines)
             self._log_fetched[launch.name] = now
-            if (self._observed.get(launch.name) or JobStatus.RUNNING).is_terminal():
-                self._log_final.add(launch.name)
+            final = (self._observed.get(launch.name) or JobStatus.RUNNING).is_terminal()
             write_atomic(launch.log_path, text, parents=True)
+            if final:  # after the write: ``log_complete`` means the file holds it
+                self._log_final.add(launch.name)
         except SkyApiError:
             pass  # tried again at the next cycle
         finally:
             self._log_busy.discard(launch.name)
+
+    def log_complete(self, launch: Launch) -> bool:
+        """True once the tail fetched after the attempt ended is in its log file."""
+        return launch.name in self._log_final
 
     # --- helpers -------------------------------------------------------------------------------------
 

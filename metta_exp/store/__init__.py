@@ -28,8 +28,8 @@ from metta_exp.store.connect import (
     connect_writable,
     write_error,
 )
-from metta_exp.store.rows import JOB_SELECT, group_record, ids, job_record
-from metta_exp.store.schema import INDEX_ONLY, MIGRATIONS
+from metta_exp.store.rows import group_record, ids, job_record, job_select
+from metta_exp.store.schema import MIGRATIONS, READABLE_WITHOUT
 
 
 class GroupExistsError(UsageError):
@@ -86,6 +86,9 @@ class JobStore:
                 self._migrate()
             else:
                 self._check_schema()
+            recorded = "0003_final_progress" in self._applied()
+            self._job_select = job_select(final_progress=recorded)
+            self._job_select_no_deps = job_select(final_progress=recorded, deps=False)
         except sqlite3.DatabaseError as exc:
             raise write_error(self.path, exc) from None
 
@@ -136,7 +139,7 @@ class JobStore:
         """A reader's check: the store's migrations must be ones this metta-exp knows, all applied."""
         known = {name for name, _ in MIGRATIONS}
         done = self._applied()
-        if done == known or (done and done <= known and known - done <= INDEX_ONLY):
+        if done == known or (done and done <= known and known - done <= READABLE_WITHOUT):
             return
         if done - known:
             raise StoreError(
@@ -310,13 +313,17 @@ class JobStore:
     def jobs(self, group: str) -> list[JobRecord]:
         cur = self._db.cursor()
         cur.row_factory = None  # plain tuples, read by position
-        rows = cur.execute(JOB_SELECT + " WHERE j.group_name = ? ORDER BY j.position", (group,))
+        has_deps = cur.execute(
+            "SELECT 1 FROM deps x JOIN jobs j ON j.id = x.job_id WHERE j.group_name = ? LIMIT 1", (group,)
+        ).fetchone()
+        select = self._job_select if has_deps else self._job_select_no_deps
+        rows = cur.execute(select + " WHERE j.group_name = ? ORDER BY j.position", (group,))
         return [job_record(r) for r in rows]
 
     def job(self, group: str, run: str) -> JobRecord:
         cur = self._db.cursor()
         cur.row_factory = None
-        row = cur.execute(JOB_SELECT + " WHERE j.group_name = ? AND j.run = ?", (group, run)).fetchone()
+        row = cur.execute(self._job_select + " WHERE j.group_name = ? AND j.run = ?", (group, run)).fetchone()
         if row is None:
             self.group(group)
             runs = [r[0] for r in self._db.execute("SELECT run FROM jobs WHERE group_name = ?", (group,))]
@@ -491,6 +498,16 @@ class JobStore:
                 self._event(db, group, run, "status", JobStatus.PENDING, JobStatus.SKIPPED, reason)
             return cur.rowcount == 1
 
+    def set_final_progress(self, group: str, run: str, attempt: int, fraction: float) -> None:
+        """Keep an ended attempt's last progress fraction (negative: it printed none), read from its log
+        once the log is complete, so that readers need not read the log again."""
+        with self.atomic() as db:
+            db.execute(
+                "UPDATE attempts SET final_progress = ? WHERE number = ? AND status IN (?, ?, ?, ?) AND job_id = "
+                "(SELECT id FROM jobs WHERE group_name = ? AND run = ?)",
+                (fraction, attempt, *(s.value for s in TERMINAL), group, run),
+            )
+
     def set_wandb_url(self, group: str, run: str, url: str) -> None:
         with self.atomic() as db:
             db.execute("UPDATE jobs SET wandb_url = ? WHERE group_name = ? AND run = ?", (url, group, run))
@@ -512,7 +529,7 @@ class JobStore:
             cur = db.cursor()
             cur.row_factory = None  # plain tuples, read by position
             rows = cur.execute(
-                JOB_SELECT + " WHERE j.group_name = ? AND j.status IN (?, ?) ORDER BY j.position",
+                self._job_select + " WHERE j.group_name = ? AND j.status IN (?, ?) ORDER BY j.position",
                 (group, *(s.value for s in ACTIVE)),
             )
             active = [job_record(r) for r in rows]

@@ -77,8 +77,17 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX jobs_group_position ON jobs (group_name, position);
         """,
     ),
+    (
+        # An ended attempt's last progress fraction, kept when the runner records its end, so that
+        # ``job show`` of a big group reads no ended job's log. NULL: not recorded (the log is read);
+        # negative: the attempt printed no progress line.
+        "0003_final_progress",
+        """
+        ALTER TABLE attempts ADD COLUMN final_progress REAL;
+        """,
+    ),
 ]
 
-#: Migrations that only add indexes: a reader of a store that lacks them reads it all the same (slower),
-#: until the next writer applies them.
-INDEX_ONLY = frozenset({"0002_jobs_by_group"})
+#: Migrations a reader can do without: it reads a store that lacks them all the same (slower: without the
+#: indexes, or reading every ended job's log for its progress), until the next writer applies them.
+READABLE_WITHOUT = frozenset({"0002_jobs_by_group", "0003_final_progress"})
