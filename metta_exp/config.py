@@ -20,6 +20,10 @@ RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 GROUP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}\Z")
 MODULE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*\Z")
 WANDB_MODES = ("online", "offline", "disabled")
+SEARCH_DIRECTIONS = ("maximize", "minimize")
+SEARCH_REDUCES = ("last", "max", "mean_last_10pct")
+SEARCH_SAMPLERS = ("tpe", "random", "cmaes")
+SEARCH_PRUNERS = ("median", "hyperband", "none")
 REWARD = "overview/reward"
 SPS = "overview/sps"
 DEFAULT_METRICS = (SPS, REWARD)  # metrics_to_track's default; fetch_metrics' too
@@ -61,6 +65,24 @@ class SkyPilotSettings:
 
 
 @dataclass
+class SearchSettings:
+    """An adaptive sweep (a sweep with an ``interval(...)`` dimension): the Optuna study the group's runner
+    drives. Ignored by groups that are not searches."""
+
+    n_trials: int = 20
+    parallel: int | None = None  # trials running at once: max_parallel, else 4
+    objective: str = "overview/reward"
+    direction: str = "maximize"
+    reduce: str = "last"
+    sampler: str = "tpe"
+    pruner: str = "median"
+    seed: int | None = None
+
+    def trials_at_once(self, max_parallel: int | None) -> int:
+        return self.parallel or max_parallel or 4
+
+
+@dataclass
 class Experiment:
     """A group of training runs: what each job runs, with which arguments, on what.
 
@@ -91,6 +113,7 @@ class Experiment:
     dry_run: bool = False
     wandb: WandbSettings = field(default_factory=WandbSettings)
     skypilot: SkyPilotSettings = field(default_factory=SkyPilotSettings)
+    search: SearchSettings = field(default_factory=SearchSettings)
 
     def __post_init__(self) -> None:
         if isinstance(self.wandb, Mapping):
@@ -99,6 +122,8 @@ class Experiment:
             self.skypilot = SkyPilotSettings(
                 **_known(self.skypilot, SkyPilotSettings, "skypilot", "Experiment(...)")
             )
+        if isinstance(self.search, Mapping):
+            self.search = SearchSettings(**_known(self.search, SearchSettings, "search", "Experiment(...)"))
         self.args_per_run = _for_runs(self.args_per_run, self.runs)
         self.depends_on = _for_runs(self.depends_on, self.runs)
         validate(self, source="Experiment(...)")
@@ -109,7 +134,12 @@ class Experiment:
         if not isinstance(data, Mapping):
             raise ConfigError(f"{source}: expected a mapping of experiment keys, got {type(data).__name__}")
         values = dict(_known(data, cls, None, source))
-        for key, sub in (("wandb", WandbSettings), ("skypilot", SkyPilotSettings)):
+        subs: tuple[tuple[str, type], ...] = (
+            ("wandb", WandbSettings),
+            ("skypilot", SkyPilotSettings),
+            ("search", SearchSettings),
+        )
+        for key, sub in subs:
             raw = values.get(key)
             if raw is None:
                 values.pop(key, None)
@@ -286,6 +316,27 @@ def validate(exp: Experiment, source: str) -> None:
                 fail(f"'skypilot.{key}.{k}' must be a string, got {v!r}")
             clean[k] = str(v)
         setattr(s, key, clean)
+
+    _validate_search(exp.search, fail)
+
+
+def _validate_search(q: SearchSettings, fail: Any) -> None:
+    _int(q, "n_trials", fail, minimum=1, prefix="search.")
+    _int(q, "parallel", fail, minimum=1, optional=True, prefix="search.")
+    _int(q, "seed", fail, minimum=0, optional=True, prefix="search.")
+    if not isinstance(q.objective, str) or not q.objective.strip():
+        fail(f"'search.objective' must be a metric key such as overview/reward, got {q.objective!r}")
+    for key, allowed in (
+        ("direction", SEARCH_DIRECTIONS),
+        ("reduce", SEARCH_REDUCES),
+        ("sampler", SEARCH_SAMPLERS),
+        ("pruner", SEARCH_PRUNERS),
+    ):
+        value = getattr(q, key)
+        if value not in allowed:
+            fail(
+                f"'search.{key}' must be one of {', '.join(allowed)}, got {value!r}{did_you_mean(str(value), allowed)}"
+            )
 
 
 def find_cycle(graph: Mapping[str, Sequence[str]]) -> list[str] | None:

@@ -7,7 +7,7 @@ from enum import Enum
 
 
 class JobStatus(str, Enum):
-    """Where a job of a group stands. The last four are terminal."""
+    """Where a job of a group stands. The last five are terminal."""
 
     PENDING = "pending"
     """Waiting to be launched: for its dependencies, a free GPU, or the group's ``max_parallel``."""
@@ -23,6 +23,8 @@ class JobStatus(str, Enum):
     """Ended by ``metta-exp job kill`` before it could finish."""
     SKIPPED = "skipped"
     """Never launched because a run it depends on did not succeed."""
+    PRUNED = "pruned"
+    """A search's trial ended early by its pruner (behind the other trials): not a failure."""
 
     def is_terminal(self) -> bool:
         return self in TERMINAL
@@ -31,7 +33,9 @@ class JobStatus(str, Enum):
         return self.value
 
 
-TERMINAL = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.SKIPPED})
+TERMINAL = frozenset(
+    {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.SKIPPED, JobStatus.PRUNED}
+)
 ACTIVE = frozenset({JobStatus.LAUNCHING, JobStatus.RUNNING})
 ALL_STATUSES = tuple(JobStatus)
 

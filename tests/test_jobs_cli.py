@@ -107,6 +107,7 @@ def test_list_and_show_json_follow_the_interface(state_dir: Path) -> None:
             "failed": 1,
             "cancelled": 0,
             "skipped": 0,
+            "pruned": 0,
             "created_at": listed[0]["created_at"],
         }
     ]

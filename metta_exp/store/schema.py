@@ -86,6 +86,25 @@ MIGRATIONS: list[tuple[str, str]] = [
         ALTER TABLE attempts ADD COLUMN final_progress REAL;
         """,
     ),
+    (
+        # The trials of a search group: the study its runner drives, kept beside the jobs they launched so
+        # that asking a trial and adding its job, or pruning a trial and ending its job, is one
+        # transaction. ``steps`` is a JSON list of [step, value]: the intermediate objective values.
+        "0004_trials",
+        """
+        CREATE TABLE trials (
+            group_name TEXT NOT NULL REFERENCES groups (name) ON DELETE CASCADE,
+            number INTEGER NOT NULL,
+            job_id INTEGER NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+            params TEXT NOT NULL,
+            state TEXT NOT NULL,
+            value REAL,
+            steps TEXT NOT NULL DEFAULT '[]',
+            reason TEXT,
+            PRIMARY KEY (group_name, number)
+        );
+        """,
+    ),
 ]
 
 #: Migrations a reader can do without: it reads a store that lacks them all the same (slower: without the

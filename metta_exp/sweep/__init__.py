@@ -18,9 +18,9 @@ group. Per point the work is only string building:
 
 from __future__ import annotations
 
+from metta_exp.runnames import key_labels, name_part, run_names, value_label
 from metta_exp.sweep.command import PER_POINT_KEYS, launch_sweep, print_points
 from metta_exp.sweep.grammar import Entry, ParsedOverride, count_values, parse_override, parse_overrides
-from metta_exp.sweep.names import key_labels, name_part, run_names, value_label
 from metta_exp.sweep.points import (
     DEFAULT_SWEEP_LIMIT,
     SWEEP_LIMIT_ENV,

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 from metta_exp.config import Experiment
 from metta_exp.errors import UsageError
+from metta_exp.runnames import key_labels, name_part, run_names
 from metta_exp.sweep.grammar import Entry
-from metta_exp.sweep.names import key_labels, name_part, run_names
 
 if TYPE_CHECKING:
     from metta_exp.resolve import JobSpec

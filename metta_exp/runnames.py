@@ -1,4 +1,5 @@
-"""Run names of a sweep: readable (``lr0.001-ent0.01``), unique, and within the run-name rule."""
+"""Run names built from values (sweeps and searches): readable (``lr0.001-ent0.01``), unique, and within
+the run-name rule."""
 
 from __future__ import annotations
 

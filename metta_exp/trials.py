@@ -1,0 +1,168 @@
+"""The records of a search (an adaptive sweep): its space, its trials and their states.
+
+Pure data, standard library only: the store, the runner, ``job show``, the monitor and the notebook all
+read these; only the study driver (:mod:`metta_exp.search`) imports Optuna.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from metta_exp.runnames import key_labels, name_part, run_names
+
+
+class TrialState(str, Enum):
+    """Where a trial of a search stands (Optuna's states, less ``waiting``)."""
+
+    RUNNING = "running"
+    """Asked: its job is pending, launching or running (or being retried)."""
+    COMPLETE = "complete"
+    """Its job succeeded and its objective value was told to the study."""
+    PRUNED = "pruned"
+    """Ended early by the pruner: its objective was behind the other trials' at the same step."""
+    FAILED = "failed"
+    """Its job failed or was cancelled, or it logged no objective value."""
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class Dimension:
+    """One searched key: a float or int interval (``log`` for ``tag(log, ...)``, ``step`` for a range)
+    or a categorical choice (``choices``, with ``texts`` as the user wrote them)."""
+
+    key: str  # as written before '=', prefixes included ('+trainer.x')
+    kind: str  # "float", "int" or "categorical"
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = None
+    choices: tuple[Any, ...] = ()
+    texts: tuple[str, ...] = ()
+
+    @property
+    def name(self) -> str:
+        """The config key, without '+', '++' or '~'."""
+        return self.key.lstrip("+~")
+
+    def describe(self) -> str:
+        """``float in [0.0001, 0.01], log``; ``int in [1, 9] step 2``; ``one of 256, 512, 1024``."""
+        if self.kind == "categorical":
+            return "one of " + ", ".join(self.texts or map(str, self.choices))
+        text = f"{self.kind} in [{_num(self.low)}, {_num(self.high)}]"
+        if self.step is not None and not (self.kind == "int" and self.step == 1):
+            text += f" step {_num(self.step)}"
+        return text + (", log" if self.log else "")
+
+    def text(self, value: Any) -> str:
+        """A value as it goes into the job's argv (the choice as written; floats exactly)."""
+        if self.kind == "categorical":
+            for choice, text in zip(self.choices, self.texts, strict=False):
+                if type(choice) is type(value) and choice == value:
+                    return text
+            return str(value)
+        if self.kind == "int":
+            return str(int(value))
+        return repr(float(value))
+
+    def label(self, value: Any) -> str:
+        """A value as it reads in a run name: floats to 3 significant digits."""
+        if self.kind == "float":
+            return f"{float(value):.3g}"
+        return self.text(value)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "kind": self.kind,
+            "low": self.low,
+            "high": self.high,
+            "log": self.log,
+            "step": self.step,
+            "choices": list(self.choices),
+            "texts": list(self.texts),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Dimension:
+        return cls(
+            key=str(data["key"]),
+            kind=str(data["kind"]),
+            low=data.get("low"),
+            high=data.get("high"),
+            log=bool(data.get("log")),
+            step=data.get("step"),
+            choices=tuple(data.get("choices") or ()),
+            texts=tuple(str(t) for t in data.get("texts") or ()),
+        )
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """What a search group searches: its dimensions, and the run of the experiment each trial runs
+    (its arguments come first, then the trial's values)."""
+
+    dims: tuple[Dimension, ...]
+    base_run: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"dims": [d.to_dict() for d in self.dims], "base_run": self.base_run}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SearchSpace:
+        return cls(tuple(Dimension.from_dict(d) for d in data.get("dims") or ()), str(data.get("base_run")))
+
+    def args(self, params: Mapping[str, Any]) -> list[str]:
+        """A trial's overrides, in the order of the dimensions."""
+        return [f"{d.key}={d.text(params[d.name])}" for d in self.dims]
+
+    def run_name(self, number: int, params: Mapping[str, Any]) -> str:
+        """``t007-lr0.00231-ent0.0123-bs512``: the trial number, then each value (within the run-name rule)."""
+        labels = key_labels([d.name for d in self.dims])
+        parts = [name_part(labels[d.name], d.label(params[d.name]), params[d.name]) for d in self.dims]
+        return run_names([f"t{number:03d}"], [parts])[0]
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """A trial of a search group: the run it launched, its values, its state, its objective value (the
+    run's curve reduced as ``search.reduce`` says) and the intermediate values the pruner saw."""
+
+    group: str
+    number: int
+    run: str
+    params: Mapping[str, Any]
+    state: TrialState
+    value: float | None = None
+    steps: tuple[tuple[int, float], ...] = field(default_factory=tuple)
+    reason: str | None = None
+
+    @property
+    def ended(self) -> bool:
+        return self.state != TrialState.RUNNING
+
+
+def best_trial(trials: Sequence[TrialRecord], direction: str) -> TrialRecord | None:
+    """The complete trial with the best value (the first of equals), or None."""
+    done = [
+        t
+        for t in trials
+        if t.state == TrialState.COMPLETE and t.value is not None and not math.isnan(t.value)
+    ]
+    if not done:
+        return None
+    sign = -1.0 if direction == "minimize" else 1.0
+    return max(done, key=lambda t: (sign * float(t.value or 0.0), -t.number))
+
+
+def _num(value: float | None) -> str:
+    if value is None:
+        return "?"
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        return f"{value:.1f}"
+    return f"{value:g}" if isinstance(value, float) else str(value)
