@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from metta_exp.config import Experiment, SkyPilotSettings, WandbSettings
+from metta_exp.config import Experiment, SearchSettings, SkyPilotSettings, WandbSettings
 from metta_exp.resolve import JobSpec
 from metta_exp.status import JobStatus
+from metta_exp.trials import SearchSpace
 
 
 def iso(ts: float | None) -> str | None:
@@ -44,7 +45,7 @@ def stored_experiment(data: Mapping[str, Any]) -> Experiment:
         else:
             value = f.default_factory()  # type: ignore[misc,operator]
         setattr(exp, f.name, value)
-    for key, cls in (("wandb", WandbSettings), ("skypilot", SkyPilotSettings)):
+    for key, cls in (("wandb", WandbSettings), ("skypilot", SkyPilotSettings), ("search", SearchSettings)):
         raw = getattr(exp, key)
         if isinstance(raw, Mapping):
             names = {f.name for f in dataclasses.fields(cls)}
@@ -97,6 +98,13 @@ class GroupRecord:
         """The group instance's random id (None for groups recorded before instances existed)."""
         value = self._data.get("instance")
         return value if isinstance(value, str) and value else None
+
+    @cached_property
+    def search_space(self) -> SearchSpace | None:
+        """A search group's space (its ``interval(...)``/``choice(...)`` dimensions); None for other groups.
+        Its settings are ``exp.search``."""
+        value = self._data.get("search_space")
+        return SearchSpace.from_dict(value) if isinstance(value, Mapping) else None
 
     @property
     def sweep(self) -> Mapping[str, Any]:
