@@ -1,0 +1,479 @@
+"""Grid, random, TPE and TPE with median pruning through metta-exp's runner, and Hydra's Optuna sweeper,
+on the synthetic training job with the same budget of job-seconds.
+
+    .venv/bin/python bench/bench_search.py            # full: 2 s trials, 3 study seeds (about 6 min on 2 CPUs)
+    .venv/bin/python bench/bench_search.py --quick    # smoke run: 0.5 s trials, a 2x2x2 grid, one seed
+
+The job is ``python -m metta_exp.examples.synthetic`` (:mod:`metta_exp.examples.synthetic`): a seeded
+learning curve costing ``--seconds`` of sleep whose final reward (at most 100) peaks at learning rate
+3e-3, entropy coefficient 0.01 and batch size 512, inside the space searched::
+
+    trainer.learning_rate=tag(log, interval(1e-4, 1e-2))  trainer.entropy_coef=interval(0.001, 0.05)
+    trainer.batch_size=choice(256, 512, 1024)
+
+Methods, each a group launched by one ``metta-exp -m`` command with ``--parallel`` jobs at once:
+
+- grid: 4 learning rates (log-spaced) x 3 entropy coefficients x 2 batch sizes (256, 1024), every axis
+  spanning its search range with its endpoints; its job-seconds are the budget;
+- random, TPE: ``search.n_trials`` = the grid's points; TPE + median pruning: twice as many trials
+  (pruned trials are cheap), judged within the grid's budget;
+- Hydra's Optuna sweeper (TPE, no pruning, the grid's points as ``n_trials``), the same curve run
+  in-process by a ``@hydra.main`` app: with Hydra's basic launcher (one trial at a time), and with the
+  joblib launcher running ``--parallel`` trials at once.
+
+Figures per method and study seed: the best objective (a trial's last ``overview/reward``, as
+``search.reduce=last`` reads it) and the noise-free reward of its parameters (``true``); job-seconds
+(the sum over jobs of their attempts' ``ended_at - started_at`` in the store; for Hydra, the time each
+trial spent in the training function); wall time of the command; trials and pruned trials; the best
+objective among trials that had ended when the method's job-seconds reached the grid's budget
+(``best@budget``); and the job-seconds spent when a trial first reached the grid's best objective
+(``to grid best``; ``-`` if none did). The goal of issue 14: TPE with pruning reaching the grid's best with
+at most half its job-seconds.
+
+Everything runs in a temporary directory with its own ``METTA_EXP_STATE_DIR``; a group still running
+when the benchmark stops (an error, Ctrl+C) is killed with ``metta-exp job kill``, so no process is left.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from metta_exp.examples.synthetic import Settings, final_reward, parse_overrides
+
+PY = sys.executable
+LR, ENT, BS = "trainer.learning_rate", "trainer.entropy_coef", "trainer.batch_size"
+SPACE = {
+    LR: "tag(log, interval(1e-4, 1e-2))",
+    ENT: "interval(0.001, 0.05)",
+    BS: "choice(256, 512, 1024)",
+}
+OBJECTIVE = "overview/reward"
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One job of a method: when it ran, how it ended, its objective (None unless it completed)."""
+
+    started: float
+    ended: float
+    value: float | None
+    pruned: bool
+    settings: Settings
+
+
+@dataclass(frozen=True)
+class Outcome:
+    method: str
+    seed: int | None
+    trials: list[Trial]
+    wall: float
+
+
+@dataclass(frozen=True)
+class Plan:
+    seconds: float
+    parallel: int
+    grid: dict[str, list[str]]
+    seeds: list[int]
+    hydra_joblib: bool
+
+
+# ---------------------------------------------------------------------------------------------------
+# Figures (pure)
+
+
+def job_seconds(trials: Sequence[Trial]) -> float:
+    return sum(t.ended - t.started for t in trials)
+
+
+def spent_by(trials: Sequence[Trial], moment: float) -> float:
+    """Job-seconds spent by all trials up to ``moment`` (wall clock)."""
+    return sum(max(0.0, min(t.ended, moment) - t.started) for t in trials)
+
+
+def moment_of_budget(trials: Sequence[Trial], budget: float) -> float:
+    """The wall-clock moment at which the trials had spent ``budget`` job-seconds (their last end if never)."""
+    low, high = min(t.started for t in trials), max(t.ended for t in trials)
+    if spent_by(trials, high) <= budget:
+        return high
+    for _ in range(60):
+        middle = (low + high) / 2
+        low, high = (middle, high) if spent_by(trials, middle) < budget else (low, middle)
+    return high
+
+
+def best(trials: Sequence[Trial]) -> Trial | None:
+    done = [t for t in trials if t.value is not None]
+    return max(done, key=lambda t: t.value or 0.0) if done else None
+
+
+def best_within(trials: Sequence[Trial], budget: float) -> float | None:
+    moment = moment_of_budget(trials, budget)
+    found = best([t for t in trials if t.ended <= moment])
+    return None if found is None else found.value
+
+
+def seconds_to_reach(trials: Sequence[Trial], target: float) -> float | None:
+    """Job-seconds spent when the first trial with an objective >= ``target`` ended."""
+    reached = [t.ended for t in trials if t.value is not None and t.value >= target]
+    return spent_by(trials, min(reached)) if reached else None
+
+
+def table(outcomes: Sequence[Outcome], budget: float, target: float) -> str:
+    head = (
+        f"{'method':<26}{'seed':>5}{'best':>8}{'true':>7}{'job-s':>8}{'wall s':>8}{'trials':>7}"
+        f"{'pruned':>7}{'best@budget':>12}{'to grid best':>13}"
+    )
+    rows = [head, "-" * len(head)]
+    for o in outcomes:
+        top = best(o.trials)
+        reach = seconds_to_reach(o.trials, target)
+        at_budget = best_within(o.trials, budget)
+        rows.append(
+            f"{o.method:<26}{'-' if o.seed is None else o.seed:>5}{_f(top and top.value):>8}"
+            f"{_f(top and final_reward(top.settings)):>7}{job_seconds(o.trials):>8.1f}{o.wall:>8.1f}"
+            f"{len(o.trials):>7}{sum(t.pruned for t in o.trials):>7}{_f(at_budget):>12}"
+            f"{'-' if reach is None else f'{reach:.1f}':>13}"
+        )
+    return "\n".join(rows)
+
+
+def verdict(outcomes: Sequence[Outcome], budget: float, target: float) -> str:
+    """Whether each TPE + pruning study reached the grid's best with at most half the grid's job-seconds."""
+    lines = []
+    for o in outcomes:
+        reach = seconds_to_reach(o.trials, target)
+        ok = reach is not None and reach <= budget / 2
+        spent = "never" if reach is None else f"after {reach:.1f} job-s"
+        lines.append(
+            f"  seed {o.seed}: {'YES' if ok else 'NO '} reached {target:.2f} {spent} (half the grid: {budget / 2:.1f})"
+        )
+    hits = sum(line.startswith("  seed") and "YES" in line for line in lines)
+    return (
+        f"TPE + median pruning reached the grid's best with <= half its job-seconds in {hits} of {len(lines)}:\n"
+        + ("\n".join(lines))
+    )
+
+
+def _f(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+# ---------------------------------------------------------------------------------------------------
+# metta-exp
+
+
+def write_experiment(conf: Path, seconds: float) -> None:
+    (conf / "experiment").mkdir(parents=True, exist_ok=True)
+    body = f"""\
+        # @package _global_
+        # The synthetic learning curve of bench/bench_search.py.
+        module: metta_exp.examples.synthetic
+        runs: [trial]
+        args: [trainer.seconds={seconds}]
+        gpus: 0
+        remote: false
+        generate_notebook: false
+        wait: true
+        """
+    (conf / "experiment" / "synthetic.yaml").write_text(textwrap.dedent(body))
+
+
+def environment(state_dir: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("METTA_EXP_", "WANDB_"))}
+    env.update(METTA_EXP_STATE_DIR=str(state_dir), WANDB_MODE="disabled", HYDRA_FULL_ERROR="1")
+    return env
+
+
+def timed(argv: Sequence[str], cwd: Path, env: dict[str, str], timeout: float = 900) -> float:
+    """Seconds the command took; raises with its output if it failed."""
+    start = time.time()
+    result = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    if result.returncode != 0:
+        raise RuntimeError(
+            f"{' '.join(argv)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+        )
+    return time.time() - start
+
+
+def last_value(run_dir: str) -> float | None:
+    from metta_exp.metrics_local import read_metrics_file
+    from metta_exp.paths import metrics_file
+
+    path = metrics_file(run_dir)
+    points = read_metrics_file(path, [OBJECTIVE]).get(OBJECTIVE) if path.exists() else None
+    return points.values[-1] if points and points.values else None
+
+
+def group_trials(state_dir: Path, group: str) -> list[Trial]:
+    """Every launched job of ``group``: its attempts' times from the store, its last objective value."""
+    from metta_exp.status import JobStatus
+    from metta_exp.store import JobStore
+
+    trials = []
+    with JobStore.open(state_dir, create=False) as store:
+        for job in store.jobs(group):
+            attempts = [a for a in store.attempts(group, job.run) if a.started_at is not None]
+            if not attempts:
+                continue
+            ended = max(a.ended_at or a.started_at for a in attempts)
+            spent = sum((a.ended_at or a.started_at) - a.started_at for a in attempts)
+            done = job.status == JobStatus.SUCCEEDED
+            trials.append(
+                Trial(
+                    started=ended - spent,
+                    ended=ended,
+                    value=last_value(job.run_dir) if done else None,
+                    pruned=job.status == JobStatus.PRUNED,
+                    settings=parse_overrides(job.spec.args),
+                )
+            )
+    return trials
+
+
+class Metta:
+    """Launches groups in one temporary state dir and kills any it leaves running."""
+
+    def __init__(self, work: Path, plan: Plan) -> None:
+        self.work, self.plan = work, plan
+        self.state = work / "state"
+        self.conf = work / "conf"
+        write_experiment(self.conf, plan.seconds)
+        self.env = environment(self.state)
+        self.groups: list[str] = []
+
+    def run(self, method: str, seed: int | None, overrides: Sequence[str]) -> Outcome:
+        group = f"{method.replace(' ', '').replace('+', '-')}-{len(self.groups)}"
+        self.groups.append(group)
+        argv = [PY, "-m", "metta_exp", "-m", "--config-dir", str(self.conf), "+experiment=synthetic"]
+        wall = timed([*argv, *overrides, f"group={group}"], self.work, self.env)
+        return Outcome(method, seed, group_trials(self.state, group), wall)
+
+    def grid(self) -> Outcome:
+        points = [f"{key}={','.join(values)}" for key, values in self.plan.grid.items()]
+        return self.run("grid", None, [*points, f"max_parallel={self.plan.parallel}"])
+
+    def search(self, method: str, seed: int, n_trials: int, sampler: str, pruner: str) -> Outcome:
+        space = [f"{key}={value}" for key, value in SPACE.items()]
+        settings = [
+            f"search.n_trials={n_trials}",
+            f"search.parallel={self.plan.parallel}",
+            f"search.sampler={sampler}",
+            f"search.pruner={pruner}",
+            f"search.seed={seed}",
+        ]
+        return self.run(method, seed, [*space, *settings])
+
+    def kill_leftovers(self) -> None:
+        from metta_exp.store import DB_NAME, JobStore
+
+        if not (self.state / DB_NAME).exists():
+            return
+        with JobStore.open(self.state, create=False) as store:
+            running = [g.name for g in store.list_groups() if g.ended_at is None]
+        for group in running:
+            kill = [PY, "-m", "metta_exp", "job", "kill", "--force", group]
+            subprocess.run(kill, cwd=self.work, env=self.env, capture_output=True, timeout=120)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Hydra's Optuna sweeper
+
+HYDRA_APP = """\
+import json, os, time
+
+import hydra
+from omegaconf import DictConfig
+
+from metta_exp.examples.synthetic import Settings, train
+
+
+@hydra.main(version_base=None, config_path=".", config_name="search")
+def main(cfg: DictConfig) -> float:
+    settings = Settings(
+        learning_rate=float(cfg.trainer.learning_rate),
+        entropy_coef=float(cfg.trainer.entropy_coef),
+        batch_size=int(cfg.trainer.batch_size),
+        seconds=float(cfg.trainer.seconds),
+    )
+    started = time.time()
+    value = train(settings)
+    record = {"started": started, "ended": time.time(), "value": value, "lr": settings.learning_rate,
+              "ent": settings.entropy_coef, "bs": settings.batch_size}
+    with open(os.environ["BENCH_TRIALS_FILE"], "a") as out:
+        out.write(json.dumps(record) + "\\n")
+    return value
+
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+COMPAT_SWEEPER = """\
+from typing import Any
+
+from hydra_plugins.hydra_optuna_sweeper.optuna_sweeper import OptunaSweeper
+
+
+class CompatOptunaSweeper(OptunaSweeper):
+    def __init__(self, sampler: Any, direction: Any, storage: Any, study_name: Any, n_trials: int, n_jobs: int,
+                 max_failure_rate: float, custom_search_space: Any, params: Any) -> None:
+        from hydra_plugins.hydra_optuna_sweeper._impl import OptunaSweeperImpl
+
+        self.sweeper = OptunaSweeperImpl(sampler, direction, storage, study_name, n_trials, n_jobs,
+                                         max_failure_rate, custom_search_space, params)
+"""
+"""Hydra's Optuna sweeper as it is, built as hydra-core 1.3 can: hydra-optuna-sweeper 1.4.0.dev10 (the
+version the lock resolves) instantiates its sampler with ``_execution_whitelist_``, which only Hydra 1.4
+knows, after Hydra 1.3 has already instantiated it (every run of the plugin fails with "Cannot
+instantiate config of type TPESampler"). This subclass hands the sampler Hydra built to the plugin's own
+``OptunaSweeperImpl``, which does all the sweeping."""
+
+
+def hydra_config(seconds: float, n_trials: int, seed: int) -> str:
+    params = "\n".join(f"      {key}: {value}" for key, value in SPACE.items())
+    return f"""\
+defaults:
+  - override hydra/sweeper: optuna
+  - _self_
+trainer: {{learning_rate: 0.001, entropy_coef: 0.01, batch_size: 512, seconds: {seconds}}}
+hydra:
+  sweeper:
+    _target_: hydra_plugins.bench_optuna_compat.CompatOptunaSweeper
+    direction: maximize
+    n_trials: {n_trials}
+    sampler: {{seed: {seed}}}
+    params:
+{params}
+"""
+
+
+def hydra_trials(path: Path) -> list[Trial]:
+    trials = []
+    for line in path.read_text().splitlines():
+        r = json.loads(line)
+        settings = Settings(learning_rate=r["lr"], entropy_coef=r["ent"], batch_size=r["bs"])
+        trials.append(Trial(r["started"], r["ended"], r["value"], False, settings))
+    return trials
+
+
+def hydra_run(work: Path, plan: Plan, n_trials: int, seed: int, parallel: int) -> Outcome:
+    app_dir = work / f"hydra-{seed}-{parallel}"
+    app_dir.mkdir()
+    (app_dir / "app.py").write_text(HYDRA_APP)
+    (app_dir / "hydra_plugins" / "bench_optuna_compat").mkdir(parents=True)
+    (app_dir / "hydra_plugins" / "bench_optuna_compat" / "__init__.py").write_text(COMPAT_SWEEPER)
+    (app_dir / "search.yaml").write_text(hydra_config(plan.seconds, n_trials, seed))
+    trials_file = app_dir / "trials.jsonl"
+    env = {**environment(work / "unused"), "BENCH_TRIALS_FILE": str(trials_file)}
+    argv = [PY, str(app_dir / "app.py"), "-m", f"hydra.sweep.dir={app_dir / 'multirun'}"]
+    if parallel > 1:
+        argv += [
+            "hydra/launcher=joblib",
+            f"hydra.launcher.n_jobs={parallel}",
+            f"hydra.sweeper.n_jobs={parallel}",
+        ]
+    else:
+        argv += ["hydra.sweeper.n_jobs=1"]
+    wall = timed(argv, app_dir, env)
+    label = "hydra optuna (basic)" if parallel == 1 else f"hydra optuna (joblib x{parallel})"
+    return Outcome(label, seed, hydra_trials(trials_file), wall)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The benchmark
+
+
+def plans(quick: bool, seconds: float | None, parallel: int) -> Plan:
+    if quick:
+        grid = {LR: ["1e-4", "1e-2"], ENT: ["0.001", "0.05"], BS: ["256", "1024"]}
+        return Plan(seconds or 0.5, parallel, grid, [0], hydra_joblib=False)
+    lrs = [f"{10 ** (-4 + 2 * i / 3):.4g}" for i in range(4)]
+    grid = {LR: lrs, ENT: ["0.001", "0.0255", "0.05"], BS: ["256", "1024"]}
+    return Plan(seconds or 2.0, parallel, grid, [0, 1, 2], hydra_joblib=True)
+
+
+METHODS = ("random", "tpe", "pruned", "hydra")
+
+
+def run_methods(work: Path, plan: Plan, methods: Sequence[str]) -> tuple[list[Outcome], list[Outcome]]:
+    """The grid first, then each chosen method for each seed; (all outcomes, the pruned studies)."""
+    metta = Metta(work, plan)
+    points = math.prod(len(v) for v in plan.grid.values())
+    started = time.time()
+    outcomes, pruned = [], []
+    try:
+        outcomes.append(metta.grid())
+        for seed in plan.seeds:
+            if "random" in methods:
+                outcomes.append(metta.search("random", seed, points, "random", "none"))
+            if "tpe" in methods:
+                outcomes.append(metta.search("tpe", seed, points, "tpe", "none"))
+            if "pruned" in methods:
+                pruned.append(metta.search("tpe + median pruning", seed, 2 * points, "tpe", "median"))
+                outcomes.append(pruned[-1])
+            if "hydra" in methods:
+                outcomes.append(hydra_run(work, plan, points, seed, 1))
+                if plan.hydra_joblib:
+                    outcomes.append(hydra_run(work, plan, points, seed, plan.parallel))
+            print(f"  seed {seed} done ({time.time() - started:.0f} s)", flush=True)
+    finally:
+        metta.kill_leftovers()
+    return outcomes, pruned
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a small, fast run (smoke test)")
+    parser.add_argument("--seconds", type=float, help="wall time of one full trial (default 2, quick 0.5)")
+    parser.add_argument("--parallel", type=int, default=4, help="jobs running at once (default 4)")
+    parser.add_argument(
+        "--methods",
+        default=",".join(METHODS),
+        help=f"besides the grid, any of {','.join(METHODS)} (default all)",
+    )
+    args = parser.parse_args()
+    methods = [m for m in args.methods.split(",") if m]
+    if unknown := set(methods) - set(METHODS):
+        parser.error(f"unknown methods {sorted(unknown)}; choose from {', '.join(METHODS)}")
+    plan = plans(args.quick, args.seconds, args.parallel)
+    points = math.prod(len(v) for v in plan.grid.values())
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(
+        f"{points}-point budget, {plan.seconds} s trials, {plan.parallel} at once, {os.cpu_count()} CPUs "
+        f"(load average {load}), study seeds {plan.seeds}\n",
+        flush=True,
+    )
+    started = time.time()
+    with tempfile.TemporaryDirectory(prefix="bench-search-") as tmp:
+        outcomes, pruned = run_methods(Path(tmp), plan, methods)
+    grid = outcomes[0]
+    budget, target = job_seconds(grid.trials), best(grid.trials).value  # type: ignore[union-attr]
+    print(f"\ngrid budget: {budget:.1f} job-s; grid best: {target:.2f}\n")
+    print(table(outcomes, budget, target))
+    if pruned:
+        print(f"\n{verdict(pruned, budget, target)}")
+    for method in sorted({o.method for o in outcomes if o.seed is not None}):
+        values = [
+            v for o in outcomes if o.method == method and (v := best_within(o.trials, budget)) is not None
+        ]
+        if values:
+            print(f"median best@budget over seeds, {method}: {statistics.median(values):.2f}")
+    print(f"\nbenchmark wall time: {time.time() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
