@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from metta_exp.progress import PROGRESS_PREFIX, parse_progress_line
 
 CHECKPOINTS = 20  # the pruner sees a trial at each twentieth of its planned steps
+WARMUP = 0.2  # and judges it from a fifth of its training on: early curves say little
 
 
 @dataclass
@@ -32,6 +33,7 @@ class CurveReader:
     objective: str
     points: dict[int, float] = field(default_factory=dict)
     raw: list[tuple[int, float]] = field(default_factory=list)
+    fraction: float = 0.0  # of its planned steps, at its last progress line (0 when unknown)
     _offset: int = 0
     _inode: int | None = None
     _seen_buckets: set[int] = field(default_factory=set)
@@ -65,6 +67,8 @@ class CurveReader:
         if not self.raw or progress.step > self.raw[-1][0]:
             self.raw.append((progress.step, value))
         total = progress.total
+        if progress.fraction is not None:
+            self.fraction = progress.fraction
         if not total or total <= 0:
             if progress.step not in self.points:
                 self.points[progress.step] = value  # no plan to align on: the step itself

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from metta_exp.config import Experiment
 from metta_exp.records import GroupRecord, JobRecord
 from metta_exp.resolve import SHELL_WANDB_KEYS, JobSpec, resolve
-from metta_exp.search.curve import CurveReader, final_curve, reduce_curve
+from metta_exp.search.curve import WARMUP, CurveReader, final_curve, reduce_curve
 from metta_exp.status import JobStatus
 from metta_exp.trials import SearchSpace, TrialRecord, TrialState
 
@@ -106,7 +106,7 @@ class SearchDriver:
         reader = self._reader(job, study.settings.objective)
         if not reader.read():
             return False
-        why = study.report(trial.number, reader.points)
+        why = study.report(trial.number, reader.points, decide=reader.fraction >= WARMUP)
         steps = study.steps(trial.number)
         if why is None:
             self.store.set_trial_steps(self.group, trial.number, steps)

@@ -31,6 +31,11 @@ def dimension(parsed: ParsedOverride) -> Dimension:
 
     override = parsed.override
     line = parsed.line
+    if type(override.value()).__name__ == "Glob":
+        raise ConfigError(
+            f"bad search '{line}': glob(...) is not supported; search with interval(...), tag(log, "
+            "interval(...)), choice(...), range(...) or a list a,b,c"
+        )
     value = override.value()
     if override.is_interval_sweep():
         assert isinstance(value, IntervalSweep)
@@ -39,7 +44,7 @@ def dimension(parsed: ParsedOverride) -> Dimension:
         unknown = sorted(set(value.tags) - {"log"})
         if unknown:
             raise ConfigError(
-                f"bad search '{line}': unknown tag {', '.join(unknown)}; the one tag a search reads is log"
+                f"bad search '{line}': unknown tag {', '.join(unknown)}; a search reads only log"
             )
         if not (isinstance(low, int | float) and isinstance(high, int | float)) or not low < high:
             raise ConfigError(
