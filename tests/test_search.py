@@ -221,3 +221,50 @@ def test_a_dry_run_prints_the_space_and_the_first_trials_jobs(state_dir: Path, c
     assert [r[:5] for r in runs] == ["t000-", "t001-"]
     assert run_cli(*search(conf, *args)).stdout == first.stdout, "a seeded dry run shows the same trials"
     assert not state_dir.exists()
+
+
+def test_a_search_runs_on_the_skypilot_backend(
+    state_dir: Path, conf: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On the SkyPilot simulator (asynchronous submits, managed jobs, log tails copied back): each
+    trial's value comes from the progress lines of its copied log, and pruning ends a managed job."""
+    from metta_exp.backends.skypilot_fake import FakeSkyApi
+
+    fake = state_dir.parent / "fake sky"
+    monkeypatch.setenv("METTA_EXP_FAKE_SKY_DIR", str(fake))
+    monkeypatch.setenv("METTA_EXP_SKY_POLL_S", "0.2")
+    monkeypatch.setenv("METTA_EXP_SKY_LOG_S", "0.2")
+    monkeypatch.setenv("HOME", str(state_dir.parent / "home"))
+    (conf / "experiment" / "search.yaml").write_text(
+        (conf / "experiment" / "search.yaml").read_text().replace("remote: false", "remote: true")
+    )
+    try:
+        result = run_cli(
+            *search(
+                conf,
+                "y=interval(0.0, 1.0)",
+                "x=0.8",
+                "bad=t004",
+                "slow=t004",
+                "slow_sleep=0.5",
+                "sleep=0.1",
+                "group=r",
+                "search.n_trials=5",
+                "search.parallel=2",
+                "search.seed=4",
+            ),  # fmt: skip
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        with JobStore.open(state_dir) as store:
+            assert store.group("r").backend == "skypilot"
+        trials, jobs = trials_of(state_dir, "r")
+        assert [t.state for t in trials][:4] == [TrialState.COMPLETE] * 4
+        assert all(t.value == pytest.approx(0.8) for t in trials[:4])
+        assert trials[4].state == TrialState.PRUNED and jobs[trials[4].run].status == JobStatus.PRUNED
+        # the pruned managed job was cancelled on the (simulated) cloud, not left running
+        pruned = next(
+            j for j in FakeSkyApi(fake).jobs() if j["name"].startswith(f"metta-exp-r-{trials[4].run}-")
+        )
+        assert pruned["status"] == "CANCELLED", pruned
+    finally:
+        FakeSkyApi(fake).kill_all()

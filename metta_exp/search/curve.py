@@ -8,7 +8,8 @@ step; a pruner compares trials at the same step. So the curve is read at checkpo
 seen at or past each twentieth of the planned total (``CHECKPOINTS``), reported at that step.
 
 When a trial's job has succeeded, its value is its whole curve reduced as ``search.reduce`` says: from
-its local ``metrics.jsonl`` when there is one (exact, every point), else from the progress lines.
+its local ``metrics.jsonl`` when there is one (exact, every point), else from its W&B run when it logged
+online, else from the progress lines.
 """
 
 from __future__ import annotations
@@ -17,8 +18,12 @@ import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from metta_exp.progress import PROGRESS_PREFIX, parse_progress_line
+
+if TYPE_CHECKING:
+    from metta_exp.records import JobRecord
 
 CHECKPOINTS = 20  # the pruner sees a trial at each twentieth of its planned steps
 WARMUP = 0.2  # and judges it from a fifth of its training on: early curves say little
@@ -96,13 +101,14 @@ def reduce_curve(values: Sequence[float], how: str) -> float | None:
     return None if math.isnan(result) else float(result)
 
 
-def final_curve(run_dir: str, objective: str, reader: CurveReader | None) -> tuple[list[float], str]:
-    """The whole curve of an ended trial and where it came from: its local metrics file, else the
-    progress lines of its log (``reader``, read to its end)."""
+def final_curve(job: JobRecord, objective: str, reader: CurveReader | None) -> tuple[list[float], str]:
+    """The whole curve of an ended trial's job and where it came from: its local metrics file (exact),
+    else its W&B run when it logged online (a remote job's metrics are there), else the progress lines
+    of its log (``reader``, read to its end)."""
     from metta_exp.metrics_local import read_metrics_file
     from metta_exp.paths import metrics_file
 
-    local = metrics_file(run_dir)
+    local = metrics_file(job.run_dir)
     if local.is_file():
         try:
             points = read_metrics_file(local, [objective], samples=None).get(objective)
@@ -110,7 +116,28 @@ def final_curve(run_dir: str, objective: str, reader: CurveReader | None) -> tup
             points = None
         if points is not None and points.values:
             return list(points.values), "metrics"
+    online = _wandb_values(job, objective)
+    if online:
+        return online, "wandb"
     if reader is not None:
         reader.read()
         return [v for _, v in reader.raw], "progress lines"
     return [], "nothing"
+
+
+def _wandb_values(job: JobRecord, objective: str) -> list[float]:
+    """The objective's history in the job's W&B run ([] when it has none, or W&B cannot be reached: the
+    progress lines then stand in)."""
+    from metta_exp.metrics import run_source
+
+    source = run_source(job)
+    if source.wandb_path is None or source.wandb_mode in ("offline", "disabled"):
+        return []
+    try:
+        from metta_exp.metrics import fetch_metrics
+
+        frame = fetch_metrics([job], [objective], samples=None, progress=False)
+    except Exception:  # noqa: BLE001 - any W&B trouble: fall back to the progress lines
+        return []
+    rows = frame[frame["metric"] == objective].sort_values("step")
+    return [float(v) for v in rows["value"]]

@@ -127,7 +127,7 @@ class SearchDriver:
         steps = study.steps(trial.number)
         value: float | None = None
         if job.status == JobStatus.SUCCEEDED:
-            values, _ = final_curve(job.run_dir, settings.objective, reader)
+            values, _ = final_curve(job, settings.objective, reader)
             value = reduce_curve(values, settings.reduce)
             state = TrialState.COMPLETE if value is not None else TrialState.FAILED
             reason = (
