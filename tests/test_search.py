@@ -95,6 +95,10 @@ def test_a_failing_trial_is_told_failed_and_the_search_goes_on(state_dir: Path, 
         TrialState.COMPLETE,
     ]
     assert by[1].reason == "its job failed: exit code 3"
+    retried = run_cli("job", "retry", "f")
+    assert retried.returncode == 2 and retried.stderr.startswith(
+        "Error: 'f' is a search: each trial's outcome"
+    )
     assert by[2].reason == "its job succeeded but logged no 'overview/reward' value"
     assert jobs[by[1].run].status == JobStatus.FAILED and jobs[by[2].run].status == JobStatus.SUCCEEDED
 
