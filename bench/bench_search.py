@@ -62,6 +62,7 @@ SPACE = {
     BS: "choice(256, 512, 1024)",
 }
 OBJECTIVE = "overview/reward"
+PRUNED = "tpe + median pruning"
 SLACK = (
     0.05  # best@budget allows 5% more job-seconds than the grid's: trials of a run cost a little more or less
 )
@@ -156,21 +157,48 @@ def table(outcomes: Sequence[Outcome], budget: float, target: float) -> str:
     return "\n".join(rows)
 
 
+def reached_in_half(o: Outcome, budget: float, target: float) -> bool:
+    reach = seconds_to_reach(o.trials, target)
+    return reach is not None and reach <= budget / 2
+
+
+def summary(outcomes: Sequence[Outcome], budget: float, target: float) -> str:
+    """Per method over its seeds: medians of best@budget, of the true reward of its best trial and of the
+    job-seconds to the grid's best (never counts as infinite), and how often that took <= half the grid's."""
+    head = f"{'method':<26}{'seeds':>6}{'best@budget':>12}{'true':>7}{'to grid best':>13}   <= half the grid's job-s"
+    rows = [head, "-" * len(head)]
+    for method in dict.fromkeys(o.method for o in outcomes if o.seed is not None):
+        runs = [o for o in outcomes if o.method == method]
+        at_budget = [v for o in runs if (v := best_within(o.trials, budget)) is not None]
+        true = [final_reward(top.settings) for o in runs if (top := best(o.trials)) is not None]
+        reach = statistics.median(r or math.inf for o in runs for r in [seconds_to_reach(o.trials, target)])
+        hits = sum(reached_in_half(o, budget, target) for o in runs)
+        rows.append(
+            f"{method:<26}{len(runs):>6}{_f(_median(at_budget)):>12}{_f(_median(true)):>7}"
+            f"{'-' if math.isinf(reach) else f'{reach:.1f}':>13}   {hits} of {len(runs)}"
+        )
+    return "\n".join(rows)
+
+
 def verdict(outcomes: Sequence[Outcome], budget: float, target: float) -> str:
     """Whether each TPE + pruning study reached the grid's best with at most half the grid's job-seconds."""
-    lines = []
-    for o in outcomes:
+    studies = [o for o in outcomes if o.method == PRUNED]
+    hits = sum(reached_in_half(o, budget, target) for o in studies)
+    lines = [
+        f"The goal (issue 14): TPE + median pruning reaching the grid's best ({target:.2f}) with at most half "
+        f"its job-seconds ({budget / 2:.2f}): met in {hits} of {len(studies)} studies"
+    ]
+    for o in studies:
         reach = seconds_to_reach(o.trials, target)
-        ok = reach is not None and reach <= budget / 2
-        spent = "never" if reach is None else f"after {reach:.1f} job-s"
+        spent = "never reached" if reach is None else f"reached after {reach:.2f} job-s"
         lines.append(
-            f"  seed {o.seed}: {'YES' if ok else 'NO '} reached {target:.2f} {spent} (half the grid: {budget / 2:.1f})"
+            f"  seed {o.seed}: {'met    ' if reached_in_half(o, budget, target) else 'not met'} ({spent})"
         )
-    hits = sum(line.startswith("  seed") and "YES" in line for line in lines)
-    return (
-        f"TPE + median pruning reached the grid's best with <= half its job-seconds in {hits} of {len(lines)}:\n"
-        + ("\n".join(lines))
-    )
+    return "\n".join(lines)
+
+
+def _median(values: Sequence[float]) -> float | None:
+    return statistics.median(values) if values else None
 
 
 def _f(value: float | None) -> str:
@@ -403,24 +431,24 @@ def hydra_run(work: Path, plan: Plan, n_trials: int, seed: int, parallel: int) -
 # The benchmark
 
 
-def plans(quick: bool, seconds: float | None, parallel: int) -> Plan:
+def plans(quick: bool, seconds: float | None, parallel: int, seeds: int | None) -> Plan:
     if quick:
         grid = {LR: ["1e-4", "1e-2"], ENT: ["0.001", "0.05"], BS: ["256", "1024"]}
-        return Plan(seconds or 0.5, parallel, grid, [0], hydra_joblib=False)
+        return Plan(seconds or 0.5, parallel, grid, list(range(seeds or 1)), hydra_joblib=False)
     lrs = [f"{10 ** (-4 + 2 * i / 3):.4g}" for i in range(4)]
     grid = {LR: lrs, ENT: ["0.001", "0.0255", "0.05"], BS: ["256", "1024"]}
-    return Plan(seconds or 2.0, parallel, grid, [0, 1, 2], hydra_joblib=True)
+    return Plan(seconds or 2.0, parallel, grid, list(range(seeds or 3)), hydra_joblib=True)
 
 
 METHODS = ("random", "tpe", "pruned", "hydra")
 
 
-def run_methods(work: Path, plan: Plan, methods: Sequence[str]) -> tuple[list[Outcome], list[Outcome]]:
-    """The grid first, then each chosen method for each seed; (all outcomes, the pruned studies)."""
+def run_methods(work: Path, plan: Plan, methods: Sequence[str]) -> list[Outcome]:
+    """The grid first, then each chosen method for each seed."""
     metta = Metta(work, plan)
     points = math.prod(len(v) for v in plan.grid.values())
     started = time.time()
-    outcomes, pruned = [], []
+    outcomes = []
     try:
         outcomes.append(metta.grid())
         for seed in plan.seeds:
@@ -429,8 +457,7 @@ def run_methods(work: Path, plan: Plan, methods: Sequence[str]) -> tuple[list[Ou
             if "tpe" in methods:
                 outcomes.append(metta.search("tpe", seed, points, "tpe", "none"))
             if "pruned" in methods:
-                pruned.append(metta.search("tpe + median pruning", seed, 2 * points, "tpe", "median"))
-                outcomes.append(pruned[-1])
+                outcomes.append(metta.search(PRUNED, seed, 2 * points, "tpe", "median"))
             if "hydra" in methods:
                 if seed == plan.seeds[0]:  # one trial at a time: the slow one, for its wall time
                     outcomes.append(hydra_run(work, plan, points, seed, 1))
@@ -439,7 +466,7 @@ def run_methods(work: Path, plan: Plan, methods: Sequence[str]) -> tuple[list[Ou
             print(f"  seed {seed} done ({time.time() - started:.0f} s)", flush=True)
     finally:
         metta.kill_leftovers()
-    return outcomes, pruned
+    return outcomes
 
 
 def main() -> None:
@@ -447,6 +474,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a small, fast run (smoke test)")
     parser.add_argument("--seconds", type=float, help="wall time of one full trial (default 2, quick 0.5)")
     parser.add_argument("--parallel", type=int, default=4, help="jobs running at once (default 4)")
+    parser.add_argument("--seeds", type=int, help="study seeds 0..N-1 per method (default 3, quick 1)")
     parser.add_argument(
         "--methods",
         default=",".join(METHODS),
@@ -456,7 +484,7 @@ def main() -> None:
     methods = [m for m in args.methods.split(",") if m]
     if unknown := set(methods) - set(METHODS):
         parser.error(f"unknown methods {sorted(unknown)}; choose from {', '.join(METHODS)}")
-    plan = plans(args.quick, args.seconds, args.parallel)
+    plan = plans(args.quick, args.seconds, args.parallel, args.seeds)
     points = math.prod(len(v) for v in plan.grid.values())
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(
@@ -466,19 +494,14 @@ def main() -> None:
     )
     started = time.time()
     with tempfile.TemporaryDirectory(prefix="bench-search-") as tmp:
-        outcomes, pruned = run_methods(Path(tmp), plan, methods)
+        outcomes = run_methods(Path(tmp), plan, methods)
     grid = outcomes[0]
     budget, target = job_seconds(grid.trials), best(grid.trials).value  # type: ignore[union-attr]
     print(f"\ngrid budget: {budget:.1f} job-s; grid best: {target:.2f}\n")
     print(table(outcomes, budget, target))
-    if pruned:
-        print(f"\n{verdict(pruned, budget, target)}")
-    for method in sorted({o.method for o in outcomes if o.seed is not None}):
-        values = [
-            v for o in outcomes if o.method == method and (v := best_within(o.trials, budget)) is not None
-        ]
-        if values:
-            print(f"median best@budget over seeds, {method}: {statistics.median(values):.2f}")
+    print(f"\n{summary(outcomes, budget, target)}")
+    if any(o.method == PRUNED for o in outcomes):
+        print(f"\n{verdict(outcomes, budget, target)}")
     print(f"\nbenchmark wall time: {time.time() - started:.0f} s")
 
 
