@@ -1,8 +1,9 @@
 """Grid, random, TPE and TPE with median pruning through metta-exp's runner, and Hydra's Optuna sweeper,
 on the synthetic training job with the same budget of job-seconds.
 
-    .venv/bin/python bench/bench_search.py            # full: 2 s trials, 3 study seeds (about 6 min on 2 CPUs)
-    .venv/bin/python bench/bench_search.py --quick    # smoke run: 0.5 s trials, a 2x2x2 grid, one seed
+    uv run python bench/bench_search.py               # full: 2 s trials, 3 study seeds (about 5 min on 2 CPUs)
+    uv run python bench/bench_search.py --quick       # smoke run: 0.5 s trials, a 2x2x2 grid, one seed
+    uv run python bench/bench_search.py --seeds 6 --methods random,tpe,pruned   # more seeds, no Hydra
 
 The job is ``python -m metta_exp.examples.synthetic`` (:mod:`metta_exp.examples.synthetic`): a seeded
 learning curve costing ``--seconds`` of sleep whose final reward (at most 100) peaks at learning rate
@@ -16,7 +17,8 @@ Methods, each a group launched by one ``metta-exp -m`` command with ``--parallel
 - grid: 4 learning rates (log-spaced) x 3 entropy coefficients x 2 batch sizes (256, 1024), every axis
   spanning its search range with its endpoints; its job-seconds are the budget;
 - random, TPE: ``search.n_trials`` = the grid's points; TPE + median pruning: twice as many trials
-  (pruned trials are cheap), judged within the grid's budget;
+  (pruned trials are cheap), judged within the grid's budget. The study seed is ``search.seed``. TPE's
+  first 10 trials are random (Optuna's startup trials), so with ``--quick``'s 8 TPE is random search;
 - Hydra's Optuna sweeper (TPE, no pruning, the grid's points as ``n_trials``), the same curve run
   in-process by a ``@hydra.main`` app: with Hydra's basic launcher (one trial at a time; first seed
   only), and with the joblib launcher running ``--parallel`` trials at once. Its job-seconds are the
