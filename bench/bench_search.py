@@ -254,12 +254,15 @@ def last_value(run_dir: str) -> float | None:
 
 
 def group_trials(state_dir: Path, group: str) -> list[Trial]:
-    """Every launched job of ``group``: its attempts' times from the store, its last objective value."""
+    """Every launched job of ``group``: its attempts' times from the store, and its objective: the value
+    told to the study for a search's trial, the last value in its ``metrics.jsonl`` for a grid's job."""
     from metta_exp.status import JobStatus
     from metta_exp.store import JobStore
+    from metta_exp.trials import TrialState
 
     trials = []
     with JobStore.open(state_dir, create=False) as store:
+        told = {t.run: t.value for t in store.trials(group) if t.state == TrialState.COMPLETE}
         for job in store.jobs(group):
             attempts = [a for a in store.attempts(group, job.run) if a.started_at is not None]
             if not attempts:
@@ -267,11 +270,12 @@ def group_trials(state_dir: Path, group: str) -> list[Trial]:
             ended = max(a.ended_at or a.started_at for a in attempts)
             spent = sum((a.ended_at or a.started_at) - a.started_at for a in attempts)
             done = job.status == JobStatus.SUCCEEDED
+            value = told.get(job.run) if told else last_value(job.run_dir) if done else None
             trials.append(
                 Trial(
                     started=ended - spent,
                     ended=ended,
-                    value=last_value(job.run_dir) if done else None,
+                    value=value,
                     pruned=job.status == JobStatus.PRUNED,
                     settings=parse_overrides(job.spec.args),
                 )
