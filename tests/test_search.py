@@ -267,3 +267,17 @@ def test_a_search_runs_on_the_skypilot_backend(
         assert pruned["status"] == "CANCELLED", pruned
     finally:
         FakeSkyApi(fake).kill_all()
+
+
+def test_an_experiment_file_carries_its_own_search(state_dir: Path, conf: Path) -> None:
+    """As a grid sweep can be: ``hydra.sweeper.params`` with an interval, and ``search:`` keys, no -m."""
+    (conf / "experiment" / "filed.yaml").write_text(
+        (conf / "experiment" / "search.yaml").read_text()
+        + "search: {n_trials: 3, parallel: 3, seed: 11, pruner: none}\n"
+        + "hydra:\n  sweeper:\n    params:\n      x: tag(log, interval(0.01, 1.0))\n      opt: a,b\n"
+    )
+    result = run_cli("--config-dir", str(conf), "+experiment=filed", "group=ff", "search.n_trials=4")
+    assert result.returncode == 0, result.stdout + result.stderr
+    trials, _ = trials_of(state_dir, "ff")
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 4, "the command line's search.n_trials wins"
+    assert all(0.01 <= t.params["x"] <= 1.0 and t.params["opt"] in ("a", "b") for t in trials)
