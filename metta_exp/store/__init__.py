@@ -92,6 +92,7 @@ class JobStore:
             recorded = "0003_final_progress" in self._applied()
             self._job_select = job_select(final_progress=recorded)
             self._job_select_no_deps = job_select(final_progress=recorded, deps=False)
+            self._has_trials = "0004_trials" in self._applied()
         except sqlite3.DatabaseError as exc:
             raise write_error(self.path, exc) from None
 
@@ -547,7 +548,10 @@ class JobStore:
             return True
 
     def trials(self, group: str) -> list[TrialRecord]:
-        """A search group's trials in number order (none for other groups)."""
+        """A search group's trials in number order (none for other groups, nor in a store written before
+        searches existed)."""
+        if not self._has_trials:
+            return []
         rows = self._db.execute(
             "SELECT t.number, j.run, t.params, t.state, t.value, t.steps, t.reason FROM trials t "
             "JOIN jobs j ON j.id = t.job_id WHERE t.group_name = ? ORDER BY t.number",
