@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TextIO
 
-from metta_exp.jobs_text import fmt_duration
+from metta_exp.jobs_text import fmt_duration, search_line
 from metta_exp.logtail import LogReader, explain_failure, read_progress, read_tail
 from metta_exp.monitor_view import Frame, Gpus, fmt_count, render_monitor, summary_line
 from metta_exp.status import JobStatus
@@ -39,13 +39,14 @@ def read_frame(
     """The store's records and the jobs' log tails, now (``gpus``: this machine's, for a local group)."""
     group = store.group(group_name)
     jobs = store.jobs(group_name)
+    trials = store.trials(group_name) if group.search_space is not None else ()
     logs = {
         j.run: reader.read(j.log_path, j.run_dir, j.status) for j in jobs if j.status != JobStatus.PENDING
     }
     gpu_state = None
     if gpus is not None and any(j.spec.gpus > 0 for j in jobs if j.status == JobStatus.PENDING):
         gpu_state = Gpus(gpus, frozenset(store.busy_gpu_ids()))
-    return Frame(group, jobs, logs, time.time(), owner_alive(group), gpu_state)
+    return Frame(group, jobs, logs, time.time(), owner_alive(group), gpu_state, trials)
 
 
 def local_gpus(backend: str) -> tuple[int, ...] | None:
@@ -186,6 +187,8 @@ def print_summary(store: JobStore, group_name: str, out: TextIO, max_failed: int
     group = store.group(group_name)
     jobs = store.jobs(group_name)
     print(summary_line(group, jobs, time.time()), file=out)
+    if group.search_space is not None:
+        print(search_line(group, store.trials(group_name)), file=out)
     succeeded = [j for j in jobs if j.status == JobStatus.SUCCEEDED]
     if len(succeeded) <= max_failed:  # small groups: each run's result at a glance
         width = max((len(j.run) for j in succeeded), default=0)
@@ -205,11 +208,17 @@ def print_summary(store: JobStore, group_name: str, out: TextIO, max_failed: int
         if job.status in (JobStatus.CANCELLED, JobStatus.SKIPPED):
             others.setdefault((job.status.value, job.reason or "no reason recorded"), []).append(job.run)
     for (status, reason), runs in others.items():
-        names = ", ".join(runs[:8]) + (f", … ({len(runs) - 8} more)" if len(runs) > 8 else "")
-        print(f"  {len(runs)} {status} ({reason}): {names}", file=out)
+        print(f"  {len(runs)} {status} ({reason}): {_listed(runs)}", file=out)
+    pruned = [j.run for j in jobs if j.status == JobStatus.PRUNED]
+    if pruned:  # each with its own reason (its step and value): the names say enough here
+        print(f"  {len(pruned)} pruned (behind the other trials): {_listed(pruned)}", file=out)
     print_outputs(store, group_name, out)
     out.flush()
     return exit_code(jobs)
+
+
+def _listed(runs: list[str], limit: int = 8) -> str:
+    return ", ".join(runs[:limit]) + (f", … ({len(runs) - limit} more)" if len(runs) > limit else "")
 
 
 def print_outputs(store: JobStore, group_name: str, out: TextIO) -> None:

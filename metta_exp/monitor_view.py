@@ -16,11 +16,12 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING
 
-from metta_exp.jobs_text import fmt_duration
+from metta_exp.jobs_text import fmt_duration, fmt_value
 from metta_exp.logtail import JobLog
 from metta_exp.monitor_layout import Item, Section, layout
 from metta_exp.records import GroupRecord, JobRecord
 from metta_exp.status import ACTIVE, ALL_STATUSES, JobStatus, waits_for
+from metta_exp.trials import TrialRecord, TrialState, best_trial
 from metta_exp.words import plural
 
 if TYPE_CHECKING:
@@ -37,6 +38,7 @@ ICON = {
     JobStatus.FAILED: "✗",
     JobStatus.CANCELLED: "⊘",
     JobStatus.SKIPPED: "↷",
+    JobStatus.PRUNED: "✂",
 }
 STYLE = {
     JobStatus.PENDING: "dim",
@@ -46,6 +48,7 @@ STYLE = {
     JobStatus.FAILED: "bold red",
     JobStatus.CANCELLED: "yellow",
     JobStatus.SKIPPED: "yellow",
+    JobStatus.PRUNED: "yellow",
 }
 QUOTA = {"failed": 0.4, "active": 0.35, "completed": 0.15, "pending": 0.1}
 """The share of the height each section keeps for itself when all of them compete for it."""
@@ -62,7 +65,7 @@ class Gpus:
 
 @dataclass(frozen=True)
 class Frame:
-    """Everything one redraw shows, read at one moment."""
+    """Everything one redraw shows, read at one moment (``trials``: a search group's)."""
 
     group: GroupRecord
     jobs: Sequence[JobRecord]
@@ -70,6 +73,7 @@ class Frame:
     now: float = 0.0
     runner_alive: bool = True
     gpus: Gpus | None = None
+    trials: Sequence[TrialRecord] = ()
 
     @cached_property
     def by_run(self) -> dict[str, JobRecord]:
@@ -345,7 +349,7 @@ def _sections(frame: Frame, width: int, show_logs: bool) -> list[Section]:
         key=lambda j: (j.status != JobStatus.SUCCEEDED, -(j.ended_at or 0), j.position),
     )
     pending = [j for j in jobs if j.status == JobStatus.PENDING]
-    name_w = min(24, max((len(j.run) for j in jobs), default=4))
+    name_w = min(max(24, width // 3), max((len(j.run) for j in jobs), default=4))
     tracked = frame.group.exp.metrics_to_track or ()
     tails = [
         progress_tail(j, p, frame.now) for j in active if (p := log(j).progress) and p.fraction is not None
@@ -357,7 +361,9 @@ def _sections(frame: Frame, width: int, show_logs: bool) -> list[Section]:
         f", {c[JobStatus.LAUNCHING]} launching" if c[JobStatus.LAUNCHING] else ""
     )
     done_detail = ", ".join(
-        f"{c[s]} {s.value}" for s in (JobStatus.SUCCEEDED, JobStatus.CANCELLED, JobStatus.SKIPPED) if c[s]
+        f"{c[s]} {s.value}"
+        for s in (JobStatus.SUCCEEDED, JobStatus.PRUNED, JobStatus.CANCELLED, JobStatus.SKIPPED)
+        if c[s]
     )
     return [
         Section(
@@ -415,12 +421,27 @@ def _header(frame: Frame, width: int) -> list[Text]:
         JobStatus.LAUNCHING,
         JobStatus.SUCCEEDED,
         JobStatus.PENDING,
+        JobStatus.PRUNED,
         JobStatus.CANCELLED,
         JobStatus.SKIPPED,
     ):
         if c[status]:
             second.append(f"{ICON[status]} {c[status]} {status.value}  ", style=STYLE[status])
-    return [first, second]
+    if group.search_space is None:
+        return [first, second]
+    return [first, second, _line((search_header(group, frame.trials), "cyan"))]
+
+
+def search_header(group: GroupRecord, trials: Sequence[TrialRecord]) -> str:
+    """``Search 12/40 · best 0.873 t007-lr0.00231-ent0.0123-bs512 · 3 running, 7 complete, 2 pruned, 0
+    failed · maximize overview/reward``: ``job show``'s search line, the best trial first so that a
+    narrow terminal cuts the rest (the run's name says its values)."""
+    search = group.exp.search
+    by = Counter(t.state for t in trials)
+    best = best_trial(trials, search.direction)
+    found = "none yet" if best is None else f"{fmt_value(best.value or 0.0)} {best.run}"
+    states = ", ".join(f"{by[s]} {s.value}" for s in TrialState)
+    return f"Search {len(trials)}/{search.n_trials} · best {found} · {states} · {search.direction} {search.objective}"
 
 
 def _footer(frame: Frame) -> Text:

@@ -1,0 +1,257 @@
+"""What shows a search (an adaptive sweep): ``job show`` (text and ``--json``), ``job list``'s PRUNED
+column, the monitor's header and pruned jobs, the final summary, and the notebook's search cells,
+over search records built directly in a real store (``search_records``) or as records in memory."""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from conftest import run_cli
+from rich.console import Console
+from search_records import PRUNE_REASON, SPACE, make_search_group
+from test_monitor import T0, group_record, job_record
+
+from metta_exp.jobs_text import group_table, search_line
+from metta_exp.monitor import print_summary
+from metta_exp.monitor_view import Frame, render_monitor
+from metta_exp.records import GroupSummary
+from metta_exp.status import ALL_STATUSES, JobStatus
+from metta_exp.store import JobStore
+from metta_exp.trials import TrialRecord, TrialState
+
+SEARCH_CONFIG = {
+    "max_parallel": 2,
+    "metrics_to_track": ["overview/sps", "overview/reward"],
+    "search_space": SPACE.to_dict(),
+    "search": {"n_trials": 40, "objective": "overview/reward", "direction": "maximize"},
+}
+P = {"trainer.learning_rate": 0.00231, "trainer.entropy_coef": 0.0123, "trainer.batch_size": 512}
+
+
+def trial(number: int, state: TrialState, value: float | None = None, **kw: Any) -> TrialRecord:
+    params = kw.pop("params", P)
+    return TrialRecord("lr_sweep", number, SPACE.run_name(number, params), params, state, value, **kw)
+
+
+# --- the search line (job show, monitor, summary) -------------------------------------------------------
+
+
+def test_search_line_counts_trials_by_state_and_names_the_best() -> None:
+    group = group_record(config=SEARCH_CONFIG)
+    low = P | {"trainer.learning_rate": 0.0005}
+    trials = [
+        trial(0, TrialState.COMPLETE, 0.61, params=low),
+        trial(1, TrialState.PRUNED, reason=PRUNE_REASON, params=low),
+        trial(2, TrialState.COMPLETE, 0.873),
+        trial(3, TrialState.RUNNING, params=low),
+    ]
+    assert search_line(group, trials) == (
+        "Search: 4 of 40 trials (1 running, 2 complete, 1 pruned, 0 failed) · maximize overview/reward · "
+        "best: t002-lr0.00231-ent0.0123-bs512 = 0.873 (trial 2: trainer.learning_rate=0.00231, "
+        "trainer.entropy_coef=0.0123, trainer.batch_size=512)"
+    )
+    minimize = group_record(config=SEARCH_CONFIG | {"search": {"direction": "minimize", "objective": "loss"}})
+    assert "minimize loss · best: t000-lr0.0005" in search_line(minimize, trials)
+    assert search_line(group, trials[1:2] + trials[3:]).endswith("· best: none yet")
+
+
+# --- the monitor ---------------------------------------------------------------------------------------------
+
+
+def search_frame() -> Frame:
+    low = P | {"trainer.learning_rate": 0.0005, "trainer.batch_size": 256}
+    trials = [
+        trial(0, TrialState.COMPLETE, 0.61, params=low),
+        trial(1, TrialState.PRUNED, reason=PRUNE_REASON, params=low | {"trainer.entropy_coef": 0.04}),
+        trial(2, TrialState.COMPLETE, 0.873),
+        trial(3, TrialState.RUNNING, params=low | {"trainer.entropy_coef": 0.002}),
+    ]
+    jobs = [
+        job_record(trials[0].run, JobStatus.SUCCEEDED, 0, exit_code=0, ended_at=T0 + 40),
+        job_record(trials[1].run, JobStatus.PRUNED, 1, reason=PRUNE_REASON, ended_at=T0 + 30),
+        job_record(trials[2].run, JobStatus.SUCCEEDED, 2, exit_code=0, ended_at=T0 + 60),
+        job_record(trials[3].run, JobStatus.RUNNING, 3, started_at=T0 + 45),
+    ]
+    jobs = [replace(j, group="lr_sweep") for j in jobs]
+    return Frame(group_record(config=SEARCH_CONFIG), jobs, {}, now=T0 + 75, runner_alive=True, trials=trials)
+
+
+def render(frame: Frame, width: int, height: int) -> str:
+    out = io.StringIO()
+    Console(file=out, width=width, color_system=None).print(render_monitor(frame, width, height))
+    return out.getvalue()
+
+
+EXPECTED_100x20 = """\
+lr_sweep · demo on local · 4 jobs · 1:15 elapsed · runner pid 4242
+━━━━━━━━━─── 3/4 done  ▶ 1 running  ✓ 2 succeeded  ✂ 1 pruned
+Search 4/40 · best 0.873 t002-lr0.00231-ent0.0123-bs512 · 1 running, 2 complete, 1 pruned, 0 failed…
+── Active 1 running ────────────────────────────────────────────────────────────────────────────────
+  ▶ t003-lr0.0005-ent0.002-bs256    waiting for progress…  0:30
+── Completed 2 succeeded, 1 pruned ─────────────────────────────────────────────────────────────────
+  ✓ t002-lr0.00231-ent0.0123-bs512  succeeded   0:55
+      dir /runs/lr_sweep/t002-lr0.00231-ent0.0123-bs512
+  ✓ t000-lr0.0005-ent0.0123-bs256   succeeded   0:35
+      dir /runs/lr_sweep/t000-lr0.0005-ent0.0123-bs256
+  ✂ t001-lr0.0005-ent0.04-bs256     pruned      0:25  pruned at step 2000: value 0.12 below the med…
+Ctrl+C stops watching; the jobs go on · stop them: metta-exp job kill lr_sweep
+"""
+
+
+def test_monitor_header_shows_the_best_trial_and_pruned_jobs_end_with_their_reason() -> None:
+    assert render(search_frame(), 100, 20) == EXPECTED_100x20
+
+
+EXPECTED_80x12 = """\
+lr_sweep · demo on local · 4 jobs · 1:15 elapsed · runner pid 4242
+━━━━━━━━── 3/4 done  ▶ 1 running  ✓ 2 succeeded  ✂ 1 pruned
+Search 4/40 · best 0.873 t002-lr0.00231-ent0.0123-bs512 · 1 running, 2 complete…
+── Active 1 running ────────────────────────────────────────────────────────────
+  ▶ t003-lr0.0005-ent0.002-bs256  waiting for progress…  0:30
+── Completed 2 succeeded, 1 pruned ─────────────────────────────────────────────
+  ✓ t002-lr0.00231-ent0.0123-bs512  succeeded   0:55
+      dir /runs/lr_sweep/t002-lr0.00231-ent0.0123-bs512
+  ✓ t000-lr0.0005-ent0.0123-bs256  succeeded   0:35
+      dir /runs/lr_sweep/t000-lr0.0005-ent0.0123-bs256
+  ✂ t001-lr0.0005-ent0.04-bs256  pruned      0:25  pruned at step 2000: value 0…
+Ctrl+C stops watching; the jobs go on · stop them: metta-exp job kill lr_sweep
+"""
+
+
+def test_monitor_of_a_search_on_a_narrow_terminal_keeps_the_best_trial_in_view() -> None:
+    assert render(search_frame(), 80, 12) == EXPECTED_80x12
+
+
+def test_monitor_of_a_search_before_any_trial_completes() -> None:
+    frame = search_frame()
+    frame = replace(frame, trials=[t for t in frame.trials if t.state != TrialState.COMPLETE])
+    assert "Search 2/40 · best none yet · 1 running, 0 complete, 1 pruned, 0 failed" in render(frame, 120, 20)
+    plain = replace(frame, group=group_record())
+    assert "Search" not in render(plain, 120, 20)
+
+
+def test_final_summary_of_a_search_has_its_line_and_names_the_pruned_runs(tmp_path: Path) -> None:
+    with JobStore.open(tmp_path / "state") as store:
+        runs = make_search_group(store)
+        out = io.StringIO()
+        assert print_summary(store, "search", out) == 1  # a trial failed
+    lines = out.getvalue().splitlines()
+    assert lines[1] == (
+        "Search: 5 of 40 trials (1 running, 2 complete, 1 pruned, 1 failed) · maximize overview/reward · "
+        f"best: {runs[2]} = 0.873 (trial 2: trainer.learning_rate=0.00231, trainer.entropy_coef=0.0123, "
+        "trainer.batch_size=512)"
+    )
+    assert f"  {runs[3]} failed: exit code 1" in lines
+    assert f"  1 pruned (behind the other trials): {runs[1]}" in lines
+
+
+# --- job show, job list ---------------------------------------------------------------------------------------
+
+
+def test_show_of_a_search_has_its_line_and_json_has_each_jobs_trial(state_dir: Path) -> None:
+    with JobStore.open(state_dir) as store:
+        runs = make_search_group(store)
+    text = run_cli("job", "show", "search").stdout.splitlines()
+    assert text[0].endswith("5 jobs: 1 running, 2 succeeded, 1 failed, 1 pruned")
+    assert text[1].startswith(
+        "Search: 5 of 40 trials (1 running, 2 complete, 1 pruned, 1 failed) · maximize "
+    )
+    assert [line.split()[:2] for line in text[3:8]] == [
+        [runs[0], "succeeded"],
+        [runs[1], "pruned"],
+        [runs[2], "succeeded"],
+        [runs[3], "failed"],
+        [runs[4], "running"],
+    ]
+    assert text[4].endswith(PRUNE_REASON)
+
+    shown = json.loads(run_cli("job", "show", "search", "--json").stdout)
+    assert [row["trial"] for row in shown] == [
+        {
+            "number": 0,
+            "state": "complete",
+            "value": 0.61,
+            "params": {
+                "trainer.learning_rate": 0.0005,
+                "trainer.entropy_coef": 0.02,
+                "trainer.batch_size": 512,
+            },
+            "reason": None,
+        },
+        {
+            "number": 1,
+            "state": "pruned",
+            "value": None,
+            "params": {
+                "trainer.learning_rate": 0.0001,
+                "trainer.entropy_coef": 0.04,
+                "trainer.batch_size": 256,
+            },
+            "reason": PRUNE_REASON,
+        },
+        {
+            "number": 2,
+            "state": "complete",
+            "value": 0.873,
+            "params": {
+                "trainer.learning_rate": 0.00231,
+                "trainer.entropy_coef": 0.0123,
+                "trainer.batch_size": 512,
+            },
+            "reason": None,
+        },
+        {
+            "number": 3,
+            "state": "failed",
+            "value": None,
+            "params": {
+                "trainer.learning_rate": 0.009,
+                "trainer.entropy_coef": 0.003,
+                "trainer.batch_size": 1024,
+            },
+            "reason": "exit code 1",
+        },
+        {
+            "number": 4,
+            "state": "running",
+            "value": None,
+            "params": {
+                "trainer.learning_rate": 0.001,
+                "trainer.entropy_coef": 0.01,
+                "trainer.batch_size": 256,
+            },
+            "reason": None,
+        },
+    ]
+    assert [(row["run"], row["status"], row["reason"]) for row in shown][1] == (
+        runs[1],
+        "pruned",
+        PRUNE_REASON,
+    )
+
+    listed = run_cli("job", "list").stdout.splitlines()
+    assert listed[0].split()[3:] == [
+        *("PENDING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED", "SKIPPED", "PRUNED", "AGE", "STATE")
+    ]
+    assert listed[1].split()[:10] == ["search", "local", "5", "0", "1", "2", "1", "0", "0", "1"]
+    assert json.loads(run_cli("job", "list", "--json").stdout)[0]["pruned"] == 1
+
+
+def test_list_has_a_pruned_column_only_when_a_listed_group_has_pruned_jobs() -> None:
+    t0 = 1_800_000_000.0
+    counts = {s.value: 0 for s in ALL_STATUSES} | {"succeeded": 3}
+    plain = GroupSummary("grid", "demo", "local", t0, t0 + 60, counts)
+    search = GroupSummary("search", "demo", "local", t0, t0 + 60, counts | {"pruned": 2, "succeeded": 1})
+    assert group_table([plain], {}, t0 + 120).split("\n") == [
+        "GROUP  BACKEND  TOTAL  PENDING  RUNNING  SUCCEEDED  FAILED  CANCELLED  SKIPPED  AGE  STATE",
+        "grid   local        3        0        0          3       0          0        0  2m   ended",
+    ]
+    assert group_table([search, plain], {}, t0 + 120).split("\n") == [
+        "GROUP   BACKEND  TOTAL  PENDING  RUNNING  SUCCEEDED  FAILED  CANCELLED  SKIPPED  PRUNED  AGE  STATE",
+        "search  local        3        0        0          1       0          0        0       2  2m   ended",
+        "grid    local        3        0        0          3       0          0        0       0  2m   ended",
+    ]
