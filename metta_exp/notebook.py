@@ -7,7 +7,7 @@ group's notebook then adds its study (:data:`SEARCH_CELLS`, from :mod:`metta_exp
 overview (markdown), the best trials, the objective by trial, the objective against each parameter, and
 the runs' objective curves with the pruned ones marked. Values reach
 the cells only through the template filters: ``py`` (a Python literal, checked by parsing it back) in
-code cells, ``md`` / ``md_code`` / ``md_url`` (escaped text, a code span, a link target) in markdown
+code cells (``py_rows``: a table's rows, one a line), ``md`` / ``md_code`` / ``md_url`` (escaped text, a code span, a link target) in markdown
 cells. The environment refuses to print a value that did not go through one of them, so no run name,
 argument or path, however odd, can break a cell or inject into it.
 
@@ -49,6 +49,7 @@ __all__ = [
     "md_escape",
     "md_url",
     "py_literal",
+    "py_rows",
     "render_notebook",
     "run_info",
     "templates_dir",
@@ -353,6 +354,7 @@ def _environment(directory: str) -> Any:
     )
     env.filters.update(
         py=lambda v: Rendered(py_literal(v)),
+        py_rows=lambda v: Rendered(py_rows(v)),
         md=lambda v: Rendered(md_escape(v)),
         md_code=lambda v: Rendered(md_code(v)),
         md_url=lambda v: Rendered(md_url(v)),
@@ -367,6 +369,15 @@ def py_literal(value: Any, indent: int = 0, width: int = 100) -> str:
     text = _literal(value, indent, width)
     if ast.literal_eval(text) != tuples_as_lists(value):
         raise ValueError(f"cannot write {value!r:.80} as a Python literal")
+    return text
+
+
+def py_rows(rows: Sequence[Any]) -> str:
+    """A list as a Python literal with one item per line, however long (a table's rows), checked as
+    :func:`py_literal` is."""
+    text = "[\n" + "".join(f"    {_flat(row)},\n" for row in rows) + "]" if rows else "[]"
+    if ast.literal_eval(text) != tuples_as_lists(list(rows)):
+        raise ValueError(f"cannot write {rows!r:.80} as a Python literal")
     return text
 
 

@@ -15,13 +15,16 @@ from typing import Any
 
 from metta_exp.jobs_text import search_line
 from metta_exp.records import GroupRecord
-from metta_exp.trials import Dimension, TrialRecord, best_trial
+from metta_exp.trials import Dimension, TrialRecord, TrialState, best_trial
 
 __all__ = ["SEARCH_CELLS", "TOP_TRIALS", "search_context"]
 
 SEARCH_CELLS = ("search", "search_best", "search_trials", "search_params", "search_curves")
 """The cells a search group's notebook adds after :data:`metta_exp.notebook.CELLS`, in order."""
 TOP_TRIALS = 10
+COLUMNS = ("trial", "run", "state", "value", "pruned_step", "pruned_value", "reason")
+"""A trial's row in the notebook, before its parameters: ``value`` for a complete trial, ``pruned_*``
+the last intermediate value the pruner saw (for a pruned trial), ``reason`` why it was pruned or failed."""
 
 
 def search_context(group: GroupRecord, trials: Sequence[TrialRecord]) -> dict[str, Any] | None:
@@ -42,7 +45,8 @@ def search_context(group: GroupRecord, trials: Sequence[TrialRecord]) -> dict[st
         ],
         "space": [f"{d.name}: {d.describe()}" for d in space.dims],
         "dims": [_dim(d) for d in space.dims],
-        "trials": [_trial(t) for t in trials],
+        "columns": [*COLUMNS, *(d.name for d in space.dims)],
+        "trials": [_row(t, space.dims) for t in trials],
         "best": None if best is None else best.run,
         "top": TOP_TRIALS,
     }
@@ -58,17 +62,20 @@ def _dim(d: Dimension) -> dict[str, Any]:
     }
 
 
-def _trial(t: TrialRecord) -> dict[str, Any]:
-    """A trial as a literal: non-finite numbers (a NaN objective) as None, steps as [step, value]."""
-    return {
-        "number": t.number,
-        "run": t.run,
-        "state": t.state.value,
-        "value": _finite(t.value),
-        "params": {str(k): _plain(v) for k, v in t.params.items()},
-        "reason": t.reason,
-        "steps": [[int(s), v] for s, v in t.steps if _finite(v) is not None],
-    }
+def _row(t: TrialRecord, dims: Sequence[Dimension]) -> list[Any]:
+    """A trial as one row of :data:`COLUMNS` then its parameters (non-finite numbers as None)."""
+    seen = [(s, v) for s, v in t.steps if _finite(v) is not None]
+    last = seen[-1] if seen and t.state == TrialState.PRUNED else (None, None)
+    return [
+        t.number,
+        t.run,
+        t.state.value,
+        _finite(t.value),
+        last[0],
+        last[1],
+        t.reason,
+        *(_plain(t.params.get(d.name)) for d in dims),
+    ]
 
 
 def _finite(value: float | None) -> float | None:

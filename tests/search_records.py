@@ -81,3 +81,57 @@ def make_search_group(
             assert store.end_trial(name, number, TrialState.FAILED, None, "exit code 1")
     store.release_lease(name, OWNER)  # the lease named this test's pid: no cleanup may signal it
     return runs
+
+
+def synthetic_study(
+    n: int = 16, seed: int = 0
+) -> tuple[list[tuple[Any, ...]], dict[int, list[tuple[int, float]]]]:
+    """``n`` trials of a made-up study whose reward peaks near lr 0.002, ent 0.01, batch 512, and each
+    trial's reward curve (1024 steps a point): the clearly bad ones pruned a third of the way, one failed,
+    the last one running. Returns (trials as :func:`make_search_group` takes them, curves by number)."""
+    import math
+    import random
+
+    rnd = random.Random(seed)
+    trials, curves = [], {}
+    for number in range(n):
+        params = _p(
+            round(10 ** rnd.uniform(-4, -2), 6),
+            round(rnd.uniform(0.001, 0.05), 5),
+            rnd.choice((256, 512, 1024)),
+        )
+        quality = math.exp(-((math.log10(params["trainer.learning_rate"]) + 2.7) ** 2) / 0.5)
+        quality *= (
+            1
+            - abs(params["trainer.entropy_coef"] - 0.01) * 8
+            - (0.1 if params["trainer.batch_size"] != 512 else 0)
+        )
+        final = round(max(0.05, quality), 4)
+        points = 60
+        curve = [
+            ((i + 1) * 1024, round(final * (1 - math.exp(-(i + 1) / 12)) + rnd.gauss(0, 0.015), 4))
+            for i in range(points)
+        ]
+        if number == n - 1:
+            outcome, value, curve = "running", None, curve[:25]
+        elif number == 5:
+            outcome, value, curve = "failed", None, curve[:8]
+        elif number >= 4 and final < 0.6:
+            outcome, value, curve = "pruned", None, curve[:20]
+        else:
+            outcome, value = "complete", curve[-1][1]
+        seen = [(s, v) for s, v in curve if s % 5120 == 0]
+        trials.append((number, params, outcome, value, seen))
+        curves[number] = curve
+    return trials, curves
+
+
+def write_curve(run_dir: Path, curve: Sequence[tuple[int, float]]) -> None:
+    """A run's metrics file (what ``tracking`` writes) holding the reward curve ``curve``."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    t = 1764250000.0
+    lines = [
+        json.dumps({"_step": s, "_time": t + i, "_attempt": 1, "overview/reward": v, "overview/sps": 3000.0})
+        for i, (s, v) in enumerate(curve)
+    ]
+    (run_dir / "metrics.jsonl").write_text("\n".join(lines) + "\n")

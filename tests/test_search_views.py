@@ -4,20 +4,24 @@ over search records built directly in a real store (``search_records``) or as re
 
 from __future__ import annotations
 
+import ast
 import io
 import json
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import nbformat
+import pytest
 from conftest import run_cli
 from rich.console import Console
-from search_records import PRUNE_REASON, SPACE, make_search_group
+from search_records import PRUNE_REASON, SPACE, make_search_group, synthetic_study, write_curve
 from test_monitor import T0, group_record, job_record
 
 from metta_exp.jobs_text import group_table, search_line
 from metta_exp.monitor import print_summary
 from metta_exp.monitor_view import Frame, render_monitor
+from metta_exp.notebook import CELLS, SEARCH_CELLS, render_notebook, write_group_notebook
 from metta_exp.records import GroupSummary
 from metta_exp.status import ALL_STATUSES, JobStatus
 from metta_exp.store import JobStore
@@ -255,3 +259,100 @@ def test_list_has_a_pruned_column_only_when_a_listed_group_has_pruned_jobs() -> 
         "search  local        3        0        0          1       0          0        0       2  2m   ended",
         "grid    local        3        0        0          3       0          0        0       0  2m   ended",
     ]
+
+
+# --- the notebook ----------------------------------------------------------------------------------------------
+
+
+def cell_sources(path: Path) -> dict[str, str]:
+    nb = json.loads(path.read_text())
+    return {c["id"].split("-")[0]: "".join(c["source"]) for c in nb["cells"]}
+
+
+def literals(source: str) -> dict[str, Any]:
+    tree = ast.parse(source)
+    return {
+        node.targets[0].id: ast.literal_eval(node.value)
+        for node in tree.body
+        if isinstance(node, ast.Assign)
+        and isinstance(node.targets[0], ast.Name)
+        and isinstance(node.value, ast.List | ast.Dict | ast.Constant)
+    }
+
+
+def test_job_notebook_of_a_search_adds_its_cells_with_the_trials_as_literals(state_dir: Path) -> None:
+    with JobStore.open(state_dir) as store:
+        runs = make_search_group(store)
+    result = run_cli("job", "notebook", "search", "-o", "search.ipynb")
+    assert result.returncode == 0, result.stderr
+    cells = cell_sources(state_dir.parent / "search.ipynb")
+    assert list(cells) == [*CELLS, *SEARCH_CELLS]
+    assert (
+        "best\\: t002" in cells["search"]
+        and "trainer\\.batch\\_size\\: one of 256\\, 512\\, 1024" in cells["search"]
+    )
+    found = literals(cells["search_best"])
+    assert found["OBJECTIVE"] == "overview/reward" and found["DIRECTION"] == "maximize"
+    assert found["COLUMNS"] == [
+        *("trial", "run", "state", "value", "pruned_step", "pruned_value", "reason"),
+        *("trainer.learning_rate", "trainer.entropy_coef", "trainer.batch_size"),
+    ]
+    assert found["TRIALS"] == [
+        [0, runs[0], "complete", 0.61, None, None, None, 0.0005, 0.02, 512],
+        [1, runs[1], "pruned", None, 2000, 0.12, PRUNE_REASON, 0.0001, 0.04, 256],
+        [2, runs[2], "complete", 0.873, None, None, None, 0.00231, 0.0123, 512],
+        [3, runs[3], "failed", None, None, None, "exit code 1", 0.009, 0.003, 1024],
+        [4, runs[4], "running", None, None, None, None, 0.001, 0.01, 256],
+    ]
+    assert literals(cells["search_curves"])["BEST"] == runs[2]
+    assert "'overview/reward'" in cells["fetch"]  # the objective's curves are fetched
+
+
+def test_notebook_of_a_grid_sweep_has_no_search_cells_and_a_search_without_trials_renders(
+    tmp_path: Path,
+) -> None:
+    group = group_record(config=SEARCH_CONFIG | {"module": "pkg.train"})
+    cells = json.loads(render_notebook(group, [], trials=[]))["cells"]
+    assert [c["id"].split("-")[0] for c in cells] == [*CELLS, *SEARCH_CELLS]
+    assert "No trial has completed yet." in "".join(cells[len(CELLS)]["source"])
+    odd = [trial(0, TrialState.FAILED, float("nan"), steps=((10, float("inf")),))]  # no literal for NaN
+    assert "[0, 't000-" in "".join(
+        json.loads(render_notebook(group, [], trials=odd))["cells"][len(CELLS) + 1]["source"]
+    )
+    plain = group_record(config={"module": "pkg.train"})
+    assert [c["id"].split("-")[0] for c in json.loads(render_notebook(plain, []))["cells"]] == list(CELLS)
+
+
+@pytest.mark.slow
+def test_search_notebook_executes_with_its_plots_and_the_best_trials_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nbclient import NotebookClient
+
+    study, curves = synthetic_study()
+    with JobStore.open(tmp_path / "state") as store:
+        make_search_group(store, trials=study)
+        jobs = store.jobs("search")
+        for job in jobs:
+            write_curve(Path(job.run_dir), curves[int(job.run[1:4])])
+        trials = store.trials("search")
+        path = write_group_notebook(store.group("search"), jobs, tmp_path / "nb" / "search.ipynb", trials)
+    nb = nbformat.read(path, as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell("print('BEST=' + json.dumps(best.index.tolist()))"))
+    for key in ("IPYTHONDIR", "MPLCONFIGDIR", "JUPYTER_RUNTIME_DIR"):
+        monkeypatch.setenv(key, str(tmp_path / key.lower()))
+    monkeypatch.setenv("MPLBACKEND", "Agg")  # kernels inherit it: the notebook must pick inline itself
+    nb.cells.insert(0, nbformat.v4.new_code_cell("import json"))
+    NotebookClient(
+        nb, kernel_name="python3", timeout=240, resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
+
+    executed = {c.id.split("-")[0]: c for c in nb.cells if "-" in c.get("id", "")}
+    assert not [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    for kind in ("search_trials", "search_params", "search_curves"):
+        assert [o for o in executed[kind].outputs if "image/png" in o.get("data", {})], kind
+    assert "text/html" in executed["search_best"].outputs[0]["data"]
+    printed = "".join(o.text for o in nb.cells[-1].outputs if o.output_type == "stream")
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    expected = sorted(complete, key=lambda t: (-(t.value or 0.0), t.number))
+    assert json.loads(printed.split("BEST=", 1)[1]) == [t.number for t in expected]
