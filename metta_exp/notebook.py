@@ -5,10 +5,10 @@
 The cells, in order: title (markdown), setup, W&B links (markdown), fetch, plots, summary; a search
 group's notebook then adds its study (:data:`SEARCH_CELLS`, from :mod:`metta_exp.notebook_search`): an
 overview (markdown), the best trials, the objective by trial, the objective against each parameter, and
-the runs' objective curves with the pruned ones marked. Values reach
-the cells only through the template filters: ``py`` (a Python literal, checked by parsing it back) in
-code cells (``py_rows``: a table's rows, one a line), ``md`` / ``md_code`` / ``md_url`` (escaped text, a code span, a link target) in markdown
-cells. The environment refuses to print a value that did not go through one of them, so no run name,
+the runs' objective curves with the pruned ones marked. Values reach the cells only through the
+template filters: ``py`` (a Python literal, checked by parsing it back; ``py_rows``: a table's rows, one a
+line) in code cells, ``md`` / ``md_code`` / ``md_url`` (escaped text, a code span, a link target) in
+markdown cells. The environment refuses to print a value that did not go through one of them, so no run name,
 argument or path, however odd, can break a cell or inject into it.
 
 Rendering is pure (:func:`render_notebook`: same group and runs, same bytes: cell ids derive from the
