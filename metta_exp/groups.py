@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, TextIO
 
-from metta_exp.errors import NotFoundError
+from metta_exp.errors import NotFoundError, UsageError
 from metta_exp.records import GroupRecord, GroupSummary, JobRecord
 from metta_exp.status import ACTIVE, JobStatus
 from metta_exp.store import DB_NAME, JobStore, default_state_dir
@@ -207,6 +207,11 @@ def retry(group: str) -> list[tuple[str, JobStatus]]:
     """Requeue the failed, cancelled and skipped runs of ``group`` as new attempts and make sure a
     runner drives it. Returns each requeued run with the status it had (empty: nothing to retry)."""
     store = store_for(group)
+    if store.group(group).search_space is not None:
+        raise UsageError(
+            f"'{group}' is a search: each trial's outcome was told to its study once, so its failed trials "
+            "are not run again; launch a new search (with search.seed for the same first trials)"
+        )
     before = {j.run: j.status for j in store.jobs(group)}
     events = store.events(group)
     mark = events[-1].id if events else 0

@@ -54,13 +54,15 @@ def launch_experiment(
     out: TextIO | None = None,
     specs_hook: Callable[[list[JobSpec]], list[JobSpec]] | None = None,
     extra_config: Mapping[str, Any] | None = None,
+    trials: Sequence[tuple[int, dict[str, Any]]] = (),
 ) -> int:
     """Submit ``exp`` as one group and (with ``wait``) watch it; returns the interface's exit code.
 
     ``specs_hook`` may adjust the resolved specs (a sweep sets per-point GPUs); ``extra_config`` is merged
-    into the group's stored config (a sweep stores its points under ``sweep``).
+    into the group's stored config (a sweep stores its points under ``sweep``). A search passes its first
+    ``trials`` (number, values), one per run, recorded with their jobs.
     """
-    return launch_experiments([exp], name, extra_args, state_dir, out, specs_hook, extra_config)
+    return launch_experiments([exp], name, extra_args, state_dir, out, specs_hook, extra_config, trials)
 
 
 def launch_experiments(
@@ -71,6 +73,7 @@ def launch_experiments(
     out: TextIO | None = None,
     specs_hook: Callable[[list[JobSpec]], list[JobSpec]] | None = None,
     extra_config: Mapping[str, Any] | None = None,
+    trials: Sequence[tuple[int, dict[str, Any]]] = (),
 ) -> int:
     """Submit each experiment as a group of its own, then watch those that ``wait``, one after another.
 
@@ -112,7 +115,9 @@ def launch_experiments(
             _resolve, exp, state_dir=state_dir, extra_args=extra_args, hook=specs_hook, instance=instances[i]
         )
         own = config | {"instance": instances[i]}
-        groups[i] = _submit_group(store, exp, name, groups[i], specs[i], backend.name, own, again, out)
+        groups[i] = _submit_group(
+            store, exp, name, groups[i], specs[i], backend.name, own, again, out, trials
+        )
     return _watch_all(store, [(groups[i], exps[i].wait) for i in backends], out)
 
 
@@ -173,6 +178,7 @@ def _submit_group(
     config: dict[str, Any],
     resolve_again: Callable[[str], list[JobSpec]],
     out: TextIO,
+    trials: Sequence[tuple[int, dict[str, Any]]] = (),
 ) -> str:
     """Record the group and start its runner; a generated name taken meanwhile gets the next suffix."""
     from metta_exp.supervise import ensure_driver
@@ -180,7 +186,9 @@ def _submit_group(
     others = itertools.islice(suffixed(generated_group_name(name)), 1, 999)
     while True:
         try:
-            store.create_group(group, name, backend, exp.to_dict() | config, [s.to_dict() for s in specs])
+            store.create_group(
+                group, name, backend, exp.to_dict() | config, [s.to_dict() for s in specs], trials
+            )
             break
         except GroupExistsError:
             following = next(others, None)

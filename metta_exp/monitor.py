@@ -207,6 +207,9 @@ def print_summary(store: JobStore, group_name: str, out: TextIO, max_failed: int
     for job in jobs:
         if job.status in (JobStatus.CANCELLED, JobStatus.SKIPPED):
             others.setdefault((job.status.value, job.reason or "no reason recorded"), []).append(job.run)
+    pruned = [j.run for j in jobs if j.status == JobStatus.PRUNED]
+    if pruned:  # each has its own reason (its value): one line for all, reasons in 'job show'
+        others[("pruned", "behind the other trials; reasons: metta-exp job show " + group_name)] = pruned
     for (status, reason), runs in others.items():
         print(f"  {len(runs)} {status} ({reason}): {_listed(runs)}", file=out)
     pruned = [j.run for j in jobs if j.status == JobStatus.PRUNED]
@@ -214,7 +217,7 @@ def print_summary(store: JobStore, group_name: str, out: TextIO, max_failed: int
         print(f"  {len(pruned)} pruned (behind the other trials): {_listed(pruned)}", file=out)
     print_outputs(store, group_name, out)
     out.flush()
-    return exit_code(jobs)
+    return exit_code(jobs, store.trials(group_name))
 
 
 def _listed(runs: list[str], limit: int = 8) -> str:

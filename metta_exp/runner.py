@@ -23,6 +23,7 @@ import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from metta_exp.backends.base import Backend, Launch, LaunchSettings, Observation
 from metta_exp.config import Experiment
@@ -32,6 +33,9 @@ from metta_exp.records import GroupRecord, JobRecord
 from metta_exp.status import ACTIVE, JobStatus, waits_for
 from metta_exp.store import JobStore
 from metta_exp.supervise import LEASE_TTL, exit_code, lease_owner_id, owner_alive
+
+if TYPE_CHECKING:
+    from metta_exp.search.driver import SearchDriver
 
 URL_CHECK_S = 5.0
 MAX_FAILED_CYCLES = 20  # consecutive failed cycles before the runner gives up (a later command resumes)
@@ -61,6 +65,7 @@ class Runner:
     stop_reason: str | None = None
     _url_found: dict[str, int] = field(default_factory=dict)  # run -> the attempt whose URL is recorded
     _log_scanned: dict[str, LogMark] = field(default_factory=dict)  # log path -> where the last look ended
+    _search: SearchDriver | None = None
 
     def drive(self) -> int | None:
         """Drive the group to its end. None if another live driver holds it, or the runner was asked
@@ -94,7 +99,11 @@ class Runner:
                     self.backend.settle(lambda: bool(self.stop_reason))
             finally:
                 self.backend.close()
-        return None if self.stop_reason else exit_code(self.store.jobs(self.group))
+        return (
+            None
+            if self.stop_reason
+            else exit_code(self.store.jobs(self.group), self.store.trials(self.group))
+        )
 
     def stop(self, reason: str) -> None:
         """Ask the runner to stop after the cycle under way (safe from a signal handler)."""
@@ -138,15 +147,31 @@ class Runner:
                 jobs = self.store.jobs(self.group)
         if self._enforce_timeouts(group, jobs) or self._skip_blocked(jobs):
             jobs = self.store.jobs(self.group)
+        search = self._search_of(group)
+        if search is not None and search.step(group, jobs):
+            group, jobs = self.store.group(self.group), self.store.jobs(self.group)
         pending = any(j.status == JobStatus.PENDING for j in jobs)
         if pending and not group.cancel_requested and self._launch_ready(group, jobs):
             jobs = self.store.jobs(self.group)
         if not self._announced:
             self.store.add_event(self.group, "submitted")
             self._announced = True
-        if all(j.status.is_terminal() for j in jobs):
+        if all(j.status.is_terminal() for j in jobs) and (search is None or search.done(group)):
             return self._finish(group, jobs)
         return False
+
+    def _search_of(self, group: GroupRecord) -> SearchDriver | None:
+        """The driver of a search group's study (None for other groups)."""
+        if group.search_space is None:
+            return None
+        if self._search is None:
+            from metta_exp.search.driver import SearchDriver
+
+            self._search = SearchDriver(self.store, self.group, self.owner, self._cancel_pruned)
+        return self._search
+
+    def _cancel_pruned(self, job: JobRecord) -> None:
+        self.backend.cancel_soon([launch_of(self.store.group(self.group), job)])
 
     def _report(self, exc: Exception, failures: int) -> None:
         """Log a failed cycle (the runner's log gets the traceback); give up after too many in a row,

@@ -14,12 +14,14 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from metta_exp.backends.procs import pid_alive
 from metta_exp.paths import launch_dir, runner_log
 from metta_exp.status import JobStatus
+from metta_exp.trials import TrialRecord, TrialState
 
 if TYPE_CHECKING:
     from metta_exp.records import GroupRecord, JobRecord
@@ -67,9 +69,11 @@ def needs_driver(group: GroupRecord) -> bool:
     return group.ended_at is None and not owner_alive(group)
 
 
-def exit_code(jobs: list[JobRecord]) -> int:
-    """A group's exit code: 0 when every job succeeded, 1 otherwise."""
-    return 0 if all(j.status == JobStatus.SUCCEEDED for j in jobs) else 1
+def exit_code(jobs: Sequence[JobRecord], trials: Sequence[TrialRecord] = ()) -> int:
+    """A group's exit code: 0 when every job succeeded (a search's pruned trials count as done, not as
+    failures) and no trial of a search failed; 1 otherwise."""
+    ok = all(j.status in (JobStatus.SUCCEEDED, JobStatus.PRUNED) for j in jobs)
+    return 0 if ok and not any(t.state == TrialState.FAILED for t in trials) else 1
 
 
 def spawn_runner(state_dir: Path, group: str, owner: str, cwd: Path | None = None) -> subprocess.Popen[bytes]:

@@ -109,17 +109,30 @@ class SearchSpace:
 
     dims: tuple[Dimension, ...]
     base_run: str
+    base_args: tuple[str, ...] = ()  # the base run's own arguments (``args_per_run``)
+    fixed: tuple[str, ...] = ()  # overrides given with the search that are not searched (``a=1``)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"dims": [d.to_dict() for d in self.dims], "base_run": self.base_run}
+        return {
+            "dims": [d.to_dict() for d in self.dims],
+            "base_run": self.base_run,
+            "base_args": list(self.base_args),
+            "fixed": list(self.fixed),
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SearchSpace:
-        return cls(tuple(Dimension.from_dict(d) for d in data.get("dims") or ()), str(data.get("base_run")))
+        return cls(
+            tuple(Dimension.from_dict(d) for d in data.get("dims") or ()),
+            str(data.get("base_run")),
+            tuple(str(a) for a in data.get("base_args") or ()),
+            tuple(str(a) for a in data.get("fixed") or ()),
+        )
 
     def args(self, params: Mapping[str, Any]) -> list[str]:
-        """A trial's overrides, in the order of the dimensions."""
-        return [f"{d.key}={d.text(params[d.name])}" for d in self.dims]
+        """A trial's arguments after the experiment's own: the base run's, the fixed overrides given with
+        the search, then the trial's values in the order of the dimensions."""
+        return [*self.base_args, *self.fixed, *(f"{d.key}={d.text(params[d.name])}" for d in self.dims)]
 
     def run_name(self, number: int, params: Mapping[str, Any]) -> str:
         """``t007-lr0.00231-ent0.0123-bs512``: the trial number, then each value (within the run-name rule)."""

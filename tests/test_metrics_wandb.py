@@ -235,3 +235,25 @@ def test_without_a_recorded_url_the_latest_attempts_run_is_fetched(server: FakeW
     df = fetch_metrics([record], ["overview/sps"], progress=False)
     assert df.attrs["sources"] == {"again": f"wandb {ENTITY}/{PROJECT}/retried1-a2"}
     assert len(points(df, "again", "overview/sps")) == 2
+
+
+def test_a_search_trial_without_a_metrics_file_is_told_its_wandb_value(
+    server: FakeWandb, tmp_path: Path
+) -> None:
+    """A remote trial's metrics are in W&B, not here: its value is reduced from its W&B history, not from
+    the progress lines of its (partial) log tail; offline runs fall back to the progress lines."""
+    from metta_exp.search.curve import CurveReader, final_curve, reduce_curve
+
+    server.add_run(ENTITY, PROJECT, "trial01", history=history(20), summary={})
+    log = tmp_path / "tail.log"
+    log.write_text("[metta-exp] progress step=1900 total=2000 sps=5 overview/reward=0.25\n")
+    values, source = final_curve(
+        job(tmp_path, "t001", "trial01"), "overview/reward", CurveReader(str(log), "overview/reward")
+    )
+    assert source == "wandb" and reduce_curve(values, "max") == pytest.approx(1.9)
+    values, source = final_curve(
+        job(tmp_path, "t002", "trial02", mode="offline"),
+        "overview/reward",
+        CurveReader(str(log), "overview/reward"),
+    )
+    assert (values, source) == ([0.25], "progress lines")

@@ -199,10 +199,12 @@ class JobStore:
         backend: str,
         config: dict[str, Any],
         specs: Sequence[dict[str, Any]],
+        trials: Sequence[tuple[int, dict[str, Any]]] = (),
     ) -> None:
         """Insert a group and all its jobs (pending) and dependencies in one transaction.
 
-        ``specs`` are ``JobSpec.to_dict()`` in run order. Raises ``GroupExistsError`` if the name is taken.
+        ``specs`` are ``JobSpec.to_dict()`` in run order. A search group's first trials (number, values)
+        come with it, one per spec, in the same order. Raises ``GroupExistsError`` if the name is taken.
         """
         now = time.time()
         with self.atomic() as db:
@@ -234,6 +236,11 @@ class JobStore:
             for spec in specs:
                 for dep in spec.get("depends_on", ()):
                     db.execute("INSERT INTO deps VALUES (?, ?)", (ids[spec["run"]], ids[dep]))
+            for (number, params), spec in zip(trials, specs, strict=False):
+                db.execute(
+                    "INSERT INTO trials (group_name, number, job_id, params, state) VALUES (?, ?, ?, ?, ?)",
+                    (name, number, ids[spec["run"]], json.dumps(params), TrialState.RUNNING.value),
+                )
             self._event(db, name, None, "created", detail=f"{len(specs)} jobs")
 
     def group(self, name: str) -> GroupRecord:

@@ -23,6 +23,7 @@ from metta_exp.sweep.points import (
     sweep_limit,
     sweep_record,
 )
+from metta_exp.sweep.space import is_search
 from metta_exp.words import plural
 
 if TYPE_CHECKING:
@@ -51,7 +52,12 @@ def launch_sweep(cl: CommandLine, composed: Composed | None = None) -> int:
     name, source, data, hydra_node = composed
     label = source_label(cl, source) if source is not None else f"experiment '{name}'"
     base = Experiment.from_mapping(data, source=label)
-    entries, settings = _entries(cl, hydra_node, cli_settings, len(base.runs), limit)
+    training, literals, setting_overrides = _parse(cl, hydra_node, cli_settings)
+    if is_search(training):
+        from metta_exp.sweep.search import launch_search
+
+        return launch_search(cl, name, base, training, literals, setting_overrides)
+    entries, settings = _entries(training, literals, setting_overrides, len(base.runs), limit)
     for entry in settings:
         _check_setting(base, entry)
     points = expand(base.runs, entries, settings)
@@ -86,11 +92,11 @@ def _compose_once(cl: CommandLine) -> tuple[Composed, list[ParsedOverride]]:
     return compose(dataclasses.replace(cl, hydra_overrides=kept)), swept
 
 
-def _entries(
-    cl: CommandLine, hydra_node: dict[str, Any], cli_settings: list[ParsedOverride], runs: int, limit: int
-) -> tuple[list[Entry], list[Entry]]:
-    """The training overrides (argv order: the file's sweep first, then the command line) and the
-    metta-exp keys set per point; ``UsageError`` past the limit, before any value is enumerated."""
+def _parse(
+    cl: CommandLine, hydra_node: dict[str, Any], cli_settings: list[ParsedOverride]
+) -> tuple[list[ParsedOverride], list[str], list[ParsedOverride]]:
+    """The training overrides (argv order: the file's sweep first, then the command line), the plain
+    overrides given without ``-m`` (passed as written) and the metta-exp keys set per point."""
     literals = [] if cl.multirun else list(cl.training_overrides)
     given = {line.split("=", 1)[0].lstrip("+~") for line in literals}
     params = (hydra_node.get("sweeper") or {}).get("params") or {}
@@ -100,9 +106,17 @@ def _entries(
         _check_key(parsed)
     settings = {p.name: p for p in parsed_all if _is_setting(p.name)} | {p.name: p for p in cli_settings}
     training = [p for p in parsed_all if not _is_setting(p.name)]
-    check_limit([p.count() for p in (*training, *settings.values())], runs, limit)
+    return training, literals, list(settings.values())
+
+
+def _entries(
+    training: list[ParsedOverride], literals: list[str], settings: list[ParsedOverride], runs: int, limit: int
+) -> tuple[list[Entry], list[Entry]]:
+    """The training entries and the per-point metta-exp keys; ``UsageError`` past the limit, before any
+    value is enumerated."""
+    check_limit([p.count() for p in (*training, *settings)], runs, limit)
     entries = [p.entry() for p in training] + [Entry.passthrough(line) for line in literals]
-    return entries, [p.entry() for p in settings.values()]
+    return entries, [p.entry() for p in settings]
 
 
 def _try_parse(line: str) -> ParsedOverride | None:
