@@ -187,8 +187,10 @@ def print_summary(store: JobStore, group_name: str, out: TextIO, max_failed: int
     group = store.group(group_name)
     jobs = store.jobs(group_name)
     print(summary_line(group, jobs, time.time()), file=out)
+    # a search's trials only: a reader's store written before trials existed has no table for them
+    trials = store.trials(group_name) if group.search_space is not None else []
     if group.search_space is not None:
-        print(search_line(group, store.trials(group_name)), file=out)
+        print(search_line(group, trials), file=out)
     succeeded = [j for j in jobs if j.status == JobStatus.SUCCEEDED]
     if len(succeeded) <= max_failed:  # small groups: each run's result at a glance
         width = max((len(j.run) for j in succeeded), default=0)
@@ -212,12 +214,9 @@ def print_summary(store: JobStore, group_name: str, out: TextIO, max_failed: int
         others[("pruned", "behind the other trials; reasons: metta-exp job show " + group_name)] = pruned
     for (status, reason), runs in others.items():
         print(f"  {len(runs)} {status} ({reason}): {_listed(runs)}", file=out)
-    pruned = [j.run for j in jobs if j.status == JobStatus.PRUNED]
-    if pruned:  # each with its own reason (its step and value): the names say enough here
-        print(f"  {len(pruned)} pruned (behind the other trials): {_listed(pruned)}", file=out)
     print_outputs(store, group_name, out)
     out.flush()
-    return exit_code(jobs, store.trials(group_name))
+    return exit_code(jobs, trials)
 
 
 def _listed(runs: list[str], limit: int = 8) -> str:

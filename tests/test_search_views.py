@@ -150,7 +150,7 @@ def test_final_summary_of_a_search_has_its_line_and_names_the_pruned_runs(tmp_pa
         "trainer.batch_size=512)"
     )
     assert f"  {runs[3]} failed: exit code 1" in lines
-    assert f"  1 pruned (behind the other trials): {runs[1]}" in lines
+    assert f"  1 pruned (behind the other trials; reasons: metta-exp job show search): {runs[1]}" in lines
 
 
 # --- job show, job list ---------------------------------------------------------------------------------------
