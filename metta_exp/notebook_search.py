@@ -22,6 +22,9 @@ __all__ = ["SEARCH_CELLS", "TOP_TRIALS", "search_context"]
 SEARCH_CELLS = ("search", "search_best", "search_trials", "search_params", "search_curves")
 """The cells a search group's notebook adds after :data:`metta_exp.notebook.CELLS`, in order."""
 TOP_TRIALS = 10
+SEEN_POINTS = 50
+"""At most this many of a trial's intermediate values (the pruner's) go into the notebook: the curve a
+run without fetched metrics is drawn from."""
 COLUMNS = ("trial", "run", "state", "value", "pruned_step", "pruned_value", "reason")
 """A trial's row in the notebook, before its parameters: ``value`` for a complete trial, ``pruned_*``
 the last intermediate value the pruner saw (for a pruned trial), ``reason`` why it was pruned or failed."""
@@ -47,6 +50,7 @@ def search_context(group: GroupRecord, trials: Sequence[TrialRecord]) -> dict[st
         "dims": [_dim(d) for d in space.dims],
         "columns": [*COLUMNS, *(d.name for d in space.dims)],
         "trials": [_row(t, space.dims) for t in trials],
+        "seen": [[t.number, _thin(t.steps)] for t in trials if t.ended and _thin(t.steps)],
         "best": None if best is None else best.run,
         "top": TOP_TRIALS,
     }
@@ -76,6 +80,15 @@ def _row(t: TrialRecord, dims: Sequence[Dimension]) -> list[Any]:
         t.reason,
         *(_plain(t.params.get(d.name)) for d in dims),
     ]
+
+
+def _thin(steps: Sequence[tuple[int, float]], most: int = SEEN_POINTS) -> list[list[Any]]:
+    """The finite ``(step, value)`` points, at most ``most`` of them evenly spread, the last one kept."""
+    points = [[int(s), float(v)] for s, v in steps if _finite(v) is not None]
+    if len(points) <= most:
+        return points
+    every = len(points) / most
+    return [points[int(i * every)] for i in range(most - 1)] + [points[-1]]
 
 
 def _finite(value: float | None) -> float | None:

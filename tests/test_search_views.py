@@ -22,6 +22,7 @@ from metta_exp.jobs_text import group_table, search_line
 from metta_exp.monitor import print_summary
 from metta_exp.monitor_view import Frame, render_monitor
 from metta_exp.notebook import CELLS, SEARCH_CELLS, render_notebook, write_group_notebook
+from metta_exp.notebook_search import _thin
 from metta_exp.records import GroupSummary
 from metta_exp.status import ALL_STATUSES, JobStatus
 from metta_exp.store import JobStore
@@ -304,7 +305,13 @@ def test_job_notebook_of_a_search_adds_its_cells_with_the_trials_as_literals(sta
         [3, runs[3], "failed", None, None, None, "exit code 1", 0.009, 0.003, 1024],
         [4, runs[4], "running", None, None, None, None, 0.001, 0.01, 256],
     ]
-    assert literals(cells["search_curves"])["BEST"] == runs[2]
+    curves = literals(cells["search_curves"])
+    assert curves["BEST"] == runs[2]
+    assert curves["SEEN"] == [  # what the pruner saw of the ended trials: their curves without metrics
+        [0, [[1000, 0.3], [2000, 0.5]]],
+        [1, [[1000, 0.1], [2000, 0.12]]],
+        [2, [[1000, 0.4], [2000, 0.7]]],
+    ]
     assert "'overview/reward'" in cells["fetch"]  # the objective's curves are fetched
 
 
@@ -323,6 +330,14 @@ def test_notebook_of_a_grid_sweep_has_no_search_cells_and_a_search_without_trial
     assert [c["id"].split("-")[0] for c in json.loads(render_notebook(plain, []))["cells"]] == list(CELLS)
 
 
+def test_a_trials_intermediate_values_are_thinned_to_at_most_50_keeping_the_last() -> None:
+    steps = tuple((i * 10, i / 7) for i in range(1, 1001)) + ((10010, float("nan")),)
+    thinned = _thin(steps)
+    assert len(thinned) == 50 and thinned[0] == [10, 1 / 7] and thinned[-1] == [10000, 1000 / 7]
+    assert [s for s, _ in thinned] == sorted({s for s, _ in thinned})
+    assert _thin(steps[:3]) == [[10, 1 / 7], [20, 2 / 7], [30, 3 / 7]]
+
+
 @pytest.mark.slow
 def test_search_notebook_executes_with_its_plots_and_the_best_trials_first(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -333,12 +348,21 @@ def test_search_notebook_executes_with_its_plots_and_the_best_trials_first(
     with JobStore.open(tmp_path / "state") as store:
         make_search_group(store, trials=study)
         jobs = store.jobs("search")
-        for job in jobs:
-            write_curve(Path(job.run_dir), curves[int(job.run[1:4])])
         trials = store.trials("search")
+        # a complete and a pruned trial without metrics: their curves are what the pruner saw
+        unfetched = {
+            next(t.run for t in trials if t.state == s) for s in (TrialState.COMPLETE, TrialState.PRUNED)
+        }
+        for job in jobs:
+            if job.run not in unfetched:
+                write_curve(Path(job.run_dir), curves[int(job.run[1:4])])
         path = write_group_notebook(store.group("search"), jobs, tmp_path / "nb" / "search.ipynb", trials)
     nb = nbformat.read(path, as_version=4)
-    nb.cells.append(nbformat.v4.new_code_cell("print('BEST=' + json.dumps(best.index.tolist()))"))
+    nb.cells.append(
+        nbformat.v4.new_code_cell(
+            "print('BEST=' + json.dumps(best.index.tolist()) + f' LINES={len(ax.get_lines())}')"
+        )
+    )
     for key in ("IPYTHONDIR", "MPLCONFIGDIR", "JUPYTER_RUNTIME_DIR"):
         monkeypatch.setenv(key, str(tmp_path / key.lower()))
     monkeypatch.setenv("MPLBACKEND", "Agg")  # kernels inherit it: the notebook must pick inline itself
@@ -355,4 +379,7 @@ def test_search_notebook_executes_with_its_plots_and_the_best_trials_first(
     printed = "".join(o.text for o in nb.cells[-1].outputs if o.output_type == "stream")
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     expected = sorted(complete, key=lambda t: (-(t.value or 0.0), t.number))
-    assert json.loads(printed.split("BEST=", 1)[1]) == [t.number for t in expected]
+    best_first, lines = printed.split("BEST=", 1)[1].split(" LINES=")
+    assert json.loads(best_first) == [t.number for t in expected]
+    pruned = [t for t in trials if t.state == TrialState.PRUNED]
+    assert int(lines) == len(complete) + 2 * len(pruned)  # a curve each, and a cross for each pruned one
