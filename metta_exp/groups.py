@@ -74,7 +74,7 @@ class GroupView:
     last_stop: str | None
     trials: list[TrialRecord] = field(default_factory=list)
 
-    def trial_of(self) -> dict[str, TrialRecord]:
+    def trial_by_run(self) -> dict[str, TrialRecord]:
         """Each trial by the run it launched."""
         return {t.run: t for t in self.trials}
 

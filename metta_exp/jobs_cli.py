@@ -72,7 +72,7 @@ def store_line() -> str:
 def cmd_show(args: argparse.Namespace) -> int:
     view = groups.show(args.group)
     if args.json:
-        trials = view.trial_of()
+        trials = view.trial_by_run()
         print_json_array([job_json(j, view.progress[j.run], trials.get(j.run)) for j in view.jobs])
         return 0
     print(jobs_table(view.group, view.jobs, view.progress, time.time(), view.trials))
