@@ -26,7 +26,7 @@ from metta_exp.notebook_search import _thin
 from metta_exp.records import GroupSummary
 from metta_exp.status import ALL_STATUSES, JobStatus
 from metta_exp.store import JobStore
-from metta_exp.trials import TrialRecord, TrialState
+from metta_exp.trials import Dimension, SearchSpace, TrialRecord, TrialState
 
 SEARCH_CONFIG = {
     "max_parallel": 2,
@@ -383,3 +383,30 @@ def test_search_notebook_executes_with_its_plots_and_the_best_trials_first(
     assert json.loads(best_first) == [t.number for t in expected]
     pruned = [t for t in trials if t.state == TrialState.PRUNED]
     assert int(lines) == len(complete) + 2 * len(pruned)  # a curve each, and a cross for each pruned one
+
+
+def test_search_cells_stay_valid_python_and_markdown_with_hostile_choices_and_objective() -> None:
+    from test_notebook import HOSTILE
+
+    hostile = Dimension("+model.name", "categorical", choices=tuple(HOSTILE), texts=tuple(HOSTILE))
+    space = SearchSpace((*SPACE.dims, hostile), base_run="arena")
+    objective = 'it\'s "$x$" {{ y }}\n# z'
+    config = SEARCH_CONFIG | {"search_space": space.to_dict(), "search": {"objective": objective}}
+    group = group_record(config=config)
+    trials = [
+        trial(
+            i, TrialState.COMPLETE if i % 2 else TrialState.PRUNED, 0.1 * i, params=P | {"model.name": name}
+        )
+        for i, name in enumerate(HOSTILE)
+    ]
+    cells = json.loads(render_notebook(group, [], trials=trials))["cells"][len(CELLS) :]
+    for cell in cells:
+        source = "".join(cell["source"])
+        if cell["cell_type"] == "code":
+            ast.parse(source)
+    found = literals("".join(cells[1]["source"]))
+    assert found["OBJECTIVE"] == objective
+    assert [row[-1] for row in found["TRIALS"]] == HOSTILE
+    assert found["DIMS"][-1]["choices"] == HOSTILE
+    markdown = "".join(cells[0]["source"])
+    assert "\n# z" not in markdown and "{{" not in markdown
