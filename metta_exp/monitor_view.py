@@ -3,9 +3,10 @@ lines the monitor shows (``render_monitor``). No I/O: the loop in ``monitor.py``
 
 The view has a header (counts, elapsed time, who drives the group), then four sections in this order:
 failed jobs (reason and the log lines that explain it), active jobs (progress bar, steps, speed, ETA,
-log tail), completed jobs (artifacts) and pending jobs (what each waits for). Every line is exactly one
-terminal line (cut with an ellipsis); when the sections do not fit the height, details shrink first,
-then sections fold to counts, failed and active jobs keeping the most room.
+log tail), completed jobs (artifacts; a search's best trials first, its pruned jobs with their reason)
+and pending jobs (what each waits for). A search's header says its best trial so far. Every line is
+exactly one terminal line (cut with an ellipsis); when the sections do not fit the height, details
+shrink first, then sections fold to counts, failed and active jobs keeping the most room.
 """
 
 from __future__ import annotations
@@ -337,6 +338,17 @@ def _title(label: str, detail: str, style: str, width: int) -> Text:
     return text
 
 
+def trial_rank(frame: Frame) -> dict[str, int]:
+    """A search's complete trials by run, best first (0 is the best), so that its completed jobs list the
+    best trials first; empty for other groups (their completed jobs: the latest first)."""
+    if not frame.trials:
+        return {}
+    sign = -1.0 if frame.group.exp.search.direction == "minimize" else 1.0
+    done = [t for t in frame.trials if t.state == TrialState.COMPLETE and t.value is not None]
+    ordered = sorted(done, key=lambda t: (-sign * float(t.value or 0.0), t.number))
+    return {t.run: i for i, t in enumerate(ordered)}
+
+
 def _sections(frame: Frame, width: int, show_logs: bool) -> list[Section]:
     def log(job: JobRecord) -> JobLog:
         return frame.logs.get(job.run, JobLog())
@@ -344,9 +356,10 @@ def _sections(frame: Frame, width: int, show_logs: bool) -> list[Section]:
     jobs = list(frame.jobs)
     failed = sorted((j for j in jobs if j.status == JobStatus.FAILED), key=lambda j: -(j.ended_at or 0))
     active = [j for j in jobs if j.status in ACTIVE]
+    rank = trial_rank(frame)
     done = sorted(
         (j for j in jobs if j.status.is_terminal() and j.status != JobStatus.FAILED),
-        key=lambda j: (j.status != JobStatus.SUCCEEDED, -(j.ended_at or 0), j.position),
+        key=lambda j: (j.status != JobStatus.SUCCEEDED, rank.get(j.run, 0), -(j.ended_at or 0), j.position),
     )
     pending = [j for j in jobs if j.status == JobStatus.PENDING]
     name_w = min(max(24, width // 3), max((len(j.run) for j in jobs), default=4))

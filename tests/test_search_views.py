@@ -410,3 +410,23 @@ def test_search_cells_stay_valid_python_and_markdown_with_hostile_choices_and_ob
     assert found["DIMS"][-1]["choices"] == HOSTILE
     markdown = "".join(cells[0]["source"])
     assert "\n# z" not in markdown and "{{" not in markdown
+
+
+def test_monitor_lists_a_searchs_best_trials_first_among_the_completed() -> None:
+    frame = search_frame()
+    late = [replace(j, ended_at=T0 + 70) if j.run.startswith("t000") else j for j in frame.jobs]
+    frame = replace(frame, jobs=late)
+
+    def completed(frame: Frame) -> list[str]:
+        text = render(frame, 100, 30).split("── Completed", 1)[1]
+        return [
+            line.split()[1] for line in text.splitlines() if line.startswith("  ✓") or line.startswith("  ✂")
+        ]
+
+    assert [r[:4] for r in completed(frame)] == ["t002", "t000", "t001"]  # by value, not by when they ended
+    minimize = replace(
+        frame, group=group_record(config=SEARCH_CONFIG | {"search": {"direction": "minimize"}})
+    )
+    assert [r[:4] for r in completed(minimize)] == ["t000", "t002", "t001"]
+    plain = replace(frame, group=group_record(), trials=())
+    assert [r[:4] for r in completed(plain)] == ["t000", "t002", "t001"]  # other groups: the latest first
