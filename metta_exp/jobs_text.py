@@ -11,8 +11,9 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 
 from metta_exp.records import GroupRecord, GroupSummary, JobRecord
+from metta_exp.search_text import search_line
 from metta_exp.status import ALL_STATUSES, TERMINAL, JobStatus
-from metta_exp.trials import TrialRecord, TrialState, best_trial
+from metta_exp.trials import TrialRecord
 
 LIST_STATUSES = (
     JobStatus.PENDING,
@@ -148,35 +149,6 @@ def jobs_table(
     if group.search_space is not None:
         head += "\n" + search_line(group, trials)
     return head + "\n" + table(headers, rows, right=(2, 3, 5, 6))
-
-
-def fmt_value(value: float) -> str:
-    """An objective value: 4 significant digits (``0.8731``, ``281.2``, ``1.235e+04``)."""
-    return f"{value:.4g}"
-
-
-def trial_text(trial: TrialRecord, group: GroupRecord) -> str:
-    """``t007-lr0.00231-... = 0.8731 (trial 7: trainer.learning_rate=0.00231, ...)``: a complete trial,
-    its value and its parameters (as the run's name labels them)."""
-    space = group.search_space
-    dims = space.dims if space is not None else ()
-    params = ", ".join(f"{d.name}={d.label(trial.params[d.name])}" for d in dims if d.name in trial.params)
-    value = "?" if trial.value is None else fmt_value(trial.value)
-    return f"{trial.run} = {value} (trial {trial.number}" + (f": {params})" if params else ")")
-
-
-def search_line(group: GroupRecord, trials: Sequence[TrialRecord]) -> str:
-    """``Search: 12 of 40 trials (3 running, 7 complete, 2 pruned, 0 failed) · maximize overview/reward ·
-    best: <trial_text>``: a search group's study at a glance (``best: none yet`` before a trial
-    completes)."""
-    search = group.exp.search
-    by = Counter(t.state for t in trials)
-    states = ", ".join(f"{by[s]} {s.value}" for s in TrialState)
-    best = best_trial(trials, search.direction)
-    return (
-        f"Search: {len(trials)} of {search.n_trials} trials ({states}) · {search.direction} {search.objective} · "
-        f"best: {'none yet' if best is None else trial_text(best, group)}"
-    )
 
 
 def links_table(jobs: Sequence[JobRecord]) -> str:

@@ -18,9 +18,10 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TextIO
 
-from metta_exp.jobs_text import fmt_duration, search_line
+from metta_exp.jobs_text import fmt_duration
 from metta_exp.logtail import LogReader, explain_failure, read_progress, read_tail
 from metta_exp.monitor_view import Frame, Gpus, fmt_count, render_monitor, summary_line
+from metta_exp.search_text import search_line
 from metta_exp.status import JobStatus
 from metta_exp.supervise import exit_code, owner_alive
 

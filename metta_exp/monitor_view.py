@@ -17,12 +17,13 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING
 
-from metta_exp.jobs_text import fmt_duration, fmt_value
+from metta_exp.jobs_text import fmt_duration
 from metta_exp.logtail import JobLog
 from metta_exp.monitor_layout import Item, Section, layout
 from metta_exp.records import GroupRecord, JobRecord
+from metta_exp.search_text import search_header, trial_rank
 from metta_exp.status import ACTIVE, ALL_STATUSES, JobStatus, waits_for
-from metta_exp.trials import TrialRecord, TrialState, best_trial
+from metta_exp.trials import TrialRecord
 from metta_exp.words import plural
 
 if TYPE_CHECKING:
@@ -338,17 +339,6 @@ def _title(label: str, detail: str, style: str, width: int) -> Text:
     return text
 
 
-def trial_rank(frame: Frame) -> dict[str, int]:
-    """A search's complete trials by run, best first (0 is the best), so that its completed jobs list the
-    best trials first; empty for other groups (their completed jobs: the latest first)."""
-    if not frame.trials:
-        return {}
-    sign = -1.0 if frame.group.exp.search.direction == "minimize" else 1.0
-    done = [t for t in frame.trials if t.state == TrialState.COMPLETE and t.value is not None]
-    ordered = sorted(done, key=lambda t: (-sign * float(t.value or 0.0), t.number))
-    return {t.run: i for i, t in enumerate(ordered)}
-
-
 def _sections(frame: Frame, width: int, show_logs: bool) -> list[Section]:
     def log(job: JobRecord) -> JobLog:
         return frame.logs.get(job.run, JobLog())
@@ -356,7 +346,7 @@ def _sections(frame: Frame, width: int, show_logs: bool) -> list[Section]:
     jobs = list(frame.jobs)
     failed = sorted((j for j in jobs if j.status == JobStatus.FAILED), key=lambda j: -(j.ended_at or 0))
     active = [j for j in jobs if j.status in ACTIVE]
-    rank = trial_rank(frame)
+    rank = trial_rank(frame.trials, frame.group.exp.search.direction)
     done = sorted(
         (j for j in jobs if j.status.is_terminal() and j.status != JobStatus.FAILED),
         key=lambda j: (j.status != JobStatus.SUCCEEDED, rank.get(j.run, 0), -(j.ended_at or 0), j.position),
@@ -443,18 +433,6 @@ def _header(frame: Frame, width: int) -> list[Text]:
     if group.search_space is None:
         return [first, second]
     return [first, second, _line((search_header(group, frame.trials), "cyan"))]
-
-
-def search_header(group: GroupRecord, trials: Sequence[TrialRecord]) -> str:
-    """``Search 12/40 · best 0.873 t007-lr0.00231-ent0.0123-bs512 · 3 running, 7 complete, 2 pruned, 0
-    failed · maximize overview/reward``: ``job show``'s search line, the best trial first so that a
-    narrow terminal cuts the rest (the run's name says its values)."""
-    search = group.exp.search
-    by = Counter(t.state for t in trials)
-    best = best_trial(trials, search.direction)
-    found = "none yet" if best is None else f"{fmt_value(best.value or 0.0)} {best.run}"
-    states = ", ".join(f"{by[s]} {s.value}" for s in TrialState)
-    return f"Search {len(trials)}/{search.n_trials} · best {found} · {states} · {search.direction} {search.objective}"
 
 
 def _footer(frame: Frame) -> Text:

@@ -13,8 +13,8 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from metta_exp.jobs_text import search_line
 from metta_exp.records import GroupRecord
+from metta_exp.search_text import search_line
 from metta_exp.trials import Dimension, TrialRecord, TrialState, best_trial
 
 __all__ = ["SEARCH_CELLS", "TOP_TRIALS", "search_context"]

@@ -18,12 +18,13 @@ from rich.console import Console
 from search_records import PRUNE_REASON, SPACE, make_search_group, synthetic_study, write_curve
 from test_monitor import T0, group_record, job_record
 
-from metta_exp.jobs_text import group_table, search_line
+from metta_exp.jobs_text import group_table
 from metta_exp.monitor import print_summary
 from metta_exp.monitor_view import Frame, render_monitor
 from metta_exp.notebook import CELLS, SEARCH_CELLS, render_notebook, write_group_notebook
 from metta_exp.notebook_search import _thin
 from metta_exp.records import GroupSummary
+from metta_exp.search_text import search_line
 from metta_exp.status import ALL_STATUSES, JobStatus
 from metta_exp.store import JobStore
 from metta_exp.trials import Dimension, SearchSpace, TrialRecord, TrialState
