@@ -315,10 +315,13 @@ def build_parser() -> argparse.ArgumentParser:
         "show",
         "every job of a group",
         "Every job of GROUP: status, attempts, exit code, times, "
-        "progress, W&B URL, log path, dependencies, failure reason.",
+        "progress, W&B URL, log path, dependencies, failure reason.\nA search adds a line about its study: "
+        "trials by state and the best so far.",
     )
     p.add_argument("group")
-    p.add_argument("--json", action="store_true", help="one JSON array, one object per job")
+    p.add_argument(
+        "--json", action="store_true", help="one JSON array, one object per job (a search's: with its trial)"
+    )
     p.set_defaults(func=cmd_show)
 
     p = _sub(
