@@ -272,13 +272,14 @@ def cell_sources(path: Path) -> dict[str, str]:
 
 
 def literals(source: str) -> dict[str, Any]:
+    """A cell's UPPERCASE names: the literals it was rendered with."""
     tree = ast.parse(source)
     return {
         node.targets[0].id: ast.literal_eval(node.value)
         for node in tree.body
         if isinstance(node, ast.Assign)
         and isinstance(node.targets[0], ast.Name)
-        and isinstance(node.value, ast.List | ast.Dict | ast.Constant)
+        and node.targets[0].id.isupper()
     }
 
 
