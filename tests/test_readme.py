@@ -74,6 +74,12 @@ SEARCHES = {
         "trainer.batch_size     one of 256, 512, 1024",
         ", 8 jobs on ",
     ),
+    "metta-exp +experiment=lr_search": (
+        "Search: 12 trials, 2 at once, maximize overview/reward",
+        "trainer.learning_rate  float in [0.001, 0.1], log",
+        ", 2 jobs on local",
+        "== t000-lr0.0125-bs250\n",  # seeded: the README names it
+    ),
 }
 NOT_HERE = {
     "uv run pytest": "the test suite itself",
@@ -172,7 +178,10 @@ def test_readme_searches_as_dry_runs_print_their_space_and_first_trials(state_di
     for text in SEARCHES[line]:
         assert text in result.stdout, (text, result.stdout[:2000])
     trials = re.findall(r"^== (t\d{3}-\S+)$", result.stdout, re.M)
-    assert [t[:4] for t in trials] == [f"t{n:03d}" for n in range(8)]
+    at_once = re.search(r"^Search: \d+ trials, (\d+) at once", result.stdout, re.M)
+    assert at_once is not None
+    parallel = int(at_once[1])
+    assert [t[:4] for t in trials] == [f"t{n:03d}" for n in range(parallel)]
     assert not state_dir.exists()  # nothing written
 
 
