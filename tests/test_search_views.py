@@ -432,3 +432,14 @@ def test_monitor_lists_a_searchs_best_trials_first_among_the_completed() -> None
     assert [r[:4] for r in completed(minimize)] == ["t000", "t002", "t001"]
     plain = replace(frame, group=group_record(), trials=())
     assert [r[:4] for r in completed(plain)] == ["t000", "t002", "t001"]  # other groups: the latest first
+
+
+def test_the_monitors_frame_carries_a_searchs_trials_from_the_store(tmp_path: Path) -> None:
+    from metta_exp.logtail import LogReader
+    from metta_exp.monitor import read_frame
+
+    with JobStore.open(tmp_path / "state") as store:
+        runs = make_search_group(store)
+        frame = read_frame(store, "search", LogReader())
+    assert [t.run for t in frame.trials] == list(runs.values())
+    assert f"best 0.873 {runs[2]}" in render(frame, 140, 30)
