@@ -340,6 +340,37 @@ def test_a_trials_intermediate_values_are_thinned_to_at_most_50_keeping_the_last
     assert _thin(steps[:3]) == [[10, 1 / 7], [20, 2 / 7], [30, 3 / 7]]
 
 
+def execute(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Run the notebook at ``path`` with nbclient as the tests of the notebook do (MPLBACKEND=Agg, which
+    kernels inherit: the notebook must pick the inline backend itself); the executed notebook."""
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(path, as_version=4)
+    nb.cells.insert(0, nbformat.v4.new_code_cell("import json"))
+    for key in ("IPYTHONDIR", "MPLCONFIGDIR", "JUPYTER_RUNTIME_DIR"):
+        monkeypatch.setenv(key, str(tmp_path / key.lower()))
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    NotebookClient(
+        nb, kernel_name="python3", timeout=240, resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
+    assert not [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    return nb
+
+
+@pytest.mark.slow
+def test_search_notebook_runs_before_any_trial_completes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with JobStore.open(tmp_path / "state") as store:
+        make_search_group(store, "failed", trials=[(0, P, "failed", None, [])])
+        make_search_group(store, "running", trials=[(0, P, "running", None, [(100, 0.5)])])
+        make_search_group(store, "pruned", trials=[(0, P, "pruned", None, [(100, 0.5)])])
+        for name in ("failed", "running", "pruned"):
+            group, jobs = store.group(name), store.jobs(name)
+            path = write_group_notebook(group, jobs, tmp_path / f"{name}.ipynb", store.trials(name))
+            execute(path, tmp_path, monkeypatch)
+
+
 @pytest.mark.slow
 def test_search_notebook_executes_with_its_plots_and_the_best_trials_first(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
