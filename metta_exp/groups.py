@@ -180,7 +180,7 @@ def kill(group: str, plan: KillPlan | None = None) -> KillResult:
     transaction, before any process is signalled: a runner polling meanwhile sees cancelled jobs, not
     jobs that died of SIGTERM. Then a runner is made sure to close the group."""
     from metta_exp.backends import make_backend
-    from metta_exp.runner import launch_of
+    from metta_exp.launches import launch_of
     from metta_exp.supervise import ensure_driver
 
     plan = plan or kill_plan(group)
