@@ -9,6 +9,8 @@ module: it prints what these functions return. Nothing heavy is imported here.
 
     for summary in groups.list_groups():
         print(summary.name, summary.counts)
+    launched = groups.launch(Experiment(module="pkg.train", runs=["a", "b"], wait=False))
+    jobs = groups.wait(launched.groups[0])
     view = groups.show("lr_sweep")
     plan = groups.kill_plan("lr_sweep")
     groups.kill("lr_sweep")          # ends running jobs, cancels pending ones
@@ -22,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, TextIO
 
+from metta_exp.config import Experiment
 from metta_exp.errors import NotFoundError, UsageError
 from metta_exp.records import GroupRecord, GroupSummary, JobRecord
 from metta_exp.status import ACTIVE, JobStatus
@@ -53,6 +56,28 @@ def store_for(group: str, readonly: bool = False) -> JobStore:
 
 
 # --- readers ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Launched:
+    """What ``launch`` did: the groups it submitted (none for a dry run), and its exit code (that of the
+    groups it watched: 0 when it did not wait)."""
+
+    groups: list[str]
+    exit_code: int
+
+
+def launch(
+    exp: Experiment | Sequence[Experiment], name: str | None = None, extra_args: Sequence[str] = ()
+) -> Launched:
+    """Submit ``exp`` (or each of several experiments) as a group and start its runner; with
+    ``exp.wait``, watch it until it ends. Follow a group without waiting: ``wait(launched.groups[0])``."""
+    from metta_exp.config import default_name
+    from metta_exp.launch import submit_experiments
+
+    exps = [exp] if isinstance(exp, Experiment) else list(exp)
+    names, code = submit_experiments(exps, name or default_name(exps[0]), extra_args)
+    return Launched(names, code)
 
 
 def list_groups() -> list[GroupSummary]:
