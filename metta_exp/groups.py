@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, TextIO
 
@@ -29,6 +29,7 @@ from metta_exp.errors import NotFoundError, UsageError
 from metta_exp.records import GroupRecord, GroupSummary, JobRecord
 from metta_exp.status import ACTIVE, JobStatus
 from metta_exp.store import DB_NAME, JobStore, default_state_dir
+from metta_exp.trials import TrialRecord
 
 RETRY_DRIVE_WAIT_S = 30.0
 
@@ -88,13 +89,19 @@ def list_groups() -> list[GroupSummary]:
 @dataclass(frozen=True)
 class GroupView:
     """One group as ``job show`` sees it: its record, its jobs, each job's progress (a fraction, None
-    when unknown or pending), whether a runner drives it, and why its last runner stopped."""
+    when unknown or pending), whether a runner drives it, why its last runner stopped, and a search
+    group's trials in number order (none for other groups)."""
 
     group: GroupRecord
     jobs: list[JobRecord]
     progress: dict[str, float | None]
     driven: bool
     last_stop: str | None
+    trials: list[TrialRecord] = field(default_factory=list)
+
+    def trial_by_run(self) -> dict[str, TrialRecord]:
+        """Each trial by the run it launched."""
+        return {t.run: t for t in self.trials}
 
 
 def show(group: str) -> GroupView:
@@ -109,7 +116,7 @@ def show(group: str) -> GroupView:
     driven = bool(record.ended_at) or owner_alive(record)
     stopped = [] if driven else store.events(group, kind="runner_stopped")
     last_stop = stopped[-1].detail.split(";")[0] if stopped and stopped[-1].detail else None
-    return GroupView(record, jobs, progress, driven, last_stop)
+    return GroupView(record, jobs, progress, driven, last_stop, trials_of(store, record))
 
 
 def unattended() -> tuple[dict[str, GroupRecord], list[str]]:
@@ -287,7 +294,7 @@ def notebook(group: str, output: str | Path | None = None) -> Path:
     store = store_for(group, readonly=True)
     record = store.group(group)
     path = Path(output) if output else notebook_path(record)
-    return write_group_notebook(record, store.jobs(group), path)
+    return write_group_notebook(record, store.jobs(group), path, trials_of(store, record))
 
 
 def report(group: str, output: str | Path | None = None) -> Path:
@@ -299,4 +306,9 @@ def report(group: str, output: str | Path | None = None) -> Path:
     store = store_for(group)
     record = store.group(group)
     path = Path(output).absolute() if output else report_path(notebook_path(record))
-    return write_group_report(record, store.jobs(group), path, launch_dir(record))
+    return write_group_report(record, store.jobs(group), path, launch_dir(record), trials_of(store, record))
+
+
+def trials_of(store: JobStore, group: GroupRecord) -> list[TrialRecord]:
+    """A search group's trials; none for other groups (whose store may predate the trials table)."""
+    return store.trials(group.name) if group.search_space is not None else []

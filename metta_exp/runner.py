@@ -434,7 +434,7 @@ class Runner:
             try:
                 from metta_exp.notebook import write_group_notebook
 
-                write_group_notebook(group, jobs, path)
+                write_group_notebook(group, jobs, path, self.store.trials(self.group))
                 self.store.add_event(self.group, "notebook", str(path))
             except Exception as exc:  # a notebook problem must not keep the group open
                 self.store.add_event(self.group, "notebook_failed", f"{type(exc).__name__}: {exc}")
@@ -451,7 +451,8 @@ class Runner:
         self._renew()
         try:
             with self._lease_kept():
-                path = write_group_report(group, jobs, report_path(notebook), launch_dir(group))
+                trials = self.store.trials(self.group)
+                path = write_group_report(group, jobs, report_path(notebook), launch_dir(group), trials)
             self.store.add_event(self.group, "report", str(path))
         except Exception as exc:  # nor a report problem
             self.store.add_event(self.group, "report_failed", f"{type(exc).__name__}: {exc}")
