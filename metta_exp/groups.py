@@ -9,6 +9,8 @@ module: it prints what these functions return. Nothing heavy is imported here.
 
     for summary in groups.list_groups():
         print(summary.name, summary.counts)
+    launched = groups.launch(Experiment(module="pkg.train", runs=["a", "b"], wait=False))
+    jobs = groups.wait(launched.groups[0])
     view = groups.show("lr_sweep")
     plan = groups.kill_plan("lr_sweep")
     groups.kill("lr_sweep")          # ends running jobs, cancels pending ones
@@ -18,14 +20,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, TextIO
 
+from metta_exp.config import Experiment
 from metta_exp.errors import NotFoundError, UsageError
 from metta_exp.records import GroupRecord, GroupSummary, JobRecord
 from metta_exp.status import ACTIVE, JobStatus
 from metta_exp.store import DB_NAME, JobStore, default_state_dir
+from metta_exp.trials import TrialRecord
 
 RETRY_DRIVE_WAIT_S = 30.0
 
@@ -54,6 +58,28 @@ def store_for(group: str, readonly: bool = False) -> JobStore:
 # --- readers ------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Launched:
+    """What ``launch`` did: the groups it submitted (none for a dry run), and its exit code (that of the
+    groups it watched: 0 when it did not wait)."""
+
+    groups: list[str]
+    exit_code: int
+
+
+def launch(
+    exp: Experiment | Sequence[Experiment], name: str | None = None, extra_args: Sequence[str] = ()
+) -> Launched:
+    """Submit ``exp`` (or each of several experiments) as a group and start its runner; with
+    ``exp.wait``, watch it until it ends. Follow a group without waiting: ``wait(launched.groups[0])``."""
+    from metta_exp.config import default_name
+    from metta_exp.launch import submit_experiments
+
+    exps = [exp] if isinstance(exp, Experiment) else list(exp)
+    names, code = submit_experiments(exps, name or default_name(exps[0]), extra_args)
+    return Launched(names, code)
+
+
 def list_groups() -> list[GroupSummary]:
     """Every group, newest first, with its counts by status; empty when there is no store yet."""
     store = open_store(readonly=True)
@@ -63,13 +89,19 @@ def list_groups() -> list[GroupSummary]:
 @dataclass(frozen=True)
 class GroupView:
     """One group as ``job show`` sees it: its record, its jobs, each job's progress (a fraction, None
-    when unknown or pending), whether a runner drives it, and why its last runner stopped."""
+    when unknown or pending), whether a runner drives it, why its last runner stopped, and a search
+    group's trials in number order (none for other groups)."""
 
     group: GroupRecord
     jobs: list[JobRecord]
     progress: dict[str, float | None]
     driven: bool
     last_stop: str | None
+    trials: list[TrialRecord] = field(default_factory=list)
+
+    def trial_by_run(self) -> dict[str, TrialRecord]:
+        """Each trial by the run it launched."""
+        return {t.run: t for t in self.trials}
 
 
 def show(group: str) -> GroupView:
@@ -84,7 +116,7 @@ def show(group: str) -> GroupView:
     driven = bool(record.ended_at) or owner_alive(record)
     stopped = [] if driven else store.events(group, kind="runner_stopped")
     last_stop = stopped[-1].detail.split(";")[0] if stopped and stopped[-1].detail else None
-    return GroupView(record, jobs, progress, driven, last_stop)
+    return GroupView(record, jobs, progress, driven, last_stop, trials_of(store, record))
 
 
 def unattended() -> tuple[dict[str, GroupRecord], list[str]]:
@@ -173,7 +205,7 @@ def kill(group: str, plan: KillPlan | None = None) -> KillResult:
     transaction, before any process is signalled: a runner polling meanwhile sees cancelled jobs, not
     jobs that died of SIGTERM. Then a runner is made sure to close the group."""
     from metta_exp.backends import make_backend
-    from metta_exp.runner import launch_of
+    from metta_exp.launches import launch_of
     from metta_exp.supervise import ensure_driver
 
     plan = plan or kill_plan(group)
@@ -262,7 +294,7 @@ def notebook(group: str, output: str | Path | None = None) -> Path:
     store = store_for(group, readonly=True)
     record = store.group(group)
     path = Path(output) if output else notebook_path(record)
-    return write_group_notebook(record, store.jobs(group), path)
+    return write_group_notebook(record, store.jobs(group), path, trials_of(store, record))
 
 
 def report(group: str, output: str | Path | None = None) -> Path:
@@ -274,4 +306,9 @@ def report(group: str, output: str | Path | None = None) -> Path:
     store = store_for(group)
     record = store.group(group)
     path = Path(output).absolute() if output else report_path(notebook_path(record))
-    return write_group_report(record, store.jobs(group), path, launch_dir(record))
+    return write_group_report(record, store.jobs(group), path, launch_dir(record), trials_of(store, record))
+
+
+def trials_of(store: JobStore, group: GroupRecord) -> list[TrialRecord]:
+    """A search group's trials; none for other groups (whose store may predate the trials table)."""
+    return store.trials(group.name) if group.search_space is not None else []

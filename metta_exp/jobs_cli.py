@@ -22,6 +22,7 @@ from metta_exp.paths import jupyter_command
 from metta_exp.records import JobRecord, iso
 from metta_exp.status import ACTIVE, ALL_STATUSES, JobStatus
 from metta_exp.store import DB_NAME, default_state_dir
+from metta_exp.trials import TrialRecord
 from metta_exp.words import plural
 
 
@@ -71,9 +72,10 @@ def store_line() -> str:
 def cmd_show(args: argparse.Namespace) -> int:
     view = groups.show(args.group)
     if args.json:
-        print_json_array([job_json(j, view.progress[j.run]) for j in view.jobs])
+        trials = view.trial_by_run()
+        print_json_array([job_json(j, view.progress[j.run], trials.get(j.run)) for j in view.jobs])
         return 0
-    print(jobs_table(view.group, view.jobs, view.progress, time.time()))
+    print(jobs_table(view.group, view.jobs, view.progress, time.time(), view.trials))
     print()
     print(links_table(view.jobs))
     if not view.driven:
@@ -83,8 +85,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
-def job_json(j: JobRecord, progress: float | None) -> dict[str, object]:
-    """One job of ``job show --json``."""
+def job_json(j: JobRecord, progress: float | None, trial: TrialRecord | None = None) -> dict[str, object]:
+    """One job of ``job show --json``; ``trial``: the search trial the job runs (None: not a search's)."""
     return {
         "group": j.group,
         "run": j.run,
@@ -98,6 +100,19 @@ def job_json(j: JobRecord, progress: float | None) -> dict[str, object]:
         "log_path": j.log_path,
         "depends_on": list(j.depends_on),
         "reason": j.reason,
+        "trial": None if trial is None else trial_json(trial),
+    }
+
+
+def trial_json(t: TrialRecord) -> dict[str, object]:
+    """A search trial in ``job show --json``: its number, state (running, complete, pruned, failed),
+    objective value (None unless complete), parameters by config key, and why it was pruned or failed."""
+    return {
+        "number": t.number,
+        "state": t.state.value,
+        "value": t.value,
+        "params": dict(t.params),
+        "reason": t.reason,
     }
 
 
@@ -300,10 +315,13 @@ def build_parser() -> argparse.ArgumentParser:
         "show",
         "every job of a group",
         "Every job of GROUP: status, attempts, exit code, times, "
-        "progress, W&B URL, log path, dependencies, failure reason.",
+        "progress, W&B URL, log path, dependencies, failure reason.\nA search adds a line about its study: "
+        "trials by state and the best so far.",
     )
     p.add_argument("group")
-    p.add_argument("--json", action="store_true", help="one JSON array, one object per job")
+    p.add_argument(
+        "--json", action="store_true", help="one JSON array, one object per job (a search's: with its trial)"
+    )
     p.set_defaults(func=cmd_show)
 
     p = _sub(

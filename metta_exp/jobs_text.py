@@ -11,7 +11,9 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 
 from metta_exp.records import GroupRecord, GroupSummary, JobRecord
+from metta_exp.search_text import search_line
 from metta_exp.status import ALL_STATUSES, TERMINAL, JobStatus
+from metta_exp.trials import TrialRecord
 
 LIST_STATUSES = (
     JobStatus.PENDING,
@@ -86,22 +88,36 @@ def group_table(
         from metta_exp.supervise import owner_alive
 
         alive = owner_alive
-    headers = ["GROUP", "BACKEND", "TOTAL", *(s.value.upper() for s in LIST_STATUSES), "AGE", "STATE"]
+    statuses = list_statuses(summaries)
+    headers = ["GROUP", "BACKEND", "TOTAL", *(s.value.upper() for s in statuses), "AGE", "STATE"]
     rows = []
     for s in summaries:
         running = s.counts[JobStatus.RUNNING.value] + s.counts[JobStatus.LAUNCHING.value]
-        by_status = [running if st == JobStatus.RUNNING else s.counts[st.value] for st in LIST_STATUSES]
+        by_status = [running if st == JobStatus.RUNNING else s.counts.get(st.value, 0) for st in statuses]
         state = group_state(open_groups.get(s.name), alive or (lambda g: False))
         rows.append(
             [s.name, s.backend, str(s.total), *map(str, by_status), fmt_age(now - s.created_at), state]
         )
-    return table(headers, rows, right=tuple(range(2, 3 + len(LIST_STATUSES))))
+    return table(headers, rows, right=tuple(range(2, 3 + len(statuses))))
+
+
+def list_statuses(summaries: Sequence[GroupSummary]) -> tuple[JobStatus, ...]:
+    """The status columns of ``job list``: :data:`LIST_STATUSES`, and PRUNED when a listed group (a
+    search) has pruned jobs."""
+    if any(s.counts.get(JobStatus.PRUNED.value) for s in summaries):
+        return (*LIST_STATUSES, JobStatus.PRUNED)
+    return LIST_STATUSES
 
 
 def jobs_table(
-    group: GroupRecord, jobs: Sequence[JobRecord], progress: Mapping[str, float | None], now: float
+    group: GroupRecord,
+    jobs: Sequence[JobRecord],
+    progress: Mapping[str, float | None],
+    now: float,
+    trials: Sequence[TrialRecord] = (),
 ) -> str:
-    """``job show``: a line about the group, then one row per job."""
+    """``job show``: a line about the group (and, for a search, a line about its study: see
+    :func:`search_line`), then one row per job."""
     counts = Counter(j.status for j in jobs)
     by = ", ".join(f"{counts[s]} {s.value}" for s in ALL_STATUSES if counts[s])
     when = f"created {fmt_time(group.created_at, now)}"
@@ -130,6 +146,8 @@ def jobs_table(
             ]
         )
     headers = ["RUN", "STATUS", "ATTEMPTS", "EXIT", "STARTED", "TIME", "PROGRESS", "DEPENDS ON", "REASON"]
+    if group.search_space is not None:
+        head += "\n" + search_line(group, trials)
     return head + "\n" + table(headers, rows, right=(2, 3, 5, 6))
 
 

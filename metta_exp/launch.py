@@ -80,6 +80,20 @@ def launch_experiments(
     Every experiment is resolved and its backend checked before any is submitted, so bad input (a taken
     group name, too many GPUs) writes nothing. The exit code is the worst of the groups watched.
     """
+    return submit_experiments(exps, name, extra_args, state_dir, out, specs_hook, extra_config, trials)[1]
+
+
+def submit_experiments(
+    exps: Sequence[Experiment],
+    name: str,
+    extra_args: Sequence[str] = (),
+    state_dir: Path | None = None,
+    out: TextIO | None = None,
+    specs_hook: Callable[[list[JobSpec]], list[JobSpec]] | None = None,
+    extra_config: Mapping[str, Any] | None = None,
+    trials: Sequence[tuple[int, dict[str, Any]]] = (),
+) -> tuple[list[str], int]:
+    """``launch_experiments``, also returning the names of the groups it submitted (none for dry runs)."""
     from metta_exp.backends import make_backend
 
     out = out or sys.stdout
@@ -103,7 +117,7 @@ def launch_experiments(
         backends[i] = make_backend(backend_name(exp), state_dir, exp)
         backends[i].check(specs[i])
     if not backends:
-        return refused
+        return [], refused
     store = JobStore.open(state_dir)
     for i in backends:
         _check_group_is_new(store, exps[i], groups[i])
@@ -118,7 +132,9 @@ def launch_experiments(
         groups[i] = _submit_group(
             store, exp, name, groups[i], specs[i], backend.name, own, again, out, trials
         )
-    return _watch_all(store, [(groups[i], exps[i].wait) for i in backends], out)
+    return [groups[i] for i in backends], _watch_all(
+        store, [(groups[i], exps[i].wait) for i in backends], out
+    )
 
 
 def absolute_paths(exp: Experiment, cwd: Path | None = None) -> Experiment:

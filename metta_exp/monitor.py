@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, TextIO
 from metta_exp.jobs_text import fmt_duration
 from metta_exp.logtail import LogReader, explain_failure, read_progress, read_tail
 from metta_exp.monitor_view import Frame, Gpus, fmt_count, render_monitor, summary_line
+from metta_exp.search_text import search_line
 from metta_exp.status import JobStatus
 from metta_exp.supervise import exit_code, owner_alive
 
@@ -39,13 +40,14 @@ def read_frame(
     """The store's records and the jobs' log tails, now (``gpus``: this machine's, for a local group)."""
     group = store.group(group_name)
     jobs = store.jobs(group_name)
+    trials = store.trials(group_name) if group.search_space is not None else ()
     logs = {
         j.run: reader.read(j.log_path, j.run_dir, j.status) for j in jobs if j.status != JobStatus.PENDING
     }
     gpu_state = None
     if gpus is not None and any(j.spec.gpus > 0 for j in jobs if j.status == JobStatus.PENDING):
         gpu_state = Gpus(gpus, frozenset(store.busy_gpu_ids()))
-    return Frame(group, jobs, logs, time.time(), owner_alive(group), gpu_state)
+    return Frame(group, jobs, logs, time.time(), owner_alive(group), gpu_state, trials)
 
 
 def local_gpus(backend: str) -> tuple[int, ...] | None:
@@ -186,6 +188,10 @@ def print_summary(store: JobStore, group_name: str, out: TextIO, max_failed: int
     group = store.group(group_name)
     jobs = store.jobs(group_name)
     print(summary_line(group, jobs, time.time()), file=out)
+    # a search's trials only: a reader's store written before trials existed has no table for them
+    trials = store.trials(group_name) if group.search_space is not None else []
+    if group.search_space is not None:
+        print(search_line(group, trials), file=out)
     succeeded = [j for j in jobs if j.status == JobStatus.SUCCEEDED]
     if len(succeeded) <= max_failed:  # small groups: each run's result at a glance
         width = max((len(j.run) for j in succeeded), default=0)
@@ -208,11 +214,14 @@ def print_summary(store: JobStore, group_name: str, out: TextIO, max_failed: int
     if pruned:  # each has its own reason (its value): one line for all, reasons in 'job show'
         others[("pruned", "behind the other trials; reasons: metta-exp job show " + group_name)] = pruned
     for (status, reason), runs in others.items():
-        names = ", ".join(runs[:8]) + (f", … ({len(runs) - 8} more)" if len(runs) > 8 else "")
-        print(f"  {len(runs)} {status} ({reason}): {names}", file=out)
+        print(f"  {len(runs)} {status} ({reason}): {_listed(runs)}", file=out)
     print_outputs(store, group_name, out)
     out.flush()
-    return exit_code(jobs, store.trials(group_name))
+    return exit_code(jobs, trials)
+
+
+def _listed(runs: list[str], limit: int = 8) -> str:
+    return ", ".join(runs[:limit]) + (f", … ({len(runs) - limit} more)" if len(runs) > limit else "")
 
 
 def print_outputs(store: JobStore, group_name: str, out: TextIO) -> None:

@@ -3,9 +3,10 @@ lines the monitor shows (``render_monitor``). No I/O: the loop in ``monitor.py``
 
 The view has a header (counts, elapsed time, who drives the group), then four sections in this order:
 failed jobs (reason and the log lines that explain it), active jobs (progress bar, steps, speed, ETA,
-log tail), completed jobs (artifacts) and pending jobs (what each waits for). Every line is exactly one
-terminal line (cut with an ellipsis); when the sections do not fit the height, details shrink first,
-then sections fold to counts, failed and active jobs keeping the most room.
+log tail), completed jobs (artifacts; a search's best trials first, its pruned jobs with their reason)
+and pending jobs (what each waits for). A search's header says its best trial so far. Every line is
+exactly one terminal line (cut with an ellipsis); when the sections do not fit the height, details
+shrink first, then sections fold to counts, failed and active jobs keeping the most room.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from metta_exp.jobs_text import fmt_duration
 from metta_exp.logtail import JobLog
 from metta_exp.monitor_layout import Item, Section, layout
 from metta_exp.records import GroupRecord, JobRecord
+from metta_exp.search_text import search_header, trial_rank
 from metta_exp.status import ACTIVE, ALL_STATUSES, JobStatus, waits_for
+from metta_exp.trials import TrialRecord
 from metta_exp.words import plural
 
 if TYPE_CHECKING:
@@ -37,6 +40,7 @@ ICON = {
     JobStatus.FAILED: "✗",
     JobStatus.CANCELLED: "⊘",
     JobStatus.SKIPPED: "↷",
+    JobStatus.PRUNED: "✂",
 }
 STYLE = {
     JobStatus.PENDING: "dim",
@@ -46,6 +50,7 @@ STYLE = {
     JobStatus.FAILED: "bold red",
     JobStatus.CANCELLED: "yellow",
     JobStatus.SKIPPED: "yellow",
+    JobStatus.PRUNED: "yellow",
 }
 QUOTA = {"failed": 0.4, "active": 0.35, "completed": 0.15, "pending": 0.1}
 """The share of the height each section keeps for itself when all of them compete for it."""
@@ -62,7 +67,7 @@ class Gpus:
 
 @dataclass(frozen=True)
 class Frame:
-    """Everything one redraw shows, read at one moment."""
+    """Everything one redraw shows, read at one moment (``trials``: a search group's)."""
 
     group: GroupRecord
     jobs: Sequence[JobRecord]
@@ -70,6 +75,7 @@ class Frame:
     now: float = 0.0
     runner_alive: bool = True
     gpus: Gpus | None = None
+    trials: Sequence[TrialRecord] = ()
 
     @cached_property
     def by_run(self) -> dict[str, JobRecord]:
@@ -340,12 +346,13 @@ def _sections(frame: Frame, width: int, show_logs: bool) -> list[Section]:
     jobs = list(frame.jobs)
     failed = sorted((j for j in jobs if j.status == JobStatus.FAILED), key=lambda j: -(j.ended_at or 0))
     active = [j for j in jobs if j.status in ACTIVE]
+    rank = trial_rank(frame.trials, frame.group.exp.search.direction)
     done = sorted(
         (j for j in jobs if j.status.is_terminal() and j.status != JobStatus.FAILED),
-        key=lambda j: (j.status != JobStatus.SUCCEEDED, -(j.ended_at or 0), j.position),
+        key=lambda j: (j.status != JobStatus.SUCCEEDED, rank.get(j.run, 0), -(j.ended_at or 0), j.position),
     )
     pending = [j for j in jobs if j.status == JobStatus.PENDING]
-    name_w = min(24, max((len(j.run) for j in jobs), default=4))
+    name_w = min(max(24, width // 3), max((len(j.run) for j in jobs), default=4))
     tracked = frame.group.exp.metrics_to_track or ()
     tails = [
         progress_tail(j, p, frame.now) for j in active if (p := log(j).progress) and p.fraction is not None
@@ -357,7 +364,9 @@ def _sections(frame: Frame, width: int, show_logs: bool) -> list[Section]:
         f", {c[JobStatus.LAUNCHING]} launching" if c[JobStatus.LAUNCHING] else ""
     )
     done_detail = ", ".join(
-        f"{c[s]} {s.value}" for s in (JobStatus.SUCCEEDED, JobStatus.CANCELLED, JobStatus.SKIPPED) if c[s]
+        f"{c[s]} {s.value}"
+        for s in (JobStatus.SUCCEEDED, JobStatus.PRUNED, JobStatus.CANCELLED, JobStatus.SKIPPED)
+        if c[s]
     )
     return [
         Section(
@@ -415,12 +424,15 @@ def _header(frame: Frame, width: int) -> list[Text]:
         JobStatus.LAUNCHING,
         JobStatus.SUCCEEDED,
         JobStatus.PENDING,
+        JobStatus.PRUNED,
         JobStatus.CANCELLED,
         JobStatus.SKIPPED,
     ):
         if c[status]:
             second.append(f"{ICON[status]} {c[status]} {status.value}  ", style=STYLE[status])
-    return [first, second]
+    if group.search_space is None:
+        return [first, second]
+    return [first, second, _line((search_header(group, frame.trials), "cyan"))]
 
 
 def _footer(frame: Frame) -> Text:

@@ -2,10 +2,13 @@
 
     write_group_notebook(group, jobs, Path("experiments/notebooks") / f"{group.name}.ipynb")
 
-The cells, in order: title (markdown), setup, W&B links (markdown), fetch, plots, summary. Values reach
-the cells only through the template filters: ``py`` (a Python literal, checked by parsing it back) in
-code cells, ``md`` / ``md_code`` / ``md_url`` (escaped text, a code span, a link target) in markdown
-cells. The environment refuses to print a value that did not go through one of them, so no run name,
+The cells, in order: title (markdown), setup, W&B links (markdown), fetch, plots, summary; a search
+group's notebook then adds its study (:data:`SEARCH_CELLS`, from :mod:`metta_exp.notebook_search`): an
+overview (markdown), the best trials, the objective by trial, the objective against each parameter, and
+the runs' objective curves with the pruned ones marked. Values reach the cells only through the
+template filters: ``py`` (a Python literal, checked by parsing it back; ``py_rows``: a table's rows, one a
+line) in code cells, ``md`` / ``md_code`` / ``md_url`` (escaped text, a code span, a link target) in
+markdown cells. The environment refuses to print a value that did not go through one of them, so no run name,
 argument or path, however odd, can break a cell or inject into it.
 
 Rendering is pure (:func:`render_notebook`: same group and runs, same bytes: cell ids derive from the
@@ -33,16 +36,20 @@ from urllib.parse import quote, urlparse
 from metta_exp.atomic import write_atomic
 from metta_exp.config import DEFAULT_METRICS, REWARD, SPS, Experiment
 from metta_exp.metrics import run_wandb_path
+from metta_exp.notebook_search import SEARCH_CELLS, search_context
 from metta_exp.paths import metrics_file, run_file
 from metta_exp.records import GroupRecord, JobRecord, iso
+from metta_exp.trials import TrialRecord
 
 __all__ = [
     "CELLS",
+    "SEARCH_CELLS",
     "RunInfo",
     "md_code",
     "md_escape",
     "md_url",
     "py_literal",
+    "py_rows",
     "render_notebook",
     "run_info",
     "templates_dir",
@@ -52,7 +59,7 @@ __all__ = [
 CELLS = ("title", "setup", "wandb", "fetch", "plots", "summary")
 """The cell templates, in notebook order: ``<kind>.md.j2`` is a markdown cell, ``<kind>.py.j2`` code."""
 SAMPLES = 1000
-STATUS_MARK = {"succeeded": "✅", "failed": "❌", "cancelled": "⛔", "skipped": "⏭"}
+STATUS_MARK = {"succeeded": "✅", "failed": "❌", "cancelled": "⛔", "skipped": "⏭", "pruned": "✂️"}
 
 
 @dataclass(frozen=True)
@@ -77,12 +84,19 @@ class RunInfo:
 # Entry points
 
 
-def write_group_notebook(group: GroupRecord, jobs: Sequence[JobRecord], path: str | os.PathLike[str]) -> Path:
+def write_group_notebook(
+    group: GroupRecord,
+    jobs: Sequence[JobRecord],
+    path: str | os.PathLike[str],
+    trials: Sequence[TrialRecord] = (),
+) -> Path:
     """Render the notebook of ``group`` and write it to ``path`` atomically (parents created).
+    ``trials``: a search group's (``JobStore.trials``), for its study's cells.
 
     Relative run directories are taken relative to the current directory. Returns ``path``.
     """
-    return write_atomic(path, render_notebook(group, [run_info(job) for job in jobs]), parents=True)
+    text = render_notebook(group, [run_info(job) for job in jobs], trials=trials)
+    return write_atomic(path, text, parents=True)
 
 
 def run_info(job: JobRecord) -> RunInfo:
@@ -126,12 +140,18 @@ def _fetch_run(r: RunInfo) -> dict[str, str | None]:
     return out
 
 
-def render_notebook(group: GroupRecord, runs: Sequence[RunInfo], package_root: str | None = None) -> str:
+def render_notebook(
+    group: GroupRecord,
+    runs: Sequence[RunInfo],
+    package_root: str | None = None,
+    trials: Sequence[TrialRecord] = (),
+) -> str:
     """The notebook file's text (nbformat 4, validated). Pure: the same inputs give the same bytes."""
     import nbformat
     from nbformat import v4
 
-    context = notebook_context(group, runs, package_root or str(Path(__file__).resolve().parent.parent))
+    root = package_root or str(Path(__file__).resolve().parent.parent)
+    context = notebook_context(group, runs, root, trials)
     cells = []
     for kind, cell_type, source in render_cells(context):
         make = v4.new_markdown_cell if cell_type == "markdown" else v4.new_code_cell
@@ -152,11 +172,16 @@ def render_notebook(group: GroupRecord, runs: Sequence[RunInfo], package_root: s
 # Context and cells (pure)
 
 
-def notebook_context(group: GroupRecord, runs: Sequence[RunInfo], package_root: str) -> dict[str, Any]:
-    """Everything the templates see, as plain data."""
+def notebook_context(
+    group: GroupRecord, runs: Sequence[RunInfo], package_root: str, trials: Sequence[TrialRecord] = ()
+) -> dict[str, Any]:
+    """Everything the templates see, as plain data (``search``: a search group's study, else None)."""
     runs = sorted(runs, key=lambda r: (r.position, r.run))
     exp = group.exp
+    search = search_context(group, trials)
     metrics = [str(m) for m in exp.metrics_to_track or DEFAULT_METRICS]
+    if search is not None and search["objective"] not in metrics:  # its curves are fetched too
+        metrics.append(search["objective"])
     reward = REWARD if REWARD in metrics else next((m for m in metrics if "reward" in m), REWARD)
     sps = SPS if SPS in metrics else next((m for m in metrics if "sps" in m.lower()), SPS)
     first = [m for m in (reward, sps) if m in metrics]
@@ -179,6 +204,7 @@ def notebook_context(group: GroupRecord, runs: Sequence[RunInfo], package_root: 
         "samples": SAMPLES,
         "package_root": package_root,
         "any_wandb": any(r.wandb_url or r.wandb_mode == "offline" for r in runs),
+        "search": search,
     }
 
 
@@ -217,6 +243,8 @@ def _command(exp: Experiment) -> str:
 
 def _run_context(r: RunInfo) -> dict[str, Any]:
     status = f"{STATUS_MARK.get(r.status, '')} {r.status}".strip()
+    if r.status == "pruned" and r.reason:
+        status += f" ({r.reason})"
     if r.status == "failed":
         detail = "; ".join(
             x for x in (f"exit {r.exit_code}" if r.exit_code is not None else "", r.reason or "") if x
@@ -264,10 +292,11 @@ def effective_args(args: Sequence[str]) -> list[str]:
 
 
 def render_cells(context: Mapping[str, Any]) -> list[tuple[str, str, str]]:
-    """(kind, "markdown" or "code", source) of every cell, in :data:`CELLS` order."""
+    """(kind, "markdown" or "code", source) of every cell, in :data:`CELLS` order, then a search's
+    :data:`SEARCH_CELLS`."""
     env = _environment(str(templates_dir()))
     cells = []
-    for kind in CELLS:
+    for kind in CELLS + (SEARCH_CELLS if context.get("search") else ()):
         for suffix, cell_type in ((".md.j2", "markdown"), (".py.j2", "code")):
             name = f"notebook/{kind}{suffix}"
             if (templates_dir() / name).is_file():
@@ -325,6 +354,7 @@ def _environment(directory: str) -> Any:
     )
     env.filters.update(
         py=lambda v: Rendered(py_literal(v)),
+        py_rows=lambda v: Rendered(py_rows(v)),
         md=lambda v: Rendered(md_escape(v)),
         md_code=lambda v: Rendered(md_code(v)),
         md_url=lambda v: Rendered(md_url(v)),
@@ -339,6 +369,15 @@ def py_literal(value: Any, indent: int = 0, width: int = 100) -> str:
     text = _literal(value, indent, width)
     if ast.literal_eval(text) != tuples_as_lists(value):
         raise ValueError(f"cannot write {value!r:.80} as a Python literal")
+    return text
+
+
+def py_rows(rows: Sequence[Any]) -> str:
+    """A list as a Python literal with one item per line, however long (a table's rows), checked as
+    :func:`py_literal` is."""
+    text = "[\n" + "".join(f"    {_flat(row)},\n" for row in rows) + "]" if rows else "[]"
+    if ast.literal_eval(text) != tuples_as_lists(list(rows)):
+        raise ValueError(f"cannot write {rows!r:.80} as a Python literal")
     return text
 
 

@@ -23,6 +23,7 @@ from metta_exp.atomic import write_atomic
 from metta_exp.notebook import templates_dir
 from metta_exp.paths import report_path
 from metta_exp.records import GroupRecord, JobRecord
+from metta_exp.trials import TrialRecord
 
 __all__ = [
     "CELL_TIMEOUT_S",
@@ -38,13 +39,18 @@ CELL_TIMEOUT_S = 600
 
 
 def write_group_report(
-    group: GroupRecord, jobs: Sequence[JobRecord], target: Path, cwd: Path | None = None
+    group: GroupRecord,
+    jobs: Sequence[JobRecord],
+    target: Path,
+    cwd: Path | None = None,
+    trials: Sequence[TrialRecord] = (),
 ) -> Path:
-    """The report of ``group``: its notebook rendered from the records (as ``job notebook`` writes it),
-    executed and written to ``target``."""
+    """The report of ``group``: its notebook rendered from the records (as ``job notebook`` writes it;
+    ``trials``: a search group's), executed and written to ``target``."""
     from metta_exp.notebook import render_notebook, run_info
 
-    return write_report(render_notebook(group, [run_info(j) for j in jobs]), target, cwd, title=group.name)
+    notebook = render_notebook(group, [run_info(j) for j in jobs], trials=trials)
+    return write_report(notebook, target, cwd, title=group.name)
 
 
 def write_report(notebook: str, target: Path, cwd: Path | None = None, title: str = "report") -> Path:

@@ -3,7 +3,6 @@ the run-name rule."""
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -76,6 +75,8 @@ def _clean(text: str) -> str:
 
 
 def _short(text: str) -> str:
+    import hashlib  # here: ``job`` commands import this module (through the trial records) and start fast
+
     return hashlib.sha1(text.encode()).hexdigest()[:5]
 
 

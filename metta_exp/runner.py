@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from metta_exp.backends.base import Backend, Launch, LaunchSettings, Observation
-from metta_exp.config import Experiment
+from metta_exp.backends.base import Backend, Launch, Observation
+from metta_exp.launches import launch_of, launch_settings
 from metta_exp.logtail import LogMark, final_progress, scan_wandb_ref
 from metta_exp.paths import attempt_log, launch_dir, notebook_path, run_file
 from metta_exp.records import GroupRecord, JobRecord
@@ -434,7 +434,7 @@ class Runner:
             try:
                 from metta_exp.notebook import write_group_notebook
 
-                write_group_notebook(group, jobs, path)
+                write_group_notebook(group, jobs, path, self.store.trials(self.group))
                 self.store.add_event(self.group, "notebook", str(path))
             except Exception as exc:  # a notebook problem must not keep the group open
                 self.store.add_event(self.group, "notebook_failed", f"{type(exc).__name__}: {exc}")
@@ -451,7 +451,8 @@ class Runner:
         self._renew()
         try:
             with self._lease_kept():
-                path = write_group_report(group, jobs, report_path(notebook), launch_dir(group))
+                trials = self.store.trials(self.group)
+                path = write_group_report(group, jobs, report_path(notebook), launch_dir(group), trials)
             self.store.add_event(self.group, "report", str(path))
         except Exception as exc:  # nor a report problem
             self.store.add_event(self.group, "report_failed", f"{type(exc).__name__}: {exc}")
@@ -468,23 +469,6 @@ def log_line(text: str) -> None:
     """One line in the runner's log; a log that cannot be written (a full disk) is no reason to die."""
     with contextlib.suppress(Exception):
         print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {text}", flush=True)
-
-
-def launch_of(group: GroupRecord, job: JobRecord) -> Launch:
-    """The backend's view of a job's current attempt."""
-    log = Path(job.log_path) if job.log_path else attempt_log(job.run_dir, max(job.attempts, 1))
-    return Launch(
-        job.spec,
-        job.attempts,
-        log,
-        job.handle,
-        job.gpu_ids,
-        settings=launch_settings(group),
-    )
-
-
-def launch_settings(group: GroupRecord) -> LaunchSettings:
-    return LaunchSettings(group.exp.skypilot, group.exp.wandb, group.instance)
 
 
 def run_json_wandb_url(job: JobRecord) -> str | None:
@@ -504,11 +488,6 @@ def _ended(obs: Observation | None) -> bool:
     return obs is not None and obs.status is not None and obs.status.is_terminal()
 
 
-def group_experiment(group: GroupRecord) -> Experiment:
-    """The validated experiment a group was launched from (its recorded config)."""
-    return group.exp
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m metta_exp.runner", description="Drive one job group.")
     parser.add_argument("group")
@@ -518,9 +497,7 @@ def main(argv: list[str] | None = None) -> int:
     store = JobStore.open()
     group = store.group(args.group)
     owner = os.environ.pop("METTA_EXP_RUNNER_OWNER", None) or lease_owner_id()  # jobs must not inherit it
-    runner = Runner(
-        store, args.group, make_backend(group.backend, store.state_dir, group_experiment(group)), owner=owner
-    )
+    runner = Runner(store, args.group, make_backend(group.backend, store.state_dir, group.exp), owner=owner)
     for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
         signal.signal(sig, lambda signum, _frame: runner.stop(signal.Signals(signum).name))
     code = runner.drive()

@@ -26,7 +26,7 @@ os.environ.pop("METTA_EXP_LOCAL_GPUS", None)
 def kill_everything(state_dir: Path) -> None:
     """End every runner and active job recorded in ``state_dir``'s store."""
     from metta_exp.backends.local import LocalBackend
-    from metta_exp.runner import launch_of
+    from metta_exp.launches import launch_of
     from metta_exp.status import ACTIVE
     from metta_exp.store import DB_NAME, JobStore
 

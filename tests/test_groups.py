@@ -35,7 +35,7 @@ def launch(group: str, runs: list[str], **kw: object) -> JobStore:
         command=[PY, "-c", GATED], runs=runs, remote=False, wait=False, gpus=0, generate_notebook=False, **kw
     )
     exp.group = group
-    assert launch_experiment(exp, name="test", out=io.StringIO()) == 0
+    assert groups.launch(exp, name="test") == groups.Launched([group], 0)
     return JobStore.open(groups.open_store().state_dir)  # type: ignore[union-attr]
 
 
@@ -136,3 +136,14 @@ def test_the_runner_records_an_ended_jobs_progress_and_show_reads_no_ended_log(s
     for j in jobs:  # show reads the store, not the logs
         Path(j.log_path or "").unlink()
     assert groups.show("p").progress == {"ok": 0.7, "bad": 0.7, "quiet": None}
+
+
+def test_launch_returns_the_groups_it_submitted_and_none_for_a_dry_run(state_dir: Path) -> None:
+    exp = Experiment(
+        command=[PY, "-c", "pass"], runs=["a"], remote=False, wait=True, gpus=0, generate_notebook=False
+    )
+    done = groups.launch(exp, name="named")
+    assert done.exit_code == 0 and len(done.groups) == 1 and done.groups[0].startswith("named-")
+    assert [j.status for j in groups.wait(done.groups[0], timeout=5)] == [JobStatus.SUCCEEDED]
+    exp.dry_run = True
+    assert groups.launch(exp) == groups.Launched([], 0)

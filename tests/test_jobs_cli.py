@@ -127,6 +127,7 @@ def test_list_and_show_json_follow_the_interface(state_dir: Path) -> None:
         "log_path",
         "depends_on",
         "reason",
+        "trial",  # None: not a search's trial
     ]
     assert [list(row) for row in shown] == [fields] * 3
     by_run = {row["run"]: row for row in shown}
@@ -144,6 +145,7 @@ def test_list_and_show_json_follow_the_interface(state_dir: Path) -> None:
         "log_path": None,
         "depends_on": [],
         "reason": "exit code 3",
+        "trial": None,
     }
     for row in shown:
         assert row["started_at"] <= row["ended_at"] and row["ended_at"].endswith("+00:00")

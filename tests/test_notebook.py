@@ -28,6 +28,7 @@ from metta_exp.notebook import (
     md_escape,
     md_url,
     py_literal,
+    py_rows,
     render_notebook,
     run_info,
     shell_quote,
@@ -265,7 +266,19 @@ def test_shipped_templates_print_only_filtered_values() -> None:
     for path in sorted((templates_dir() / "notebook").glob("*.j2")):
         for expression in re.findall(r"\{\{(.*?)\}\}", path.read_text()):
             filters = re.findall(r"\|\s*(\w+)", expression)
-            assert filters and filters[-1] in {"py", "md", "md_code", "md_url"}, (path.name, expression)
+            assert filters and filters[-1] in {"py", "py_rows", "md", "md_code", "md_url"}, (
+                path.name,
+                expression,
+            )
+
+
+def test_py_rows_writes_one_row_a_line_and_round_trips_hostile_values() -> None:
+    rows = [[i, name, None, 1.5e-4, True] for i, name in enumerate(HOSTILE)]
+    text = py_rows(rows)
+    assert text.count("\n") == len(rows) + 1 and ast.literal_eval(text) == rows
+    assert py_rows([]) == "[]"
+    with pytest.raises(ValueError):
+        py_rows([[float("nan")]])
 
 
 # --- the filters --------------------------------------------------------------------------------

@@ -64,6 +64,23 @@ LAUNCHES = {
     "group=lr_grid": Stated(("lr0.005", "lr0.01", "lr0.015", "lr0.02", "lr0.025"), points=5),
     "metta-exp +experiment=lr_grid": Stated(("lr0.001", "lr0.003", "lr0.01", "lr0.03"), points=4),
 }
+# "Adaptive sweeps (search)": each search, as a dry run, prints its space and its first trials' jobs.
+SEARCHES = {
+    "metta-exp -m +experiment=arena 'trainer.learning_rate=tag(log, interval(1e-4, 1e-2))' "
+    "'trainer.entropy_coef=interval(0.001, 0.05)' 'trainer.batch_size=choice(256,512,1024)' "
+    "search.n_trials=40 search.parallel=8 'runs=[baseline]'": (
+        "Search: 40 trials, 8 at once, maximize overview/reward",
+        "trainer.learning_rate  float in [0.0001, 0.01], log",
+        "trainer.batch_size     one of 256, 512, 1024",
+        ", 8 jobs on ",
+    ),
+    "metta-exp +experiment=lr_search": (
+        "Search: 12 trials, 2 at once, maximize overview/reward",
+        "trainer.learning_rate  float in [0.001, 0.1], log",
+        ", 2 jobs on local",
+        "== t000-lr0.0125-bs250\n",  # seeded: the README names it
+    ),
+}
 NOT_HERE = {
     "uv run pytest": "the test suite itself",
     "uv run ruff check . && uv run mypy metta_exp": "run by tests/test_package.py",
@@ -123,13 +140,13 @@ OFFLINE_COMMANDS = {
 
 
 def test_every_readme_command_is_checked() -> None:
-    checked = {words(line) for line in (*LAUNCHES, *NOT_HERE, *RECIPE_COMMANDS, *OFFLINE_COMMANDS)}
+    checked = {words(line) for line in (*LAUNCHES, *NOT_HERE, *RECIPE_COMMANDS, *OFFLINE_COMMANDS, *SEARCHES)}
     for line in bash_commands():
         if line in checked or BENCH.fullmatch(" ".join(line)):
             continue
         assert line[:2] == ("metta-exp", "job"), f"README command not checked by this test: {line}"
         assert line in JOB_COMMANDS, f"README job command not checked by this test: {line}"
-    assert {words(line) for line in (*LAUNCHES, *RECIPE_COMMANDS)} <= set(bash_commands()), (
+    assert {words(line) for line in (*LAUNCHES, *RECIPE_COMMANDS, *SEARCHES)} <= set(bash_commands()), (
         "a command here is no longer in the README"
     )
 
@@ -151,6 +168,20 @@ def test_readme_launches_as_dry_runs_list_the_runs_the_text_states(state_dir: Pa
     if stated.points is not None:
         assert f"Sweep: {stated.points} points, {len(stated.runs)} runs" in result.stdout
     assert "Warning" not in result.stderr  # the README's sweeps repeat no run
+    assert not state_dir.exists()  # nothing written
+
+
+@pytest.mark.parametrize("line", list(SEARCHES))
+def test_readme_searches_as_dry_runs_print_their_space_and_first_trials(state_dir: Path, line: str) -> None:
+    result = run_cli(*argv_of(line), "dry_run=true")
+    assert result.returncode == 0, result.stdout + result.stderr
+    for text in SEARCHES[line]:
+        assert text in result.stdout, (text, result.stdout[:2000])
+    trials = re.findall(r"^== (t\d{3}-\S+)$", result.stdout, re.M)
+    at_once = re.search(r"^Search: \d+ trials, (\d+) at once", result.stdout, re.M)
+    assert at_once is not None
+    parallel = int(at_once[1])
+    assert [t[:4] for t in trials] == [f"t{n:03d}" for n in range(parallel)]
     assert not state_dir.exists()  # nothing written
 
 

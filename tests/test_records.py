@@ -14,9 +14,9 @@ from pathlib import Path
 from metta_exp import paths
 from metta_exp.backends.base import LaunchSettings
 from metta_exp.config import Experiment, SkyPilotSettings, WandbSettings
+from metta_exp.launches import launch_of
 from metta_exp.records import GroupRecord, JobRecord
 from metta_exp.resolve import JobSpec, resolve
-from metta_exp.runner import launch_of
 from metta_exp.status import JobStatus
 from metta_exp.store import JobStore
 

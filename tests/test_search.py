@@ -17,6 +17,9 @@ from metta_exp.store import JobStore
 from metta_exp.trials import TrialState
 
 JOB = str(Path(__file__).with_name("searchjob.py"))
+# every trial the same curve (``y`` does not change it) but trial 4's, at 1% of it and slow: the median
+# pruner must end trial 4 once trials 0-3 have completed
+PRUNE_T004 = ("y=interval(0.0, 1.0)", "x=0.8", "bad=t004", "slow=t004", "slow_sleep=0.5")
 
 
 @pytest.fixture
@@ -110,11 +113,7 @@ def test_a_clearly_bad_trial_is_pruned_and_the_study_still_succeeds(state_dir: P
     result = run_cli(
         *search(
             conf,
-            "y=interval(0.0, 1.0)",
-            "x=0.8",
-            "bad=t004",
-            "slow=t004",
-            "slow_sleep=0.5",
+            *PRUNE_T004,
             "group=p",
             "search.n_trials=5",
             "search.parallel=1",
@@ -246,11 +245,7 @@ def test_a_search_runs_on_the_skypilot_backend(
         result = run_cli(
             *search(
                 conf,
-                "y=interval(0.0, 1.0)",
-                "x=0.8",
-                "bad=t004",
-                "slow=t004",
-                "slow_sleep=0.5",
+                *PRUNE_T004,
                 "sleep=0.1",
                 "group=r",
                 "search.n_trials=5",
@@ -272,3 +267,17 @@ def test_a_search_runs_on_the_skypilot_backend(
         assert pruned["status"] == "CANCELLED", pruned
     finally:
         FakeSkyApi(fake).kill_all()
+
+
+def test_an_experiment_file_carries_its_own_search(state_dir: Path, conf: Path) -> None:
+    """As a grid sweep can be: ``hydra.sweeper.params`` with an interval, and ``search:`` keys, no -m."""
+    (conf / "experiment" / "filed.yaml").write_text(
+        (conf / "experiment" / "search.yaml").read_text()
+        + "search: {n_trials: 3, parallel: 3, seed: 11, pruner: none}\n"
+        + "hydra:\n  sweeper:\n    params:\n      x: tag(log, interval(0.01, 1.0))\n      opt: a,b\n"
+    )
+    result = run_cli("--config-dir", str(conf), "+experiment=filed", "group=ff", "search.n_trials=4")
+    assert result.returncode == 0, result.stdout + result.stderr
+    trials, _ = trials_of(state_dir, "ff")
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 4, "the command line's search.n_trials wins"
+    assert all(0.01 <= t.params["x"] <= 1.0 and t.params["opt"] in ("a", "b") for t in trials)

@@ -250,6 +250,21 @@ def test_a_reader_reads_a_store_without_the_final_progress_column(tmp_path: Path
         assert writer.job("g", "b").final_progress == -1.0
 
 
+def test_a_reader_reads_a_store_written_before_searches(tmp_path: Path) -> None:
+    """A store without the ``trials`` table (``0004_trials``): a reader lists, shows and summarises its
+    groups (none is a search); the next writer adds the table."""
+    with JobStore.open(tmp_path) as store:
+        make_group(store)
+    db = sqlite3.connect(tmp_path / DB_NAME)
+    db.executescript("DROP TABLE trials; DELETE FROM schema_migrations WHERE name = '0004_trials';")
+    db.close()
+    with JobStore.open(tmp_path, readonly=True) as reader:
+        assert [j.run for j in reader.jobs("g")] == ["a", "b"] and reader.trials("g") == []
+    with JobStore.open(tmp_path) as writer:
+        assert writer.trials("g") == []
+        assert writer._db.execute("SELECT count(*) FROM trials").fetchone()[0] == 0
+
+
 def test_events_of_one_kind(store: JobStore) -> None:
     make_group(store)
     store.add_event("g", "runner_stopped", "signal")

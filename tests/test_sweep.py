@@ -279,7 +279,7 @@ def test_dry_run_lists_points_and_runs_and_writes_nothing(state_dir: Path, tmp_p
         (["max_parallel=1,2"], "cannot sweep 'max_parallel'"),
         (["wait=true,false"], "cannot sweep 'wait'"),
         (["group=g1,g2"], "cannot sweep 'group'"),
-        (["x=interval(0,1)"], "interval(...) is continuous"),
+        (["x=glob(*)"], "glob(...) is not supported"),
         (["gpus=0,-1"], "'gpus' must be at least 0, got -1"),
         (["x=[1,2"], "bad override 'x=[1,2'"),
         (["x=range(0,5000)"], "the sweep has 5000 points, more than the limit of 1000"),

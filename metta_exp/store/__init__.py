@@ -92,6 +92,7 @@ class JobStore:
             recorded = "0003_final_progress" in self._applied()
             self._job_select = job_select(final_progress=recorded)
             self._job_select_no_deps = job_select(final_progress=recorded, deps=False)
+            self._has_trials = "0004_trials" in self._applied()
         except sqlite3.DatabaseError as exc:
             raise write_error(self.path, exc) from None
 
@@ -217,22 +218,7 @@ class JobStore:
                 "INSERT INTO groups (name, experiment, backend, config, created_at) VALUES (?, ?, ?, ?, ?)",
                 (name, experiment, backend, json.dumps(config, sort_keys=True), now),
             )
-            ids: dict[str, int] = {}
-            for position, spec in enumerate(specs):
-                cur = db.execute(
-                    "INSERT INTO jobs (group_name, run, position, status, spec, queued_at, run_dir) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        name,
-                        spec["run"],
-                        position,
-                        JobStatus.PENDING.value,
-                        json.dumps(spec),
-                        now,
-                        spec["run_dir"],
-                    ),
-                )
-                ids[spec["run"]] = int(cur.lastrowid or 0)
+            ids = {spec["run"]: self._insert_job(db, name, i, spec, now) for i, spec in enumerate(specs)}
             for spec in specs:
                 for dep in spec.get("depends_on", ()):
                     db.execute("INSERT INTO deps VALUES (?, ?)", (ids[spec["run"]], ids[dep]))
@@ -242,6 +228,18 @@ class JobStore:
                     (name, number, ids[spec["run"]], json.dumps(params), TrialState.RUNNING.value),
                 )
             self._event(db, name, None, "created", detail=f"{len(specs)} jobs")
+
+    @staticmethod
+    def _insert_job(
+        db: sqlite3.Connection, group: str, position: int, spec: dict[str, Any], now: float
+    ) -> int:
+        """A pending job row for ``spec`` (``JobSpec.to_dict()``); its id."""
+        cur = db.execute(
+            "INSERT INTO jobs (group_name, run, position, status, spec, queued_at, run_dir) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (group, spec["run"], position, JobStatus.PENDING.value, json.dumps(spec), now, spec["run_dir"]),
+        )
+        return int(cur.lastrowid or 0)
 
     def group(self, name: str) -> GroupRecord:
         """The group, or ``NotFoundError`` naming the closest group names."""
@@ -541,28 +539,19 @@ class JobStore:
             position = db.execute(
                 "SELECT coalesce(max(position) + 1, 0) FROM jobs WHERE group_name = ?", (group,)
             ).fetchone()[0]
-            cur = db.execute(
-                "INSERT INTO jobs (group_name, run, position, status, spec, queued_at, run_dir) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    group,
-                    spec["run"],
-                    position,
-                    JobStatus.PENDING.value,
-                    json.dumps(spec),
-                    now,
-                    spec["run_dir"],
-                ),
-            )
+            job_id = self._insert_job(db, group, position, spec, now)
             db.execute(
                 "INSERT INTO trials (group_name, number, job_id, params, state) VALUES (?, ?, ?, ?, ?)",
-                (group, number, cur.lastrowid, json.dumps(params), TrialState.RUNNING.value),
+                (group, number, job_id, json.dumps(params), TrialState.RUNNING.value),
             )
             self._event(db, group, spec["run"], "trial", None, JobStatus.PENDING, f"trial {number} asked")
             return True
 
     def trials(self, group: str) -> list[TrialRecord]:
-        """A search group's trials in number order (none for other groups)."""
+        """A search group's trials in number order (none for other groups, nor in a store written before
+        searches existed)."""
+        if not self._has_trials:
+            return []
         rows = self._db.execute(
             "SELECT t.number, j.run, t.params, t.state, t.value, t.steps, t.reason FROM trials t "
             "JOIN jobs j ON j.id = t.job_id WHERE t.group_name = ? ORDER BY t.number",

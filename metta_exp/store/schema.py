@@ -108,5 +108,6 @@ MIGRATIONS: list[tuple[str, str]] = [
 ]
 
 #: Migrations a reader can do without: it reads a store that lacks them all the same (slower: without the
-#: indexes, or reading every ended job's log for its progress), until the next writer applies them.
-READABLE_WITHOUT = frozenset({"0002_jobs_by_group", "0003_final_progress"})
+#: indexes, or reading every ended job's log for its progress; without trials: it holds no search), until
+#: the next writer applies them.
+READABLE_WITHOUT = frozenset({"0002_jobs_by_group", "0003_final_progress", "0004_trials"})
