@@ -46,12 +46,14 @@ def fmt_duration(seconds: float | None) -> str:
     """``0:42``, ``12:05``, ``1h02m``, ``3d04h``; ``-`` when unknown."""
     if seconds is None or seconds < 0:
         return "-"
-    s = int(seconds)
-    if s < 3600:
-        return f"{s // 60}:{s % 60:02d}"
-    if s < 86400:
-        return f"{s // 3600}h{s % 3600 // 60:02d}m"
-    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+    m, s = divmod(int(seconds), 60)
+    if m < 60:
+        return f"{m}:{s:02d}"
+    h, m = divmod(m, 60)
+    if h < 24:
+        return f"{h}h{m:02d}m"
+    d, h = divmod(h, 24)
+    return f"{d}d{h:02d}h"
 
 
 def fmt_time(ts: float | None, now: float, today: time.struct_time | None = None) -> str:
@@ -128,6 +130,7 @@ def jobs_table(
     head = f"Group {group.name} · {group.experiment} on {group.backend} · {when} · {len(jobs)} jobs: {by}"
     rows = []
     today = time.localtime(now)
+    text = {s: s.value for s in JobStatus}  # Enum.value is a descriptor: slow over 10,000 rows
     for j in jobs:
         end = j.ended_at if j.status in TERMINAL else now
         took = fmt_duration(end - j.started_at) if j.started_at and end else "-"
@@ -135,7 +138,7 @@ def jobs_table(
         rows.append(
             [
                 j.run,
-                j.status.value,
+                text[j.status],
                 str(j.attempts),
                 "-" if j.exit_code is None else str(j.exit_code),
                 fmt_time(j.started_at, now, today),

@@ -146,3 +146,11 @@ def test_iso_is_datetimes_isoformat_in_utc_to_the_second(ts: float) -> None:
 
     assert iso(ts) == datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
     assert iso(None) is None
+
+
+def test_fmt_duration_exactly() -> None:
+    from metta_exp.jobs_text import fmt_duration
+
+    cases = {None: "-", -1.0: "-", 0.0: "0:00", 59.9: "0:59", 725.0: "12:05", 3599.0: "59:59", 3600.0: "1h00m",
+             86399.0: "23h59m", 86400.0: "1d00h", 273600.0: "3d04h"}  # fmt: skip
+    assert {k: fmt_duration(k) for k in cases} == cases
