@@ -27,7 +27,12 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from metta_exp.errors import UsageError, did_you_mean
+from metta_exp.examples.overrides import (
+    example_main,
+    int_at_least,
+    parse_key_values,
+    positive_float,
+)
 
 PROG = "metta_exp.examples.cartpole"
 MAX_EPISODE_STEPS = 500  # CartPole-v1's time limit; the baseline sees t / MAX_EPISODE_STEPS
@@ -45,13 +50,6 @@ class Settings:
     fail_at_step: int | None = None
 
 
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0 or value == float("inf"):
-        raise ValueError("must be a finite number > 0")
-    return value
-
-
 def _discount(text: str) -> float:
     value = float(text)
     if not 0 < value <= 1:
@@ -59,25 +57,15 @@ def _discount(text: str) -> float:
     return value
 
 
-def _int_at_least(low: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        value = int(text)
-        if value < low:
-            raise ValueError(f"must be an integer >= {low}")
-        return value
-
-    return parse
-
-
-PARSERS: dict[str, Callable[[str], Any]] = {
-    "learning_rate": _positive_float,
-    "total_timesteps": _int_at_least(1),
-    "seed": _int_at_least(0),
-    "batch_steps": _int_at_least(1),
-    "gamma": _discount,
-    "fail_at_step": _int_at_least(0),
+KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
+    "trainer.learning_rate": ("learning_rate", positive_float),
+    "trainer.total_timesteps": ("total_timesteps", int_at_least(1)),
+    "trainer.seed": ("seed", int_at_least(0)),
+    "trainer.batch_steps": ("batch_steps", int_at_least(1)),
+    "trainer.gamma": ("gamma", _discount),
+    "trainer.fail_at_step": ("fail_at_step", int_at_least(0)),
 }
-assert set(PARSERS) == {f.name for f in fields(Settings)}
+assert {name for name, _ in KEYS.values()} == {f.name for f in fields(Settings)}
 
 
 def parse_overrides(args: Sequence[str]) -> Settings:
@@ -86,22 +74,7 @@ def parse_overrides(args: Sequence[str]) -> Settings:
     As with Hydra overrides, a key given again wins: metta-exp appends command-line overrides after the
     experiment's own args, so ``metta-exp +experiment=demo trainer.total_timesteps=5000`` takes effect.
     """
-    known = [f"trainer.{name}" for name in PARSERS]
-    values: dict[str, Any] = {}
-    for arg in args:
-        key, sep, text = arg.partition("=")
-        if not sep:
-            raise UsageError(f"override {arg!r} is not key=value (e.g. trainer.learning_rate=0.01)")
-        if key not in known:
-            hint = did_you_mean(key, known, cutoff=0.85)
-            raise UsageError(f"unknown override key {key!r}{hint}; known: {', '.join(known)}")
-        name = key.removeprefix("trainer.")
-        try:
-            values[name] = PARSERS[name](text.strip())
-        except ValueError as exc:
-            detail = str(exc) if str(exc).startswith("must") else "not a valid number"
-            raise UsageError(f"bad value for {key}: {text!r} ({detail})") from None
-    return replace(Settings(), **values)
+    return replace(Settings(), **parse_key_values(args, KEYS, "trainer.learning_rate=0.01", plus=False))
 
 
 class Learner:
@@ -252,17 +225,7 @@ def train(settings: Settings) -> Path:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
-    if any(arg in ("-h", "--help") for arg in args):
-        print(__doc__)
-        return 0
-    try:
-        settings = parse_overrides(args)
-    except UsageError as exc:
-        print(f"{PROG}: {exc}", file=sys.stderr)
-        return 2
-    train(settings)
-    return 0
+    return example_main(argv, __doc__, PROG, lambda args: train(parse_overrides(args)))
 
 
 if __name__ == "__main__":

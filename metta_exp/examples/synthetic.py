@@ -39,7 +39,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from metta_exp.errors import UsageError, did_you_mean
+from metta_exp.examples.overrides import (
+    example_main,
+    int_at_least,
+    non_negative_float,
+    parse_key_values,
+    positive_float,
+)
 
 PROG = "metta_exp.examples.synthetic"
 OPTIMUM_LR = 3e-3
@@ -61,60 +67,21 @@ class Settings:
     seed: int | None = None
 
 
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0 or math.isinf(value):
-        raise ValueError("must be a finite number > 0")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    value = float(text)
-    if not value >= 0 or math.isinf(value):
-        raise ValueError("must be a finite number >= 0")
-    return value
-
-
-def _int_at_least(low: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        value = int(text)
-        if value < low:
-            raise ValueError(f"must be an integer >= {low}")
-        return value
-
-    return parse
-
-
 KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
-    "trainer.learning_rate": ("learning_rate", _positive_float),
-    "trainer.entropy_coef": ("entropy_coef", _non_negative_float),
-    "trainer.batch_size": ("batch_size", _int_at_least(1)),
-    "trainer.total_timesteps": ("total_timesteps", _int_at_least(1)),
-    "trainer.log_points": ("log_points", _int_at_least(1)),
-    "trainer.seconds": ("seconds", _non_negative_float),
-    "seed": ("seed", _int_at_least(0)),
+    "trainer.learning_rate": ("learning_rate", positive_float),
+    "trainer.entropy_coef": ("entropy_coef", non_negative_float),
+    "trainer.batch_size": ("batch_size", int_at_least(1)),
+    "trainer.total_timesteps": ("total_timesteps", int_at_least(1)),
+    "trainer.log_points": ("log_points", int_at_least(1)),
+    "trainer.seconds": ("seconds", non_negative_float),
+    "seed": ("seed", int_at_least(0)),
 }
 assert {name for name, _ in KEYS.values()} == {f.name for f in fields(Settings)}
 
 
 def parse_overrides(args: Sequence[str]) -> Settings:
     """Settings from ``key=value`` args (a leading ``+`` is allowed); UsageError naming the first bad one."""
-    values: dict[str, Any] = {}
-    for arg in args:
-        key, sep, text = arg.partition("=")
-        key = key.lstrip("+")
-        if not sep:
-            raise UsageError(f"override {arg!r} is not key=value (e.g. trainer.learning_rate=0.003)")
-        if key not in KEYS:
-            hint = did_you_mean(key, KEYS, cutoff=0.85)
-            raise UsageError(f"unknown override key {key!r}{hint}; known: {', '.join(KEYS)}")
-        name, parse = KEYS[key]
-        try:
-            values[name] = parse(text.strip())
-        except ValueError as exc:
-            detail = str(exc) if str(exc).startswith("must") else "not a valid number"
-            raise UsageError(f"bad value for {key}: {text!r} ({detail})") from None
-    return replace(Settings(), **values)
+    return replace(Settings(), **parse_key_values(args, KEYS, "trainer.learning_rate=0.003"))
 
 
 def final_reward(settings: Settings) -> float:
@@ -168,27 +135,23 @@ def train(settings: Settings, log: Callable[[int, float, float], None] | None = 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
-    if any(arg in ("-h", "--help") for arg in args):
-        print(__doc__)
-        return 0
-    try:
-        settings = parse_overrides(args)
-    except UsageError as exc:
-        print(f"{PROG}: {exc}", file=sys.stderr)
-        return 2
+    return example_main(argv, __doc__, PROG, run)
+
+
+def run(args: list[str]) -> None:
+    """Train with ``args`` under ``metta_exp.tracking``."""
+    settings = parse_overrides(args)
     from metta_exp import tracking
 
     config = {f.name: getattr(settings, f.name) for f in fields(Settings)}
-    with tracking.init(total_steps=settings.total_timesteps, config=config) as run:
+    with tracking.init(total_steps=settings.total_timesteps, config=config) as tracked:
         if not os.environ.get("METTA_EXP_PROGRESS_EVERY"):
-            run.progress_every = 0.0  # a line per point: a short run's curve must reach the runner
+            tracked.progress_every = 0.0  # a line per point: a short run's curve must reach the runner
 
         def log(step: int, reward: float, sps: float) -> None:
-            run.log({"overview/reward": reward, "overview/sps": sps}, step=step)
+            tracked.log({"overview/reward": reward, "overview/sps": sps}, step=step)
 
         train(settings, log)
-    return 0
 
 
 if __name__ == "__main__":
