@@ -62,25 +62,7 @@ def launch_experiment(
     into the group's stored config (a sweep stores its points under ``sweep``). A search passes its first
     ``trials`` (number, values), one per run, recorded with their jobs.
     """
-    return launch_experiments([exp], name, extra_args, state_dir, out, specs_hook, extra_config, trials)
-
-
-def launch_experiments(
-    exps: Sequence[Experiment],
-    name: str,
-    extra_args: Sequence[str] = (),
-    state_dir: Path | None = None,
-    out: TextIO | None = None,
-    specs_hook: Callable[[list[JobSpec]], list[JobSpec]] | None = None,
-    extra_config: Mapping[str, Any] | None = None,
-    trials: Sequence[tuple[int, dict[str, Any]]] = (),
-) -> int:
-    """Submit each experiment as a group of its own, then watch those that ``wait``, one after another.
-
-    Every experiment is resolved and its backend checked before any is submitted, so bad input (a taken
-    group name, too many GPUs) writes nothing. The exit code is the worst of the groups watched.
-    """
-    return submit_experiments(exps, name, extra_args, state_dir, out, specs_hook, extra_config, trials)[1]
+    return submit_experiments([exp], name, extra_args, state_dir, out, specs_hook, extra_config, trials)[1]
 
 
 def submit_experiments(
@@ -93,7 +75,12 @@ def submit_experiments(
     extra_config: Mapping[str, Any] | None = None,
     trials: Sequence[tuple[int, dict[str, Any]]] = (),
 ) -> tuple[list[str], int]:
-    """``launch_experiments``, also returning the names of the groups it submitted (none for dry runs)."""
+    """Submit each experiment as a group of its own, then watch those that ``wait``, one after another.
+
+    Every experiment is resolved and its backend checked before any is submitted, so bad input (a taken
+    group name, too many GPUs) writes nothing. Returns the names of the groups submitted (none for dry
+    runs) and the exit code: the worst of the groups watched.
+    """
     from metta_exp.backends import make_backend
 
     out = out or sys.stdout

@@ -102,9 +102,9 @@ def _run(args: RunArgs) -> int:
         shown = [e.to_dict() for e in exps]
         print(json.dumps(shown[0] if len(shown) == 1 else shown, indent=2))
         return 0
-    from metta_exp.launch import launch_experiments
+    from metta_exp.launch import submit_experiments
 
-    return launch_experiments(exps, name=recipe.name)
+    return submit_experiments(exps, name=recipe.name)[1]
 
 
 def _list(args: RunArgs) -> int:
