@@ -281,3 +281,24 @@ def test_an_experiment_file_carries_its_own_search(state_dir: Path, conf: Path) 
     trials, _ = trials_of(state_dir, "ff")
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 4, "the command line's search.n_trials wins"
     assert all(0.01 <= t.params["x"] <= 1.0 and t.params["opt"] in ("a", "b") for t in trials)
+
+
+@pytest.mark.parametrize("sampler", ["random", "cmaes"])
+def test_every_sampler_runs_a_search(state_dir: Path, conf: Path, sampler: str) -> None:
+    """``search.sampler=cmaes`` needs the ``cmaes`` package: a dependency, so the runner can ask."""
+    result = run_cli(
+        *search(
+            conf,
+            "x=interval(0.1, 1.0)",
+            "z=interval(0, 10)",
+            f"group={sampler}",
+            "search.n_trials=6",
+            "search.parallel=1",
+            "search.pruner=none",
+            f"search.sampler={sampler}",
+            "search.seed=0",
+        ),  # fmt: skip
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    trials, _ = trials_of(state_dir, sampler)
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 6, "asked after trials completed, too"
