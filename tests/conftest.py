@@ -17,7 +17,11 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 # No network in tests: W&B stays off unless a test turns it on, SkyPilot never starts its API server.
-os.environ.setdefault("WANDB_MODE", "disabled")
+# The shell's W&B settings and state directory do not leak in: a developer's WANDB_MODE=offline (or
+# METTA_EXP_STATE_DIR) must not change what the tests see, nor the tests write into their store.
+for _key in ("WANDB_ENTITY", "WANDB_PROJECT", "WANDB_BASE_URL", "WANDB_DISABLED", "METTA_EXP_STATE_DIR"):
+    os.environ.pop(_key, None)
+os.environ["WANDB_MODE"] = "disabled"
 os.environ["SKYPILOT_DISABLE_LOCAL_API_SERVER"] = "1"
 os.environ["SKYPILOT_DISABLE_USAGE_COLLECTION"] = "1"
 os.environ.pop("METTA_EXP_LOCAL_GPUS", None)
