@@ -191,8 +191,8 @@ def read_progress(path: str | os.PathLike[str] | None) -> Progress | None:
 
 def final_progress(path: str | os.PathLike[str] | None) -> float:
     """What the store keeps of an ended attempt's progress: its last fraction, -1.0 when it has none."""
-    found = read_progress(path)
-    return round(found.fraction, 4) if found is not None and found.fraction is not None else -1.0
+    fraction = _fraction(read_progress(path))
+    return -1.0 if fraction is None else fraction
 
 
 def progress_fraction(job: JobRecord) -> float | None:
@@ -202,7 +202,10 @@ def progress_fraction(job: JobRecord) -> float | None:
         return None
     if job.final_progress is not None and job.status.is_terminal():
         return job.final_progress if job.final_progress >= 0 else None
-    found = read_progress(job.log_path)
+    return _fraction(read_progress(job.log_path))
+
+
+def _fraction(found: Progress | None) -> float | None:
     return round(found.fraction, 4) if found is not None and found.fraction is not None else None
 
 

@@ -148,15 +148,13 @@ class SearchDriver:
         if group.cancel_requested:
             return False
         at_once = settings.trials_at_once(group.exp.max_parallel)
-        open_trials = sum(1 for t in study.study.trials if t.state.name == "RUNNING")
         shell_env = {k: v for k, v in jobs[0].spec.env.items() if k in SHELL_WANDB_KEYS} if jobs else {}
         asked = False
-        while study.asked < settings.n_trials and open_trials < at_once:
+        while study.asked < settings.n_trials and study.running < at_once:
             number, params = study.ask()
             spec = trial_spec(group, self.store.state_dir, number, params, shell_env)
             if not self.store.add_trial(self.group, self.owner, number, params, spec.to_dict()):
                 self._study = None  # not recorded: the trial never happened; the store says what did
                 break
-            open_trials += 1
             asked = True
         return asked

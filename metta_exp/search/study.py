@@ -117,11 +117,20 @@ class Study:
                         state=state,
                     )
                 )
-            assert self.study.trials[-1].number == record.number, "trials are replayed in number order"
+            assert self.asked - 1 == record.number, "trials are replayed in number order"
 
     @property
     def asked(self) -> int:
-        return len(self.study.trials)
+        return len(self._trials())
+
+    @property
+    def running(self) -> int:
+        """Trials asked and not told yet."""
+        return len(self.live)
+
+    def _trials(self) -> list[optuna.trial.FrozenTrial]:
+        # not ``study.trials``: it deep-copies every trial, and the runner looks every cycle
+        return self.study.get_trials(deepcopy=False)
 
     def ask(self) -> tuple[int, dict[str, Any]]:
         """A new trial: its number and its values, by dimension name."""
@@ -129,21 +138,13 @@ class Study:
         self.live[trial.number] = trial
         return trial.number, {d.name: trial.params[d.name] for d in self.space.dims}
 
-    def forget(self, number: int) -> None:
-        """A trial asked but not recorded (the store refused it): tell it failed, so it counts nowhere."""
-        from optuna.trial import TrialState as OptunaState
-
-        trial = self.live.pop(number, None)
-        if trial is not None:
-            self.study.tell(trial, state=OptunaState.FAIL)
-
     def report(self, number: int, points: Mapping[int, float], decide: bool = True) -> str | None:
         """Report a running trial's new intermediate values; with ``decide``, the reason to prune it, or
         None."""
         trial = self.live.get(number)
         if trial is None:
             return None
-        known = self.study.trials[number].intermediate_values
+        known = self._trials()[number].intermediate_values
         new = sorted((s, v) for s, v in points.items() if s not in known)
         for step, value in new:
             trial.report(value, step)
@@ -153,12 +154,12 @@ class Study:
 
     def steps(self, number: int) -> list[tuple[int, float]]:
         """The intermediate values reported for trial ``number``, in step order."""
-        return sorted(self.study.trials[number].intermediate_values.items())
+        return sorted(self._trials()[number].intermediate_values.items())
 
     def _why_pruned(self, number: int, step: int) -> str:
         from optuna.trial import TrialState as OptunaState
 
-        mine = self.study.trials[number].intermediate_values
+        mine = self._trials()[number].intermediate_values
         maximize = self.settings.direction == "maximize"
         best = max(mine.values()) if maximize else min(mine.values())
         if self.settings.pruner != "median":
