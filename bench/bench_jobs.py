@@ -34,12 +34,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from conftest import kill_everything  # noqa: E402
 
 from metta_exp.config import Experiment  # noqa: E402
-from metta_exp.launch import launch_experiment  # noqa: E402
-from metta_exp.logtail import final_progress  # noqa: E402
+from metta_exp.logs.tail import final_progress  # noqa: E402
 from metta_exp.paths import attempt_log  # noqa: E402
 from metta_exp.resolve import resolve  # noqa: E402
 from metta_exp.status import JobStatus  # noqa: E402
 from metta_exp.store import JobStore  # noqa: E402
+from metta_exp.submit import launch_experiment  # noqa: E402
 
 OUTCOMES = (JobStatus.SUCCEEDED,) * 6 + (JobStatus.FAILED, JobStatus.CANCELLED)
 

@@ -78,7 +78,7 @@ def runner_cpu(work: Path, jobs: int, seconds: float) -> float:
     import io
 
     from metta_exp.config import Experiment
-    from metta_exp.launch import launch_experiment
+    from metta_exp.submit import launch_experiment
 
     state = work / "state"
     exp = Experiment(command=["sleep", str(int(seconds + 30))], runs=[f"r{i}" for i in range(jobs)],

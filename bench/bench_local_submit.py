@@ -20,7 +20,7 @@ from pathlib import Path
 
 from metta_exp.backends.base import Launch
 from metta_exp.backends.local import AttemptFiles, LocalBackend
-from metta_exp.resolve import JobSpec
+from metta_exp.records import JobSpec
 from metta_exp.status import JobStatus
 
 

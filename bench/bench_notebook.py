@@ -21,9 +21,8 @@ import time
 from pathlib import Path
 
 from metta_exp.metrics import fetch_metrics
-from metta_exp.notebook import write_group_notebook
-from metta_exp.records import GroupRecord, JobRecord
-from metta_exp.resolve import JobSpec
+from metta_exp.notebook.cells import write_group_notebook
+from metta_exp.records import GroupRecord, JobRecord, JobSpec
 from metta_exp.status import JobStatus
 
 

@@ -245,7 +245,7 @@ def timed(argv: Sequence[str], cwd: Path, env: dict[str, str], timeout: float = 
 
 
 def last_value(run_dir: str) -> float | None:
-    from metta_exp.metrics_local import read_metrics_file
+    from metta_exp.metrics.local import read_metrics_file
     from metta_exp.paths import metrics_file
 
     path = metrics_file(run_dir)

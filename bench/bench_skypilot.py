@@ -25,8 +25,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from metta_exp.backends.base import Launch, LaunchSettings
-from metta_exp.backends.skypilot import SkyPilotBackend
-from metta_exp.backends.skypilot_fake import FakeSkyApi
+from metta_exp.backends.skypilot.backend import SkyPilotBackend
+from metta_exp.backends.skypilot.sim.api import FakeSkyApi
 from metta_exp.config import Experiment
 from metta_exp.resolve import resolve
 

@@ -15,8 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from metta_exp.logtail import scan_wandb_ref
-from metta_exp.progress import WandbRef, format_wandb_line, last_wandb
+from metta_exp.logs.lines import WandbRef, format_wandb_line, last_wandb
+from metta_exp.logs.tail import scan_wandb_ref
 
 
 def main() -> None:

@@ -4,7 +4,7 @@
     .venv/bin/python bench/render_demo_plot.py --train /tmp/demo-group [-o docs/demo-plot.png]
 
 Given the run directories of a finished group (``job_state/runs/<group>/*``), it writes the group's
-notebook with :func:`metta_exp.notebook.write_group_notebook`, executes it with nbclient (as a user
+notebook with :func:`metta_exp.notebook.cells.write_group_notebook`, executes it with nbclient (as a user
 running it top to bottom would) and saves the image the plots cell displays. The records are rebuilt
 from each run's ``run.json`` (name, group, finished or not). ``--train DIR`` first trains a small demo
 group there with the CartPole example trainer (three learning rates, W&B off), for when no real group
@@ -23,9 +23,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from metta_exp.notebook import write_group_notebook
-from metta_exp.records import GroupRecord, JobRecord
-from metta_exp.resolve import JobSpec
+from metta_exp.notebook.cells import write_group_notebook
+from metta_exp.records import GroupRecord, JobRecord, JobSpec
 from metta_exp.status import JobStatus
 
 DEMO_RATES = ("0.003", "0.01", "0.03")

@@ -5,7 +5,7 @@
 Builds a made-up study in a temporary store as the runner records one (the test suite's
 ``tests/search_records.py``: 16 trials, some pruned a third of the way, one failed, one running, each
 run's reward curve in its metrics file), writes the group's notebook with
-:func:`metta_exp.notebook.write_group_notebook`, converts it to HTML with ``jupyter nbconvert --execute
+:func:`metta_exp.notebook.cells.write_group_notebook`, converts it to HTML with ``jupyter nbconvert --execute
 --no-input`` and takes a screenshot of it with headless Chromium (``/usr/bin/chromium``), cut from the
 "Search" heading to the end.
 """
@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from search_records import make_search_group, synthetic_study, write_curve  # noqa: E402
 
-from metta_exp.notebook import write_group_notebook  # noqa: E402
+from metta_exp.notebook.cells import write_group_notebook  # noqa: E402
 from metta_exp.store import JobStore  # noqa: E402
 
 

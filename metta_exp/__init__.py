@@ -37,7 +37,7 @@ __version__ = "0.1.0"
 
 
 def _launch(exp: Experiment, name: str, extra_args: Sequence[str] = ()) -> int:
-    from metta_exp.launch import launch_experiment  # loaded on the first launch, not by `job` commands
+    from metta_exp.submit import launch_experiment  # loaded on the first launch, not by `job` commands
 
     return launch_experiment(exp, name=name, extra_args=extra_args)
 

@@ -73,7 +73,7 @@ def launch(
     """Submit ``exp`` (or each of several experiments) as a group and start its runner; with
     ``exp.wait``, watch it until it ends. Follow a group without waiting: ``wait(launched.groups[0])``."""
     from metta_exp.config import default_name
-    from metta_exp.launch import submit_experiments
+    from metta_exp.submit import submit_experiments
 
     exps = [exp] if isinstance(exp, Experiment) else list(exp)
     names, code = submit_experiments(exps, name or default_name(exps[0]), extra_args)
@@ -106,7 +106,7 @@ class GroupView:
 
 def show(group: str) -> GroupView:
     """The group ``group`` and its jobs, read without writing."""
-    from metta_exp.logtail import progress_fraction
+    from metta_exp.logs.tail import progress_fraction
     from metta_exp.supervise import owner_alive
 
     store = store_for(group, readonly=True)
@@ -135,8 +135,8 @@ def logs(
 ) -> int:
     """Write the log of ``run`` (its current attempt unless ``attempt``) to ``out``; with ``follow``,
     until the job ends (0 if it succeeded, 1 otherwise)."""
-    from metta_exp.logtail import follow as follow_log
-    from metta_exp.logtail import print_log
+    from metta_exp.logs.tail import follow as follow_log
+    from metta_exp.logs.tail import print_log
     from metta_exp.supervise import Healer
 
     store = store_for(group, readonly=True)
@@ -205,8 +205,7 @@ def kill(group: str, plan: KillPlan | None = None) -> KillResult:
     transaction, before any process is signalled: a runner polling meanwhile sees cancelled jobs, not
     jobs that died of SIGTERM. Then a runner is made sure to close the group."""
     from metta_exp.backends import make_backend
-    from metta_exp.launches import launch_of
-    from metta_exp.supervise import ensure_driver
+    from metta_exp.supervise import ensure_driver, launch_of
 
     plan = plan or kill_plan(group)
     store = store_for(group)
@@ -288,7 +287,7 @@ def wait(group: str, timeout: float | None = None, poll: float = 0.5) -> list[Jo
 
 def notebook(group: str, output: str | Path | None = None) -> Path:
     """(Re)write the analysis notebook of ``group`` (by default where its config says); its path."""
-    from metta_exp.notebook import write_group_notebook
+    from metta_exp.notebook.cells import write_group_notebook
     from metta_exp.paths import notebook_path
 
     store = store_for(group, readonly=True)
@@ -300,8 +299,8 @@ def notebook(group: str, output: str | Path | None = None) -> Path:
 def report(group: str, output: str | Path | None = None) -> Path:
     """Run the notebook of ``group`` and write it as one self-contained HTML page (by default beside
     the notebook); its path."""
+    from metta_exp.notebook.report import write_group_report
     from metta_exp.paths import launch_dir, notebook_path, report_path
-    from metta_exp.report import write_group_report
 
     store = store_for(group)
     record = store.group(group)

@@ -16,9 +16,68 @@ from functools import cached_property
 from typing import Any
 
 from metta_exp.config import Experiment, SearchSettings, SkyPilotSettings, WandbSettings
-from metta_exp.resolve import JobSpec
 from metta_exp.status import JobStatus
 from metta_exp.trials import SearchSpace
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """One run of a group, ready for any backend.
+
+    ``module`` or ``command`` says what runs; ``args`` are the override arguments appended to it
+    (the experiment's ``args``, then the run's ``args_per_run``, then command-line overrides).
+    ``env`` is the job environment of the interface, except what only a launch knows
+    (``CUDA_VISIBLE_DEVICES``, ``METTA_EXP_ATTEMPT``).
+    """
+
+    group: str
+    run: str
+    args: tuple[str, ...]
+    env: Mapping[str, str]
+    gpus: int
+    run_dir: str
+    wandb_run_id: str
+    depends_on: tuple[str, ...] = ()
+    module: str | None = None
+    command: tuple[str, ...] | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+    def argv(self, python: str = "python") -> list[str]:
+        """The argv of the job, with ``python`` as the interpreter of a ``module`` job."""
+        head = [python, "-m", self.module] if self.module else list(self.command or ())
+        return head + list(self.args)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "group": self.group,
+            "run": self.run,
+            "module": self.module,
+            "command": list(self.command) if self.command is not None else None,
+            "args": list(self.args),
+            "env": dict(self.env),
+            "gpus": self.gpus,
+            "run_dir": self.run_dir,
+            "wandb_run_id": self.wandb_run_id,
+            "depends_on": list(self.depends_on),
+            "labels": dict(self.labels),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object]) -> JobSpec:
+        command = data.get("command")
+        return cls(
+            group=str(data["group"]),
+            run=str(data["run"]),
+            module=data.get("module"),  # type: ignore[arg-type]
+            command=tuple(command) if command is not None else None,  # type: ignore[arg-type]
+            args=tuple(data.get("args", ())),  # type: ignore[arg-type]
+            env=dict(data.get("env", {})),  # type: ignore[call-overload]
+            gpus=int(data.get("gpus", 0)),  # type: ignore[call-overload]
+            run_dir=str(data["run_dir"]),
+            wandb_run_id=str(data["wandb_run_id"]),
+            depends_on=tuple(data.get("depends_on", ())),  # type: ignore[arg-type]
+            labels=dict(data.get("labels") or {}),  # type: ignore[call-overload]
+        )
 
 
 def iso(ts: float | None) -> str | None:

@@ -26,13 +26,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from metta_exp.backends.base import Backend, Launch, Observation
-from metta_exp.launches import launch_of, launch_settings
-from metta_exp.logtail import LogMark, final_progress, scan_wandb_ref
+from metta_exp.logs.tail import LogMark, final_progress, scan_wandb_ref
 from metta_exp.paths import attempt_log, launch_dir, notebook_path, run_file
 from metta_exp.records import GroupRecord, JobRecord
 from metta_exp.status import ACTIVE, JobStatus, waits_for
 from metta_exp.store import JobStore
-from metta_exp.supervise import LEASE_TTL, exit_code, lease_owner_id, owner_alive
+from metta_exp.supervise import LEASE_TTL, exit_code, launch_of, launch_settings, lease_owner_id, owner_alive
 
 if TYPE_CHECKING:
     from metta_exp.search.driver import SearchDriver
@@ -432,7 +431,7 @@ class Runner:
         if group.exp.generate_notebook:
             path = notebook_path(group)
             try:
-                from metta_exp.notebook import write_group_notebook
+                from metta_exp.notebook.cells import write_group_notebook
 
                 write_group_notebook(group, jobs, path, self.store.trials(self.group))
                 self.store.add_event(self.group, "notebook", str(path))
@@ -445,8 +444,8 @@ class Runner:
     def _write_report(self, group: GroupRecord, jobs: list[JobRecord], notebook: Path) -> None:
         """The executed HTML report beside the notebook (seconds: a kernel runs the notebook; longer when
         it fetches from W&B), with the lease renewed meanwhile so nobody presumes this runner dead."""
+        from metta_exp.notebook.report import write_group_report
         from metta_exp.paths import report_path
-        from metta_exp.report import write_group_report
 
         self._renew()
         try:

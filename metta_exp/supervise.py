@@ -18,13 +18,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from metta_exp.backends.base import Launch, LaunchSettings
 from metta_exp.backends.procs import pid_alive
-from metta_exp.paths import launch_dir, runner_log
+from metta_exp.paths import attempt_log, launch_dir, runner_log
+from metta_exp.records import GroupRecord, JobRecord
 from metta_exp.status import JobStatus
 from metta_exp.trials import TrialRecord, TrialState
 
 if TYPE_CHECKING:
-    from metta_exp.records import GroupRecord, JobRecord
     from metta_exp.store import JobStore
 
 __all__ = [
@@ -141,3 +142,19 @@ class Healer:
             ensure_driver(self._writer, self.group)
         except StoreError:  # a read-only store: watch without healing ('job list' says how to resume)
             self.every = float("inf")
+
+
+# ---------------------------------------------------------------------------------------------------
+# A job record as the backends see it: the one translation from the store's records to the backends'
+# inputs, used by the runner (to submit, poll and cancel), by ``job kill`` and by the tests' clean-up.
+
+
+def launch_of(group: GroupRecord, job: JobRecord) -> Launch:
+    """The backend's view of a job's current attempt."""
+    log = Path(job.log_path) if job.log_path else attempt_log(job.run_dir, max(job.attempts, 1))
+    return Launch(job.spec, job.attempts, log, job.handle, job.gpu_ids, settings=launch_settings(group))
+
+
+def launch_settings(group: GroupRecord) -> LaunchSettings:
+    """What every launch of ``group`` carries: its SkyPilot and W&B settings and its instance id."""
+    return LaunchSettings(group.exp.skypilot, group.exp.wandb, group.instance)

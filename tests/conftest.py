@@ -30,9 +30,9 @@ os.environ.pop("METTA_EXP_LOCAL_GPUS", None)
 def kill_everything(state_dir: Path) -> None:
     """End every runner and active job recorded in ``state_dir``'s store."""
     from metta_exp.backends.local import LocalBackend
-    from metta_exp.launches import launch_of
     from metta_exp.status import ACTIVE
     from metta_exp.store import DB_NAME, JobStore
+    from metta_exp.supervise import launch_of
 
     if not (state_dir / DB_NAME).exists():
         return

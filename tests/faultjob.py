@@ -20,8 +20,8 @@ from conftest import PY
 
 from metta_exp.backends.procs import pid_alive as alive  # noqa: F401  (the fault tests import it from here)
 from metta_exp.config import Experiment
-from metta_exp.launch import launch_experiment
 from metta_exp.store import JobStore
+from metta_exp.submit import launch_experiment
 
 JOB = textwrap.dedent(
     """

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from metta_exp.config import Experiment
-from metta_exp.resolve import JobSpec
+from metta_exp.records import JobSpec
 from metta_exp.status import JobStatus
 from metta_exp.store import JobStore
 from metta_exp.trials import Dimension, SearchSpace, TrialState

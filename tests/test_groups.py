@@ -13,9 +13,9 @@ from conftest import PY, wait_for, wait_group_end
 
 from metta_exp import NotFoundError, groups
 from metta_exp.config import Experiment
-from metta_exp.launch import launch_experiment
 from metta_exp.status import JobStatus
 from metta_exp.store import JobStore
+from metta_exp.submit import launch_experiment
 
 # runs until a 'go' file appears in its run dir, then exits with the code after `exit=`
 GATED = textwrap.dedent(

@@ -21,13 +21,12 @@ import pytest
 from conftest import PY, run_cli, wait_for, wait_group_end
 
 from metta_exp.backends.procs import pid_alive as alive  # a live process: not gone, not a zombie
+from metta_exp.cli.tables import group_table, jobs_table
 from metta_exp.config import Experiment
-from metta_exp.jobs_text import group_table, jobs_table
-from metta_exp.launch import launch_experiment
-from metta_exp.records import GroupRecord, GroupSummary, JobRecord
-from metta_exp.resolve import JobSpec
+from metta_exp.records import GroupRecord, GroupSummary, JobRecord, JobSpec
 from metta_exp.status import ALL_STATUSES, JobStatus
 from metta_exp.store import DB_NAME, JobStore
+from metta_exp.submit import launch_experiment
 
 # A job that prints progress and numbered lines, can start a child process, can wait for a 'go' file
 # in its run dir, and ends with an exit code: `exit=N`, `fail_first=K` (fail its first K attempts).
@@ -287,7 +286,7 @@ def test_list_and_show_json_import_nothing_heavy(state_dir: Path, args: list[str
     )
     assert result.returncode == 0, result.stderr
     imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines() if "|" in line}
-    assert "metta_exp.jobs_cli" in imported
+    assert "metta_exp.cli.jobs" in imported
     heavy = sorted(m for m in imported if m.split(".")[0] in HEAVY)
     assert heavy == []
 

@@ -28,7 +28,7 @@ from metta_exp.backends.local import (
     path_with,
 )
 from metta_exp.errors import BackendError, BackendUnavailable, UsageError
-from metta_exp.resolve import JobSpec
+from metta_exp.records import JobSpec
 from metta_exp.status import JobStatus
 
 PY = sys.executable
@@ -70,7 +70,7 @@ SUBMITTER = """import json, sys
 from pathlib import Path
 from metta_exp.backends.base import Launch
 from metta_exp.backends.local import LocalBackend
-from metta_exp.resolve import JobSpec
+from metta_exp.records import JobSpec
 data = json.loads(sys.argv[1])
 launch = Launch(JobSpec.from_dict(data["spec"]), attempt=data["attempt"], log_path=Path(data["log_path"]))
 print(LocalBackend().submit([launch])[launch.name])

@@ -24,10 +24,10 @@ from metta_exp.metrics import (
     style_summary,
     summary_table,
 )
-from metta_exp.metrics_local import pick
-from metta_exp.metrics_wandb import rate_limit_wait, with_backoff
-from metta_exp.records import JobRecord
-from metta_exp.resolve import JobSpec, wandb_run_id
+from metta_exp.metrics.local import pick
+from metta_exp.metrics.wandb import rate_limit_wait, with_backoff
+from metta_exp.records import JobRecord, JobSpec
+from metta_exp.resolve import wandb_run_id
 from metta_exp.status import JobStatus
 
 T0 = 1764250000.0
@@ -388,7 +388,7 @@ def test_summary_table(tmp_path: Path) -> None:
 
 def test_importing_metrics_and_notebook_is_light() -> None:
     code = (
-        "import sys, metta_exp.metrics, metta_exp.notebook\n"
+        "import sys, metta_exp.metrics, metta_exp.notebook.cells\n"
         "heavy = ('pandas', 'numpy', 'wandb', 'jinja2', 'nbformat', 'matplotlib')\n"
         "heavy = [m for m in heavy if m in sys.modules]\n"
         "print(heavy)"

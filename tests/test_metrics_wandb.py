@@ -16,8 +16,7 @@ import pytest
 from fake_wandb import FakeWandb  # tests/ is on sys.path (pytest's rootdir-relative import mode)
 
 from metta_exp.metrics import fetch_metrics
-from metta_exp.records import JobRecord
-from metta_exp.resolve import JobSpec
+from metta_exp.records import JobRecord, JobSpec
 from metta_exp.status import JobStatus
 
 ENTITY, PROJECT = "team", "metta"

@@ -27,13 +27,12 @@ from conftest import PY, run_cli, wait_for
 from rich.console import Console
 
 from metta_exp.config import Experiment
-from metta_exp.launch import launch_experiment
-from metta_exp.logtail import LogReader, clean_line, explain_failure, job_log, tail_lines, tail_offset
-from metta_exp.monitor_view import Frame, Gpus, monitor_lines, pending_reason, render_monitor
-from metta_exp.records import GroupRecord, JobRecord
-from metta_exp.resolve import JobSpec
+from metta_exp.logs.tail import LogReader, clean_line, explain_failure, job_log, tail_lines, tail_offset
+from metta_exp.monitor.view import Frame, Gpus, monitor_lines, pending_reason, render_monitor
+from metta_exp.records import GroupRecord, JobRecord, JobSpec
 from metta_exp.status import JobStatus
 from metta_exp.store import JobStore
+from metta_exp.submit import launch_experiment
 
 T0 = 1_800_000_000.0
 

@@ -8,8 +8,8 @@ import io
 from rich.console import Console
 from test_monitor import T0, group_record, job_record
 
-from metta_exp.logtail import explain_failure, job_log, tail_lines
-from metta_exp.monitor_view import Frame, render_monitor
+from metta_exp.logs.tail import explain_failure, job_log, tail_lines
+from metta_exp.monitor.view import Frame, render_monitor
 from metta_exp.status import JobStatus
 
 

@@ -20,7 +20,7 @@ import pytest
 from IPython.core.inputtransformer2 import TransformerManager
 from markdown_it import MarkdownIt
 
-from metta_exp.notebook import (
+from metta_exp.notebook.cells import (
     CELLS,
     RunInfo,
     _environment,
@@ -35,8 +35,7 @@ from metta_exp.notebook import (
     templates_dir,
     write_group_notebook,
 )
-from metta_exp.records import GroupRecord, JobRecord
-from metta_exp.resolve import JobSpec
+from metta_exp.records import GroupRecord, JobRecord, JobSpec
 from metta_exp.status import JobStatus
 
 HOSTILE = [
@@ -656,7 +655,7 @@ def test_no_dead_link_for_runs_that_never_reached_wandb(tmp_path: Path) -> None:
 
 
 def test_a_sweep_group_labels_its_runs_by_their_swept_values(tmp_path: Path) -> None:
-    from metta_exp.notebook import run_info, run_labels
+    from metta_exp.notebook.cells import run_info, run_labels
 
     sweep = {
         "keys": ["trainer.learning_rate", "trainer.entropy_coef"],

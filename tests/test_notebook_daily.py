@@ -15,7 +15,7 @@ import pandas as pd
 from conftest import ROOT
 
 from metta_exp.metrics import style_summary, summary_table
-from metta_exp.notebook import RunInfo, render_notebook
+from metta_exp.notebook.cells import RunInfo, render_notebook
 from metta_exp.records import GroupRecord
 
 

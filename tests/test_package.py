@@ -32,9 +32,9 @@ def test_public_api_is_explicit_and_resolves() -> None:
         "metta_exp",
         "metta_exp.cli",
         "metta_exp.tracking",
-        "metta_exp.jobs_cli",
-        "metta_exp.run_cli",
-        "metta_exp.report",
+        "metta_exp.cli.jobs",
+        "metta_exp.cli.run",
+        "metta_exp.notebook.report",
     ],
 )
 def test_importing_loads_nothing_heavy(module: str) -> None:

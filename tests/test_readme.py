@@ -270,7 +270,7 @@ def test_the_offline_skypilot_example_runs_as_the_readme_says(state_dir: Path, t
         result = run_cli(*argv_of(line), env=env, timeout=600)
         assert result.returncode == code, line + "\n" + result.stdout + result.stderr
         assert says in result.stdout, line + "\n" + result.stdout
-    from metta_exp.backends.skypilot_fake import FakeSkyApi
+    from metta_exp.backends.skypilot.sim.api import FakeSkyApi
 
     jobs = FakeSkyApi(env["METTA_EXP_FAKE_SKY_DIR"]).jobs()
     assert len(jobs) == 6 and {j["status"] for j in jobs} == {"SUCCEEDED"}  # six managed jobs ran

@@ -14,11 +14,11 @@ from pathlib import Path
 from metta_exp import paths
 from metta_exp.backends.base import LaunchSettings
 from metta_exp.config import Experiment, SkyPilotSettings, WandbSettings
-from metta_exp.launches import launch_of
-from metta_exp.records import GroupRecord, JobRecord
-from metta_exp.resolve import JobSpec, resolve
+from metta_exp.records import GroupRecord, JobRecord, JobSpec
+from metta_exp.resolve import resolve
 from metta_exp.status import JobStatus
 from metta_exp.store import JobStore
+from metta_exp.supervise import launch_of
 
 PACKAGE = Path(__file__).resolve().parent.parent / "metta_exp"
 

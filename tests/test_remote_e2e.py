@@ -14,7 +14,7 @@ import pytest
 from conftest import PY, run_cli, wait_for, wait_group_end
 from fake_wandb import API_KEY, DEFAULT_ENTITY, FakeWandb
 
-from metta_exp.backends.skypilot_fake import FakeSkyApi
+from metta_exp.backends.skypilot.sim.api import FakeSkyApi
 from metta_exp.status import JobStatus
 from metta_exp.store import JobStore
 

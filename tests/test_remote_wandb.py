@@ -24,8 +24,8 @@ import yaml
 from conftest import PY, run_cli, wait_group_end
 from fake_wandb import API_KEY, DEFAULT_ENTITY, FakeWandb
 
-from metta_exp.backends.skypilot_fake import FakeSkyApi
-from metta_exp.backends.skypilot_task import task_secrets
+from metta_exp.backends.skypilot.sim.api import FakeSkyApi
+from metta_exp.backends.skypilot.task import task_secrets
 from metta_exp.config import Experiment, WandbSettings
 from metta_exp.resolve import resolve
 from metta_exp.status import JobStatus

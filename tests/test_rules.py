@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from metta_exp.errors import NotFoundError
-from metta_exp.launch import suffixed
 from metta_exp.store import JobStore
+from metta_exp.submit import suffixed
 from metta_exp.sweep import Point, sweep_record
+from metta_exp.text import plural
 from metta_exp.values import hydra_quote
-from metta_exp.words import plural
 
 
 def test_plural_counts_then_the_noun() -> None:
@@ -110,7 +110,7 @@ def test_the_two_plain_value_rules_have_names_that_say_what_they_do() -> None:
     from omegaconf import OmegaConf
 
     from hydra_plugins.metta_exp_launcher._core import as_containers
-    from metta_exp.notebook import tuples_as_lists
+    from metta_exp.notebook.cells import tuples_as_lists
 
     assert tuples_as_lists({"a": (1, (2, 3)), "b": [("x",)], "c": "s"}) == {
         "a": [1, [2, 3]],
@@ -124,7 +124,7 @@ def test_the_two_plain_value_rules_have_names_that_say_what_they_do() -> None:
 
 
 def test_the_attempt_lookup_is_named_apart_from_the_attempt_log_path(tmp_path: Path) -> None:
-    from metta_exp import logtail
+    from metta_exp.logs import tail as logtail
 
     assert not hasattr(logtail, "attempt_log")  # the store lookup is logtail.find_attempt
     store = JobStore.open(tmp_path, create=True)
@@ -149,7 +149,7 @@ def test_iso_is_datetimes_isoformat_in_utc_to_the_second(ts: float) -> None:
 
 
 def test_fmt_duration_exactly() -> None:
-    from metta_exp.jobs_text import fmt_duration
+    from metta_exp.text import fmt_duration
 
     cases = {None: "-", -1.0: "-", 0.0: "0:00", 59.9: "0:59", 725.0: "12:05", 3599.0: "59:59", 3600.0: "1h00m",
              86399.0: "23h59m", 86400.0: "1d00h", 273600.0: "3d04h"}  # fmt: skip

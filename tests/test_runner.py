@@ -17,9 +17,9 @@ from conftest import PY, wait_for, wait_group_end
 from metta_exp.backends.local import LocalBackend
 from metta_exp.config import Experiment
 from metta_exp.errors import BackendError
-from metta_exp.launch import launch_experiment
 from metta_exp.status import JobStatus
 from metta_exp.store import JobStore
+from metta_exp.submit import launch_experiment
 
 # A job that records when it ran, its argv and its environment, then sleeps and exits with a code
 # taken from its arguments: `sleep=S`, `exit=N`, `fail_first=K` (fail the first K attempts).
@@ -323,7 +323,7 @@ def test_watching_heals_only_through_the_callable_it_is_given(state_dir: Path) -
     """The monitor receives "heal this group" as a callable: with a no-op it only watches (nobody starts
     a runner for a group nobody drives); ``supervise.Healer`` starts one, through a writable store of
     its own although the watcher's store is read-only."""
-    from metta_exp.monitor import watch
+    from metta_exp.monitor.live import watch
     from metta_exp.resolve import resolve
     from metta_exp.supervise import Healer, needs_driver
 

@@ -231,7 +231,7 @@ def test_a_search_runs_on_the_skypilot_backend(
 ) -> None:
     """On the SkyPilot simulator (asynchronous submits, managed jobs, log tails copied back): each
     trial's value comes from the progress lines of its copied log, and pruning ends a managed job."""
-    from metta_exp.backends.skypilot_fake import FakeSkyApi
+    from metta_exp.backends.skypilot.sim.api import FakeSkyApi
 
     fake = state_dir.parent / "fake sky"
     monkeypatch.setenv("METTA_EXP_FAKE_SKY_DIR", str(fake))

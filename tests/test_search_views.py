@@ -18,13 +18,13 @@ from rich.console import Console
 from search_records import PRUNE_REASON, SPACE, make_search_group, synthetic_study, write_curve
 from test_monitor import T0, group_record, job_record
 
-from metta_exp.jobs_text import group_table
-from metta_exp.monitor import print_summary
-from metta_exp.monitor_view import Frame, render_monitor
-from metta_exp.notebook import CELLS, SEARCH_CELLS, render_notebook, write_group_notebook
-from metta_exp.notebook_search import _thin
+from metta_exp.cli.tables import group_table
+from metta_exp.monitor.live import print_summary
+from metta_exp.monitor.view import Frame, render_monitor
+from metta_exp.notebook.cells import CELLS, SEARCH_CELLS, render_notebook, write_group_notebook
+from metta_exp.notebook.search import _thin
 from metta_exp.records import GroupSummary
-from metta_exp.search_text import search_line
+from metta_exp.search.text import search_line
 from metta_exp.status import ALL_STATUSES, JobStatus
 from metta_exp.store import JobStore
 from metta_exp.trials import Dimension, SearchSpace, TrialRecord, TrialState
@@ -466,8 +466,8 @@ def test_monitor_lists_a_searchs_best_trials_first_among_the_completed() -> None
 
 
 def test_the_monitors_frame_carries_a_searchs_trials_from_the_store(tmp_path: Path) -> None:
-    from metta_exp.logtail import LogReader
-    from metta_exp.monitor import read_frame
+    from metta_exp.logs.tail import LogReader
+    from metta_exp.monitor.live import read_frame
 
     with JobStore.open(tmp_path / "state") as store:
         runs = make_search_group(store)

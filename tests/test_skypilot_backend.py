@@ -21,11 +21,11 @@ import pytest
 
 from metta_exp.backends import procs
 from metta_exp.backends.base import Launch, LaunchSettings, Observation
-from metta_exp.backends.skypilot import SkyPilotBackend, make_skypilot_backend, observe
-from metta_exp.backends.skypilot_api import FAKE_DIR_ENV, QueueEntry
-from metta_exp.backends.skypilot_fake import MANAGED_JOB_STATUSES, FakeSkyApi
-from metta_exp.backends.skypilot_select import default_sky_api
-from metta_exp.backends.skypilot_task import sky_job_name
+from metta_exp.backends.skypilot.api import FAKE_DIR_ENV, QueueEntry
+from metta_exp.backends.skypilot.backend import SkyPilotBackend, make_skypilot_backend, observe
+from metta_exp.backends.skypilot.select import default_sky_api
+from metta_exp.backends.skypilot.sim.api import MANAGED_JOB_STATUSES, FakeSkyApi
+from metta_exp.backends.skypilot.task import sky_job_name
 from metta_exp.config import Experiment
 from metta_exp.errors import BackendError, BackendUnavailable, ConfigError
 from metta_exp.resolve import resolve
@@ -349,8 +349,8 @@ def test_runner_processes_share_one_queue_call(fake: FakeSkyApi, state: Path) ->
     script = textwrap.dedent(f"""
         import sys
         from pathlib import Path
-        from metta_exp.backends.skypilot import SkyPilotBackend
-        from metta_exp.backends.skypilot_fake import FakeSkyApi
+        from metta_exp.backends.skypilot.backend import SkyPilotBackend
+        from metta_exp.backends.skypilot.sim.api import FakeSkyApi
         from metta_exp.backends.base import Launch
         from metta_exp.config import Experiment
         from metta_exp.resolve import resolve
@@ -506,8 +506,8 @@ def test_env_var_puts_metta_exp_on_the_fake(tmp_path: Path, monkeypatch: pytest.
 def test_backend_modules_do_not_import_sky() -> None:
     code = (
         "import sys\n"
-        "import metta_exp.backends.skypilot, metta_exp.backends.skypilot_fake\n"
-        "import metta_exp.backends.skypilot_task, metta_exp.backends.skypilot_cache\n"
+        "import metta_exp.backends.skypilot.backend, metta_exp.backends.skypilot.sim.api\n"
+        "import metta_exp.backends.skypilot.task, metta_exp.backends.skypilot.cache\n"
         "assert 'sky' not in sys.modules, 'sky was imported'\n"
     )
     subprocess.run([PY, "-c", code], check=True, timeout=60, env={**os.environ, FAKE_DIR_ENV: ""})
@@ -522,7 +522,7 @@ def test_backend_modules_do_not_import_sky() -> None:
 )
 def test_real_managed_job_end_to_end(tmp_path: Path) -> None:  # pragma: no cover - needs a cloud
     """Uses YOUR SkyPilot setup (API server, credentials): one tiny CPU job, about a dollar at most."""
-    from metta_exp.backends.skypilot_api import SdkSkyApi
+    from metta_exp.backends.skypilot.api import SdkSkyApi
 
     infra = os.environ["METTA_EXP_TEST_SKY_INFRA"]
     exp = Experiment(runs=["hello"], command=["bash", "-c", "echo hello-from-$METTA_EXP_RUN"], gpus=0,
@@ -542,7 +542,7 @@ def test_real_managed_job_end_to_end(tmp_path: Path) -> None:  # pragma: no cove
 
 
 def test_sdk_errors_are_classified() -> None:
-    from metta_exp.backends.skypilot_api import SkyApiError, SkyRequestError, _classify, clean_log
+    from metta_exp.backends.skypilot.api import SkyApiError, SkyRequestError, _classify, clean_log
 
     class ClusterNotUpError(Exception):  # SkyPilot's, by name: the jobs controller is not up
         pass

@@ -20,9 +20,9 @@ import pytest
 from conftest import PY, run_cli, wait_for, wait_group_end
 
 from metta_exp.backends.base import Launch, LaunchSettings
-from metta_exp.backends.skypilot import SkyPilotBackend
-from metta_exp.backends.skypilot_fake import FakeSkyApi, like
-from metta_exp.backends.skypilot_task import task_secrets, validate_settings
+from metta_exp.backends.skypilot.backend import SkyPilotBackend
+from metta_exp.backends.skypilot.sim.api import FakeSkyApi, like
+from metta_exp.backends.skypilot.task import task_secrets, validate_settings
 from metta_exp.config import Experiment, SkyPilotSettings, WandbSettings
 from metta_exp.errors import ConfigError
 from metta_exp.resolve import resolve
@@ -289,7 +289,7 @@ SDK_PROBE = textwrap.dedent(
     import sky.client.sdk as client_sdk
     from sky import exceptions
     from sky.utils import status_lib
-    from metta_exp.backends import skypilot_api as api
+    from metta_exp.backends.skypilot import api
 
     out = {}
     for status in (status_lib.ClusterStatus.STOPPED, status_lib.ClusterStatus.INIT, None):
@@ -298,7 +298,7 @@ SDK_PROBE = textwrap.dedent(
     out["interrupted"] = type(api._classify(exceptions.RequestInterruptedError("retry"))).__name__
     client_sdk.get = lambda request_id: 7   # a server answering a launch with a single int job id
     out["int_id"] = api.SdkSkyApi().launch_result("req-1")
-    from metta_exp.backends.skypilot_check import check_backend
+    from metta_exp.backends.skypilot.check import check_backend
     from metta_exp.config import SkyPilotSettings
 
     class Enabled(api.SdkSkyApi):  # SkyPilot says DigitalOcean is enabled, by its own name
@@ -355,7 +355,7 @@ def test_simulator_runs_nodes_with_skypilots_variables_and_nothing_from_the_shel
 
 
 def test_simulator_controller_lifecycle_and_blocking_calls(fake: FakeSkyApi, tmp_path: Path) -> None:
-    from metta_exp.backends.skypilot_api import ControllerNotUp
+    from metta_exp.backends.skypilot.api import ControllerNotUp
 
     fake.configure(controller_start_s=1.0, visible_after_s=0.5, controller_idle_s=1.0)
     with pytest.raises(ControllerNotUp) as absent:
@@ -383,7 +383,7 @@ def test_skypilot_set_up_is_recognised_from_its_files(tmp_path: Path) -> None:
     """Set-up users are never refused: an endpoint (env or config) or a cached enabled infra is enough."""
     import sqlite3
 
-    from metta_exp.backends.skypilot_setup import setup_problem
+    from metta_exp.backends.skypilot.setup import setup_problem
 
     home = tmp_path / "home"
     (home / ".sky").mkdir(parents=True)

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-from metta_exp.backends.skypilot_task import (
+from metta_exp.backends.skypilot.task import (
     DEFAULT_ACCELERATORS,
     SECRET_ENV_KEYS,
     accelerators,
@@ -33,7 +33,8 @@ from metta_exp.backends.skypilot_task import (
 )
 from metta_exp.config import Experiment, SkyPilotSettings, WandbSettings
 from metta_exp.errors import ConfigError
-from metta_exp.resolve import JobSpec, resolve
+from metta_exp.records import JobSpec
+from metta_exp.resolve import resolve
 
 GOLDEN = Path(__file__).parent / "golden" / "skypilot"
 NASTY_ARGS = [
@@ -244,9 +245,9 @@ inp = json.load(sys.stdin)
 import sky
 from sky import task as task_lib
 from sky.utils import registry
-from metta_exp.backends.skypilot_task import task_from_config
-from metta_exp.backends.skypilot import SkyPilotBackend
-from metta_exp.backends.skypilot_api import SdkSkyApi
+from metta_exp.backends.skypilot.task import task_from_config
+from metta_exp.backends.skypilot.backend import SkyPilotBackend
+from metta_exp.backends.skypilot.api import SdkSkyApi
 from metta_exp.errors import BackendUnavailable
 out = {"configs": [], "yamls": [], "names": {}, "labels": []}
 out["statuses"] = [s.value for s in sky.ManagedJobStatus]
@@ -351,7 +352,7 @@ def test_names_and_labels_are_valid_for_skypilot(sky_probe: dict[str, Any]) -> N
 
 
 def test_every_managed_job_status_is_mapped(sky_probe: dict[str, Any]) -> None:
-    from metta_exp.backends.skypilot_status import ACTIVE_STATUSES, FAILURE_MEANING
+    from metta_exp.backends.skypilot.status import ACTIVE_STATUSES, FAILURE_MEANING
 
     known = ACTIVE_STATUSES | set(FAILURE_MEANING) | {"SUCCEEDED", "CANCELLED"}
     assert set(sky_probe["statuses"]) <= known, set(sky_probe["statuses"]) - known

@@ -453,7 +453,7 @@ def test_wandb_is_not_imported_when_off(tmp_path: Path, mode: str | None) -> Non
 
 
 def test_wandb_credentials_detection(tmp_path: Path) -> None:
-    from metta_exp.tracking_wandb import has_wandb_credentials as _has_wandb_credentials
+    from metta_exp.tracking.wandb import has_wandb_credentials as _has_wandb_credentials
 
     home = tmp_path / "home"
     home.mkdir()

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from fake_wandb import API_KEY, DEFAULT_ENTITY, FakeWandb
 
-from metta_exp.backends.skypilot_task import task_envs
+from metta_exp.backends.skypilot.task import task_envs
 from metta_exp.config import Experiment, SkyPilotSettings, WandbSettings
 from metta_exp.resolve import resolve
 
@@ -62,7 +62,7 @@ def train(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 
 
 def test_marker_line_round_trip_and_last_one_wins() -> None:
-    from metta_exp.progress import WandbRef, format_wandb_line, last_wandb, parse_wandb_line
+    from metta_exp.logs.lines import WandbRef, format_wandb_line, last_wandb, parse_wandb_line
 
     ref = WandbRef(url="https://w.example.com:8443/team/proj/runs/abc-a2", entity="team", project="proj",
                    run_id="abc-a2")  # fmt: skip
@@ -78,8 +78,8 @@ def test_marker_line_round_trip_and_last_one_wins() -> None:
 
 
 def test_scanning_a_growing_log_reads_only_what_is_new(tmp_path: Path) -> None:
-    from metta_exp.logtail import scan_wandb_ref
-    from metta_exp.progress import WandbRef, format_wandb_line
+    from metta_exp.logs.lines import WandbRef, format_wandb_line
+    from metta_exp.logs.tail import scan_wandb_ref
 
     ref = WandbRef(url="http://h:1/e/p/runs/x", entity="e", project="p", run_id="x")
     line = format_wandb_line(ref)
@@ -106,7 +106,7 @@ def test_scanning_a_growing_log_reads_only_what_is_new(tmp_path: Path) -> None:
 def test_online_run_prints_its_url_with_the_servers_host(tmp_path: Path, server: FakeWandb) -> None:
     """No entity or project configured: the marker names the default entity and project W&B used,
     and the URL's host is the W&B server the job used (never a hard-coded wandb.ai)."""
-    from metta_exp.progress import WandbRef, last_wandb
+    from metta_exp.logs.lines import WandbRef, last_wandb
 
     env = job_env(
         tmp_path, server, {"WANDB_RUN_ID": "runid0001", "WANDB_NAME": "r", "WANDB_MODE": "online"}, "a"

@@ -25,10 +25,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from metta_exp.config import Experiment
 from metta_exp.errors import ConfigError, MettaExpError
-from metta_exp.launch import generated_group_name, launch_experiment, suffixed
 from metta_exp.records import JobRecord
 from metta_exp.status import JobStatus
 from metta_exp.store import GroupExistsError, JobStore, default_state_dir
+from metta_exp.submit import generated_group_name, launch_experiment, suffixed
 from metta_exp.sweep import (
     Point,
     check_limit,

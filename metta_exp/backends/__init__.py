@@ -25,7 +25,7 @@ def make_backend(name: str, state_dir: Path | None = None, exp: Experiment | Non
 
         return LocalBackend()
     if name == "skypilot":
-        from metta_exp.backends.skypilot import make_skypilot_backend
+        from metta_exp.backends.skypilot.backend import make_skypilot_backend
 
         return make_skypilot_backend(
             state_dir, settings=exp.skypilot if exp else None, wandb=exp.wandb if exp else None

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from metta_exp.config import SkyPilotSettings, WandbSettings
-from metta_exp.resolve import JobSpec
+from metta_exp.records import JobSpec
 from metta_exp.status import JobStatus
 
 

@@ -28,7 +28,8 @@ import metta_exp.backends.procs as procs
 from metta_exp.backends.base import Backend, Launch, Observation
 from metta_exp.errors import BackendError, BackendUnavailable, UsageError
 from metta_exp.paths import attempt_pid_exit
-from metta_exp.resolve import JobSpec, attempt_run_id
+from metta_exp.records import JobSpec
+from metta_exp.resolve import attempt_run_id
 from metta_exp.status import JobStatus
 
 __all__ = ["AttemptFiles", "LocalBackend", "describe_exit", "parse_gpu_list"]

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from metta_exp.progress import PROGRESS_PREFIX, parse_progress_line
+from metta_exp.logs.lines import PROGRESS_PREFIX, parse_progress_line
 
 if TYPE_CHECKING:
     from metta_exp.records import JobRecord
@@ -105,7 +105,7 @@ def final_curve(job: JobRecord, objective: str, reader: CurveReader | None) -> t
     """The whole curve of an ended trial's job and where it came from: its local metrics file (exact),
     else its W&B run when it logged online (a remote job's metrics are there), else the progress lines
     of its log (``reader``, read to its end)."""
-    from metta_exp.metrics_local import read_metrics_file
+    from metta_exp.metrics.local import read_metrics_file
     from metta_exp.paths import metrics_file
 
     local = metrics_file(job.run_dir)

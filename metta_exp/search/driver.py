@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from metta_exp.config import Experiment
-from metta_exp.records import GroupRecord, JobRecord
-from metta_exp.resolve import SHELL_WANDB_KEYS, JobSpec, resolve
+from metta_exp.records import GroupRecord, JobRecord, JobSpec
+from metta_exp.resolve import SHELL_WANDB_KEYS, resolve
 from metta_exp.search.curve import WARMUP, CurveReader, final_curve, reduce_curve
 from metta_exp.status import JobStatus
 from metta_exp.trials import SearchSpace, TrialRecord, TrialState

@@ -24,7 +24,7 @@ from metta_exp.sweep.points import (
     sweep_record,
 )
 from metta_exp.sweep.space import is_search
-from metta_exp.words import plural
+from metta_exp.text import plural
 
 if TYPE_CHECKING:
     from metta_exp.compose import CommandLine
@@ -72,7 +72,7 @@ def launch_sweep(cl: CommandLine, composed: Composed | None = None) -> int:
         return 0
     if exp.dry_run:
         print_points(points, keys)
-    from metta_exp.launch import launch_experiment
+    from metta_exp.submit import launch_experiment
 
     hook = per_point_specs(points)
     return launch_experiment(exp, name=name, specs_hook=hook, extra_config={"sweep": record})

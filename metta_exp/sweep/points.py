@@ -16,7 +16,7 @@ from metta_exp.runnames import key_labels, name_part, run_names
 from metta_exp.sweep.grammar import Entry
 
 if TYPE_CHECKING:
-    from metta_exp.resolve import JobSpec
+    from metta_exp.records import JobSpec
 
 SWEEP_LIMIT_ENV = "METTA_EXP_SWEEP_LIMIT"
 DEFAULT_SWEEP_LIMIT = 1000

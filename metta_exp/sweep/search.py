@@ -13,8 +13,8 @@ from metta_exp.config import Experiment
 from metta_exp.errors import ConfigError
 from metta_exp.sweep.grammar import ParsedOverride
 from metta_exp.sweep.space import search_dims
+from metta_exp.text import plural
 from metta_exp.trials import SearchSpace
-from metta_exp.words import plural
 
 if TYPE_CHECKING:
     from metta_exp.compose import CommandLine
@@ -57,7 +57,7 @@ def launch_search(
         return 0
     if exp.dry_run:
         print_search(space, base, first)
-    from metta_exp.launch import launch_experiment
+    from metta_exp.submit import launch_experiment
 
     return launch_experiment(exp, name=name, extra_config={"search_space": space.to_dict()}, trials=trials)
 

@@ -1,0 +1,419 @@
+"""``metta-exp job ...``: manage groups from any terminal, at any time.
+
+A thin layer over :mod:`metta_exp.groups` (the Python API): it parses arguments, asks before a kill, and
+turns what the API returns into tables, JSON and the live monitor. Readers (``list``, ``show``,
+``monitor``, ``logs``) never write to the store and never create it. Nothing heavy is imported: no
+Hydra, SkyPilot, W&B, pandas, matplotlib, nbformat or jinja2 (``notebook`` imports the notebook writer
+when it runs), and rich only for the live monitor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Mapping, Sequence
+
+from metta_exp import groups
+from metta_exp.cli.tables import group_table, jobs_table, links_table
+from metta_exp.errors import UsageError
+from metta_exp.paths import jupyter_command
+from metta_exp.records import JobRecord, iso
+from metta_exp.status import ACTIVE, ALL_STATUSES, JobStatus
+from metta_exp.store import DB_NAME, default_state_dir
+from metta_exp.text import plural
+from metta_exp.trials import TrialRecord
+
+
+def print_json_array(rows: Sequence[Mapping[str, object]]) -> None:
+    """One JSON array, one object per line (readable, and fast: the C encoder does the work)."""
+    if not rows:
+        print("[]")
+        return
+    encode = json.JSONEncoder(check_circular=False).encode  # flat rows: no cycle to look for
+    print("[\n" + ",\n".join(map(encode, rows)) + "\n]")
+
+
+# --- list, show -------------------------------------------------------------------------------------
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    summaries = groups.list_groups()
+    if args.json:
+        rows = [
+            {
+                "group": s.name,
+                "total": s.total,
+                **{st.value: s.counts[st.value] for st in ALL_STATUSES},
+                "created_at": iso(s.created_at),
+            }
+            for s in summaries
+        ]
+        print_json_array(rows)
+        return 0
+    if not summaries:
+        print(f"No groups yet in {default_state_dir()}. Launch one: metta-exp +experiment=NAME")
+        return 0
+    open_groups, orphans = groups.unattended()
+    print(group_table(summaries, open_groups, time.time()))
+    for name in orphans:
+        print(f"No runner drives {name}; its jobs run on unobserved. Resume it: metta-exp job resume {name}")
+    print(store_line())
+    return 0
+
+
+def store_line() -> str:
+    """``store: PATH`` (``(none yet)`` when there is none): which store a command read."""
+    path = default_state_dir() / DB_NAME
+    return f"store: {path}" + ("" if path.exists() else " (none yet)")
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    view = groups.show(args.group)
+    if args.json:
+        trials = view.trial_by_run()
+        print_json_array([job_json(j, view.progress[j.run], trials.get(j.run)) for j in view.jobs])
+        return 0
+    print(jobs_table(view.group, view.jobs, view.progress, time.time(), view.trials))
+    print()
+    print(links_table(view.jobs))
+    if not view.driven:
+        why = f" (last: {view.last_stop})" if view.last_stop else ""
+        print(f"\nNo runner drives {args.group}{why}. Resume it: metta-exp job resume {args.group}")
+    print(store_line())
+    return 0
+
+
+def job_json(j: JobRecord, progress: float | None, trial: TrialRecord | None = None) -> dict[str, object]:
+    """One job of ``job show --json``; ``trial``: the search trial the job runs (None: not a search's)."""
+    return {
+        "group": j.group,
+        "run": j.run,
+        "status": j.status.value,
+        "attempts": j.attempts,
+        "exit_code": j.exit_code,
+        "started_at": iso(j.started_at),
+        "ended_at": iso(j.ended_at),
+        "progress": progress,
+        "wandb_url": j.wandb_url,
+        "log_path": j.log_path,
+        "depends_on": list(j.depends_on),
+        "reason": j.reason,
+        "trial": None if trial is None else trial_json(trial),
+    }
+
+
+def trial_json(t: TrialRecord) -> dict[str, object]:
+    """A search trial in ``job show --json``: its number, state (running, complete, pruned, failed),
+    objective value (None unless complete), parameters by config key, and why it was pruned or failed."""
+    return {
+        "number": t.number,
+        "state": t.state.value,
+        "value": t.value,
+        "params": dict(t.params),
+        "reason": t.reason,
+    }
+
+
+# --- monitor, logs ------------------------------------------------------------------------------------
+
+
+def cmd_monitor(args: argparse.Namespace) -> int:
+    from metta_exp.monitor.live import watch
+    from metta_exp.supervise import Healer
+
+    if args.refresh <= 0:
+        raise UsageError(f"--refresh must be a positive number of seconds, got {args.refresh:g}")
+    store = groups.store_for(args.group, readonly=True)  # watching reads; its healer opens a writer if needed
+    return watch(
+        store, args.group, refresh=args.refresh, show_logs=not args.no_logs, heal=Healer(store, args.group)
+    )
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    groups.store_for(args.group, readonly=True)  # an unknown group before a bad --tail
+    if args.tail is not None and args.tail < 0:
+        raise UsageError(f"--tail must be 0 or more lines, got {args.tail}")
+    return groups.logs(
+        args.group, args.run, args.attempt, args.tail, sys.stdout.buffer, sys.stderr, args.follow
+    )
+
+
+# --- kill, retry, resume, notebook -----------------------------------------------------------------------
+
+
+def _names(jobs: Sequence[JobRecord], limit: int = 8) -> str:
+    runs = [j.run for j in jobs]
+    more = f", … ({len(runs) - limit} more)" if len(runs) > limit else ""
+    return ", ".join(runs[:limit]) + more
+
+
+def confirm(question: str) -> bool:
+    """Ask ``question [y/N]`` on the terminal; no terminal or end of input means no."""
+    if not sys.stdin.isatty():
+        print(f"{question} [y/N] no (stdin is not a terminal: use --force)")
+        return False
+    try:
+        answer = input(f"{question} [y/N] ")
+    except EOFError:
+        print()
+        return False
+    return answer.strip().lower() in ("y", "yes")
+
+
+def kill_plan_text(plan: groups.KillPlan) -> str:
+    """``Kill GROUP: end 3 running jobs (a, b, c); cancel 1 pending job (d); ...``"""
+    parts = []
+    if plan.active:
+        parts.append(f"end {plural(len(plan.active), 'running job')} ({_names(plan.active)})")
+    if plan.pending:
+        parts.append(f"cancel {plural(len(plan.pending), 'pending job')} ({_names(plan.pending)})")
+    if plan.stray:
+        what = plural(len(plan.stray), "ended job")
+        parts.append(f"end the leftover processes of {what} ({_names(plan.stray)})")
+    if plan.ended:
+        parts.append(
+            f"leave {plural(plan.ended, 'ended job')} as {'it is' if plan.ended == 1 else 'they are'}"
+        )
+    return f"Kill {plan.group}: " + "; ".join(parts) + "."
+
+
+def cmd_kill(args: argparse.Namespace) -> int:
+    groups.store_for(args.group)  # the writer's store: an error now if it cannot be written
+    plan = groups.kill_plan(args.group)
+    if plan.empty:
+        print(f"Nothing to kill in {args.group}: no job is running or pending ({plan.ended} ended).")
+        return 0
+    print(kill_plan_text(plan))
+    if not args.force and not confirm("Kill them?"):
+        print("Nothing killed.")
+        return 1
+    if plan.active or plan.stray:
+        more = f" and what {plural(len(plan.stray), 'ended job')} left running" if plan.stray else ""
+        print(f"Ending {plural(len(plan.active), 'job')}{more}…", flush=True)
+    done = groups.kill(args.group, plan)
+    print(
+        f"Killed {args.group}: {done.cancelled} cancelled; {done.succeeded} succeeded and "
+        f"{done.failed} failed jobs left as they were."
+    )
+    return 0
+
+
+def cmd_retry(args: argparse.Namespace) -> int:
+    from metta_exp.monitor.live import watch
+    from metta_exp.supervise import Healer
+
+    store = groups.store_for(args.group)
+    requeued = groups.retry(args.group)
+    if not requeued:
+        active = sum(1 for j in store.jobs(args.group) if j.status in ACTIVE or j.status == JobStatus.PENDING)
+        print(
+            f"Nothing to retry in {args.group}: no failed, cancelled or skipped run"
+            + (f" ({active} still pending or running)." if active else " (every run succeeded).")
+        )
+        return 0
+    listed = ", ".join(f"{r} ({status.value})" for r, status in requeued)
+    print(f"Requeued {plural(len(requeued), 'run')} of {args.group}: {listed}.")
+    print(f"Earlier attempts stay in the history: metta-exp job show {args.group}")
+    if args.no_wait:
+        print(f"Watch: metta-exp job monitor {args.group}")
+        return 0
+    return watch(store, args.group, heal=Healer(store, args.group))
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from metta_exp.monitor.live import watch
+    from metta_exp.supervise import Healer
+
+    store = groups.store_for(args.group)
+    started = groups.resume(args.group)
+    if store.group(args.group).ended_at:
+        print(f"{args.group} has ended; nothing to drive.")
+    else:
+        print(f"{'Started a runner for' if started else 'A runner already drives'} {args.group}.")
+    return watch(store, args.group, heal=Healer(store, args.group)) if not args.no_wait else 0
+
+
+def cmd_notebook(args: argparse.Namespace) -> int:
+    written = groups.notebook(args.group, args.output)
+    print(f"Notebook: {written}")
+    print(f"Open it in Jupyter: {jupyter_command(written.absolute())}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    import webbrowser
+
+    groups.store_for(args.group)
+    print(f"Running the notebook of {args.group}…", file=sys.stderr, flush=True)
+    written = groups.report(args.group, args.output)
+    print(f"Report: {written}")
+    if args.open and not webbrowser.open(written.as_uri()):
+        print(f"No web browser found here: open {written} in one.", file=sys.stderr)
+    return 0
+
+
+# --- the parser ------------------------------------------------------------------------------------------
+
+EXAMPLES = {
+    "list": "metta-exp job list\n  metta-exp job list --json | jq '.[] | select(.failed > 0) | .group'",
+    "show": "metta-exp job show lr_sweep\n  metta-exp job show lr_sweep --json",
+    "monitor": "metta-exp job monitor lr_sweep\n  metta-exp job monitor lr_sweep --refresh 2.0 --no-logs",
+    "kill": "metta-exp job kill lr_sweep           # shows what it will do and asks\n"
+    "  metta-exp job kill lr_sweep --force",
+    "logs": "metta-exp job logs lr_sweep high_lr --tail 50\n  metta-exp job logs lr_sweep high_lr --follow",
+    "retry": "metta-exp job retry lr_sweep\n  metta-exp job retry lr_sweep --no-wait",
+    "notebook": "metta-exp job notebook lr_sweep\n  metta-exp job notebook lr_sweep -o analysis/sweep.ipynb",
+    "report": "metta-exp job report lr_sweep --open\n  metta-exp job report lr_sweep -o /tmp/lr_sweep.html",
+    "resume": "metta-exp job resume lr_sweep",
+}
+
+
+def _sub(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, help: str, text: str
+) -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--where", action="store_true", help="print which store this command reads (store: PATH) on stderr"
+    )
+    return sub.add_parser(
+        name,
+        parents=[common],
+        help=help,
+        description=text,
+        epilog=f"example:\n  {EXAMPLES[name]}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="metta-exp job",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Manage job groups from any terminal, at any time. State: the nearest "
+        "job_state/jobs.sqlite in this\ndirectory or a parent (as git finds .git), or $METTA_EXP_STATE_DIR; "
+        "--where prints which.\nExit codes: 0 every job succeeded (or nothing to wait for), 1 a job failed, "
+        "was cancelled or skipped, 2 bad input, 130 interrupted while watching.",
+        epilog="examples:\n  " + "\n  ".join(EXAMPLES[k].split("\n")[0] for k in EXAMPLES),
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = _sub(
+        sub,
+        "list",
+        "every group with its counts by status",
+        "Every group, newest first: counts by status, age, and whether a runner drives it.",
+    )
+    p.add_argument(
+        "--json", action="store_true", help="one JSON array of {group, total, <status counts>, created_at}"
+    )
+    p.set_defaults(func=cmd_list)
+
+    p = _sub(
+        sub,
+        "show",
+        "every job of a group",
+        "Every job of GROUP: status, attempts, exit code, times, "
+        "progress, W&B URL, log path, dependencies, failure reason.\nA search adds a line about its study: "
+        "trials by state and the best so far.",
+    )
+    p.add_argument("group")
+    p.add_argument(
+        "--json", action="store_true", help="one JSON array, one object per job (a search's: with its trial)"
+    )
+    p.set_defaults(func=cmd_show)
+
+    p = _sub(
+        sub,
+        "monitor",
+        "watch a group live until it ends",
+        "A live view of GROUP until it ends: failed jobs first with the log lines that explain them, "
+        "active jobs\nwith progress, completed jobs with artifacts, pending jobs with what they wait for. "
+        "Ctrl+C stops\nwatching and leaves every job running. Starts a runner if the group's one died. "
+        "Without a terminal\nit prints one line per change.",
+    )
+    p.add_argument("group")
+    p.add_argument("--refresh", type=float, default=1.0, metavar="S", help="seconds between redraws (1.0)")
+    p.add_argument("--no-logs", action="store_true", help="hide the active jobs' log tails")
+    p.set_defaults(func=cmd_monitor)
+
+    p = _sub(
+        sub,
+        "kill",
+        "end a group's running jobs and cancel its pending ones",
+        "End the running jobs of GROUP (whole process trees), cancel its pending ones and stop further "
+        "launches.\nSucceeded and failed jobs stay as they are. Asks first unless --force. Safe while "
+        "a runner or monitor runs.",
+    )
+    p.add_argument("group")
+    p.add_argument("--force", action="store_true", help="do not ask")
+    p.set_defaults(func=cmd_kill)
+
+    p = _sub(
+        sub,
+        "logs",
+        "print a job's log",
+        "Print the log of RUN in GROUP (its current attempt unless "
+        "--attempt). With --follow, keep printing\nuntil the job ends (across retries), then exit 0 if "
+        "it succeeded, 1 otherwise.",
+    )
+    p.add_argument("group")
+    p.add_argument("run")
+    p.add_argument("--tail", type=int, metavar="N", help="only the last N lines")
+    p.add_argument("--follow", "-f", action="store_true", help="keep printing until the job ends")
+    p.add_argument("--attempt", type=int, metavar="K", help="the log of attempt K (1 is the first)")
+    p.set_defaults(func=cmd_logs)
+
+    p = _sub(
+        sub,
+        "retry",
+        "relaunch a group's failed, cancelled and skipped runs",
+        "Relaunch the failed, cancelled and skipped runs of GROUP as new attempts, with their names, "
+        "arguments\nand dependencies; succeeded runs are not rerun and earlier attempts stay in the "
+        "history. Then watch.",
+    )
+    p.add_argument("group")
+    p.add_argument("--no-wait", action="store_true", help="return once a runner drives the group")
+    p.set_defaults(func=cmd_retry)
+
+    p = _sub(
+        sub,
+        "notebook",
+        "(re)write a group's analysis notebook",
+        "Write the analysis notebook of GROUP (by default where the group's config says).",
+    )
+    p.add_argument("group")
+    p.add_argument("-o", "--output", metavar="PATH", help="where to write it")
+    p.set_defaults(func=cmd_notebook)
+
+    p = _sub(
+        sub,
+        "report",
+        "(re)write a group's HTML report",
+        "Run the analysis notebook of GROUP top to bottom and write it as one self-contained HTML page "
+        "(plots\nembedded, nothing to install to read it), by default beside the notebook "
+        "(<notebook>.html).",
+    )
+    p.add_argument("group")
+    p.add_argument("-o", "--output", metavar="PATH", help="where to write it")
+    p.add_argument("--open", action="store_true", help="then open it in the web browser")
+    p.set_defaults(func=cmd_report)
+
+    p = _sub(
+        sub,
+        "resume",
+        "drive a group whose runner stopped, and watch it",
+        "Start a runner for GROUP if none is alive, then watch it.",
+    )
+    p.add_argument("group")
+    p.add_argument("--no-wait", action="store_true", help="return once a runner drives the group")
+    p.set_defaults(func=cmd_resume)
+    return parser
+
+
+def main(argv: Sequence[str]) -> int:
+    args = build_parser().parse_args(list(argv))
+    if args.where:
+        print(store_line(), file=sys.stderr, flush=True)
+    return int(args.func(args))

@@ -1,0 +1,284 @@
+"""Launching a group: validate, resolve, check the backend, record, hand to a detached runner, watch.
+
+Everything that can be wrong with the input is found before the store is touched, so bad input writes
+nothing. The runner is a separate process in its own session: closing the terminal or pressing Ctrl+C
+while watching stops only the watching.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import itertools
+import json
+import os
+import re
+import shlex
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from metta_exp.config import Experiment
+from metta_exp.errors import BackendUnavailable, ConfigError, NotFoundError
+from metta_exp.records import JobSpec
+from metta_exp.resolve import resolve
+from metta_exp.store import GroupExistsError, JobStore, default_state_dir
+from metta_exp.text import plural
+
+SUBMIT_WAIT_S = 60.0
+
+
+def generated_group_name(experiment: str, now: float | None = None) -> str:
+    stem = re.sub(r"[^A-Za-z0-9._-]", "-", experiment).strip("-._")[:60] or "group"
+    return f"{stem}-{time.strftime('%Y%m%d-%H%M%S', time.localtime(now))}"
+
+
+def suffixed(base: str) -> Iterator[str]:
+    """``base``, ``base-2``, ``base-3``, …: the names a generated group name takes in turn while taken."""
+    yield base
+    for n in itertools.count(2):
+        yield f"{base}-{n}"
+
+
+def backend_name(exp: Experiment) -> str:
+    return "skypilot" if exp.remote else "local"
+
+
+def launch_experiment(
+    exp: Experiment,
+    name: str,
+    extra_args: Sequence[str] = (),
+    state_dir: Path | None = None,
+    out: TextIO | None = None,
+    specs_hook: Callable[[list[JobSpec]], list[JobSpec]] | None = None,
+    extra_config: Mapping[str, Any] | None = None,
+    trials: Sequence[tuple[int, dict[str, Any]]] = (),
+) -> int:
+    """Submit ``exp`` as one group and (with ``wait``) watch it; returns the interface's exit code.
+
+    ``specs_hook`` may adjust the resolved specs (a sweep sets per-point GPUs); ``extra_config`` is merged
+    into the group's stored config (a sweep stores its points under ``sweep``). A search passes its first
+    ``trials`` (number, values), one per run, recorded with their jobs.
+    """
+    return submit_experiments([exp], name, extra_args, state_dir, out, specs_hook, extra_config, trials)[1]
+
+
+def submit_experiments(
+    exps: Sequence[Experiment],
+    name: str,
+    extra_args: Sequence[str] = (),
+    state_dir: Path | None = None,
+    out: TextIO | None = None,
+    specs_hook: Callable[[list[JobSpec]], list[JobSpec]] | None = None,
+    extra_config: Mapping[str, Any] | None = None,
+    trials: Sequence[tuple[int, dict[str, Any]]] = (),
+) -> tuple[list[str], int]:
+    """Submit each experiment as a group of its own, then watch those that ``wait``, one after another.
+
+    Every experiment is resolved and its backend checked before any is submitted, so bad input (a taken
+    group name, too many GPUs) writes nothing. Returns the names of the groups submitted (none for dry
+    runs) and the exit code: the worst of the groups watched.
+    """
+    from metta_exp.backends import make_backend
+
+    out = out or sys.stdout
+    state_dir = (state_dir or default_state_dir()).absolute()
+    exps = [absolute_paths(e) if e.remote else e for e in exps]
+    groups = _group_names(exps, name)
+    # each launched group instance's own (its W&B run ids and SkyPilot job names, see sky_job_name); a dry
+    # run's output stays the same every time
+    instances = [None if e.dry_run else uuid.uuid4().hex[:12] for e in exps]
+    specs = [
+        _resolve(e, g, state_dir, extra_args, specs_hook, instance)
+        for e, g, instance in zip(exps, groups, instances, strict=True)
+    ]
+    backends = {}
+    refused = 0
+    for i, exp in enumerate(exps):
+        if exp.dry_run:
+            print_dry_run(exp, specs[i], out)
+            refused = max(refused, dry_run_refusal(exp, specs[i], state_dir))
+            continue
+        backends[i] = make_backend(backend_name(exp), state_dir, exp)
+        backends[i].check(specs[i])
+    if not backends:
+        return [], refused
+    store = JobStore.open(state_dir)
+    for i in backends:
+        _check_group_is_new(store, exps[i], groups[i])
+    # launch_dir: where jobs start and relative notebook paths resolve, whoever drives the group later
+    config = {"extra_args": list(extra_args), "launch_dir": str(Path.cwd())} | dict(extra_config or {})
+    for i, backend in backends.items():
+        exp = exps[i]
+        again = functools.partial(
+            _resolve, exp, state_dir=state_dir, extra_args=extra_args, hook=specs_hook, instance=instances[i]
+        )
+        own = config | {"instance": instances[i]}
+        groups[i] = _submit_group(
+            store, exp, name, groups[i], specs[i], backend.name, own, again, out, trials
+        )
+    return [groups[i] for i in backends], _watch_all(
+        store, [(groups[i], exps[i].wait) for i in backends], out
+    )
+
+
+def absolute_paths(exp: Experiment, cwd: Path | None = None) -> Experiment:
+    """``skypilot.workdir`` and local ``skypilot.file_mounts`` sources made absolute against the launching
+    command's directory, as SkyPilot would (``sky/task.py``: ``os.path.abspath(os.path.expanduser(...))``)
+    but now, once: they are stored so, and every later runner (``job retry``/``monitor``/``resume``, from
+    any directory) uploads the same files."""
+    base = cwd or Path.cwd()
+
+    def absolute(path: str) -> str:
+        return os.path.abspath(os.path.join(base, os.path.expanduser(path)))
+
+    sky = exp.skypilot
+    mounts = {k: v if "://" in v else absolute(v) for k, v in sky.file_mounts.items()}
+    workdir = absolute(sky.workdir) if sky.workdir else sky.workdir
+    if workdir == sky.workdir and mounts == sky.file_mounts:
+        return exp
+    return dataclasses.replace(exp, skypilot=dataclasses.replace(sky, workdir=workdir, file_mounts=mounts))
+
+
+def _group_names(exps: Sequence[Experiment], name: str) -> list[str]:
+    """Each experiment's group: its own, else generated (distinct within the batch)."""
+    names: list[str] = []
+    explicit = {e.group for e in exps if e.group is not None}
+    for exp in exps:
+        if exp.group is not None:
+            if exp.group in names:
+                raise ConfigError(f"two experiments name the group '{exp.group}': give each its own group")
+            names.append(exp.group)
+            continue
+        names.append(
+            next(g for g in suffixed(generated_group_name(name)) if g not in names and g not in explicit)
+        )
+    return names
+
+
+def _check_group_is_new(store: JobStore, exp: Experiment, group: str) -> None:
+    if exp.group is None:
+        return  # a generated name that is taken gets a suffix
+    try:
+        store.group(group)
+    except NotFoundError:
+        return
+    raise GroupExistsError(
+        f"group '{group}' already exists: choose another group=NAME, or use "
+        f"'metta-exp job retry {group}' to rerun its failed runs"
+    )
+
+
+def _submit_group(
+    store: JobStore,
+    exp: Experiment,
+    name: str,
+    group: str,
+    specs: list[JobSpec],
+    backend: str,
+    config: dict[str, Any],
+    resolve_again: Callable[[str], list[JobSpec]],
+    out: TextIO,
+    trials: Sequence[tuple[int, dict[str, Any]]] = (),
+) -> str:
+    """Record the group and start its runner; a generated name taken meanwhile gets the next suffix."""
+    from metta_exp.supervise import ensure_driver
+
+    others = itertools.islice(suffixed(generated_group_name(name)), 1, 999)
+    while True:
+        try:
+            store.create_group(
+                group, name, backend, exp.to_dict() | config, [s.to_dict() for s in specs], trials
+            )
+            break
+        except GroupExistsError:
+            following = next(others, None)
+            if exp.group is not None or following is None:
+                raise
+            group, specs = following, resolve_again(following)
+    ensure_driver(store, group, cwd=Path.cwd())
+    print(f"Group {group}: {plural(len(specs), 'job')} on {backend}, state in {store.state_dir}", file=out)
+    return group
+
+
+def _watch_all(store: JobStore, groups: list[tuple[str, bool]], out: TextIO) -> int:
+    worst = 0
+    for group, wait in groups:
+        if not wait:
+            wait_until_submitted(store, group)
+            print(f"Submitted. Watch: metta-exp job monitor {group}    List: metta-exp job list", file=out)
+    for group, wait in groups:
+        if wait:
+            from metta_exp.monitor.live import watch
+            from metta_exp.supervise import Healer
+
+            code = watch(store, group, out=out, heal=Healer(store, group))
+            if code == 130:
+                return code
+            worst = max(worst, code)
+    return worst
+
+
+def _resolve(
+    exp: Experiment,
+    group: str,
+    state_dir: Path,
+    extra_args: Sequence[str],
+    hook: Callable[[list[JobSpec]], list[JobSpec]] | None,
+    instance: str | None = None,
+) -> list[JobSpec]:
+    specs = resolve(exp, group, state_dir, extra_args, environ=os.environ, instance=instance)
+    return hook(specs) if hook else specs
+
+
+def wait_until_submitted(store: JobStore, group: str, timeout: float = SUBMIT_WAIT_S) -> bool:
+    """Block until the group's runner made its first launch pass (or the group already ended)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if any(e.kind in ("submitted", "ended") for e in store.events(group)):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def dry_run_refusal(exp: Experiment, specs: list[JobSpec], state_dir: Path) -> int:
+    """What the real launch of a local group would refuse (more GPUs than this machine has): one line
+    on stderr and exit code 2; else 0. A remote group's SkyPilot set-up is checked by the real launch
+    only (a dry run stays offline)."""
+    from metta_exp.backends import make_backend
+
+    if exp.remote:
+        return 0
+    backend = make_backend(backend_name(exp), state_dir, exp)
+    try:
+        backend.check(specs)
+    except BackendUnavailable as exc:
+        print(f"Error: the real launch would be refused: {exc}", file=sys.stderr)
+        return exc.exit_code
+    finally:
+        backend.close()
+    return 0
+
+
+def print_dry_run(exp: Experiment, specs: list[JobSpec], out: TextIO) -> None:
+    """Every job as it would be launched; for remote groups, its SkyPilot task YAML too."""
+    print(
+        f"Dry run: group {specs[0].group}, {len(specs)} jobs on {backend_name(exp)} (nothing submitted)",
+        file=out,
+    )
+    for spec in specs:
+        print(f"\n== {spec.run}", file=out)
+        print(f"argv:       {shlex.join(spec.argv())}", file=out)
+        print(f"gpus:       {spec.gpus}", file=out)
+        print(f"depends_on: {', '.join(spec.depends_on) or '-'}", file=out)
+        if exp.remote:  # the task carries the job's remote environment and run dir
+            from metta_exp.backends.skypilot.task import task_yaml
+
+            print("skypilot task:", file=out)
+            print(task_yaml(spec, 1, exp.skypilot, exp.wandb).rstrip(), file=out)
+        else:
+            print(f"run_dir:    {spec.run_dir}", file=out)
+            print(f"env:        {json.dumps(dict(spec.env), sort_keys=True)}", file=out)
