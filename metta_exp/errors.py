@@ -8,7 +8,9 @@ MettaExpError              base: the CLI catches it once and prints ``Error: <me
 ├── StoreError             the job store cannot be read or written, is damaged or from a newer
 │                          metta-exp: exit code 2, the file left as it is
 └── BackendError           a backend cannot be used (SkyPilot not set up, no such GPU)
-    └── BackendUnavailable raised before anything is submitted: also exit code 2
+    ├── BackendUnavailable raised before anything is submitted: also exit code 2
+    └── BackendRefused     the backend refuses every call and will until someone acts (an expired
+                           login, a server of another version): a runner stops and says the fix
 """
 
 from __future__ import annotations
@@ -53,6 +55,14 @@ class BackendError(MettaExpError):
 
 class BackendUnavailable(BackendError):
     exit_code = 2
+
+
+class BackendRefused(BackendError):
+    """Every call is refused, and will be until the user acts (``fix`` says how); retrying cannot help."""
+
+    def __init__(self, message: str, fix: str) -> None:
+        super().__init__(f"{message}. Fix: {fix}")
+        self.fix = fix
 
 
 def closest(word: str, candidates: Iterable[str], n: int = 3, cutoff: float = 0.6) -> list[str]:

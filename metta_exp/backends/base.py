@@ -58,7 +58,12 @@ class Observation:
 
     ``status`` is None when the backend cannot see the attempt (not submitted, not visible yet, or
     gone): the runner decides, with a grace period, what that means. ``handle`` is set when the
-    backend learned the attempt's handle (after a crash, by name). ``reason`` explains a failure.
+    backend learned the attempt's handle (after a crash, by name). ``reason`` explains a failure, or
+    says where an active attempt stands on the backend (``SkyPilot PENDING``, ``SkyPilot RECOVERING``).
+    ``started_at`` is when the attempt began to run its command (epoch seconds), for a backend that
+    ``queues`` attempts; None while it waits in the backend's queue or is being provisioned.
+    ``recoveries`` counts the times the backend started the attempt again on new machines (a SkyPilot
+    spot recovery): each starts the job's command anew.
     """
 
     status: JobStatus | None
@@ -66,6 +71,8 @@ class Observation:
     reason: str | None = None
     handle: str | None = None
     transient: bool = False
+    started_at: float | None = None
+    recoveries: int = 0
 
 
 class Backend(ABC):
@@ -76,6 +83,9 @@ class Backend(ABC):
     poll_interval: float = 0.5
     #: seconds an attempt may stay invisible to ``poll`` before the runner gives up on it
     unseen_grace: float = 30.0
+    #: attempts may wait in the backend's own queue (and be provisioned) before they run: ``timeout_s``
+    #: then counts from ``Observation.started_at``, not from the submit
+    queues: bool = False
 
     def check(self, specs: Sequence[JobSpec]) -> None:  # noqa: B027 - optional hook
         """Raise ``BackendUnavailable`` if these jobs cannot run here (before anything is written)."""

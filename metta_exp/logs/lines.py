@@ -16,6 +16,7 @@ from typing import TypeVar
 PROGRESS_PREFIX = "[metta-exp] progress "
 CHECKPOINT_PREFIX = "[metta-exp] checkpoint path="
 WANDB_PREFIX = "[metta-exp] wandb "
+RECOVERY_PREFIX = "[metta-exp] recovery "
 _WANDB_KEYS = ("url", "entity", "project", "id")
 
 
@@ -154,6 +155,38 @@ def parse_wandb_line(line: str) -> WandbRef | None:
 def last_wandb(text: str) -> WandbRef | None:
     """The last well-formed W&B line in ``text`` (a whole log or its tail), or None."""
     return _last_marked(text, WANDB_PREFIX, parse_wandb_line)
+
+
+def format_recovery_line(number: int, why: str) -> str:
+    """``[metta-exp] recovery N: WHY``: where a remote job's local log copy starts a new machine's log (SkyPilot
+    recovered the job after a preemption). Written by the SkyPilot backend, never by a job."""
+    return f"{RECOVERY_PREFIX}{number}: {why}"
+
+
+def parse_recovery_line(line: str) -> int | None:
+    """The recovery number of a ``[metta-exp] recovery N: ...`` line (at the start of the line), or None."""
+    if not line.startswith(RECOVERY_PREFIX):
+        return None
+    number, sep, _ = line[len(RECOVERY_PREFIX) :].partition(":")
+    return int(number) if sep and number.isdigit() else None
+
+
+def split_recoveries(text: str) -> list[tuple[int, str]]:
+    """A log split where recovery lines start a new machine's log: ``[(recovery number, text)]`` in order,
+    the part before the first recovery line numbered 0; parts without text are left out (a log with
+    neither text nor recovery lines is one empty part 0)."""
+    parts: list[tuple[int, str]] = []
+    number, lines = 0, []
+    for line in text.splitlines(keepends=True):
+        parsed = parse_recovery_line(line.rstrip("\r\n")) if line.startswith(RECOVERY_PREFIX) else None
+        if parsed is None:
+            lines.append(line)
+            continue
+        parts.append((number, "".join(lines)))
+        number, lines = parsed, []
+    parts.append((number, "".join(lines)))
+    kept = [part for part in parts if part[1]]
+    return kept or [parts[-1]]
 
 
 T = TypeVar("T")

@@ -7,11 +7,12 @@ from collections.abc import Sequence
 
 from metta_exp.errors import NotFoundError, closest
 from metta_exp.records import AttemptRecord, EventRecord, JobRecord
-from metta_exp.status import TERMINAL, JobStatus
+from metta_exp.status import ACTIVE, TERMINAL, JobStatus
 from metta_exp.store.db import Database
 from metta_exp.store.rows import ids, job_record
 
 _TERMINAL_MARKS = ", ".join("?" * len(TERMINAL))  # placeholders for the terminal statuses
+_ACTIVE_MARKS = ", ".join("?" * len(ACTIVE))
 
 
 class Jobs(Database):
@@ -212,6 +213,16 @@ class Jobs(Database):
                 f"AND status IN ({_TERMINAL_MARKS}) "
                 "AND job_id = (SELECT id FROM jobs WHERE group_name = ? AND run = ?)",
                 (fraction, attempt, *(s.value for s in TERMINAL), group, run),
+            )
+
+    def set_note(self, group: str, run: str, attempt: int, note: str | None) -> None:
+        """Say where an active attempt stands on its backend (``SkyPilot RECOVERING``) as the job's reason;
+        no status change, no event. Nothing when the attempt is no longer the job's active one."""
+        with self.atomic() as db:
+            db.execute(
+                "UPDATE jobs SET reason = ? WHERE group_name = ? AND run = ? AND attempts = ? "
+                f"AND status IN ({_ACTIVE_MARKS})",
+                (note, group, run, attempt, *(s.value for s in ACTIVE)),
             )
 
     def set_wandb_url(self, group: str, run: str, url: str) -> None:

@@ -12,10 +12,16 @@ Statuses stay SkyPilot's own ``ManagedJobStatus`` names (``"RUNNING"``, ``"FAILE
 backend maps them to ours. Every SDK call is counted in ``calls`` (a request and the ``sky.get`` that
 waits for its answer are two calls), which is what the benchmark reports.
 
-    SkyApiError             the call did not get an answer (API server unreachable, request failed,
-    │                       the server interrupted it and asks for a retry)
+    SkyApiError             the call did not get an answer (API server unreachable, request failed)
+    ├── RequestLost         a request's answer is gone: the server was restarted and re-submitting is
+    │                       up to the client (``RequestInterruptedError``), or forgot the request id
+    │                       (HTTP 404 from ``sky.get``); what the request did is unknown
     └── SkyRequestError     SkyPilot answered and refused (invalid task, unknown job): retrying won't help
-        └── ControllerNotUp SkyPilot's ``ClusterNotUpError`` for the jobs controller, with its status
+        ├── ControllerNotUp SkyPilot's ``ClusterNotUpError`` for the jobs controller, with its status
+        └── SkyRefused      every call is refused until the user acts: an expired login
+                            (``ApiServerAuthenticationError``), a server of another version
+                            (``APIVersionMismatchError``), a server too old for the call
+                            (``APINotSupportedError``); ``fix`` says what to do
 
 ``ControllerNotUp.status`` is the controller's ``ClusterStatus`` name: ``None`` when it does not exist
 (no managed job was ever launched, so none is in progress), ``"STOPPED"`` when it stopped itself after
@@ -40,9 +46,11 @@ __all__ = [
     "FAKE_DIR_ENV",
     "ControllerNotUp",
     "QueueEntry",
+    "RequestLost",
     "SdkSkyApi",
     "SkyApi",
     "SkyApiError",
+    "SkyRefused",
     "SkyRequestError",
     "launch_job_id",
 ]
@@ -57,6 +65,7 @@ QUEUE_FIELDS = (
     "failure_reason",
     "recovery_count",
     "submitted_at",
+    "start_at",
     "end_at",
 )
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
@@ -68,6 +77,19 @@ class SkyApiError(Exception):
 
 class SkyRequestError(SkyApiError):
     """SkyPilot answered and refused the request; the same request will fail again."""
+
+
+class RequestLost(SkyApiError):
+    """The answer of a request is gone (its server restarted, or forgot it): it may or may not have done
+    its work. Look for the outcome (a launch: its job name in the queue) before sending it again."""
+
+
+class SkyRefused(SkyRequestError):
+    """SkyPilot refuses every call, and will until the user acts: ``fix`` says how."""
+
+    def __init__(self, message: str, fix: str) -> None:
+        super().__init__(message)
+        self.fix = fix
 
 
 class ControllerNotUp(SkyRequestError):
@@ -93,6 +115,7 @@ class QueueEntry:
     failure_reason: str | None = None
     recovery_count: int = 0
     submitted_at: float | None = None
+    start_at: float | None = None  # when it first ran (``sky/jobs/state.py``: first RUNNING)
     end_at: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -107,6 +130,7 @@ class QueueEntry:
             failure_reason=data.get("failure_reason"),
             recovery_count=int(data.get("recovery_count") or 0),
             submitted_at=data.get("submitted_at"),
+            start_at=data.get("start_at"),
             end_at=data.get("end_at"),
         )
 
@@ -141,19 +165,28 @@ class SkyApi(ABC):
 
     @abstractmethod
     def queue(
-        self, name_match: str | None = None, *, job_ids: Sequence[int] | None = None, refresh: bool = False
+        self,
+        name_match: str | None = None,
+        *,
+        job_ids: Sequence[int] | None = None,
+        refresh: bool = False,
+        all_users: bool = False,
     ) -> list[QueueEntry]:
-        """This user's managed jobs with one of ``job_ids`` and/or whose name contains ``name_match``, in
-        one ``jobs.queue_v2`` call (SkyPilot's ``name_match`` is a SQL ``LIKE '%...%'``: callers filter
-        exact names themselves). ``refresh`` starts a stopped controller (slow: minutes)."""
+        """Managed jobs with one of ``job_ids`` and/or whose name contains ``name_match``, in one
+        ``jobs.queue_v2`` call (SkyPilot's ``name_match`` is a SQL ``LIKE '%...%'``: callers filter exact
+        names themselves). ``refresh`` starts a stopped controller (slow: minutes). Without ``all_users``
+        SkyPilot answers only the jobs of this machine's user hash (``~/.sky/user_hash``), so a job that
+        another machine sharing the store launched is missing."""
 
     @abstractmethod
     def cancel(self, job_ids: Sequence[int]) -> None:
         """Cancel these managed jobs in one request and wait for its answer."""
 
     @abstractmethod
-    def tail_logs(self, job_id: int, lines: int) -> str:
-        """The last ``lines`` lines of a managed job's log (without following it)."""
+    def tail_logs(self, job_id: int, lines: int | None) -> str:
+        """The last ``lines`` lines of a managed job's log (None: all of it), without following it. As
+        SkyPilot answers: a request that failed on the server gives ``""``, and an ended job whose log
+        its controller has not downloaded yet gives one line saying it is in a terminal state."""
 
 
 class SdkSkyApi(SkyApi):
@@ -177,14 +210,21 @@ class SdkSkyApi(SkyApi):
             task = task_from_config(config, secrets)
         except Exception as exc:  # an invalid task is our caller's problem, not a transient one
             raise SkyRequestError(f"invalid SkyPilot task: {_message(exc)}") from None
-        return str(self._call("jobs.launch", sky.jobs.launch, task, name=config.get("name")))
+        # job_group=None: a launch from inside a SkyPilot job group would otherwise attach to it and be
+        # cancelled with it (sky/jobs/client/sdk.py: AUTO_JOB_GROUP reads SKYPILOT_ROOT_JOB_ID)
+        return str(self._call("jobs.launch", sky.jobs.launch, task, name=config.get("name"), job_group=None))
 
     def launch_result(self, request_id: str) -> int:
         answer = self._get(request_id)
         return launch_job_id(answer, request_id)
 
     def queue(
-        self, name_match: str | None = None, *, job_ids: Sequence[int] | None = None, refresh: bool = False
+        self,
+        name_match: str | None = None,
+        *,
+        job_ids: Sequence[int] | None = None,
+        refresh: bool = False,
+        all_users: bool = False,
     ) -> list[QueueEntry]:
         import sky
 
@@ -193,7 +233,7 @@ class SdkSkyApi(SkyApi):
             sky.jobs.queue_v2,
             refresh=refresh,
             skip_finished=False,
-            all_users=False,
+            all_users=all_users,
             job_ids=list(job_ids) if job_ids is not None else None,
             fields=list(QUEUE_FIELDS),
             name_match=name_match,
@@ -209,7 +249,7 @@ class SdkSkyApi(SkyApi):
             return
         self._get(self._call("jobs.cancel", sky.jobs.cancel, job_ids=list(job_ids)))
 
-    def tail_logs(self, job_id: int, lines: int) -> str:
+    def tail_logs(self, job_id: int, lines: int | None) -> str:
         import sky
 
         out = io.StringIO()
@@ -252,6 +292,7 @@ def _entry(record: Any) -> QueueEntry | None:
         failure_reason=field("failure_reason"),
         recovery_count=int(field("recovery_count") or 0),
         submitted_at=field("submitted_at"),
+        start_at=field("start_at"),
         end_at=field("end_at"),
     )
 
@@ -274,8 +315,22 @@ def _message(exc: BaseException) -> str:
     return text.splitlines()[0] if len(text) > 300 else text
 
 
+#: SkyPilot's refusals that stay until the user acts (``sky/exceptions.py``), with the fix for each.
+REFUSALS = {
+    # sky/server/common.py: check_server_healthy_or_start_fn, a server that answers NEEDS_AUTH
+    "ApiServerAuthenticationError": "log in again: `sky api login` (the API server's login expired)",
+    # sky/server/common.py: check_server_healthy, VERSION_MISMATCH
+    "APIVersionMismatchError": (
+        "use the SkyPilot version the API server runs (`pip install -U skypilot==<its version>`), or restart "
+        "a local API server with this one (`sky api stop`)"
+    ),
+    # sky/server/versions.py: minimal_api_version, a remote API version below the call's minimum
+    "APINotSupportedError": "upgrade the SkyPilot API server (it is older than this SkyPilot client)",
+}
+
+
 def _classify(exc: Exception) -> SkyApiError:
-    """Transient (no answer) or a refusal, from what the SDK raised."""
+    """Transient (no answer), a lost answer, a refusal, or a lasting refusal, from what the SDK raised."""
     transient_names = {
         "ApiServerConnectionError",
         "ConnectionError",
@@ -285,11 +340,19 @@ def _classify(exc: Exception) -> SkyApiError:
         "RequestCancelled",
         "ServerTemporarilyUnavailableError",
         "ChunkedEncodingError",
-        # sky/exceptions.py: "the client is expected to retry the request immediately"
-        "RequestInterruptedError",
     }
     names = {cls.__name__ for cls in type(exc).__mro__}
     message = f"{type(exc).__name__}: {_message(exc)}"
+    refused = next((fix for name, fix in REFUSALS.items() if name in names), None)
+    if refused is not None:
+        return SkyRefused(message, refused)
+    # sky/server/uvicorn.py: a request the server's restart interrupted answers this error for ever ("Please
+    # re-submit the original request"); sky/client/sdk.py ``get``: a request id the server does not know
+    # (a local server restarted with an empty request table) is a RuntimeError with its 404
+    if "RequestInterruptedError" in names or (
+        isinstance(exc, RuntimeError) and str(exc).startswith("Failed to get request") and " 404" in str(exc)
+    ):
+        return RequestLost(message)
     if names & transient_names or isinstance(exc, OSError | TimeoutError):
         return SkyApiError(message)
     if "ClusterNotUpError" in names:

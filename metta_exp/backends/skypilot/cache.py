@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from metta_exp.atomic import write_atomic
-from metta_exp.backends.skypilot.api import ControllerNotUp, QueueEntry, SkyApiError
+from metta_exp.backends.skypilot.api import ControllerNotUp, QueueEntry, SkyApiError, SkyRefused
 
 __all__ = ["SharedQueue", "Tombstones"]
 
@@ -79,7 +79,10 @@ class SharedQueue:
                 entries = self.fetch(all_ids, all_names)
             except SkyApiError as exc:
                 status = exc.status if isinstance(exc, ControllerNotUp) else "-"
-                self._write({"fetched_at": time.time(), "error": str(exc), "controller": status})
+                failure = {"fetched_at": time.time(), "error": str(exc), "controller": status}
+                if isinstance(exc, SkyRefused):
+                    failure["refused"] = exc.fix
+                self._write(failure)
                 raise
             self.put(entries, all_ids, all_names)
             return entries
@@ -181,6 +184,8 @@ def _covers(data: dict, ids: list[int], names: list[str]) -> bool:
 def _entries(data: dict) -> list[QueueEntry]:
     if "error" in data:
         message = f"{data['error']} (cached {time.time() - float(data['fetched_at']):.1f} s ago)"
+        if data.get("refused"):
+            raise SkyRefused(message, str(data["refused"]))
         if data.get("controller") != "-":
             raise ControllerNotUp(message, data.get("controller"))
         raise SkyApiError(message)

@@ -4,16 +4,18 @@ Each node of a job is a directory (``home``: the node's home, ``workdir``: the u
 bash driver that runs ``setup`` then ``run`` there, in its own process group with every other node of
 the job. As on SkyPilot:
 
-- the environment holds only what SkyPilot gives a task: a fresh machine's basics (``PATH`` with this
-  Python first, ``HOME``, ``LANG``, ``USER``, ``SHELL``), SkyPilot's node variables, the task's ``envs``
-  and its secrets. Nothing from the launching shell reaches a job (``sky/backends/task_codegen.py``
-  builds the job's environment from the task alone);
+- the environment holds only what SkyPilot gives a task: a fresh machine's basics (its image's ``PATH``,
+  ``PYTHONPATH`` and variables: a Python without metta-exp, see ``image``; ``HOME``, ``LANG``, ``USER``,
+  ``SHELL``), SkyPilot's node variables, the task's ``envs`` and its secrets. Nothing from the launching
+  shell reaches a job (``sky/backends/task_codegen.py`` builds the job's environment from the task alone);
 - node variables from ``sky/skylet/constants.py``: ``SKYPILOT_NODE_RANK``, ``SKYPILOT_NODE_IPS`` (one IP a
   line, head first), ``SKYPILOT_NUM_NODES``, ``SKYPILOT_NUM_GPUS_PER_NODE``, ``SKYPILOT_TASK_ID``,
   ``SKYPILOT_SETUP_NODE_RANK``/``SKYPILOT_SETUP_NODE_IPS`` in setup;
 - with more than one node, every log line carries its node's prefix, ``(head, rank=0, pid=N)`` or
   ``(worker1, rank=1, pid=N, ip=IP)`` (``sky/skylet/executor/slurm.py``, ``sky/backends/task_codegen.py``);
-- the job fails when any node's ``run`` fails, and its setup failure is ``FAILED_SETUP``.
+- the job fails when any node's ``run`` fails, and its setup failure is ``FAILED_SETUP``;
+- a machine that is preempted is gone with its disk: ``retire_machines`` moves its log aside (SkyPilot
+  shows the new machine's log from then on) and the next ``spawn_job`` starts from a fresh home and workdir.
 """
 
 from __future__ import annotations
@@ -24,15 +26,15 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import metta_exp.backends.procs as procs
+from metta_exp.backends.skypilot.sim.image import image_env
 
-__all__ = ["copy_tree", "kill_group", "live_groups", "node_exits", "spawn_job"]
+__all__ = ["kill_group", "live_groups", "node_exits", "retire_machines", "spawn_job"]
 
 # $1: the node's directory, $2: the job's directory, $3: the node's rank, $4: the log-line prefix (or "").
 # Started with an empty environment: it exports exactly the node's (NUL-separated, in a 0600 file), runs
@@ -56,7 +58,6 @@ fi
 ( bash "$job/run.sh" 2>&1 ) | emit >> "$job/log"
 save exit "${PIPESTATUS[0]}"
 """
-_WORKDIR_IGNORE = shutil.ignore_patterns(".git", ".venv", "__pycache__", "job_state", "node_modules")
 
 
 def node_dir(job_dir: Path, rank: int) -> Path:
@@ -68,17 +69,20 @@ def node_ips(num_nodes: int) -> list[str]:
     return [f"127.0.0.{rank + 1}" for rank in range(num_nodes)]
 
 
-def copy_tree(source: Path, target: Path) -> None:
-    if source.is_dir():
-        shutil.copytree(source, target, ignore=_WORKDIR_IGNORE, symlinks=True, dirs_exist_ok=True)
-    else:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(source, target)
+def retire_machines(job_dir: Path, nodes: int, recovery: int) -> None:
+    """The job's machines are gone (preempted): their homes and workdirs with them, and their log, which
+    is kept aside as ``log.recovery-N`` for the curious (SkyPilot shows it no more)."""
+    for rank in range(nodes):
+        for sub in ("home", "workdir"):
+            shutil.rmtree(node_dir(job_dir, rank) / sub, ignore_errors=True)
+    log = job_dir / "log"
+    if log.exists():
+        os.replace(log, job_dir / f"log.recovery-{recovery}")
 
 
 def spawn_job(job: Mapping[str, Any], job_dir: Path, root: Path, new_machines: bool = False) -> int:
     """Start every node of ``job``; return the process group id they share. ``new_machines`` (a recovery
-    after preemption) gives every node a fresh home and workdir, as a new cluster has."""
+    after preemption): every node starts from a fresh home and workdir, as a new cluster does."""
     nodes = int(job.get("num_nodes") or 1)
     if new_machines:
         for rank in range(nodes):
@@ -91,7 +95,7 @@ def spawn_job(job: Mapping[str, Any], job_dir: Path, root: Path, new_machines: b
     for rank in range(nodes):
         directory = node_dir(job_dir, rank)
         _prepare_node(directory, job_dir)
-        env = node_env(job, job_dir, directory, rank)
+        env = node_env(job, job_dir, directory, rank, image_env(root))
         fd = os.open(directory / ".env", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write("".join(f"{k}={v}\0" for k, v in env.items()))
@@ -124,19 +128,22 @@ def _prepare_node(directory: Path, job_dir: Path) -> None:
         return
     upload = job_dir / "upload"
     if (upload / "workdir").is_dir():
-        copy_tree(upload / "workdir", workdir)
+        shutil.copytree(upload / "workdir", workdir, symlinks=True)
     else:
         workdir.mkdir()
     mounts = upload / "mounts"
     if mounts.is_dir():  # ``~/...`` destinations land in the node's home, absolute ones are not emulated
-        copy_tree(mounts, directory / "home")
+        shutil.copytree(mounts, directory / "home", symlinks=True, dirs_exist_ok=True)
 
 
-def node_env(job: Mapping[str, Any], job_dir: Path, directory: Path, rank: int) -> dict[str, str]:
-    """A node's whole environment: a fresh machine's basics, SkyPilot's variables, envs, secrets."""
+def node_env(
+    job: Mapping[str, Any], job_dir: Path, directory: Path, rank: int, image: Mapping[str, str]
+) -> dict[str, str]:
+    """A node's whole environment: its image's, a fresh machine's basics, SkyPilot's variables, the task's
+    envs, its secrets."""
     nodes = int(job.get("num_nodes") or 1)
     env = {
-        "PATH": os.pathsep.join([str(Path(sys.executable).parent), "/usr/local/bin", "/usr/bin", "/bin"]),
+        **image,
         "HOME": str(directory / "home"),
         "LANG": "C.UTF-8",
         "USER": "sky",
