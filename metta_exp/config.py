@@ -62,6 +62,7 @@ class SkyPilotSettings:
     setup: str | None = None
     envs: dict[str, str] = field(default_factory=dict)
     file_mounts: dict[str, str] = field(default_factory=dict)
+    default_setup: bool = True  # install the launching metta-exp (and the workdir's project) before `setup`
 
 
 @dataclass

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, TextIO
 
 from metta_exp.config import Experiment
-from metta_exp.errors import NotFoundError, UsageError
+from metta_exp.errors import BackendError, NotFoundError, UsageError
 from metta_exp.records import GroupRecord, GroupSummary, JobRecord
 from metta_exp.status import ACTIVE, JobStatus
 from metta_exp.store import DB_NAME, JobStore, default_state_dir
@@ -154,15 +154,16 @@ def show(group: str) -> GroupView:
     return GroupView(record, jobs, progress, driven, last_stop, trials_of(store, record), hours)
 
 
-def unattended() -> tuple[dict[str, GroupRecord], list[str]]:
-    """The groups that have not ended, by name, and the names of those no runner drives (their jobs run
-    on unobserved until resumed); a killed group counts as driven."""
-    from metta_exp.supervise import owner_alive
+def unattended() -> tuple[dict[str, GroupRecord], dict[str, str | None]]:
+    """The groups that have not ended, by name, and those no runner drives (their jobs run on unobserved
+    until resumed), each with why its last runner stopped when that needs you first (its backend refuses
+    every call: ``supervise.held``); a killed group counts as driven."""
+    from metta_exp.supervise import held, owner_alive
 
     store = open_store(readonly=True)
     open_groups = {g.name: g for g in store.active_groups()} if store is not None else {}
     orphans = [n for n, g in open_groups.items() if not g.cancel_requested and not owner_alive(g)]
-    return open_groups, orphans
+    return open_groups, {n: held(store, n) for n in orphans} if store is not None else {}
 
 
 def logs(
@@ -245,7 +246,9 @@ def kill(group: str, plan: KillPlan | None = None) -> KillResult:
     plan = plan or kill_plan(group)
     store = store_for(group)
     record = store.group(group)
-    backend = make_backend(record.backend, store.state_dir)  # unusable: an error before anything changes
+    backend = make_backend(
+        record.backend, store.state_dir, location=record.location
+    )  # unusable: an error first
     try:
         active = store.kill(group) if plan.active or plan.pending else []
         if active or plan.stray:
@@ -302,6 +305,13 @@ def resume(group: str) -> bool:
     return ensure_driver(store_for(group), group)
 
 
+def _stopped_for_good(store: JobStore, group: str) -> str | None:
+    """Why no runner will drive ``group`` until someone acts (its backend refuses every call), or None."""
+    from metta_exp.supervise import held, owner_alive
+
+    return None if owner_alive(store.group(group)) else held(store, group)
+
+
 def wait(group: str, timeout: float | None = None, poll: float = 0.5) -> list[JobRecord]:
     """Block until ``group`` has ended (its runner closed it), starting a runner if its one died; the
     jobs as they ended. ``TimeoutError`` after ``timeout`` seconds."""
@@ -310,7 +320,8 @@ def wait(group: str, timeout: float | None = None, poll: float = 0.5) -> list[Jo
     store = store_for(group)
     deadline = None if timeout is None else time.monotonic() + timeout
     while not store.group(group).ended_at:
-        ensure_driver(store, group)
+        if not ensure_driver(store, group, heal=True) and (why := _stopped_for_good(store, group)):
+            raise BackendError(f"group '{group}' waits for you: {why}")
         if deadline is not None and time.monotonic() > deadline:
             raise TimeoutError(f"group '{group}' did not end within {timeout:g} s")
         time.sleep(poll)

@@ -158,6 +158,13 @@ class GroupRecord:
         value = self._data.get("instance")
         return value if isinstance(value, str) and value else None
 
+    @property
+    def location(self) -> Mapping[str, str] | None:
+        """Where its backend runs its jobs, as the backend recorded it at launch (``Backend.location``): a
+        later command drives the group there, whatever its own shell says (None: not recorded)."""
+        value = self._data.get("location")
+        return {str(k): str(v) for k, v in value.items()} if isinstance(value, Mapping) else None
+
     @cached_property
     def search_space(self) -> SearchSpace | None:
         """A search group's space (its ``interval(...)``/``choice(...)`` dimensions); None for other groups.

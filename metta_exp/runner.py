@@ -13,30 +13,36 @@ from __future__ import annotations
 import argparse
 import contextlib
 import errno
-import json
 import os
 import signal
 import sys
-import threading
 import time
 import traceback
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from metta_exp.backends.base import Backend, Launch, Observation
-from metta_exp.logs.tail import LogMark, final_progress, scan_wandb_ref
-from metta_exp.paths import attempt_log, launch_dir, notebook_path, run_file
+from metta_exp.errors import BackendRefused
+from metta_exp.logs.reports import Reports, settling
+from metta_exp.paths import attempt_log, launch_dir, notebook_path
 from metta_exp.records import GroupRecord, JobRecord
 from metta_exp.status import ACTIVE, JobStatus, waits_for
 from metta_exp.store import JobStore
-from metta_exp.supervise import LEASE_TTL, exit_code, launch_of, launch_settings, lease_owner_id, owner_alive
+from metta_exp.supervise import (
+    LEASE_TTL,
+    REFUSED_EVENT,
+    LeaseKeeper,
+    exit_code,
+    launch_of,
+    launch_settings,
+    lease_owner_id,
+    owner_alive,
+)
 
 if TYPE_CHECKING:
     from metta_exp.search.driver import SearchDriver
 
-URL_CHECK_S = 5.0
 MAX_FAILED_CYCLES = 20  # consecutive failed cycles before the runner gives up (a later command resumes)
 
 
@@ -60,26 +66,32 @@ class Runner:
     _last_renew: float = 0.0
     _last_poll: float = 0.0
     _announced: bool = False
-    _url_checked: dict[str, float] = field(default_factory=dict)
     stop_reason: str | None = None
-    _url_found: dict[str, int] = field(default_factory=dict)  # run -> the attempt whose URL is recorded
-    _log_scanned: dict[str, LogMark] = field(default_factory=dict)  # log path -> where the last look ended
     _search: SearchDriver | None = None
+    _keeper: LeaseKeeper | None = None
+
+    def __post_init__(self) -> None:
+        self._reports = Reports(self.store, self.group)
 
     def drive(self) -> int | None:
         """Drive the group to its end. None if another live driver holds it, or the runner was asked
         to stop (``stop``): then it hands the group on by releasing its lease."""
         if not self.acquire():
             return None
+        self._keeper = LeaseKeeper(self.store.path, self.group, self.owner, self.lease_ttl)
         try:
             failures = 0
             while not self.stop_reason:
                 try:
-                    if self.step():
-                        break
+                    with self._keeper.busy():  # a backend call may outlast the lease
+                        if self.step():
+                            break
                     failures = 0
                 except LeaseLost:
                     raise
+                except BackendRefused as exc:  # nothing will change until the user acts: stop, say why
+                    self._refused(exc)
+                    break
                 except Exception as exc:  # a backend or store hiccup must not orphan the group
                     failures += 1
                     self._report(exc, failures)
@@ -89,6 +101,7 @@ class Runner:
         except LeaseLost:
             return None
         finally:
+            self._keeper.close()
             if self.stop_reason:
                 self._hand_on()
             self.store.release_lease(self.group, self.owner)
@@ -103,6 +116,13 @@ class Runner:
             if self.stop_reason
             else exit_code(self.store.jobs(self.group), self.store.trials(self.group))
         )
+
+    def _refused(self, exc: BackendRefused) -> None:
+        """Record why the backend refuses (``supervise.held``: no runner is started again by itself) and
+        stop, leaving the jobs as they are."""
+        with contextlib.suppress(Exception):
+            self.store.add_event(self.group, REFUSED_EVENT, str(exc))
+        self.stop(str(exc))
 
     def stop(self, reason: str) -> None:
         """Ask the runner to stop after the cycle under way (safe from a signal handler)."""
@@ -140,10 +160,13 @@ class Runner:
             self._renew()
         group = self.store.group(self.group)
         jobs = self.store.jobs(self.group)
-        if any(j.status in ACTIVE for j in jobs) and now - self._last_poll >= self.backend.poll_interval:
+        ending = settling(jobs)
+        busy = any(j.status in ACTIVE for j in jobs) or ending
+        if busy and now - self._last_poll >= self.backend.poll_interval:
             self._last_poll = now
-            if self._observe(group, jobs):
+            if self._observe(group, jobs, ending):
                 jobs = self.store.jobs(self.group)
+                ending = settling(jobs)
         if self._enforce_timeouts(group, jobs) or self._skip_blocked(jobs):
             jobs = self.store.jobs(self.group)
         search = self._search_of(group)
@@ -155,7 +178,8 @@ class Runner:
         if not self._announced:
             self.store.add_event(self.group, "submitted")
             self._announced = True
-        if all(j.status.is_terminal() for j in jobs) and (search is None or search.done(group)):
+        ended = all(j.status.is_terminal() for j in jobs) and not ending  # every log whole, too
+        if ended and (search is None or search.done(group)):
             return self._finish(group, jobs)
         return False
 
@@ -183,24 +207,6 @@ class Runner:
         if failures >= MAX_FAILED_CYCLES and not disk_full(exc):
             raise exc
 
-    @contextlib.contextmanager
-    def _lease_kept(self) -> Iterator[None]:
-        """Renew the lease from a thread (with its own connection) while the body runs."""
-        stop = threading.Event()
-
-        def renew() -> None:
-            with JobStore(self.store.path) as store:
-                while not stop.wait(self.lease_ttl / 3):
-                    store.renew_lease(self.group, self.owner, self.lease_ttl)
-
-        thread = threading.Thread(target=renew, name="lease", daemon=True)
-        thread.start()
-        try:
-            yield
-        finally:
-            stop.set()
-            thread.join()
-
     def _renew(self) -> None:
         if not self.store.renew_lease(self.group, self.owner, self.lease_ttl):
             raise LeaseLost(self.group)
@@ -208,11 +214,14 @@ class Runner:
 
     # --- observing --------------------------------------------------------------------------------
 
-    def _observe(self, group: GroupRecord, jobs: list[JobRecord]) -> bool:
-        """Poll every active job in one call and record what changed; True if anything did."""
+    def _observe(self, group: GroupRecord, jobs: list[JobRecord], ending: list[JobRecord]) -> bool:
+        """Poll every active job in one call and record what changed; True if anything did. Attempts that
+        ended but whose log is not whole yet (``ending``: a remote log is copied after the end) are
+        polled with them, and their logs copied until they are."""
         active = [j for j in jobs if j.status in ACTIVE]
         launches = [launch_of(group, j) for j in active]
-        observed = self.backend.poll(launches)
+        finals = [launch_of(group, j) for j in ending]
+        observed = self.backend.poll(launches + finals)
         changed = False
         for job, launch in zip(active, launches, strict=True):
             obs = observed.get(launch.name, Observation(None))
@@ -221,46 +230,14 @@ class Runner:
         running = [
             launch for job, launch in zip(active, launches, strict=True) if job.status == JobStatus.RUNNING
         ]
-        if running:
-            self.backend.sync_logs(running)
+        if running or finals:
+            self.backend.sync_logs(running + finals)
         ended = {
             j.run for j, launch in zip(active, launches, strict=True) if _ended(observed.get(launch.name))
         }
-        self._record_wandb_urls(active, ended)
-        self._record_final_progress(active, launches, ended)
-        return changed
-
-    def _record_final_progress(
-        self, active: list[JobRecord], launches: list[Launch], ended: set[str]
-    ) -> None:
-        """Keep the last progress of each attempt that just ended, once its log is complete (a remote
-        log's last tail is fetched after the end is seen), so ``job show`` reads no ended job's log. An
-        attempt left out (its last tail not fetched yet, or a runner that stopped in between) is read
-        from its log instead."""
-        for job, launch in zip(active, launches, strict=True):
-            if job.run in ended and self.backend.log_complete(launch):
-                self.store.set_final_progress(
-                    self.group, job.run, job.attempts, final_progress(launch.log_path)
-                )
-
-    def _record_wandb_urls(self, active: list[JobRecord], ended: set[str]) -> None:
-        """Record the W&B URL each attempt reports in its log (every backend copies logs here), looked
-        for now and then while it runs and once more when it ends (a remote log's last tail)."""
-        now = time.time()
-        for job in active:
-            if self._url_found.get(job.run) == job.attempts:
-                continue
-            if job.run not in ended and now - self._url_checked.get(job.run, 0.0) < URL_CHECK_S:
-                continue
-            self._url_checked[job.run] = now
-            ref, self._log_scanned[job.log_path or ""] = scan_wandb_ref(
-                job.log_path, self._log_scanned.get(job.log_path or "", (0, 0))
-            )
-            url = ref.url if ref is not None else run_json_wandb_url(job)
-            if url:
-                self._url_found[job.run] = job.attempts
-                if url != job.wandb_url:
-                    self.store.set_wandb_url(self.group, job.run, url)
+        self._reports.wandb_urls(active, ended)
+        whole = [j for j, launch in zip(ending, finals, strict=True) if self.backend.log_complete(launch)]
+        return self._reports.complete(whole) or changed
 
     def _apply(self, group: GroupRecord, job: JobRecord, launch: Launch, obs: Observation) -> None:
         key = (job.run, job.attempts)
@@ -294,6 +271,8 @@ class Runner:
                 self.group, job.run, job.attempts, obs.handle
             ):
                 self.backend.cancel_soon([launch])
+                return
+            self._reports.note(job, obs.reason, obs.started_at, obs.recoveries, self.backend.name)
             return
         if obs.status == JobStatus.FAILED:
             self._failed(group, job, obs.exit_code, obs.reason or "failed")
@@ -329,9 +308,11 @@ class Runner:
         if not limit:
             return False
         now = time.time()
-        late = [
-            j for j in jobs if j.status == JobStatus.RUNNING and j.started_at and now - j.started_at > limit
-        ]
+        late = []
+        for job in jobs:  # counted from when the job began to run: not while it waited in a backend's queue
+            since = self._reports.running_since(job) if self.backend.queues else job.started_at
+            if job.status == JobStatus.RUNNING and since and now - since > limit:
+                late.append(job)
         if not late:
             return False
         self.backend.cancel_soon([launch_of(group, j) for j in late])
@@ -404,6 +385,13 @@ class Runner:
         self._renew()  # a remote submit can take a while: hold the lease across it
         try:
             handles = self.backend.submit(launches)
+        except BackendRefused:  # nothing was submitted: back to pending, and the runner stops
+            for launch in launches:
+                self.store.finish_attempt(
+                    self.group, launch.spec.run, launch.attempt, JobStatus.CANCELLED,
+                    reason="not submitted: the backend refuses every call", requeue=True,
+                )  # fmt: skip
+            raise
         except Exception as exc:  # the backend could start none of them
             handles = {}
             error = f"could not be submitted: {exc}"
@@ -449,9 +437,8 @@ class Runner:
 
         self._renew()
         try:
-            with self._lease_kept():
-                trials = self.store.trials(self.group)
-                path = write_group_report(group, jobs, report_path(notebook), launch_dir(group), trials)
+            trials = self.store.trials(self.group)  # the lease is kept meanwhile (the step is ``busy``)
+            path = write_group_report(group, jobs, report_path(notebook), launch_dir(group), trials)
             self.store.add_event(self.group, "report", str(path))
         except Exception as exc:  # nor a report problem
             self.store.add_event(self.group, "report_failed", f"{type(exc).__name__}: {exc}")
@@ -470,19 +457,6 @@ def log_line(text: str) -> None:
         print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {text}", flush=True)
 
 
-def run_json_wandb_url(job: JobRecord) -> str | None:
-    """The W&B URL in ``run.json`` of the job's run directory when this attempt wrote it (local jobs; a
-    fallback for the ``[metta-exp] wandb`` line of its log)."""
-    try:
-        data = json.loads(run_file(job.run_dir).read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(data, dict) or data.get("attempt", 1) != job.attempts:
-        return None
-    url = data.get("wandb_url")
-    return url if isinstance(url, str) and url else None
-
-
 def _ended(obs: Observation | None) -> bool:
     return obs is not None and obs.status is not None and obs.status.is_terminal()
 
@@ -496,7 +470,12 @@ def main(argv: list[str] | None = None) -> int:
     store = JobStore.open()
     group = store.group(args.group)
     owner = os.environ.pop("METTA_EXP_RUNNER_OWNER", None) or lease_owner_id()  # jobs must not inherit it
-    runner = Runner(store, args.group, make_backend(group.backend, store.state_dir, group.exp), owner=owner)
+    runner = Runner(
+        store,
+        args.group,
+        make_backend(group.backend, store.state_dir, group.exp, group.location),
+        owner=owner,
+    )
     for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
         signal.signal(sig, lambda signum, _frame: runner.stop(signal.Signals(signum).name))
     code = runner.drive()

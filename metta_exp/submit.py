@@ -141,7 +141,7 @@ def _submit_and_watch(
         again = functools.partial(
             _resolve, exp, state_dir=state_dir, extra_args=extra_args, hook=specs_hook, instance=instances[i]
         )
-        own = config | {"instance": instances[i]}
+        own = config | {"instance": instances[i], "location": backend.location()}
         # recorded and handed to a runner as one step: a Ctrl+C in between would leave a group that
         # nobody drives, so it waits until the runner has the group, then stops us as usual
         with interrupts_deferred():

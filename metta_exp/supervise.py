@@ -10,11 +10,13 @@ Which commands may take the lease, and why, is written down in ``docs/lease.md``
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -32,8 +34,10 @@ __all__ = [
     "HEAL_EVERY_S",
     "LEASE_TTL",
     "Healer",
+    "LeaseKeeper",
     "ensure_driver",
     "exit_code",
+    "held",
     "lease_owner_id",
     "needs_driver",
     "owner_alive",
@@ -42,6 +46,7 @@ __all__ = [
 
 LEASE_TTL = 30.0
 HEAL_EVERY_S = 2.0
+REFUSED_EVENT = "refused"  # the runner stopped because its backend refuses every call (see ``held``)
 
 
 def lease_owner_id() -> str:
@@ -95,14 +100,28 @@ def spawn_runner(state_dir: Path, group: str, owner: str, cwd: Path | None = Non
         )
 
 
-def ensure_driver(store: JobStore, group: str, cwd: Path | None = None) -> bool:
+def held(store: JobStore, group: str) -> str | None:
+    """Why the group's last runner stopped, when it stopped because its backend refuses every call (an
+    expired login): no runner is started for it until someone asks (``job resume``, ``job retry``), since
+    a new one would be refused as well. None otherwise."""
+    refused = store.events(group, kind=REFUSED_EVENT)
+    if not refused:
+        return None
+    started = store.events(group, refused[-1].id, kind="runner")
+    return None if started else refused[-1].detail or "the backend refuses every call"
+
+
+def ensure_driver(store: JobStore, group: str, cwd: Path | None = None, *, heal: bool = False) -> bool:
     """Start a runner if the group is open and nobody drives it. True if one was started.
 
     The lease is taken here, before the runner process exists, and handed to it: two commands that both
-    find a dead runner cannot both start one.
+    find a dead runner cannot both start one. ``heal`` (the monitor, ``wait``: nobody asked for a runner)
+    leaves a group ``held`` as it is.
     """
     record = store.group(group)
     if not needs_driver(record):
+        return False
+    if heal and held(store, group) is not None:
         return False
     owner = lease_owner_id()
     steal = record.lease_owner if record.lease_owner else None
@@ -112,6 +131,50 @@ def ensure_driver(store: JobStore, group: str, cwd: Path | None = None) -> bool:
     child = spawn_runner(store.state_dir, group, owner, cwd=start if start.is_dir() else None)
     store.acquire_lease(group, owner, LEASE_TTL, child.pid)
     return True
+
+
+class LeaseKeeper:
+    """Renews a runner's lease from a thread (with its own store connection) while the runner is ``busy``:
+    one backend call can outlast the lease (SkyPilot's SDK calls have no read timeout; a local API server
+    that starts inside a poll takes about 45 s), and a lease that expired while its runner lives would let
+    ``job resume`` start a second runner. A runner busy for longer than ``max_busy_s`` is presumed hung:
+    its lease is left to expire, and the group is taken over."""
+
+    def __init__(
+        self, store_path: Path, group: str, owner: str, ttl: float, max_busy_s: float = 900.0
+    ) -> None:
+        self.store_path, self.group, self.owner, self.ttl = store_path, group, owner, ttl
+        self.max_busy_s = max_busy_s
+        self._since: float | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @contextlib.contextmanager
+    def busy(self) -> Iterator[None]:
+        """The body may take longer than the lease: renew it meanwhile."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="lease", daemon=True)
+            self._thread.start()
+        self._since = time.monotonic()
+        try:
+            yield
+        finally:
+            self._since = None
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _run(self) -> None:
+        from metta_exp.store import JobStore
+
+        with JobStore(self.store_path) as store:
+            while not self._stop.wait(self.ttl / 3):
+                since = self._since
+                if since is not None and time.monotonic() - since < self.max_busy_s:
+                    with contextlib.suppress(Exception):  # a full disk: the runner's own renewal says so
+                        store.renew_lease(self.group, self.owner, self.ttl)
 
 
 class Healer:
@@ -139,7 +202,7 @@ class Healer:
         try:
             if self._writer is None:
                 self._writer = JobStore(self.store.path, create=False)
-            ensure_driver(self._writer, self.group)
+            ensure_driver(self._writer, self.group, heal=True)
         except StoreError:  # a read-only store: watch without healing ('job list' says how to resume)
             self.every = float("inf")
 

@@ -90,6 +90,11 @@ class Backend(ABC):
     def check(self, specs: Sequence[JobSpec]) -> None:  # noqa: B027 - optional hook
         """Raise ``BackendUnavailable`` if these jobs cannot run here (before anything is written)."""
 
+    def location(self) -> dict[str, str] | None:
+        """Where this backend runs jobs, recorded with each group it launches so that every later command
+        drives the group there (the SkyPilot simulator's directory, the SkyPilot API server). None: here."""
+        return None
+
     def devices(self) -> list[int] | None:
         """Local GPU ids to pack jobs onto, or None when the backend allocates its own resources."""
         return None

@@ -64,8 +64,13 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(
             f"GPU-hours: {fmt_gpu_hours(total)} in {'this group' if len(shown.groups) == 1 else 'these groups'}."
         )
-    for name in orphans:
-        print(f"No runner drives {name}; its jobs run on unobserved. Resume it: metta-exp job resume {name}")
+    for name, why in orphans.items():
+        if why:
+            print(f"No runner drives {name}: {why}. Then resume it: metta-exp job resume {name}")
+        else:
+            print(
+                f"No runner drives {name}; its jobs run on unobserved. Resume it: metta-exp job resume {name}"
+            )
     print(store_line())
     return 0
 

@@ -34,6 +34,7 @@ inside the functions that need them.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -48,6 +49,7 @@ from urllib.parse import urlparse
 
 from metta_exp.config import DEFAULT_METRICS, REWARD, SPS
 from metta_exp.metrics.local import Points, read_metrics_file
+from metta_exp.metrics.logged import expand_recoveries, latest_log, log_points
 from metta_exp.metrics.wandb import X_AXES, WandbApis, fetch_wandb_run
 from metta_exp.paths import RUNS_DIR, metrics_file, run_file
 from metta_exp.records import JobRecord
@@ -84,6 +86,8 @@ class RunSource:
     wandb_mode: str | None = None
     problem: str | None = None
     wandb_base_url: str | None = None  # the W&B server the run used (its WANDB_BASE_URL); None: the default
+    log: Path | None = None  # its latest attempt's log: the progress lines (``metrics.logged``)
+    recovery: int | None = None  # only this part of the log (after a SkyPilot recovery); None: all of it
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -157,6 +161,7 @@ def _from_job(job: JobRecord) -> RunSource:
     run_dir = job.run_dir or job.spec.run_dir
     url_path = wandb_path_from_url(job.wandb_url)
     return RunSource(
+        log=Path(job.log_path) if job.log_path else None,
         name=job.run,
         run_dir=Path(run_dir).absolute() if run_dir else None,
         wandb_path=url_path or configured_wandb_path(env, job.spec.wandb_run_id, job.attempts),
@@ -254,6 +259,7 @@ def fetch_metrics(
     if not keys or not all(isinstance(k, str) and k for k in keys):
         raise ValueError(f"metrics must be metric names, got {metrics!r}")
     sources = [run_source(item, group=group, state_dir=state_dir) for item in runs]
+    sources = [part for s in sources for part in _parts(s)]
     names = [s.name for s in sources]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
@@ -285,13 +291,21 @@ def fetch_metrics(
     return frame
 
 
+def _parts(source: RunSource) -> list[RunSource]:
+    """A remote run recovered on new machines is one curve per machine (see ``metrics.logged``)."""
+    if source.problem or (source.run_dir is not None and metrics_file(source.run_dir).is_file()):
+        return [source]
+    log = source.log or latest_log(source.run_dir)
+    return expand_recoveries(dataclasses.replace(source, log=log), log)
+
+
 def _fetch_one(
     source: RunSource, keys: list[str], samples: int | None, x_axis: str, apis: WandbApis
 ) -> tuple[str, dict[str, Points]]:
     if source.problem:
         raise LookupError(source.problem)
     local = metrics_file(source.run_dir) if source.run_dir else None
-    if local is not None and local.is_file():
+    if local is not None and local.is_file() and source.recovery is None:
         return f"local {local}", read_metrics_file(local, keys, samples)
     info = _read_run_json(source.run_dir)
     path = source.wandb_path or wandb_path_from_url(info.get("wandb_url"))
@@ -300,6 +314,10 @@ def _fetch_one(
     if mode == "offline":
         sync = f": run `wandb sync {info['wandb_dir']}`" if info.get("wandb_dir") else ""
         raise LookupError(f"{where}, and its W&B run was logged offline{sync}")
+    if (path is None or mode == "disabled") and source.log is not None and source.log.is_file():
+        found = log_points(source.log, keys, samples, source.recovery)
+        if found:  # a remote run without W&B: the progress lines its log kept
+            return f"log {source.log}", found
     if path is None or mode == "disabled":
         raise LookupError(f"{where}, and no W&B run")
     return f"wandb {path}", fetch_wandb_run(apis.get(source.wandb_base_url), path, keys, samples, x_axis)

@@ -22,7 +22,7 @@ from metta_exp.logs.tail import LogReader, explain_failure, read_progress, read_
 from metta_exp.monitor.view import Frame, Gpus, fmt_count, render_monitor, summary_line
 from metta_exp.search.text import search_line
 from metta_exp.status import JobStatus
-from metta_exp.supervise import exit_code, owner_alive
+from metta_exp.supervise import exit_code, held, owner_alive
 from metta_exp.text import fmt_duration, plural
 
 if TYPE_CHECKING:
@@ -47,7 +47,9 @@ def read_frame(
     gpu_state = None
     if gpus is not None and any(j.spec.gpus > 0 for j in jobs if j.status == JobStatus.PENDING):
         gpu_state = Gpus(gpus, frozenset(store.busy_gpu_ids()))
-    return Frame(group, jobs, logs, time.time(), owner_alive(group), gpu_state, trials)
+    alive = owner_alive(group)
+    stopped = None if alive or group.ended_at else held(store, group_name)
+    return Frame(group, jobs, logs, time.time(), alive, gpu_state, trials, stopped)
 
 
 def local_gpus(backend: str) -> tuple[int, ...] | None:
@@ -200,6 +202,10 @@ def event_line(event: EventRecord) -> str | None:
         local = re.fullmatch(r"(\d+):\d+", event.detail or "")  # a local handle: pid:start time
         detail = f" (pid {local[1]})" if local else detail
         return f"{event.run}: {event.old_status} -> {event.new_status}{detail}"
+    if event.kind == "recovered":
+        return f"{event.run}: recovered{detail}"
+    if event.kind == "runner_stopped":  # its detail says it all, with the command that resumes
+        return event.detail or "runner stopped"
     label = _GROUP_EVENTS.get(event.kind)
     return None if label is None else label + detail
 

@@ -75,6 +75,7 @@ class Frame:
     runner_alive: bool = True
     gpus: Gpus | None = None
     trials: Sequence[TrialRecord] = ()
+    held: str | None = None  # why no runner is started until you act (its backend refuses every call)
 
     @cached_property
     def by_run(self) -> dict[str, JobRecord]:
@@ -405,6 +406,8 @@ def _header(frame: Frame, width: int) -> list[Text]:
         driver = ("ended", "bold")
     elif frame.runner_alive:
         driver = (f"runner pid {group.runner_pid}" if group.runner_pid else "runner alive", "green")
+    elif frame.held:
+        driver = (f"no runner: {frame.held}; then: metta-exp job resume {group.name}", "bold red")
     else:
         driver = ("no runner: starting one", "bold yellow")
     first = _line(

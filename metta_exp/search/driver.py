@@ -77,6 +77,8 @@ class SearchDriver:
             if trial.state != TrialState.RUNNING or job is None:
                 continue
             if job.status.is_terminal():
+                if job.final_progress is None:  # its log is not whole yet (a remote log's end comes later)
+                    continue
                 changed |= self._tell(group, study, trial, job)
             elif job.status == JobStatus.RUNNING and job.log_path:
                 changed |= self._watch(study, trial, job)

@@ -344,8 +344,8 @@ def _classify(exc: Exception) -> SkyApiError:
     names = {cls.__name__ for cls in type(exc).__mro__}
     message = f"{type(exc).__name__}: {_message(exc)}"
     refused = next((fix for name, fix in REFUSALS.items() if name in names), None)
-    if refused is not None:
-        return SkyRefused(message, refused)
+    if refused is not None:  # its first line: SkyPilot's own fix follows on the next ones
+        return SkyRefused(f"{type(exc).__name__}: {_message(exc).splitlines()[0]}", refused)
     # sky/server/uvicorn.py: a request the server's restart interrupted answers this error for ever ("Please
     # re-submit the original request"); sky/client/sdk.py ``get``: a request id the server does not know
     # (a local server restarted with an empty request table) is a RuntimeError with its 404

@@ -49,18 +49,18 @@ from metta_exp.backends.base import Backend, Launch, Observation
 from metta_exp.backends.skypilot.api import ControllerNotUp, QueueEntry, SkyApi, SkyApiError, SkyRefused
 from metta_exp.backends.skypilot.cache import SharedQueue, Tombstones
 from metta_exp.backends.skypilot.calls import retry
-from metta_exp.backends.skypilot.check import check_backend
+from metta_exp.backends.skypilot.check import check_backend, check_jobs
 from metta_exp.backends.skypilot.launches import Flight, Launches
 from metta_exp.backends.skypilot.logcopy import LogCopies, Seen
-from metta_exp.backends.skypilot.select import default_sky_api
+from metta_exp.backends.skypilot.select import default_sky_api, location_of, sky_api_at
 from metta_exp.backends.skypilot.status import ENDED, observe
 from metta_exp.backends.skypilot.task import build_task_config, sky_job_name, task_secrets
+from metta_exp.backends.skypilot.wheel import ensure_wheel
 from metta_exp.config import SkyPilotSettings, WandbSettings
-from metta_exp.errors import BackendError, BackendRefused, ConfigError
+from metta_exp.errors import BackendError, BackendRefused
 from metta_exp.paths import default_state_dir
 from metta_exp.records import JobSpec
 from metta_exp.status import JobStatus
-from metta_exp.tracking.wandb import wandb_mode
 
 __all__ = ["SkyPilotBackend", "make_skypilot_backend", "observe"]
 
@@ -124,26 +124,12 @@ class SkyPilotBackend(Backend):
     # --- check ---------------------------------------------------------------------------------------
 
     def check(self, specs: Sequence[JobSpec]) -> None:
-        """Bad settings, missing SkyPilot set-up, no enabled infra: refused before anything is written."""
+        """Bad settings, code the remote machine lacks, offline W&B, missing SkyPilot set-up, no enabled
+        infra: refused before anything is written."""
         for spec in specs:
             build_task_config(spec, 1, self.settings, self.wandb)  # ConfigError before anything is written
-        self._refuse_offline_wandb(specs)
+        check_jobs(specs, self.settings, self.wandb)
         check_backend(self.api, self.settings, specs)
-
-    def _refuse_offline_wandb(self, specs: Sequence[JobSpec]) -> None:
-        """Offline W&B data would stay on the remote machine, which SkyPilot tears down with the job."""
-        for spec in specs:
-            if wandb_mode(spec.env) != "offline":
-                continue
-            if self.wandb.mode in ("offline", "dryrun"):
-                source = f"wandb.mode={self.wandb.mode}"
-            else:
-                source = f"WANDB_MODE={spec.env.get('WANDB_MODE', '')} (from your shell)"
-            raise ConfigError(
-                f"{source} on a remote group: the offline W&B runs would stay on the remote machines, which "
-                "SkyPilot tears down when each job ends. Fix: wandb.mode=online (with WANDB_API_KEY or `wandb "
-                "login`), wandb.mode=disabled, or remote=false to keep offline runs on this machine"
-            )
 
     # --- submit --------------------------------------------------------------------------------------
 
@@ -191,7 +177,8 @@ class SkyPilotBackend(Backend):
     def _task(self, launch: Launch) -> tuple[dict[str, Any], dict[str, str]]:
         settings, wandb = self._settings_of(launch)
         self._groups.add(launch.spec.group)
-        config = build_task_config(launch.spec, launch.attempt, settings, wandb, instance=_instance(launch))
+        wheel = str(ensure_wheel(self.state_dir / "skypilot" / "wheels")) if settings.default_setup else None
+        config = build_task_config(launch.spec, launch.attempt, settings, wandb, _instance(launch), wheel)
         return config, task_secrets(wandb, job_env=launch.spec.env)
 
     def _by_name(self, names: Sequence[str], deadline: float) -> dict[str, int]:
@@ -458,6 +445,10 @@ class SkyPilotBackend(Backend):
     def close(self) -> None:
         self.queue.close()
 
+    def location(self) -> dict[str, str]:
+        """The simulator's directory, or the SkyPilot API server (see ``select.location_of``)."""
+        return location_of(self.api)
+
     def _settings_of(self, launch: Launch) -> tuple[SkyPilotSettings, WandbSettings]:
         """The group's settings travel with each launch; the backend's own are the fallback."""
         return launch.settings.skypilot or self.settings, launch.settings.wandb or self.wandb
@@ -467,9 +458,11 @@ def make_skypilot_backend(
     state_dir: Path | None = None,
     settings: SkyPilotSettings | None = None,
     wandb: WandbSettings | None = None,
+    location: Mapping[str, str] | None = None,
 ) -> SkyPilotBackend:
-    """The SkyPilot backend on the default API (the fake when ``METTA_EXP_FAKE_SKY_DIR`` is set)."""
-    return SkyPilotBackend(default_sky_api(), state_dir, settings=settings, wandb=wandb)
+    """The SkyPilot backend on the API of ``location`` (a group's, recorded at launch), else of this shell
+    (the simulator when ``METTA_EXP_FAKE_SKY_DIR`` is set)."""
+    return SkyPilotBackend(sky_api_at(location), state_dir, settings=settings, wandb=wandb)
 
 
 def _instance(launch: Launch) -> str | None:

@@ -10,23 +10,85 @@
 
 The fix names ``remote=false`` to run here, with ``gpus=0`` when the jobs ask for more GPUs than this
 machine has (or ``remote=false`` alone would be refused in turn).
+
+Before those, from the settings alone (``check_jobs``): offline W&B is refused (its runs would stay on
+machines SkyPilot tears down), and so is a job whose module (or ``python FILE.py``) the remote machine
+cannot have: it has neither metta-exp's modules without the default setup, nor your code without a
+``workdir`` that holds it (or a setup of yours that installs it).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from pathlib import Path
 
 from metta_exp.backends.skypilot.api import SkyApi, SkyApiError
-from metta_exp.config import SkyPilotSettings
-from metta_exp.errors import BackendUnavailable
+from metta_exp.config import SkyPilotSettings, WandbSettings
+from metta_exp.errors import BackendUnavailable, ConfigError
 from metta_exp.records import JobSpec
+from metta_exp.tracking.wandb import wandb_mode
 
-__all__ = ["canonical_cloud", "check_backend", "local_fix"]
+__all__ = ["canonical_cloud", "check_backend", "check_jobs", "local_fix"]
 
 _SET_UP = (
     "set SkyPilot up (`sky api login` for a team's API server, or `sky check` to enable a cloud, "
     "Kubernetes or Slurm)"
 )
+
+
+def check_jobs(specs: Sequence[JobSpec], settings: SkyPilotSettings, wandb: WandbSettings) -> None:
+    """``ConfigError`` for jobs that cannot work remotely as configured (nothing asked of SkyPilot)."""
+    for spec in specs:
+        _refuse_offline_wandb(spec, wandb)
+        _refuse_missing_code(spec, settings)
+
+
+def _refuse_offline_wandb(spec: JobSpec, wandb: WandbSettings) -> None:
+    """Offline W&B data would stay on the remote machine, which SkyPilot tears down with the job."""
+    if wandb_mode(spec.env) != "offline":
+        return
+    if wandb.mode in ("offline", "dryrun"):
+        source = f"wandb.mode={wandb.mode}"
+    else:
+        source = f"WANDB_MODE={spec.env.get('WANDB_MODE', '')} (from your shell)"
+    raise ConfigError(
+        f"{source} on a remote group: the offline W&B runs would stay on the remote machines, which "
+        "SkyPilot tears down when each job ends. Fix: wandb.mode=online (with WANDB_API_KEY or `wandb "
+        "login`), wandb.mode=disabled, or remote=false to keep offline runs on this machine"
+    )
+
+
+def _refuse_missing_code(spec: JobSpec, settings: SkyPilotSettings) -> None:
+    """A module (``python -m``) or script (``python FILE.py``) the remote machine will not have: not
+    metta-exp's (the default setup installs those), not in the workdir, and no setup of the user's that
+    could install it (a custom image may: ``skypilot.default_setup=false`` says the user takes care)."""
+    if settings.setup or not settings.default_setup:
+        return
+    argv = list(spec.command or ())
+    if spec.module:
+        top, what = spec.module.split(".")[0], f"module '{spec.module}'"
+        if top == "metta_exp":
+            return
+        candidates = [f"{top}/__init__.py", f"{top}.py", f"src/{top}", f"{top}"]
+    elif len(argv) >= 2 and os.path.basename(argv[0]) in ("python", "python3") and argv[1].endswith(".py"):
+        if os.path.isabs(argv[1]) or argv[1].startswith("~"):
+            return
+        candidates, what = [argv[1]], f"script '{argv[1]}'"
+    else:
+        return
+    workdir = Path(settings.workdir).expanduser() if settings.workdir else None
+    if workdir is not None:
+        if any((workdir / c).exists() for c in candidates) or (workdir / "pyproject.toml").exists():
+            return
+        where = f"skypilot.workdir ({workdir}) does not hold it"
+    else:
+        where = "no skypilot.workdir uploads it"
+    raise ConfigError(
+        f"job {spec.run}: the {what} would not be found on the remote machine: it is not part of metta-exp "
+        f"and {where}. Fix: skypilot.workdir=DIR (the directory that holds {candidates[0].split('/')[0]}), "
+        "install it in skypilot.setup, or remote=false to run here"
+    )
 
 
 def check_backend(api: SkyApi, settings: SkyPilotSettings, specs: Sequence[JobSpec]) -> None:

@@ -26,7 +26,7 @@ import sqlite3
 from collections.abc import Mapping
 from pathlib import Path
 
-__all__ = ["setup_problem"]
+__all__ = ["configured_endpoint", "setup_problem"]
 
 ENDPOINT_ENV = "SKYPILOT_API_SERVER_ENDPOINT"
 
@@ -60,9 +60,19 @@ def _config_files(environ: Mapping[str, str], cwd: Path) -> list[Path]:
     return files
 
 
-def _configured_endpoint(environ: Mapping[str, str], cwd: Path) -> bool:
+def configured_endpoint(environ: Mapping[str, str] | None = None, cwd: Path | None = None) -> str | None:
+    """The API server endpoint SkyPilot's client would use, from files and the environment alone
+    (``sky/server/common.py``: ``get_server_url``); None: none configured (the local API server)."""
+    environ = os.environ if environ is None else environ
+    if environ.get(ENDPOINT_ENV):
+        return environ[ENDPOINT_ENV].rstrip("/")
+    return _configured_endpoint(environ, cwd or Path.cwd())
+
+
+def _configured_endpoint(environ: Mapping[str, str], cwd: Path) -> str | None:
     import yaml
 
+    found = None  # a later file wins, as sky/skypilot_config.py overlays them
     for path in _config_files(environ, cwd):
         try:
             data = yaml.safe_load(path.read_text())
@@ -70,8 +80,8 @@ def _configured_endpoint(environ: Mapping[str, str], cwd: Path) -> bool:
             continue
         server = data.get("api_server") if isinstance(data, dict) else None
         if isinstance(server, dict) and server.get("endpoint"):
-            return True
-    return False
+            found = str(server["endpoint"]).rstrip("/")
+    return found
 
 
 def _enabled_clouds_cached(environ: Mapping[str, str]) -> bool:

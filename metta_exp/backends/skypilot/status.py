@@ -66,5 +66,9 @@ def observe(entry: QueueEntry) -> Observation:
     if status not in ACTIVE_STATUSES:
         note = f"SkyPilot {status} (unknown to metta-exp; treated as still running)"
     return Observation(
-        JobStatus.RUNNING, reason=note, handle=handle, started_at=entry.start_at, recoveries=entry.recovery_count
+        JobStatus.RUNNING,
+        reason=note,
+        handle=handle,
+        started_at=entry.start_at,
+        recoveries=entry.recovery_count,
     )

@@ -17,7 +17,11 @@ default ``job_recovery`` strategy). The task is built as the dict a SkyPilot tas
   settings and run id.
 - ``run``: the module (``python -m MODULE``) or command and every argument, each through
   ``shlex.quote``, so no argument can break the script or inject into the shell.
-- ``workdir``, ``setup``, ``file_mounts`` as configured.
+- ``workdir``, ``setup``, ``file_mounts`` as configured. A remote machine has a Python, never metta-exp or
+  the project a job runs, so unless ``skypilot.default_setup`` is false the task's ``setup`` starts with
+  ``default_setup``: it installs the metta-exp that launched the job (its wheel, ``wheel.py``, shipped as
+  a file mount) and the workdir's project, when it is one, into ``~/.metta-exp/venv``, which then comes
+  first on ``PATH`` for the rest of ``setup`` (yours) and for ``run``.
 
 The W&B API key is never part of this dict. ``task_secrets`` reads it from the environment (or from
 ``~/.netrc``, where ``wandb login`` keeps it) at submit time, and ``build_task`` hands it to SkyPilot as a
@@ -34,6 +38,7 @@ import os
 import re
 import shlex
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -54,6 +59,7 @@ __all__ = [
     "accelerators",
     "build_task",
     "build_task_config",
+    "default_setup",
     "infra",
     "label_value",
     "remote_run_dir",
@@ -70,9 +76,14 @@ __all__ = [
 DEFAULT_ACCELERATORS = ("L4", "A10G", "L40S", "A100", "A100-80GB", "H100")
 #: Where a job's run directory lives on the remote machine (``~`` is the remote user's home).
 REMOTE_RUNS_DIR = "~/metta-exp/runs"
+#: Where the default setup installs metta-exp (and the workdir's project) on the remote machine.
+REMOTE_VENV = "$HOME/.metta-exp/venv"
+#: Where the launching metta-exp's wheel is mounted on the remote machine.
+REMOTE_WHEELS = "~/.metta-exp/wheels"
 #: Environment variables that are secrets: sent as SkyPilot secrets, never written anywhere.
 SECRET_ENV_KEYS = ("WANDB_API_KEY",)
 SKY_JOB_PREFIX = "metta-exp-"
+WHEEL_NAME = "metta_exp-py3-none-any.whl"  # in a task built without the wheel (checks, tests)
 DEFAULT_WANDB_BASE_URL = "https://api.wandb.ai"  # wandb/sdk/wandb_settings.py, ``base_url``
 
 # SkyPilot's own rule for task (and managed job) names, from sky/task.py.
@@ -208,26 +219,68 @@ def task_envs(
     return envs
 
 
-def run_script(spec: JobSpec) -> str:
+def run_script(spec: JobSpec, venv: bool = False) -> str:
     """The task's ``run``: make the run directory, then the job's argv with every word quoted.
 
     ``METTA_EXP_RUN_DIR`` arrives as ``~/...`` (envs are not expanded); the first line turns a leading
-    ``~`` into ``$HOME`` so the job sees an absolute path.
+    ``~`` into ``$HOME`` so the job sees an absolute path. With ``venv`` (the default setup's), its
+    ``bin`` comes first on ``PATH``: ``python`` is the one metta-exp was installed into.
     """
     argv = ["python", "-m", spec.module] if spec.module else list(spec.command or ())
     if not argv:
         raise ConfigError(f"job {spec.group}/{spec.run} has neither a module nor a command to run")
     return (
-        'export METTA_EXP_RUN_DIR="${METTA_EXP_RUN_DIR/#\\~/$HOME}"\n'
+        (f'export PATH="{REMOTE_VENV}/bin:$PATH"\n' if venv else "")
+        + 'export METTA_EXP_RUN_DIR="${METTA_EXP_RUN_DIR/#\\~/$HOME}"\n'
         'mkdir -p "$METTA_EXP_RUN_DIR"\n'
         f"{shlex.join(argv + list(spec.args))}\n"
     )
 
 
+def default_setup(wheel: str) -> str:
+    """The setup that comes first on every machine of a job (unless ``skypilot.default_setup=false``): the
+    metta-exp that launched it (the wheel file ``wheel``, mounted under ``REMOTE_WHEELS``) and, when the
+    workdir is a Python project (``pyproject.toml`` or ``setup.py``), the project, both into ``REMOTE_VENV``
+    with pip. The virtual environment sees the image's own packages (a GPU image's torch); an image whose
+    ``python3`` is older than 3.11 gets a Python 3.11 from uv (SkyPilot puts one in ``~/.local/bin`` on the
+    machines it sets up). Its ``bin`` stays first on ``PATH`` for the rest of ``setup``."""
+    return f"""# metta-exp's default setup (skypilot.default_setup=false leaves it out): the metta-exp that launched
+# this job, and this workdir's project when it is a Python project, into {REMOTE_VENV}
+(
+  set -e
+  venv="{REMOTE_VENV}"
+  if [ ! -x "$venv/bin/python" ]; then
+    if python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+      python3 -m venv --system-site-packages --without-pip "$venv"
+    else
+      uv=$(command -v uv || echo "$HOME/.local/bin/uv")
+      if [ ! -x "$uv" ]; then
+        echo "metta-exp needs Python 3.11+ on the machine (python3 is $(python3 -V 2>&1)), or uv to get one" >&2
+        exit 1
+      fi
+      "$uv" venv --seed --python 3.11 "$venv"
+    fi
+  fi
+  "$venv/bin/python" -m pip --version >/dev/null 2>&1 || "$venv/bin/python" -m ensurepip --upgrade >/dev/null
+  project=""
+  if [ -f pyproject.toml ] || [ -f setup.py ]; then project=.; fi
+  "$venv/bin/python" -m pip install --disable-pip-version-check --quiet "$HOME/{REMOTE_WHEELS[2:]}/{wheel}" $project
+) || {{ echo "metta-exp's default setup failed (above); skypilot.default_setup=false leaves it out" >&2; exit 1; }}
+export PATH="{REMOTE_VENV}/bin:$PATH"
+"""
+
+
 def build_task_config(
-    spec: JobSpec, attempt: int, settings: SkyPilotSettings, wandb: WandbSettings, instance: str | None = None
+    spec: JobSpec,
+    attempt: int,
+    settings: SkyPilotSettings,
+    wandb: WandbSettings,
+    instance: str | None = None,
+    wheel: str | None = None,
 ) -> dict[str, Any]:
-    """The SkyPilot task YAML of one attempt, as a dict (no secrets in it, ever)."""
+    """The SkyPilot task YAML of one attempt, as a dict (no secrets in it, ever). ``wheel`` is the local path
+    of the launching metta-exp's wheel, which the default setup installs (None: the setup says so, and the
+    file mount names the wheel only)."""
     validate_settings(settings, spec.gpus)
     resources: dict[str, Any] = {}
     where = infra(settings.cloud, settings.region)
@@ -247,12 +300,18 @@ def build_task_config(
         config["workdir"] = settings.workdir
     config["resources"] = resources
     config["num_nodes"] = int(settings.num_nodes)
-    if settings.file_mounts:
-        config["file_mounts"] = {str(k): str(v) for k, v in settings.file_mounts.items()}
+    mounts = {str(k): str(v) for k, v in settings.file_mounts.items()}
+    setup = [settings.setup] if settings.setup else []
+    if settings.default_setup:
+        name = Path(wheel).name if wheel else WHEEL_NAME
+        mounts[f"{REMOTE_WHEELS}/{name}"] = wheel or f"<the launching metta-exp, packed at submit: {name}>"
+        setup.insert(0, default_setup(name))
+    if mounts:
+        config["file_mounts"] = mounts
     config["envs"] = task_envs(spec, attempt, settings, wandb)
-    if settings.setup:
-        config["setup"] = settings.setup
-    config["run"] = run_script(spec)
+    if setup:
+        config["setup"] = "\n".join(setup)
+    config["run"] = run_script(spec, venv=settings.default_setup)
     return config
 
 
@@ -332,14 +391,21 @@ def task_yaml(
     settings: SkyPilotSettings,
     wandb: WandbSettings,
     secret_names: Iterable[str] | None = None,
+    wheel: str | None = None,
 ) -> str:
     """The task as YAML, for the dry run. Secrets appear by name only, with a null value.
 
-    ``secret_names`` default to the names ``task_secrets`` would send right now.
+    ``secret_names`` default to the names ``task_secrets`` would send right now; ``wheel`` to where the
+    submit would write the launching metta-exp's wheel (``wheel.wheel_path``: nothing is written now).
     """
     import yaml
 
-    config = build_task_config(spec, attempt, settings, wandb)
+    if wheel is None and settings.default_setup:
+        from metta_exp.backends.skypilot.wheel import wheel_path
+        from metta_exp.paths import default_state_dir
+
+        wheel = str(wheel_path(default_state_dir() / "skypilot" / "wheels"))
+    config = build_task_config(spec, attempt, settings, wandb, wheel=wheel)
     names = sorted(task_secrets(wandb, job_env=spec.env) if secret_names is None else set(secret_names))
     header = ""
     if names:

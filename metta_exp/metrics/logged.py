@@ -1,0 +1,87 @@
+"""A run's curves from its log: the progress lines every ``tracking`` job prints, one part per machine.
+
+A remote run's metrics file stays on the machine that wrote it (SkyPilot tears it down), so without W&B
+the only record metta-exp has of its training is its log, copied whole into the run directory: the
+``[metta-exp] progress step=S ... key=value`` lines, about every ``METTA_EXP_PROGRESS_EVERY`` seconds (2),
+are its curve (coarser than the metrics file; no wall time). After a SkyPilot recovery the job starts its
+command again on a new machine: the copy says so in a ``[metta-exp] recovery N`` line, and each part of the
+log is a curve of its own (``name (recovery N)``), so no machine's steps overwrite another's. The same
+goes for W&B: each part's ``[metta-exp] wandb`` line names the W&B run it reported to.
+
+Part of :mod:`metta_exp.metrics`; the standard library only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TypeVar
+
+from metta_exp.logs.lines import Progress, last_wandb, parse_progress_line, split_recoveries
+from metta_exp.metrics.local import Points, pick
+
+__all__ = ["expand_recoveries", "latest_log", "log_points"]
+
+S = TypeVar("S")
+_ATTEMPT = re.compile(r"attempt-(\d+)\.log\Z")
+
+
+def latest_log(run_dir: str | Path | None) -> Path | None:
+    """The log of the latest attempt in a run directory (``attempt-N.log`` with the highest N), or None."""
+    if run_dir is None:
+        return None
+    found = [(int(m[1]), p) for p in Path(run_dir).glob("attempt-*.log") if (m := _ATTEMPT.search(p.name))]
+    return max(found)[1] if found else None
+
+
+def log_points(
+    log: Path, keys: Sequence[str], samples: int | None, recovery: int | None = None
+) -> dict[str, Points]:
+    """Each metric's points in the progress lines of ``log`` (only those of ``recovery``'s part when given),
+    ``samples`` of them per metric at most, evenly spaced, the first and the last kept."""
+    text = log.read_text(errors="replace")
+    parts = split_recoveries(text) if recovery is not None else [(0, text)]
+    lines = [
+        line for number, part in parts if recovery is None or number == recovery for line in part.splitlines()
+    ]
+    out: dict[str, Points] = {}
+    rows = [p for line in lines if (p := parse_progress_line(line)) is not None]
+    for key in keys:
+        series = [(p.step, v) for p in rows if (v := _value(p, key)) is not None]
+        chosen = [series[i] for i in pick(len(series), samples)]
+        if chosen:
+            out[key] = Points(
+                [s for s, _ in chosen], [float(v) for _, v in chosen], [float("nan")] * len(chosen)
+            )
+    return out
+
+
+def _value(progress: Progress, key: str) -> float | None:
+    """A metric of a progress line; ``overview/sps`` is its measured speed when it logged none."""
+    return progress.metrics.get(key, progress.sps if key == "overview/sps" else None)
+
+
+def expand_recoveries(source: S, log: Path | None) -> list[S]:
+    """``source`` (a ``RunSource``) as one source per part of its log when SkyPilot recovered the job: the
+    first keeps its name, the others are ``NAME (recovery N)``; each reads its own W&B run when its part
+    reported one (a part that went on in the previous part's W&B run adds nothing), else its progress
+    lines. A log without recovery lines leaves ``source`` as it is."""
+    if log is None or not log.is_file():
+        return [source]
+    parts = split_recoveries(log.read_text(errors="replace"))
+    if len(parts) < 2 and parts[0][0] == 0:
+        return [source]
+    out: list[S] = []
+    seen: set[str] = set()
+    name = str(getattr(source, "name"))  # noqa: B009 - any RunSource-like dataclass
+    for number, text in parts:
+        ref = last_wandb(text)
+        path = ref.path if ref is not None else None
+        if path is not None and path in seen:
+            continue  # the job went on in the same W&B run: its points are in the part that reported it
+        seen.add(path or f"log:{number}")
+        label = name if number == 0 else f"{name} (recovery {number})"
+        out.append(dataclasses.replace(source, name=label, wandb_path=path, recovery=number))  # type: ignore[type-var]
+    return out
