@@ -1,7 +1,9 @@
 """SkyPilotBackend against FakeSkyApi: real bash processes running the generated tasks, real files.
 
 The fake is the only stand-in (for SkyPilot's API server and the cloud); every task's run script is
-executed for real. Polls use ``poll_interval=0`` unless a test is about the shared queue.
+executed for real. Polls use ``poll_interval=0`` unless a test is about the shared queue. Jobs here skip
+the queue and provisioning (``pending_s``/``starting_s`` 0): what the backend does once jobs run is the
+subject; ``test_remote_weather`` keeps the simulator's harsh defaults.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ NASTY = ["it's", 'say "hi"', "two words", "$(touch pwned)", "`touch pwned2`", "a
 @pytest.fixture
 def fake(tmp_path: Path) -> Iterator[FakeSkyApi]:
     api = FakeSkyApi(tmp_path / "fake sky 'dir'")
+    api.configure(pending_s=0, starting_s=0)
     try:
         yield api
     finally:
@@ -67,6 +70,8 @@ def launches_for(exp: Experiment, group: str, state: Path, attempt: int = 1) -> 
 
 
 def command_exp(runs: list[str], script: str, **kw: object) -> Experiment:
+    """Jobs that run this test's own Python: no default setup needed (``test_remote_bare`` has it)."""
+    kw["skypilot"] = {"default_setup": False, **dict(kw.get("skypilot") or {})}  # type: ignore[call-overload]
     return Experiment(runs=runs, command=[PY, "-c", script], gpus=0, **kw)  # type: ignore[arg-type]
 
 
@@ -74,16 +79,28 @@ def with_handles(launches: list[Launch], handles: dict[str, str]) -> list[Launch
     return [replace(launch, handle=handles.get(launch.name)) for launch in launches]
 
 
-def poll_until(backend: SkyPilotBackend, launches: list[Launch], done, timeout: float = 60.0):  # noqa: ANN001, ANN201
+def poll_until(backend: SkyPilotBackend, launches: list[Launch], done, timeout: float = 60.0, sync: bool = False):  # noqa: ANN001, ANN201
     deadline = time.time() + timeout
     seen: list[dict[str, Observation]] = []
     while time.time() < deadline:
         obs = backend.poll(launches)
+        if sync:
+            backend.sync_logs(launches)
         seen.append(obs)
         if done(obs):
             return obs, seen
         time.sleep(0.05)
     raise AssertionError(f"timed out; last observations: {seen[-1] if seen else None}")
+
+
+def logs_complete(backend: SkyPilotBackend, launches: list[Launch], timeout: float = 30.0) -> None:
+    """Poll and copy logs until every ended attempt's log is whole (SkyPilot gives it after the end)."""
+    deadline = time.time() + timeout
+    while not all(backend.log_complete(launch) for launch in launches):
+        assert time.time() < deadline, "the final logs never came"
+        backend.poll(launches)
+        backend.sync_logs(launches)
+        time.sleep(0.1)
 
 
 def all_ended(obs: dict[str, Observation]) -> bool:
@@ -121,7 +138,7 @@ def test_task_runs_with_every_argument_exact_and_the_secret_only_in_the_job(
         assert "METTA_EXP_STATE_DIR" not in probe["env"]
         assert not list(fake.job_dir(job_id).rglob("pwned*"))
     # the key went to SkyPilot as a secret: not into our state dir, logs, or anything we wrote
-    backend.sync_logs(launches)
+    logs_complete(backend, launches)
     for path in state.rglob("*"):
         if path.is_file():
             assert SECRET not in path.read_text(errors="replace"), path
@@ -138,7 +155,7 @@ def test_workdir_is_synced_and_setup_runs_first(fake: FakeSkyApi, state: Path, t
     launches = with_handles(launches, backend.submit(launches))
     obs, _ = poll_until(backend, launches, all_ended)
     assert obs[launches[0].name].status == JobStatus.SUCCEEDED
-    backend.sync_logs(launches)
+    logs_complete(backend, launches)
     assert "set up" in launches[0].log_path.read_text()
 
 
@@ -267,7 +284,7 @@ def test_every_managed_job_status_maps(status: str) -> None:
         ({"status": "FAILED_NO_RESOURCE"}, "pass", JobStatus.FAILED, "SkyPilot FAILED_NO_RESOURCE"),
         ({"status": "FAILED_PRECHECKS"}, "pass", JobStatus.FAILED, "SkyPilot FAILED_PRECHECKS"),
         ({"status": "FAILED_CONTROLLER"}, "pass", JobStatus.FAILED, "SkyPilot FAILED_CONTROLLER"),
-        ({}, "raise SystemExit(3)", JobStatus.FAILED, "SkyPilot FAILED: Job exited with code 3"),
+        ({}, "raise SystemExit(3)", JobStatus.FAILED, "SkyPilot FAILED: Job exited with exit code 3 (user"),
         ({"pending_s": 1.5, "starting_s": 0.5}, "pass", JobStatus.SUCCEEDED, None),
     ],
 )
@@ -297,19 +314,22 @@ def test_preemption_is_recovering_then_running_again(fake: FakeSkyApi, state: Pa
         "print('attempt', 'first' if first else 'recovered', os.environ['SKYPILOT_TASK_ID'], flush=True); "
         "time.sleep(60 if first else 0.2)"
     )
-    fake.configure(rules=[{"match": "*", "preempt_after_s": 0.2, "recover_after_s": 0.3}])
+    fake.configure(rules=[{"match": "*", "preempt_after_s": 3.0, "recover_after_s": 0.3}])
     launches = launches_for(command_exp(["r"], script, args=[str(marker)]), "g", state)
-    backend = backend_on(fake, state)
+    backend = backend_on(fake, state, log_interval_s=0.1)
     launches = with_handles(launches, backend.submit(launches))
-    obs, seen = poll_until(backend, launches, all_ended)
+    obs, seen = poll_until(backend, launches, all_ended, sync=True)
     assert obs[launches[0].name].status == JobStatus.SUCCEEDED
     reasons = [o[launches[0].name].reason for o in seen]
     statuses = {o[launches[0].name].status for o in seen[:-1]}
     assert statuses == {JobStatus.RUNNING}  # recovering is still running for us
     assert any(r and r.startswith("SkyPilot RECOVERING") for r in reasons)
-    assert fake.job(1)["recovery_count"] == 1
-    log = (fake.job_dir(1) / "log").read_text()
-    assert "attempt first" in log and "preempted" in log and "attempt recovered" in log
+    assert fake.job(1)["recovery_count"] == 1 and obs[launches[0].name].recoveries == 1
+    assert "attempt first" not in (fake.job_dir(1) / "log").read_text(), "SkyPilot keeps the last machine's log"
+    logs_complete(backend, launches)
+    log = launches[0].log_path.read_text()  # the copy keeps every machine's, each after a recovery line
+    first, recovered = log.split("[metta-exp] recovery 1: ")
+    assert "attempt first" in first and "attempt recovered" in recovered
     task_ids = {line.split()[-1] for line in log.splitlines() if line.startswith("attempt")}
     assert len(task_ids) == 1, "SKYPILOT_TASK_ID stays the same across recoveries"
 
@@ -439,6 +459,7 @@ def test_log_tails_are_synced_at_a_bounded_rate(fake: FakeSkyApi, state: Path) -
         "while not os.path.exists(os.path.join(os.environ['METTA_EXP_RUN_DIR'], 'go')): time.sleep(0.02)\n"
         "print('bye')"
     )
+    fake.configure(log_download_s=0)  # here: the rate (test_remote_weather: logs that come late)
     exp = command_exp([f"r{i}" for i in range(5)], script)
     launches = launches_for(exp, "g", state)
     backend = backend_on(fake, state, log_interval_s=60.0, logs_per_cycle=2, log_lines=2)
@@ -459,14 +480,15 @@ def test_log_tails_are_synced_at_a_bounded_rate(fake: FakeSkyApi, state: Path) -
     backend.sync_logs(launches)
     assert tails() - start == 5
     for launch in launches:
-        assert launch.log_path.read_text() == "line 1\nline 2\n"  # the last log_lines lines
+        assert launch.log_path.read_text() == "line 0\nline 1\nline 2\n"  # the first look: all of it
         job_id = int(launch.handle or 0)
         (fake.job_dir(job_id) / "home" / "metta-exp" / "runs" / "g" / launch.spec.run / "go").touch()
     poll_until(backend, launches, all_ended)
     for _ in range(3):
-        backend.sync_logs(launches)  # every job that ended gets one final tail, no more
+        backend.sync_logs(launches)  # every job that ended gets one final tail (its whole log), no more
     assert tails() - start == 10
-    assert all(launch.log_path.read_text() == "line 2\nbye\n" for launch in launches)
+    assert all(backend.log_complete(launch) for launch in launches)
+    assert all(launch.log_path.read_text() == "line 0\nline 1\nline 2\nbye\n" for launch in launches)
 
 
 # --- check and the switch ---------------------------------------------------------------------------

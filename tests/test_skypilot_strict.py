@@ -296,6 +296,11 @@ SDK_PROBE = textwrap.dedent(
         err = api._classify(exceptions.ClusterNotUpError("No in-progress managed jobs.", cluster_status=status))
         out[str(status)] = [type(err).__name__, getattr(err, "status", "-")]
     out["interrupted"] = type(api._classify(exceptions.RequestInterruptedError("retry"))).__name__
+    out["forgotten"] = type(api._classify(RuntimeError("Failed to get request abc: 404 Not Found"))).__name__
+    for refusal in (exceptions.ApiServerAuthenticationError("http://x:1"), exceptions.APIVersionMismatchError("v"),
+                    exceptions.APINotSupportedError("old")):
+        err = api._classify(refusal)
+        out[type(refusal).__name__] = [type(err).__name__, bool(getattr(err, "fix", ""))]
     client_sdk.get = lambda request_id: 7   # a server answering a launch with a single int job id
     out["int_id"] = api.SdkSkyApi().launch_result("req-1")
     from metta_exp.backends.skypilot.check import check_backend
@@ -322,7 +327,9 @@ def test_sdk_answers_are_read_as_skypilot_means_them(tmp_path: Path) -> None:
     assert out["ClusterStatus.STOPPED"] == ["ControllerNotUp", "STOPPED"]
     assert out["ClusterStatus.INIT"] == ["ControllerNotUp", "INIT"]
     assert out["None"] == ["ControllerNotUp", None]
-    assert out["interrupted"] == "SkyApiError", "the server asks for a retry: not a refusal"
+    assert out["interrupted"] == out["forgotten"] == "RequestLost", "the request's answer is lost: not a refusal"
+    for refusal in ("ApiServerAuthenticationError", "APIVersionMismatchError", "APINotSupportedError"):
+        assert out[refusal] == ["SkyRefused", True], "a lasting refusal, with its fix"
     assert out["int_id"] == 7
     assert out["aliases"] == "ok", "digitalocean is SkyPilot's alias of DO"
 

@@ -50,6 +50,7 @@ NASTY_ARGS = [
     "",
 ]
 SECRET = "sk-test-0123456789abcdef-SECRET"
+WHEEL = "/local/state/skypilot/wheels/0123456789abcdef/metta_exp-0.1.0-py3-none-any.whl"  # a fixed one
 
 
 def specs_of(exp: Experiment, group: str) -> list[JobSpec]:
@@ -91,7 +92,7 @@ def all_yaml() -> dict[str, str]:
     for key, (exp, group) in CONFIGS.items():
         for spec in specs_of(exp, group):
             out[f"{key}-{spec.run}"] = task_yaml(
-                spec, 1, exp.skypilot, exp.wandb, secret_names=["WANDB_API_KEY"]
+                spec, 1, exp.skypilot, exp.wandb, secret_names=["WANDB_API_KEY"], wheel=WHEEL
             )
     return out
 
@@ -113,8 +114,10 @@ def test_golden_yaml(name: str) -> None:
 def test_yaml_is_the_config_plus_named_secrets() -> None:
     exp, group = CONFIGS["command_nasty_args"]
     spec = specs_of(exp, group)[0]
-    config = build_task_config(spec, 1, exp.skypilot, exp.wandb)
-    loaded = yaml.safe_load(task_yaml(spec, 1, exp.skypilot, exp.wandb, secret_names=["WANDB_API_KEY"]))
+    config = build_task_config(spec, 1, exp.skypilot, exp.wandb, wheel=WHEEL)
+    loaded = yaml.safe_load(
+        task_yaml(spec, 1, exp.skypilot, exp.wandb, secret_names=["WANDB_API_KEY"], wheel=WHEEL)
+    )
     assert loaded.pop("secrets") == {"WANDB_API_KEY": None}
     assert loaded == config
     assert "secrets" not in yaml.safe_load(task_yaml(spec, 1, exp.skypilot, exp.wandb, secret_names=[]))

@@ -80,6 +80,7 @@ class _Copy:
     window: int = 500
     fetched: float = -math.inf  # monotonic time of the last tail
     ended_at: float | None = None  # monotonic time its end was first seen
+    asked_final: bool = False  # its final log was asked for at least once
     complete: bool = False
 
 
@@ -124,7 +125,7 @@ class LogCopies:
             if info.status in ENDED:
                 if copy.ended_at is None:
                     copy.ended_at = now
-                if now - copy.fetched >= self.retry_s:
+                if not copy.asked_final or now - copy.fetched >= self.retry_s:
                     due.append((-math.inf, launch, info))
             elif now - copy.fetched >= self.interval_s:
                 due.append((copy.fetched, launch, info))
@@ -154,8 +155,10 @@ class LogCopies:
 
     def _running(self, launch: Launch, info: Seen, copy: _Copy) -> None:
         self._start_recovery(launch, info, copy)
-        text = self.api.tail_logs(info.job_id, copy.window)
-        lines = _lines(text)
+        if not copy.tail:  # nothing copied yet (of this machine's log): all of it, which is short
+            self._append(launch.log_path, copy, _lines(self.api.tail_logs(info.job_id, None)))
+            return
+        lines = _lines(self.api.tail_logs(info.job_id, copy.window))
         if not lines:
             return
         if len(lines) >= copy.window and not _overlap(copy.tail, lines):
@@ -165,6 +168,7 @@ class LogCopies:
 
     def _final(self, launch: Launch, info: Seen, copy: _Copy) -> None:
         self._start_recovery(launch, info, copy)
+        copy.asked_final = True
         text = self.api.tail_logs(info.job_id, None)
         kind = answer_kind(text)
         if kind == "final":
