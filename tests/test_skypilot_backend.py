@@ -79,7 +79,9 @@ def with_handles(launches: list[Launch], handles: dict[str, str]) -> list[Launch
     return [replace(launch, handle=handles.get(launch.name)) for launch in launches]
 
 
-def poll_until(backend: SkyPilotBackend, launches: list[Launch], done, timeout: float = 60.0, sync: bool = False):  # noqa: ANN001, ANN201
+def poll_until(
+    backend: SkyPilotBackend, launches: list[Launch], done, timeout: float = 60.0, sync: bool = False
+):  # noqa: ANN001, ANN201
     deadline = time.time() + timeout
     seen: list[dict[str, Observation]] = []
     while time.time() < deadline:
@@ -325,7 +327,9 @@ def test_preemption_is_recovering_then_running_again(fake: FakeSkyApi, state: Pa
     assert statuses == {JobStatus.RUNNING}  # recovering is still running for us
     assert any(r and r.startswith("SkyPilot RECOVERING") for r in reasons)
     assert fake.job(1)["recovery_count"] == 1 and obs[launches[0].name].recoveries == 1
-    assert "attempt first" not in (fake.job_dir(1) / "log").read_text(), "SkyPilot keeps the last machine's log"
+    assert "attempt first" not in (fake.job_dir(1) / "log").read_text(), (
+        "SkyPilot keeps the last machine's log"
+    )
     logs_complete(backend, launches)
     log = launches[0].log_path.read_text()  # the copy keeps every machine's, each after a recovery line
     first, recovered = log.split("[metta-exp] recovery 1: ")

@@ -327,7 +327,9 @@ def test_sdk_answers_are_read_as_skypilot_means_them(tmp_path: Path) -> None:
     assert out["ClusterStatus.STOPPED"] == ["ControllerNotUp", "STOPPED"]
     assert out["ClusterStatus.INIT"] == ["ControllerNotUp", "INIT"]
     assert out["None"] == ["ControllerNotUp", None]
-    assert out["interrupted"] == out["forgotten"] == "RequestLost", "the request's answer is lost: not a refusal"
+    assert out["interrupted"] == out["forgotten"] == "RequestLost", (
+        "the request's answer is lost: not a refusal"
+    )
     for refusal in ("ApiServerAuthenticationError", "APIVersionMismatchError", "APINotSupportedError"):
         assert out[refusal] == ["SkyRefused", True], "a lasting refusal, with its fix"
     assert out["int_id"] == 7

@@ -400,9 +400,15 @@ def follow(
 
 
 def _attempt_status(store: JobStore, group: str, run: str, job: JobRecord, number: int) -> JobStatus | None:
-    """How attempt ``number`` ended (None while it has not, or while the job waits for a retry)."""
+    """How attempt ``number`` ended (None while it has not, or while the job waits for a retry). An attempt
+    that ended is followed until its log is whole (the runner keeps its final progress then: a remote log's
+    last part is copied after the end), unless the group ended without it (nothing will copy more)."""
     if job.attempts == number:
-        return job.status if job.status.is_terminal() else None
+        if not job.status.is_terminal():
+            return None
+        if job.final_progress is None and store.group(group).ended_at is None:
+            return None
+        return job.status
     if job.attempts > number:
         found = next((a for a in store.attempts(group, run) if a.number == number), None)
         return found.status if found is not None and found.status.is_terminal() else JobStatus.FAILED

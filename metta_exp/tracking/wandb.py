@@ -60,7 +60,16 @@ def _rank(env: Mapping[str, str], name: str) -> int:
 
 
 class WandbMirror:
-    """The W&B run, or nothing. Every call to wandb is guarded: a failure switches W&B off."""
+    """The W&B run, or nothing. Every call to wandb is guarded: a failure switches W&B off.
+
+    **A SkyPilot recovery** runs the job's command again on a new machine, with the same ``WANDB_RUN_ID``:
+    ``wandb.init(resume="allow")`` resumes the attempt's W&B run, and W&B drops every step below the one
+    it resumes at (``wandb/sdk/internal/handler.py``: "step ... is less than current step"; the run's
+    ``starting_step``). A trainer that resumes from its checkpoint goes on past it, in the same run. One
+    that starts below it (from step 0, or from a checkpoint older than its last logged step) would lose
+    those steps: at its first such ``log`` the mirror finishes the resumed run and goes on in a W&B run of
+    its own, ``<id>-r<random>``, named ``<name> (recovered)`` in the same group, and says so in a
+    ``[metta-exp] wandb`` line (the notebook shows each recovery's run)."""
 
     def __init__(
         self, run_dir: Path, config: Mapping[str, Any] | None, env: Mapping[str, str], on: bool = True
@@ -70,6 +79,8 @@ class WandbMirror:
         self.url: str | None = None
         self.ref: WandbRef | None = None
         self.dir: str | None = None
+        self._floor = 0  # W&B drops steps below this one (a resumed run's starting step)
+        self._init: dict[str, Any] = {}
         mode = wandb_mode(env) if on else "disabled"
         if mode == "disabled":
             return
@@ -82,24 +93,23 @@ class WandbMirror:
         try:
             import wandb
 
-            self.run = wandb.init(
-                id=env.get("WANDB_RUN_ID") or None,
-                name=env.get("WANDB_NAME") or None,
-                group=env.get("WANDB_RUN_GROUP") or None,
-                project=env.get("WANDB_PROJECT") or "metta-exp",
-                entity=env.get("WANDB_ENTITY") or None,
-                config=dict(config or {}),
+            self._init = {
+                "name": env.get("WANDB_NAME") or None,
+                "group": env.get("WANDB_RUN_GROUP") or None,
+                "project": env.get("WANDB_PROJECT") or "metta-exp",
+                "entity": env.get("WANDB_ENTITY") or None,
+                "config": dict(config or {}),
                 # resume only means something online (offline, wandb warns that it ignores it); it continues
                 # an attempt's own run after a SkyPilot recovery (every attempt has its own run id)
-                resume="allow" if mode == "online" else None,
-                mode="offline" if mode == "offline" else "online",
-                dir=str(run_dir),
-            )
+                "resume": "allow" if mode == "online" else None,
+                "mode": "offline" if mode == "offline" else "online",
+                "dir": str(run_dir),
+            }
+            self.run = wandb.init(id=env.get("WANDB_RUN_ID") or None, **self._init)
             self.mode = mode
             if mode == "online":
-                self.url = self.run.url
-                self.ref = WandbRef(self.run.url, self.run.entity, self.run.project, self.run.id)
-                say(format_wandb_line(self.ref))
+                self._floor = int(getattr(self.run, "starting_step", 0) or 0)
+                self._announce()
             else:
                 sync_dir = getattr(self.run.settings, "sync_dir", None)
                 self.dir = str(sync_dir) if sync_dir else os.path.dirname(self.run.dir)
@@ -107,10 +117,33 @@ class WandbMirror:
             self.run = None
             say(f"[metta-exp] W&B off: wandb.init failed: {reason(exc)}")
 
+    def _announce(self) -> None:
+        self.url = self.run.url
+        self.ref = WandbRef(self.run.url, self.run.entity, self.run.project, self.run.id)
+        say(format_wandb_line(self.ref))
+
+    def _recovered(self) -> None:
+        """Go on in a W&B run of this recovery's own (see the class docstring)."""
+        import secrets
+
+        import wandb
+
+        base, floor = self.run.id, self._floor
+        self._floor = 0
+        say(f"[metta-exp] W&B run {base} already has steps up to {floor - 1}; this recovery of the job logs "
+            "below them, in a W&B run of its own")  # fmt: skip
+        self.run.finish()
+        name = self._init.get("name")
+        settings = {**self._init, "name": f"{name} (recovered)" if name else None}
+        self.run = wandb.init(id=f"{base}-r{secrets.token_hex(3)}", **settings)
+        self._announce()
+
     def log(self, metrics: Mapping[str, int | float], step: int) -> None:
         if self.run is None:
             return
         try:
+            if step < self._floor:
+                self._recovered()
             self.run.log(dict(metrics), step=step)
         except Exception as exc:
             say(f"[metta-exp] W&B off: wandb.log failed: {reason(exc)}")

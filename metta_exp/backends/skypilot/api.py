@@ -72,7 +72,13 @@ _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
 class SkyApiError(Exception):
-    """A SkyPilot call got no usable answer; trying again later may work."""
+    """A SkyPilot call got no usable answer; trying again later may work. ``reached``: whether the request
+    may have reached the server (a connection reset or a read timeout after sending: what it did is
+    unknown) or surely did not (the connection was refused, or never made)."""
+
+    def __init__(self, message: str = "", reached: bool = True) -> None:
+        super().__init__(message)
+        self.reached = reached
 
 
 class SkyRequestError(SkyApiError):
@@ -90,6 +96,16 @@ class SkyRefused(SkyRequestError):
     def __init__(self, message: str, fix: str) -> None:
         super().__init__(message)
         self.fix = fix
+
+
+#: What the ``requests`` library says of a connection that was never made (``urllib3``'s
+#: ``NewConnectionError``), and SkyPilot of a server that did not answer its health check before the request
+#: (``sky/server/common.py``: ``ApiServerConnectionError``): the request never left.
+_NOT_SENT = (
+    "Failed to establish a new connection",
+    "Connection refused",
+    "Could not connect to SkyPilot API",
+)
 
 
 class ControllerNotUp(SkyRequestError):
@@ -354,7 +370,8 @@ def _classify(exc: Exception) -> SkyApiError:
     ):
         return RequestLost(message)
     if names & transient_names or isinstance(exc, OSError | TimeoutError):
-        return SkyApiError(message)
+        not_sent = "ConnectTimeout" in names or isinstance(exc, ConnectionRefusedError)
+        return SkyApiError(message, reached=not (not_sent or any(s in str(exc) for s in _NOT_SENT)))
     if "ClusterNotUpError" in names:
         status = getattr(exc, "cluster_status", None)
         return ControllerNotUp(message, None if status is None else str(getattr(status, "value", status)))

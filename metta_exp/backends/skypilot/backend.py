@@ -48,9 +48,10 @@ from typing import Any
 from metta_exp.backends.base import Backend, Launch, Observation
 from metta_exp.backends.skypilot.api import ControllerNotUp, QueueEntry, SkyApi, SkyApiError, SkyRefused
 from metta_exp.backends.skypilot.cache import SharedQueue, Tombstones
-from metta_exp.backends.skypilot.calls import retry
+from metta_exp.backends.skypilot.calls import env_float, retry
 from metta_exp.backends.skypilot.check import check_backend, check_jobs
-from metta_exp.backends.skypilot.launches import Flight, Launches
+from metta_exp.backends.skypilot.ignore import keep_out
+from metta_exp.backends.skypilot.launches import Flight, Launches, doubles, first_by_name
 from metta_exp.backends.skypilot.logcopy import LogCopies, Seen
 from metta_exp.backends.skypilot.select import default_sky_api, location_of, sky_api_at
 from metta_exp.backends.skypilot.status import ENDED, observe
@@ -99,20 +100,20 @@ class SkyPilotBackend(Backend):
         self.state_dir = Path(state_dir).absolute() if state_dir else default_state_dir()
         self.settings = settings or SkyPilotSettings()
         self.wandb = wandb or WandbSettings()
-        self.poll_interval = _env_float(POLL_ENV, 10.0) if poll_interval is None else poll_interval
-        self.launch_wait_s = _env_float(LAUNCH_WAIT_ENV, 5.0) if launch_wait_s is None else launch_wait_s
-        interval = _env_float(LOG_INTERVAL_ENV, 20.0) if log_interval_s is None else log_interval_s
-        self.workers = int(_env_float(THREADS_ENV, 16)) if workers is None else workers
-        self.unseen_grace = _env_float(GRACE_ENV, 900.0)
-        self.reap_s = _env_float(REAP_ENV, 900.0)
-        self.refused_stop_s = _env_float(REFUSED_ENV, 20.0)
+        self.poll_interval = env_float(POLL_ENV, 10.0) if poll_interval is None else poll_interval
+        self.launch_wait_s = env_float(LAUNCH_WAIT_ENV, 5.0) if launch_wait_s is None else launch_wait_s
+        interval = env_float(LOG_INTERVAL_ENV, 20.0) if log_interval_s is None else log_interval_s
+        self.workers = int(env_float(THREADS_ENV, 16)) if workers is None else workers
+        self.unseen_grace = env_float(GRACE_ENV, 900.0)
+        self.reap_s = env_float(REAP_ENV, 900.0)
+        self.refused_stop_s = env_float(REFUSED_ENV, 20.0)
         self.queue = SharedQueue(
             self.state_dir / "skypilot", self.api.identity, self.poll_interval, self._fetch
         )
         self.tombstones = Tombstones(self.state_dir / "skypilot")
-        self.launches = Launches(self.api, self._find, self.workers, _env_float(LAUNCH_RETRY_ENV, 300.0))
+        self.launches = Launches(self.api, self._find, self.workers, env_float(LAUNCH_RETRY_ENV, 300.0))
         self.logs = LogCopies(
-            self.api, interval, logs_per_cycle, log_lines, _env_float(LOG_WAIT_ENV, 300.0), min(interval, 2.0)
+            self.api, interval, logs_per_cycle, log_lines, env_float(LOG_WAIT_ENV, 300.0), min(interval, 2.0)
         )
         self._groups: set[str] = set()  # groups this backend saw, whose tombstones it reaps on close
         self._refreshing = threading.Lock()  # held while a stopped controller is being started again
@@ -120,6 +121,7 @@ class SkyPilotBackend(Backend):
         self._unseen: set[str] = set()  # launch names the last poll did not find in SkyPilot's queue
         self._ran: set[str] = set()  # launch names seen RUNNING (it has a log)
         self._refused_since: float | None = None  # when SkyPilot began to refuse every poll
+        self._kept_out: set[str] = set()  # workdirs whose upload leaves the state directory out
 
     # --- check ---------------------------------------------------------------------------------------
 
@@ -177,6 +179,10 @@ class SkyPilotBackend(Backend):
     def _task(self, launch: Launch) -> tuple[dict[str, Any], dict[str, str]]:
         settings, wandb = self._settings_of(launch)
         self._groups.add(launch.spec.group)
+        if settings.workdir and settings.workdir not in self._kept_out:
+            with contextlib.suppress(OSError):  # a read-only workdir: SkyPilot uploads what it uploads
+                keep_out(Path(settings.workdir), self.state_dir)
+            self._kept_out.add(settings.workdir)
         wheel = str(ensure_wheel(self.state_dir / "skypilot" / "wheels")) if settings.default_setup else None
         config = build_task_config(launch.spec, launch.attempt, settings, wandb, _instance(launch), wheel)
         return config, task_secrets(wandb, job_env=launch.spec.env)
@@ -188,7 +194,7 @@ class SkyPilotBackend(Backend):
         except ControllerNotUp:
             return {}  # not up: nothing of ours is in progress (an attempt in flight is polled for)
         wanted = set(names)
-        return _first_by_name(e for e in entries if e.name in wanted)
+        return first_by_name(e for e in entries if e.name in wanted)
 
     def _find(self, name: str) -> int | None:
         """The first job SkyPilot has with exactly this name, or None (a launch whose answer was lost)."""
@@ -291,22 +297,11 @@ class SkyPilotBackend(Backend):
     def _cancel_doubles(
         self, entries: list[QueueEntry], names: set[str], ids: set[int | None]
     ) -> dict[str, int]:
-        """Name -> the job to keep, for these names; a second job with a name that was sent twice (a launch
-        whose answer was lost) is cancelled: the one whose id is known is kept, else the first."""
-        found: dict[str, list[QueueEntry]] = {}
-        for entry in entries:
-            if entry.name in names:
-                found.setdefault(entry.name, []).append(entry)
-        first: dict[str, int] = {}
-        extra: list[int] = []
-        for name, same in found.items():
-            same.sort(key=lambda e: e.job_id)
-            keep = next((e for e in same if e.job_id in ids), same[0])
-            first[name] = keep.job_id
-            extra += [e.job_id for e in same if e is not keep and e.status.upper() not in ENDED]
+        """Name -> the job to keep, for these names; a second job with the name is cancelled."""
+        first, extra = doubles(entries, names, ids)
         if extra:
             with contextlib.suppress(SkyApiError):
-                self.api.cancel(sorted(extra))
+                self.api.cancel(extra)
         return first
 
     def _controller_not_up(
@@ -477,22 +472,6 @@ def _job_id(handle: str | None) -> int | None:
     return int(handle) if handle and handle.isdigit() else None
 
 
-def _first_by_name(entries: Iterable[QueueEntry]) -> dict[str, int]:
-    """Job name -> the first job id with that name (a second one is a duplicate, cancelled by ``poll``)."""
-    out: dict[str, int] = {}
-    for entry in entries:
-        if entry.name not in out or entry.job_id < out[entry.name]:
-            out[entry.name] = entry.job_id
-    return out
-
-
 def _prefixes(names: Sequence[str]) -> list[str]:
     """The name prefix one ``queue_v2`` call asks for, covering ``names`` (none without names)."""
     return [_common_prefix(names)] if names else []
-
-
-def _env_float(name: str, default: float) -> float:
-    try:
-        return float(os.environ.get(name, default))
-    except ValueError:
-        return default

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections import deque
@@ -11,7 +12,7 @@ from typing import Any
 
 from metta_exp.backends.skypilot.api import SkyApiError, SkyRequestError
 
-__all__ = ["concurrently", "retry"]
+__all__ = ["concurrently", "env_float", "retry"]
 
 log = logging.getLogger(__name__)
 
@@ -63,3 +64,11 @@ def concurrently(fn: Callable[[Any], None], items: Sequence[Any], workers: int, 
     for _ in range(min(workers, len(items))):
         threading.Thread(target=work, daemon=True, name="metta-exp-sky").start()
     done.wait(timeout=max(0.0, deadline - time.monotonic()))
+
+
+def env_float(name: str, default: float) -> float:
+    """A number setting from the environment (``default`` when unset or not a number)."""
+    try:
+        return float(os.environ.get(name, default))
+    except ValueError:
+        return default

@@ -7,9 +7,10 @@ job that runs reported as lost:
 - **The POST does not get through** (the API server restarts for a moment): sent again, with a growing
   pause, for up to ``send_for_s`` (``METTA_EXP_SKY_LAUNCH_RETRY_S``, 300 s) in the background; the job is
   "launch request in progress" meanwhile, never an attempt that vanished.
-- **The POST's answer is lost** (a connection reset after the server took it: the job may exist,
-  ``sky/jobs/client/sdk.py`` sends the POST once, without retries): before sending it again its name is
-  looked up in the queue (every user's jobs), and a job found is adopted.
+- **The POST's answer is lost** (a connection reset, or a read timeout, after the server took it: the job
+  may exist, ``sky/jobs/client/sdk.py`` sends the POST once, without retries): its name is looked for in the
+  queue (every user's jobs) for up to ``lost_wait_s`` (120 s: the server may still be making the job), and
+  a job found is adopted; only then is it sent again.
 - **The request's answer is gone** (``RequestLost``: a server restart interrupted the request, which then
   answers ``RequestInterruptedError`` for ever and asks the client to re-submit, ``sky/server/uvicorn.py``;
   or a local server's request table was wiped and ``sky.get`` answers 404): looked up by name, then sent
@@ -25,14 +26,22 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from metta_exp.backends.skypilot.api import RequestLost, SkyApi, SkyApiError, SkyRefused, SkyRequestError
+from metta_exp.backends.skypilot.api import (
+    QueueEntry,
+    RequestLost,
+    SkyApi,
+    SkyApiError,
+    SkyRefused,
+    SkyRequestError,
+)
 from metta_exp.backends.skypilot.calls import concurrently, retry
+from metta_exp.backends.skypilot.status import ENDED
 
-__all__ = ["Flight", "Launches"]
+__all__ = ["Flight", "Launches", "doubles", "first_by_name"]
 
 
 @dataclass
@@ -66,11 +75,13 @@ class Launches:
         workers: int,
         send_for_s: float = 300.0,
         max_sends: int = 3,
+        lost_wait_s: float = 120.0,
     ) -> None:
         self.api = api
         self.find = find
         self.workers = workers
         self.send_for_s = send_for_s
+        self.lost_wait_s = lost_wait_s
         self.max_sends = max_sends
         self.flights: dict[str, Flight] = {}  # sky name -> its latest flight
         self.job_ids: dict[str, int] = {}  # sky name -> job id, as learned
@@ -105,7 +116,7 @@ class Launches:
                     self._refuse(flight, exc)
                     return
                 except SkyApiError as exc:
-                    if self._found(flight):
+                    if self._found(flight, self.lost_wait_s if exc.reached else 0.0):
                         return
                     if time.monotonic() + pause > give_up:
                         flight.error = f"could not reach SkyPilot to launch it: {exc}"
@@ -155,16 +166,21 @@ class Launches:
     def _answer(self, request_id: str) -> int:
         return int(retry(lambda: self.api.launch_result(request_id), time.monotonic() + 3600.0))
 
-    def _found(self, flight: Flight) -> bool:
-        """Adopt a job SkyPilot already has under the flight's name (a lost answer's job)."""
-        try:
-            job_id = self.find(flight.sky_name)
-        except SkyApiError:
-            return False
-        if job_id is None:
-            return False
-        self._adopt(flight, job_id)
-        return True
+    def _found(self, flight: Flight, wait_s: float = 0.0) -> bool:
+        """Adopt a job SkyPilot has under the flight's name (a lost answer's job), looking for it every few
+        seconds for ``wait_s`` (0: once)."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                job_id = self.find(flight.sky_name)
+            except SkyApiError:
+                job_id = None
+            if job_id is not None:
+                self._adopt(flight, job_id)
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(min(2.0, max(0.0, deadline - time.monotonic())))
 
     def _adopt(self, flight: Flight, job_id: int) -> None:
         with self.lock:
@@ -176,3 +192,31 @@ class Launches:
         detail = str(exc) if isinstance(exc, SkyApiError) else repr(exc)
         flight.error = f"SkyPilot refused the launch: {detail}"
         flight.refused, flight.refusal, flight.done = True, refusal, True
+
+
+def first_by_name(entries: Iterable[QueueEntry]) -> dict[str, int]:
+    """Job name -> the first job id with that name (a second one is a duplicate: see ``doubles``)."""
+    out: dict[str, int] = {}
+    for entry in entries:
+        if entry.name not in out or entry.job_id < out[entry.name]:
+            out[entry.name] = entry.job_id
+    return out
+
+
+def doubles(
+    entries: Iterable[QueueEntry], names: Collection[str], ids: Collection[int | None]
+) -> tuple[dict[str, int], list[int]]:
+    """For the jobs of these names: the one to keep of each name (the one whose id is known, else the first)
+    and the others still in progress, to cancel (a launch sent twice after its answer was lost)."""
+    found: dict[str, list[QueueEntry]] = {}
+    for entry in entries:
+        if entry.name in names:
+            found.setdefault(entry.name, []).append(entry)
+    keep: dict[str, int] = {}
+    extra: list[int] = []
+    for name, same in found.items():
+        same.sort(key=lambda e: e.job_id)
+        kept = next((e for e in same if e.job_id in ids), same[0])
+        keep[name] = kept.job_id
+        extra += [e.job_id for e in same if e is not kept and e.status.upper() not in ENDED]
+    return keep, sorted(extra)

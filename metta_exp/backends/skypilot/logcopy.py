@@ -156,14 +156,14 @@ class LogCopies:
     def _running(self, launch: Launch, info: Seen, copy: _Copy) -> None:
         self._start_recovery(launch, info, copy)
         if not copy.tail:  # nothing copied yet (of this machine's log): all of it, which is short
-            self._append(launch.log_path, copy, _lines(self.api.tail_logs(info.job_id, None)))
+            self._append(launch.log_path, copy, _job_lines(self.api.tail_logs(info.job_id, None)))
             return
-        lines = _lines(self.api.tail_logs(info.job_id, copy.window))
+        lines = _job_lines(self.api.tail_logs(info.job_id, copy.window))
         if not lines:
             return
         if len(lines) >= copy.window and not _overlap(copy.tail, lines):
             copy.window = min(copy.window * 4, MAX_WINDOW)  # it prints fast: look further back next time
-            lines = _lines(self.api.tail_logs(info.job_id, None))
+            lines = _job_lines(self.api.tail_logs(info.job_id, None))
         self._append(launch.log_path, copy, lines)
 
     def _final(self, launch: Launch, info: Seen, copy: _Copy) -> None:
@@ -172,7 +172,7 @@ class LogCopies:
         text = self.api.tail_logs(info.job_id, None)
         kind = answer_kind(text)
         if kind == "final":
-            self._append(launch.log_path, copy, [line for line in _lines(text) if not _FINISHED.match(line)])
+            self._append(launch.log_path, copy, _job_lines(text))
             copy.complete = True
         elif not info.ran:  # no machine ever ran it: SkyPilot's answer is all there is to say
             if kind == "pending" and not copy.tail:
@@ -222,6 +222,14 @@ def _overlap(tail: list[str], lines: list[str]) -> int:
 
 def _lines(text: str) -> list[str]:
     return text.splitlines()
+
+
+def _job_lines(text: str) -> list[str]:
+    """The job's own lines of a tail: without SkyPilot's terminal-state line (the job ended since the last
+    look, and its log is not downloaded yet) and its closing ``Job finished (status: S).``."""
+    if answer_kind(text) == "pending":
+        return []
+    return [line for line in text.splitlines() if not _FINISHED.match(line)]
 
 
 def _write_lines(path: Path, lines: list[str]) -> None:

@@ -226,7 +226,9 @@ class FakeSkyApi(SkyApi):
             job_id = self._new_job(config, secrets, uploads, up_at)
             request_id = self.requests.add(job_id)
         if lost is not None:  # the server took it; the answer never came back
-            raise SkyApiError(f"ConnectionError: ('Connection aborted.', RemoteDisconnected()) [{lost}]")
+            raise SkyApiError(
+                f"ConnectionError: ('Connection aborted.', RemoteDisconnected()) [{lost}]", reached=True
+            )
         return request_id
 
     def launch_result(self, request_id: str) -> int:

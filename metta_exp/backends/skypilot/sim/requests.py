@@ -136,7 +136,9 @@ class Requests:
             raise LostAnswer(text)
         if pending.get("mode") == "interrupted":
             raise RequestLost(f"RequestInterruptedError: {text}: please re-submit the original request")
-        raise (SkyRequestError if pending.get("refuse") else SkyApiError)(text)
+        if pending.get("refuse"):
+            raise SkyRequestError(text)
+        raise SkyApiError(f"ConnectionError: Failed to establish a new connection: {text}", reached=False)
 
     # --- the request table ------------------------------------------------------------------------------
 
