@@ -197,9 +197,9 @@ def test_every_code_cell_parses_and_names_round_trip(
     assert [r["run"] for r in fetch["RUNS"]] == HOSTILE
     assert [r["run_dir"] for r in fetch["RUNS"]] == [j.run_dir for j in jobs]
     assert fetch["STATUSES"] == {j.run: str(j.status) for j in jobs}
-    assert fetch["METRICS"] == g.config["metrics_to_track"]
+    assert fetch["METRICS"] == g.exp.metrics_to_track
     assert [r["wandb_path"] for r in fetch["RUNS"]][:4] == ["ent/proj/id0", None, None, "ent/proj/id3"]
-    assert literals(by_kind["plots"].source)["PLOT_METRICS"] == g.config["metrics_to_track"]
+    assert literals(by_kind["plots"].source)["PLOT_METRICS"] == g.exp.metrics_to_track
     summary_call = ast.parse(by_kind["summary"].source).body[0].value  # type: ignore[attr-defined]
     assert {k.arg: ast.literal_eval(k.value) for k in summary_call.keywords if k.arg != "statuses"} == {
         "reward": "overview/reward",
