@@ -7,6 +7,7 @@ while watching stops only the watching.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import itertools
@@ -14,11 +15,14 @@ import json
 import os
 import re
 import shlex
+import signal
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
+from types import FrameType
 from typing import Any, TextIO
 
 from metta_exp.config import Experiment
@@ -82,10 +86,31 @@ def submit_experiments(
     group name, too many GPUs) writes nothing. Returns the names of the groups submitted (none for dry
     runs) and the exit code: the worst of the groups watched.
     """
-    from metta_exp.backends import make_backend
-
     out = out or sys.stdout
     state_dir = (state_dir or default_state_dir()).absolute()
+    submitted: list[str] = []
+    try:
+        return submitted, _submit_and_watch(
+            exps, name, extra_args, state_dir, out, specs_hook, extra_config, trials, submitted
+        )
+    except KeyboardInterrupt:  # Ctrl+C (or a closed terminal) anywhere before or while watching
+        return submitted, interrupted(state_dir, submitted, out)
+
+
+def _submit_and_watch(
+    exps: Sequence[Experiment],
+    name: str,
+    extra_args: Sequence[str],
+    state_dir: Path,
+    out: TextIO,
+    specs_hook: Callable[[list[JobSpec]], list[JobSpec]] | None,
+    extra_config: Mapping[str, Any] | None,
+    trials: Sequence[tuple[int, dict[str, Any]]],
+    submitted: list[str],
+) -> int:
+    """``submit_experiments``'s work; each group recorded and driven is appended to ``submitted``."""
+    from metta_exp.backends import make_backend
+
     exps = [absolute_paths(e) if e.remote else e for e in exps]
     groups = _group_names(exps, name)
     # each launched group instance's own (its W&B run ids and SkyPilot job names, see sky_job_name); a dry
@@ -105,7 +130,7 @@ def submit_experiments(
         backends[i] = make_backend(backend_name(exp), state_dir, exp)
         backends[i].check(specs[i])
     if not backends:
-        return [], refused
+        return refused
     store = JobStore.open(state_dir)
     for i in backends:
         _check_group_is_new(store, exps[i], groups[i])
@@ -117,12 +142,52 @@ def submit_experiments(
             _resolve, exp, state_dir=state_dir, extra_args=extra_args, hook=specs_hook, instance=instances[i]
         )
         own = config | {"instance": instances[i]}
-        groups[i] = _submit_group(
-            store, exp, name, groups[i], specs[i], backend.name, own, again, out, trials
-        )
-    return [groups[i] for i in backends], _watch_all(
-        store, [(groups[i], exps[i].wait) for i in backends], out
-    )
+        # recorded and handed to a runner as one step: a Ctrl+C in between would leave a group that
+        # nobody drives, so it waits until the runner has the group, then stops us as usual
+        with interrupts_deferred():
+            groups[i] = _submit_group(
+                store, exp, name, groups[i], specs[i], backend.name, own, again, out, trials
+            )
+            submitted.append(groups[i])
+    return _watch_all(store, [(groups[i], exps[i].wait) for i in backends], out)
+
+
+def interrupted(state_dir: Path, submitted: Sequence[str], out: TextIO) -> int:
+    """What a Ctrl+C during a launch leaves, said on ``out``: nothing submitted, or each submitted
+    group's jobs going on and the commands that watch and stop them. Returns 130."""
+    with contextlib.suppress(OSError):  # a terminal that hung up cannot be written to
+        if not submitted:
+            print("\nStopped before submitting: nothing was submitted.", file=out, flush=True)
+            return 130
+        from metta_exp.monitor.live import going_on_text
+
+        with JobStore.open(state_dir, readonly=True) as store:
+            print("\nStopped. " + going_on_text(store, submitted), file=out, flush=True)
+    return 130
+
+
+@contextlib.contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Hold Ctrl+C (SIGINT) and a hang-up (SIGHUP) for the duration, then deliver them as they would
+    have been. Only the main thread receives signals; elsewhere this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+
+    def hold(signum: int, frame: FrameType | None) -> None:
+        held.append(signum)
+
+    # a Python-level handler, not a blocked signal mask: a runner spawned meanwhile must not inherit a
+    # mask that blocks SIGHUP (exec resets handlers to their defaults, but keeps the mask)
+    previous = {sig: signal.signal(sig, hold) for sig in (signal.SIGINT, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for number in dict.fromkeys(held):
+            signal.raise_signal(number)
 
 
 def absolute_paths(exp: Experiment, cwd: Path | None = None) -> Experiment:
@@ -210,12 +275,14 @@ def _watch_all(store: JobStore, groups: list[tuple[str, bool]], out: TextIO) -> 
         if not wait:
             wait_until_submitted(store, group)
             print(f"Submitted. Watch: metta-exp job monitor {group}    List: metta-exp job list", file=out)
-    for group, wait in groups:
+    for i, (group, wait) in enumerate(groups):
         if wait:
             from metta_exp.monitor.live import watch
             from metta_exp.supervise import Healer
 
-            code = watch(store, group, out=out, heal=Healer(store, group))
+            # on Ctrl+C, what else goes on: the groups not waited for, and those not watched yet
+            others = [g for j, (g, w) in enumerate(groups) if not w or j > i]
+            code = watch(store, group, out=out, heal=Healer(store, group), also=others)
             if code == 130:
                 return code
             worst = max(worst, code)

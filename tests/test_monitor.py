@@ -531,7 +531,9 @@ def test_ctrl_c_stops_watching_and_leaves_the_jobs_running(state_dir: Path) -> N
         wait_for(lambda: "▶ a" in term.read(), what="a live frame")
         term.proc.send_signal(signal.SIGINT)
         assert term.wait() == 130
-        assert "Stopped watching; the jobs go on. Watch again: metta-exp job monitor stay" in term.read()
+        text = term.read()
+        assert "Stopped watching. Group stay: 1 job submitted; it goes on." in text
+        assert "metta-exp job monitor stay" in text and "metta-exp job kill stay" in text
         time.sleep(0.5)
         assert store.job("stay", "a").status == JobStatus.RUNNING
         assert store.group("stay").ended_at is None
