@@ -6,7 +6,6 @@ real metta-exp group on this machine (a detached runner, real job processes, a r
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from conftest import kill_everything
