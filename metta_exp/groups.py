@@ -22,7 +22,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, TextIO
+from typing import TYPE_CHECKING, BinaryIO, TextIO
 
 from metta_exp.config import Experiment
 from metta_exp.errors import NotFoundError, UsageError
@@ -30,6 +30,9 @@ from metta_exp.records import GroupRecord, GroupSummary, JobRecord
 from metta_exp.status import ACTIVE, JobStatus
 from metta_exp.store import DB_NAME, JobStore, default_state_dir
 from metta_exp.trials import TrialRecord
+
+if TYPE_CHECKING:
+    from metta_exp.history.listing import Listing
 
 RETRY_DRIVE_WAIT_S = 30.0
 
@@ -80,17 +83,47 @@ def launch(
     return Launched(names, code)
 
 
-def list_groups() -> list[GroupSummary]:
-    """Every group, newest first, with its counts by status; empty when there is no store yet."""
-    store = open_store(readonly=True)
-    return store.list_groups() if store is not None else []
+def list_groups(
+    patterns: str | Sequence[str] = (),
+    *,
+    status: str | Sequence[str] = (),
+    since: str | float | None = None,
+    until: str | float | None = None,
+    limit: int | None = None,
+) -> list[GroupSummary]:
+    """The groups, newest first, with their counts by status; empty when there is no store yet. Filters
+    as ``job list``'s: name globs (``"lr_*"``), statuses (a group with a job in one of them), created
+    ``since``/``until`` (``"7d"``, ``"2026-12-01"`` or a unix time); ``limit``: the newest N only."""
+    return listing(patterns, status=status, since=since, until=until, limit=limit, gpu_hours=False).groups
+
+
+def listing(
+    patterns: str | Sequence[str] = (),
+    *,
+    status: str | Sequence[str] = (),
+    since: str | float | None = None,
+    until: str | float | None = None,
+    limit: int | None = None,
+    gpu_hours: bool = True,
+) -> Listing:
+    """What ``job list`` shows: the newest ``limit`` groups the filters select (see :func:`list_groups`),
+    how many they select in all, and each shown group's GPU-hours."""
+    from metta_exp.history.listing import group_query, list_window
+
+    query = group_query(_strs(patterns), _strs(status), since, until)
+    return list_window(open_store(readonly=True), query, limit, gpu_hours)
+
+
+def _strs(value: str | Sequence[str]) -> list[str]:
+    return [value] if isinstance(value, str) else list(value)
 
 
 @dataclass(frozen=True)
 class GroupView:
     """One group as ``job show`` sees it: its record, its jobs, each job's progress (a fraction, None
-    when unknown or pending), whether a runner drives it, why its last runner stopped, and a search
-    group's trials in number order (none for other groups)."""
+    when unknown or pending), whether a runner drives it, why its last runner stopped, a search group's
+    trials in number order (none for other groups), and each run's GPU-hours (the GPUs it holds times the
+    time its attempts ran, queueing excluded)."""
 
     group: GroupRecord
     jobs: list[JobRecord]
@@ -98,6 +131,7 @@ class GroupView:
     driven: bool
     last_stop: str | None
     trials: list[TrialRecord] = field(default_factory=list)
+    gpu_hours: dict[str, float] = field(default_factory=dict)  # each run's, over all its attempts
 
     def trial_by_run(self) -> dict[str, TrialRecord]:
         """Each trial by the run it launched."""
@@ -116,7 +150,8 @@ def show(group: str) -> GroupView:
     driven = bool(record.ended_at) or owner_alive(record)
     stopped = [] if driven else store.events(group, kind="runner_stopped")
     last_stop = stopped[-1].detail.split(";")[0] if stopped and stopped[-1].detail else None
-    return GroupView(record, jobs, progress, driven, last_stop, trials_of(store, record))
+    hours = {run: seconds / 3600 for run, seconds in store.gpu_seconds(group).items()}
+    return GroupView(record, jobs, progress, driven, last_stop, trials_of(store, record), hours)
 
 
 def unattended() -> tuple[dict[str, GroupRecord], list[str]]:

@@ -138,7 +138,7 @@ def test_sighup_ends_watching_and_the_group_goes_on(state_dir: Path, terminal: b
         watcher.send_signal(signal.SIGHUP)
         assert watcher.wait(timeout=30) == 130
         if not terminal:
-            assert "Stopped watching; the jobs go on" in watcher.communicate()[0]
+            assert "Stopped watching. Group watched:" in watcher.communicate()[0]
     finally:
         kill_quietly(watcher.pid)
         if terminal:

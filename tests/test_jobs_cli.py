@@ -108,6 +108,10 @@ def test_list_and_show_json_follow_the_interface(state_dir: Path) -> None:
             "skipped": 0,
             "pruned": 0,
             "created_at": listed[0]["created_at"],
+            "ended_at": listed[0]["ended_at"],
+            "experiment": "test",
+            "backend": "local",
+            "gpu_hours": 0.0,  # no GPU
         }
     ]
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", listed[0]["created_at"])
@@ -127,6 +131,7 @@ def test_list_and_show_json_follow_the_interface(state_dir: Path) -> None:
         "depends_on",
         "reason",
         "trial",  # None: not a search's trial
+        "gpu_hours",
     ]
     assert [list(row) for row in shown] == [fields] * 3
     by_run = {row["run"]: row for row in shown}
@@ -145,6 +150,7 @@ def test_list_and_show_json_follow_the_interface(state_dir: Path) -> None:
         "depends_on": [],
         "reason": "exit code 3",
         "trial": None,
+        "gpu_hours": 0.0,
     }
     for row in shown:
         assert row["started_at"] <= row["ended_at"] and row["ended_at"].endswith("+00:00")

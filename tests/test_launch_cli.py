@@ -282,7 +282,8 @@ def test_ctrl_c_while_watching_stops_only_the_watching(state_dir: Path) -> None:
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
-    assert "the jobs go on" in out and "metta-exp job monitor interrupted" in out
+    assert "Group interrupted: 2 jobs submitted; they go on." in out
+    assert "metta-exp job monitor interrupted" in out and "metta-exp job kill interrupted" in out
     jobs = wait_group_end(state_dir, "interrupted")
     assert [j.status for j in jobs] == [JobStatus.SUCCEEDED] * 2
 

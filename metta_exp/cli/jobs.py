@@ -18,8 +18,9 @@ from collections.abc import Mapping, Sequence
 from metta_exp import groups
 from metta_exp.cli.tables import group_table, jobs_table, links_table
 from metta_exp.errors import UsageError
+from metta_exp.history.listing import DEFAULT_LIMIT, fmt_gpu_hours
 from metta_exp.paths import jupyter_command
-from metta_exp.records import JobRecord, iso
+from metta_exp.records import GroupSummary, JobRecord, iso
 from metta_exp.status import ACTIVE, ALL_STATUSES, JobStatus
 from metta_exp.store import DB_NAME, default_state_dir
 from metta_exp.text import plural
@@ -39,28 +40,64 @@ def print_json_array(rows: Sequence[Mapping[str, object]]) -> None:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    summaries = groups.list_groups()
+    shown = groups.listing(
+        args.patterns, status=args.status, since=args.since, until=args.until, limit=window(args)
+    )
+    filtered = bool(args.patterns or args.status or args.since or args.until)
     if args.json:
-        rows = [
-            {
-                "group": s.name,
-                "total": s.total,
-                **{st.value: s.counts[st.value] for st in ALL_STATUSES},
-                "created_at": iso(s.created_at),
-            }
-            for s in summaries
-        ]
-        print_json_array(rows)
+        print_json_array([group_json(s, shown.gpu_hours.get(s.name, 0.0)) for s in shown.groups])
+        if shown.hidden:
+            print(hidden_line(shown.hidden, "group", older=True), file=sys.stderr)
         return 0
-    if not summaries:
-        print(f"No groups yet in {default_state_dir()}. Launch one: metta-exp +experiment=NAME")
+    if not shown.groups:
+        if filtered:
+            print("No groups match.")
+        else:
+            print(f"No groups yet in {default_state_dir()}. Launch one: metta-exp +experiment=NAME")
         return 0
     open_groups, orphans = groups.unattended()
-    print(group_table(summaries, open_groups, time.time()))
+    print(group_table(shown.groups, open_groups, time.time(), gpu_hours=shown.gpu_hours))
+    if shown.hidden:
+        print(hidden_line(shown.hidden, "group", older=True))
+    total = sum(shown.gpu_hours.values())
+    if total > 0:
+        print(
+            f"GPU-hours: {fmt_gpu_hours(total)} in {'this group' if len(shown.groups) == 1 else 'these groups'}."
+        )
     for name in orphans:
         print(f"No runner drives {name}; its jobs run on unobserved. Resume it: metta-exp job resume {name}")
     print(store_line())
     return 0
+
+
+def window(args: argparse.Namespace) -> int | None:
+    """How many rows ``-n``/``--all`` ask for (None: all of them)."""
+    if args.all:
+        return None
+    if args.n < 1:
+        raise UsageError(f"-n must be 1 or more, got {args.n}")
+    return int(args.n)
+
+
+def hidden_line(hidden: int, noun: str, older: bool) -> str:
+    """``9,950 older groups not shown: --all shows every one, -n N the newest N.`` (``older``: the rows
+    are newest first, else ``more ... the first N``)."""
+    what = f"{hidden:,} {'older' if older else 'more'} {noun}{'' if hidden == 1 else 's'}"
+    return f"{what} not shown: --all shows every one, -n N the {'newest' if older else 'first'} N."
+
+
+def group_json(s: GroupSummary, gpu_hours: float) -> dict[str, object]:
+    """One group of ``job list --json``."""
+    return {
+        "group": s.name,
+        "total": s.total,
+        **{st.value: s.counts[st.value] for st in ALL_STATUSES},
+        "created_at": iso(s.created_at),
+        "ended_at": iso(s.ended_at),
+        "experiment": s.experiment,
+        "backend": s.backend,
+        "gpu_hours": gpu_hours,
+    }
 
 
 def store_line() -> str:
@@ -73,9 +110,15 @@ def cmd_show(args: argparse.Namespace) -> int:
     view = groups.show(args.group)
     if args.json:
         trials = view.trial_by_run()
-        print_json_array([job_json(j, view.progress[j.run], trials.get(j.run)) for j in view.jobs])
+        print_json_array(
+            [
+                job_json(j, view.progress[j.run], trials.get(j.run))
+                | {"gpu_hours": view.gpu_hours.get(j.run, 0.0)}
+                for j in view.jobs
+            ]
+        )
         return 0
-    print(jobs_table(view.group, view.jobs, view.progress, time.time(), view.trials))
+    print(jobs_table(view.group, view.jobs, view.progress, time.time(), view.trials, view.gpu_hours))
     print()
     print(links_table(view.jobs))
     if not view.driven:
@@ -257,7 +300,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 # --- the parser ------------------------------------------------------------------------------------------
 
 EXAMPLES = {
-    "list": "metta-exp job list\n  metta-exp job list --json | jq '.[] | select(.failed > 0) | .group'",
+    "list": "metta-exp job list\n  metta-exp job list 'lr_*' --status failed --since 7d\n"
+    "  metta-exp job list --all --json | jq '.[] | select(.failed > 0) | .group'",
     "show": "metta-exp job show lr_sweep\n  metta-exp job show lr_sweep --json",
     "monitor": "metta-exp job monitor lr_sweep\n  metta-exp job monitor lr_sweep --refresh 2.0 --no-logs",
     "kill": "metta-exp job kill lr_sweep           # shows what it will do and asks\n"
@@ -287,6 +331,31 @@ def _sub(
     )
 
 
+def add_group_filters(p: argparse.ArgumentParser, status_means: str, until: bool = True) -> None:
+    """``--status``, ``--since``, ``--until``: the filters every history command shares."""
+    p.add_argument(
+        "--status",
+        action="append",
+        default=[],
+        metavar="S",
+        help=f"only groups with {status_means} (repeat it, or S1,S2)",
+    )
+    p.add_argument(
+        "--since", metavar="T", help="created at T or later: 7d, 12h, 2026-12-01, 2026-12-01T14:30"
+    )
+    if until:
+        p.add_argument("--until", metavar="T", help="created before T (a date: until the end of that day)")
+
+
+def add_window(p: argparse.ArgumentParser, noun: str) -> None:
+    """``-n N`` / ``--all``: how many rows to show."""
+    window = p.add_mutually_exclusive_group()
+    window.add_argument(
+        "-n", type=int, default=DEFAULT_LIMIT, metavar="N", help=f"show {DEFAULT_LIMIT} {noun} unless told N"
+    )
+    window.add_argument("--all", action="store_true", help=f"show every {noun[:-1]} the filters select")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="metta-exp job",
@@ -302,11 +371,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = _sub(
         sub,
         "list",
-        "every group with its counts by status",
-        "Every group, newest first: counts by status, age, and whether a runner drives it.",
+        "the groups with their counts by status",
+        "The newest groups (50 unless -n N or --all): counts by status, GPU-hours, age, and whether a "
+        "runner\ndrives it. A line says how many older ones the filters also select.",
     )
+    p.add_argument("patterns", nargs="*", metavar="GLOB", help="group names or globs ('lr_*'): any of them")
+    add_group_filters(p, "a job in one of these statuses")
+    add_window(p, "groups")
     p.add_argument(
-        "--json", action="store_true", help="one JSON array of {group, total, <status counts>, created_at}"
+        "--json",
+        action="store_true",
+        help="one JSON array of {group, total, <status counts>, created_at, ended_at, experiment, "
+        "backend, gpu_hours} (the same rows)",
     )
     p.set_defaults(func=cmd_list)
 

@@ -10,6 +10,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 
+from metta_exp.history.listing import fmt_gpu_hours
 from metta_exp.records import GroupRecord, GroupSummary, JobRecord
 from metta_exp.search.text import search_line
 from metta_exp.status import ALL_STATUSES, TERMINAL, JobStatus
@@ -70,24 +71,29 @@ def group_table(
     open_groups: Mapping[str, GroupRecord],
     now: float,
     alive: Callable[[GroupRecord], bool] | None = None,
+    gpu_hours: Mapping[str, float] | None = None,
 ) -> str:
     """``job list``: one row per group, newest first as given. ``open_groups`` are the groups that have
-    not ended; ``alive`` tells whether a group's runner lives (default: ``supervise.owner_alive``)."""
+    not ended; ``alive`` tells whether a group's runner lives (default: ``supervise.owner_alive``);
+    ``gpu_hours`` by group: a GPU-H column when a listed group used a GPU."""
     if alive is None and open_groups:
         from metta_exp.supervise import owner_alive
 
         alive = owner_alive
     statuses = list_statuses(summaries)
-    headers = ["GROUP", "BACKEND", "TOTAL", *(s.value.upper() for s in statuses), "AGE", "STATE"]
+    hours = gpu_hours if gpu_hours and any(gpu_hours.values()) else None
+    headers = ["GROUP", "BACKEND", "TOTAL", *(s.value.upper() for s in statuses)]
+    headers += ["GPU-H"] * bool(hours) + ["AGE", "STATE"]
     rows = []
     for s in summaries:
         running = s.counts[JobStatus.RUNNING.value] + s.counts[JobStatus.LAUNCHING.value]
         by_status = [running if st == JobStatus.RUNNING else s.counts.get(st.value, 0) for st in statuses]
         state = group_state(open_groups.get(s.name), alive or (lambda g: False))
+        gpu = [fmt_gpu_hours(hours.get(s.name, 0.0))] if hours else []
         rows.append(
-            [s.name, s.backend, str(s.total), *map(str, by_status), fmt_age(now - s.created_at), state]
+            [s.name, s.backend, str(s.total), *map(str, by_status), *gpu, fmt_age(now - s.created_at), state]
         )
-    return table(headers, rows, right=tuple(range(2, 3 + len(statuses))))
+    return table(headers, rows, right=tuple(range(2, 3 + len(statuses) + bool(hours))))
 
 
 def list_statuses(summaries: Sequence[GroupSummary]) -> tuple[JobStatus, ...]:
@@ -104,9 +110,11 @@ def jobs_table(
     progress: Mapping[str, float | None],
     now: float,
     trials: Sequence[TrialRecord] = (),
+    gpu_hours: Mapping[str, float] | None = None,
 ) -> str:
     """``job show``: a line about the group (and, for a search, a line about its study: see
-    :func:`search_line`), then one row per job."""
+    :func:`search_line`), then one row per job. ``gpu_hours`` by run: the group's total on the first
+    line and a GPU-H column, when a run used a GPU."""
     counts = Counter(j.status for j in jobs)
     by = ", ".join(f"{counts[s]} {s.value}" for s in ALL_STATUSES if counts[s])
     when = f"created {fmt_time(group.created_at, now)}"
@@ -115,6 +123,9 @@ def jobs_table(
     elif group.cancel_requested:
         when += ", being killed"
     head = f"Group {group.name} · {group.experiment} on {group.backend} · {when} · {len(jobs)} jobs: {by}"
+    hours = gpu_hours if gpu_hours and any(gpu_hours.values()) else None
+    if hours:
+        head += f" · {fmt_gpu_hours(sum(hours.values()))} GPU-hours"
     rows = []
     today = time.localtime(now)
     text = {s: s.value for s in JobStatus}  # Enum.value is a descriptor: slow over 10,000 rows
@@ -131,14 +142,28 @@ def jobs_table(
                 fmt_time(j.started_at, now, today),
                 took,
                 "-" if p is None else f"{p:.0%}",
+                *([fmt_gpu_hours(hours.get(j.run, 0.0))] if hours else []),
                 ", ".join(j.depends_on) or "-",
                 j.reason or "-",
             ]
         )
-    headers = ["RUN", "STATUS", "ATTEMPTS", "EXIT", "STARTED", "TIME", "PROGRESS", "DEPENDS ON", "REASON"]
+    headers = [
+        "RUN",
+        "STATUS",
+        "ATTEMPTS",
+        "EXIT",
+        "STARTED",
+        "TIME",
+        "PROGRESS",
+        "GPU-H",
+        "DEPENDS ON",
+        "REASON",
+    ]
+    if not hours:
+        headers.remove("GPU-H")
     if group.search_space is not None:
         head += "\n" + search_line(group, trials)
-    return head + "\n" + table(headers, rows, right=(2, 3, 5, 6))
+    return head + "\n" + table(headers, rows, right=(2, 3, 5, 6, 7) if hours else (2, 3, 5, 6))
 
 
 def links_table(jobs: Sequence[JobRecord]) -> str:

@@ -15,7 +15,7 @@ import contextlib
 import re
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, TextIO
 
 from metta_exp.logs.tail import LogReader, explain_failure, read_progress, read_tail
@@ -23,10 +23,10 @@ from metta_exp.monitor.view import Frame, Gpus, fmt_count, render_monitor, summa
 from metta_exp.search.text import search_line
 from metta_exp.status import JobStatus
 from metta_exp.supervise import exit_code, owner_alive
-from metta_exp.text import fmt_duration
+from metta_exp.text import fmt_duration, plural
 
 if TYPE_CHECKING:
-    from metta_exp.records import EventRecord, JobRecord
+    from metta_exp.records import EventRecord, GroupRecord, JobRecord
     from metta_exp.store import JobStore
 
 __all__ = ["event_line", "print_summary", "read_frame", "watch"]
@@ -70,11 +70,13 @@ def watch(
     show_logs: bool = True,
     *,
     heal: Callable[[], None],
+    also: Sequence[str] = (),
 ) -> int:
     """Show the group until it ends; returns 0 when every job succeeded, 1 otherwise, 130 on Ctrl+C.
 
     ``heal`` is called on every refresh: "heal this group" (``supervise.Healer`` starts a runner when
-    nobody drives it; pass ``lambda: None`` to only watch)."""
+    nobody drives it; pass ``lambda: None`` to only watch). On Ctrl+C the line names what goes on: this
+    group, and the groups ``also`` submitted with it."""
     out = out or sys.stdout
     if store.group(group_name).ended_at is not None:  # nothing will change: the summary says it all
         return print_summary(store, group_name, out)
@@ -85,13 +87,47 @@ def watch(
             _watch_lines(store, group_name, out, refresh, heal)
     except KeyboardInterrupt:
         with contextlib.suppress(OSError):  # a terminal that hung up cannot be written to
-            print(
-                f"\nStopped watching; the jobs go on. Watch again: metta-exp job monitor {group_name}",
-                file=out,
-                flush=True,
-            )
+            print("\nStopped watching. " + going_on_text(store, [group_name, *also]), file=out, flush=True)
         return 130
     return print_summary(store, group_name, out)
+
+
+def going_on_text(store: JobStore, groups: Sequence[str]) -> str:
+    """What goes on after Ctrl+C, one group after another: how many jobs were submitted and how many go
+    on, then the commands that watch and stop them, as printed (``uv run `` in front where needed)."""
+    import shlex
+
+    from metta_exp.paths import command_prefix
+
+    lines = []
+    for name in groups:
+        group, jobs = store.group(name), store.jobs(name)
+        going = sum(1 for j in jobs if not j.status.is_terminal())
+        quoted, prefix = shlex.quote(name), command_prefix()
+        kind = "Search" if group.search_space is not None else "Group"
+        lines += [
+            f"{kind} {name}: {submitted_text(group, len(jobs), going)}.",
+            f"  Watch again: {prefix}metta-exp job monitor {quoted}",
+        ]
+        if group.ended_at is None:
+            lines.append(f"  Stop them:   {prefix}metta-exp job kill {quoted}")
+    return "\n".join(lines)
+
+
+def submitted_text(group: GroupRecord, total: int, going: int) -> str:
+    """``3 jobs submitted; they go on``, ``3 jobs submitted; 1 goes on, 2 ended``; for a search, its size
+    and the trials asked so far (``14 trials, 2 at once; 2 submitted so far, they go on``)."""
+    if group.search_space is not None:
+        search = group.exp.search
+        size = f"{plural(search.n_trials, 'trial')}, {search.trials_at_once(group.exp.max_parallel)} at once"
+        return f"{size}; {total} submitted so far, {going} going on"
+    if going == total:
+        return f"{plural(total, 'job')} submitted; {'it goes' if total == 1 else 'they go'} on"
+    if going == 0:
+        return f"{plural(total, 'job')} submitted, all ended" + (
+            "" if group.ended_at else "; its runner finishes"
+        )
+    return f"{plural(total, 'job')} submitted; {going} {'goes' if going == 1 else 'go'} on, {total - going} ended"
 
 
 def _watch_live(

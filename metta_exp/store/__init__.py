@@ -12,17 +12,27 @@ from pathlib import Path
 
 from metta_exp.paths import DB_NAME, default_state_dir
 from metta_exp.store.groups import GroupExistsError
+from metta_exp.store.history import GroupQuery, History, RunRecord
 from metta_exp.store.schema import MIGRATIONS
 from metta_exp.store.trials import Trials
 
-__all__ = ["DB_NAME", "MIGRATIONS", "GroupExistsError", "JobStore", "default_state_dir"]
+__all__ = [
+    "DB_NAME",
+    "MIGRATIONS",
+    "GroupExistsError",
+    "GroupQuery",
+    "JobStore",
+    "RunRecord",
+    "default_state_dir",
+]
 
 
-class JobStore(Trials):
+class JobStore(Trials, History):
     """A connection to the store file. Cheap to open; one per process and thread.
 
     Its methods come in families, a module each: the file, transactions and migrations (``db``), jobs
-    and attempts (``jobs``), groups (``groups``) and a search's trials (``trials``).
+    and attempts (``jobs``), groups (``groups``), a search's trials (``trials``) and the history across groups
+    (``history``: finding groups, every run as a row, GPU-seconds, removing groups).
     """
 
     @classmethod

@@ -105,9 +105,23 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    (
+        # History across groups (``job list`` filters, ``job runs``, ``job rm``): each attempt's final value
+        # of every tracked metric (a JSON object), kept when it ends so that ``job runs`` over thousands
+        # of runs opens no file. Indexes on the two foreign keys that had none, so that deleting a
+        # group's jobs (``job rm``) checks ``deps`` and ``trials`` by index instead of scanning them once
+        # per job; and on the open groups, which every runner and ``job list`` look up.
+        "0005_history",
+        """
+        ALTER TABLE attempts ADD COLUMN final_metrics TEXT;
+        CREATE INDEX deps_depends_on ON deps (depends_on);
+        CREATE INDEX trials_job ON trials (job_id);
+        CREATE INDEX groups_open ON groups (created_at) WHERE ended_at IS NULL;
+        """,
+    ),
 ]
 
 #: Migrations a reader can do without: it reads a store that lacks them all the same (slower: without the
 #: indexes, or reading every ended job's log for its progress; without trials: it holds no search), until
-#: the next writer applies them.
-READABLE_WITHOUT = frozenset({"0002_jobs_by_group", "0003_final_progress", "0004_trials"})
+#: the next writer applies them. Without ``0005_history`` it reads the final metric values from the runs' files.
+READABLE_WITHOUT = frozenset({"0002_jobs_by_group", "0003_final_progress", "0004_trials", "0005_history"})
