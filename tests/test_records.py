@@ -125,7 +125,9 @@ def test_derived_paths() -> None:
     assert paths.runner_log(state, "g") == Path("/s/runs/g/runner.log")
     assert run.log(2) == Path("/s/runs/g/r/attempt-2.log")
     assert run.attempt(2) == paths.AttemptFiles(
-        Path("/s/runs/g/r/attempt-2.log"), Path("/s/runs/g/r/attempt-2.pid"), Path("/s/runs/g/r/attempt-2.exit")
+        Path("/s/runs/g/r/attempt-2.log"),
+        Path("/s/runs/g/r/attempt-2.pid"),
+        Path("/s/runs/g/r/attempt-2.exit"),
     )
     assert paths.AttemptFiles.of("/s/runs/g/r/attempt-2.log") == run.attempt(2)
     assert run.run_json == Path("/s/runs/g/r/run.json")

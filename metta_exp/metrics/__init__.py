@@ -48,7 +48,7 @@ from metta_exp.config import DEFAULT_METRICS, REWARD, SPS
 from metta_exp.metrics.local import Points, read_metrics_file
 from metta_exp.metrics.wandb import X_AXES, WandbApis, fetch_wandb_run
 from metta_exp.paths import RUNS_DIR, RunDir
-from metta_exp.records import JobRecord
+from metta_exp.records import GroupRecord, JobRecord
 from metta_exp.runs.state import read_run_state
 from metta_exp.runs.wandb import attempt_mode, job_wandb, run_wandb_path, wandb_mode, wandb_path_from_url
 
@@ -65,6 +65,7 @@ __all__ = [
     "run_wandb_path",
     "style_summary",
     "summary_table",
+    "tracked_metrics",
     "wandb_path_from_url",
 ]
 
@@ -85,6 +86,15 @@ class RunSource:
     problem: str | None = None
     wandb_base_url: str | None = None  # the W&B server the run used (its WANDB_BASE_URL); None: the default
     attempt: int | None = None  # the attempt whose run.json tells about its W&B run (None: the latest)
+
+
+def tracked_metrics(group: GroupRecord) -> list[str]:
+    """The metrics ``group`` tracks: its ``metrics_to_track`` (default: reward and SPS), then a search's
+    objective when it is not one of them."""
+    metrics = [str(m) for m in group.exp.metrics_to_track or DEFAULT_METRICS]
+    if group.search_space is not None and group.exp.search.objective not in metrics:
+        metrics.append(group.exp.search.objective)
+    return metrics
 
 
 # ---------------------------------------------------------------------------------------------------
