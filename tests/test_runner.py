@@ -17,6 +17,7 @@ from conftest import PY, wait_for, wait_group_end
 from metta_exp.backends.local import LocalBackend
 from metta_exp.config import Experiment
 from metta_exp.errors import BackendError
+from metta_exp.records import GroupConfig
 from metta_exp.status import JobStatus
 from metta_exp.store import JobStore
 from metta_exp.submit import launch_experiment
@@ -217,9 +218,7 @@ def test_claimed_but_never_submitted_job_is_launched_by_the_next_runner(state_di
     exp = experiment(["only"])
     with JobStore.open(state_dir) as store:
         specs = resolve(exp, "crashed", state_dir)
-        store.create_group(
-            "crashed", "test", "local", exp.to_dict() | {"extra_args": []}, [s.to_dict() for s in specs]
-        )
+        store.create_group("crashed", "test", "local", GroupConfig(exp), specs)
         assert store.acquire_lease("crashed", "host:1:dead", ttl=0.2, pid=2**22 + 1)
         assert (
             store.claim("crashed", "only", "host:1:dead", (), str(Path(specs[0].run_dir) / "attempt-1.log"))
@@ -263,9 +262,7 @@ def test_runner_carries_on_through_backend_errors(state_dir: Path) -> None:
     exp = experiment(["x", "y"], args=["sleep=0.3"])
     with JobStore.open(state_dir) as store:
         specs = resolve(exp, "flaky", state_dir)
-        store.create_group(
-            "flaky", "test", "local", exp.to_dict() | {"extra_args": []}, [s.to_dict() for s in specs]
-        )
+        store.create_group("flaky", "test", "local", GroupConfig(exp), specs)
         assert Runner(store, "flaky", FlakyBackend(3), tick=0.05).drive() == 0
         errors = [e for e in store.events("flaky") if e.kind == "runner_error"]
         assert [j.status for j in store.jobs("flaky")] == [JobStatus.SUCCEEDED] * 2
@@ -330,9 +327,7 @@ def test_watching_heals_only_through_the_callable_it_is_given(state_dir: Path) -
     exp = experiment(["only"])
     with JobStore.open(state_dir) as store:
         specs = resolve(exp, "undriven", state_dir)
-        store.create_group(
-            "undriven", "test", "local", exp.to_dict() | {"extra_args": []}, [s.to_dict() for s in specs]
-        )
+        store.create_group("undriven", "test", "local", GroupConfig(exp), specs)
     calls: list[float] = []
 
     def count_then_stop() -> None:

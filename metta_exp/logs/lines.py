@@ -16,6 +16,7 @@ from typing import TypeVar
 PROGRESS_PREFIX = "[metta-exp] progress "
 CHECKPOINT_PREFIX = "[metta-exp] checkpoint path="
 WANDB_PREFIX = "[metta-exp] wandb "
+RETURN_PREFIX = "[metta-exp] return value="  # a Hydra task's numeric return value (a search's objective)
 _WANDB_KEYS = ("url", "entity", "project", "id")
 
 
@@ -105,6 +106,23 @@ def last_progress(text: str) -> Progress | None:
     this on every job's log tail, every refresh.
     """
     return _last_marked(text, PROGRESS_PREFIX, parse_progress_line)
+
+
+def format_return_line(value: float) -> str:
+    """``[metta-exp] return value=<float>``: what a Hydra task function returned, exactly (``repr``)."""
+    return f"{RETURN_PREFIX}{float(value)!r}"
+
+
+def last_return_value(text: str) -> float | None:
+    """The value of the last ``[metta-exp] return value=...`` line in ``text``, or None."""
+    return _last_marked(text, RETURN_PREFIX, _parse_return_line)
+
+
+def _parse_return_line(line: str) -> float | None:
+    start = line.find(RETURN_PREFIX)
+    if start < 0:
+        return None
+    return _parse_float(line[start + len(RETURN_PREFIX) :].strip())
 
 
 def format_checkpoint_line(path: str | os.PathLike[str]) -> str:

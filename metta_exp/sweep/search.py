@@ -59,7 +59,7 @@ def launch_search(
         print_search(space, base, first)
     from metta_exp.submit import launch_experiment
 
-    return launch_experiment(exp, name=name, extra_config={"search_space": space.to_dict()}, trials=trials)
+    return launch_experiment(exp, name=name, search_space=space, trials=trials)
 
 
 def print_search(space: SearchSpace, exp: Experiment, first: int, out: TextIO | None = None) -> None:
