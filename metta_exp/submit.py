@@ -310,7 +310,7 @@ def _submit_group(
         group, specs = first_free_name(generated_group_name(name), lambda g: (g, create(g)))
     ensure_driver(store, group, cwd=Path.cwd())
     size = plural(len(specs), "job") + " on"
-    if "search_space" in config:  # its first trials are its first jobs; the line says the study's size
+    if config.search_space is not None:  # its first trials are its first jobs; the line says the study's size
         size = search_size(store.group(group)) + ", on"
     print(f"Group {group}: {size} {backend}, state in {store.state_dir}", file=out)
     return group
