@@ -8,6 +8,7 @@ from pathlib import Path
 from conftest import run_cli
 
 from metta_exp.config import Experiment
+from metta_exp.records import GroupConfig
 from metta_exp.resolve import resolve
 from metta_exp.status import JobStatus
 from metta_exp.store import JobStore
@@ -18,8 +19,8 @@ def recorded_group(state_dir: Path, name: str, runs: list[str]) -> JobStore:
     exp = Experiment(command=["true"], runs=runs, gpus=0, remote=False, generate_notebook=False)
     specs = resolve(exp, name, state_dir, (), environ={}, instance="i")
     store = JobStore.open(state_dir)
-    config = exp.to_dict() | {"extra_args": [], "launch_dir": str(state_dir.parent), "instance": "i"}
-    store.create_group(name, "x", "local", config, [s.to_dict() for s in specs])
+    config = GroupConfig(exp, launch_dir=str(state_dir.parent), instance="i")
+    store.create_group(name, "x", "local", config, specs)
     return store
 
 
