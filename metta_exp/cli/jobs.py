@@ -10,33 +10,32 @@ when it runs), and rich only for the live monitor.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 from metta_exp import groups
-from metta_exp.cli.tables import group_table, jobs_table, links_table, runs_table
+from metta_exp.cli.tables import (
+    fmt_gpu_hours,
+    group_json,
+    group_table,
+    hidden_line,
+    job_json,
+    jobs_table,
+    json_array,
+    kill_plan_text,
+    links_table,
+    log_missing_line,
+    notebook_lines,
+    runs_csv,
+    runs_json,
+    runs_table,
+    store_line,
+)
 from metta_exp.errors import UsageError
-from metta_exp.history.listing import DEFAULT_LIMIT, fmt_gpu_hours
-from metta_exp.paths import jupyter_command
-from metta_exp.records import GroupSummary, JobRecord, iso
-from metta_exp.status import ACTIVE, ALL_STATUSES, JobStatus
-from metta_exp.store import DB_NAME, default_state_dir
 from metta_exp.text import plural
-from metta_exp.trials import TrialRecord
 
-
-def print_json_array(rows: Sequence[Mapping[str, object]]) -> None:
-    """One JSON array, one object per line (readable, and fast: the C encoder does the work)."""
-    if not rows:
-        print("[]")
-        return
-    encode = json.JSONEncoder(check_circular=False).encode  # flat rows: no cycle to look for
-    print("[\n" + ",\n".join(map(encode, rows)) + "\n]")
-
-
-# --- list, show -------------------------------------------------------------------------------------
+# --- list, runs, show -----------------------------------------------------------------------------------
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -45,7 +44,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     )
     filtered = bool(args.patterns or args.status or args.since or args.until)
     if args.json:
-        print_json_array([group_json(s, shown.gpu_hours.get(s.name, 0.0)) for s in shown.groups])
+        print(json_array([group_json(s, shown.gpu_hours.get(s.name, 0.0)) for s in shown.groups]))
         if shown.hidden:
             print(hidden_line(shown.hidden, "group", older=True), file=sys.stderr)
         return 0
@@ -53,7 +52,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         if filtered:
             print("No groups match.")
         else:
-            print(f"No groups yet in {default_state_dir()}. Launch one: metta-exp +experiment=NAME")
+            print(f"No groups yet in {groups.store_path().parent}. Launch one: metta-exp +experiment=NAME")
         return 0
     open_groups, orphans = groups.unattended()
     print(group_table(shown.groups, open_groups, time.time(), gpu_hours=shown.gpu_hours))
@@ -66,7 +65,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         )
     for name in orphans:
         print(f"No runner drives {name}; its jobs run on unobserved. Resume it: metta-exp job resume {name}")
-    print(store_line())
+    print(store_line(groups.store_path()))
     return 0
 
 
@@ -77,27 +76,6 @@ def window(args: argparse.Namespace) -> int | None:
     if args.n < 1:
         raise UsageError(f"-n must be 1 or more, got {args.n}")
     return int(args.n)
-
-
-def hidden_line(hidden: int, noun: str, older: bool) -> str:
-    """``9,950 older groups not shown: --all shows every one, -n N the newest N.`` (``older``: the rows
-    are newest first, else ``more ... the first N``)."""
-    what = f"{hidden:,} {'older' if older else 'more'} {noun}{'' if hidden == 1 else 's'}"
-    return f"{what} not shown: --all shows every one, -n N the {'newest' if older else 'first'} N."
-
-
-def group_json(s: GroupSummary, gpu_hours: float) -> dict[str, object]:
-    """One group of ``job list --json``."""
-    return {
-        "group": s.name,
-        "total": s.total,
-        **{st.value: s.counts[st.value] for st in ALL_STATUSES},
-        "created_at": iso(s.created_at),
-        "ended_at": iso(s.ended_at),
-        "experiment": s.experiment,
-        "backend": s.backend,
-        "gpu_hours": gpu_hours,
-    }
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
@@ -113,10 +91,8 @@ def cmd_runs(args: argparse.Namespace) -> int:
     )
     hidden = hidden_line(found.hidden, "run", older=False) if found.hidden else None
     if args.json or args.csv:
-        from metta_exp.history.runs import runs_csv, runs_json
-
         if args.json:
-            print_json_array(runs_json(found))
+            print(json_array(runs_json(found)))
         else:
             sys.stdout.write(runs_csv(found))
         if hidden:
@@ -129,7 +105,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
     print(text)
     for line in [*([hidden] if hidden else []), *notes]:
         print(line)
-    print(store_line())
+    print(store_line(groups.store_path()))
     return 0
 
 
@@ -144,23 +120,16 @@ def terminal_width() -> int | None:
     return os.get_terminal_size(sys.stdout.fileno()).columns if sys.stdout.isatty() else None
 
 
-def store_line() -> str:
-    """``store: PATH`` (``(none yet)`` when there is none): which store a command read."""
-    path = default_state_dir() / DB_NAME
-    return f"store: {path}" + ("" if path.exists() else " (none yet)")
-
-
 def cmd_show(args: argparse.Namespace) -> int:
     view = groups.show(args.group)
     if args.json:
         trials = view.trial_by_run()
-        print_json_array(
-            [
-                job_json(j, view.progress[j.run], trials.get(j.run))
-                | {"gpu_hours": view.gpu_hours.get(j.run, 0.0)}
-                for j in view.jobs
-            ]
-        )
+        rows = [
+            job_json(j, view.progress[j.run], trials.get(j.run))
+            | {"gpu_hours": view.gpu_hours.get(j.run, 0.0)}
+            for j in view.jobs
+        ]
+        print(json_array(rows))
         return 0
     print(jobs_table(view.group, view.jobs, view.progress, time.time(), view.trials, view.gpu_hours))
     print()
@@ -168,72 +137,41 @@ def cmd_show(args: argparse.Namespace) -> int:
     if not view.driven:
         why = f" (last: {view.last_stop})" if view.last_stop else ""
         print(f"\nNo runner drives {args.group}{why}. Resume it: metta-exp job resume {args.group}")
-    print(store_line())
+    print(store_line(groups.store_path()))
     return 0
-
-
-def job_json(j: JobRecord, progress: float | None, trial: TrialRecord | None = None) -> dict[str, object]:
-    """One job of ``job show --json``; ``trial``: the search trial the job runs (None: not a search's)."""
-    return {
-        "group": j.group,
-        "run": j.run,
-        "status": j.status.value,
-        "attempts": j.attempts,
-        "exit_code": j.exit_code,
-        "started_at": iso(j.started_at),
-        "ended_at": iso(j.ended_at),
-        "progress": progress,
-        "wandb_url": j.wandb_url,
-        "log_path": j.log_path,
-        "depends_on": list(j.depends_on),
-        "reason": j.reason,
-        "trial": None if trial is None else trial_json(trial),
-    }
-
-
-def trial_json(t: TrialRecord) -> dict[str, object]:
-    """A search trial in ``job show --json``: its number, state (running, complete, pruned, failed),
-    objective value (None unless complete), parameters by config key, and why it was pruned or failed."""
-    return {
-        "number": t.number,
-        "state": t.state.value,
-        "value": t.value,
-        "params": dict(t.params),
-        "reason": t.reason,
-    }
 
 
 # --- monitor, logs ------------------------------------------------------------------------------------
 
 
 def cmd_monitor(args: argparse.Namespace) -> int:
-    from metta_exp.monitor.live import watch
-    from metta_exp.supervise import Healer
-
-    if args.refresh <= 0:
-        raise UsageError(f"--refresh must be a positive number of seconds, got {args.refresh:g}")
-    store = groups.store_for(args.group, readonly=True)  # watching reads; its healer opens a writer if needed
-    return watch(
-        store, args.group, refresh=args.refresh, show_logs=not args.no_logs, heal=Healer(store, args.group)
-    )
+    return groups.watch(args.group, refresh=args.refresh, show_logs=not args.no_logs)
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
-    groups.store_for(args.group, readonly=True)  # an unknown group before a bad --tail
-    if args.tail is not None and args.tail < 0:
-        raise UsageError(f"--tail must be 0 or more lines, got {args.tail}")
-    return groups.logs(
-        args.group, args.run, args.attempt, args.tail, sys.stdout.buffer, sys.stderr, args.follow
-    )
+    out, err = sys.stdout.buffer, sys.stderr
+    if not args.follow:
+        found = groups.log(args.group, args.run, args.attempt, args.tail)
+        if not found.exists:
+            print(log_missing_line(found), file=err)
+        for data in found.chunks():
+            out.write(data)
+        out.flush()
+        return 0
+    for event in groups.follow_log(args.group, args.run, args.attempt, args.tail):
+        if event.kind == "bytes":
+            out.write(event.data)
+            out.flush()
+        elif event.kind == "attempt":
+            print(f"--- {args.run}: attempt {event.attempt} ({event.path})", file=err, flush=True)
+        elif event.kind == "waiting":
+            print(f"--- waiting for {args.run} to start ({event.status.value})", file=err, flush=True)
+        else:
+            return 0 if event.succeeded else 1
+    return 1
 
 
 # --- kill, retry, resume, notebook -----------------------------------------------------------------------
-
-
-def _names(jobs: Sequence[JobRecord], limit: int = 8) -> str:
-    runs = [j.run for j in jobs]
-    more = f", … ({len(runs) - limit} more)" if len(runs) > limit else ""
-    return ", ".join(runs[:limit]) + more
 
 
 def confirm(question: str) -> bool:
@@ -249,37 +187,23 @@ def confirm(question: str) -> bool:
     return answer.strip().lower() in ("y", "yes")
 
 
-def kill_plan_text(plan: groups.KillPlan) -> str:
-    """``Kill GROUP: end 3 running jobs (a, b, c); cancel 1 pending job (d); ...``"""
-    parts = []
-    if plan.active:
-        parts.append(f"end {plural(len(plan.active), 'running job')} ({_names(plan.active)})")
-    if plan.pending:
-        parts.append(f"cancel {plural(len(plan.pending), 'pending job')} ({_names(plan.pending)})")
-    if plan.stray:
-        what = plural(len(plan.stray), "ended job")
-        parts.append(f"end the leftover processes of {what} ({_names(plan.stray)})")
-    if plan.ended:
-        parts.append(
-            f"leave {plural(plan.ended, 'ended job')} as {'it is' if plan.ended == 1 else 'they are'}"
-        )
-    return f"Kill {plan.group}: " + "; ".join(parts) + "."
-
-
 def cmd_kill(args: argparse.Namespace) -> int:
-    groups.store_for(args.group)  # the writer's store: an error now if it cannot be written
-    plan = groups.kill_plan(args.group)
-    if plan.empty:
-        print(f"Nothing to kill in {args.group}: no job is running or pending ({plan.ended} ended).")
+    def ask(plan: groups.KillPlan) -> bool:
+        print(kill_plan_text(plan))
+        if not args.force and not confirm("Kill them?"):
+            return False
+        if plan.active or plan.stray:
+            more = f" and what {plural(len(plan.stray), 'ended job')} left running" if plan.stray else ""
+            print(f"Ending {plural(len(plan.active), 'job')}{more}…", flush=True)
+        return True
+
+    done = groups.kill(args.group, confirm=ask)  # one store: its plan, the question, the kill
+    if done.plan is not None and done.plan.empty:
+        print(f"Nothing to kill in {args.group}: no job is running or pending ({done.plan.ended} ended).")
         return 0
-    print(kill_plan_text(plan))
-    if not args.force and not confirm("Kill them?"):
+    if not done.killed:
         print("Nothing killed.")
         return 1
-    if plan.active or plan.stray:
-        more = f" and what {plural(len(plan.stray), 'ended job')} left running" if plan.stray else ""
-        print(f"Ending {plural(len(plan.active), 'job')}{more}…", flush=True)
-    done = groups.kill(args.group, plan)
     left = done.succeeded + done.failed
     print(
         f"Killed {args.group}: {done.cancelled} cancelled; {plural(left, 'job')} left as "
@@ -289,16 +213,12 @@ def cmd_kill(args: argparse.Namespace) -> int:
 
 
 def cmd_retry(args: argparse.Namespace) -> int:
-    from metta_exp.monitor.live import watch
-    from metta_exp.supervise import Healer
-
-    store = groups.store_for(args.group)
     requeued = groups.retry(args.group)
     if not requeued:
-        active = sum(1 for j in store.jobs(args.group) if j.status in ACTIVE or j.status == JobStatus.PENDING)
+        going = sum(1 for j in groups.show(args.group).jobs if not j.status.is_terminal())
         print(
             f"Nothing to retry in {args.group}: no failed, cancelled or skipped run"
-            + (f" ({active} still pending or running)." if active else " (every run succeeded).")
+            + (f" ({going} still pending or running)." if going else " (every run succeeded).")
         )
         return 0
     listed = ", ".join(f"{r} ({status.value})" for r, status in requeued)
@@ -307,33 +227,28 @@ def cmd_retry(args: argparse.Namespace) -> int:
     if args.no_wait:
         print(f"Watch: metta-exp job monitor {args.group}")
         return 0
-    return watch(store, args.group, heal=Healer(store, args.group))
+    return groups.watch(args.group)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from metta_exp.monitor.live import watch
-    from metta_exp.supervise import Healer
-
-    store = groups.store_for(args.group)
     started = groups.resume(args.group)
-    if store.group(args.group).ended_at:
+    if groups.record(args.group).ended_at:
         print(f"{args.group} has ended; nothing to drive.")
     else:
         print(f"{'Started a runner for' if started else 'A runner already drives'} {args.group}.")
-    return watch(store, args.group, heal=Healer(store, args.group)) if not args.no_wait else 0
+    return groups.watch(args.group) if not args.no_wait else 0
 
 
 def cmd_notebook(args: argparse.Namespace) -> int:
-    written = groups.notebook(args.group, args.output)
-    print(f"Notebook: {written}")
-    print(f"Open it in Jupyter: {jupyter_command(written.absolute())}")
+    for line in notebook_lines(groups.notebook(args.group, args.output)):
+        print(line)
     return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     import webbrowser
 
-    groups.store_for(args.group)
+    groups.record(args.group)  # an unknown group before the line that says it runs
     print(f"Running the notebook of {args.group}…", file=sys.stderr, flush=True)
     written = groups.report(args.group, args.output)
     print(f"Report: {written}")
@@ -410,7 +325,11 @@ def add_window(p: argparse.ArgumentParser, noun: str) -> None:
     """``-n N`` / ``--all``: how many rows to show."""
     window = p.add_mutually_exclusive_group()
     window.add_argument(
-        "-n", type=int, default=DEFAULT_LIMIT, metavar="N", help=f"show {DEFAULT_LIMIT} {noun} unless told N"
+        "-n",
+        type=int,
+        default=groups.DEFAULT_LIMIT,
+        metavar="N",
+        help=f"show {groups.DEFAULT_LIMIT} {noun} unless told N",
     )
     window.add_argument("--all", action="store_true", help=f"show every {noun[:-1]} the filters select")
 
@@ -589,5 +508,5 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str]) -> int:
     args = build_parser().parse_args(list(argv))
     if args.where is True or (isinstance(args.where, list) and None in args.where):
-        print(store_line(), file=sys.stderr, flush=True)
+        print(store_line(groups.store_path()), file=sys.stderr, flush=True)
     return int(args.func(args))
