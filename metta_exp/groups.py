@@ -32,7 +32,10 @@ from metta_exp.store import DB_NAME, JobStore, default_state_dir
 from metta_exp.trials import TrialRecord
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from metta_exp.history.listing import Listing
+    from metta_exp.history.runs import Runs
 
 RETRY_DRIVE_WAIT_S = 30.0
 
@@ -112,6 +115,57 @@ def listing(
 
     query = group_query(_strs(patterns), _strs(status), since, until)
     return list_window(open_store(readonly=True), query, limit, gpu_hours)
+
+
+def runs(
+    patterns: str | Sequence[str] = (),
+    *,
+    status: str | Sequence[str] = (),
+    since: str | float | None = None,
+    until: str | float | None = None,
+    where: str | Sequence[str] = (),
+    sort: str | None = None,
+    reverse: bool = False,
+    limit: int | None = None,
+) -> pd.DataFrame:
+    """Every run across groups as one DataFrame, as ``job runs`` lists them: ``group, run, status,
+    attempts, started_at, ended_at, duration_s, gpus, gpu_hours, steps``, a column per tracked metric
+    (its final value) and one per override key (typed values). Filters as ``job runs``'s: group names or
+    globs, the runs' ``status``, groups created ``since``/``until``, ``where`` conditions
+    (``"trainer.learning_rate>=0.01"``, ``"run~high_*"``), ``sort`` by a column, metric or override
+    (numbers largest first; ``reverse``), ``limit`` rows (None: all)."""
+    from metta_exp.history.runs import runs_frame
+
+    return runs_frame(
+        run_rows(
+            patterns,
+            status=status,
+            since=since,
+            until=until,
+            where=where,
+            sort=sort,
+            reverse=reverse,
+            limit=limit,
+        )
+    )
+
+
+def run_rows(
+    patterns: str | Sequence[str] = (),
+    *,
+    status: str | Sequence[str] = (),
+    since: str | float | None = None,
+    until: str | float | None = None,
+    where: str | Sequence[str] = (),
+    sort: str | None = None,
+    reverse: bool = False,
+    limit: int | None = None,
+) -> Runs:
+    """:func:`runs` as typed rows (no pandas), with how many runs the filters select in all."""
+    from metta_exp.history.runs import RunsQuery, find_runs
+
+    query = RunsQuery.parse(_strs(patterns), _strs(status), since, until, _strs(where), sort, reverse, limit)
+    return find_runs(open_store(readonly=True), query)
 
 
 def _strs(value: str | Sequence[str]) -> list[str]:

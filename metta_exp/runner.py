@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from metta_exp.backends.base import Backend, Launch, Observation
-from metta_exp.logs.tail import LogMark, final_progress, scan_wandb_ref
+from metta_exp.logs.tail import LogMark, final_metrics, final_progress, scan_wandb_ref
+from metta_exp.metrics import tracked_metrics
 from metta_exp.paths import attempt_log, launch_dir, notebook_path, run_file
 from metta_exp.records import GroupRecord, JobRecord
 from metta_exp.status import ACTIVE, JobStatus, waits_for
@@ -227,21 +228,23 @@ class Runner:
             j.run for j, launch in zip(active, launches, strict=True) if _ended(observed.get(launch.name))
         }
         self._record_wandb_urls(active, ended)
-        self._record_final_progress(active, launches, ended)
+        self._record_final_progress(group, active, launches, ended)
         return changed
 
     def _record_final_progress(
-        self, active: list[JobRecord], launches: list[Launch], ended: set[str]
+        self, group: GroupRecord, active: list[JobRecord], launches: list[Launch], ended: set[str]
     ) -> None:
-        """Keep the last progress of each attempt that just ended, once its log is complete (a remote
-        log's last tail is fetched after the end is seen), so ``job show`` reads no ended job's log. An
-        attempt left out (its last tail not fetched yet, or a runner that stopped in between) is read
-        from its log instead."""
+        """Keep the last progress and tracked metric values of each attempt that just ended, once its log
+        is complete (a remote log's last tail is fetched after the end is seen), so ``job show`` and ``job
+        runs`` read no ended job's files. An attempt left out (its last tail not fetched yet, or a runner
+        that stopped in between) is read from its files instead."""
         for job, launch in zip(active, launches, strict=True):
             if job.run in ended and self.backend.log_complete(launch):
                 self.store.set_final_progress(
                     self.group, job.run, job.attempts, final_progress(launch.log_path)
                 )
+                found = final_metrics(launch.log_path, job.run_dir, tracked_metrics(group), job.attempts)
+                self.store.set_final_metrics(self.group, job.run, job.attempts, found)
 
     def _record_wandb_urls(self, active: list[JobRecord], ended: set[str]) -> None:
         """Record the W&B URL each attempt reports in its log (every backend copies logs here), looked

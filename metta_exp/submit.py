@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import itertools
 import json
 import os
 import re
@@ -23,16 +22,19 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import FrameType
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeVar
 
 from metta_exp.config import Experiment
 from metta_exp.errors import BackendUnavailable, ConfigError, NotFoundError
-from metta_exp.records import JobSpec
+from metta_exp.records import GroupConfig, JobSpec, SweepRecord
 from metta_exp.resolve import resolve
 from metta_exp.store import GroupExistsError, JobStore, default_state_dir
 from metta_exp.text import plural
+from metta_exp.trials import SearchSpace
 
 SUBMIT_WAIT_S = 60.0
+MAX_GROUP_SUFFIX = 999
+"""A generated group name that is taken gets ``-2``, ``-3``, ... up to this suffix (then it is an error)."""
 
 
 def generated_group_name(experiment: str, now: float | None = None) -> str:
@@ -41,10 +43,26 @@ def generated_group_name(experiment: str, now: float | None = None) -> str:
 
 
 def suffixed(base: str) -> Iterator[str]:
-    """``base``, ``base-2``, ``base-3``, …: the names a generated group name takes in turn while taken."""
+    """``base``, ``base-2``, ``base-3``, … ``base-999``: the names a generated group name takes in turn
+    while taken (:data:`MAX_GROUP_SUFFIX`)."""
     yield base
-    for n in itertools.count(2):
+    for n in range(2, MAX_GROUP_SUFFIX + 1):
         yield f"{base}-{n}"
+
+
+T = TypeVar("T")
+
+
+def first_free_name(base: str, take: Callable[[str], T], hint: str = "choose one with group=NAME") -> T:
+    """``take(name)`` for each of :func:`suffixed` ``(base)`` in turn until one is not taken (``take``
+    raises ``GroupExistsError`` for a taken one); what it returned. ``GroupExistsError`` when every
+    name is taken, ending with ``hint``."""
+    for name in suffixed(base):
+        try:
+            return take(name)
+        except GroupExistsError:
+            continue
+    raise GroupExistsError(f"no free group name like '{base}' (up to '{base}-{MAX_GROUP_SUFFIX}'): {hint}")
 
 
 def backend_name(exp: Experiment) -> str:
@@ -58,16 +76,28 @@ def launch_experiment(
     state_dir: Path | None = None,
     out: TextIO | None = None,
     specs_hook: Callable[[list[JobSpec]], list[JobSpec]] | None = None,
-    extra_config: Mapping[str, Any] | None = None,
-    trials: Sequence[tuple[int, dict[str, Any]]] = (),
+    *,
+    sweep: SweepRecord | None = None,
+    search_space: SearchSpace | None = None,
+    trials: Sequence[tuple[int, Mapping[str, Any]]] = (),
 ) -> int:
     """Submit ``exp`` as one group and (with ``wait``) watch it; returns the interface's exit code.
 
-    ``specs_hook`` may adjust the resolved specs (a sweep sets per-point GPUs); ``extra_config`` is merged
-    into the group's stored config (a sweep stores its points under ``sweep``). A search passes its first
-    ``trials`` (number, values), one per run, recorded with their jobs.
+    ``specs_hook`` may adjust the resolved specs (a sweep sets per-point GPUs). A sweep group keeps its
+    ``sweep`` record (the notebook labels runs with it); a search its ``search_space``, and passes its
+    first ``trials`` (number, values), one per run, recorded with their jobs.
     """
-    return submit_experiments([exp], name, extra_args, state_dir, out, specs_hook, extra_config, trials)[1]
+    return submit_experiments(
+        [exp],
+        name,
+        extra_args,
+        state_dir,
+        out,
+        specs_hook,
+        sweep=sweep,
+        search_space=search_space,
+        trials=trials,
+    )[1]
 
 
 def submit_experiments(
@@ -77,8 +107,10 @@ def submit_experiments(
     state_dir: Path | None = None,
     out: TextIO | None = None,
     specs_hook: Callable[[list[JobSpec]], list[JobSpec]] | None = None,
-    extra_config: Mapping[str, Any] | None = None,
-    trials: Sequence[tuple[int, dict[str, Any]]] = (),
+    *,
+    sweep: SweepRecord | None = None,
+    search_space: SearchSpace | None = None,
+    trials: Sequence[tuple[int, Mapping[str, Any]]] = (),
 ) -> tuple[list[str], int]:
     """Submit each experiment as a group of its own, then watch those that ``wait``, one after another.
 
@@ -91,7 +123,7 @@ def submit_experiments(
     submitted: list[str] = []
     try:
         return submitted, _submit_and_watch(
-            exps, name, extra_args, state_dir, out, specs_hook, extra_config, trials, submitted
+            exps, name, extra_args, state_dir, out, specs_hook, sweep, search_space, trials, submitted
         )
     except KeyboardInterrupt:  # Ctrl+C (or a closed terminal) anywhere before or while watching
         return submitted, interrupted(state_dir, submitted, out)
@@ -104,8 +136,9 @@ def _submit_and_watch(
     state_dir: Path,
     out: TextIO,
     specs_hook: Callable[[list[JobSpec]], list[JobSpec]] | None,
-    extra_config: Mapping[str, Any] | None,
-    trials: Sequence[tuple[int, dict[str, Any]]],
+    sweep: SweepRecord | None,
+    search_space: SearchSpace | None,
+    trials: Sequence[tuple[int, Mapping[str, Any]]],
     submitted: list[str],
 ) -> int:
     """``submit_experiments``'s work; each group recorded and driven is appended to ``submitted``."""
@@ -134,20 +167,17 @@ def _submit_and_watch(
     store = JobStore.open(state_dir)
     for i in backends:
         _check_group_is_new(store, exps[i], groups[i])
-    # launch_dir: where jobs start and relative notebook paths resolve, whoever drives the group later
-    config = {"extra_args": list(extra_args), "launch_dir": str(Path.cwd())} | dict(extra_config or {})
     for i, backend in backends.items():
         exp = exps[i]
         again = functools.partial(
             _resolve, exp, state_dir=state_dir, extra_args=extra_args, hook=specs_hook, instance=instances[i]
         )
-        own = config | {"instance": instances[i]}
+        # launch_dir: where jobs start and relative notebook paths resolve, whoever drives the group later
+        own = GroupConfig(exp, tuple(extra_args), str(Path.cwd()), instances[i], sweep, search_space)
         # recorded and handed to a runner as one step: a Ctrl+C in between would leave a group that
         # nobody drives, so it waits until the runner has the group, then stops us as usual
         with interrupts_deferred():
-            groups[i] = _submit_group(
-                store, exp, name, groups[i], specs[i], backend.name, own, again, out, trials
-            )
+            groups[i] = _submit_group(store, name, groups[i], specs[i], backend.name, own, again, out, trials)
             submitted.append(groups[i])
     return _watch_all(store, [(groups[i], exps[i].wait) for i in backends], out)
 
@@ -218,9 +248,11 @@ def _group_names(exps: Sequence[Experiment], name: str) -> list[str]:
                 raise ConfigError(f"two experiments name the group '{exp.group}': give each its own group")
             names.append(exp.group)
             continue
-        names.append(
-            next(g for g in suffixed(generated_group_name(name)) if g not in names and g not in explicit)
-        )
+        base = generated_group_name(name)
+        free = next((g for g in suffixed(base) if g not in names and g not in explicit), None)
+        if free is None:
+            raise ConfigError(f"more than {MAX_GROUP_SUFFIX} groups named like '{base}': give each a group")
+        names.append(free)
     return names
 
 
@@ -239,31 +271,29 @@ def _check_group_is_new(store: JobStore, exp: Experiment, group: str) -> None:
 
 def _submit_group(
     store: JobStore,
-    exp: Experiment,
     name: str,
     group: str,
     specs: list[JobSpec],
     backend: str,
-    config: dict[str, Any],
+    config: GroupConfig,
     resolve_again: Callable[[str], list[JobSpec]],
     out: TextIO,
-    trials: Sequence[tuple[int, dict[str, Any]]] = (),
+    trials: Sequence[tuple[int, Mapping[str, Any]]] = (),
 ) -> str:
     """Record the group and start its runner; a generated name taken meanwhile gets the next suffix."""
     from metta_exp.supervise import ensure_driver
 
-    others = itertools.islice(suffixed(generated_group_name(name)), 1, 999)
-    while True:
-        try:
-            store.create_group(
-                group, name, backend, exp.to_dict() | config, [s.to_dict() for s in specs], trials
-            )
-            break
-        except GroupExistsError:
-            following = next(others, None)
-            if exp.group is not None or following is None:
-                raise
-            group, specs = following, resolve_again(following)
+    def create(candidate: str) -> list[JobSpec]:
+        own = specs if candidate == group else resolve_again(candidate)
+        store.create_group(candidate, name, backend, config, own, trials)
+        return own
+
+    try:
+        specs = create(group)
+    except GroupExistsError:
+        if config.exp.group is not None:
+            raise
+        group, specs = first_free_name(generated_group_name(name), lambda g: (g, create(g)))
     ensure_driver(store, group, cwd=Path.cwd())
     print(f"Group {group}: {plural(len(specs), 'job')} on {backend}, state in {store.state_dir}", file=out)
     return group

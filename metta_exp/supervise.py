@@ -77,22 +77,40 @@ def exit_code(jobs: Sequence[JobRecord], trials: Sequence[TrialRecord] = ()) -> 
     return 0 if ok and not any(t.state == TrialState.FAILED for t in trials) else 1
 
 
-def spawn_runner(state_dir: Path, group: str, owner: str, cwd: Path | None = None) -> subprocess.Popen[bytes]:
-    """Start a detached runner for ``group`` under lease ``owner``: its own session, so it outlives
-    this terminal. Use ``ensure_driver``, which takes the lease first."""
+# The runner's parent: a short-lived launcher (no site, no imports beyond subprocess) that starts the
+# runner in a session of its own, prints its pid and exits at once. The runner is then nobody's child
+# here: a command that starts one (a monitor may watch for days) holds no Popen to collect and leaves no
+# zombie when the runner ends first. os._exit: the launcher's own Popen is not collected either.
+_LAUNCHER = (
+    "import os, subprocess, sys\n"
+    "child = subprocess.Popen(sys.argv[1:], stdin=subprocess.DEVNULL, stdout=2, stderr=2,"
+    " start_new_session=True)\n"
+    "print(child.pid, flush=True)\n"
+    "os._exit(0)\n"
+)
+
+
+def spawn_runner(state_dir: Path, group: str, owner: str, cwd: Path | None = None) -> int:
+    """Start a detached runner for ``group`` under lease ``owner`` and return its pid: its own session,
+    so it outlives this terminal, and not this process's child. Use ``ensure_driver``, which takes the
+    lease first. Raises ``OSError`` if it could not be started (why is in the runner's log)."""
     log_path = runner_log(state_dir, group)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, METTA_EXP_STATE_DIR=str(state_dir), METTA_EXP_RUNNER_OWNER=owner)
     with open(log_path, "ab") as log:
-        return subprocess.Popen(
-            [sys.executable, "-m", "metta_exp.runner", group],
+        started = subprocess.run(
+            [sys.executable, "-S", "-c", _LAUNCHER, sys.executable, "-m", "metta_exp.runner", group],
             cwd=cwd,
             env=env,
             stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            check=False,
         )
+    pid = started.stdout.strip()
+    if started.returncode != 0 or not pid.isdigit():
+        raise OSError(f"could not start the runner of group {group!r} (see {log_path})")
+    return int(pid)
 
 
 def ensure_driver(store: JobStore, group: str, cwd: Path | None = None) -> bool:
@@ -109,8 +127,8 @@ def ensure_driver(store: JobStore, group: str, cwd: Path | None = None) -> bool:
     if not store.acquire_lease(group, owner, LEASE_TTL, os.getpid(), steal_from=steal):
         return False
     start = cwd or launch_dir(record)
-    child = spawn_runner(store.state_dir, group, owner, cwd=start if start.is_dir() else None)
-    store.acquire_lease(group, owner, LEASE_TTL, child.pid)
+    pid = spawn_runner(store.state_dir, group, owner, cwd=start if start.is_dir() else None)
+    store.acquire_lease(group, owner, LEASE_TTL, pid)
     return True
 
 

@@ -174,8 +174,9 @@ def test_user_app_sweep_is_one_group_running_the_task_per_point(state_dir: Path)
     assert records["lr1e-4-name_c_d"]["cfg"] == {"lr": 0.0001, "name": "c/d", "fail": False}
     with JobStore.open(state_dir) as store:
         sweep = store.group(group).sweep
-    assert sweep["keys"] == ["lr", "name"]
-    assert sweep["points"]["lr1e-4-name_a_b"] == {"lr": 0.0001, "name": "a b"}
+    assert sweep is not None
+    assert sweep.keys == ("lr", "name")
+    assert sweep.points["lr1e-4-name_a_b"] == {"lr": 0.0001, "name": "a b"}
 
 
 def test_a_failing_point_fails_the_multirun_with_one_message(state_dir: Path) -> None:

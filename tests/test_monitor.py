@@ -65,7 +65,7 @@ def group_record(**kw: Any) -> GroupRecord:
         name="lr_sweep",
         experiment="demo",
         backend="local",
-        config={"max_parallel": 2, "metrics_to_track": ["overview/sps", "overview/reward"]},
+        stored_config={"max_parallel": 2, "metrics_to_track": ["overview/sps", "overview/reward"]},
         created_at=T0,
         ended_at=None,
         cancel_requested=False,
@@ -224,7 +224,7 @@ def big_frame(n: int = 300) -> Frame:
             logs[run] = job_log(RUNNING)
         else:
             jobs.append(job_record(run, JobStatus.PENDING, i, attempts=0, started_at=None, log_path=None))
-    group = group_record(config={"max_parallel": 40, "metrics_to_track": []})
+    group = group_record(stored_config={"max_parallel": 40, "metrics_to_track": []})
     return Frame(group, jobs, logs, now=T0 + 400, runner_alive=True)
 
 
@@ -285,7 +285,7 @@ def test_pending_reasons_name_what_each_job_waits_for() -> None:
         "waits for a slot: max_parallel=2, 2 active",
     )
 
-    free_slot = replace(frame, group=group_record(config={}))
+    free_slot = replace(frame, group=group_record(stored_config={}))
     assert pending_reason(by_run["extra"], free_slot) == ("ready", "ready: the runner launches it next")
     gpu_job = replace(by_run["extra"], stored_spec=replace(by_run["extra"].spec, gpus=2))
     gpus = replace(free_slot, gpus=Gpus((0, 1, 2), frozenset({0, 1})))

@@ -10,7 +10,6 @@ Runs are named after their point as the user wrote it (``lr=1e-3`` gives ``lr1e-
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import logging
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -33,10 +32,10 @@ from hydra_plugins.metta_exp_launcher._task import (
 )
 from metta_exp.config import Experiment
 from metta_exp.errors import ConfigError, MettaExpError
-from metta_exp.records import JobRecord
+from metta_exp.records import JobRecord, SweepRecord
 from metta_exp.status import JobStatus
-from metta_exp.store import GroupExistsError, JobStore, default_state_dir
-from metta_exp.submit import generated_group_name, launch_experiment, suffixed
+from metta_exp.store import JobStore, default_state_dir
+from metta_exp.submit import first_free_name, generated_group_name, launch_experiment
 from metta_exp.sweep import (
     Point,
     check_limit,
@@ -170,9 +169,7 @@ def literal(text: str) -> Any:
     return t
 
 
-def name_points(
-    points: Sequence[Sequence[tuple[str, Any]]], task_name: str
-) -> tuple[list[str], dict[str, Any]]:
+def name_points(points: Sequence[Sequence[tuple[str, Any]]], task_name: str) -> tuple[list[str], SweepRecord]:
     """Run names from the keys whose values differ between points, and the group's ``sweep`` record."""
     rows = [{arg.partition("=")[0]: (arg.partition("=")[2], value) for arg, value in p} for p in points]
     distinct: dict[str, set[str]] = {}
@@ -223,25 +220,20 @@ def build_experiment(
 
 
 def launch_group(
-    exp: Experiment, task_name: str, state_dir: Path, record: dict[str, Any], group: str | None, first: int
+    exp: Experiment, task_name: str, state_dir: Path, record: SweepRecord, group: str | None, first: int
 ) -> tuple[str, int]:
     """Launch under ``group`` (or a generated name, suffixed while taken); the group name and exit code."""
     base = group or generated_group_name(task_name)
     if first:  # a sweeper that launches in batches: one group per batch
         base = f"{base}-{first}"
-    for name in itertools.islice(suffixed(base), 99):
-        try:
-            code = launch_experiment(
-                dataclasses.replace(exp, group=name),
-                name=task_name,
-                state_dir=state_dir,
-                extra_config={"sweep": record},
-            )
-            return name, code
-        except GroupExistsError:
-            if group is not None:
-                raise
-    raise GroupExistsError(f"no free group name like '{base}': choose one with hydra.launcher.group=NAME")
+
+    def take(name: str) -> tuple[str, int]:
+        exp_named = dataclasses.replace(exp, group=name)
+        return name, launch_experiment(exp_named, name=task_name, state_dir=state_dir, sweep=record)
+
+    if group is not None:
+        return take(base)
+    return first_free_name(base, take, hint="choose one with hydra.launcher.group=NAME")
 
 
 def submitted_return(overrides: Sequence[str], task_name: str) -> JobReturn:

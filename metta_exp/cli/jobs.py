@@ -16,7 +16,7 @@ import time
 from collections.abc import Mapping, Sequence
 
 from metta_exp import groups
-from metta_exp.cli.tables import group_table, jobs_table, links_table
+from metta_exp.cli.tables import group_table, jobs_table, links_table, runs_table
 from metta_exp.errors import UsageError
 from metta_exp.history.listing import DEFAULT_LIMIT, fmt_gpu_hours
 from metta_exp.paths import jupyter_command
@@ -98,6 +98,50 @@ def group_json(s: GroupSummary, gpu_hours: float) -> dict[str, object]:
         "backend": s.backend,
         "gpu_hours": gpu_hours,
     }
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    found = groups.run_rows(
+        args.patterns,
+        status=args.status,
+        since=args.since,
+        until=args.until,
+        where=[w for w in args.where if w is not None],
+        sort=args.sort,
+        reverse=args.reverse,
+        limit=window(args),
+    )
+    hidden = hidden_line(found.hidden, "run", older=False) if found.hidden else None
+    if args.json or args.csv:
+        from metta_exp.history.runs import runs_csv, runs_json
+
+        if args.json:
+            print_json_array(runs_json(found))
+        else:
+            sys.stdout.write(runs_csv(found))
+        if hidden:
+            print(hidden, file=sys.stderr)
+        return 0
+    if not found.rows:
+        print("No runs match." if found.matched == 0 else "")
+        return 0
+    text, notes = runs_table(found, time.time(), terminal_width())
+    print(text)
+    for line in [*([hidden] if hidden else []), *notes]:
+        print(line)
+    print(store_line())
+    return 0
+
+
+def terminal_width() -> int | None:
+    """The width to fit a table into: ``$COLUMNS``, else the terminal's; None when the output is not a
+    terminal (a pipe or a file gets whole lines)."""
+    import os
+
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit() and int(columns) > 0:
+        return int(columns)
+    return os.get_terminal_size(sys.stdout.fileno()).columns if sys.stdout.isatty() else None
 
 
 def store_line() -> str:
@@ -302,6 +346,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 EXAMPLES = {
     "list": "metta-exp job list\n  metta-exp job list 'lr_*' --status failed --since 7d\n"
     "  metta-exp job list --all --json | jq '.[] | select(.failed > 0) | .group'",
+    "runs": "metta-exp job runs --since 7d --sort overview/reward -n 10\n"
+    "  metta-exp job runs 'lr_*' --where 'trainer.learning_rate>=0.01' --csv > runs.csv",
     "show": "metta-exp job show lr_sweep\n  metta-exp job show lr_sweep --json",
     "monitor": "metta-exp job monitor lr_sweep\n  metta-exp job monitor lr_sweep --refresh 2.0 --no-logs",
     "kill": "metta-exp job kill lr_sweep           # shows what it will do and asks\n"
@@ -315,12 +361,21 @@ EXAMPLES = {
 
 
 def _sub(
-    sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, help: str, text: str
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    help: str,
+    text: str,
+    store_flag: bool = True,
 ) -> argparse.ArgumentParser:
+    """A command's parser; ``store_flag``: with the bare ``--where`` every command takes (``job runs``
+    has its own, which also filters)."""
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--where", action="store_true", help="print which store this command reads (store: PATH) on stderr"
-    )
+    if store_flag:
+        common.add_argument(
+            "--where",
+            action="store_true",
+            help="print which store this command reads (store: PATH) on stderr",
+        )
     return sub.add_parser(
         name,
         parents=[common],
@@ -331,14 +386,17 @@ def _sub(
     )
 
 
-def add_group_filters(p: argparse.ArgumentParser, status_means: str, until: bool = True) -> None:
+def add_group_filters(
+    p: argparse.ArgumentParser, status_means: str, until: bool = True, runs: bool = False
+) -> None:
     """``--status``, ``--since``, ``--until``: the filters every history command shares."""
     p.add_argument(
         "--status",
         action="append",
         default=[],
         metavar="S",
-        help=f"only groups with {status_means} (repeat it, or S1,S2)",
+        help=("only runs in one of these statuses" if runs else f"only groups with {status_means}")
+        + " (repeat it, or S1,S2)",
     )
     p.add_argument(
         "--since", metavar="T", help="created at T or later: 7d, 12h, 2026-12-01, 2026-12-01T14:30"
@@ -385,6 +443,45 @@ def build_parser() -> argparse.ArgumentParser:
         "backend, gpu_hours} (the same rows)",
     )
     p.set_defaults(func=cmd_list)
+
+    p = _sub(
+        sub,
+        "runs",
+        "every run across groups as one table",
+        "Every run of the selected groups as one table, newest group first: status, attempts, start, "
+        "running\ntime, GPUs and GPU-hours, the final value of each tracked metric, and the overrides "
+        "that differ\n(its args, sweep point or trial params). 50 rows unless -n N or --all. Sorting: "
+        "numbers largest\nfirst, text A to Z (--reverse flips it); runs without the key last.",
+        store_flag=False,
+    )
+    p.add_argument("patterns", nargs="*", metavar="GLOB", help="group names or globs ('lr_*'): any of them")
+    add_group_filters(p, "", runs=True)
+    p.add_argument(
+        "--where",
+        action="append",
+        nargs="?",
+        default=[],
+        metavar="EXPR",
+        help="KEY=VALUE, KEY!=VALUE, KEY>=N, KEY<=N, KEY>N, KEY<N or KEY~GLOB on an override, a "
+        "trial param, a metric or a column (group, run, status, attempts, gpus, gpu_hours, duration, steps); "
+        "repeat it: all must hold. Bare: print which store this command reads (store: PATH) on stderr",
+    )
+    p.add_argument(
+        "--sort", metavar="KEY", help="a metric (reward or overview/reward), a column or an override"
+    )
+    p.add_argument("--reverse", action="store_true", help="the other way round")
+    add_window(p, "runs")
+    output = p.add_mutually_exclusive_group()
+    output.add_argument(
+        "--json",
+        action="store_true",
+        help="one JSON array of {group, run, status, attempts, started_at, ended_at, duration_s, gpus, "
+        "gpu_hours, steps, metrics, overrides, args, params} (the same rows)",
+    )
+    output.add_argument(
+        "--csv", action="store_true", help="CSV: those columns, a metric or override a column"
+    )
+    p.set_defaults(func=cmd_runs)
 
     p = _sub(
         sub,
@@ -490,6 +587,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str]) -> int:
     args = build_parser().parse_args(list(argv))
-    if args.where:
+    if args.where is True or (isinstance(args.where, list) and None in args.where):
         print(store_line(), file=sys.stderr, flush=True)
     return int(args.func(args))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO, TextIO
 
@@ -22,7 +22,8 @@ from metta_exp.logs.lines import (
     last_progress,
     last_wandb,
 )
-from metta_exp.paths import run_file
+from metta_exp.metrics.local import last_values
+from metta_exp.paths import metrics_file, run_file
 from metta_exp.status import ACTIVE, JobStatus
 
 if TYPE_CHECKING:
@@ -200,6 +201,22 @@ def final_progress(path: str | os.PathLike[str] | None) -> float:
     """What the store keeps of an ended attempt's progress: its last fraction, -1.0 when it has none."""
     fraction = _fraction(read_progress(path))
     return -1.0 if fraction is None else fraction
+
+
+def final_metrics(
+    log_path: str | os.PathLike[str] | None, run_dir: str, metrics: Sequence[str], attempt: int | None = None
+) -> dict[str, float]:
+    """What the store keeps of an attempt's metrics (``job runs`` reads it, not the files): the last value
+    of each of ``metrics`` and ``_step`` (the step reached), from the run's ``metrics.jsonl`` (exact, the
+    lines of ``attempt``), else from the last progress line of its log (a remote job's: its metrics file
+    stays on the remote machine)."""
+    values = last_values(metrics_file(run_dir), metrics, attempt)
+    if values:
+        return values
+    found = read_progress(log_path)
+    if found is None:
+        return {}
+    return {"_step": float(found.step)} | {k: v for k, v in found.metrics.items() if k in metrics}
 
 
 def progress_fraction(job: JobRecord) -> float | None:

@@ -50,7 +50,7 @@ from metta_exp.config import DEFAULT_METRICS, REWARD, SPS
 from metta_exp.metrics.local import Points, read_metrics_file
 from metta_exp.metrics.wandb import X_AXES, WandbApis, fetch_wandb_run
 from metta_exp.paths import RUNS_DIR, metrics_file, run_file
-from metta_exp.records import JobRecord
+from metta_exp.records import GroupRecord, JobRecord
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -65,6 +65,7 @@ __all__ = [
     "run_wandb_path",
     "style_summary",
     "summary_table",
+    "tracked_metrics",
     "wandb_path_from_url",
 ]
 
@@ -84,6 +85,15 @@ class RunSource:
     wandb_mode: str | None = None
     problem: str | None = None
     wandb_base_url: str | None = None  # the W&B server the run used (its WANDB_BASE_URL); None: the default
+
+
+def tracked_metrics(group: GroupRecord) -> list[str]:
+    """The metrics ``group`` tracks: its ``metrics_to_track`` (default: reward and SPS), then a search's
+    objective when it is not one of them."""
+    metrics = [str(m) for m in group.exp.metrics_to_track or DEFAULT_METRICS]
+    if group.search_space is not None and group.exp.search.objective not in metrics:
+        metrics.append(group.exp.search.objective)
+    return metrics
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -38,7 +38,7 @@ from metta_exp.config import DEFAULT_METRICS, REWARD, SPS, Experiment
 from metta_exp.metrics import run_wandb_path
 from metta_exp.notebook.search import SEARCH_CELLS, search_context
 from metta_exp.paths import metrics_file, run_file
-from metta_exp.records import GroupRecord, JobRecord, iso
+from metta_exp.records import GroupRecord, JobRecord, SweepRecord, iso
 from metta_exp.trials import TrialRecord
 
 __all__ = [
@@ -194,7 +194,7 @@ def notebook_context(
         "command": _command(exp),
         "runs": [_run_context(r) | {"label": labels[r.run]} for r in runs],
         "labels": labels,
-        "swept": bool(group.sweep),
+        "swept": group.sweep is not None,
         "fetch_runs": [_fetch_run(r) for r in runs],
         "statuses": {r.run: r.status for r in runs},
         "metrics": metrics,
@@ -208,24 +208,23 @@ def notebook_context(
     }
 
 
-def run_labels(sweep: Mapping[str, Any], runs: Sequence[str]) -> dict[str, str]:
+def run_labels(sweep: SweepRecord | None, runs: Sequence[str]) -> dict[str, str]:
     """Each run's label: a sweep point's swept values (``lr=0.001, ent=0.01``), else the run name.
 
-    ``sweep`` is the group config's ``sweep`` record (keys, labels, points, base_runs).
+    ``sweep`` is the group's sweep record (None for a group that is not a sweep).
     """
-    keys = list(sweep.get("keys") or [])
-    short = sweep.get("labels") or {}
-    points = sweep.get("points") or {}
-    bases = sweep.get("base_runs") or {}
-    several = len(set(bases.values())) > 1
+    if sweep is None or not sweep.keys:
+        return {run: run for run in runs}
+    several = len(set(sweep.base_runs.values())) > 1
     out = {}
     for run in runs:
-        values = points.get(run)
-        if not keys or values is None:
+        values = sweep.points.get(run)
+        if values is None:
             out[run] = run
             continue
-        text = ", ".join(f"{short.get(k, k)}={values[k]}" for k in keys if k in values)
-        out[run] = f"{bases[run]}: {text}" if several and run in bases else (text or run)
+        text = ", ".join(f"{sweep.labels.get(k, k)}={values[k]}" for k in sweep.keys if k in values)
+        base = sweep.base_runs.get(run)
+        out[run] = f"{base}: {text}" if several and base is not None else (text or run)
     return out
 
 

@@ -155,7 +155,7 @@ class SearchDriver:
         while study.asked < settings.n_trials and study.running < at_once:
             number, params = study.ask()
             spec = trial_spec(group, self.store.state_dir, number, params, shell_env)
-            if not self.store.add_trial(self.group, self.owner, number, params, spec.to_dict()):
+            if not self.store.add_trial(self.group, self.owner, number, params, spec):
                 self._study = None  # not recorded: the trial never happened; the store says what did
                 break
             asked = True

@@ -73,9 +73,7 @@ def start_search(
         print_search(space, base, first)
     from metta_exp.submit import submit_experiments
 
-    return submit_experiments(
-        [exp], name, state_dir=state_dir, extra_config={"search_space": space.to_dict()}, trials=trials
-    )
+    return submit_experiments([exp], name, state_dir=state_dir, search_space=space, trials=trials)
 
 
 def print_search(space: SearchSpace, exp: Experiment, first: int, out: TextIO | None = None) -> None:
