@@ -249,9 +249,9 @@ def timed(argv: Sequence[str], cwd: Path, env: dict[str, str], timeout: float = 
 
 def last_value(run_dir: str) -> float | None:
     from metta_exp.metrics.local import read_metrics_file
-    from metta_exp.paths import metrics_file
+    from metta_exp.paths import RunDir
 
-    path = metrics_file(run_dir)
+    path = RunDir.at(run_dir).metrics
     points = read_metrics_file(path, [OBJECTIVE]).get(OBJECTIVE) if path.exists() else None
     return points.values[-1] if points and points.values else None
 

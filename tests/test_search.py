@@ -60,6 +60,9 @@ def test_a_small_search_runs_end_to_end(state_dir: Path, conf: Path) -> None:
         ),  # fmt: skip
     )
     assert result.returncode == 0, result.stdout + result.stderr
+    # counted against the study's size, not the trials asked so far
+    assert "Group s: search of 6 trials, 2 at once, on local, state in" in result.stdout
+    assert "Watching s: search of 6 trials, 2 at once · 2 jobs, 2 pending" in result.stdout
     trials, jobs = trials_of(state_dir, "s")
     assert [t.number for t in trials] == list(range(6))
     assert all(t.state == TrialState.COMPLETE for t in trials)

@@ -280,9 +280,10 @@ def cmd_kill(args: argparse.Namespace) -> int:
         more = f" and what {plural(len(plan.stray), 'ended job')} left running" if plan.stray else ""
         print(f"Ending {plural(len(plan.active), 'job')}{more}…", flush=True)
     done = groups.kill(args.group, plan)
+    left = done.succeeded + done.failed
     print(
-        f"Killed {args.group}: {done.cancelled} cancelled; {done.succeeded} succeeded and "
-        f"{done.failed} failed jobs left as they were."
+        f"Killed {args.group}: {done.cancelled} cancelled; {plural(left, 'job')} left as "
+        f"{'it was' if left == 1 else 'they were'} ({done.succeeded} succeeded, {done.failed} failed)."
     )
     return 0
 

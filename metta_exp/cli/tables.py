@@ -15,7 +15,7 @@ from metta_exp.history.runs import Runs, metric_label
 from metta_exp.records import GroupRecord, GroupSummary, JobRecord
 from metta_exp.search.text import search_line
 from metta_exp.status import ALL_STATUSES, TERMINAL, JobStatus
-from metta_exp.text import fmt_duration
+from metta_exp.text import fmt_duration, plural
 from metta_exp.trials import TrialRecord
 
 LIST_STATUSES = (
@@ -123,7 +123,7 @@ def jobs_table(
         when += f", ended {fmt_duration(group.ended_at - group.created_at)} later"
     elif group.cancel_requested:
         when += ", being killed"
-    head = f"Group {group.name} · {group.experiment} on {group.backend} · {when} · {len(jobs)} jobs: {by}"
+    head = f"Group {group.name} · {group.experiment} on {group.backend} · {when} · {plural(len(jobs), 'job')}: {by}"
     hours = gpu_hours if gpu_hours and any(gpu_hours.values()) else None
     if hours:
         head += f" · {fmt_gpu_hours(sum(hours.values()))} GPU-hours"

@@ -109,12 +109,12 @@ def final_curve(job: JobRecord, objective: str, reader: CurveReader | None) -> t
     of its log (``reader``, read to its end)."""
     from metta_exp.config import RETURN_OBJECTIVE
     from metta_exp.metrics.local import read_metrics_file
-    from metta_exp.paths import metrics_file
+    from metta_exp.paths import RunDir
 
     if objective == RETURN_OBJECTIVE:
         value = _returned(job)
         return ([] if value is None else [value]), "return value"
-    local = metrics_file(job.run_dir)
+    local = RunDir.at(job.run_dir).metrics
     if local.is_file():
         try:
             points = read_metrics_file(local, [objective], samples=None).get(objective)
@@ -150,8 +150,7 @@ def _wandb_values(job: JobRecord, objective: str) -> list[float]:
     progress lines then stand in)."""
     from metta_exp.metrics import run_source
 
-    source = run_source(job)
-    if source.wandb_path is None or source.wandb_mode in ("offline", "disabled"):
+    if run_source(job).wandb_path is None:  # none known, or offline or disabled
         return []
     try:
         from metta_exp.metrics import fetch_metrics
