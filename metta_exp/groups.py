@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from metta_exp.history.listing import Listing
+    from metta_exp.history.remove import RemovalPlan, Removed
     from metta_exp.history.runs import Runs
     from metta_exp.logs.job import AttemptLog, LogEvent
 
@@ -50,31 +51,8 @@ def store_path() -> Path:
     return default_state_dir() / DB_NAME
 
 
-def open_store(readonly: bool = False) -> JobStore | None:
-    """The store metta-exp finds (:func:`default_state_dir`), or None when there is none yet; the caller
-    closes it (``with``). ``readonly``: a reader's connection (works on a store it cannot write, never
-    changes it)."""
-    state_dir = default_state_dir()
-    if not (state_dir / DB_NAME).exists():
-        return None
-    return JobStore.open(state_dir, create=False, readonly=readonly)
-
-
-def store_for(group: str, readonly: bool = False) -> JobStore:
-    """The store, which must hold ``group`` (``NotFoundError`` otherwise: exit code 2); the caller closes
-    it (``with``)."""
-    store = open_store(readonly)
-    if store is None:
-        raise NotFoundError(
-            f"no group '{group}': no groups yet in {default_state_dir()} (no job_state/ here or in a "
-            "parent directory; METTA_EXP_STATE_DIR names another state directory)"
-        )
-    try:
-        store.group(group)
-    except BaseException:
-        store.close()
-        raise
-    return store
+open_store = JobStore.found  # the store metta-exp finds, or None; the caller closes it
+store_for = JobStore.holding  # the store, which must hold the group; the caller closes it
 
 
 @contextlib.contextmanager
@@ -195,6 +173,39 @@ def run_rows(
     query = RunsQuery.parse(_strs(patterns), _strs(status), since, until, _strs(where), sort, reverse, limit)
     with _found() as store:
         return find_runs(store, query)
+
+
+def rm_plan(
+    patterns: str | Sequence[str] = (),
+    *,
+    older_than: str | float | None = None,
+    status: str | Sequence[str] = (),
+    notebooks: bool = False,
+    refuse_open: bool = False,
+) -> RemovalPlan:
+    """What :func:`rm` would remove (nothing is changed): the ended groups named by ``patterns`` (names or
+    globs) and/or created before ``older_than`` (``"30d"``, a date, a unix time), with a job in one of
+    ``status``; their run directories and logs, with ``notebooks`` their notebooks and reports; the disk
+    that frees; and the selected groups that have not ended (``rm`` refuses while there are any; with
+    ``refuse_open``, so does this: ``UsageError`` naming them)."""
+    from metta_exp.history.remove import plan, refusal
+
+    with _found(readonly=False) as store:
+        if store is None:
+            raise NotFoundError(f"no groups to remove: no job store in {default_state_dir()}")
+        removal = plan(store, _strs(patterns), older_than, _strs(status), notebooks)
+    if refuse_open and removal.active:
+        raise refusal(removal.active)
+    return removal
+
+
+def rm(removal: RemovalPlan) -> Removed:
+    """Remove what ``removal`` (from :func:`rm_plan`) lists: the groups' rows in one transaction, then
+    their files. ``UsageError`` (nothing removed) when it names groups that have not ended."""
+    from metta_exp.history.remove import remove
+
+    with JobStore.open(removal.state_dir, create=False) as store:
+        return remove(store, removal)
 
 
 def _strs(value: str | Sequence[str]) -> list[str]:
@@ -402,6 +413,8 @@ def _outcome(store: JobStore, group: str, plan: KillPlan, killed: bool) -> KillR
 def retry(group: str) -> list[tuple[str, JobStatus]]:
     """Requeue the failed, cancelled and skipped runs of ``group`` as new attempts and make sure a
     runner drives it. Returns each requeued run with the status it had (empty: nothing to retry)."""
+    from metta_exp.supervise import wait_driven
+
     with store_for(group) as store:
         if store.group(group).search_space is not None:
             raise UsageError(
@@ -413,23 +426,8 @@ def retry(group: str) -> list[tuple[str, JobStatus]]:
         mark = events[-1].id if events else 0
         runs = store.requeue_for_retry(group)
         if runs:
-            wait_driven(store, group, mark)
+            wait_driven(store, group, mark, RETRY_DRIVE_WAIT_S)
     return [(r, before[r]) for r in runs]
-
-
-def wait_driven(store: JobStore, group: str, after_event: int, timeout: float = RETRY_DRIVE_WAIT_S) -> bool:
-    """Make sure a runner drives ``group`` after a retry: start one when none is alive, until a driver
-    acted after event ``after_event`` (took the lease, or moved a job). A runner that was just ending
-    the group may exit without seeing the requeued runs; the one started here then takes over."""
-    from metta_exp.supervise import ensure_driver
-
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        ensure_driver(store, group)
-        if any(e.kind in ("runner", "status") for e in store.events(group, after_event)):
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def resume(group: str) -> bool:

@@ -35,6 +35,7 @@ __all__ = [
     "Healer",
     "ensure_driver",
     "exit_code",
+    "wait_driven",
     "leftovers",
     "lease_owner_id",
     "needs_driver",
@@ -132,6 +133,19 @@ def ensure_driver(store: JobStore, group: str, cwd: Path | None = None) -> bool:
     pid = spawn_runner(store.state_dir, group, owner, cwd=start if start.is_dir() else None)
     store.acquire_lease(group, owner, LEASE_TTL, pid)
     return True
+
+
+def wait_driven(store: JobStore, group: str, after_event: int, timeout: float) -> bool:
+    """Make sure a runner drives ``group`` after a retry: start one when none is alive, until a driver
+    acted after event ``after_event`` (took the lease, or moved a job). A runner that was just ending
+    the group may exit without seeing the requeued runs; the one started here then takes over."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        ensure_driver(store, group)
+        if any(e.kind in ("runner", "status") for e in store.events(group, after_event)):
+            return True
+        time.sleep(0.1)
+    return False
 
 
 def leftovers(group: GroupRecord, jobs: Sequence[JobRecord]) -> list[JobRecord]:

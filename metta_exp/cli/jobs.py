@@ -12,10 +12,12 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from metta_exp import groups
+from metta_exp.cli.job_parser import build_parser
 from metta_exp.cli.tables import (
+    fmt_bytes,
     fmt_gpu_hours,
     group_json,
     group_table,
@@ -27,6 +29,7 @@ from metta_exp.cli.tables import (
     links_table,
     log_missing_line,
     notebook_lines,
+    rm_plan_text,
     runs_csv,
     runs_json,
     runs_table,
@@ -106,6 +109,37 @@ def cmd_runs(args: argparse.Namespace) -> int:
     for line in [*([hidden] if hidden else []), *notes]:
         print(line)
     print(store_line(groups.store_path()))
+    return 0
+
+
+def cmd_rm(args: argparse.Namespace) -> int:
+    removal = groups.rm_plan(
+        args.patterns,
+        older_than=args.older_than,
+        status=args.status,
+        notebooks=args.notebooks,
+        refuse_open=True,
+    )
+    if removal.empty:
+        print("Nothing to remove: no ended group matches.")
+        return 0
+    print(rm_plan_text(removal))
+    if args.dry_run:
+        print("Dry run: nothing removed.")
+        return 0
+    if not args.force and not confirm("Remove them?"):
+        print("Nothing removed.")
+        return 1
+    try:
+        done = groups.rm(removal)
+    except KeyboardInterrupt:
+        print(
+            f"\nInterrupted. Groups removed from the store stay removed; what is left of their files is in "
+            f"{removal.state_dir / '.removing'}, which the next 'metta-exp job rm' deletes.",
+            file=sys.stderr,
+        )
+        return 130
+    print(f"Removed {plural(len(done.groups), 'group')}; freed {fmt_bytes(done.freed)}.")
     return 0
 
 
@@ -257,256 +291,23 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-# --- the parser ------------------------------------------------------------------------------------------
-
-EXAMPLES = {
-    "list": "metta-exp job list\n  metta-exp job list 'lr_*' --status failed --since 7d\n"
-    "  metta-exp job list --all --json | jq '.[] | select(.failed > 0) | .group'",
-    "runs": "metta-exp job runs --since 7d --sort overview/reward -n 10\n"
-    "  metta-exp job runs 'lr_*' --where 'trainer.learning_rate>=0.01' --csv > runs.csv",
-    "show": "metta-exp job show lr_sweep\n  metta-exp job show lr_sweep --json",
-    "monitor": "metta-exp job monitor lr_sweep\n  metta-exp job monitor lr_sweep --refresh 2.0 --no-logs",
-    "kill": "metta-exp job kill lr_sweep           # shows what it will do and asks\n"
-    "  metta-exp job kill lr_sweep --force",
-    "logs": "metta-exp job logs lr_sweep high_lr --tail 50\n  metta-exp job logs lr_sweep high_lr --follow",
-    "retry": "metta-exp job retry lr_sweep\n  metta-exp job retry lr_sweep --no-wait",
-    "notebook": "metta-exp job notebook lr_sweep\n  metta-exp job notebook lr_sweep -o analysis/sweep.ipynb",
-    "report": "metta-exp job report lr_sweep --open\n  metta-exp job report lr_sweep -o /tmp/lr_sweep.html",
-    "resume": "metta-exp job resume lr_sweep",
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "list": cmd_list,
+    "runs": cmd_runs,
+    "rm": cmd_rm,
+    "show": cmd_show,
+    "monitor": cmd_monitor,
+    "kill": cmd_kill,
+    "logs": cmd_logs,
+    "retry": cmd_retry,
+    "notebook": cmd_notebook,
+    "report": cmd_report,
+    "resume": cmd_resume,
 }
-
-
-def _sub(
-    sub: argparse._SubParsersAction[argparse.ArgumentParser],
-    name: str,
-    help: str,
-    text: str,
-    store_flag: bool = True,
-) -> argparse.ArgumentParser:
-    """A command's parser; ``store_flag``: with the bare ``--where`` every command takes (``job runs``
-    has its own, which also filters)."""
-    common = argparse.ArgumentParser(add_help=False)
-    if store_flag:
-        common.add_argument(
-            "--where",
-            action="store_true",
-            help="print which store this command reads (store: PATH) on stderr",
-        )
-    return sub.add_parser(
-        name,
-        parents=[common],
-        help=help,
-        description=text,
-        epilog=f"example:\n  {EXAMPLES[name]}",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-
-
-def add_group_filters(
-    p: argparse.ArgumentParser, status_means: str, until: bool = True, runs: bool = False
-) -> None:
-    """``--status``, ``--since``, ``--until``: the filters every history command shares."""
-    p.add_argument(
-        "--status",
-        action="append",
-        default=[],
-        metavar="S",
-        help=("only runs in one of these statuses" if runs else f"only groups with {status_means}")
-        + " (repeat it, or S1,S2)",
-    )
-    p.add_argument(
-        "--since", metavar="T", help="created at T or later: 7d, 12h, 2026-12-01, 2026-12-01T14:30"
-    )
-    if until:
-        p.add_argument("--until", metavar="T", help="created before T (a date: until the end of that day)")
-
-
-def add_window(p: argparse.ArgumentParser, noun: str) -> None:
-    """``-n N`` / ``--all``: how many rows to show."""
-    window = p.add_mutually_exclusive_group()
-    window.add_argument(
-        "-n",
-        type=int,
-        default=groups.DEFAULT_LIMIT,
-        metavar="N",
-        help=f"show {groups.DEFAULT_LIMIT} {noun} unless told N",
-    )
-    window.add_argument("--all", action="store_true", help=f"show every {noun[:-1]} the filters select")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="metta-exp job",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Manage job groups from any terminal, at any time. State: the nearest "
-        "job_state/jobs.sqlite in this\ndirectory or a parent (as git finds .git), or $METTA_EXP_STATE_DIR; "
-        "--where prints which.\nExit codes: 0 every job succeeded (or nothing to wait for), 1 a job failed, "
-        "was cancelled or skipped, 2 bad input, 130 interrupted while watching.",
-        epilog="examples:\n  " + "\n  ".join(EXAMPLES[k].split("\n")[0] for k in EXAMPLES),
-    )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    p = _sub(
-        sub,
-        "list",
-        "the groups with their counts by status",
-        "The newest groups (50 unless -n N or --all): counts by status, GPU-hours, age, and whether a "
-        "runner\ndrives it. A line says how many older ones the filters also select.",
-    )
-    p.add_argument("patterns", nargs="*", metavar="GLOB", help="group names or globs ('lr_*'): any of them")
-    add_group_filters(p, "a job in one of these statuses")
-    add_window(p, "groups")
-    p.add_argument(
-        "--json",
-        action="store_true",
-        help="one JSON array of {group, total, <status counts>, created_at, ended_at, experiment, "
-        "backend, gpu_hours} (the same rows)",
-    )
-    p.set_defaults(func=cmd_list)
-
-    p = _sub(
-        sub,
-        "runs",
-        "every run across groups as one table",
-        "Every run of the selected groups as one table, newest group first: status, attempts, start, "
-        "running\ntime, GPUs and GPU-hours, the final value of each tracked metric, and the overrides "
-        "that differ\n(its args, sweep point or trial params). 50 rows unless -n N or --all. Sorting: "
-        "numbers largest\nfirst, text A to Z (--reverse flips it); runs without the key last.",
-        store_flag=False,
-    )
-    p.add_argument("patterns", nargs="*", metavar="GLOB", help="group names or globs ('lr_*'): any of them")
-    add_group_filters(p, "", runs=True)
-    p.add_argument(
-        "--where",
-        action="append",
-        nargs="?",
-        default=[],
-        metavar="EXPR",
-        help="KEY=VALUE, KEY!=VALUE, KEY>=N, KEY<=N, KEY>N, KEY<N or KEY~GLOB on an override, a "
-        "trial param, a metric or a column (group, run, status, attempts, gpus, gpu_hours, duration, steps); "
-        "repeat it: all must hold. Bare: print which store this command reads (store: PATH) on stderr",
-    )
-    p.add_argument(
-        "--sort", metavar="KEY", help="a metric (reward or overview/reward), a column or an override"
-    )
-    p.add_argument("--reverse", action="store_true", help="the other way round")
-    add_window(p, "runs")
-    output = p.add_mutually_exclusive_group()
-    output.add_argument(
-        "--json",
-        action="store_true",
-        help="one JSON array of {group, run, status, attempts, started_at, ended_at, duration_s, gpus, "
-        "gpu_hours, steps, metrics, overrides, args, params} (the same rows)",
-    )
-    output.add_argument(
-        "--csv", action="store_true", help="CSV: those columns, a metric or override a column"
-    )
-    p.set_defaults(func=cmd_runs)
-
-    p = _sub(
-        sub,
-        "show",
-        "every job of a group",
-        "Every job of GROUP: status, attempts, exit code, times, "
-        "progress, W&B URL, log path, dependencies, failure reason.\nA search adds a line about its study: "
-        "trials by state and the best so far.",
-    )
-    p.add_argument("group")
-    p.add_argument(
-        "--json", action="store_true", help="one JSON array, one object per job (a search's: with its trial)"
-    )
-    p.set_defaults(func=cmd_show)
-
-    p = _sub(
-        sub,
-        "monitor",
-        "watch a group live until it ends",
-        "A live view of GROUP until it ends: failed jobs first with the log lines that explain them, "
-        "active jobs\nwith progress, completed jobs with artifacts, pending jobs with what they wait for. "
-        "Ctrl+C stops\nwatching and leaves every job running. Starts a runner if the group's one died. "
-        "Without a terminal\nit prints one line per change.",
-    )
-    p.add_argument("group")
-    p.add_argument("--refresh", type=float, default=1.0, metavar="S", help="seconds between redraws (1.0)")
-    p.add_argument("--no-logs", action="store_true", help="hide the active jobs' log tails")
-    p.set_defaults(func=cmd_monitor)
-
-    p = _sub(
-        sub,
-        "kill",
-        "end a group's running jobs and cancel its pending ones",
-        "End the running jobs of GROUP (whole process trees), cancel its pending ones and stop further "
-        "launches.\nSucceeded and failed jobs stay as they are. Asks first unless --force. Safe while "
-        "a runner or monitor runs.",
-    )
-    p.add_argument("group")
-    p.add_argument("--force", action="store_true", help="do not ask")
-    p.set_defaults(func=cmd_kill)
-
-    p = _sub(
-        sub,
-        "logs",
-        "print a job's log",
-        "Print the log of RUN in GROUP (its current attempt unless "
-        "--attempt). With --follow, keep printing\nuntil the job ends (across retries), then exit 0 if "
-        "it succeeded, 1 otherwise.",
-    )
-    p.add_argument("group")
-    p.add_argument("run")
-    p.add_argument("--tail", type=int, metavar="N", help="only the last N lines")
-    p.add_argument("--follow", "-f", action="store_true", help="keep printing until the job ends")
-    p.add_argument("--attempt", type=int, metavar="K", help="the log of attempt K (1 is the first)")
-    p.set_defaults(func=cmd_logs)
-
-    p = _sub(
-        sub,
-        "retry",
-        "relaunch a group's failed, cancelled and skipped runs",
-        "Relaunch the failed, cancelled and skipped runs of GROUP as new attempts, with their names, "
-        "arguments\nand dependencies; succeeded runs are not rerun and earlier attempts stay in the "
-        "history. Then watch.",
-    )
-    p.add_argument("group")
-    p.add_argument("--no-wait", action="store_true", help="return once a runner drives the group")
-    p.set_defaults(func=cmd_retry)
-
-    p = _sub(
-        sub,
-        "notebook",
-        "(re)write a group's analysis notebook",
-        "Write the analysis notebook of GROUP (by default where the group's config says).",
-    )
-    p.add_argument("group")
-    p.add_argument("-o", "--output", metavar="PATH", help="where to write it")
-    p.set_defaults(func=cmd_notebook)
-
-    p = _sub(
-        sub,
-        "report",
-        "(re)write a group's HTML report",
-        "Run the analysis notebook of GROUP top to bottom and write it as one self-contained HTML page "
-        "(plots\nembedded, nothing to install to read it), by default beside the notebook "
-        "(<notebook>.html).",
-    )
-    p.add_argument("group")
-    p.add_argument("-o", "--output", metavar="PATH", help="where to write it")
-    p.add_argument("--open", action="store_true", help="then open it in the web browser")
-    p.set_defaults(func=cmd_report)
-
-    p = _sub(
-        sub,
-        "resume",
-        "drive a group whose runner stopped, and watch it",
-        "Start a runner for GROUP if none is alive, then watch it.",
-    )
-    p.add_argument("group")
-    p.add_argument("--no-wait", action="store_true", help="return once a runner drives the group")
-    p.set_defaults(func=cmd_resume)
-    return parser
 
 
 def main(argv: Sequence[str]) -> int:
     args = build_parser().parse_args(list(argv))
     if args.where is True or (isinstance(args.where, list) and None in args.where):
         print(store_line(groups.store_path()), file=sys.stderr, flush=True)
-    return int(args.func(args))
+    return int(COMMANDS[args.command](args))

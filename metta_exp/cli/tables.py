@@ -25,11 +25,13 @@ from metta_exp.trials import TrialRecord
 
 if TYPE_CHECKING:
     from metta_exp.groups import KillPlan
+    from metta_exp.history.remove import RemovalPlan
     from metta_exp.logs.job import AttemptLog
 
 __all__ = [
     "fmt_gpu_hours", "group_json", "group_table", "hidden_line", "job_json", "jobs_table", "json_array",
-    "kill_plan_text", "links_table", "log_missing_line", "notebook_lines", "runs_csv", "runs_json",
+    "fmt_bytes", "kill_plan_text", "links_table", "log_missing_line", "notebook_lines", "rm_plan_text", "runs_csv",
+    "runs_json",
     "runs_table", "store_line", "trial_json",
 ]  # fmt: skip
 
@@ -392,3 +394,39 @@ def log_missing_line(log: AttemptLog) -> str:
 def notebook_lines(written: Path) -> list[str]:
     """Where ``job notebook`` wrote the notebook, and the command that opens it in Jupyter."""
     return [f"Notebook: {written}", f"Open it in Jupyter: {jupyter_command(written.absolute())}"]
+
+
+def fmt_bytes(size: int) -> str:
+    """A size in bytes as ``job rm`` says it (its module is imported only by ``job rm``)."""
+    from metta_exp.history.remove import fmt_bytes as fmt
+
+    return fmt(size)
+
+
+def rm_plan_text(removal: RemovalPlan, limit: int = 20) -> str:
+    """What ``job rm`` removes: a line for the whole, a row per group (the first ``limit``), and what an
+    interrupted ``job rm`` left."""
+    gone = removal.removals
+    jobs = sum(r.group.total for r in gone)
+    head = f"Remove {plural(len(gone), 'group')} ({plural(jobs, 'job')}), freeing {fmt_bytes(removal.size)}:"
+    now = time.time()
+    rows = [
+        [
+            r.group.name,
+            plural(r.group.total, "job"),
+            ", ".join(f"{n} {s}" for s, n in r.group.counts.items() if n) or "-",
+            f"created {fmt_age(now - r.group.created_at)} ago",
+            fmt_bytes(r.size),
+        ]
+        for r in gone[:limit]
+    ]
+    lines = [
+        head,
+        *("  " + line for line in table(["GROUP", "JOBS", "STATUS", "AGE", "DISK"], rows).splitlines()[1:]),
+    ]
+    if len(gone) > limit:
+        lines.append(f"  … and {len(gone) - limit} more")
+    if removal.leftovers:
+        where = removal.state_dir / ".removing"
+        lines.append(f"Also what an interrupted job rm left in {where}: {fmt_bytes(removal.leftover_size)}.")
+    return "\n".join(lines)
