@@ -284,7 +284,8 @@ def test_job_kill_opens_one_store_and_every_command_closes_what_it_opens(state_d
 
 def test_the_job_cli_imports_only_the_api_the_text_views_and_errors() -> None:
     """``cli/jobs.py`` is a thin layer: every import of it, lazy and type-time ones included, is of
-    ``groups``, ``cli.tables``, ``text`` or ``errors``."""
+    ``groups``, ``cli.tables``, ``text`` or ``errors``, or its own parser (``cli.job_parser``, which
+    imports no more than the default of ``-n``)."""
     from import_graph import imports_of, modules_of
 
     package = Path(metta_exp.__file__).parent
@@ -295,6 +296,9 @@ def test_the_job_cli_imports_only_the_api_the_text_views_and_errors() -> None:
         "metta_exp",
         "metta_exp.groups",
         "metta_exp.cli.tables",
+        "metta_exp.cli.job_parser",
         "metta_exp.text",
         "metta_exp.errors",
     }
+    parser = imports_of("metta_exp.cli.job_parser", package / "cli" / "job_parser.py", known)
+    assert parser == {"metta_exp.history.listing"}
