@@ -32,7 +32,11 @@ from metta_exp.store import DB_NAME, JobStore, default_state_dir
 from metta_exp.trials import TrialRecord
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from metta_exp.history.listing import Listing
+    from metta_exp.history.remove import RemovalPlan, Removed
+    from metta_exp.history.runs import Runs
 
 RETRY_DRIVE_WAIT_S = 30.0
 
@@ -112,6 +116,84 @@ def listing(
 
     query = group_query(_strs(patterns), _strs(status), since, until)
     return list_window(open_store(readonly=True), query, limit, gpu_hours)
+
+
+def runs(
+    patterns: str | Sequence[str] = (),
+    *,
+    status: str | Sequence[str] = (),
+    since: str | float | None = None,
+    until: str | float | None = None,
+    where: str | Sequence[str] = (),
+    sort: str | None = None,
+    reverse: bool = False,
+    limit: int | None = None,
+) -> pd.DataFrame:
+    """Every run across groups as one DataFrame, as ``job runs`` lists them: ``group, run, status,
+    attempts, started_at, ended_at, duration_s, gpus, gpu_hours, steps``, a column per tracked metric
+    (its final value) and one per override key (typed values). Filters as ``job runs``'s: group names or
+    globs, the runs' ``status``, groups created ``since``/``until``, ``where`` conditions
+    (``"trainer.learning_rate>=0.01"``, ``"run~high_*"``), ``sort`` by a column, metric or override
+    (numbers largest first; ``reverse``), ``limit`` rows (None: all)."""
+    from metta_exp.history.runs import runs_frame
+
+    return runs_frame(
+        run_rows(
+            patterns,
+            status=status,
+            since=since,
+            until=until,
+            where=where,
+            sort=sort,
+            reverse=reverse,
+            limit=limit,
+        )
+    )
+
+
+def run_rows(
+    patterns: str | Sequence[str] = (),
+    *,
+    status: str | Sequence[str] = (),
+    since: str | float | None = None,
+    until: str | float | None = None,
+    where: str | Sequence[str] = (),
+    sort: str | None = None,
+    reverse: bool = False,
+    limit: int | None = None,
+) -> Runs:
+    """:func:`runs` as typed rows (no pandas), with how many runs the filters select in all."""
+    from metta_exp.history.runs import RunsQuery, find_runs
+
+    query = RunsQuery.parse(_strs(patterns), _strs(status), since, until, _strs(where), sort, reverse, limit)
+    return find_runs(open_store(readonly=True), query)
+
+
+def rm_plan(
+    patterns: str | Sequence[str] = (),
+    *,
+    older_than: str | float | None = None,
+    status: str | Sequence[str] = (),
+    notebooks: bool = False,
+) -> RemovalPlan:
+    """What :func:`rm` would remove (nothing is changed): the ended groups named by ``patterns`` (names or
+    globs) and/or created before ``older_than`` (``"30d"``, a date, a unix time), with a job in one of
+    ``status``; their run directories and logs, with ``notebooks`` their notebooks and reports; the disk
+    that frees; and the selected groups that have not ended (``rm`` refuses while there are any)."""
+    from metta_exp.history.remove import plan
+
+    store = open_store()
+    if store is None:
+        raise NotFoundError(f"no groups to remove: no job store in {default_state_dir()}")
+    return plan(store, _strs(patterns), older_than, _strs(status), notebooks)
+
+
+def rm(removal: RemovalPlan) -> Removed:
+    """Remove what ``removal`` (from :func:`rm_plan`) lists: the groups' rows in one transaction, then
+    their files. ``UsageError`` (nothing removed) when it names groups that have not ended."""
+    from metta_exp.history.remove import remove
+
+    return remove(JobStore.open(removal.state_dir, create=False), removal)
 
 
 def _strs(value: str | Sequence[str]) -> list[str]:

@@ -28,6 +28,8 @@ from metta_exp.config import Experiment
 from metta_exp.errors import BackendUnavailable, ConfigError, NotFoundError
 from metta_exp.records import GroupConfig, JobSpec, SweepRecord
 from metta_exp.resolve import resolve
+from metta_exp.search.text import search_size
+from metta_exp.status import JobStatus
 from metta_exp.store import GroupExistsError, JobStore, default_state_dir
 from metta_exp.text import plural
 from metta_exp.trials import SearchSpace
@@ -257,16 +259,28 @@ def _group_names(exps: Sequence[Experiment], name: str) -> list[str]:
 
 
 def _check_group_is_new(store: JobStore, exp: Experiment, group: str) -> None:
+    """A named group must be new; the error suggests what fits the group that has the name: watching it
+    while it runs, rerunning its failed runs once it ended with some."""
     if exp.group is None:
         return  # a generated name that is taken gets a suffix
     try:
-        store.group(group)
+        record = store.group(group)
     except NotFoundError:
         return
-    raise GroupExistsError(
-        f"group '{group}' already exists: choose another group=NAME, or use "
-        f"'metta-exp job retry {group}' to rerun its failed runs"
-    )
+    quoted = shlex.quote(group)
+    if record.ended_at is None:
+        raise GroupExistsError(
+            f"group '{group}' already exists and has not ended: choose another group=NAME, or watch it: "
+            f"metta-exp job monitor {quoted}"
+        )
+    again = (JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.SKIPPED)  # what 'job retry' reruns
+    rerun = [j for j in store.jobs(group) if j.status in again]
+    if rerun and record.search_space is None:
+        raise GroupExistsError(
+            f"group '{group}' already exists: choose another group=NAME, or rerun its "
+            f"{plural(len(rerun), 'run')} that did not succeed: metta-exp job retry {quoted}"
+        )
+    raise GroupExistsError(f"group '{group}' already exists: choose another group=NAME")
 
 
 def _submit_group(
@@ -295,7 +309,10 @@ def _submit_group(
             raise
         group, specs = first_free_name(generated_group_name(name), lambda g: (g, create(g)))
     ensure_driver(store, group, cwd=Path.cwd())
-    print(f"Group {group}: {plural(len(specs), 'job')} on {backend}, state in {store.state_dir}", file=out)
+    size = plural(len(specs), "job") + " on"
+    if config.search_space is not None:  # its first trials are its first jobs; the line says the study's size
+        size = search_size(store.group(group)) + ", on"
+    print(f"Group {group}: {size} {backend}, state in {store.state_dir}", file=out)
     return group
 
 
@@ -363,7 +380,7 @@ def dry_run_refusal(exp: Experiment, specs: list[JobSpec], state_dir: Path) -> i
 def print_dry_run(exp: Experiment, specs: list[JobSpec], out: TextIO) -> None:
     """Every job as it would be launched; for remote groups, its SkyPilot task YAML too."""
     print(
-        f"Dry run: group {specs[0].group}, {len(specs)} jobs on {backend_name(exp)} (nothing submitted)",
+        f"Dry run: group {specs[0].group}, {plural(len(specs), 'job')} on {backend_name(exp)} (nothing submitted)",
         file=out,
     )
     for spec in specs:

@@ -434,7 +434,7 @@ def test_monitor_of_an_ended_group_prints_its_summary(state_dir: Path) -> None:
     wait_for(lambda: JobStore.open(state_dir).group("done").ended_at, what="group end")
     result = run_cli("job", "monitor", "done")
     assert result.returncode == 0
-    assert result.stdout.startswith("done: 1 jobs, 1 succeeded")
+    assert result.stdout.startswith("done: 1 job, 1 succeeded")
 
 
 def test_monitor_takes_over_a_group_whose_runner_was_killed(state_dir: Path) -> None:

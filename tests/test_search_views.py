@@ -97,8 +97,8 @@ def render(frame: Frame, width: int, height: int) -> str:
 
 
 EXPECTED_100x20 = """\
-lr_sweep · demo on local · 4 jobs · 1:15 elapsed · runner pid 4242
-━━━━━━━━━─── 3/4 done  ▶ 1 running  ✓ 2 succeeded  ✂ 1 pruned
+lr_sweep · demo on local · search of 40 trials, 2 at once · 1:15 elapsed · runner pid 4242
+━─────────── 3/40 done  ▶ 1 running  ✓ 2 succeeded  ✂ 1 pruned
 Search 4/40 · best 0.873 t002-lr0.00231-ent0.0123-bs512 · 1 running, 2 complete, 1 pruned, 0 failed…
 ── Active 1 running ────────────────────────────────────────────────────────────────────────────────
   ▶ t003-lr0.0005-ent0.002-bs256    waiting for progress…  0:30
@@ -117,8 +117,8 @@ def test_monitor_header_shows_the_best_trial_and_pruned_jobs_end_with_their_reas
 
 
 EXPECTED_80x12 = """\
-lr_sweep · demo on local · 4 jobs · 1:15 elapsed · runner pid 4242
-━━━━━━━━── 3/4 done  ▶ 1 running  ✓ 2 succeeded  ✂ 1 pruned
+lr_sweep · demo on local · search of 40 trials, 2 at once · 1:15 elapsed · runn…
+━───────── 3/40 done  ▶ 1 running  ✓ 2 succeeded  ✂ 1 pruned
 Search 4/40 · best 0.873 t002-lr0.00231-ent0.0123-bs512 · 1 running, 2 complete…
 ── Active 1 running ────────────────────────────────────────────────────────────
   ▶ t003-lr0.0005-ent0.002-bs256  waiting for progress…  0:30

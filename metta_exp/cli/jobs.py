@@ -13,10 +13,10 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from metta_exp import groups
-from metta_exp.cli.tables import group_table, jobs_table, links_table
+from metta_exp.cli.tables import fmt_age, group_table, jobs_table, links_table, runs_table, table
 from metta_exp.errors import UsageError
 from metta_exp.history.listing import DEFAULT_LIMIT, fmt_gpu_hours
 from metta_exp.paths import jupyter_command
@@ -98,6 +98,110 @@ def group_json(s: GroupSummary, gpu_hours: float) -> dict[str, object]:
         "backend": s.backend,
         "gpu_hours": gpu_hours,
     }
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    found = groups.run_rows(
+        args.patterns,
+        status=args.status,
+        since=args.since,
+        until=args.until,
+        where=[w for w in args.where if w is not None],
+        sort=args.sort,
+        reverse=args.reverse,
+        limit=window(args),
+    )
+    hidden = hidden_line(found.hidden, "run", older=False) if found.hidden else None
+    if args.json or args.csv:
+        from metta_exp.history.runs import runs_csv, runs_json
+
+        if args.json:
+            print_json_array(runs_json(found))
+        else:
+            sys.stdout.write(runs_csv(found))
+        if hidden:
+            print(hidden, file=sys.stderr)
+        return 0
+    if not found.rows:
+        print("No runs match." if found.matched == 0 else "")
+        return 0
+    text, notes = runs_table(found, time.time(), terminal_width())
+    print(text)
+    for line in [*([hidden] if hidden else []), *notes]:
+        print(line)
+    print(store_line())
+    return 0
+
+
+def cmd_rm(args: argparse.Namespace) -> int:
+    from metta_exp.history.remove import fmt_bytes, refusal
+
+    removal = groups.rm_plan(
+        args.patterns, older_than=args.older_than, status=args.status, notebooks=args.notebooks
+    )
+    if removal.active:
+        raise refusal(removal.active)
+    if removal.empty:
+        print("Nothing to remove: no ended group matches.")
+        return 0
+    print(rm_plan_text(removal, fmt_bytes))
+    if args.dry_run:
+        print("Dry run: nothing removed.")
+        return 0
+    if not args.force and not confirm("Remove them?"):
+        print("Nothing removed.")
+        return 1
+    try:
+        done = groups.rm(removal)
+    except KeyboardInterrupt:
+        print(
+            f"\nInterrupted. Groups removed from the store stay removed; what is left of their files is in "
+            f"{removal.state_dir / '.removing'}, which the next 'metta-exp job rm' deletes.",
+            file=sys.stderr,
+        )
+        return 130
+    print(f"Removed {plural(len(done.groups), 'group')}; freed {fmt_bytes(done.freed)}.")
+    return 0
+
+
+def rm_plan_text(removal: groups.RemovalPlan, fmt_bytes: Callable[[int], str], limit: int = 20) -> str:
+    """What ``job rm`` removes: a line for the whole, a row per group (the first ``limit``), and what an
+    interrupted ``job rm`` left."""
+    gone = removal.removals
+    jobs = sum(r.group.total for r in gone)
+    head = f"Remove {plural(len(gone), 'group')} ({plural(jobs, 'job')}), freeing {fmt_bytes(removal.size)}:"
+    now = time.time()
+    rows = [
+        [
+            r.group.name,
+            plural(r.group.total, "job"),
+            ", ".join(f"{n} {s}" for s, n in r.group.counts.items() if n) or "-",
+            f"created {fmt_age(now - r.group.created_at)} ago",
+            fmt_bytes(r.size),
+        ]
+        for r in gone[:limit]
+    ]
+    lines = [
+        head,
+        *("  " + line for line in table(["GROUP", "JOBS", "STATUS", "AGE", "DISK"], rows).splitlines()[1:]),
+    ]
+    if len(gone) > limit:
+        lines.append(f"  … and {len(gone) - limit} more")
+    if removal.leftovers:
+        where = removal.state_dir / ".removing"
+        lines.append(f"Also what an interrupted job rm left in {where}: {fmt_bytes(removal.leftover_size)}.")
+    return "\n".join(lines)
+
+
+def terminal_width() -> int | None:
+    """The width to fit a table into: ``$COLUMNS``, else the terminal's; None when the output is not a
+    terminal (a pipe or a file gets whole lines)."""
+    import os
+
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit() and int(columns) > 0:
+        return int(columns)
+    return os.get_terminal_size(sys.stdout.fileno()).columns if sys.stdout.isatty() else None
 
 
 def store_line() -> str:
@@ -236,9 +340,10 @@ def cmd_kill(args: argparse.Namespace) -> int:
         more = f" and what {plural(len(plan.stray), 'ended job')} left running" if plan.stray else ""
         print(f"Ending {plural(len(plan.active), 'job')}{more}…", flush=True)
     done = groups.kill(args.group, plan)
+    left = done.succeeded + done.failed
     print(
-        f"Killed {args.group}: {done.cancelled} cancelled; {done.succeeded} succeeded and "
-        f"{done.failed} failed jobs left as they were."
+        f"Killed {args.group}: {done.cancelled} cancelled; {plural(left, 'job')} left as "
+        f"{'it was' if left == 1 else 'they were'} ({done.succeeded} succeeded, {done.failed} failed)."
     )
     return 0
 
@@ -302,6 +407,11 @@ def cmd_report(args: argparse.Namespace) -> int:
 EXAMPLES = {
     "list": "metta-exp job list\n  metta-exp job list 'lr_*' --status failed --since 7d\n"
     "  metta-exp job list --all --json | jq '.[] | select(.failed > 0) | .group'",
+    "runs": "metta-exp job runs --since 7d --sort overview/reward -n 10\n"
+    "  metta-exp job runs 'lr_*' --where 'trainer.learning_rate>=0.01' --csv > runs.csv",
+    "rm": "metta-exp job rm lr_sweep               # lists what goes, asks\n"
+    "  metta-exp job rm --older-than 30d --status failed --dry-run\n"
+    "  metta-exp job rm 'lr_*' --notebooks --force",
     "show": "metta-exp job show lr_sweep\n  metta-exp job show lr_sweep --json",
     "monitor": "metta-exp job monitor lr_sweep\n  metta-exp job monitor lr_sweep --refresh 2.0 --no-logs",
     "kill": "metta-exp job kill lr_sweep           # shows what it will do and asks\n"
@@ -315,12 +425,21 @@ EXAMPLES = {
 
 
 def _sub(
-    sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, help: str, text: str
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    help: str,
+    text: str,
+    store_flag: bool = True,
 ) -> argparse.ArgumentParser:
+    """A command's parser; ``store_flag``: with the bare ``--where`` every command takes (``job runs``
+    has its own, which also filters)."""
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--where", action="store_true", help="print which store this command reads (store: PATH) on stderr"
-    )
+    if store_flag:
+        common.add_argument(
+            "--where",
+            action="store_true",
+            help="print which store this command reads (store: PATH) on stderr",
+        )
     return sub.add_parser(
         name,
         parents=[common],
@@ -331,14 +450,17 @@ def _sub(
     )
 
 
-def add_group_filters(p: argparse.ArgumentParser, status_means: str, until: bool = True) -> None:
+def add_group_filters(
+    p: argparse.ArgumentParser, status_means: str, until: bool = True, runs: bool = False
+) -> None:
     """``--status``, ``--since``, ``--until``: the filters every history command shares."""
     p.add_argument(
         "--status",
         action="append",
         default=[],
         metavar="S",
-        help=f"only groups with {status_means} (repeat it, or S1,S2)",
+        help=("only runs in one of these statuses" if runs else f"only groups with {status_means}")
+        + " (repeat it, or S1,S2)",
     )
     p.add_argument(
         "--since", metavar="T", help="created at T or later: 7d, 12h, 2026-12-01, 2026-12-01T14:30"
@@ -385,6 +507,69 @@ def build_parser() -> argparse.ArgumentParser:
         "backend, gpu_hours} (the same rows)",
     )
     p.set_defaults(func=cmd_list)
+
+    p = _sub(
+        sub,
+        "runs",
+        "every run across groups as one table",
+        "Every run of the selected groups as one table, newest group first: status, attempts, start, "
+        "running\ntime, GPUs and GPU-hours, the final value of each tracked metric, and the overrides "
+        "that differ\n(its args, sweep point or trial params). 50 rows unless -n N or --all. Sorting: "
+        "numbers largest\nfirst, text A to Z (--reverse flips it); runs without the key last.",
+        store_flag=False,
+    )
+    p.add_argument("patterns", nargs="*", metavar="GLOB", help="group names or globs ('lr_*'): any of them")
+    add_group_filters(p, "", runs=True)
+    p.add_argument(
+        "--where",
+        action="append",
+        nargs="?",
+        default=[],
+        metavar="EXPR",
+        help="KEY=VALUE, KEY!=VALUE, KEY>=N, KEY<=N, KEY>N, KEY<N or KEY~GLOB on an override, a "
+        "trial param, a metric or a column (group, run, status, attempts, gpus, gpu_hours, duration, steps); "
+        "repeat it: all must hold. Bare: print which store this command reads (store: PATH) on stderr",
+    )
+    p.add_argument(
+        "--sort", metavar="KEY", help="a metric (reward or overview/reward), a column or an override"
+    )
+    p.add_argument("--reverse", action="store_true", help="the other way round")
+    add_window(p, "runs")
+    output = p.add_mutually_exclusive_group()
+    output.add_argument(
+        "--json",
+        action="store_true",
+        help="one JSON array of {group, run, status, attempts, started_at, ended_at, duration_s, gpus, "
+        "gpu_hours, steps, metrics, overrides, args, params} (the same rows)",
+    )
+    output.add_argument(
+        "--csv", action="store_true", help="CSV: those columns, a metric or override a column"
+    )
+    p.set_defaults(func=cmd_runs)
+
+    p = _sub(
+        sub,
+        "rm",
+        "remove ended groups, their run directories and logs",
+        "Remove ended groups: their rows in the store, run directories and logs (with --notebooks, their "
+        "notebooks\nand reports too). Lists what goes and the disk it frees, then asks (--force does not). "
+        "Refuses groups\nthat have not ended (end them with job kill). The rows go in one transaction: "
+        "a crash or Ctrl+C\nleaves each group whole or gone; files an interrupted rm left are deleted by "
+        "the next one.",
+    )
+    p.add_argument("patterns", nargs="*", metavar="GROUP", help="group names or globs ('lr_*')")
+    p.add_argument("--older-than", metavar="T", help="groups created before T: 30d, 2w, 2026-11-01")
+    p.add_argument(
+        "--status",
+        action="append",
+        default=[],
+        metavar="S",
+        help="only groups with a job in one of these statuses",
+    )
+    p.add_argument("--notebooks", action="store_true", help="their notebooks and HTML reports too")
+    p.add_argument("--force", action="store_true", help="do not ask")
+    p.add_argument("--dry-run", action="store_true", help="print what would go, remove nothing")
+    p.set_defaults(func=cmd_rm)
 
     p = _sub(
         sub,
@@ -490,6 +675,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str]) -> int:
     args = build_parser().parse_args(list(argv))
-    if args.where:
+    if args.where is True or (isinstance(args.where, list) and None in args.where):
         print(store_line(), file=sys.stderr, flush=True)
     return int(args.func(args))

@@ -1,4 +1,4 @@
-"""The plain-text tables of ``metta-exp job list`` and ``job show``: pure functions from records.
+"""The plain-text tables of ``metta-exp job list``, ``job show`` and ``job runs``: pure functions from records.
 
 Plain text on purpose (no rich): ``job list`` must start fast and its output must read well in a pipe.
 Times are shown in local time; the ``--json`` output has ISO 8601 times with their UTC offset.
@@ -11,10 +11,11 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 
 from metta_exp.history.listing import fmt_gpu_hours
+from metta_exp.history.runs import Runs, metric_label
 from metta_exp.records import GroupRecord, GroupSummary, JobRecord
 from metta_exp.search.text import search_line
 from metta_exp.status import ALL_STATUSES, TERMINAL, JobStatus
-from metta_exp.text import fmt_duration
+from metta_exp.text import fmt_duration, plural
 from metta_exp.trials import TrialRecord
 
 LIST_STATUSES = (
@@ -122,7 +123,7 @@ def jobs_table(
         when += f", ended {fmt_duration(group.ended_at - group.created_at)} later"
     elif group.cancel_requested:
         when += ", being killed"
-    head = f"Group {group.name} · {group.experiment} on {group.backend} · {when} · {len(jobs)} jobs: {by}"
+    head = f"Group {group.name} · {group.experiment} on {group.backend} · {when} · {plural(len(jobs), 'job')}: {by}"
     hours = gpu_hours if gpu_hours and any(gpu_hours.values()) else None
     if hours:
         head += f" · {fmt_gpu_hours(sum(hours.values()))} GPU-hours"
@@ -170,3 +171,104 @@ def links_table(jobs: Sequence[JobRecord]) -> str:
     """``job show``'s second table: where each job's log and W&B run are."""
     rows = [[j.run, j.log_path or "-", j.wandb_url or "-"] for j in jobs]
     return table(["RUN", "LOG", "W&B"], rows)
+
+
+def runs_table(runs: Runs, now: float, width: int | None = None) -> tuple[str, list[str]]:
+    """``job runs``: one row per run (group, run, status, attempts, start, running time, GPUs and
+    GPU-hours when a run used a GPU, each metric's final value, the overrides that differ between the
+    rows); and the notes that go under it (the overrides every row shares, metric columns left out).
+
+    ``width``: the terminal's; the table is fitted to it by shortening the overrides, then leaving out
+    metric columns from the right, then shortening group and run names. None (a pipe): not fitted."""
+    from metta_exp.metrics import fmt_number
+
+    rows = runs.rows
+    gpus = any(r.gpus for r in rows)
+    varying, common = split_overrides([r.overrides for r in rows])
+    today = time.localtime(now)
+    fixed = [
+        ("GROUP", [r.group for r in rows], False),
+        ("RUN", [r.run for r in rows], False),
+        ("STATUS", [r.status for r in rows], False),
+        ("ATTEMPTS", [str(r.attempts) for r in rows], True),
+        ("STARTED", [fmt_time(r.started_at, now, today) for r in rows], False),
+        ("TIME", [fmt_duration(r.duration_s) for r in rows], True),
+    ]
+    if gpus:
+        fixed += [("GPUS", [str(r.gpus) for r in rows], True)]
+        fixed += [("GPU-H", [fmt_gpu_hours(r.gpu_hours) for r in rows], True)]
+    metric_columns = [
+        (metric_label(m, runs.metrics), [_metric(r.metrics.get(m), fmt_number) for r in rows], True)
+        for m in runs.metrics
+    ]
+    shown = [" ".join(f"{k}={r.overrides[k]}" for k in varying if k in r.overrides) or "-" for r in rows]
+    overrides = ("OVERRIDES", shown, False)
+    columns = [*fixed, *metric_columns, overrides]
+    notes = []
+    if width is not None:
+        columns, left_out = fit_columns(columns, width, len(fixed), len(metric_columns))
+        if left_out:
+            notes.append(
+                f"Not shown for want of width: {', '.join(left_out)} (--json or --csv has every column)."
+            )
+    if common and len(rows) > 1:
+        notes.append("Every run shown has " + " ".join(f"{k}={v}" for k, v in common.items()) + ".")
+    headers = [c[0] for c in columns]
+    cells = [list(row) for row in zip(*(c[1] for c in columns), strict=True)] if rows else []
+    right = tuple(i for i, c in enumerate(columns) if c[2])
+    return table(headers, cells, right=right), notes
+
+
+def _metric(value: float | None, fmt: Callable[[float], str]) -> str:
+    return "-" if value is None else fmt(value)
+
+
+def split_overrides(overrides: Sequence[Mapping[str, str]]) -> tuple[list[str], dict[str, str]]:
+    """The override keys whose value differs between the runs (or that some run lacks), in the order
+    first seen; and those every run has with one value."""
+    keys = list(dict.fromkeys(k for o in overrides for k in o))
+    common = {
+        k: overrides[0][k]
+        for k in keys
+        if overrides and all(k in o and o[k] == overrides[0][k] for o in overrides)
+    }
+    return [k for k in keys if k not in common], common
+
+
+Column = tuple[str, list[str], bool]  # header, cells, right-aligned
+
+
+def fit_columns(
+    columns: list[Column], width: int, fixed: int, metrics: int
+) -> tuple[list[Column], list[str]]:
+    """``columns`` (``fixed`` ones, then ``metrics`` metric ones, then the overrides) fitted into ``width``:
+    the overrides shortened (to 12 characters at least), then metric columns left out from the right (their
+    titles returned), then the group and run names shortened (to 12 at least), then the overrides again (to
+    4). Cells cut are marked ``…``."""
+
+    def widths(cols: list[Column]) -> int:
+        return sum(max(len(c[0]), *map(len, c[1]), 0) for c in cols) + 2 * (len(cols) - 1)
+
+    cols = list(columns)
+    left_out: list[str] = []
+    over = cols[-1]
+    room = width - widths(cols[:-1]) - 2
+    if widths(cols) > width:
+        cols[-1] = _cut(over, max(12, room))
+    while widths(cols) > width and metrics:
+        left_out.insert(0, cols.pop(fixed + metrics - 1)[0])
+        metrics -= 1
+        cols[-1] = _cut(over, max(12, width - widths(cols[:-1]) - 2))
+    for index in (0, 1):  # group, run
+        excess = widths(cols) - width
+        if excess > 0:
+            longest = max(map(len, cols[index][1]), default=0)
+            cols[index] = _cut(cols[index], max(12, longest - excess))
+    if widths(cols) > width:  # a very narrow terminal: what is left of the overrides
+        cols[-1] = _cut(over, max(4, width - widths(cols[:-1]) - 2))
+    return cols, left_out
+
+
+def _cut(column: Column, size: int) -> Column:
+    header, cells, right = column
+    return header, [c if len(c) <= size else c[: size - 1] + "…" for c in cells], right

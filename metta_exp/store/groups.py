@@ -40,10 +40,7 @@ class Groups(Jobs):
         now = time.time()
         with self.atomic() as db:
             if db.execute("SELECT 1 FROM groups WHERE name = ?", (name,)).fetchone():
-                raise GroupExistsError(
-                    f"group '{name}' already exists: choose another group=NAME, or use "
-                    f"'metta-exp job retry {name}' to rerun its failed runs"
-                )
+                raise GroupExistsError(f"group '{name}' already exists: choose another group=NAME")
             db.execute(
                 "INSERT INTO groups (name, experiment, backend, config, created_at) VALUES (?, ?, ?, ?, ?)",
                 (name, experiment, backend, json.dumps(config.to_dict(), sort_keys=True), now),
