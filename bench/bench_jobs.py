@@ -35,7 +35,7 @@ from conftest import kill_everything  # noqa: E402
 
 from metta_exp.config import Experiment  # noqa: E402
 from metta_exp.logs.tail import final_progress  # noqa: E402
-from metta_exp.paths import attempt_log  # noqa: E402
+from metta_exp.paths import RunDir  # noqa: E402
 from metta_exp.records import GroupConfig  # noqa: E402
 from metta_exp.resolve import resolve  # noqa: E402
 from metta_exp.status import JobStatus  # noqa: E402
@@ -57,7 +57,7 @@ def fill_group(store: JobStore, state_dir: Path, group: str, runs: int) -> None:
     for i, spec in enumerate(specs):
         if i >= runs * 9 // 10:
             continue  # pending
-        log = attempt_log(spec.run_dir, 1)
+        log = RunDir.at(spec.run_dir).log(1)
         log.parent.mkdir(parents=True, exist_ok=True)
         lines = [f"epoch {k}: loss={1 / (k + 1):.4f}\n" for k in range(190)]
         lines += [f"[metta-exp] progress step={k * 3000} total=30000 sps=5123.4 overview/reward={k * 9.5}\n"

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import errno
-import json
 import os
 import signal
 import sys
@@ -28,8 +27,9 @@ from typing import TYPE_CHECKING
 from metta_exp.backends.base import Backend, Launch, Observation
 from metta_exp.logs.tail import LogMark, final_metrics, final_progress, scan_wandb_ref
 from metta_exp.metrics import tracked_metrics
-from metta_exp.paths import attempt_log, launch_dir, notebook_path, run_file
+from metta_exp.paths import RunDir, launch_dir, notebook_path
 from metta_exp.records import GroupRecord, JobRecord
+from metta_exp.runs.state import read_run_state
 from metta_exp.status import ACTIVE, JobStatus, waits_for
 from metta_exp.store import JobStore
 from metta_exp.supervise import LEASE_TTL, exit_code, launch_of, launch_settings, lease_owner_id, owner_alive
@@ -259,7 +259,7 @@ class Runner:
             ref, self._log_scanned[job.log_path or ""] = scan_wandb_ref(
                 job.log_path, self._log_scanned.get(job.log_path or "", (0, 0))
             )
-            url = ref.url if ref is not None else run_json_wandb_url(job)
+            url = ref.url if ref is not None else _reported_url(job)
             if url:
                 self._url_found[job.run] = job.attempts
                 if url != job.wandb_url:
@@ -385,7 +385,7 @@ class Runner:
                 continue
             gpu_ids: tuple[int, ...] = tuple(free[: spec.gpus]) if free is not None and spec.gpus > 0 else ()
             busy.update(gpu_ids)
-            log_path = attempt_log(job.run_dir, job.attempts + 1)
+            log_path = RunDir.at(job.run_dir).log(job.attempts + 1)
             attempt = self.store.claim(self.group, job.run, self.owner, gpu_ids, str(log_path))
             if attempt is None:
                 continue
@@ -393,7 +393,7 @@ class Runner:
                 Launch(
                     spec,
                     attempt,
-                    attempt_log(job.run_dir, attempt),
+                    RunDir.at(job.run_dir).log(attempt),
                     gpu_ids=gpu_ids,
                     settings=launch_settings(group),
                 )
@@ -473,17 +473,11 @@ def log_line(text: str) -> None:
         print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {text}", flush=True)
 
 
-def run_json_wandb_url(job: JobRecord) -> str | None:
-    """The W&B URL in ``run.json`` of the job's run directory when this attempt wrote it (local jobs; a
-    fallback for the ``[metta-exp] wandb`` line of its log)."""
-    try:
-        data = json.loads(run_file(job.run_dir).read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(data, dict) or data.get("attempt", 1) != job.attempts:
-        return None
-    url = data.get("wandb_url")
-    return url if isinstance(url, str) and url else None
+def _reported_url(job: JobRecord) -> str | None:
+    """The W&B URL in ``run.json`` when this attempt wrote it (local jobs; a fallback for the
+    ``[metta-exp] wandb`` line of its log)."""
+    state = read_run_state(job.run_dir, job.attempts)
+    return state.wandb_url if state is not None else None
 
 
 def _ended(obs: Observation | None) -> bool:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from metta_exp.backends.base import Launch, LaunchSettings
 from metta_exp.backends.procs import pid_alive
-from metta_exp.paths import attempt_log, launch_dir, runner_log
+from metta_exp.paths import RunDir, launch_dir, runner_log
 from metta_exp.records import GroupRecord, JobRecord
 from metta_exp.status import JobStatus
 from metta_exp.trials import TrialRecord, TrialState
@@ -169,7 +169,7 @@ class Healer:
 
 def launch_of(group: GroupRecord, job: JobRecord) -> Launch:
     """The backend's view of a job's current attempt."""
-    log = Path(job.log_path) if job.log_path else attempt_log(job.run_dir, max(job.attempts, 1))
+    log = Path(job.log_path) if job.log_path else RunDir.at(job.run_dir).log(max(job.attempts, 1))
     return Launch(job.spec, job.attempts, log, job.handle, job.gpu_ids, settings=launch_settings(group))
 
 

@@ -9,7 +9,11 @@ from collections.abc import Iterator
 
 import pytest
 from conftest import kill_everything
-from hydra.test_utils.launcher_common_tests import IntegrationTestSuite, LauncherTestSuite
+from hydra.test_utils.launcher_common_tests import (
+    BatchedSweeperTestSuite,
+    IntegrationTestSuite,
+    LauncherTestSuite,
+)
 
 NO_NOTEBOOK = "hydra.launcher.generate_notebook=false"
 
@@ -36,3 +40,10 @@ class TestMettaExpLauncher(LauncherTestSuite):
 )
 class TestMettaExpLauncherIntegration(IntegrationTestSuite):
     """Hydra's integration suite: a real app file, started as a user starts it."""
+
+
+@pytest.mark.parametrize(
+    "launcher_name, overrides", [("metta_exp", [NO_NOTEBOOK, "hydra.sweeper.max_batch_size=2"])]
+)
+class TestMettaExpLauncherBatched(BatchedSweeperTestSuite):
+    """Hydra's batched-sweeper suite: a sweeper that launches in batches gets a group per batch."""

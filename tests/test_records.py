@@ -120,15 +120,18 @@ def test_records_built_in_code_take_a_typed_spec() -> None:
 
 def test_derived_paths() -> None:
     state = Path("/s")
-    assert paths.run_dir(state, "g", "r") == Path("/s/runs/g/r")
+    run = paths.RunDir.of(state, "g", "r")
+    assert run == paths.RunDir(Path("/s/runs/g/r")) == paths.RunDir.at("/s/runs/g/r")
     assert paths.runner_log(state, "g") == Path("/s/runs/g/runner.log")
-    assert paths.attempt_log("/s/runs/g/r", 2) == Path("/s/runs/g/r/attempt-2.log")
-    assert paths.attempt_pid_exit("/s/runs/g/r/attempt-2.log") == (
+    assert run.log(2) == Path("/s/runs/g/r/attempt-2.log")
+    assert run.attempt(2) == paths.AttemptFiles(
+        Path("/s/runs/g/r/attempt-2.log"),
         Path("/s/runs/g/r/attempt-2.pid"),
         Path("/s/runs/g/r/attempt-2.exit"),
     )
-    assert paths.run_file("/s/runs/g/r") == Path("/s/runs/g/r/run.json")
-    assert paths.metrics_file("/s/runs/g/r") == Path("/s/runs/g/r/metrics.jsonl")
+    assert paths.AttemptFiles.of("/s/runs/g/r/attempt-2.log") == run.attempt(2)
+    assert run.run_json == Path("/s/runs/g/r/run.json")
+    assert run.metrics == Path("/s/runs/g/r/metrics.jsonl")
     assert paths.report_path(Path("/n/g.ipynb")) == Path("/n/g.html")
 
 

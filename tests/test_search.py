@@ -188,7 +188,7 @@ def test_a_search_goes_on_after_its_runner_is_killed_without_asking_or_telling_t
         ("y=choice([1,2],[3])", "a choice must be a number, a string, true/false or null, got [1, 2]"),
         (
             "search.sampler=tpee",
-            "'search.sampler' must be one of tpe, random, cmaes, got 'tpee' (did you mean",
+            "'search.sampler' must be one of tpe, random, cmaes, grid, got 'tpee' (did you mean",
         ),
         (
             "runs=[train,other]",

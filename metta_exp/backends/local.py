@@ -27,12 +27,12 @@ from pathlib import Path
 import metta_exp.backends.procs as procs
 from metta_exp.backends.base import Backend, Launch, Observation
 from metta_exp.errors import BackendError, BackendUnavailable, UsageError
-from metta_exp.paths import attempt_pid_exit
+from metta_exp.paths import AttemptFiles
 from metta_exp.records import JobSpec
-from metta_exp.resolve import attempt_run_id
+from metta_exp.runs.wandb import attempt_run_id
 from metta_exp.status import JobStatus
 
-__all__ = ["AttemptFiles", "LocalBackend", "describe_exit", "parse_gpu_list"]
+__all__ = ["LocalBackend", "describe_exit", "parse_gpu_list"]
 
 log = logging.getLogger(__name__)
 
@@ -56,20 +56,6 @@ _SH = "/bin/sh"
 _POLL_S = 0.05
 _KILL_WAIT_S = 5.0
 _Pids = dict[int, int | None]  # pid -> starttime
-
-
-@dataclass(frozen=True)
-class AttemptFiles:
-    """The files of one attempt: ``attempt-2.log`` goes with ``attempt-2.pid`` and ``attempt-2.exit``."""
-
-    log: Path
-    pid: Path
-    exit: Path
-
-    @classmethod
-    def of(cls, log_path: Path | str) -> AttemptFiles:
-        pid, exit_file = attempt_pid_exit(log_path)
-        return cls(Path(os.path.abspath(log_path)), pid, exit_file)
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,8 @@ from metta_exp.logs.lines import (
     last_wandb,
 )
 from metta_exp.metrics.local import last_values
-from metta_exp.paths import metrics_file, run_file
+from metta_exp.paths import RunDir
+from metta_exp.runs.state import read_run_state
 from metta_exp.status import ACTIVE, JobStatus
 
 if TYPE_CHECKING:
@@ -210,7 +211,7 @@ def final_metrics(
     of each of ``metrics`` and ``_step`` (the step reached), from the run's ``metrics.jsonl`` (exact, the
     lines of ``attempt``), else from the last progress line of its log (a remote job's: its metrics file
     stays on the remote machine)."""
-    values = last_values(metrics_file(run_dir), metrics, attempt)
+    values = last_values(RunDir.at(run_dir).metrics, metrics, attempt)
     if values:
         return values
     found = read_progress(log_path)
@@ -280,18 +281,11 @@ def scan_wandb_ref(
     return found, (stat.st_ino, size)
 
 
-def read_checkpoint(run_dir: str | os.PathLike[str], log_text: str) -> str | None:
-    """The run's latest checkpoint: ``run.json``'s ``checkpoint``, else the log's last checkpoint line."""
-    import json
-
-    try:
-        data = json.loads(run_file(run_dir).read_text())
-        found = data.get("checkpoint") if isinstance(data, dict) else None
-        if isinstance(found, str) and found:
-            return found
-    except (OSError, ValueError):
-        pass
-    return last_checkpoint(log_text)
+def read_checkpoint(run_dir: str | os.PathLike[str], log_text: str, attempt: int | None = None) -> str | None:
+    """The run's latest checkpoint: ``run.json``'s ``checkpoint`` when attempt ``attempt`` wrote it (None:
+    whichever did), else the last checkpoint line of the attempt's log (``log_text``)."""
+    state = read_run_state(run_dir, attempt)
+    return (state.checkpoint if state is not None else None) or last_checkpoint(log_text)
 
 
 def job_log(text: str, checkpoint: str | None = None, tail: int = 3, explain: int = 6) -> JobLog:
@@ -313,18 +307,25 @@ class LogReader:
         self.active_bytes = active_bytes
         self._cache: dict[tuple[str, str], tuple[tuple[object, ...], JobLog]] = {}
 
-    def read(self, log_path: str | None, run_dir: str, status: JobStatus = JobStatus.RUNNING) -> JobLog:
+    def read(
+        self,
+        log_path: str | None,
+        run_dir: str,
+        status: JobStatus = JobStatus.RUNNING,
+        attempt: int | None = None,
+    ) -> JobLog:
+        """What the log at ``log_path`` (of attempt ``attempt`` of the job in ``run_dir``) tells now."""
         if not log_path:
             return JobLog()
         key = (log_path, run_dir)
-        run_json = _stamp(str(run_file(run_dir))) if status == JobStatus.SUCCEEDED else None
-        signature = (status, _stamp(log_path), run_json)
+        run_json = _stamp(str(RunDir.at(run_dir).run_json)) if status == JobStatus.SUCCEEDED else None
+        signature = (status, attempt, _stamp(log_path), run_json)
         cached = self._cache.get(key)
         if cached is not None and cached[0] == signature:
             return cached[1]
         failed = status == JobStatus.FAILED
         text = read_tail(log_path, self.nbytes if failed else self.active_bytes)
-        checkpoint = read_checkpoint(run_dir, text) if status == JobStatus.SUCCEEDED else None
+        checkpoint = read_checkpoint(run_dir, text, attempt) if status == JobStatus.SUCCEEDED else None
         result = job_log(text, checkpoint, tail=3 if status in ACTIVE else 0, explain=6 if failed else 0)
         self._cache[key] = (signature, result)
         return result

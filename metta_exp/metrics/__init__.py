@@ -34,7 +34,6 @@ inside the functions that need them.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import sys
@@ -44,13 +43,14 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlparse
 
 from metta_exp.config import DEFAULT_METRICS, REWARD, SPS
 from metta_exp.metrics.local import Points, read_metrics_file
 from metta_exp.metrics.wandb import X_AXES, WandbApis, fetch_wandb_run
-from metta_exp.paths import RUNS_DIR, metrics_file, run_file
+from metta_exp.paths import RUNS_DIR, RunDir
 from metta_exp.records import GroupRecord, JobRecord
+from metta_exp.runs.state import read_run_state
+from metta_exp.runs.wandb import attempt_mode, job_wandb, run_wandb_path, wandb_mode, wandb_path_from_url
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -85,6 +85,7 @@ class RunSource:
     wandb_mode: str | None = None
     problem: str | None = None
     wandb_base_url: str | None = None  # the W&B server the run used (its WANDB_BASE_URL); None: the default
+    attempt: int | None = None  # the attempt whose run.json tells about its W&B run (None: the latest)
 
 
 def tracked_metrics(group: GroupRecord) -> list[str]:
@@ -125,8 +126,8 @@ def run_source(
         return _from_job(item)
     if isinstance(item, os.PathLike) or (isinstance(item, str) and Path(item).is_dir()):
         directory = Path(os.fspath(item)).absolute()
-        name = _read_run_json(directory).get("run") or directory.name
-        return RunSource(name=str(name), run_dir=directory)
+        state = read_run_state(directory, None)
+        return RunSource(name=(state.run if state else None) or directory.name, run_dir=directory)
     if not isinstance(item, str) or not item:
         raise TypeError(f"a run must be a JobRecord, a mapping, a path or a name, got {item!r}")
     wandb_path = wandb_path_from_url(item) if "://" in item else None
@@ -146,7 +147,7 @@ def _from_mapping(data: Mapping[str, Any]) -> RunSource:
     spec = data.get("spec") or {}
     env = spec.get("env") or {}
     run_dir = data.get("run_dir") or spec.get("run_dir")
-    mode = (data.get("wandb_mode") or env.get("WANDB_MODE") or "").lower() or None
+    mode = (data.get("wandb_mode") or "").lower() or (wandb_mode(env) if env else None)
     if "wandb_path" in data:
         wandb_path = data["wandb_path"] or None
     else:
@@ -163,42 +164,24 @@ def _from_mapping(data: Mapping[str, Any]) -> RunSource:
 
 
 def _from_job(job: JobRecord) -> RunSource:
-    env = job.spec.env
+    wandb = job_wandb(job)
     run_dir = job.run_dir or job.spec.run_dir
-    url_path = wandb_path_from_url(job.wandb_url)
     return RunSource(
         name=job.run,
         run_dir=Path(run_dir).absolute() if run_dir else None,
-        wandb_path=url_path or configured_wandb_path(env, job.spec.wandb_run_id, job.attempts),
-        wandb_mode=(env.get("WANDB_MODE") or "").lower() or None,
-        wandb_base_url=env.get("WANDB_BASE_URL") or None,
+        wandb_path=wandb.path,
+        wandb_mode=wandb.mode,
+        wandb_base_url=wandb.base_url,
+        attempt=job.attempts,
     )
 
 
-def configured_wandb_path(env: Mapping[str, Any], run_id: Any, attempts: Any) -> str | None:
-    """``entity/project/id`` of a job's latest attempt from its configured entity and project (None
-    unless both are set: without them only the URL the job reported tells where its run is)."""
-    from metta_exp.resolve import attempt_run_id
-
-    run_id = run_id or env.get("WANDB_RUN_ID")
-    if not (env.get("WANDB_ENTITY") and env.get("WANDB_PROJECT") and run_id):
-        return None
-    attempt = attempts if isinstance(attempts, int) and attempts > 0 else 1
-    return f"{env['WANDB_ENTITY']}/{env['WANDB_PROJECT']}/{attempt_run_id(str(run_id), attempt)}"
-
-
-def run_wandb_path(url: Any, env: Mapping[str, Any], run_id: Any, attempts: Any) -> str | None:
-    """The W&B run (``entity/project/id``) of a job's latest attempt: from the URL the job reported
-    (``url``), else from its configured entity, project and run id; None when neither tells."""
-    return wandb_path_from_url(url) or configured_wandb_path(env, run_id, attempts)
-
-
 def _by_name(name: str, group: str | None, state_dir: str | os.PathLike[str] | None) -> RunSource:
-    from metta_exp.paths import default_state_dir, run_dir
+    from metta_exp.paths import default_state_dir
 
     root = Path(state_dir).absolute() if state_dir else default_state_dir()
     if group is not None:
-        return RunSource(name=name, run_dir=run_dir(root, group, name))
+        return RunSource(name=name, run_dir=RunDir.of(root, group, name).path)
     found = sorted(p for p in (root / RUNS_DIR).glob(f"*/{glob_escape(name)}") if p.is_dir())
     if len(found) == 1:
         return RunSource(name=name, run_dir=found[0])
@@ -210,26 +193,6 @@ def _by_name(name: str, group: str | None, state_dir: str | os.PathLike[str] | N
 
 def glob_escape(text: str) -> str:
     return re.sub(r"([*?\[])", r"[\1]", text)
-
-
-def wandb_path_from_url(url: Any) -> str | None:
-    """``entity/project/id`` of a W&B run URL (``.../ENTITY/PROJECT/runs/ID``), or None."""
-    if not isinstance(url, str) or not url:
-        return None
-    parts = [p for p in urlparse(url).path.split("/") if p]
-    if len(parts) >= 4 and parts[-2] == "runs":
-        return f"{parts[-4]}/{parts[-3]}/{parts[-1]}"
-    return None
-
-
-def _read_run_json(run_dir: Path | None) -> dict[str, Any]:
-    if run_dir is None:
-        return {}
-    try:
-        data = json.loads(run_file(run_dir).read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -300,15 +263,15 @@ def _fetch_one(
 ) -> tuple[str, dict[str, Points]]:
     if source.problem:
         raise LookupError(source.problem)
-    local = metrics_file(source.run_dir) if source.run_dir else None
+    local = RunDir(source.run_dir).metrics if source.run_dir else None
     if local is not None and local.is_file():
         return f"local {local}", read_metrics_file(local, keys, samples)
-    info = _read_run_json(source.run_dir)
-    path = source.wandb_path or wandb_path_from_url(info.get("wandb_url"))
-    mode = str(info.get("wandb_mode") or source.wandb_mode or "online").lower()
+    state = read_run_state(source.run_dir, source.attempt)
+    path = source.wandb_path or wandb_path_from_url(state.wandb_url if state is not None else None)
+    mode = attempt_mode(state, source.wandb_mode or "online")
     where = f"no metrics file {local}" if local else "no run directory"
     if mode == "offline":
-        sync = f": run `wandb sync {info['wandb_dir']}`" if info.get("wandb_dir") else ""
+        sync = f": run `wandb sync {state.wandb_dir}`" if state is not None and state.wandb_dir else ""
         raise LookupError(f"{where}, and its W&B run was logged offline{sync}")
     if path is None or mode == "disabled":
         raise LookupError(f"{where}, and no W&B run")

@@ -42,7 +42,9 @@ def read_frame(
     jobs = store.jobs(group_name)
     trials = store.trials(group_name) if group.search_space is not None else ()
     logs = {
-        j.run: reader.read(j.log_path, j.run_dir, j.status) for j in jobs if j.status != JobStatus.PENDING
+        j.run: reader.read(j.log_path, j.run_dir, j.status, j.attempts)
+        for j in jobs
+        if j.status != JobStatus.PENDING
     }
     gpu_state = None
     if gpus is not None and any(j.spec.gpus > 0 for j in jobs if j.status == JobStatus.PENDING):

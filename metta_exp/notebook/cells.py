@@ -21,7 +21,6 @@ from __future__ import annotations
 import ast
 import functools
 import hashlib
-import json
 import math
 import os
 import re
@@ -35,10 +34,10 @@ from urllib.parse import quote, urlparse
 
 from metta_exp.atomic import write_atomic
 from metta_exp.config import DEFAULT_METRICS, REWARD, SPS, Experiment
-from metta_exp.metrics import run_wandb_path
 from metta_exp.notebook.search import SEARCH_CELLS, search_context
-from metta_exp.paths import metrics_file, run_file
+from metta_exp.paths import RunDir
 from metta_exp.records import GroupRecord, JobRecord, SweepRecord, iso
+from metta_exp.runs.wandb import job_wandb, wandb_link
 from metta_exp.trials import TrialRecord
 
 __all__ = [
@@ -102,20 +101,7 @@ def write_group_notebook(
 def run_info(job: JobRecord) -> RunInfo:
     """A job's record plus its ``run.json`` (W&B URL, mode, offline dir). Reads one small file."""
     spec = job.spec
-    env = spec.env
-    run_dir = os.path.abspath(job.run_dir or spec.run_dir or ".")
-    try:
-        state = json.loads(run_file(run_dir).read_text())
-        state = state if isinstance(state, dict) else {}
-    except (OSError, ValueError):
-        state = {}
-    if state.get("attempt", job.attempts) != job.attempts:
-        state = {}  # written by an earlier attempt: each attempt is its own W&B run
-    url = job.wandb_url or state.get("wandb_url") or None  # what the attempt reported (log, run.json)
-    mode = state.get("wandb_mode") or (env.get("WANDB_MODE") or "").lower() or ("online" if url else None)
-    path = run_wandb_path(url, env, spec.wandb_run_id, job.attempts)
-    if mode in ("offline", "disabled"):
-        path = None
+    wandb = job_wandb(job)  # of the current attempt: each attempt is its own W&B run
     return RunInfo(
         run=job.run,
         position=job.position,
@@ -123,12 +109,12 @@ def run_info(job: JobRecord) -> RunInfo:
         args=tuple(str(a) for a in spec.args),
         exit_code=job.exit_code,
         reason=job.reason,
-        run_dir=run_dir,
-        wandb_url=url if isinstance(url, str) else None,
-        wandb_mode=mode if isinstance(mode, str) else None,
-        wandb_dir=state.get("wandb_dir") if isinstance(state.get("wandb_dir"), str) else None,
-        wandb_path=path,
-        wandb_base_url=env.get("WANDB_BASE_URL") or None,
+        run_dir=os.path.abspath(job.run_dir or spec.run_dir or "."),
+        wandb_url=wandb.url,
+        wandb_mode=wandb.mode,
+        wandb_dir=wandb.sync_dir,
+        wandb_path=wandb.path,
+        wandb_base_url=wandb.base_url,
     )
 
 
@@ -249,9 +235,7 @@ def _run_context(r: RunInfo) -> dict[str, Any]:
             x for x in (f"exit {r.exit_code}" if r.exit_code is not None else "", r.reason or "") if x
         )
         status += f" ({detail})" if detail else ""
-    link = r.wandb_url if r.wandb_url and urlparse(r.wandb_url).scheme in ("http", "https") else None
-    if r.wandb_mode in ("offline", "disabled"):  # a URL recorded before launch, never synced: no dead link
-        link = None
+    link = wandb_link(r.wandb_url, r.wandb_mode)
     sync_dir = r.wandb_dir
     sync = (
         shell_join(["wandb", "sync", sync_dir])
@@ -270,7 +254,7 @@ def _run_context(r: RunInfo) -> dict[str, Any]:
         "link": link,
         "offline": r.wandb_mode == "offline",
         "sync_command": sync,
-        "metrics_path": str(metrics_file(r.run_dir)),
+        "metrics_path": str(RunDir.at(r.run_dir).metrics),
     }
 
 
