@@ -156,8 +156,8 @@ def _submit_and_watch(
         for e, g, instance in zip(exps, groups, instances, strict=True)
     ]
     if sweep is None:  # a sweep warns of its own repeats (warn_swept_per_run), in its own words
-        for exp, own in zip(exps, specs, strict=True):
-            warn_identical_runs(exp, own)
+        for exp, resolved in zip(exps, specs, strict=True):
+            warn_identical_runs(exp, resolved)
     backends = {}
     refused = 0
     for i, exp in enumerate(exps):
