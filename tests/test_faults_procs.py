@@ -91,15 +91,21 @@ def test_a_timed_out_job_ignoring_sigterm_does_not_hold_up_the_runner(
     assert job.status == JobStatus.FAILED and job.reason == "timed out after 4 s"
 
 
-def test_a_timed_out_job_keeps_its_gpu_until_it_is_gone(state_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_timed_out_job_keeps_its_gpu_until_it_is_gone(
+    state_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("METTA_EXP_LOCAL_GPUS", "0")  # one GPU: 'next' gets it only after 'stubborn'
     monkeypatch.setenv("METTA_EXP_KILL_GRACE_S", "3")
-    exp = experiment(["stubborn", "next"], args_per_run={"stubborn": ["ignore_term=1", "gate=1"]}, timeout_s=3)
+    exp = experiment(
+        ["stubborn", "next"], args_per_run={"stubborn": ["ignore_term=1", "gate=1"]}, timeout_s=3
+    )
     exp.gpus = 1
     store = launch(state_dir, exp, "gpu")
     stubborn = wait_for(lambda: read_pid(state_dir / "runs" / "gpu" / "stubborn" / "started"))
     started = state_dir / "runs" / "gpu" / "next" / "started"
-    wait_for(lambda: started.exists() or not alive(stubborn), timeout=60, what="next to start, or stubborn to go")
+    wait_for(
+        lambda: started.exists() or not alive(stubborn), timeout=60, what="next to start, or stubborn to go"
+    )
     assert not (started.exists() and alive(stubborn)), "'next' was given the GPU 'stubborn' still holds"
     jobs = {j.run: j for j in wait_group_end(state_dir, "gpu")}
     assert jobs["stubborn"].reason == "timed out after 3 s" and jobs["next"].status == JobStatus.SUCCEEDED
