@@ -55,17 +55,6 @@ open_store = JobStore.found  # the store metta-exp finds, or None; the caller cl
 store_for = JobStore.holding  # the store, which must hold the group; the caller closes it
 
 
-@contextlib.contextmanager
-def _found(readonly: bool = True) -> Iterator[JobStore | None]:
-    """:func:`open_store`, closed at the end of the block."""
-    store = open_store(readonly)
-    try:
-        yield store
-    finally:
-        if store is not None:
-            store.close()
-
-
 # --- readers ------------------------------------------------------------------------------------------
 
 
@@ -119,7 +108,7 @@ def listing(
     from metta_exp.history.listing import group_query, list_window
 
     query = group_query(_strs(patterns), _strs(status), since, until)
-    with _found() as store:
+    with open_store(readonly=True) or contextlib.nullcontext() as store:  # None: no store yet
         return list_window(store, query, limit, gpu_hours)
 
 
@@ -171,8 +160,30 @@ def run_rows(
     from metta_exp.history.runs import RunsQuery, find_runs
 
     query = RunsQuery.parse(_strs(patterns), _strs(status), since, until, _strs(where), sort, reverse, limit)
-    with _found() as store:
+    with open_store(readonly=True) or contextlib.nullcontext() as store:  # None: no store yet
         return find_runs(store, query)
+
+
+def compare(
+    patterns: Sequence[str], output: str | Path | None = None, report: bool = True
+) -> tuple[Path, Path | None]:
+    """One notebook with the groups ``patterns`` name (names or globs, at least two groups) side by side,
+    and unless ``report`` is False its executed HTML report beside it; their paths. ``output``: where
+    (``X.ipynb``, ``X.html``, or ``X`` for both); by default ``experiments/notebooks/compare-A-vs-B.ipynb``
+    here."""
+    from metta_exp.history.compare import CompareGroup, compare_paths, write_compare
+    from metta_exp.history.listing import expand_patterns
+
+    with open_store(readonly=True) or contextlib.nullcontext() as store:  # None: no store yet
+        names = expand_patterns(store, list(patterns))
+        if store is None or len(names) < 2:
+            raise UsageError(
+                f"job compare needs two groups or more, got {', '.join(names) or 'none'}"
+                + (f" (for one group: metta-exp job report {names[0]})" if names else "")
+            )
+        chosen = [CompareGroup(store.group(n), store.jobs(n), store.gpu_hours(n)) for n in names]
+    notebook_file, report_file = compare_paths(names, output)
+    return write_compare(chosen, notebook_file, report_file if report else None)
 
 
 def rm_plan(
@@ -190,7 +201,7 @@ def rm_plan(
     ``refuse_open``, so does this: ``UsageError`` naming them)."""
     from metta_exp.history.remove import plan, refusal
 
-    with _found(readonly=False) as store:
+    with open_store() or contextlib.nullcontext() as store:
         if store is None:
             raise NotFoundError(f"no groups to remove: no job store in {default_state_dir()}")
         removal = plan(store, _strs(patterns), older_than, _strs(status), notebooks)
@@ -241,7 +252,7 @@ def show(group: str) -> GroupView:
         record = store.group(group)
         jobs = store.jobs(group)
         stopped = [] if record.ended_at or owner_alive(record) else store.events(group, kind="runner_stopped")
-        hours = {run: seconds / 3600 for run, seconds in store.gpu_seconds(group).items()}
+        hours = store.gpu_hours(group)
         trials = trials_of(store, record)
     progress = {j.run: progress_fraction(j) for j in jobs}
     driven = bool(record.ended_at) or owner_alive(record)
@@ -260,7 +271,7 @@ def unattended() -> tuple[dict[str, GroupRecord], list[str]]:
     on unobserved until resumed); a killed group counts as driven."""
     from metta_exp.supervise import owner_alive
 
-    with _found() as store:
+    with open_store(readonly=True) or contextlib.nullcontext() as store:  # None: no store yet
         open_groups = {g.name: g for g in store.active_groups()} if store is not None else {}
     orphans = [n for n, g in open_groups.items() if not g.cancel_requested and not owner_alive(g)]
     return open_groups, orphans
@@ -288,7 +299,6 @@ def log(group: str, run: str, attempt: int | None = None, tail: int | None = Non
     from metta_exp.logs.job import read_log
 
     with store_for(group, readonly=True) as store:
-        _check_tail(tail)
         return read_log(store, group, run, attempt, tail)
 
 
@@ -304,8 +314,7 @@ def follow_log(
 
     store = store_for(group, readonly=True)
     try:
-        _check_tail(tail)
-        find_attempt(store, group, run, attempt)
+        find_attempt(store, group, run, attempt, tail)
     except BaseException:
         store.close()
         raise
@@ -315,11 +324,6 @@ def follow_log(
             yield from follow(store, group, run, attempt, tail, poll, heal=heal)
 
     return events()
-
-
-def _check_tail(tail: int | None) -> None:
-    if tail is not None and tail < 0:
-        raise UsageError(f"--tail must be 0 or more lines, got {tail}")
 
 
 # --- kill ------------------------------------------------------------------------------------------------
@@ -463,9 +467,9 @@ def notebook(group: str, output: str | Path | None = None) -> Path:
 
     with store_for(group, readonly=True) as store:
         record = store.group(group)
-        jobs, trials = store.jobs(group), trials_of(store, record)
+        jobs, trials, hours = store.jobs(group), trials_of(store, record), store.gpu_hours(group)
     path = Path(output) if output else notebook_path(record)
-    return write_group_notebook(record, jobs, path, trials)
+    return write_group_notebook(record, jobs, path, trials, hours)
 
 
 def report(group: str, output: str | Path | None = None) -> Path:
@@ -476,9 +480,9 @@ def report(group: str, output: str | Path | None = None) -> Path:
 
     with store_for(group) as store:  # the writer's: an error before a long run if it cannot be written
         record = store.group(group)
-        jobs, trials = store.jobs(group), trials_of(store, record)
+        jobs, trials, hours = store.jobs(group), trials_of(store, record), store.gpu_hours(group)
     path = Path(output).absolute() if output else report_path(notebook_path(record))
-    return write_group_report(record, jobs, path, launch_dir(record), trials)
+    return write_group_report(record, jobs, path, launch_dir(record), trials, hours)
 
 
 def trials_of(store: JobStore, group: GroupRecord) -> list[TrialRecord]:

@@ -12,6 +12,8 @@ EXAMPLES = {
     "  metta-exp job list --all --json | jq '.[] | select(.failed > 0) | .group'",
     "runs": "metta-exp job runs --since 7d --sort overview/reward -n 10\n"
     "  metta-exp job runs 'lr_*' --where 'trainer.learning_rate>=0.01' --csv > runs.csv",
+    "compare": "metta-exp job compare baseline-1202 variant-1204 --open\n"
+    "  metta-exp job compare 'lr_*' -o reports/lr.html",
     "rm": "metta-exp job rm lr_sweep               # lists what goes, asks\n"
     "  metta-exp job rm --older-than 30d --status failed --dry-run\n"
     "  metta-exp job rm 'lr_*' --notebooks --force",
@@ -76,11 +78,7 @@ def add_window(p: argparse.ArgumentParser, noun: str) -> None:
     """``-n N`` / ``--all``: how many rows to show."""
     window = p.add_mutually_exclusive_group()
     window.add_argument(
-        "-n",
-        type=int,
-        default=DEFAULT_LIMIT,
-        metavar="N",
-        help=f"show {DEFAULT_LIMIT} {noun} unless told N",
+        "-n", type=int, default=DEFAULT_LIMIT, metavar="N", help=f"show {DEFAULT_LIMIT} {noun} unless told N"
     )
     window.add_argument("--all", action="store_true", help=f"show every {noun[:-1]} the filters select")
 
@@ -151,6 +149,19 @@ def build_parser() -> argparse.ArgumentParser:
     output.add_argument(
         "--csv", action="store_true", help="CSV: those columns, a metric or override a column"
     )
+
+    p = _sub(
+        sub,
+        "compare",
+        "one notebook and HTML report with several groups side by side",
+        "Write one notebook with the groups side by side and its executed HTML report: curves coloured by "
+        "group\n(each run thin, its group's median thick), a summary by group and one by run with "
+        "GPU-hours, and\neach group's W&B links. By default experiments/notebooks/compare-A-vs-B.ipynb "
+        "and .html here.",
+    )
+    p.add_argument("groups", nargs="+", metavar="GROUP", help="two groups or more: names or globs ('lr_*')")
+    p.add_argument("-o", "--output", metavar="PATH", help="where: X.ipynb or X.html (the other beside it)")
+    p.add_argument("--open", action="store_true", help="then open the report in the web browser")
 
     p = _sub(
         sub,

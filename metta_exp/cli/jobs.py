@@ -25,6 +25,7 @@ from metta_exp.cli.tables import (
     job_json,
     jobs_table,
     json_array,
+    jupyter_line,
     kill_plan_text,
     links_table,
     log_missing_line,
@@ -109,6 +110,19 @@ def cmd_runs(args: argparse.Namespace) -> int:
     for line in [*([hidden] if hidden else []), *notes]:
         print(line)
     print(store_line(groups.store_path()))
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    import webbrowser
+
+    print("Running the comparison notebook…", file=sys.stderr, flush=True)
+    notebook, report = groups.compare(args.groups, args.output)
+    print(f"Notebook: {notebook}")
+    print(f"  in Jupyter: {jupyter_line(notebook)}")
+    print(f"Report: {report}  (HTML, plots included: any browser opens it)")
+    if args.open and report is not None and not webbrowser.open(report.as_uri()):
+        print(f"No web browser found here: open {report} in one.", file=sys.stderr)
     return 0
 
 
@@ -294,6 +308,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "list": cmd_list,
     "runs": cmd_runs,
+    "compare": cmd_compare,
     "rm": cmd_rm,
     "show": cmd_show,
     "monitor": cmd_monitor,

@@ -29,10 +29,9 @@ if TYPE_CHECKING:
     from metta_exp.logs.job import AttemptLog
 
 __all__ = [
-    "fmt_gpu_hours", "group_json", "group_table", "hidden_line", "job_json", "jobs_table", "json_array",
-    "fmt_bytes", "kill_plan_text", "links_table", "log_missing_line", "notebook_lines", "rm_plan_text", "runs_csv",
-    "runs_json",
-    "runs_table", "store_line", "trial_json",
+    "fmt_bytes", "fmt_gpu_hours", "group_json", "group_table", "hidden_line", "job_json", "jobs_table",
+    "json_array", "jupyter_line", "kill_plan_text", "links_table", "log_missing_line", "notebook_lines",
+    "rm_plan_text", "runs_csv", "runs_json", "runs_table", "store_line", "trial_json",
 ]  # fmt: skip
 
 LIST_STATUSES = (
@@ -389,6 +388,11 @@ def log_missing_line(log: AttemptLog) -> str:
     """What ``job logs`` says of a job that has no log yet: ``a of g has not started yet (pending).``"""
     state = "has not started yet" if log.attempt == 0 else "has no log yet"
     return f"{log.run} of {log.group} {state} ({log.status.value})."
+
+
+def jupyter_line(notebook: Path) -> str:
+    """The command that opens ``notebook`` in Jupyter, as printed."""
+    return jupyter_command(notebook.absolute())
 
 
 def notebook_lines(written: Path) -> list[str]:

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from metta_exp.errors import NotFoundError
+from metta_exp.errors import NotFoundError, UsageError
 from metta_exp.logs.tail import tail_offset
 from metta_exp.status import JobStatus
 
@@ -90,10 +90,13 @@ LogEvent = LogBytes | NewAttempt | Waiting | Ended
 
 
 def find_attempt(
-    store: JobStore, group: str, run: str, attempt: int | None
+    store: JobStore, group: str, run: str, attempt: int | None, tail: int | None = None
 ) -> tuple[JobRecord, int, str | None]:
-    """The job, the attempt number (its current one unless ``attempt``) and that attempt's log path."""
+    """The job, the attempt number (its current one unless ``attempt``) and that attempt's log path;
+    ``UsageError`` for a negative ``tail`` (after the group and run were found)."""
     job = store.job(group, run)
+    if tail is not None and tail < 0:
+        raise UsageError(f"--tail must be 0 or more lines, got {tail}")
     if attempt is None:
         return job, job.attempts, job.log_path
     found = next((a for a in store.attempts(group, run) if a.number == attempt), None)
@@ -110,7 +113,7 @@ def find_attempt(
 def read_log(store: JobStore, group: str, run: str, attempt: int | None, tail: int | None) -> AttemptLog:
     """Attempt ``attempt`` (the current one unless given) of ``run``'s log: all of it, or its last
     ``tail`` lines."""
-    job, number, path = find_attempt(store, group, run, attempt)
+    job, number, path = find_attempt(store, group, run, attempt, tail)
     start = tail_offset(path, tail) if tail is not None and path and os.path.exists(path) else 0
     return AttemptLog(group, run, number, path, job.status, start)
 
@@ -128,7 +131,7 @@ def follow(
     """The log as it grows until the attempt ends (then :class:`Ended`). Without ``attempt`` it follows
     the job's current attempt, moving on to a new attempt's log when the job is retried, and calls
     ``heal`` ("heal this group": start a runner if the group's one died) on every poll."""
-    job, number, path = find_attempt(store, group, run, attempt)
+    job, number, path = find_attempt(store, group, run, attempt, tail)
     pinned = attempt is not None
     pos: int | None = None
     waiting = False
