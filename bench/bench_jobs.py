@@ -35,7 +35,8 @@ from conftest import kill_everything  # noqa: E402
 
 from metta_exp.config import Experiment  # noqa: E402
 from metta_exp.logs.tail import final_progress  # noqa: E402
-from metta_exp.paths import attempt_log  # noqa: E402
+from metta_exp.paths import RunDir  # noqa: E402
+from metta_exp.records import GroupConfig  # noqa: E402
 from metta_exp.resolve import resolve  # noqa: E402
 from metta_exp.status import JobStatus  # noqa: E402
 from metta_exp.store import JobStore  # noqa: E402
@@ -50,15 +51,13 @@ def fill_group(store: JobStore, state_dir: Path, group: str, runs: int) -> None:
     exp = Experiment(command=["python", "train.py"], runs=[f"run_{i:05d}" for i in range(runs)], remote=False,
                      gpus=0, args=["trainer.total_timesteps=30000"], generate_notebook=False)  # fmt: skip
     specs = resolve(exp, group, state_dir)
-    store.create_group(
-        group, "bench", "local", exp.to_dict() | {"extra_args": []}, [s.to_dict() for s in specs]
-    )
+    store.create_group(group, "bench", "local", GroupConfig(exp), specs)
     owner = f"bench:{os.getpid()}"
     assert store.acquire_lease(group, owner, 3600, os.getpid())
     for i, spec in enumerate(specs):
         if i >= runs * 9 // 10:
             continue  # pending
-        log = attempt_log(spec.run_dir, 1)
+        log = RunDir.at(spec.run_dir).log(1)
         log.parent.mkdir(parents=True, exist_ok=True)
         lines = [f"epoch {k}: loss={1 / (k + 1):.4f}\n" for k in range(190)]
         lines += [f"[metta-exp] progress step={k * 3000} total=30000 sps=5123.4 overview/reward={k * 9.5}\n"
@@ -117,8 +116,7 @@ def bench_list_100k(work: Path, repeat: int) -> None:
             exp = Experiment(command=["python", "train.py"], runs=[f"run_{i:03d}" for i in range(200)],
                              remote=False, gpus=0, generate_notebook=False)  # fmt: skip
             specs = resolve(exp, group, state)
-            store.create_group(group, "bench", "local", exp.to_dict() | {"extra_args": []},
-                               [s.to_dict() for s in specs])  # fmt: skip
+            store.create_group(group, "bench", "local", GroupConfig(exp), specs)
         with store.atomic() as db:
             db.execute("UPDATE jobs SET status = CASE id % 8 WHEN 0 THEN 'failed' WHEN 1 THEN 'running' "
                        "ELSE 'succeeded' END")  # fmt: skip

@@ -19,7 +19,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from metta_exp.backends.base import Launch
-from metta_exp.backends.local import AttemptFiles, LocalBackend
+from metta_exp.backends.local import LocalBackend
+from metta_exp.paths import AttemptFiles
 from metta_exp.records import JobSpec
 from metta_exp.status import JobStatus
 

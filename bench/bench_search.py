@@ -1,5 +1,6 @@
-"""Grid, random, TPE and TPE with median pruning through metta-exp's runner, and Hydra's Optuna sweeper,
-on the synthetic training job with the same budget of job-seconds.
+"""Grid, random, TPE and TPE with median pruning through metta-exp's runner, and a ``@hydra.main`` app's
+study through ``hydra/sweeper=metta_exp``, on the synthetic training job with the same budget of
+job-seconds.
 
     uv run python bench/bench_search.py               # full: 2 s trials, 3 study seeds (about 5 min on 2 CPUs)
     uv run python bench/bench_search.py --quick       # smoke run: 0.5 s trials, a 2x2x2 grid, one seed
@@ -19,11 +20,13 @@ Methods, each a group launched by one ``metta-exp -m`` command with ``--parallel
 - random, TPE: ``search.n_trials`` = the grid's points; TPE + median pruning: twice as many trials
   (pruned trials are cheap), judged within the grid's budget. The study seed is ``search.seed``. TPE's
   first 10 trials are random (Optuna's startup trials), so with ``--quick``'s 8 TPE is random search;
-- Hydra's Optuna sweeper (TPE, no pruning, the grid's points as ``n_trials``), the same curve run
-  in-process by a ``@hydra.main`` app: with Hydra's basic launcher (one trial at a time; first seed
-  only), and with the joblib launcher running ``--parallel`` trials at once. Its job-seconds are the
-  time trials spent in the training function (no process start, no runner), so they are not billed
-  like metta-exp's; its wall time is the figure to compare.
+- ``hydra/sweeper=metta_exp`` (TPE, no pruning, the grid's points as ``n_trials``, ``--parallel``
+  trials at once): the same curve returned by a ``@hydra.main`` app's task function, its study one
+  metta-exp search group whose objective is the return value, configured as for Hydra's Optuna
+  sweeper with only the sweeper's name changed. (Hydra's own Optuna sweeper is not compared: its
+  release for hydra-core 1.3 needs ``optuna<3``, and its development version fails on hydra-core 1.3.)
+  Its job-seconds are the time trials spent in the task function (the job's start and its Hydra
+  composition are not billed), so its wall time is the figure to compare.
 
 Figures per method and study seed: the best objective (a trial's last ``overview/reward``, as
 ``search.reduce=last`` reads it) and the noise-free reward of its parameters (``true``); job-seconds
@@ -246,9 +249,9 @@ def timed(argv: Sequence[str], cwd: Path, env: dict[str, str], timeout: float = 
 
 def last_value(run_dir: str) -> float | None:
     from metta_exp.metrics.local import read_metrics_file
-    from metta_exp.paths import metrics_file
+    from metta_exp.paths import RunDir
 
-    path = metrics_file(run_dir)
+    path = RunDir.at(run_dir).metrics
     points = read_metrics_file(path, [OBJECTIVE]).get(OBJECTIVE) if path.exists() else None
     return points.values[-1] if points and points.values else None
 
@@ -329,7 +332,7 @@ class Metta:
 
 
 # ---------------------------------------------------------------------------------------------------
-# Hydra's Optuna sweeper
+# A @hydra.main app's study through hydra/sweeper=metta_exp
 
 HYDRA_APP = """\
 import json, os, time
@@ -362,37 +365,18 @@ if __name__ == "__main__":
 """
 
 
-COMPAT_SWEEPER = """\
-from typing import Any
-
-from hydra_plugins.hydra_optuna_sweeper.optuna_sweeper import OptunaSweeper
-
-
-class CompatOptunaSweeper(OptunaSweeper):
-    def __init__(self, sampler: Any, direction: Any, storage: Any, study_name: Any, n_trials: int, n_jobs: int,
-                 max_failure_rate: float, custom_search_space: Any, params: Any) -> None:
-        from hydra_plugins.hydra_optuna_sweeper._impl import OptunaSweeperImpl
-
-        self.sweeper = OptunaSweeperImpl(sampler, direction, storage, study_name, n_trials, n_jobs,
-                                         max_failure_rate, custom_search_space, params)
-"""
-"""Hydra's Optuna sweeper as it is, built as hydra-core 1.3 can: hydra-optuna-sweeper 1.4.0.dev10 (the
-version the lock resolves) instantiates its sampler with ``_execution_whitelist_``, which only Hydra 1.4
-knows, after Hydra 1.3 has already instantiated it (every run of the plugin fails with "Cannot
-instantiate config of type TPESampler"). This subclass hands the sampler Hydra built to the plugin's own
-``OptunaSweeperImpl``, which does all the sweeping."""
-
-
 def hydra_config(seconds: float, n_trials: int, seed: int) -> str:
     params = "\n".join(f"      {key}: {value}" for key, value in SPACE.items())
     return f"""\
 defaults:
-  - override hydra/sweeper: optuna
+  - override hydra/sweeper: metta_exp
+  - override hydra/launcher: metta_exp
   - _self_
 trainer: {{learning_rate: 0.001, entropy_coef: 0.01, batch_size: 512, seconds: {seconds}}}
 hydra:
+  launcher:
+    generate_notebook: false
   sweeper:
-    _target_: hydra_plugins.bench_optuna_compat.CompatOptunaSweeper
     direction: maximize
     n_trials: {n_trials}
     sampler: {{seed: {seed}}}
@@ -414,22 +398,13 @@ def hydra_run(work: Path, plan: Plan, n_trials: int, seed: int, parallel: int) -
     app_dir = work / f"hydra-{seed}-{parallel}"
     app_dir.mkdir()
     (app_dir / "app.py").write_text(HYDRA_APP)
-    (app_dir / "hydra_plugins" / "bench_optuna_compat").mkdir(parents=True)
-    (app_dir / "hydra_plugins" / "bench_optuna_compat" / "__init__.py").write_text(COMPAT_SWEEPER)
     (app_dir / "search.yaml").write_text(hydra_config(plan.seconds, n_trials, seed))
     trials_file = app_dir / "trials.jsonl"
-    env = {**environment(work / "unused"), "BENCH_TRIALS_FILE": str(trials_file)}
+    env = {**environment(work / f"state-hydra-{seed}"), "BENCH_TRIALS_FILE": str(trials_file)}
     argv = [PY, str(app_dir / "app.py"), "-m", f"hydra.sweep.dir={app_dir / 'multirun'}"]
-    if parallel > 1:
-        argv += [
-            "hydra/launcher=joblib",
-            f"hydra.launcher.n_jobs={parallel}",
-            f"hydra.sweeper.n_jobs={parallel}",
-        ]
-    else:
-        argv += ["hydra.sweeper.n_jobs=1"]
+    argv += [f"hydra.sweeper.n_jobs={parallel}"]
     wall = timed(argv, app_dir, env)
-    label = "hydra optuna (basic)" if parallel == 1 else f"hydra optuna (joblib x{parallel})"
+    label = f"hydra/sweeper=metta_exp (x{parallel})"
     return Outcome(label, seed, hydra_trials(trials_file), wall)
 
 
@@ -465,10 +440,7 @@ def run_methods(work: Path, plan: Plan, methods: Sequence[str]) -> list[Outcome]
             if "pruned" in methods:
                 outcomes.append(metta.search(PRUNED, seed, 2 * points, "tpe", "median"))
             if "hydra" in methods:
-                if seed == plan.seeds[0]:  # one trial at a time: the slow one, for its wall time
-                    outcomes.append(hydra_run(work, plan, points, seed, 1))
-                if plan.hydra_joblib:
-                    outcomes.append(hydra_run(work, plan, points, seed, plan.parallel))
+                outcomes.append(hydra_run(work, plan, points, seed, plan.parallel))
             print(f"  seed {seed} done ({time.time() - started:.0f} s)", flush=True)
     finally:
         metta.kill_leftovers()

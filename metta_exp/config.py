@@ -22,8 +22,9 @@ MODULE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*\Z")
 WANDB_MODES = ("online", "offline", "disabled")
 SEARCH_DIRECTIONS = ("maximize", "minimize")
 SEARCH_REDUCES = ("last", "max", "mean_last_10pct")
-SEARCH_SAMPLERS = ("tpe", "random", "cmaes")
+SEARCH_SAMPLERS = ("tpe", "random", "cmaes", "grid")
 SEARCH_PRUNERS = ("median", "hyperband", "none")
+RETURN_OBJECTIVE = "return value"  # a search's objective: what the task returned (hydra/sweeper=metta_exp)
 REWARD = "overview/reward"
 SPS = "overview/sps"
 DEFAULT_METRICS = (SPS, REWARD)  # metrics_to_track's default; fetch_metrics' too

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import shlex
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -80,36 +81,63 @@ def runs_dir(state_dir: Path, group: str) -> Path:
     return state_dir / RUNS_DIR / group
 
 
-def run_dir(state_dir: Path, group: str, run: str) -> Path:
-    """The directory that is the job's own: log, metrics file, exit code."""
-    return runs_dir(state_dir, group) / run
-
-
 def runner_log(state_dir: Path, group: str) -> Path:
     return runs_dir(state_dir, group) / RUNNER_LOG
 
 
-def attempt_log(run_dir: str | Path, attempt: int) -> Path:
-    """The log of one attempt of a job: ``attempt-N.log`` in its run directory."""
-    return Path(run_dir) / f"attempt-{attempt}.log"
+@dataclass(frozen=True)
+class AttemptFiles:
+    """The files of one attempt of a job, side by side in its run directory: its log ``attempt-2.log``,
+    and the pid file ``attempt-2.pid`` and exit file ``attempt-2.exit`` that a local job's wrapper writes
+    (its pid before the job starts, its exit code when it ends), so that any later process can learn
+    how the job ended. All absolute."""
+
+    log: Path
+    pid: Path
+    exit: Path
+
+    @classmethod
+    def of(cls, log_path: str | os.PathLike[str]) -> AttemptFiles:
+        """The files that go with an attempt's log (a launch carries its log's path)."""
+        log = Path(os.path.abspath(log_path))
+        stem = log.name.removesuffix(".log")
+        return cls(log, log.with_name(stem + ".pid"), log.with_name(stem + ".exit"))
 
 
-def attempt_pid_exit(log_path: str | os.PathLike[str]) -> tuple[Path, Path]:
-    """The pid and exit files that go with an attempt's log: ``attempt-2.log`` has ``attempt-2.pid``
-    and ``attempt-2.exit`` beside it (absolute)."""
-    log_file = Path(os.path.abspath(log_path))
-    stem = log_file.name[:-4] if log_file.name.endswith(".log") else log_file.name
-    return log_file.with_name(stem + ".pid"), log_file.with_name(stem + ".exit")
+@dataclass(frozen=True)
+class RunDir:
+    """A job's run directory, the job's own (as submitit's ``JobPaths``), and every file in it: each
+    attempt's log, pid and exit files (:class:`AttemptFiles`), ``run.json`` (the run's state, written by
+    :mod:`metta_exp.tracking`, read by :mod:`metta_exp.runs.state`) and ``metrics.jsonl`` (its metrics).
+    Whatever the job itself writes (checkpoints: ``run.path(...)``) goes in it too."""
 
+    path: Path
 
-def run_file(run_dir: str | os.PathLike[str]) -> Path:
-    """A run's ``run.json``."""
-    return Path(run_dir) / RUN_FILE
+    @classmethod
+    def of(cls, state_dir: Path, group: str, run: str) -> RunDir:
+        """The run directory of ``run`` in ``group``: ``<state_dir>/runs/<group>/<run>``."""
+        return cls(runs_dir(state_dir, group) / run)
 
+    @classmethod
+    def at(cls, path: str | os.PathLike[str]) -> RunDir:
+        """The run directory at ``path`` (as a job record or spec holds it)."""
+        return cls(Path(path))
 
-def metrics_file(run_dir: str | os.PathLike[str]) -> Path:
-    """A run's ``metrics.jsonl``."""
-    return Path(run_dir) / METRICS_FILE
+    def attempt(self, number: int) -> AttemptFiles:
+        """The files of attempt ``number`` (1 is the first)."""
+        return AttemptFiles.of(self.log(number))
+
+    def log(self, number: int) -> Path:
+        """The log of attempt ``number``: ``attempt-N.log``."""
+        return self.path / f"attempt-{number}.log"
+
+    @property
+    def run_json(self) -> Path:
+        return self.path / RUN_FILE
+
+    @property
+    def metrics(self) -> Path:
+        return self.path / METRICS_FILE
 
 
 def launch_dir(group: GroupRecord) -> Path:

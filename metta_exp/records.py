@@ -1,8 +1,12 @@
-"""Typed rows the store hands out. Plain data: readers (CLI, monitor, notebook) use these only.
+"""Typed records across the store boundary, both ways. Plain data: readers (CLI, monitor, notebook) use
+these only, and the store takes them: ``create_group`` a ``GroupConfig`` and ``JobSpec`` s, ``add_trial``
+a ``JobSpec``.
 
-A group's stored config and a job's stored spec are decoded here, once, on first access (a reader that
-never looks at them, such as ``job show``, never pays for them): every other module reads the typed
-``GroupRecord.exp`` (an ``Experiment``) and ``JobRecord.spec`` (a ``JobSpec``), never a key of the JSON.
+A group's stored config and a job's stored spec are encoded and decoded here, and only here (decoded
+once, on first access: a reader that never looks at them, such as ``job show``, never pays for them):
+every other module reads the typed ``GroupRecord.config`` (a ``GroupConfig``: the ``Experiment``, the
+facts of its launch, a sweep's ``SweepRecord``, a search's ``SearchSpace``) and ``JobRecord.spec`` (a
+``JobSpec``), never a key of the JSON.
 """
 
 from __future__ import annotations
@@ -40,7 +44,6 @@ class JobSpec:
     depends_on: tuple[str, ...] = ()
     module: str | None = None
     command: tuple[str, ...] | None = None
-    labels: Mapping[str, str] = field(default_factory=dict)
 
     def argv(self, python: str = "python") -> list[str]:
         """The argv of the job, with ``python`` as the interpreter of a ``module`` job."""
@@ -59,11 +62,12 @@ class JobSpec:
             "run_dir": self.run_dir,
             "wandb_run_id": self.wandb_run_id,
             "depends_on": list(self.depends_on),
-            "labels": dict(self.labels),
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, object]) -> JobSpec:
+        """A spec as ``to_dict`` wrote it. Keys it does not know are ignored: a store written by an older
+        metta-exp has ``labels`` in its specs (never used; gone)."""
         command = data.get("command")
         return cls(
             group=str(data["group"]),
@@ -76,7 +80,6 @@ class JobSpec:
             run_dir=str(data["run_dir"]),
             wandb_run_id=str(data["wandb_run_id"]),
             depends_on=tuple(data.get("depends_on", ())),  # type: ignore[arg-type]
-            labels=dict(data.get("labels") or {}),  # type: ignore[call-overload]
         )
 
 
@@ -113,18 +116,105 @@ def stored_experiment(data: Mapping[str, Any]) -> Experiment:
 
 
 @dataclass(frozen=True)
+class SweepRecord:
+    """What a sweep group keeps of its sweep: the notebook labels each run with its point's values.
+
+    ``keys`` are the swept keys that name the runs (in command-line order), ``labels`` their short
+    names (``trainer.lr`` -> ``lr``), ``points`` each run's swept values by key, ``base_runs`` the run of
+    the experiment each point's run was made from.
+    """
+
+    keys: tuple[str, ...]
+    labels: Mapping[str, str]
+    points: Mapping[str, Mapping[str, Any]]
+    base_runs: Mapping[str, str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "keys": list(self.keys),
+            "labels": dict(self.labels),
+            "points": {run: dict(values) for run, values in self.points.items()},
+            "base_runs": dict(self.base_runs),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SweepRecord:
+        return cls(
+            keys=tuple(str(k) for k in data.get("keys") or ()),
+            labels=dict(data.get("labels") or {}),
+            points={str(run): dict(values) for run, values in (data.get("points") or {}).items()},
+            base_runs=dict(data.get("base_runs") or {}),
+        )
+
+
+@dataclass(frozen=True)
+class GroupConfig:
+    """What the store keeps of a group's launch: the experiment, and the facts only the launch knew.
+
+    ``extra_args``: command-line overrides given at launch, appended to every run's arguments;
+    ``launch_dir``: the directory it was launched from (None for groups recorded before it was);
+    ``instance``: the group instance's random id (None for groups recorded before instances existed);
+    ``sweep``: a sweep group's ``SweepRecord``; ``search_space``: a search group's space (its
+    ``interval(...)``/``choice(...)`` dimensions; its settings are ``exp.search``); ``location``: where
+    its backend runs its jobs (``Backend.location``: the SkyPilot simulator's directory, the SkyPilot API
+    server), so that a later command drives the group there whatever its own shell says (None: here, or
+    recorded before locations were).
+    """
+
+    exp: Experiment
+    extra_args: tuple[str, ...] = ()
+    launch_dir: str | None = None
+    instance: str | None = None
+    sweep: SweepRecord | None = None
+    search_space: SearchSpace | None = None
+    location: Mapping[str, str] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The stored form: ``Experiment.to_dict()`` plus ``extra_args``, ``launch_dir``, ``instance``,
+        and ``sweep`` or ``search_space`` when the group has one."""
+        data = self.exp.to_dict() | {
+            "extra_args": list(self.extra_args),
+            "launch_dir": self.launch_dir,
+            "instance": self.instance,
+        }
+        if self.sweep is not None:
+            data["sweep"] = self.sweep.to_dict()
+        if self.search_space is not None:
+            data["search_space"] = self.search_space.to_dict()
+        if self.location is not None:
+            data["location"] = dict(self.location)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> GroupConfig:
+        """The stored form read back (a store written by an older metta-exp may lack keys, which take
+        their defaults)."""
+        launch_dir, instance = data.get("launch_dir"), data.get("instance")
+        sweep, space, location = data.get("sweep"), data.get("search_space"), data.get("location")
+        return cls(
+            exp=stored_experiment(data),
+            extra_args=tuple(str(a) for a in data.get("extra_args") or ()),
+            launch_dir=launch_dir if isinstance(launch_dir, str) and launch_dir else None,
+            instance=instance if isinstance(instance, str) and instance else None,
+            sweep=SweepRecord.from_dict(sweep) if isinstance(sweep, Mapping) and sweep else None,
+            search_space=SearchSpace.from_dict(space) if isinstance(space, Mapping) else None,
+            location={str(k): str(v) for k, v in location.items()} if isinstance(location, Mapping) else None,
+        )
+
+
+@dataclass(frozen=True)
 class GroupRecord:
     """A job group: one launch of one experiment.
 
-    ``config`` is what the store holds (its JSON text, or a mapping for a record built in code):
-    ``Experiment.to_dict()`` plus ``extra_args``, ``launch_dir``, ``instance``, and ``sweep`` for sweep
-    groups. Read it through the typed views below, decoded on first use.
+    ``stored_config`` is what the store holds (its JSON text; a ``GroupConfig``, or its JSON form as a
+    mapping, for a record built in code). Read it as ``config``, decoded on first use; ``exp``,
+    ``search_space`` and the others below are its parts.
     """
 
     name: str
     experiment: str
     backend: str  # "local" or "skypilot"
-    config: str | Mapping[str, Any] = field(repr=False, compare=False)
+    stored_config: str | Mapping[str, Any] | GroupConfig = field(repr=False, compare=False)
     created_at: float
     ended_at: float | None
     cancel_requested: bool
@@ -133,50 +223,43 @@ class GroupRecord:
     runner_pid: int | None
 
     @cached_property
-    def _data(self) -> Mapping[str, Any]:
-        return _decode(self.config)
+    def config(self) -> GroupConfig:
+        """The group's ``GroupConfig``, decoded once."""
+        if isinstance(self.stored_config, GroupConfig):
+            return self.stored_config
+        return GroupConfig.from_dict(_decode(self.stored_config))
 
-    @cached_property
+    @property
     def exp(self) -> Experiment:
         """The experiment the group was launched from."""
-        return stored_experiment(self._data)
+        return self.config.exp
 
     @property
     def extra_args(self) -> tuple[str, ...]:
-        """Command-line overrides given at launch, appended to every run's arguments."""
-        return tuple(str(a) for a in self._data.get("extra_args") or ())
+        return self.config.extra_args
 
     @property
     def launch_dir(self) -> str | None:
-        """The directory the group was launched from (None for groups recorded before it was)."""
-        value = self._data.get("launch_dir")
-        return value if isinstance(value, str) and value else None
+        return self.config.launch_dir
 
     @property
     def instance(self) -> str | None:
-        """The group instance's random id (None for groups recorded before instances existed)."""
-        value = self._data.get("instance")
-        return value if isinstance(value, str) and value else None
+        return self.config.instance
 
     @property
     def location(self) -> Mapping[str, str] | None:
-        """Where its backend runs its jobs, as the backend recorded it at launch (``Backend.location``): a
-        later command drives the group there, whatever its own shell says (None: not recorded)."""
-        value = self._data.get("location")
-        return {str(k): str(v) for k, v in value.items()} if isinstance(value, Mapping) else None
-
-    @cached_property
-    def search_space(self) -> SearchSpace | None:
-        """A search group's space (its ``interval(...)``/``choice(...)`` dimensions); None for other groups.
-        Its settings are ``exp.search``."""
-        value = self._data.get("search_space")
-        return SearchSpace.from_dict(value) if isinstance(value, Mapping) else None
+        """Where its backend runs its jobs, as recorded at launch (``GroupConfig.location``)."""
+        return self.config.location
 
     @property
-    def sweep(self) -> Mapping[str, Any]:
-        """A sweep group's sweep record (keys, labels, points, base_runs); empty for other groups."""
-        value = self._data.get("sweep")
-        return value if isinstance(value, Mapping) else {}
+    def search_space(self) -> SearchSpace | None:
+        """A search group's space; None for other groups."""
+        return self.config.search_space
+
+    @property
+    def sweep(self) -> SweepRecord | None:
+        """A sweep group's sweep record; None for other groups."""
+        return self.config.sweep
 
 
 @dataclass(frozen=True)

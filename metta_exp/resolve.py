@@ -6,33 +6,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from metta_exp.config import Experiment
-from metta_exp.paths import run_dir
+from metta_exp.paths import RunDir
 from metta_exp.records import JobSpec
-
-
-def wandb_run_id(group: str, run: str, instance: str | None = None) -> str:
-    """A W&B run id fixed before launch, the same every time for the same group, run and ``instance``.
-
-    ``instance`` is a random id drawn once per launched group: a group name used again (in another
-    state directory, on another machine) must not resume the old group's W&B runs.
-    """
-    import hashlib  # here: readers of the store import this module, and hashlib loads OpenSSL
-
-    key = f"{group}\0{run}" + (f"\0{instance}" if instance else "")
-    return hashlib.sha256(key.encode()).hexdigest()[:16]
-
-
-def attempt_run_id(run_id: str, attempt: int) -> str:
-    """The W&B run id of one attempt: ``run_id`` for the first, ``<run_id>-a<N>`` for attempt N > 1.
-
-    Every attempt is its own W&B run (same group and name). Resuming the first attempt's run instead
-    would drop every step a retry logs below the first attempt's last step: a resumed wandb client
-    starts at that step and ignores lower ones (wandb/sdk/wandb_run.py, "Steps must be monotonically
-    increasing"). Run ids may not hold any of ``:;,#?/'`` (wandb/sdk/wandb_settings.py,
-    ``validate_run_id``); ``-`` is kept as it is in the run's URL (``run_url``'s ``quote``).
-    """
-    return run_id if attempt <= 1 else f"{run_id}-a{attempt}"
-
+from metta_exp.runs.wandb import wandb_run_id
 
 #: W&B settings of the launching shell that every job gets (remote jobs inherit nothing from it).
 #: ``WANDB_API_KEY`` is not one of them: it is a secret, handed to each launch, never stored.
@@ -68,12 +44,13 @@ def resolve(
     ``environ`` is the launching shell's environment (the caller passes ``os.environ``): its W&B
     settings (``SHELL_WANDB_KEYS``) are recorded in every job's env, so that every job of the group,
     on any backend and relaunched from any terminal, uses the W&B host and mode it was launched with.
-    ``instance`` (see :func:`wandb_run_id`) makes the W&B run ids this group instance's own.
+    ``instance`` (see :func:`~metta_exp.runs.wandb.wandb_run_id`) makes the W&B run ids this group
+    instance's own.
     """
     wandb_env = shell_wandb_env(exp, environ or {})
     specs = []
     for run in exp.runs:
-        directory = run_dir(state_dir, group, run)
+        directory = RunDir.of(state_dir, group, run).path
         run_id = wandb_run_id(group, run, instance)
         env = {
             "METTA_EXP_GROUP": group,
@@ -100,3 +77,13 @@ def resolve(
             )
         )
     return specs
+
+
+def identical_runs(specs: Sequence[JobSpec]) -> list[list[str]]:
+    """The runs whose jobs would run the very same command (argv and GPUs), differing only in name: each
+    set of two or more, in run order. A trainer given the same arguments trains the same thing, whatever
+    its run is called."""
+    by_command: dict[tuple[tuple[str, ...], int], list[str]] = {}
+    for spec in specs:
+        by_command.setdefault((tuple(spec.argv()), spec.gpus), []).append(spec.run)
+    return [runs for runs in by_command.values() if len(runs) > 1]

@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING
 from metta_exp.backends.base import Backend, Launch, Observation
 from metta_exp.errors import BackendRefused
 from metta_exp.logs.reports import Reports, settling
-from metta_exp.paths import attempt_log, launch_dir, notebook_path
+from metta_exp.metrics import tracked_metrics
+from metta_exp.paths import RunDir, launch_dir, notebook_path
 from metta_exp.records import GroupRecord, JobRecord
 from metta_exp.status import ACTIVE, JobStatus, waits_for
 from metta_exp.store import JobStore
@@ -68,6 +69,7 @@ class Runner:
     _announced: bool = False
     stop_reason: str | None = None
     _search: SearchDriver | None = None
+    _timing_out: set[tuple[str, int]] = field(default_factory=set)  # (run, attempt) ended for its timeout
     _keeper: LeaseKeeper | None = None
 
     def __post_init__(self) -> None:
@@ -180,7 +182,8 @@ class Runner:
             self._announced = True
         ended = all(j.status.is_terminal() for j in jobs) and not ending  # every log whole, too
         if ended and (search is None or search.done(group)):
-            return self._finish(group, jobs)
+            # ended only when nothing of it is left: an attempt being ended may outlive its record
+            return False if self.backend.still_ending() else self._finish(group, jobs)
         return False
 
     def _search_of(self, group: GroupRecord) -> SearchDriver | None:
@@ -237,7 +240,7 @@ class Runner:
         }
         self._reports.wandb_urls(active, ended)
         whole = [j for j, launch in zip(ending, finals, strict=True) if self.backend.log_complete(launch)]
-        return self._reports.complete(whole) or changed
+        return self._reports.complete(whole, tracked_metrics(group)) or changed
 
     def _apply(self, group: GroupRecord, job: JobRecord, launch: Launch, obs: Observation) -> None:
         key = (job.run, job.attempts)
@@ -274,7 +277,9 @@ class Runner:
                 return
             self._reports.note(job, obs.reason, obs.started_at, obs.recoveries, self.backend.name)
             return
-        if obs.status == JobStatus.FAILED:
+        if self._timed_out(group, job):  # however it ended once told to stop
+            self._failed(group, job, obs.exit_code, f"timed out after {group.exp.timeout_s} s")
+        elif obs.status == JobStatus.FAILED:
             self._failed(group, job, obs.exit_code, obs.reason or "failed")
         else:
             self.store.finish_attempt(
@@ -304,6 +309,9 @@ class Runner:
         )
 
     def _enforce_timeouts(self, group: GroupRecord, jobs: list[JobRecord]) -> bool:
+        """Start ending each job past ``timeout_s`` (once per attempt and runner). The job stays running
+        in the store until the backend sees it gone: a job that ignores SIGTERM keeps its GPU, and its
+        group stays open, through the grace before SIGKILL. Its end is then recorded as the timeout."""
         limit = group.exp.timeout_s
         if not limit:
             return False
@@ -311,14 +319,37 @@ class Runner:
         late = []
         for job in jobs:  # counted from when the job began to run: not while it waited in a backend's queue
             since = self._reports.running_since(job) if self.backend.queues else job.started_at
-            if job.status == JobStatus.RUNNING and since and now - since > limit:
+            key = (job.run, job.attempts)
+            if (
+                job.status == JobStatus.RUNNING
+                and since
+                and now - since > limit
+                and key not in self._timing_out
+            ):
                 late.append(job)
         if not late:
             return False
         self.backend.cancel_soon([launch_of(group, j) for j in late])
         for job in late:
-            self._failed(group, job, None, f"timed out after {limit} s")
-        return True
+            self._timing_out.add((job.run, job.attempts))
+            self.store.add_event(
+                self.group, "timed_out", f"timed out after {limit} s; ending it", run=job.run
+            )
+        return False
+
+    def _timed_out(self, group: GroupRecord, job: JobRecord) -> bool:
+        """Whether this attempt was told to stop for its timeout, by this runner or (its events say) by
+        one before it."""
+        if (job.run, job.attempts) in self._timing_out:
+            return True
+        limit = group.exp.timeout_s
+        if not limit or job.started_at is None or time.time() - job.started_at <= limit:
+            return False
+        since = job.started_at
+        return any(
+            e.kind == "timed_out" and e.run == job.run and e.at >= since
+            for e in self.store.events(self.group)
+        )
 
     def _skip_blocked(self, jobs: list[JobRecord]) -> bool:
         status = {j.run: j.status for j in jobs}
@@ -350,6 +381,7 @@ class Runner:
         active = sum(1 for j in jobs if j.status in ACTIVE)
         devices = self.backend.devices()
         busy = self.store.busy_gpu_ids() if devices is not None else set()
+        busy.update(gpu for launch in self.backend.still_ending() for gpu in launch.gpu_ids)
         claimed: list[Launch] = []
         for job in ready:
             spec = job.spec
@@ -363,7 +395,7 @@ class Runner:
                 continue
             gpu_ids: tuple[int, ...] = tuple(free[: spec.gpus]) if free is not None and spec.gpus > 0 else ()
             busy.update(gpu_ids)
-            log_path = attempt_log(job.run_dir, job.attempts + 1)
+            log_path = RunDir.at(job.run_dir).log(job.attempts + 1)
             attempt = self.store.claim(self.group, job.run, self.owner, gpu_ids, str(log_path))
             if attempt is None:
                 continue
@@ -371,7 +403,7 @@ class Runner:
                 Launch(
                     spec,
                     attempt,
-                    attempt_log(job.run_dir, attempt),
+                    RunDir.at(job.run_dir).log(attempt),
                     gpu_ids=gpu_ids,
                     settings=launch_settings(group),
                 )
@@ -421,7 +453,8 @@ class Runner:
             try:
                 from metta_exp.notebook.cells import write_group_notebook
 
-                write_group_notebook(group, jobs, path, self.store.trials(self.group))
+                trials, hours = self.store.trials(self.group), self.store.gpu_hours(self.group)
+                write_group_notebook(group, jobs, path, trials, hours)
                 self.store.add_event(self.group, "notebook", str(path))
             except Exception as exc:  # a notebook problem must not keep the group open
                 self.store.add_event(self.group, "notebook_failed", f"{type(exc).__name__}: {exc}")
@@ -437,8 +470,9 @@ class Runner:
 
         self._renew()
         try:
-            trials = self.store.trials(self.group)  # the lease is kept meanwhile (the step is ``busy``)
-            path = write_group_report(group, jobs, report_path(notebook), launch_dir(group), trials)
+            # the lease is kept meanwhile (the step is ``busy``)
+            trials, hours = self.store.trials(self.group), self.store.gpu_hours(self.group)
+            path = write_group_report(group, jobs, report_path(notebook), launch_dir(group), trials, hours)
             self.store.add_event(self.group, "report", str(path))
         except Exception as exc:  # nor a report problem
             self.store.add_event(self.group, "report_failed", f"{type(exc).__name__}: {exc}")

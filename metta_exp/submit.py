@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import itertools
 import json
 import os
 import re
@@ -23,16 +22,21 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import FrameType
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeVar
 
 from metta_exp.config import Experiment
 from metta_exp.errors import BackendUnavailable, ConfigError, NotFoundError
-from metta_exp.records import JobSpec
-from metta_exp.resolve import resolve
+from metta_exp.records import GroupConfig, JobSpec, SweepRecord
+from metta_exp.resolve import identical_runs, resolve
+from metta_exp.search.text import search_size
+from metta_exp.status import JobStatus
 from metta_exp.store import GroupExistsError, JobStore, default_state_dir
 from metta_exp.text import plural
+from metta_exp.trials import SearchSpace
 
 SUBMIT_WAIT_S = 60.0
+MAX_GROUP_SUFFIX = 999
+"""A generated group name that is taken gets ``-2``, ``-3``, ... up to this suffix (then it is an error)."""
 
 
 def generated_group_name(experiment: str, now: float | None = None) -> str:
@@ -41,10 +45,26 @@ def generated_group_name(experiment: str, now: float | None = None) -> str:
 
 
 def suffixed(base: str) -> Iterator[str]:
-    """``base``, ``base-2``, ``base-3``, …: the names a generated group name takes in turn while taken."""
+    """``base``, ``base-2``, ``base-3``, … ``base-999``: the names a generated group name takes in turn
+    while taken (:data:`MAX_GROUP_SUFFIX`)."""
     yield base
-    for n in itertools.count(2):
+    for n in range(2, MAX_GROUP_SUFFIX + 1):
         yield f"{base}-{n}"
+
+
+T = TypeVar("T")
+
+
+def first_free_name(base: str, take: Callable[[str], T], hint: str = "choose one with group=NAME") -> T:
+    """``take(name)`` for each of :func:`suffixed` ``(base)`` in turn until one is not taken (``take``
+    raises ``GroupExistsError`` for a taken one); what it returned. ``GroupExistsError`` when every
+    name is taken, ending with ``hint``."""
+    for name in suffixed(base):
+        try:
+            return take(name)
+        except GroupExistsError:
+            continue
+    raise GroupExistsError(f"no free group name like '{base}' (up to '{base}-{MAX_GROUP_SUFFIX}'): {hint}")
 
 
 def backend_name(exp: Experiment) -> str:
@@ -58,16 +78,28 @@ def launch_experiment(
     state_dir: Path | None = None,
     out: TextIO | None = None,
     specs_hook: Callable[[list[JobSpec]], list[JobSpec]] | None = None,
-    extra_config: Mapping[str, Any] | None = None,
-    trials: Sequence[tuple[int, dict[str, Any]]] = (),
+    *,
+    sweep: SweepRecord | None = None,
+    search_space: SearchSpace | None = None,
+    trials: Sequence[tuple[int, Mapping[str, Any]]] = (),
 ) -> int:
     """Submit ``exp`` as one group and (with ``wait``) watch it; returns the interface's exit code.
 
-    ``specs_hook`` may adjust the resolved specs (a sweep sets per-point GPUs); ``extra_config`` is merged
-    into the group's stored config (a sweep stores its points under ``sweep``). A search passes its first
-    ``trials`` (number, values), one per run, recorded with their jobs.
+    ``specs_hook`` may adjust the resolved specs (a sweep sets per-point GPUs). A sweep group keeps its
+    ``sweep`` record (the notebook labels runs with it); a search its ``search_space``, and passes its
+    first ``trials`` (number, values), one per run, recorded with their jobs.
     """
-    return submit_experiments([exp], name, extra_args, state_dir, out, specs_hook, extra_config, trials)[1]
+    return submit_experiments(
+        [exp],
+        name,
+        extra_args,
+        state_dir,
+        out,
+        specs_hook,
+        sweep=sweep,
+        search_space=search_space,
+        trials=trials,
+    )[1]
 
 
 def submit_experiments(
@@ -77,8 +109,10 @@ def submit_experiments(
     state_dir: Path | None = None,
     out: TextIO | None = None,
     specs_hook: Callable[[list[JobSpec]], list[JobSpec]] | None = None,
-    extra_config: Mapping[str, Any] | None = None,
-    trials: Sequence[tuple[int, dict[str, Any]]] = (),
+    *,
+    sweep: SweepRecord | None = None,
+    search_space: SearchSpace | None = None,
+    trials: Sequence[tuple[int, Mapping[str, Any]]] = (),
 ) -> tuple[list[str], int]:
     """Submit each experiment as a group of its own, then watch those that ``wait``, one after another.
 
@@ -91,7 +125,7 @@ def submit_experiments(
     submitted: list[str] = []
     try:
         return submitted, _submit_and_watch(
-            exps, name, extra_args, state_dir, out, specs_hook, extra_config, trials, submitted
+            exps, name, extra_args, state_dir, out, specs_hook, sweep, search_space, trials, submitted
         )
     except KeyboardInterrupt:  # Ctrl+C (or a closed terminal) anywhere before or while watching
         return submitted, interrupted(state_dir, submitted, out)
@@ -104,8 +138,9 @@ def _submit_and_watch(
     state_dir: Path,
     out: TextIO,
     specs_hook: Callable[[list[JobSpec]], list[JobSpec]] | None,
-    extra_config: Mapping[str, Any] | None,
-    trials: Sequence[tuple[int, dict[str, Any]]],
+    sweep: SweepRecord | None,
+    search_space: SearchSpace | None,
+    trials: Sequence[tuple[int, Mapping[str, Any]]],
     submitted: list[str],
 ) -> int:
     """``submit_experiments``'s work; each group recorded and driven is appended to ``submitted``."""
@@ -120,6 +155,9 @@ def _submit_and_watch(
         _resolve(e, g, state_dir, extra_args, specs_hook, instance)
         for e, g, instance in zip(exps, groups, instances, strict=True)
     ]
+    if sweep is None:  # a sweep warns of its own repeats (warn_swept_per_run), in its own words
+        for exp, resolved in zip(exps, specs, strict=True):
+            warn_identical_runs(exp, resolved)
     backends = {}
     refused = 0
     for i, exp in enumerate(exps):
@@ -131,25 +169,53 @@ def _submit_and_watch(
         backends[i].check(specs[i])
     if not backends:
         return refused
-    store = JobStore.open(state_dir)
-    for i in backends:
-        _check_group_is_new(store, exps[i], groups[i])
-    # launch_dir: where jobs start and relative notebook paths resolve, whoever drives the group later
-    config = {"extra_args": list(extra_args), "launch_dir": str(Path.cwd())} | dict(extra_config or {})
-    for i, backend in backends.items():
-        exp = exps[i]
-        again = functools.partial(
-            _resolve, exp, state_dir=state_dir, extra_args=extra_args, hook=specs_hook, instance=instances[i]
-        )
-        own = config | {"instance": instances[i], "location": backend.location()}
-        # recorded and handed to a runner as one step: a Ctrl+C in between would leave a group that
-        # nobody drives, so it waits until the runner has the group, then stops us as usual
-        with interrupts_deferred():
-            groups[i] = _submit_group(
-                store, exp, name, groups[i], specs[i], backend.name, own, again, out, trials
+    with JobStore.open(state_dir) as store:
+        for i in backends:
+            _check_group_is_new(store, exps[i], groups[i])
+        for i, backend in backends.items():
+            exp = exps[i]
+            again = functools.partial(
+                _resolve,
+                exp,
+                state_dir=state_dir,
+                extra_args=extra_args,
+                hook=specs_hook,
+                instance=instances[i],
             )
-            submitted.append(groups[i])
-    return _watch_all(store, [(groups[i], exps[i].wait) for i in backends], out)
+            # launch_dir: where jobs start and relative notebook paths resolve, whoever drives the group later
+            own = GroupConfig(
+                exp, tuple(extra_args), str(Path.cwd()), instances[i], sweep, search_space, backend.location()
+            )
+            # recorded and handed to a runner as one step: a Ctrl+C in between would leave a group that
+            # nobody drives, so it waits until the runner has the group, then stops us as usual
+            with interrupts_deferred():
+                groups[i] = _submit_group(
+                    store, name, groups[i], specs[i], backend.name, own, again, out, trials
+                )
+                submitted.append(groups[i])
+        return _watch_all(store, [(groups[i], exps[i].wait) for i in backends], out)
+
+
+def warn_identical_runs(exp: Experiment, specs: Sequence[JobSpec], out: TextIO | None = None) -> None:
+    """Warn (stderr) about runs that would run the very same command, naming them and the fix: runs
+    named for variants (``high_lr``, ``low_lr``) that ``args_per_run`` forgot train the same thing."""
+    sets = identical_runs(specs)
+    if not sets:
+        return
+    keep = [r for r in exp.runs if not any(r in same[1:] for same in sets)]
+    by_run = {s.run: s for s in specs}
+    for same in sets:
+        command = shlex.join(by_run[same[0]].argv())
+        bare = [r for r in same if r not in exp.args_per_run]
+        why = (
+            f" (args_per_run has no entry for {'them' if bare == same else ', '.join(bare)})" if bare else ""
+        )
+        print(
+            f"Warning: runs {', '.join(same)} run the same command ({command}): they differ only in name{why}. "
+            f"Give each its own arguments in args_per_run (a seed, for repeats on purpose), or run one of "
+            f"them: 'runs=[{','.join(keep)}]'.",
+            file=out or sys.stderr,
+        )
 
 
 def interrupted(state_dir: Path, submitted: Sequence[str], out: TextIO) -> int:
@@ -218,54 +284,69 @@ def _group_names(exps: Sequence[Experiment], name: str) -> list[str]:
                 raise ConfigError(f"two experiments name the group '{exp.group}': give each its own group")
             names.append(exp.group)
             continue
-        names.append(
-            next(g for g in suffixed(generated_group_name(name)) if g not in names and g not in explicit)
-        )
+        base = generated_group_name(name)
+        free = next((g for g in suffixed(base) if g not in names and g not in explicit), None)
+        if free is None:
+            raise ConfigError(f"more than {MAX_GROUP_SUFFIX} groups named like '{base}': give each a group")
+        names.append(free)
     return names
 
 
 def _check_group_is_new(store: JobStore, exp: Experiment, group: str) -> None:
+    """A named group must be new; the error suggests what fits the group that has the name: watching it
+    while it runs, rerunning its failed runs once it ended with some."""
     if exp.group is None:
         return  # a generated name that is taken gets a suffix
     try:
-        store.group(group)
+        record = store.group(group)
     except NotFoundError:
         return
-    raise GroupExistsError(
-        f"group '{group}' already exists: choose another group=NAME, or use "
-        f"'metta-exp job retry {group}' to rerun its failed runs"
-    )
+    quoted = shlex.quote(group)
+    if record.ended_at is None:
+        raise GroupExistsError(
+            f"group '{group}' already exists and has not ended: choose another group=NAME, or watch it: "
+            f"metta-exp job monitor {quoted}"
+        )
+    again = (JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.SKIPPED)  # what 'job retry' reruns
+    rerun = [j for j in store.jobs(group) if j.status in again]
+    if rerun and record.search_space is None:
+        raise GroupExistsError(
+            f"group '{group}' already exists: choose another group=NAME, or rerun its "
+            f"{plural(len(rerun), 'run')} that did not succeed: metta-exp job retry {quoted}"
+        )
+    raise GroupExistsError(f"group '{group}' already exists: choose another group=NAME")
 
 
 def _submit_group(
     store: JobStore,
-    exp: Experiment,
     name: str,
     group: str,
     specs: list[JobSpec],
     backend: str,
-    config: dict[str, Any],
+    config: GroupConfig,
     resolve_again: Callable[[str], list[JobSpec]],
     out: TextIO,
-    trials: Sequence[tuple[int, dict[str, Any]]] = (),
+    trials: Sequence[tuple[int, Mapping[str, Any]]] = (),
 ) -> str:
     """Record the group and start its runner; a generated name taken meanwhile gets the next suffix."""
     from metta_exp.supervise import ensure_driver
 
-    others = itertools.islice(suffixed(generated_group_name(name)), 1, 999)
-    while True:
-        try:
-            store.create_group(
-                group, name, backend, exp.to_dict() | config, [s.to_dict() for s in specs], trials
-            )
-            break
-        except GroupExistsError:
-            following = next(others, None)
-            if exp.group is not None or following is None:
-                raise
-            group, specs = following, resolve_again(following)
+    def create(candidate: str) -> list[JobSpec]:
+        own = specs if candidate == group else resolve_again(candidate)
+        store.create_group(candidate, name, backend, config, own, trials)
+        return own
+
+    try:
+        specs = create(group)
+    except GroupExistsError:
+        if config.exp.group is not None:
+            raise
+        group, specs = first_free_name(generated_group_name(name), lambda g: (g, create(g)))
     ensure_driver(store, group, cwd=Path.cwd())
-    print(f"Group {group}: {plural(len(specs), 'job')} on {backend}, state in {store.state_dir}", file=out)
+    size = plural(len(specs), "job") + " on"
+    if config.search_space is not None:  # its first trials are its first jobs; the line says the study's size
+        size = search_size(store.group(group)) + ", on"
+    print(f"Group {group}: {size} {backend}, state in {store.state_dir}", file=out)
     return group
 
 
@@ -277,12 +358,11 @@ def _watch_all(store: JobStore, groups: list[tuple[str, bool]], out: TextIO) -> 
             print(f"Submitted. Watch: metta-exp job monitor {group}    List: metta-exp job list", file=out)
     for i, (group, wait) in enumerate(groups):
         if wait:
-            from metta_exp.monitor.live import watch
-            from metta_exp.supervise import Healer
+            from metta_exp.monitor.live import watch_and_heal
 
             # on Ctrl+C, what else goes on: the groups not waited for, and those not watched yet
             others = [g for j, (g, w) in enumerate(groups) if not w or j > i]
-            code = watch(store, group, out=out, heal=Healer(store, group), also=others)
+            code = watch_and_heal(store, group, out=out, also=others)
             if code == 130:
                 return code
             worst = max(worst, code)
@@ -333,7 +413,7 @@ def dry_run_refusal(exp: Experiment, specs: list[JobSpec], state_dir: Path) -> i
 def print_dry_run(exp: Experiment, specs: list[JobSpec], out: TextIO) -> None:
     """Every job as it would be launched; for remote groups, its SkyPilot task YAML too."""
     print(
-        f"Dry run: group {specs[0].group}, {len(specs)} jobs on {backend_name(exp)} (nothing submitted)",
+        f"Dry run: group {specs[0].group}, {plural(len(specs), 'job')} on {backend_name(exp)} (nothing submitted)",
         file=out,
     )
     for spec in specs:

@@ -20,9 +20,10 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from metta_exp.backends import procs
 from metta_exp.backends.base import Launch, LaunchSettings
 from metta_exp.backends.procs import pid_alive
-from metta_exp.paths import attempt_log, launch_dir, runner_log
+from metta_exp.paths import RunDir, launch_dir, runner_log
 from metta_exp.records import GroupRecord, JobRecord
 from metta_exp.status import JobStatus
 from metta_exp.trials import TrialRecord, TrialState
@@ -38,6 +39,8 @@ __all__ = [
     "ensure_driver",
     "exit_code",
     "held",
+    "wait_driven",
+    "leftovers",
     "lease_owner_id",
     "needs_driver",
     "owner_alive",
@@ -82,22 +85,40 @@ def exit_code(jobs: Sequence[JobRecord], trials: Sequence[TrialRecord] = ()) -> 
     return 0 if ok and not any(t.state == TrialState.FAILED for t in trials) else 1
 
 
-def spawn_runner(state_dir: Path, group: str, owner: str, cwd: Path | None = None) -> subprocess.Popen[bytes]:
-    """Start a detached runner for ``group`` under lease ``owner``: its own session, so it outlives
-    this terminal. Use ``ensure_driver``, which takes the lease first."""
+# The runner's parent: a short-lived launcher (no site, no imports beyond subprocess) that starts the
+# runner in a session of its own, prints its pid and exits at once. The runner is then nobody's child
+# here: a command that starts one (a monitor may watch for days) holds no Popen to collect and leaves no
+# zombie when the runner ends first. os._exit: the launcher's own Popen is not collected either.
+_LAUNCHER = (
+    "import os, subprocess, sys\n"
+    "child = subprocess.Popen(sys.argv[1:], stdin=subprocess.DEVNULL, stdout=2, stderr=2,"
+    " start_new_session=True)\n"
+    "print(child.pid, flush=True)\n"
+    "os._exit(0)\n"
+)
+
+
+def spawn_runner(state_dir: Path, group: str, owner: str, cwd: Path | None = None) -> int:
+    """Start a detached runner for ``group`` under lease ``owner`` and return its pid: its own session,
+    so it outlives this terminal, and not this process's child. Use ``ensure_driver``, which takes the
+    lease first. Raises ``OSError`` if it could not be started (why is in the runner's log)."""
     log_path = runner_log(state_dir, group)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, METTA_EXP_STATE_DIR=str(state_dir), METTA_EXP_RUNNER_OWNER=owner)
     with open(log_path, "ab") as log:
-        return subprocess.Popen(
-            [sys.executable, "-m", "metta_exp.runner", group],
+        started = subprocess.run(
+            [sys.executable, "-S", "-c", _LAUNCHER, sys.executable, "-m", "metta_exp.runner", group],
             cwd=cwd,
             env=env,
             stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            check=False,
         )
+    pid = started.stdout.strip()
+    if started.returncode != 0 or not pid.isdigit():
+        raise OSError(f"could not start the runner of group {group!r} (see {log_path})")
+    return int(pid)
 
 
 def held(store: JobStore, group: str) -> str | None:
@@ -128,8 +149,8 @@ def ensure_driver(store: JobStore, group: str, cwd: Path | None = None, *, heal:
     if not store.acquire_lease(group, owner, LEASE_TTL, os.getpid(), steal_from=steal):
         return False
     start = cwd or launch_dir(record)
-    child = spawn_runner(store.state_dir, group, owner, cwd=start if start.is_dir() else None)
-    store.acquire_lease(group, owner, LEASE_TTL, child.pid)
+    pid = spawn_runner(store.state_dir, group, owner, cwd=start if start.is_dir() else None)
+    store.acquire_lease(group, owner, LEASE_TTL, pid)
     return True
 
 
@@ -177,18 +198,58 @@ class LeaseKeeper:
                         store.renew_lease(self.group, self.owner, self.ttl)
 
 
+def wait_driven(store: JobStore, group: str, after_event: int, timeout: float) -> bool:
+    """Make sure a runner drives ``group`` after a retry: start one when none is alive, until a driver
+    acted after event ``after_event`` (took the lease, or moved a job). A runner that was just ending
+    the group may exit without seeing the requeued runs; the one started here then takes over."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        ensure_driver(store, group)
+        if any(e.kind in ("runner", "status") for e in store.events(group, after_event)):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def leftovers(group: GroupRecord, jobs: Sequence[JobRecord]) -> list[JobRecord]:
+    """Ended jobs of a local group with processes still alive: helpers that daemonised and outlived
+    their job, found by the markers in their environment (Linux)."""
+    if group.backend != "local" or not procs.HAS_PROCFS:
+        return []
+    ended = {j.run_dir: j for j in jobs if j.status.is_terminal()}
+    found: dict[str, JobRecord] = {}
+    for proc in procs.process_table().values():
+        markers = None if proc.dead else procs.environ_markers(proc.pid)
+        if markers is not None and markers[0] == group.name and markers[1] in ended:
+            found[markers[1]] = ended[markers[1]]
+    return list(found.values())
+
+
 class Healer:
     """ "Heal this group": start a runner when nobody drives it (checked at most every ``every`` s).
 
     The monitor and ``job logs --follow`` receive one as a plain callable. The watching store may be a
-    reader's (read-only); the healer opens a writable one of its own only when the group needs a driver,
-    and stops trying where the store cannot be written.
+    reader's (read-only); the healer opens a writable one of its own only when the group needs a driver
+    (closed by ``close``, or at the end of a ``with`` block), and stops trying where the store cannot be
+    written.
     """
 
     def __init__(self, store: JobStore, group: str, every: float = HEAL_EVERY_S) -> None:
         self.store, self.group, self.every = store, group, every
         self._last = 0.0
         self._writer: JobStore | None = None
+
+    def __enter__(self) -> Healer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the writable store it opened, if it did."""
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
 
     def __call__(self) -> None:
         if time.monotonic() - self._last < self.every:
@@ -214,7 +275,7 @@ class Healer:
 
 def launch_of(group: GroupRecord, job: JobRecord) -> Launch:
     """The backend's view of a job's current attempt."""
-    log = Path(job.log_path) if job.log_path else attempt_log(job.run_dir, max(job.attempts, 1))
+    log = Path(job.log_path) if job.log_path else RunDir.at(job.run_dir).log(max(job.attempts, 1))
     return Launch(job.spec, job.attempts, log, job.handle, job.gpu_ids, settings=launch_settings(group))
 
 

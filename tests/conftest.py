@@ -87,8 +87,10 @@ def run_cli(
 
 
 def wait_for(predicate, timeout: float = 60.0, interval: float = 0.05, what: str = "condition"):  # noqa: ANN001
-    deadline = time.time() + timeout
-    while time.time() < deadline:
+    """``predicate()``'s first truthy value, asked every ``interval`` s for up to ``timeout`` s (on the
+    monotonic clock: a wall-clock step cannot cut a wait short or stretch it)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
         value = predicate()
         if value:
             return value

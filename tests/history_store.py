@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from metta_exp.config import Experiment, SkyPilotSettings
+from metta_exp.records import GroupConfig
 from metta_exp.resolve import resolve
 from metta_exp.status import JobStatus
 from metta_exp.store import JobStore
@@ -51,7 +52,7 @@ def add_group(
         generate_notebook=False,
     )
     specs = resolve(exp, name, store.state_dir)
-    store.create_group(name, "exp", backend, exp.to_dict() | {"extra_args": []}, [s.to_dict() for s in specs])
+    store.create_group(name, "exp", backend, GroupConfig(exp), specs)
     owner = f"test:{os.getpid()}"
     assert store.acquire_lease(name, owner, 3600, os.getpid())
     for spec in specs:

@@ -4,13 +4,14 @@ running, then complete (the job succeeded, the value told), pruned (``prune_tria
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from metta_exp.config import Experiment
-from metta_exp.records import JobSpec
+from metta_exp.config import Experiment, SearchSettings
+from metta_exp.records import GroupConfig, JobSpec
 from metta_exp.status import JobStatus
 from metta_exp.store import JobStore
 from metta_exp.trials import Dimension, SearchSpace, TrialState
@@ -49,12 +50,8 @@ def make_search_group(
 ) -> dict[int, str]:
     """A search group with ``trials`` in their states; each trial's run name by number."""
     exp = Experiment(module="pkg.train", runs=["arena"], remote=False, gpus=0, generate_notebook=False)
-    config = exp.to_dict() | {
-        "extra_args": [],
-        "search_space": SPACE.to_dict(),
-        "search": SEARCH | search,
-    }
-    store.create_group(name, "arena", "local", config, [])
+    exp = dataclasses.replace(exp, search=SearchSettings(**(SEARCH | search)))
+    store.create_group(name, "arena", "local", GroupConfig(exp, search_space=SPACE), [])
     assert store.acquire_lease(name, OWNER, 600, 0)
     runs = {}
     for number, params, outcome, value, steps in trials:
@@ -64,7 +61,7 @@ def make_search_group(
         spec = JobSpec(
             name, run, tuple(SPACE.args(params)), {}, 0, run_dir, f"id{number}", module="pkg.train"
         )
-        assert store.add_trial(name, OWNER, number, params, json.loads(json.dumps(spec.to_dict())))
+        assert store.add_trial(name, OWNER, number, params, spec)
         attempt = store.claim(name, run, OWNER, [], str(Path(run_dir) / "attempt-1.log"))
         assert attempt == 1
         assert store.mark_running(name, run, attempt, None)  # no process: nothing for a cleanup to end

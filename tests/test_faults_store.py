@@ -18,22 +18,20 @@ from pathlib import Path
 import pytest
 from conftest import run_cli
 
+from metta_exp.config import Experiment
+from metta_exp.records import GroupConfig, JobSpec
 from metta_exp.store import DB_NAME, JobStore
 
 
 def make_group(state_dir: Path, name: str = "g1", jobs: int = 3) -> Path:
     """A real store holding one group of ``jobs`` pending jobs; returns the store file."""
+    runs = [f"run{i}" for i in range(jobs)]
     specs = [
-        {
-            "run": f"run{i}",
-            "run_dir": str(state_dir / "runs" / name / f"run{i}"),
-            "depends_on": [],
-            "pad": "x" * 400,
-        }
-        for i in range(jobs)
+        JobSpec(name, run, ("x" * 400,), {}, 0, str(state_dir / "runs" / name / run), "id", module="m")
+        for run in runs
     ]
     with JobStore.open(state_dir) as store:
-        store.create_group(name, "demo", "local", {"module": "m", "runs": [s["run"] for s in specs]}, specs)
+        store.create_group(name, "demo", "local", GroupConfig(Experiment(module="m", runs=runs)), specs)
     return state_dir / DB_NAME
 
 

@@ -26,7 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 
 
 @hydra.main(version_base=None, config_path="conf", config_name="train")
-def main(cfg: DictConfig) -> None:
+def main(cfg: DictConfig) -> float:
     rd = pathlib.Path(os.environ["METTA_EXP_RUN_DIR"])
     (rd / "started").write_text("")
     want, start = int(os.environ.get("REC_BARRIER", "0")), time.time()
@@ -35,12 +35,13 @@ def main(cfg: DictConfig) -> None:
         time.sleep(0.02)
     hc = HydraConfig.get()
     (rd / "job.json").write_text(json.dumps({
-        "argv": sys.argv, "cfg": OmegaConf.to_container(cfg), "output_dir": hc.runtime.output_dir,
-        "mode": str(hc.mode), "job_name": hc.job.name, "together": started() >= want,
-        "run": os.environ["METTA_EXP_RUN"],
+        "cfg": OmegaConf.to_container(cfg), "output_dir": hc.runtime.output_dir, "cwd": os.getcwd(),
+        "num": hc.job.num, "id": hc.job.id, "job_name": hc.job.name, "together": started() >= want,
+        "run": os.environ["METTA_EXP_RUN"], "overrides": list(hc.overrides.task),
     }))
     if cfg.fail or started() < want:
         sys.exit(3)
+    return cfg.lr * 2
 
 
 if __name__ == "__main__":
@@ -135,7 +136,9 @@ def test_hydra_quote_round_trips_through_hydras_parser() -> None:
 # --- a user's app -----------------------------------------------------------------------------------
 
 
-def test_user_app_sweep_is_one_group_running_the_app_per_point(state_dir: Path) -> None:
+def test_user_app_sweep_is_one_group_running_the_task_per_point(state_dir: Path) -> None:
+    from hydra_plugins.metta_exp_launcher._task import JOB_MODULE
+
     work = state_dir.parent  # its path has spaces and quotes
     app = write_app(work)
     result = run_app(
@@ -154,25 +157,26 @@ def test_user_app_sweep_is_one_group_running_the_app_per_point(state_dir: Path) 
         "lr1e-4-name_c_d",
     ]
     assert all(j.status == JobStatus.SUCCEEDED for j in jobs)
-    assert jobs[0].spec.command == (PY, str(app))
+    assert jobs[0].spec.module == JOB_MODULE  # the task function shipped, not the script run again
     records = job_records(state_dir, group)
     first = records["lr1e-3-name_a_b"]
     sweep_dir = Path(first["output_dir"]).parent
-    assert (
-        sweep_dir.parent.parent == work / "multirun"
-    )  # Hydra's own multirun layout: <sweep dir>/<job number>
+    assert sweep_dir.parent.parent == work / "multirun"  # Hydra's own layout: <sweep dir>/<job number>
     for number, job in enumerate(jobs):
         record = records[job.run]
         assert record["together"], "the jobs ran at the same time"
-        assert record["mode"] == "RunMode.RUN" and "-m" not in record["argv"]
         assert record["output_dir"] == str(sweep_dir / str(number))
-    assert first["argv"][1:3] == ["lr=1e-3", "name='a b'"]  # as written, not Hydra's 0.001
+        assert (record["num"], record["id"]) == (number, f"{group}/{job.run}")
+        assert record["cwd"] == str(work)  # hydra.job.chdir is false (version_base=None): the launch dir
+        assert (sweep_dir / str(number) / ".hydra" / "config.yaml").is_file()
+    assert first["overrides"] == ["lr=0.001", "name='a b'"]
     assert first["cfg"] == {"lr": 0.001, "name": "a b", "fail": False}
     assert records["lr1e-4-name_c_d"]["cfg"] == {"lr": 0.0001, "name": "c/d", "fail": False}
     with JobStore.open(state_dir) as store:
         sweep = store.group(group).sweep
-    assert sweep["keys"] == ["lr", "name"]
-    assert sweep["points"]["lr1e-4-name_a_b"] == {"lr": 0.0001, "name": "a b"}
+    assert sweep is not None
+    assert sweep.keys == ("lr", "name")
+    assert sweep.points["lr1e-4-name_a_b"] == {"lr": 0.0001, "name": "a b"}
 
 
 def test_a_failing_point_fails_the_multirun_with_one_message(state_dir: Path) -> None:
@@ -193,17 +197,19 @@ def test_a_failing_point_fails_the_multirun_with_one_message(state_dir: Path) ->
         "fail_false": JobStatus.SUCCEEDED,
         "fail_true": JobStatus.FAILED,
     }
-    # the JobReturns Hydra got, rebuilt from the same records
+    # the JobReturns Hydra got, read again: the first job handed its own back, the second died first
+    (task_file,) = (work / "multirun").glob("*/*/.metta_exp/task-0.pkl")
     returns = job_returns(
-        [["fail=False"], ["fail=True"]],
+        [["fail=false"], ["fail=true"]],
         ["fail_false", "fail_true"],
-        [work, work],
+        [0, 1],
+        task_file,
         "my_train",
         group,
         {j.run: j for j in jobs},
     )
     assert [r.status for r in returns] == [HydraJobStatus.COMPLETED, HydraJobStatus.FAILED]
-    assert returns[0].return_value is None
+    assert returns[0].return_value == 0.2 and returns[0].cfg == {"lr": 0.1, "name": "base", "fail": False}
     with pytest.raises(JobFailed, match="exit code 3"):
         _ = returns[1].return_value
 
@@ -251,8 +257,7 @@ def test_config_flags_and_hydra_overrides_reach_the_jobs(state_dir: Path) -> Non
     records = job_records(state_dir, group)
     assert set(records) == {"extra5", "extra6"}
     job = records["extra6"]
-    assert job["argv"][1:5] == ["--config-name", "alt", "hydra.job.name=custom", "extra=6"]
-    assert not any("launcher" in a for a in job["argv"])
+    assert job["overrides"] == ["extra=6"]
     assert job["cfg"] == {"lr": 0.5, "name": "alt", "fail": False, "extra": 6}
     assert job["job_name"] == "custom"
 
@@ -266,9 +271,9 @@ def test_an_app_started_with_python_m_runs_as_a_module(state_dir: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     (group,) = groups(state_dir)
     jobs = wait_group_end(state_dir, group)
-    assert [(j.run, j.spec.module, j.status) for j in jobs] == [
-        ("lr0.25", "pkg.train", JobStatus.SUCCEEDED),
-        ("lr0.5", "pkg.train", JobStatus.SUCCEEDED),
+    assert [(j.run, j.status) for j in jobs] == [
+        ("lr0.25", JobStatus.SUCCEEDED),
+        ("lr0.5", JobStatus.SUCCEEDED),
     ]
     assert job_records(state_dir, group)["lr0.5"]["cfg"]["lr"] == 0.5
 
@@ -280,7 +285,7 @@ def test_bad_launcher_settings_are_one_line_and_submit_nothing(state_dir: Path) 
         [str(app), "-m", "hydra/launcher=metta_exp", "lr=1,2", "hydra.launcher.gpus=-1"], cwd=work
     )
     assert result.returncode == 1
-    assert "metta-exp: hydra.launcher (metta_exp): 'gpus' must be at least 0, got -1" in result.stderr
+    assert "Error: metta-exp: hydra.launcher (metta_exp): 'gpus' must be at least 0, got -1" in result.stderr
     assert "Traceback" not in result.stderr
     assert not state_dir.exists()
     limited = run_app(

@@ -604,4 +604,4 @@ def test_resume_starts_a_runner_for_an_orphaned_group(state_dir: Path) -> None:
     assert store.job("orphan", "a").status == JobStatus.SUCCEEDED and store.job("orphan", "a").attempts == 1
     ended = run_cli("job", "resume", "orphan")
     assert ended.returncode == 0
-    assert ended.stdout.startswith("orphan has ended; nothing to drive.\norphan: 1 jobs, 1 succeeded")
+    assert ended.stdout.startswith("orphan has ended; nothing to drive.\norphan: 1 job, 1 succeeded")

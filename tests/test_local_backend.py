@@ -21,13 +21,13 @@ from metta_exp.backends import procs
 from metta_exp.backends.base import Launch, Observation
 from metta_exp.backends.local import (
     VANISHED,
-    AttemptFiles,
     LocalBackend,
     describe_exit,
     parse_gpu_list,
     path_with,
 )
 from metta_exp.errors import BackendError, BackendUnavailable, UsageError
+from metta_exp.paths import AttemptFiles
 from metta_exp.records import JobSpec
 from metta_exp.status import JobStatus
 

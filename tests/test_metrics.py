@@ -27,7 +27,7 @@ from metta_exp.metrics import (
 from metta_exp.metrics.local import pick
 from metta_exp.metrics.wandb import rate_limit_wait, with_backoff
 from metta_exp.records import JobRecord, JobSpec
-from metta_exp.resolve import wandb_run_id
+from metta_exp.runs.wandb import wandb_run_id
 from metta_exp.status import JobStatus
 
 T0 = 1764250000.0

@@ -65,7 +65,7 @@ def group_record(**kw: Any) -> GroupRecord:
         name="lr_sweep",
         experiment="demo",
         backend="local",
-        config={"max_parallel": 2, "metrics_to_track": ["overview/sps", "overview/reward"]},
+        stored_config={"max_parallel": 2, "metrics_to_track": ["overview/sps", "overview/reward"]},
         created_at=T0,
         ended_at=None,
         cancel_requested=False,
@@ -224,7 +224,7 @@ def big_frame(n: int = 300) -> Frame:
             logs[run] = job_log(RUNNING)
         else:
             jobs.append(job_record(run, JobStatus.PENDING, i, attempts=0, started_at=None, log_path=None))
-    group = group_record(config={"max_parallel": 40, "metrics_to_track": []})
+    group = group_record(stored_config={"max_parallel": 40, "metrics_to_track": []})
     return Frame(group, jobs, logs, now=T0 + 400, runner_alive=True)
 
 
@@ -285,7 +285,7 @@ def test_pending_reasons_name_what_each_job_waits_for() -> None:
         "waits for a slot: max_parallel=2, 2 active",
     )
 
-    free_slot = replace(frame, group=group_record(config={}))
+    free_slot = replace(frame, group=group_record(stored_config={}))
     assert pending_reason(by_run["extra"], free_slot) == ("ready", "ready: the runner launches it next")
     gpu_job = replace(by_run["extra"], stored_spec=replace(by_run["extra"].spec, gpus=2))
     gpus = replace(free_slot, gpus=Gpus((0, 1, 2), frozenset({0, 1})))
@@ -434,7 +434,7 @@ def test_monitor_of_an_ended_group_prints_its_summary(state_dir: Path) -> None:
     wait_for(lambda: JobStore.open(state_dir).group("done").ended_at, what="group end")
     result = run_cli("job", "monitor", "done")
     assert result.returncode == 0
-    assert result.stdout.startswith("done: 1 jobs, 1 succeeded")
+    assert result.stdout.startswith("done: 1 job, 1 succeeded")
 
 
 def test_monitor_takes_over_a_group_whose_runner_was_killed(state_dir: Path) -> None:

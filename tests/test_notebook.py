@@ -35,7 +35,7 @@ from metta_exp.notebook.cells import (
     templates_dir,
     write_group_notebook,
 )
-from metta_exp.records import GroupRecord, JobRecord, JobSpec
+from metta_exp.records import GroupRecord, JobRecord, JobSpec, SweepRecord
 from metta_exp.status import JobStatus
 
 HOSTILE = [
@@ -78,7 +78,7 @@ def group(name: str = "demo.20251127", experiment: str = "cartpole", **config: A
         name=name,
         experiment=experiment,
         backend="local",
-        config=base,
+        stored_config=base,
         created_at=1764250000.0,
         ended_at=1764253600.0,
         cancel_requested=False,
@@ -197,9 +197,9 @@ def test_every_code_cell_parses_and_names_round_trip(
     assert [r["run"] for r in fetch["RUNS"]] == HOSTILE
     assert [r["run_dir"] for r in fetch["RUNS"]] == [j.run_dir for j in jobs]
     assert fetch["STATUSES"] == {j.run: str(j.status) for j in jobs}
-    assert fetch["METRICS"] == g.config["metrics_to_track"]
+    assert fetch["METRICS"] == g.exp.metrics_to_track
     assert [r["wandb_path"] for r in fetch["RUNS"]][:4] == ["ent/proj/id0", None, None, "ent/proj/id3"]
-    assert literals(by_kind["plots"].source)["PLOT_METRICS"] == g.config["metrics_to_track"]
+    assert literals(by_kind["plots"].source)["PLOT_METRICS"] == g.exp.metrics_to_track
     summary_call = ast.parse(by_kind["summary"].source).body[0].value  # type: ignore[attr-defined]
     assert {k.arg: ast.literal_eval(k.value) for k in summary_call.keywords if k.arg != "statuses"} == {
         "reward": "overview/reward",
@@ -667,13 +667,14 @@ def test_a_sweep_group_labels_its_runs_by_their_swept_values(tmp_path: Path) -> 
         "base_runs": {"lr0.001-ent0.01": "main", "lr0.003-ent0.01": "main"},
     }
     runs = list(sweep["points"])
-    assert run_labels(sweep, runs) == {
+    record = SweepRecord.from_dict(sweep)
+    assert run_labels(record, runs) == {
         "lr0.001-ent0.01": "lr=0.001, ent=0.01",
         "lr0.003-ent0.01": "lr=0.003, ent=0.01",
     }
-    several = dict(sweep, base_runs={"lr0.001-ent0.01": "a", "lr0.003-ent0.01": "b"})
+    several = dataclasses.replace(record, base_runs={"lr0.001-ent0.01": "a", "lr0.003-ent0.01": "b"})
     assert run_labels(several, runs)["lr0.003-ent0.01"] == "b: lr=0.003, ent=0.01"
-    assert run_labels({}, runs) == {r: r for r in runs}
+    assert run_labels(None, runs) == {r: r for r in runs}
 
     g = group(sweep=sweep)
     text = render_notebook(g, [run_info(job(r, tmp_path / r, i)) for i, r in enumerate(runs)])
@@ -681,6 +682,6 @@ def test_a_sweep_group_labels_its_runs_by_their_swept_values(tmp_path: Path) -> 
     plots = next(c.source for c in nb.cells if c.id.startswith("plots"))
     namespace: dict[str, Any] = {}
     exec(next(line for line in plots.splitlines() if line.startswith("LABELS = ")), namespace)
-    assert namespace["LABELS"] == run_labels(sweep, runs)
+    assert namespace["LABELS"] == run_labels(record, runs)
     assert "| swept values |" in nb.cells[0].source
     assert "| lr0\\.001\\-ent0\\.01 | lr\\=0\\.001\\, ent\\=0\\.01 |" in nb.cells[0].source

@@ -63,7 +63,11 @@ def group() -> GroupRecord:
         name="g",
         experiment="demo",
         backend="local",
-        config={"module": "m", "metrics_to_track": ["overview/sps", "overview/reward"], "extra_args": []},
+        stored_config={
+            "module": "m",
+            "metrics_to_track": ["overview/sps", "overview/reward"],
+            "extra_args": [],
+        },
         created_at=1764250000.0,
         ended_at=1764253600.0,
         cancel_requested=False,

@@ -223,7 +223,7 @@ def test_experiment_keys_override_the_returned_experiment(state_dir: Path) -> No
 
     dry = run_cli("run", "metta_exp.examples.recipes.demo", "dry_run=true", "group=g", "runs=[lr_high]")
     assert dry.returncode == 0, dry.stderr
-    assert dry.stdout.startswith("Dry run: group g, 1 jobs on local (nothing submitted)")
+    assert dry.stdout.startswith("Dry run: group g, 1 job on local (nothing submitted)")
     assert "trainer.learning_rate=0.1" in dry.stdout and not state_dir.exists()
 
 
@@ -440,9 +440,9 @@ REFERENCE_COMMANDS = [
     ),
     (["assembly_lines.experiment"], "2 jobs on skypilot", ["curriculum_style=easy", "curriculum_style=hard"]),
     (["custom_args.experiment"], "group custom_args_experiment, 3 jobs", ["trainer.entropy_coef=0.001"]),
-    (["local_run.experiment"], "1 jobs on local", ["python -m arena.train"]),
+    (["local_run.experiment"], "1 job on local", ["python -m arena.train"]),
     (["custom_metrics.experiment"], "2 jobs on skypilot", []),
-    (["notebook_path.experiment"], "1 jobs on skypilot", []),
+    (["notebook_path.experiment"], "1 job on skypilot", []),
 ]
 
 

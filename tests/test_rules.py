@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import itertools
 from pathlib import Path
 
 import pytest
 
+from metta_exp.config import Experiment
 from metta_exp.errors import NotFoundError
-from metta_exp.store import JobStore
-from metta_exp.submit import suffixed
+from metta_exp.records import GroupConfig, JobSpec, SweepRecord
+from metta_exp.store import GroupExistsError, JobStore
+from metta_exp.submit import MAX_GROUP_SUFFIX, first_free_name, suffixed
 from metta_exp.sweep import Point, sweep_record
 from metta_exp.text import plural
 from metta_exp.values import hydra_quote
@@ -29,13 +30,42 @@ def test_hydra_quote_leaves_plain_paths_bare_and_quotes_the_rest() -> None:
     assert hydra_quote("/x,y=z/${q}") == "'/x,y=z/${q}'"
 
 
-def test_taken_group_names_get_the_next_suffix() -> None:
-    assert list(itertools.islice(suffixed("train-20261202-115300"), 4)) == [
+def test_taken_group_names_get_the_next_suffix_up_to_999() -> None:
+    names = list(suffixed("train-20261202-115300"))
+    assert names[:4] == [
         "train-20261202-115300",
         "train-20261202-115300-2",
         "train-20261202-115300-3",
         "train-20261202-115300-4",
     ]
+    assert MAX_GROUP_SUFFIX == 999
+    assert len(names) == 999
+    assert names[-1] == "train-20261202-115300-999"
+
+
+def test_one_loop_takes_the_first_free_group_name() -> None:
+    """``metta-exp`` launches and the Hydra launcher both take a free name through ``first_free_name``."""
+    import inspect
+
+    from hydra_plugins.metta_exp_launcher import _core
+
+    taken = {"g", "g-2", "g-3"}
+    tried: list[str] = []
+
+    def take(name: str) -> str:
+        tried.append(name)
+        if name in taken:
+            raise GroupExistsError(name)
+        return name
+
+    assert first_free_name("g", take) == "g-4"
+    assert tried == ["g", "g-2", "g-3", "g-4"]
+    with pytest.raises(GroupExistsError) as raised:
+        first_free_name("g", lambda name: take("g"), hint="choose one with group=NAME")
+    assert str(raised.value) == "no free group name like 'g' (up to 'g-999'): choose one with group=NAME"
+    assert len(tried) == 4 + 999
+    assert "first_free_name(" in inspect.getsource(_core.launch_group)
+    assert "suffixed(" not in inspect.getsource(_core)
 
 
 def test_the_sweep_record_the_notebook_reads() -> None:
@@ -43,7 +73,15 @@ def test_the_sweep_record_the_notebook_reads() -> None:
         Point(0, "lr_0.001", "train", ("trainer.lr=1e-3",), {"trainer.lr": 0.001, "seed": 1}, {}),
         Point(1, "lr_0.01", "train", ("trainer.lr=1e-2",), {"trainer.lr": 0.01, "seed": 1}, {"gpus": 2}),
     ]
-    assert sweep_record(points, ["trainer.lr", "seed"]) == {
+    record = sweep_record(points, ["trainer.lr", "seed"])
+    assert record == SweepRecord(
+        keys=("trainer.lr", "seed"),
+        labels={"trainer.lr": "lr", "seed": "seed"},
+        points={"lr_0.001": {"trainer.lr": 0.001, "seed": 1}, "lr_0.01": {"trainer.lr": 0.01, "seed": 1}},
+        base_runs={"lr_0.001": "train", "lr_0.01": "train"},
+    )
+    assert SweepRecord.from_dict(record.to_dict()) == record
+    assert record.to_dict() == {  # the stored form, as stores written before the record was typed hold it
         "keys": ["trainer.lr", "seed"],
         "labels": {"trainer.lr": "lr", "seed": "seed"},
         "points": {"lr_0.001": {"trainer.lr": 0.001, "seed": 1}, "lr_0.01": {"trainer.lr": 0.01, "seed": 1}},
@@ -58,12 +96,12 @@ def test_the_hydra_plugin_records_its_sweep_with_the_same_rule() -> None:
         [[("lr=1e-3", 0.001), ("seed=1", 1)], [("lr=1e-2", 0.01), ("seed=1", 1)]], "my app"
     )
     assert names == ["lr1e-3", "lr1e-2"]
-    assert record == {
-        "keys": ["lr"],
-        "labels": {"lr": "lr"},
-        "points": {"lr1e-3": {"lr": 0.001}, "lr1e-2": {"lr": 0.01}},
-        "base_runs": {"lr1e-3": "my_app", "lr1e-2": "my_app"},
-    }
+    assert record == SweepRecord(
+        keys=("lr",),
+        labels={"lr": "lr"},
+        points={"lr1e-3": {"lr": 0.001}, "lr1e-2": {"lr": 0.01}},
+        base_runs={"lr1e-3": "my_app", "lr1e-2": "my_app"},
+    )
 
 
 def test_one_default_for_the_tracked_metrics() -> None:
@@ -124,17 +162,19 @@ def test_the_two_plain_value_rules_have_names_that_say_what_they_do() -> None:
 
 
 def test_the_attempt_lookup_is_named_apart_from_the_attempt_log_path(tmp_path: Path) -> None:
+    from metta_exp.logs import job as logjob
     from metta_exp.logs import tail as logtail
 
-    assert not hasattr(logtail, "attempt_log")  # the store lookup is logtail.find_attempt
+    assert not hasattr(logtail, "attempt_log")  # the store lookup is logs.job.find_attempt
+    assert not hasattr(logjob, "attempt_log")
     store = JobStore.open(tmp_path, create=True)
-    spec = {"run": "a", "run_dir": str(tmp_path / "a")}
-    store.create_group("g", "exp", "local", {}, [spec])
+    spec = JobSpec("g", "a", (), {}, 0, str(tmp_path / "a"), "id", module="m")
+    store.create_group("g", "exp", "local", GroupConfig(Experiment(module="m", runs=["a"])), [spec])
     with pytest.raises(
         NotFoundError, match=r"^run 'a' of group 'g' has no attempt 2 \(it has no attempt yet\)$"
     ):
-        logtail.find_attempt(store, "g", "a", 2)
-    job, number, path = logtail.find_attempt(store, "g", "a", None)
+        logjob.find_attempt(store, "g", "a", 2)
+    job, number, path = logjob.find_attempt(store, "g", "a", None)
     assert (job.run, number, path) == ("a", 0, None)
 
 

@@ -9,6 +9,7 @@ import os
 import signal
 import textwrap
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
@@ -17,28 +18,48 @@ from conftest import PY, wait_for, wait_group_end
 from metta_exp.backends.local import LocalBackend
 from metta_exp.config import Experiment
 from metta_exp.errors import BackendError
+from metta_exp.records import GroupConfig
 from metta_exp.status import JobStatus
 from metta_exp.store import JobStore
 from metta_exp.submit import launch_experiment
 
 # A job that records when it ran, its argv and its environment, then sleeps and exits with a code
 # taken from its arguments: `sleep=S`, `exit=N`, `fail_first=K` (fail the first K attempts).
+# `together=N`: a barrier from below. The job does not go on (nor end) before N jobs of its group have
+# started, so the first N ran at once; if that does not happen within 60 s it fails. It also records
+# the most jobs it saw running at once ("seen"): each job marks itself running from before its start
+# is recorded to just before its end, so "seen" never counts a job that was not alive.
 JOB = textwrap.dedent(
     """
-    import json, os, sys, time
+    import json, os, pathlib, sys, time
     opts = dict(a.split("=", 1) for a in sys.argv[1:] if "=" in a)
-    run_dir = os.environ["METTA_EXP_RUN_DIR"]
-    os.makedirs(run_dir, exist_ok=True)
+    rd = pathlib.Path(os.environ["METTA_EXP_RUN_DIR"])
+    rd.mkdir(parents=True, exist_ok=True)
+    (rd / "running").write_text("")
     start = time.time()
-    with open(os.path.join(run_dir, "starts.txt"), "a") as f:
+    with open(rd / "starts.txt", "a") as f:
         f.write(f"{start}\\n")
-    time.sleep(float(opts.get("sleep", 0)))
-    record = {"start": start, "end": time.time(), "argv": sys.argv[1:],
+    running = lambda: len(list(rd.parent.glob("*/running")))
+    started = lambda: len(list(rd.parent.glob("*/starts.txt")))
+    want = int(opts.get("together", 0))
+    seen = running()
+    while started() < want and time.time() < start + 60:
+        time.sleep(0.02)
+        seen = max(seen, running())
+    together = started() >= want
+    hold = time.time() + float(opts.get("sleep", 0))
+    while True:
+        seen = max(seen, running())
+        if time.time() >= hold:
+            break
+        time.sleep(0.02)
+    (rd / "running").unlink()
+    record = {"start": start, "end": time.time(), "argv": sys.argv[1:], "seen": seen,
               "env": {k: v for k, v in os.environ.items() if k.startswith(("METTA_EXP", "WANDB", "CUDA"))}}
-    with open(os.path.join(run_dir, "record.json"), "w") as f:
-        json.dump(record, f)
+    (rd / "record.tmp").write_text(json.dumps(record))
+    (rd / "record.tmp").replace(rd / "record.json")
     attempt = int(os.environ["METTA_EXP_ATTEMPT"])
-    if attempt <= int(opts.get("fail_first", 0)):
+    if attempt <= int(opts.get("fail_first", 0)) or not together:
         sys.exit(5)
     sys.exit(int(opts.get("exit", 0)))
     """
@@ -68,8 +89,8 @@ def starts(state_dir: Path, group: str, run: str) -> int:
 
 def test_all_independent_jobs_run_in_parallel(state_dir: Path) -> None:
     runs = ["a", "b", "c", "d"]
-    jobs = launch(state_dir, experiment(runs, args=["sleep=1.5"]), "par")
-    assert [j.status for j in jobs] == [JobStatus.SUCCEEDED] * 4
+    jobs = launch(state_dir, experiment(runs, args=["together=4"]), "par")
+    assert [j.status for j in jobs] == [JobStatus.SUCCEEDED] * 4, "no job may end before all four started"
     recs = [record(state_dir, "par", r) for r in runs]
     assert max(r["start"] for r in recs) < min(r["end"] for r in recs), "run intervals must overlap"
     env = recs[0]["env"]
@@ -112,24 +133,36 @@ def test_dependent_waits_and_is_skipped_when_its_dependency_fails(state_dir: Pat
 
 
 def test_gpu_packing_gives_each_job_its_own_devices(state_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """4 devices, 2 per job, 5 jobs: two jobs run at once (proven by the barrier, not by timing), each on
+    its own pair; never a third, so the others waited for a free pair. g1 runs longest, so the jobs after
+    g2 start while g1 still holds devices 0,1: they must get the pair g1 does not hold."""
     monkeypatch.setenv("METTA_EXP_LOCAL_GPUS", "0,1,2,3")
     runs = ["g1", "g2", "g3", "g4", "g5"]
-    launch(state_dir, experiment(runs, gpus=2, args=["sleep=0.6"]), "gpus")
+    exp = experiment(runs, gpus=2, args=["together=2", "sleep=0.3"], args_per_run={"g1": ["sleep=2"]})
+    jobs = launch(state_dir, exp, "gpus")
+    assert [j.status for j in jobs] == [JobStatus.SUCCEEDED] * 5, [j.reason for j in jobs]
     recs = {r: record(state_dir, "gpus", r) for r in runs}
-    for rec in recs.values():
-        assert len(rec["env"]["CUDA_VISIBLE_DEVICES"].split(",")) == 2
-    for a in runs:
-        for b in runs:
-            ra, rb = recs[a], recs[b]
-            overlap = a < b and ra["start"] < rb["end"] and rb["start"] < ra["end"]
-            if overlap:
-                devices_a = set(ra["env"]["CUDA_VISIBLE_DEVICES"].split(","))
-                devices_b = set(rb["env"]["CUDA_VISIBLE_DEVICES"].split(","))
-                assert not devices_a & devices_b, f"{a} and {b} ran at once on the same GPU"
-    # 4 devices, 2 per job: never more than two jobs at once, so the fifth waited for a free pair
-    for rec in recs.values():
-        at_once = sum(1 for o in recs.values() if o["start"] <= rec["start"] < o["end"])
-        assert at_once <= 2
+    devices = {r: rec["env"]["CUDA_VISIBLE_DEVICES"].split(",") for r, rec in recs.items()}
+    for run, ids in devices.items():
+        assert len(ids) == 2 and set(ids) <= {"0", "1", "2", "3"}, (run, ids)
+    assert max_overlap(recs.values()) == 2, "two jobs at once (the barrier), never three"
+    assert max(rec["seen"] for rec in recs.values()) <= 2
+    overlapping = [
+        (a, b) for a in runs for b in runs if a < b and overlap(recs[a], recs[b])
+    ]  # fmt: skip
+    assert overlapping, "the barrier let no two jobs run at once"
+    for a, b in overlapping:
+        assert not set(devices[a]) & set(devices[b]), f"{a} and {b} ran at once on the same GPU"
+
+
+def overlap(a: dict, b: dict) -> bool:
+    return a["start"] < b["end"] and b["start"] < a["end"]
+
+
+def max_overlap(recs: Iterable[dict]) -> int:
+    """The most recorded intervals that held one instant (each start instant is checked)."""
+    recs = list(recs)
+    return max(sum(1 for o in recs if o["start"] <= r["start"] < o["end"]) for r in recs)
 
 
 def test_zero_gpu_jobs_see_no_devices(state_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -139,11 +172,14 @@ def test_zero_gpu_jobs_see_no_devices(state_dir: Path, monkeypatch: pytest.Monke
 
 
 def test_max_parallel_caps_running_jobs(state_dir: Path) -> None:
+    """max_parallel=2: two jobs run at once (the barrier proves it), never three."""
     runs = [f"r{i}" for i in range(5)]
-    launch(state_dir, experiment(runs, max_parallel=2, args=["sleep=0.5"]), "capped")
+    exp = experiment(runs, max_parallel=2, args=["together=2", "sleep=0.3"], args_per_run={"r0": ["sleep=2"]})
+    jobs = launch(state_dir, exp, "capped")
+    assert [j.status for j in jobs] == [JobStatus.SUCCEEDED] * 5, [j.reason for j in jobs]
     recs = [record(state_dir, "capped", r) for r in runs]
-    for rec in recs:
-        assert sum(1 for o in recs if o["start"] <= rec["start"] < o["end"]) <= 2
+    assert max_overlap(recs) == 2, "two jobs at once (the barrier), never three"
+    assert max(rec["seen"] for rec in recs) <= 2
 
 
 def test_timeout_ends_the_job_and_fails_it(state_dir: Path) -> None:
@@ -217,9 +253,7 @@ def test_claimed_but_never_submitted_job_is_launched_by_the_next_runner(state_di
     exp = experiment(["only"])
     with JobStore.open(state_dir) as store:
         specs = resolve(exp, "crashed", state_dir)
-        store.create_group(
-            "crashed", "test", "local", exp.to_dict() | {"extra_args": []}, [s.to_dict() for s in specs]
-        )
+        store.create_group("crashed", "test", "local", GroupConfig(exp), specs)
         assert store.acquire_lease("crashed", "host:1:dead", ttl=0.2, pid=2**22 + 1)
         assert (
             store.claim("crashed", "only", "host:1:dead", (), str(Path(specs[0].run_dir) / "attempt-1.log"))
@@ -263,9 +297,7 @@ def test_runner_carries_on_through_backend_errors(state_dir: Path) -> None:
     exp = experiment(["x", "y"], args=["sleep=0.3"])
     with JobStore.open(state_dir) as store:
         specs = resolve(exp, "flaky", state_dir)
-        store.create_group(
-            "flaky", "test", "local", exp.to_dict() | {"extra_args": []}, [s.to_dict() for s in specs]
-        )
+        store.create_group("flaky", "test", "local", GroupConfig(exp), specs)
         assert Runner(store, "flaky", FlakyBackend(3), tick=0.05).drive() == 0
         errors = [e for e in store.events("flaky") if e.kind == "runner_error"]
         assert [j.status for j in store.jobs("flaky")] == [JobStatus.SUCCEEDED] * 2
@@ -330,9 +362,7 @@ def test_watching_heals_only_through_the_callable_it_is_given(state_dir: Path) -
     exp = experiment(["only"])
     with JobStore.open(state_dir) as store:
         specs = resolve(exp, "undriven", state_dir)
-        store.create_group(
-            "undriven", "test", "local", exp.to_dict() | {"extra_args": []}, [s.to_dict() for s in specs]
-        )
+        store.create_group("undriven", "test", "local", GroupConfig(exp), specs)
     calls: list[float] = []
 
     def count_then_stop() -> None:
@@ -347,3 +377,29 @@ def test_watching_heals_only_through_the_callable_it_is_given(state_dir: Path) -
         assert not needs_driver(reader.group("undriven"))
     jobs = wait_group_end(state_dir, "undriven")
     assert jobs[0].status == JobStatus.SUCCEEDED and starts(state_dir, "undriven", "only") == 1
+
+
+def test_a_started_runner_is_nobodys_child_and_leaves_nothing_to_collect(state_dir: Path) -> None:
+    """The command that starts a runner (a launch, a monitor that heals, ``job retry``) may live for days
+    or end at once: the runner is not its child, so no ``Popen`` is left behind to warn about
+    (``ResourceWarning: subprocess ... is still running``) and no zombie stays when the runner ends."""
+    import gc
+    import warnings
+
+    from metta_exp.backends.procs import read_stat
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        exp = experiment(["a"], args=["sleep=1"])
+        exp.group = "detached"
+        assert launch_experiment(exp, name="test", state_dir=state_dir, out=io.StringIO()) == 0
+        with JobStore.open(state_dir) as store:
+            runner = store.group("detached").runner_pid
+            assert runner is not None
+            info = read_stat(runner)
+            assert info is not None and info.ppid != os.getpid(), "the runner must not be our child"
+            assert info.sid == runner, "the runner leads a session of its own (it outlives a terminal)"
+        wait_group_end(state_dir, "detached")
+        wait_for(lambda: read_stat(runner) is None, what="the runner to be gone (not left a zombie)")
+        gc.collect()
+    assert [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] == []

@@ -60,6 +60,9 @@ def test_a_small_search_runs_end_to_end(state_dir: Path, conf: Path) -> None:
         ),  # fmt: skip
     )
     assert result.returncode == 0, result.stdout + result.stderr
+    # counted against the study's size, not the trials asked so far
+    assert "Group s: search of 6 trials, 2 at once, on local, state in" in result.stdout
+    assert "Watching s: search of 6 trials, 2 at once · 2 jobs, 2 pending" in result.stdout
     trials, jobs = trials_of(state_dir, "s")
     assert [t.number for t in trials] == list(range(6))
     assert all(t.state == TrialState.COMPLETE for t in trials)
@@ -185,7 +188,7 @@ def test_a_search_goes_on_after_its_runner_is_killed_without_asking_or_telling_t
         ("y=choice([1,2],[3])", "a choice must be a number, a string, true/false or null, got [1, 2]"),
         (
             "search.sampler=tpee",
-            "'search.sampler' must be one of tpe, random, cmaes, got 'tpee' (did you mean",
+            "'search.sampler' must be one of tpe, random, cmaes, grid, got 'tpee' (did you mean",
         ),
         (
             "runs=[train,other]",

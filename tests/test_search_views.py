@@ -47,7 +47,7 @@ def trial(number: int, state: TrialState, value: float | None = None, **kw: Any)
 
 
 def test_search_line_counts_trials_by_state_and_names_the_best() -> None:
-    group = group_record(config=SEARCH_CONFIG)
+    group = group_record(stored_config=SEARCH_CONFIG)
     low = P | {"trainer.learning_rate": 0.0005}
     trials = [
         trial(0, TrialState.COMPLETE, 0.61, params=low),
@@ -60,7 +60,9 @@ def test_search_line_counts_trials_by_state_and_names_the_best() -> None:
         "best: t002-lr0.00231-ent0.0123-bs512 = 0.873 (trial 2: trainer.learning_rate=0.00231, "
         "trainer.entropy_coef=0.0123, trainer.batch_size=512)"
     )
-    minimize = group_record(config=SEARCH_CONFIG | {"search": {"direction": "minimize", "objective": "loss"}})
+    minimize = group_record(
+        stored_config=SEARCH_CONFIG | {"search": {"direction": "minimize", "objective": "loss"}}
+    )
     assert "minimize loss · best: t000-lr0.0005" in search_line(minimize, trials)
     assert search_line(group, trials[1:2] + trials[3:]).endswith("· best: none yet")
 
@@ -83,7 +85,9 @@ def search_frame() -> Frame:
         job_record(trials[3].run, JobStatus.RUNNING, 3, started_at=T0 + 45),
     ]
     jobs = [replace(j, group="lr_sweep") for j in jobs]
-    return Frame(group_record(config=SEARCH_CONFIG), jobs, {}, now=T0 + 75, runner_alive=True, trials=trials)
+    return Frame(
+        group_record(stored_config=SEARCH_CONFIG), jobs, {}, now=T0 + 75, runner_alive=True, trials=trials
+    )
 
 
 def render(frame: Frame, width: int, height: int) -> str:
@@ -93,8 +97,8 @@ def render(frame: Frame, width: int, height: int) -> str:
 
 
 EXPECTED_100x20 = """\
-lr_sweep · demo on local · 4 jobs · 1:15 elapsed · runner pid 4242
-━━━━━━━━━─── 3/4 done  ▶ 1 running  ✓ 2 succeeded  ✂ 1 pruned
+lr_sweep · demo on local · search of 40 trials, 2 at once · 1:15 elapsed · runner pid 4242
+━─────────── 3/40 done  ▶ 1 running  ✓ 2 succeeded  ✂ 1 pruned
 Search 4/40 · best 0.873 t002-lr0.00231-ent0.0123-bs512 · 1 running, 2 complete, 1 pruned, 0 failed…
 ── Active 1 running ────────────────────────────────────────────────────────────────────────────────
   ▶ t003-lr0.0005-ent0.002-bs256    waiting for progress…  0:30
@@ -113,8 +117,8 @@ def test_monitor_header_shows_the_best_trial_and_pruned_jobs_end_with_their_reas
 
 
 EXPECTED_80x12 = """\
-lr_sweep · demo on local · 4 jobs · 1:15 elapsed · runner pid 4242
-━━━━━━━━── 3/4 done  ▶ 1 running  ✓ 2 succeeded  ✂ 1 pruned
+lr_sweep · demo on local · search of 40 trials, 2 at once · 1:15 elapsed · runn…
+━───────── 3/40 done  ▶ 1 running  ✓ 2 succeeded  ✂ 1 pruned
 Search 4/40 · best 0.873 t002-lr0.00231-ent0.0123-bs512 · 1 running, 2 complete…
 ── Active 1 running ────────────────────────────────────────────────────────────
   ▶ t003-lr0.0005-ent0.002-bs256  waiting for progress…  0:30
@@ -320,7 +324,7 @@ def test_job_notebook_of_a_search_adds_its_cells_with_the_trials_as_literals(sta
 def test_notebook_of_a_grid_sweep_has_no_search_cells_and_a_search_without_trials_renders(
     tmp_path: Path,
 ) -> None:
-    group = group_record(config=SEARCH_CONFIG | {"module": "pkg.train"})
+    group = group_record(stored_config=SEARCH_CONFIG | {"module": "pkg.train"})
     cells = json.loads(render_notebook(group, [], trials=[]))["cells"]
     assert [c["id"].split("-")[0] for c in cells] == [*CELLS, *SEARCH_CELLS]
     assert "No trial has completed yet." in "".join(cells[len(CELLS)]["source"])
@@ -328,7 +332,7 @@ def test_notebook_of_a_grid_sweep_has_no_search_cells_and_a_search_without_trial
     assert "[0, 't000-" in "".join(
         json.loads(render_notebook(group, [], trials=odd))["cells"][len(CELLS) + 1]["source"]
     )
-    plain = group_record(config={"module": "pkg.train"})
+    plain = group_record(stored_config={"module": "pkg.train"})
     assert [c["id"].split("-")[0] for c in json.loads(render_notebook(plain, []))["cells"]] == list(CELLS)
 
 
@@ -425,7 +429,7 @@ def test_search_cells_stay_valid_python_and_markdown_with_hostile_choices_and_ob
     space = SearchSpace((*SPACE.dims, hostile), base_run="arena")
     objective = 'it\'s "$x$" {{ y }}\n# z'
     config = SEARCH_CONFIG | {"search_space": space.to_dict(), "search": {"objective": objective}}
-    group = group_record(config=config)
+    group = group_record(stored_config=config)
     trials = [
         trial(
             i, TrialState.COMPLETE if i % 2 else TrialState.PRUNED, 0.1 * i, params=P | {"model.name": name}
@@ -458,7 +462,7 @@ def test_monitor_lists_a_searchs_best_trials_first_among_the_completed() -> None
 
     assert [r[:4] for r in completed(frame)] == ["t002", "t000", "t001"]  # by value, not by when they ended
     minimize = replace(
-        frame, group=group_record(config=SEARCH_CONFIG | {"search": {"direction": "minimize"}})
+        frame, group=group_record(stored_config=SEARCH_CONFIG | {"search": {"direction": "minimize"}})
     )
     assert [r[:4] for r in completed(minimize)] == ["t000", "t002", "t001"]
     plain = replace(frame, group=group_record(), trials=())

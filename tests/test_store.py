@@ -12,6 +12,7 @@ import pytest
 
 from metta_exp.config import Experiment
 from metta_exp.errors import NotFoundError, StoreError
+from metta_exp.records import GroupConfig
 from metta_exp.resolve import resolve
 from metta_exp.status import JobStatus
 from metta_exp.store import DB_NAME, MIGRATIONS, GroupExistsError, JobStore
@@ -19,8 +20,7 @@ from metta_exp.store import DB_NAME, MIGRATIONS, GroupExistsError, JobStore
 
 def make_group(store: JobStore, name: str = "g", runs: tuple[str, ...] = ("a", "b"), **kw: object) -> None:
     exp = Experiment(module="pkg.train", runs=list(runs), remote=False, gpus=0, **kw)  # type: ignore[arg-type]
-    specs = [s.to_dict() for s in resolve(exp, name, store.state_dir)]
-    store.create_group(name, "exp", "local", exp.to_dict() | {"extra_args": []}, specs)
+    store.create_group(name, "exp", "local", GroupConfig(exp), resolve(exp, name, store.state_dir))
 
 
 @pytest.fixture

@@ -84,8 +84,11 @@ def recorded(state_dir: Path, group: str) -> dict[str, dict[str, Any]]:
 
 
 def group_sweep(state_dir: Path, group: str) -> Mapping[str, Any]:
+    """The group's sweep record, in its stored form."""
     with JobStore.open(state_dir) as store:
-        return store.group(group).sweep
+        sweep = store.group(group).sweep
+    assert sweep is not None
+    return sweep.to_dict()
 
 
 def files_under(path: Path) -> set[str]:

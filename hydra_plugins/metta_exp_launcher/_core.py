@@ -1,34 +1,41 @@
 """The work of the metta-exp launcher: Hydra's job overrides become the runs of ONE metta-exp job group.
 
-Each run executes the user's app again (``python /abs/my_train.py``, or ``python -m pkg.train`` for an
-app started with ``-m``) in run mode, with that point's overrides, the Hydra overrides and config flags
-the user gave (not the launcher or sweeper ones), and ``hydra.run.dir=<sweep dir>/<job number>``, so
-each job writes its Hydra outputs where Hydra's own multirun would. Values keep the text the user wrote
-(``lr=1e-3`` stays ``1e-3``). Return values cannot cross processes: every ``JobReturn`` has ``None``.
+Each run executes the app's task function as Hydra's own launchers do (``_task`` ships it by cloudpickle,
+the job-side entry ``_job`` composes the job's config and calls Hydra's ``run_job``), so any task
+function runs, the job directory is ``hydra.sweep.dir``/``hydra.sweep.subdir``, and the ``JobReturn`` of
+every job, with the task's return value or its exception, comes back when the group is waited for.
+Runs are named after their point as the user wrote it (``lr=1e-3`` gives ``lr1e-3``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import logging
 import re
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from hydra.core.utils import JobReturn
 from hydra.core.utils import JobStatus as HydraJobStatus
 from hydra.errors import CompactHydraException
 from omegaconf import DictConfig, OmegaConf
 
+from hydra_plugins.metta_exp_launcher._task import (
+    JOB_MODULE,
+    SHIP_DIR,
+    job_args,
+    merge_mounts,
+    read_return,
+    remote_mount,
+    ship,
+)
 from metta_exp.config import Experiment
 from metta_exp.errors import ConfigError, MettaExpError
-from metta_exp.records import JobRecord
+from metta_exp.records import JobRecord, SweepRecord
 from metta_exp.status import JobStatus
-from metta_exp.store import GroupExistsError, JobStore, default_state_dir
-from metta_exp.submit import generated_group_name, launch_experiment, suffixed
+from metta_exp.store import JobStore, default_state_dir
+from metta_exp.submit import first_free_name, generated_group_name, launch_experiment
 from metta_exp.sweep import (
     Point,
     check_limit,
@@ -39,10 +46,6 @@ from metta_exp.sweep import (
     sweep_limit,
     sweep_record,
 )
-from metta_exp.values import hydra_quote
-
-if TYPE_CHECKING:
-    from hydra_plugins.metta_exp_launcher.metta_exp_launcher import MettaExpLauncher
 
 log = logging.getLogger(__name__)
 
@@ -60,17 +63,6 @@ EXPERIMENT_KEYS = (
     "wandb",
     "skypilot",
 )
-# Hydra overrides that are about this multirun, not about a job: the job runs in run mode, in its own dir.
-_NOT_FORWARDED = (
-    "hydra/launcher",
-    "hydra.launcher",
-    "hydra/sweeper",
-    "hydra.sweeper",
-    "hydra.mode",
-    "hydra.sweep.",
-    "hydra.run.dir",
-)
-_CONFIG_FLAGS = ("--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd")
 _NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 Restore = Callable[[str], tuple[str, Any]]
 
@@ -84,44 +76,53 @@ class LaunchError(CompactHydraException):
 
 
 def launch(
-    launcher: MettaExpLauncher, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
+    settings: Mapping[str, Any],
+    config: DictConfig,
+    hydra_context: Any,
+    task_function: Any,
+    job_overrides: Sequence[Sequence[str]],
+    initial_job_idx: int,
 ) -> list[JobReturn]:
-    """Submit every job as a run of one group; with ``wait``, watch it and report how each job ended."""
+    """Submit every job as a run of one group; with ``wait``, watch it and return each job's
+    ``JobReturn`` (its task's return value, or its exception)."""
     try:
-        return _launch(launcher, job_overrides, initial_job_idx)
+        return _launch(settings, config, hydra_context, task_function, job_overrides, initial_job_idx)
     except MettaExpError as exc:
-        raise LaunchError(f"metta-exp: {exc}") from None
+        raise LaunchError(f"Error: metta-exp: {exc}") from None
 
 
 def _launch(
-    launcher: MettaExpLauncher, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
+    launcher_settings: Mapping[str, Any],
+    config: DictConfig,
+    hydra_context: Any,
+    task_function: Any,
+    job_overrides: Sequence[Sequence[str]],
+    initial_job_idx: int,
 ) -> list[JobReturn]:
     from hydra.core.utils import configure_log, setup_globals
 
     setup_globals()
-    config = launcher.config
-    assert config is not None, "setup() first"
     configure_log(config.hydra.hydra_logging, config.hydra.verbose)
-    settings = as_containers(launcher.settings)
+    settings = as_containers(launcher_settings)
     check_limit([len(job_overrides)], 1, settings.get("sweep_limit") or sweep_limit())
     state_dir = Path(settings["state_dir"]).absolute() if settings.get("state_dir") else default_state_dir()
     task_name = str(config.hydra.job.name)
     sweep_dir = Path(str(config.hydra.sweep.dir)).absolute()
-    run_dirs = [sweep_dir / str(initial_job_idx + i) for i in range(len(job_overrides))]
-
     restore = source_texts(config)
     points = [[restore(o) for o in overrides] for overrides in job_overrides]
     names, record = name_points(points, task_name)
-    exp = build_experiment(
-        settings, names, [[arg for arg, _ in p] for p in points], run_dirs, common_args(config, sys.argv[1:])
+    task_file = ship(
+        sweep_dir / SHIP_DIR, f"task-{initial_job_idx}.pkl", task_function, config, hydra_context
     )
+    nums = [initial_job_idx + i for i in range(len(job_overrides))]
+    exp = build_experiment(settings, names, job_overrides, nums, task_file)
     log.info(f"metta-exp: submitting {len(names)} job(s) of {task_name} as one group, state in {state_dir}")
     group, _ = launch_group(exp, task_name, state_dir, record, settings.get("group"), initial_job_idx)
-    records = None
-    if exp.wait and not exp.dry_run:
-        with JobStore.open(state_dir) as store:
-            records = {j.run: j for j in store.jobs(group)}
-    return job_returns(job_overrides, names, run_dirs, task_name, group, records)
+    if not exp.wait or exp.dry_run:
+        return [submitted_return(o, task_name) for o in job_overrides]
+    with JobStore.open(state_dir) as store:
+        records = {j.run: j for j in store.jobs(group)}
+    return job_returns(job_overrides, names, nums, task_file, task_name, group, records)
 
 
 def as_containers(settings: Mapping[str, Any]) -> dict[str, Any]:
@@ -168,9 +169,7 @@ def literal(text: str) -> Any:
     return t
 
 
-def name_points(
-    points: Sequence[Sequence[tuple[str, Any]]], task_name: str
-) -> tuple[list[str], dict[str, Any]]:
+def name_points(points: Sequence[Sequence[tuple[str, Any]]], task_name: str) -> tuple[list[str], SweepRecord]:
     """Run names from the keys whose values differ between points, and the group's ``sweep`` record."""
     rows = [{arg.partition("=")[0]: (arg.partition("=")[2], value) for arg, value in p} for p in points]
     distinct: dict[str, set[str]] = {}
@@ -199,99 +198,79 @@ def name_points(
 def build_experiment(
     settings: Mapping[str, Any],
     names: list[str],
-    args: list[list[str]],
-    run_dirs: list[Path],
-    common: list[str],
+    job_overrides: Sequence[Sequence[str]],
+    nums: list[int],
+    task_file: Path,
 ) -> Experiment:
-    """The group: one run per job, each running the app again with its own overrides and run dir."""
+    """The group: one run per job, each running the shipped task function with its job's overrides
+    (on SkyPilot the task file's directory is mounted at ``~/.metta_exp/hydra/<id>``)."""
     data: dict[str, Any] = {k: settings[k] for k in EXPERIMENT_KEYS if settings.get(k) is not None}
-    data.update(app_command(bool(settings.get("remote"))))
+    path = str(task_file)
+    if settings.get("remote"):
+        remote, mounts = remote_mount(task_file.parent)
+        path = f"{remote}/{task_file.name}"
+        data["skypilot"] = merge_mounts(settings.get("skypilot"), mounts)
+    data["module"] = JOB_MODULE
     data["runs"] = names
-    data["args"] = common
     data["args_per_run"] = {
-        name: [*point, f"hydra.run.dir={hydra_quote(str(run_dir))}"]
-        for name, point, run_dir in zip(names, args, run_dirs, strict=True)
+        name: job_args(path, num, list(overrides))
+        for name, num, overrides in zip(names, nums, job_overrides, strict=True)
     }
     return Experiment.from_mapping(data, source="hydra.launcher (metta_exp)")
 
 
-def app_command(remote: bool) -> dict[str, Any]:
-    """How a job runs the app: ``module`` if it was started with ``python -m``, else its script."""
-    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
-    if spec is not None and spec.name and spec.name != "__main__":
-        return {"module": spec.name.removesuffix(".__main__")}
-    script = Path(sys.argv[0]).absolute()
-    if not remote:
-        return {"command": [sys.executable, str(script)]}
-    try:  # on SkyPilot the job runs in the synced workdir: the script's path relative to here
-        return {"command": ["python", str(script.relative_to(Path.cwd()))]}
-    except ValueError:
-        return {"command": ["python", str(script)]}
-
-
-def common_args(config: DictConfig, argv: Sequence[str]) -> list[str]:
-    """What every job gets first: the config flags the app was started with, then its Hydra overrides."""
-    flags: list[str] = []
-    i = 0
-    while i < len(argv):
-        flag, eq, _ = argv[i].partition("=")
-        if flag in _CONFIG_FLAGS:
-            flags += [argv[i]] if eq else list(argv[i : i + 2])
-            i += 0 if eq else 1
-        i += 1
-    overrides = [str(o) for o in OmegaConf.to_container(config.hydra.overrides.hydra, resolve=False) or []]
-    return flags + [o for o in overrides if not o.lstrip("+~").startswith(_NOT_FORWARDED)]
-
-
 def launch_group(
-    exp: Experiment, task_name: str, state_dir: Path, record: dict[str, Any], group: str | None, first: int
+    exp: Experiment, task_name: str, state_dir: Path, record: SweepRecord, group: str | None, first: int
 ) -> tuple[str, int]:
     """Launch under ``group`` (or a generated name, suffixed while taken); the group name and exit code."""
     base = group or generated_group_name(task_name)
     if first:  # a sweeper that launches in batches: one group per batch
         base = f"{base}-{first}"
-    for name in itertools.islice(suffixed(base), 99):
-        try:
-            code = launch_experiment(
-                dataclasses.replace(exp, group=name),
-                name=task_name,
-                state_dir=state_dir,
-                extra_config={"sweep": record},
-            )
-            return name, code
-        except GroupExistsError:
-            if group is not None:
-                raise
-    raise GroupExistsError(f"no free group name like '{base}': choose one with hydra.launcher.group=NAME")
+
+    def take(name: str) -> tuple[str, int]:
+        exp_named = dataclasses.replace(exp, group=name)
+        return name, launch_experiment(exp_named, name=task_name, state_dir=state_dir, sweep=record)
+
+    if group is not None:
+        return take(base)
+    return first_free_name(base, take, hint="choose one with hydra.launcher.group=NAME")
+
+
+def submitted_return(overrides: Sequence[str], task_name: str) -> JobReturn:
+    """What Hydra gets for a job that was submitted and not waited for (``wait=false``): completed, with
+    None as its return value (Hydra's sweepers read every job's value; the job's outcome is in the
+    store, and its own ``JobReturn`` beside the task file once it ends)."""
+    return JobReturn(overrides=list(overrides), task_name=task_name, status=HydraJobStatus.COMPLETED)
 
 
 def job_returns(
     job_overrides: Sequence[Sequence[str]],
     names: list[str],
-    run_dirs: list[Path],
+    nums: list[int],
+    task_file: Path,
     task_name: str,
     group: str,
-    records: Mapping[str, JobRecord] | None,
+    records: Mapping[str, JobRecord],
 ) -> list[JobReturn]:
-    """One ``JobReturn`` per job: completed once submitted or succeeded; failed (raising on access) when
-    the group was watched and the job did not succeed."""
+    """One ``JobReturn`` per job, as its job handed it back (the task's return value, or its exception);
+    a job that ended without handing one back (killed, timed out, exited) is a failed ``JobReturn``
+    whose ``return_value`` raises ``JobFailed`` naming the run and its log."""
+    bad = [j for j in records.values() if j.status.is_terminal() and j.status != JobStatus.SUCCEEDED]
     out = []
-    bad = [j for j in (records or {}).values() if j.status.is_terminal() and j.status != JobStatus.SUCCEEDED]
-    for overrides, name, run_dir in zip(job_overrides, names, run_dirs, strict=True):
-        ret = JobReturn(
-            overrides=list(overrides),
-            working_dir=str(run_dir),
-            task_name=task_name,
-            status=HydraJobStatus.COMPLETED,
+    for overrides, name, num in zip(job_overrides, names, nums, strict=True):
+        job = records.get(name)
+        ret = read_return(task_file, num, job.log_path if job is not None else None)
+        if isinstance(ret, JobReturn):
+            out.append(ret)
+            continue
+        ret = JobReturn(overrides=list(overrides), task_name=task_name, status=HydraJobStatus.FAILED)
+        status = job.status.value if job is not None else "lost"
+        code = f"exit code {job.exit_code}" if job is not None and job.exit_code is not None else status
+        why = (job.reason if job is not None else None) or code
+        log_path = job.log_path if job is not None else None
+        ret.return_value = JobFailed(
+            f"run '{name}' of metta-exp group '{group}' {status}: {why}; log: {log_path}. "
+            f"{len(bad)} of {len(names)} jobs did not succeed: metta-exp job show {group}"
         )
-        job = records.get(name) if records is not None else None
-        if job is not None and job.status.is_terminal() and job.status != JobStatus.SUCCEEDED:
-            ret.status = HydraJobStatus.FAILED
-            code = f"exit code {job.exit_code}" if job.exit_code is not None else job.status.value
-            why = job.reason or code
-            ret.return_value = JobFailed(
-                f"run '{name}' of metta-exp group '{group}' {job.status.value}: {why}; log: {job.log_path}. "
-                f"{len(bad)} of {len(names)} jobs did not succeed: metta-exp job show {group}"
-            )
         out.append(ret)
     return out

@@ -28,4 +28,7 @@ class MettaExpLauncher(Launcher):
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         from hydra_plugins.metta_exp_launcher import _core
 
-        return _core.launch(self, job_overrides, initial_job_idx)
+        assert self.config is not None and self.hydra_context is not None, "setup() first"
+        return _core.launch(
+            self.settings, self.config, self.hydra_context, self.task_function, job_overrides, initial_job_idx
+        )

@@ -121,11 +121,12 @@ def help_text(config_dir: Path | None = None) -> str:
         "Shipped experiments:",
     ]
     for name, path in experiment_files(None).items():
-        lines.append(f"  {name:<12} {_describe(path)}")
+        lines += _described(name, path)
     mine = config_dir / "experiment" if config_dir else None
     if mine is not None and mine.is_dir():
         lines += ["", f"Your experiments ({mine}):"]
-        lines += [f"  {path.stem:<12} {_describe(path)}" for path in sorted(mine.glob("*.yaml"))]
+        for path in sorted(mine.glob("*.yaml")):
+            lines += _described(path.stem, path)
     lines += [
         "",
         "Examples:",
@@ -141,12 +142,30 @@ def help_text(config_dir: Path | None = None) -> str:
     return "\n".join(lines)
 
 
-def _describe(path: Path) -> str:
+def _described(name: str, path: Path, width: int = 100) -> list[str]:
+    """``  NAME         its description``, wrapped to ``width`` under the description's first column."""
+    import textwrap
+
+    first = f"  {name:<12} "
+    return textwrap.wrap(describe(path), width, initial_indent=first, subsequent_indent=" " * len(first)) or [
+        first.rstrip()
+    ]
+
+
+def describe(path: Path) -> str:
+    """An experiment file's description: its first block of comment lines (after ``# @package``), as
+    one paragraph."""
+    words: list[str] = []
     for line in path.read_text().splitlines():
-        text = line.strip().lstrip("#").strip()
-        if line.strip().startswith("#") and text and not text.startswith("@package"):
-            return text
-    return ""
+        stripped = line.strip()
+        text = stripped.lstrip("#").strip()
+        if not stripped.startswith("#") or (not text and words):
+            if words:
+                break
+            continue
+        if text and not text.startswith("@package"):
+            words.append(text)
+    return " ".join(words)
 
 
 def main(argv: Sequence[str]) -> int:

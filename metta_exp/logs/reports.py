@@ -9,14 +9,13 @@ is read: a SkyPilot recovery may report another W&B run), and once more when it 
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from metta_exp.logs.tail import LogMark, final_progress, scan_wandb_ref
-from metta_exp.paths import run_file
+from metta_exp.logs.tail import LogMark, final_metrics, final_progress, scan_wandb_ref
+from metta_exp.runs.state import read_run_state
 
 if TYPE_CHECKING:
     from metta_exp.records import JobRecord
@@ -84,14 +83,17 @@ class Reports:
             if url and url != job.wandb_url:
                 self.store.set_wandb_url(self.group, job.run, url)
 
-    def complete(self, jobs: list[JobRecord]) -> bool:
-        """These ended attempts' logs are whole: their last W&B link, and their final progress (so ``job
-        show`` reads no ended job's log, and the notebook and a search's trial see the whole log)."""
+    def complete(self, jobs: list[JobRecord], metrics: Sequence[str]) -> bool:
+        """These ended attempts' logs are whole: their last W&B link, their final progress and final values
+        of ``metrics`` (so ``job show`` and ``job runs`` read no ended job's files, and the notebook and a
+        search's trial see the whole log)."""
         if not jobs:
             return False
         self.wandb_urls(jobs, {j.run for j in jobs})
         for job in jobs:
             self.store.set_final_progress(self.group, job.run, job.attempts, final_progress(job.log_path))
+            found = final_metrics(job.log_path, job.run_dir, metrics, job.attempts)
+            self.store.set_final_metrics(self.group, job.run, job.attempts, found)
         return True
 
 
@@ -105,13 +107,7 @@ def settling(jobs: Iterable[JobRecord]) -> list[JobRecord]:
 
 
 def run_json_wandb_url(job: JobRecord) -> str | None:
-    """The W&B URL in ``run.json`` of the job's run directory when this attempt wrote it (local jobs; a
-    fallback for the ``[metta-exp] wandb`` line of its log)."""
-    try:
-        data = json.loads(run_file(job.run_dir).read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(data, dict) or data.get("attempt", 1) != job.attempts:
-        return None
-    url = data.get("wandb_url")
-    return url if isinstance(url, str) and url else None
+    """The W&B URL in ``run.json`` when this attempt wrote it (local jobs; a fallback for the ``[metta-exp]
+    wandb`` line of its log)."""
+    state = read_run_state(job.run_dir, job.attempts)
+    return state.wandb_url if state is not None else None

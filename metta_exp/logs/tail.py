@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import os
 import re
-import time
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, BinaryIO, TextIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from metta_exp.logs.lines import (
     PROGRESS_PREFIX,
@@ -22,12 +21,13 @@ from metta_exp.logs.lines import (
     last_progress,
     last_wandb,
 )
-from metta_exp.paths import run_file
+from metta_exp.metrics.local import last_values
+from metta_exp.paths import RunDir
+from metta_exp.runs.state import read_run_state
 from metta_exp.status import ACTIVE, JobStatus
 
 if TYPE_CHECKING:
     from metta_exp.records import JobRecord
-    from metta_exp.store import JobStore
 
 TAIL_BYTES = 16384
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
@@ -167,20 +167,6 @@ def _nth_newline_from_end(data: bytes, n: int) -> int:
     return at
 
 
-def copy_from(path: str | os.PathLike[str], offset: int, out: BinaryIO, chunk: int = 1 << 20) -> int:
-    """Write the file from ``offset`` to its current end to ``out``; return the new offset."""
-    try:
-        with open(path, "rb") as f:
-            f.seek(offset)
-            while data := f.read(chunk):
-                out.write(data)
-                offset += len(data)
-    except FileNotFoundError:
-        return offset
-    out.flush()
-    return offset
-
-
 def read_progress(path: str | os.PathLike[str] | None) -> Progress | None:
     """The last progress line of a log: looked for in its last 4 KiB, then in its last 64 KiB."""
     if not path:
@@ -200,6 +186,22 @@ def final_progress(path: str | os.PathLike[str] | None) -> float:
     """What the store keeps of an ended attempt's progress: its last fraction, -1.0 when it has none."""
     fraction = _fraction(read_progress(path))
     return -1.0 if fraction is None else fraction
+
+
+def final_metrics(
+    log_path: str | os.PathLike[str] | None, run_dir: str, metrics: Sequence[str], attempt: int | None = None
+) -> dict[str, float]:
+    """What the store keeps of an attempt's metrics (``job runs`` reads it, not the files): the last value
+    of each of ``metrics`` and ``_step`` (the step reached), from the run's ``metrics.jsonl`` (exact, the
+    lines of ``attempt``), else from the last progress line of its log (a remote job's: its metrics file
+    stays on the remote machine)."""
+    values = last_values(RunDir.at(run_dir).metrics, metrics, attempt)
+    if values:
+        return values
+    found = read_progress(log_path)
+    if found is None:
+        return {}
+    return {"_step": float(found.step)} | {k: v for k, v in found.metrics.items() if k in metrics}
 
 
 def progress_fraction(job: JobRecord) -> float | None:
@@ -263,18 +265,11 @@ def scan_wandb_ref(
     return found, (stat.st_ino, size)
 
 
-def read_checkpoint(run_dir: str | os.PathLike[str], log_text: str) -> str | None:
-    """The run's latest checkpoint: ``run.json``'s ``checkpoint``, else the log's last checkpoint line."""
-    import json
-
-    try:
-        data = json.loads(run_file(run_dir).read_text())
-        found = data.get("checkpoint") if isinstance(data, dict) else None
-        if isinstance(found, str) and found:
-            return found
-    except (OSError, ValueError):
-        pass
-    return last_checkpoint(log_text)
+def read_checkpoint(run_dir: str | os.PathLike[str], log_text: str, attempt: int | None = None) -> str | None:
+    """The run's latest checkpoint: ``run.json``'s ``checkpoint`` when attempt ``attempt`` wrote it (None:
+    whichever did), else the last checkpoint line of the attempt's log (``log_text``)."""
+    state = read_run_state(run_dir, attempt)
+    return (state.checkpoint if state is not None else None) or last_checkpoint(log_text)
 
 
 def job_log(text: str, checkpoint: str | None = None, tail: int = 3, explain: int = 6) -> JobLog:
@@ -296,18 +291,25 @@ class LogReader:
         self.active_bytes = active_bytes
         self._cache: dict[tuple[str, str], tuple[tuple[object, ...], JobLog]] = {}
 
-    def read(self, log_path: str | None, run_dir: str, status: JobStatus = JobStatus.RUNNING) -> JobLog:
+    def read(
+        self,
+        log_path: str | None,
+        run_dir: str,
+        status: JobStatus = JobStatus.RUNNING,
+        attempt: int | None = None,
+    ) -> JobLog:
+        """What the log at ``log_path`` (of attempt ``attempt`` of the job in ``run_dir``) tells now."""
         if not log_path:
             return JobLog()
         key = (log_path, run_dir)
-        run_json = _stamp(str(run_file(run_dir))) if status == JobStatus.SUCCEEDED else None
-        signature = (status, _stamp(log_path), run_json)
+        run_json = _stamp(str(RunDir.at(run_dir).run_json)) if status == JobStatus.SUCCEEDED else None
+        signature = (status, attempt, _stamp(log_path), run_json)
         cached = self._cache.get(key)
         if cached is not None and cached[0] == signature:
             return cached[1]
         failed = status == JobStatus.FAILED
         text = read_tail(log_path, self.nbytes if failed else self.active_bytes)
-        checkpoint = read_checkpoint(run_dir, text) if status == JobStatus.SUCCEEDED else None
+        checkpoint = read_checkpoint(run_dir, text, attempt) if status == JobStatus.SUCCEEDED else None
         result = job_log(text, checkpoint, tail=3 if status in ACTIVE else 0, explain=6 if failed else 0)
         self._cache[key] = (signature, result)
         return result
@@ -319,97 +321,3 @@ def _stamp(path: str) -> tuple[int, int]:
     except OSError:
         return (-1, -1)
     return (st.st_size, st.st_mtime_ns)
-
-
-# --- metta-exp job logs ---------------------------------------------------------------------------------
-
-
-def find_attempt(
-    store: JobStore, group: str, run: str, attempt: int | None
-) -> tuple[JobRecord, int, str | None]:
-    """The job, the attempt number (its current one unless ``attempt``) and that attempt's log path."""
-    from metta_exp.errors import NotFoundError
-
-    job = store.job(group, run)
-    if attempt is None:
-        return job, job.attempts, job.log_path
-    found = next((a for a in store.attempts(group, run) if a.number == attempt), None)
-    if found is None:
-        have = (
-            f"attempts 1 to {job.attempts}"
-            if job.attempts > 1
-            else ("attempt 1" if job.attempts else "no attempt yet")
-        )
-        raise NotFoundError(f"run '{run}' of group '{group}' has no attempt {attempt} (it has {have})")
-    return job, attempt, found.log_path
-
-
-def print_log(
-    store: JobStore, group: str, run: str, attempt: int | None, tail: int | None, out: BinaryIO, err: TextIO
-) -> int:
-    """``job logs``: the whole log of an attempt, or its last ``tail`` lines. Returns 0."""
-    job, number, path = find_attempt(store, group, run, attempt)
-    if not path or not os.path.exists(path):
-        state = "has not started yet" if job.attempts == 0 else "has no log yet"
-        print(f"{run} of {group} {state} ({job.status.value}).", file=err)
-        return 0
-    copy_from(path, tail_offset(path, tail) if tail is not None else 0, out)
-    return 0
-
-
-def follow(
-    store: JobStore,
-    group: str,
-    run: str,
-    attempt: int | None,
-    tail: int | None,
-    out: BinaryIO,
-    err: TextIO,
-    poll: float = 0.25,
-    *,
-    heal: Callable[[], None],
-) -> int:
-    """``job logs --follow``: print the log as it grows until the attempt ends, then return 0 if it
-    succeeded, 1 otherwise. Without ``attempt`` it follows the job's current attempt, moving on to a new
-    attempt's log when the job is retried, and calls ``heal`` ("heal this group": start a runner if the
-    group's one died) on every poll."""
-    job, number, path = find_attempt(store, group, run, attempt)
-    pinned = attempt is not None
-    pos: int | None = None
-    waiting = False
-    while True:
-        job = store.job(group, run)  # read before copying: once it ended, its log is complete
-        if not pinned and job.attempts != number and job.log_path:
-            if path and pos is not None:
-                copy_from(path, pos, out)
-            number, path, pos = job.attempts, job.log_path, 0
-            print(f"--- {run}: attempt {number} ({path})", file=err, flush=True)
-        if path and os.path.exists(path):
-            if pos is None:
-                pos = tail_offset(path, tail) if tail is not None else 0
-            pos = copy_from(path, pos, out)
-        elif not waiting:
-            print(f"--- waiting for {run} to start ({job.status.value})", file=err, flush=True)
-            waiting = True
-        ended = _attempt_status(store, group, run, job, number)
-        if ended is not None:
-            return 0 if ended == JobStatus.SUCCEEDED else 1
-        if not pinned:
-            heal()
-        time.sleep(poll)
-
-
-def _attempt_status(store: JobStore, group: str, run: str, job: JobRecord, number: int) -> JobStatus | None:
-    """How attempt ``number`` ended (None while it has not, or while the job waits for a retry). An attempt
-    that ended is followed until its log is whole (the runner keeps its final progress then: a remote log's
-    last part is copied after the end), unless the group ended without it (nothing will copy more)."""
-    if job.attempts == number:
-        if not job.status.is_terminal():
-            return None
-        if job.final_progress is None and store.group(group).ended_at is None:
-            return None
-        return job.status
-    if job.attempts > number:
-        found = next((a for a in store.attempts(group, run) if a.number == number), None)
-        return found.status if found is not None and found.status.is_terminal() else JobStatus.FAILED
-    return None

@@ -5,7 +5,8 @@
     df = fetch_metrics(jobs, ["overview/reward", "overview/sps"], samples=1000)
     summary_table(df, statuses={job.run: job.status for job in jobs})
 
-The frame has one row per (run, metric, point): ``run`` (an ordered Categorical in the order the runs
+The frame has one row per (run, metric, point) (and for several groups, a ``group`` column first:
+:mod:`metta_exp.metrics.groups`): ``run`` (an ordered Categorical in the order the runs
 were given, failed fetches included), ``step`` (int), ``metric`` (an ordered Categorical in the order
 asked for), ``value`` (float, NaN where the run logged NaN), ``time`` (float: wall-clock seconds since
 the run's first point of its latest attempt; for W&B, since the first point fetched, from ``_runtime``).
@@ -34,8 +35,7 @@ inside the functions that need them.
 
 from __future__ import annotations
 
-import dataclasses
-import json
+import functools
 import os
 import re
 import sys
@@ -45,14 +45,15 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlparse
 
 from metta_exp.config import DEFAULT_METRICS, REWARD, SPS
 from metta_exp.metrics.local import Points, read_metrics_file
-from metta_exp.metrics.logged import expand_recoveries, latest_log, log_points
+from metta_exp.metrics.logged import by_machine, from_log
 from metta_exp.metrics.wandb import X_AXES, WandbApis, fetch_wandb_run
-from metta_exp.paths import RUNS_DIR, metrics_file, run_file
-from metta_exp.records import JobRecord
+from metta_exp.paths import RUNS_DIR, RunDir
+from metta_exp.records import GroupRecord, JobRecord
+from metta_exp.runs.state import read_run_state
+from metta_exp.runs.wandb import attempt_mode, job_wandb, run_wandb_path, wandb_mode, wandb_path_from_url
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -67,6 +68,7 @@ __all__ = [
     "run_wandb_path",
     "style_summary",
     "summary_table",
+    "tracked_metrics",
     "wandb_path_from_url",
 ]
 
@@ -86,8 +88,18 @@ class RunSource:
     wandb_mode: str | None = None
     problem: str | None = None
     wandb_base_url: str | None = None  # the W&B server the run used (its WANDB_BASE_URL); None: the default
+    attempt: int | None = None  # the attempt whose run.json tells about its W&B run (None: the latest)
     log: Path | None = None  # its latest attempt's log: the progress lines (``metrics.logged``)
     recovery: int | None = None  # only this part of the log (after a SkyPilot recovery); None: all of it
+
+
+def tracked_metrics(group: GroupRecord) -> list[str]:
+    """The metrics ``group`` tracks: its ``metrics_to_track`` (default: reward and SPS), then a search's
+    objective when it is not one of them."""
+    metrics = [str(m) for m in group.exp.metrics_to_track or DEFAULT_METRICS]
+    if group.search_space is not None and group.exp.search.objective not in metrics:
+        metrics.append(group.exp.search.objective)
+    return metrics
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -119,8 +131,8 @@ def run_source(
         return _from_job(item)
     if isinstance(item, os.PathLike) or (isinstance(item, str) and Path(item).is_dir()):
         directory = Path(os.fspath(item)).absolute()
-        name = _read_run_json(directory).get("run") or directory.name
-        return RunSource(name=str(name), run_dir=directory)
+        state = read_run_state(directory, None)
+        return RunSource(name=(state.run if state else None) or directory.name, run_dir=directory)
     if not isinstance(item, str) or not item:
         raise TypeError(f"a run must be a JobRecord, a mapping, a path or a name, got {item!r}")
     wandb_path = wandb_path_from_url(item) if "://" in item else None
@@ -140,7 +152,7 @@ def _from_mapping(data: Mapping[str, Any]) -> RunSource:
     spec = data.get("spec") or {}
     env = spec.get("env") or {}
     run_dir = data.get("run_dir") or spec.get("run_dir")
-    mode = (data.get("wandb_mode") or env.get("WANDB_MODE") or "").lower() or None
+    mode = (data.get("wandb_mode") or "").lower() or (wandb_mode(env) if env else None)
     if "wandb_path" in data:
         wandb_path = data["wandb_path"] or None
     else:
@@ -157,43 +169,25 @@ def _from_mapping(data: Mapping[str, Any]) -> RunSource:
 
 
 def _from_job(job: JobRecord) -> RunSource:
-    env = job.spec.env
+    wandb = job_wandb(job)
     run_dir = job.run_dir or job.spec.run_dir
-    url_path = wandb_path_from_url(job.wandb_url)
     return RunSource(
         log=Path(job.log_path) if job.log_path else None,
         name=job.run,
         run_dir=Path(run_dir).absolute() if run_dir else None,
-        wandb_path=url_path or configured_wandb_path(env, job.spec.wandb_run_id, job.attempts),
-        wandb_mode=(env.get("WANDB_MODE") or "").lower() or None,
-        wandb_base_url=env.get("WANDB_BASE_URL") or None,
+        wandb_path=wandb.path,
+        wandb_mode=wandb.mode,
+        wandb_base_url=wandb.base_url,
+        attempt=job.attempts,
     )
 
 
-def configured_wandb_path(env: Mapping[str, Any], run_id: Any, attempts: Any) -> str | None:
-    """``entity/project/id`` of a job's latest attempt from its configured entity and project (None
-    unless both are set: without them only the URL the job reported tells where its run is)."""
-    from metta_exp.resolve import attempt_run_id
-
-    run_id = run_id or env.get("WANDB_RUN_ID")
-    if not (env.get("WANDB_ENTITY") and env.get("WANDB_PROJECT") and run_id):
-        return None
-    attempt = attempts if isinstance(attempts, int) and attempts > 0 else 1
-    return f"{env['WANDB_ENTITY']}/{env['WANDB_PROJECT']}/{attempt_run_id(str(run_id), attempt)}"
-
-
-def run_wandb_path(url: Any, env: Mapping[str, Any], run_id: Any, attempts: Any) -> str | None:
-    """The W&B run (``entity/project/id``) of a job's latest attempt: from the URL the job reported
-    (``url``), else from its configured entity, project and run id; None when neither tells."""
-    return wandb_path_from_url(url) or configured_wandb_path(env, run_id, attempts)
-
-
 def _by_name(name: str, group: str | None, state_dir: str | os.PathLike[str] | None) -> RunSource:
-    from metta_exp.paths import default_state_dir, run_dir
+    from metta_exp.paths import default_state_dir
 
     root = Path(state_dir).absolute() if state_dir else default_state_dir()
     if group is not None:
-        return RunSource(name=name, run_dir=run_dir(root, group, name))
+        return RunSource(name=name, run_dir=RunDir.of(root, group, name).path)
     found = sorted(p for p in (root / RUNS_DIR).glob(f"*/{glob_escape(name)}") if p.is_dir())
     if len(found) == 1:
         return RunSource(name=name, run_dir=found[0])
@@ -207,37 +201,17 @@ def glob_escape(text: str) -> str:
     return re.sub(r"([*?\[])", r"[\1]", text)
 
 
-def wandb_path_from_url(url: Any) -> str | None:
-    """``entity/project/id`` of a W&B run URL (``.../ENTITY/PROJECT/runs/ID``), or None."""
-    if not isinstance(url, str) or not url:
-        return None
-    parts = [p for p in urlparse(url).path.split("/") if p]
-    if len(parts) >= 4 and parts[-2] == "runs":
-        return f"{parts[-4]}/{parts[-3]}/{parts[-1]}"
-    return None
-
-
-def _read_run_json(run_dir: Path | None) -> dict[str, Any]:
-    if run_dir is None:
-        return {}
-    try:
-        data = json.loads(run_file(run_dir).read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 # ---------------------------------------------------------------------------------------------------
 # fetch_metrics
 
 
 def fetch_metrics(
-    runs: Iterable[Any],
+    runs: Iterable[Any] | None = None,
     metrics: str | Sequence[str] = DEFAULT_METRICS,
     samples: int | None = 1000,
     x_axis: str = "step",
     *,
-    group: str | None = None,
+    group: str | Sequence[str] | None = None,
     state_dir: str | os.PathLike[str] | None = None,
     workers: int = 8,
     progress: bool = True,
@@ -246,11 +220,47 @@ def fetch_metrics(
     """The metrics of ``runs`` as one long DataFrame (see the module docstring for columns and sources).
 
     ``runs``: JobRecords, mappings, run directories, W&B paths or run names (see :func:`run_source`;
-    ``group`` and ``state_dir`` are for names). ``samples``: points per run per metric (None: all).
-    ``x_axis``: ``"step"`` or ``"time"``, the axis W&B samples along; both columns are always returned.
-    Raises ValueError for bad arguments or two runs with the same name; a run that cannot be fetched is
-    reported on stderr and recorded in ``df.attrs["errors"]``, never raised.
+    ``group`` and ``state_dir`` are for names); None: every run of ``group``, from the store.
+    ``group``: a group's name, or several (a list): runs of several groups (also JobRecords or mappings
+    with a ``group`` of several) give a frame with a ``group`` column (:mod:`metta_exp.metrics.groups`).
+    ``samples``: points per run per metric (None: all). ``x_axis``: ``"step"`` or ``"time"``, the axis
+    W&B samples along; both columns are always returned. Raises ValueError for bad arguments or two runs
+    of a group with the same name; a run that cannot be fetched is reported on stderr and recorded in
+    ``df.attrs["errors"]``, never raised.
     """
+    from metta_exp.metrics.groups import combine, runs_by_group
+
+    fetch = functools.partial(
+        _fetch,
+        metrics=metrics,
+        samples=samples,
+        x_axis=x_axis,
+        state_dir=state_dir,
+        workers=workers,
+        progress=progress,
+        wandb_timeout=wandb_timeout,
+    )
+    parts = runs_by_group(runs, group, state_dir)
+    if parts is None:
+        return fetch(list(runs or ()), group=group if isinstance(group, str) else None)
+    if len(parts) == 1 and (group is None or isinstance(group, str)):
+        return fetch(parts[0][1], group=parts[0][0])
+    return combine(parts, lambda items, name: fetch(items, group=name))
+
+
+def _fetch(
+    runs: Iterable[Any],
+    metrics: str | Sequence[str],
+    samples: int | None,
+    x_axis: str,
+    *,
+    group: str | None,
+    state_dir: str | os.PathLike[str] | None,
+    workers: int,
+    progress: bool,
+    wandb_timeout: float,
+) -> pd.DataFrame:
+    """:func:`fetch_metrics` of one group's runs (or runs of no group)."""
     if x_axis not in X_AXES:
         raise ValueError(f"x_axis must be 'step' or 'time', got {x_axis!r}")
     if samples is not None and (isinstance(samples, bool) or not isinstance(samples, int) or samples < 1):
@@ -259,7 +269,7 @@ def fetch_metrics(
     if not keys or not all(isinstance(k, str) and k for k in keys):
         raise ValueError(f"metrics must be metric names, got {metrics!r}")
     sources = [run_source(item, group=group, state_dir=state_dir) for item in runs]
-    sources = [part for s in sources for part in _parts(s)]
+    sources = [part for s in sources for part in by_machine(s)]  # a recovered remote run: one per machine
     names = [s.name for s in sources]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
@@ -291,33 +301,23 @@ def fetch_metrics(
     return frame
 
 
-def _parts(source: RunSource) -> list[RunSource]:
-    """A remote run recovered on new machines is one curve per machine (see ``metrics.logged``)."""
-    if source.problem or (source.run_dir is not None and metrics_file(source.run_dir).is_file()):
-        return [source]
-    log = source.log or latest_log(source.run_dir)
-    return expand_recoveries(dataclasses.replace(source, log=log), log)
-
-
 def _fetch_one(
     source: RunSource, keys: list[str], samples: int | None, x_axis: str, apis: WandbApis
 ) -> tuple[str, dict[str, Points]]:
     if source.problem:
         raise LookupError(source.problem)
-    local = metrics_file(source.run_dir) if source.run_dir else None
+    local = RunDir(source.run_dir).metrics if source.run_dir else None
     if local is not None and local.is_file() and source.recovery is None:
         return f"local {local}", read_metrics_file(local, keys, samples)
-    info = _read_run_json(source.run_dir)
-    path = source.wandb_path or wandb_path_from_url(info.get("wandb_url"))
-    mode = str(info.get("wandb_mode") or source.wandb_mode or "online").lower()
+    state = read_run_state(source.run_dir, source.attempt)
+    path = source.wandb_path or wandb_path_from_url(state.wandb_url if state is not None else None)
+    mode = attempt_mode(state, source.wandb_mode or "online")
     where = f"no metrics file {local}" if local else "no run directory"
     if mode == "offline":
-        sync = f": run `wandb sync {info['wandb_dir']}`" if info.get("wandb_dir") else ""
+        sync = f": run `wandb sync {state.wandb_dir}`" if state is not None and state.wandb_dir else ""
         raise LookupError(f"{where}, and its W&B run was logged offline{sync}")
-    if (path is None or mode == "disabled") and source.log is not None and source.log.is_file():
-        found = log_points(source.log, keys, samples, source.recovery)
-        if found:  # a remote run without W&B: the progress lines its log kept
-            return f"log {source.log}", found
+    if (path is None or mode == "disabled") and (logged := from_log(source, keys, samples)):
+        return logged  # a remote run without W&B: the progress lines its log kept
     if path is None or mode == "disabled":
         raise LookupError(f"{where}, and no W&B run")
     return f"wandb {path}", fetch_wandb_run(apis.get(source.wandb_base_url), path, keys, samples, x_axis)
@@ -419,14 +419,16 @@ def summary_table(
     *,
     reward: str = REWARD,
     sps: str = SPS,
+    gpu_hours: Mapping[str, float] | None = None,
 ) -> pd.DataFrame:
     """One row per run (in the frame's run order, runs with no data included), indexed by run.
 
     Columns: ``status`` (from ``statuses``, run -> status; NA when not given), ``final_reward`` (the
     last non-NaN ``reward`` point), ``max_reward``, ``mean_reward`` and ``avg_sps`` (over the points
     fetched: all of them when a run logged at most ``samples``), ``steps`` (the highest step of any
-    metric), ``failed`` (status failed, cancelled or skipped; without a status: its data could not be
-    fetched) and ``note`` (why a run could not be fetched, from ``df.attrs["errors"]``, or "no data").
+    metric), ``gpu_hours`` (with ``gpu_hours``, run -> its GPU-hours), ``failed`` (status failed,
+    cancelled or skipped; without a status: its data could not be fetched) and ``note`` (why a run could
+    not be fetched, from ``df.attrs["errors"]``, or "no data").
     """
     import numpy as np
     import pandas as pd
@@ -455,6 +457,7 @@ def summary_table(
                 "mean_reward": finite.mean() if finite.size else np.nan,
                 "avg_sps": np.nanmean(speed) if np.isfinite(speed).any() else np.nan,
                 "steps": int(sub["step"].max()) if len(sub) else pd.NA,
+                **({"gpu_hours": float(gpu_hours.get(name, 0.0))} if gpu_hours is not None else {}),
                 "failed": status in FAILED_STATUSES if status is not None else name in errors,
                 "note": errors.get(name, "" if len(sub) else "no data"),
             }
@@ -472,7 +475,11 @@ def style_summary(summary: pd.DataFrame) -> Styler:
         style = "background-color: #f8d7da; color: #842029" if bool(row.get("failed")) else ""
         return [style] * len(row)
 
-    numbers = [c for c in ("final_reward", "max_reward", "mean_reward", "avg_sps", "steps") if c in summary]
+    numbers = [
+        c
+        for c in ("final_reward", "max_reward", "mean_reward", "avg_sps", "steps", "gpu_hours")
+        if c in summary
+    ]
     hidden = [c for c in ("failed",) if c in summary and "status" in summary]
     if "note" in summary and not summary["note"].fillna("").astype(str).str.strip().any():
         hidden.append("note")

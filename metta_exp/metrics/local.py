@@ -6,6 +6,7 @@ Part of :mod:`metta_exp.metrics`; numpy is imported inside the functions.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from collections.abc import Sequence
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Points", "as_float", "pick", "read_metrics_file"]
+__all__ = ["Points", "as_float", "last_values", "pick", "read_metrics_file"]
 
 _ATTEMPT = re.compile(rb'"_attempt"\s*:\s*(-?\d+)')
 
@@ -70,6 +71,56 @@ def read_metrics_file(
         if series.steps:
             out[key] = series
     return out
+
+
+def last_values(
+    path: str | os.PathLike[str], metrics: Sequence[str], attempt: int | None = None, tail: int = 65536
+) -> dict[str, float]:
+    """The last value of each metric of ``metrics`` that one ``metrics.jsonl`` holds (NaN, infinities and
+    non-numbers skipped: the last finite value), and ``_step``: the last step; from the lines of ``attempt`` (None: the
+    file's latest attempt). Metrics with no value are absent; a missing file gives ``{}``.
+
+    Reads the file's last ``tail`` bytes, and all of it only when a metric is missing from them (one
+    logged rarely): what a runner reads once per ended attempt, so that ``job runs`` reads no file.
+    """
+    try:
+        with open(path, "rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            f.seek(max(0, size - tail))
+            data = f.read()
+            if len(data) < size:
+                data = data[data.find(b"\n") + 1 :]  # the first line is cut: start at the next one
+            found = _last_values(data, metrics, attempt)
+            if size > tail and not all(m in found for m in metrics):
+                f.seek(0)
+                found = _last_values(f.read(), metrics, attempt)
+    except OSError:
+        return {}
+    return found
+
+
+def _last_values(data: bytes, metrics: Sequence[str], attempt: int | None) -> dict[str, float]:
+    found: dict[str, float] = {}
+    for line in reversed(data.splitlines()):
+        record = _parse(line)
+        if record is None:
+            continue
+        if attempt is None and isinstance(record.get("_attempt"), int):
+            attempt = record["_attempt"]
+        if attempt is not None and record.get("_attempt", attempt) != attempt:
+            if found:
+                break  # an earlier attempt's lines: this attempt's are all read
+            continue
+        if "_step" not in found and isinstance(record.get("_step"), int):
+            found["_step"] = float(record["_step"])
+        for key in metrics:
+            if key not in found:
+                value = as_float(record.get(key, "")) if key in record else None
+                if value is not None and math.isfinite(value):
+                    found[key] = value
+        if len(found) == len(metrics) + 1:
+            break
+    return found
 
 
 class _Lines:

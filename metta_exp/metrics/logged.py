@@ -17,14 +17,17 @@ import dataclasses
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING
 
-from metta_exp.logs.lines import Progress, last_wandb, parse_progress_line, split_recoveries
 from metta_exp.metrics.local import Points, pick
+from metta_exp.paths import RunDir
 
-__all__ = ["expand_recoveries", "latest_log", "log_points"]
+if TYPE_CHECKING:
+    from metta_exp.metrics import RunSource
+from metta_exp.runs.lines import Progress, last_wandb, parse_progress_line, split_recoveries
 
-S = TypeVar("S")
+__all__ = ["by_machine", "expand_recoveries", "from_log", "latest_log", "log_points"]
+
 _ATTEMPT = re.compile(r"attempt-(\d+)\.log\Z")
 
 
@@ -63,25 +66,44 @@ def _value(progress: Progress, key: str) -> float | None:
     return progress.metrics.get(key, progress.sps if key == "overview/sps" else None)
 
 
-def expand_recoveries(source: S, log: Path | None) -> list[S]:
-    """``source`` (a ``RunSource``) as one source per part of its log when SkyPilot recovered the job: the
-    first keeps its name, the others are ``NAME (recovery N)``; each reads its own W&B run when its part
-    reported one (a part that went on in the previous part's W&B run adds nothing), else its progress
-    lines. A log without recovery lines leaves ``source`` as it is."""
+def expand_recoveries(source: RunSource, log: Path | None) -> list[RunSource]:
+    """``source`` as one source per part of its log when SkyPilot recovered the job: the first keeps its
+    name, the others are ``NAME (recovery N)``; each reads its own W&B run when its part reported one (a
+    part that went on in the previous part's W&B run adds nothing), else its progress lines. A log without
+    recovery lines leaves ``source`` as it is."""
     if log is None or not log.is_file():
         return [source]
     parts = split_recoveries(log.read_text(errors="replace"))
     if len(parts) < 2 and parts[0][0] == 0:
         return [source]
-    out: list[S] = []
+    out: list[RunSource] = []
     seen: set[str] = set()
-    name = str(getattr(source, "name"))  # noqa: B009 - any RunSource-like dataclass
     for number, text in parts:
         ref = last_wandb(text)
         path = ref.path if ref is not None else None
         if path is not None and path in seen:
             continue  # the job went on in the same W&B run: its points are in the part that reported it
         seen.add(path or f"log:{number}")
-        label = name if number == 0 else f"{name} (recovery {number})"
-        out.append(dataclasses.replace(source, name=label, wandb_path=path, recovery=number))  # type: ignore[type-var]
+        label = source.name if number == 0 else f"{source.name} (recovery {number})"
+        out.append(dataclasses.replace(source, name=label, wandb_path=path, recovery=number))
     return out
+
+
+def by_machine(source: RunSource) -> list[RunSource]:
+    """``source`` as ``expand_recoveries`` makes it, unless the run has its own metrics file (a local run:
+    never recovered); its ``log`` is its latest attempt's log when not given."""
+    if source.problem or (source.run_dir is not None and RunDir.at(source.run_dir).metrics.is_file()):
+        return [source]
+    log = source.log or latest_log(source.run_dir)
+    return expand_recoveries(dataclasses.replace(source, log=log), log)
+
+
+def from_log(
+    source: RunSource, keys: Sequence[str], samples: int | None
+) -> tuple[str, dict[str, Points]] | None:
+    """(``log PATH``, its points) from the progress lines of ``source``'s log (its part ``recovery``), or
+    None when it has no log or no point."""
+    if source.log is None or not source.log.is_file():
+        return None
+    found = log_points(source.log, keys, samples, source.recovery)
+    return (f"log {source.log}", found) if found else None

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from metta_exp.logs.tail import LogReader, explain_failure, read_progress, read_tail
 from metta_exp.monitor.view import Frame, Gpus, fmt_count, render_monitor, summary_line
-from metta_exp.search.text import search_line
+from metta_exp.search.text import search_line, search_size
 from metta_exp.status import JobStatus
 from metta_exp.supervise import exit_code, held, owner_alive
 from metta_exp.text import fmt_duration, plural
@@ -42,7 +42,9 @@ def read_frame(
     jobs = store.jobs(group_name)
     trials = store.trials(group_name) if group.search_space is not None else ()
     logs = {
-        j.run: reader.read(j.log_path, j.run_dir, j.status) for j in jobs if j.status != JobStatus.PENDING
+        j.run: reader.read(j.log_path, j.run_dir, j.status, j.attempts)
+        for j in jobs
+        if j.status != JobStatus.PENDING
     }
     gpu_state = None
     if gpus is not None and any(j.spec.gpus > 0 for j in jobs if j.status == JobStatus.PENDING):
@@ -94,6 +96,22 @@ def watch(
     return print_summary(store, group_name, out)
 
 
+def watch_and_heal(
+    store: JobStore,
+    group_name: str,
+    out: TextIO | None = None,
+    refresh: float = DEFAULT_REFRESH,
+    show_logs: bool = True,
+    also: Sequence[str] = (),
+) -> int:
+    """:func:`watch`, healing the group (a ``supervise.Healer`` starts a runner when nobody drives it):
+    how every command that waits for a group watches it."""
+    from metta_exp.supervise import Healer
+
+    with Healer(store, group_name) as heal:
+        return watch(store, group_name, out, refresh, show_logs, heal=heal, also=also)
+
+
 def going_on_text(store: JobStore, groups: Sequence[str]) -> str:
     """What goes on after Ctrl+C, one group after another: how many jobs were submitted and how many go
     on, then the commands that watch and stop them, as printed (``uv run `` in front where needed)."""
@@ -106,9 +124,8 @@ def going_on_text(store: JobStore, groups: Sequence[str]) -> str:
         group, jobs = store.group(name), store.jobs(name)
         going = sum(1 for j in jobs if not j.status.is_terminal())
         quoted, prefix = shlex.quote(name), command_prefix()
-        kind = "Search" if group.search_space is not None else "Group"
         lines += [
-            f"{kind} {name}: {submitted_text(group, len(jobs), going)}.",
+            f"Group {name}: {submitted_text(group, len(jobs), going)}.",
             f"  Watch again: {prefix}metta-exp job monitor {quoted}",
         ]
         if group.ended_at is None:
@@ -120,9 +137,7 @@ def submitted_text(group: GroupRecord, total: int, going: int) -> str:
     """``3 jobs submitted; they go on``, ``3 jobs submitted; 1 goes on, 2 ended``; for a search, its size
     and the trials asked so far (``14 trials, 2 at once; 2 submitted so far, they go on``)."""
     if group.search_space is not None:
-        search = group.exp.search
-        size = f"{plural(search.n_trials, 'trial')}, {search.trials_at_once(group.exp.max_parallel)} at once"
-        return f"{size}; {total} submitted so far, {going} going on"
+        return f"{search_size(group)}; {plural(total, 'trial')} asked so far, {going} going on"
     if going == total:
         return f"{plural(total, 'job')} submitted; {'it goes' if total == 1 else 'they go'} on"
     if going == 0:
@@ -198,6 +213,8 @@ _GROUP_EVENTS = {
 def event_line(event: EventRecord) -> str | None:
     """One line for one store event, without its time (None for events a watcher need not see)."""
     detail = f" ({event.detail})" if event.detail else ""
+    if event.kind == "timed_out" and event.run:
+        return f"{event.run}: {event.detail}"
     if event.kind == "status":
         local = re.fullmatch(r"(\d+):\d+", event.detail or "")  # a local handle: pid:start time
         detail = f" (pid {local[1]})" if local else detail

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from metta_exp.logs.tail import JobLog
 from metta_exp.monitor.layout import Item, Section, layout
 from metta_exp.records import GroupRecord, JobRecord
-from metta_exp.search.text import search_header, trial_rank
+from metta_exp.search.text import search_header, search_size, trial_rank
 from metta_exp.status import ACTIVE, ALL_STATUSES, JobStatus, waits_for
 from metta_exp.text import fmt_duration, plural
 from metta_exp.trials import TrialRecord
@@ -116,7 +116,8 @@ def summary_line(group: GroupRecord, jobs: Sequence[JobRecord], now: float) -> s
     c = counts(jobs)
     parts = [f"{c[s]} {s.value}" for s in ALL_STATUSES if c[s]]
     elapsed = fmt_duration((group.ended_at or now) - group.created_at)
-    return f"{group.name}: {len(jobs)} jobs, " + ", ".join(parts) + f" · {elapsed} elapsed"
+    size = f"{search_size(group)} · " if group.search_space is not None else ""
+    return f"{group.name}: {size}{plural(len(jobs), 'job')}, " + ", ".join(parts) + f" · {elapsed} elapsed"
 
 
 def _line(*parts: str | tuple[str, str]) -> Text:
@@ -410,16 +411,19 @@ def _header(frame: Frame, width: int) -> list[Text]:
         driver = (f"no runner: {frame.held}; then: metta-exp job resume {group.name}", "bold red")
     else:
         driver = ("no runner: starting one", "bold yellow")
+    search = group.search_space is not None  # its size is its study's: its jobs are the trials asked so far
+    size = search_size(group) if search else plural(len(jobs), "job")
     first = _line(
         (group.name, "bold"),
-        f" · {group.experiment} on {group.backend} · {len(jobs)} jobs · {elapsed} elapsed · ",
+        f" · {group.experiment} on {group.backend} · {size} · {elapsed} elapsed · ",
         driver,
     )
     if group.cancel_requested and not group.ended_at:
         first.append(" · killing", style="bold yellow")
     ended = sum(c[s] for s in ALL_STATUSES if s.is_terminal())
-    fraction = ended / len(jobs) if jobs else 1.0
-    second = _line(*_bar(fraction, max(10, min(30, width // 8))), f" {ended}/{len(jobs)} done  ")
+    total = max(group.exp.search.n_trials, len(jobs)) if search else len(jobs)
+    fraction = ended / total if total else 1.0
+    second = _line(*_bar(fraction, max(10, min(30, width // 8))), f" {ended}/{total} done  ")
     for status in (
         JobStatus.FAILED,
         JobStatus.RUNNING,

@@ -21,7 +21,6 @@ from __future__ import annotations
 import ast
 import functools
 import hashlib
-import json
 import math
 import os
 import re
@@ -35,10 +34,10 @@ from urllib.parse import quote, urlparse
 
 from metta_exp.atomic import write_atomic
 from metta_exp.config import DEFAULT_METRICS, REWARD, SPS, Experiment
-from metta_exp.metrics import run_wandb_path
 from metta_exp.notebook.search import SEARCH_CELLS, search_context
-from metta_exp.paths import metrics_file, run_file
-from metta_exp.records import GroupRecord, JobRecord, iso
+from metta_exp.paths import RunDir
+from metta_exp.records import GroupRecord, JobRecord, SweepRecord, iso
+from metta_exp.runs.wandb import job_wandb, wandb_link
 from metta_exp.trials import TrialRecord
 
 __all__ = [
@@ -89,33 +88,22 @@ def write_group_notebook(
     jobs: Sequence[JobRecord],
     path: str | os.PathLike[str],
     trials: Sequence[TrialRecord] = (),
+    gpu_hours: Mapping[str, float] | None = None,
 ) -> Path:
     """Render the notebook of ``group`` and write it to ``path`` atomically (parents created).
-    ``trials``: a search group's (``JobStore.trials``), for its study's cells.
+    ``trials``: a search group's (``JobStore.trials``), for its study's cells; ``gpu_hours``: each run's
+    (``JobStore.gpu_seconds`` / 3600), for the summary.
 
     Relative run directories are taken relative to the current directory. Returns ``path``.
     """
-    text = render_notebook(group, [run_info(job) for job in jobs], trials=trials)
+    text = render_notebook(group, [run_info(job) for job in jobs], trials=trials, gpu_hours=gpu_hours)
     return write_atomic(path, text, parents=True)
 
 
 def run_info(job: JobRecord) -> RunInfo:
     """A job's record plus its ``run.json`` (W&B URL, mode, offline dir). Reads one small file."""
     spec = job.spec
-    env = spec.env
-    run_dir = os.path.abspath(job.run_dir or spec.run_dir or ".")
-    try:
-        state = json.loads(run_file(run_dir).read_text())
-        state = state if isinstance(state, dict) else {}
-    except (OSError, ValueError):
-        state = {}
-    if state.get("attempt", job.attempts) != job.attempts:
-        state = {}  # written by an earlier attempt: each attempt is its own W&B run
-    url = job.wandb_url or state.get("wandb_url") or None  # what the attempt reported (log, run.json)
-    mode = state.get("wandb_mode") or (env.get("WANDB_MODE") or "").lower() or ("online" if url else None)
-    path = run_wandb_path(url, env, spec.wandb_run_id, job.attempts)
-    if mode in ("offline", "disabled"):
-        path = None
+    wandb = job_wandb(job)  # of the current attempt: each attempt is its own W&B run
     return RunInfo(
         run=job.run,
         position=job.position,
@@ -123,12 +111,12 @@ def run_info(job: JobRecord) -> RunInfo:
         args=tuple(str(a) for a in spec.args),
         exit_code=job.exit_code,
         reason=job.reason,
-        run_dir=run_dir,
-        wandb_url=url if isinstance(url, str) else None,
-        wandb_mode=mode if isinstance(mode, str) else None,
-        wandb_dir=state.get("wandb_dir") if isinstance(state.get("wandb_dir"), str) else None,
-        wandb_path=path,
-        wandb_base_url=env.get("WANDB_BASE_URL") or None,
+        run_dir=os.path.abspath(job.run_dir or spec.run_dir or "."),
+        wandb_url=wandb.url,
+        wandb_mode=wandb.mode,
+        wandb_dir=wandb.sync_dir,
+        wandb_path=wandb.path,
+        wandb_base_url=wandb.base_url,
     )
 
 
@@ -145,13 +133,14 @@ def render_notebook(
     runs: Sequence[RunInfo],
     package_root: str | None = None,
     trials: Sequence[TrialRecord] = (),
+    gpu_hours: Mapping[str, float] | None = None,
 ) -> str:
     """The notebook file's text (nbformat 4, validated). Pure: the same inputs give the same bytes."""
     import nbformat
     from nbformat import v4
 
     root = package_root or str(Path(__file__).resolve().parents[2])
-    context = notebook_context(group, runs, root, trials)
+    context = notebook_context(group, runs, root, trials, gpu_hours)
     cells = []
     for kind, cell_type, source in render_cells(context):
         make = v4.new_markdown_cell if cell_type == "markdown" else v4.new_code_cell
@@ -173,9 +162,14 @@ def render_notebook(
 
 
 def notebook_context(
-    group: GroupRecord, runs: Sequence[RunInfo], package_root: str, trials: Sequence[TrialRecord] = ()
+    group: GroupRecord,
+    runs: Sequence[RunInfo],
+    package_root: str,
+    trials: Sequence[TrialRecord] = (),
+    gpu_hours: Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
-    """Everything the templates see, as plain data (``search``: a search group's study, else None)."""
+    """Everything the templates see, as plain data (``search``: a search group's study, else None;
+    ``gpu_hours``: each run's, None when not known)."""
     runs = sorted(runs, key=lambda r: (r.position, r.run))
     exp = group.exp
     search = search_context(group, trials)
@@ -194,7 +188,7 @@ def notebook_context(
         "command": _command(exp),
         "runs": [_run_context(r) | {"label": labels[r.run]} for r in runs],
         "labels": labels,
-        "swept": bool(group.sweep),
+        "swept": group.sweep is not None,
         "fetch_runs": [_fetch_run(r) for r in runs],
         "statuses": {r.run: r.status for r in runs},
         "metrics": metrics,
@@ -205,27 +199,27 @@ def notebook_context(
         "package_root": package_root,
         "any_wandb": any(r.wandb_url or r.wandb_mode == "offline" for r in runs),
         "search": search,
+        "gpu_hours": None if gpu_hours is None else {r.run: float(gpu_hours.get(r.run, 0.0)) for r in runs},
     }
 
 
-def run_labels(sweep: Mapping[str, Any], runs: Sequence[str]) -> dict[str, str]:
+def run_labels(sweep: SweepRecord | None, runs: Sequence[str]) -> dict[str, str]:
     """Each run's label: a sweep point's swept values (``lr=0.001, ent=0.01``), else the run name.
 
-    ``sweep`` is the group config's ``sweep`` record (keys, labels, points, base_runs).
+    ``sweep`` is the group's sweep record (None for a group that is not a sweep).
     """
-    keys = list(sweep.get("keys") or [])
-    short = sweep.get("labels") or {}
-    points = sweep.get("points") or {}
-    bases = sweep.get("base_runs") or {}
-    several = len(set(bases.values())) > 1
+    if sweep is None or not sweep.keys:
+        return {run: run for run in runs}
+    several = len(set(sweep.base_runs.values())) > 1
     out = {}
     for run in runs:
-        values = points.get(run)
-        if not keys or values is None:
+        values = sweep.points.get(run)
+        if values is None:
             out[run] = run
             continue
-        text = ", ".join(f"{short.get(k, k)}={values[k]}" for k in keys if k in values)
-        out[run] = f"{bases[run]}: {text}" if several and run in bases else (text or run)
+        text = ", ".join(f"{sweep.labels.get(k, k)}={values[k]}" for k in sweep.keys if k in values)
+        base = sweep.base_runs.get(run)
+        out[run] = f"{base}: {text}" if several and base is not None else (text or run)
     return out
 
 
@@ -250,9 +244,7 @@ def _run_context(r: RunInfo) -> dict[str, Any]:
             x for x in (f"exit {r.exit_code}" if r.exit_code is not None else "", r.reason or "") if x
         )
         status += f" ({detail})" if detail else ""
-    link = r.wandb_url if r.wandb_url and urlparse(r.wandb_url).scheme in ("http", "https") else None
-    if r.wandb_mode in ("offline", "disabled"):  # a URL recorded before launch, never synced: no dead link
-        link = None
+    link = wandb_link(r.wandb_url, r.wandb_mode)
     sync_dir = r.wandb_dir
     sync = (
         shell_join(["wandb", "sync", sync_dir])
@@ -271,7 +263,7 @@ def _run_context(r: RunInfo) -> dict[str, Any]:
         "link": link,
         "offline": r.wandb_mode == "offline",
         "sync_command": sync,
-        "metrics_path": str(metrics_file(r.run_dir)),
+        "metrics_path": str(RunDir.at(r.run_dir).metrics),
     }
 
 

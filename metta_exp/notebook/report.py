@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,12 +44,13 @@ def write_group_report(
     target: Path,
     cwd: Path | None = None,
     trials: Sequence[TrialRecord] = (),
+    gpu_hours: Mapping[str, float] | None = None,
 ) -> Path:
     """The report of ``group``: its notebook rendered from the records (as ``job notebook`` writes it;
-    ``trials``: a search group's), executed and written to ``target``."""
+    ``trials``: a search group's; ``gpu_hours``: each run's), executed and written to ``target``."""
     from metta_exp.notebook.cells import render_notebook, run_info
 
-    notebook = render_notebook(group, [run_info(j) for j in jobs], trials=trials)
+    notebook = render_notebook(group, [run_info(j) for j in jobs], trials=trials, gpu_hours=gpu_hours)
     return write_report(notebook, target, cwd, title=group.name)
 
 
@@ -64,7 +65,8 @@ def write_report(notebook: str, target: Path, cwd: Path | None = None, title: st
 
 
 def execute_notebook(nb: Any, cwd: Path) -> None:
-    """Run every cell of ``nb`` in place, in a kernel of this interpreter, errors kept as outputs."""
+    """Run every cell of ``nb`` in place, in a kernel of this interpreter, errors kept as outputs. The
+    kernel is shut down and its connection file removed before this returns (or raises)."""
     from jupyter_client.manager import KernelManager
     from nbclient import NotebookClient
 
@@ -79,8 +81,10 @@ def execute_notebook(nb: Any, cwd: Path) -> None:
         allow_errors=True,
         resources={"metadata": {"path": str(cwd)}},
     )
-    # the kernel's own chatter (TCP transport notice, "parent exited") is not the report's business
-    client.execute(env=env, stderr=subprocess.DEVNULL)
+    # the kernel's own chatter (TCP transport notice, "parent exited") is not the report's business.
+    # cleanup_kc: nbclient shuts down only kernels of managers it made itself; this one is ours, so
+    # without it the kernel outlived the report and its connection file stayed in the temp directory.
+    client.execute(env=env, stderr=subprocess.DEVNULL, cleanup_kc=True)
 
 
 def _own_kernel_specs() -> Any:

@@ -9,7 +9,9 @@ seen at or past each twentieth of the planned total (``CHECKPOINTS``), reported 
 
 When a trial's job has succeeded, its value is its whole curve reduced as ``search.reduce`` says: from
 its local ``metrics.jsonl`` when there is one (exact, every point), else from its W&B run when it logged
-online, else from the progress lines.
+online, else from the progress lines. A search whose objective is a Hydra task's return value
+(``hydra/sweeper=metta_exp``) reads it from the job's ``[metta-exp] return value=X`` line instead (it
+has no curve, so such trials are never pruned).
 """
 
 from __future__ import annotations
@@ -105,10 +107,14 @@ def final_curve(job: JobRecord, objective: str, reader: CurveReader | None) -> t
     """The whole curve of an ended trial's job and where it came from: its local metrics file (exact),
     else its W&B run when it logged online (a remote job's metrics are there), else the progress lines
     of its log (``reader``, read to its end)."""
+    from metta_exp.config import RETURN_OBJECTIVE
     from metta_exp.metrics.local import read_metrics_file
-    from metta_exp.paths import metrics_file
+    from metta_exp.paths import RunDir
 
-    local = metrics_file(job.run_dir)
+    if objective == RETURN_OBJECTIVE:
+        value = _returned(job)
+        return ([] if value is None else [value]), "return value"
+    local = RunDir.at(job.run_dir).metrics
     if local.is_file():
         try:
             points = read_metrics_file(local, [objective], samples=None).get(objective)
@@ -125,13 +131,26 @@ def final_curve(job: JobRecord, objective: str, reader: CurveReader | None) -> t
     return [], "nothing"
 
 
+def _returned(job: JobRecord) -> float | None:
+    """What the job's Hydra task returned (``[metta-exp] return value=X`` in its log, local or a remote
+    tail), or None."""
+    from metta_exp.logs.lines import last_return_value
+
+    if not job.log_path:
+        return None
+    try:
+        with open(job.log_path, "rb") as f:
+            return last_return_value(f.read().decode("utf-8", "replace"))
+    except OSError:
+        return None
+
+
 def _wandb_values(job: JobRecord, objective: str) -> list[float]:
     """The objective's history in the job's W&B run ([] when it has none, or W&B cannot be reached: the
     progress lines then stand in)."""
     from metta_exp.metrics import run_source
 
-    source = run_source(job)
-    if source.wandb_path is None or source.wandb_mode in ("offline", "disabled"):
+    if run_source(job).wandb_path is None:  # none known, or offline or disabled
         return []
     try:
         from metta_exp.metrics import fetch_metrics

@@ -108,7 +108,9 @@ class SearchDriver:
         reader = self._reader(job, study.settings.objective)
         if not reader.read():
             return False
-        why = study.report(trial.number, reader.points, decide=reader.fraction >= WARMUP)
+        # judged from a fifth of its training on, and never once it reached its last step: a finished
+        # curve is the trial's outcome, told when its job ends, whatever the others did
+        why = study.report(trial.number, reader.points, decide=WARMUP <= reader.fraction < 1.0)
         steps = study.steps(trial.number)
         if why is None:
             self.store.set_trial_steps(self.group, trial.number, steps)
@@ -155,7 +157,7 @@ class SearchDriver:
         while study.asked < settings.n_trials and study.running < at_once:
             number, params = study.ask()
             spec = trial_spec(group, self.store.state_dir, number, params, shell_env)
-            if not self.store.add_trial(self.group, self.owner, number, params, spec.to_dict()):
+            if not self.store.add_trial(self.group, self.owner, number, params, spec):
                 self._study = None  # not recorded: the trial never happened; the store says what did
                 break
             asked = True

@@ -12,12 +12,14 @@ not yet written did not happen).
 
 from __future__ import annotations
 
+import math
 import statistics
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from metta_exp.config import SearchSettings
+from metta_exp.errors import ConfigError
 from metta_exp.trials import Dimension, SearchSpace, TrialRecord, TrialState
 
 if TYPE_CHECKING:
@@ -41,6 +43,28 @@ def distributions(space: SearchSpace) -> dict[str, optuna.distributions.BaseDist
     return {d.name: distribution(d) for d in space.dims}
 
 
+def grid_values(dim: Dimension) -> list[Any]:
+    """The values a grid search takes in one dimension: its choices, or from low to high (included) by
+    its step; ``ConfigError`` for a continuous dimension (an interval without a step)."""
+    if dim.kind == "categorical":
+        return list(dim.choices)
+    if dim.step is None and dim.kind == "float":
+        raise ConfigError(
+            f"a grid search needs discrete dimensions: '{dim.key}' is {dim.describe()}; give it a step "
+            "(range(a, b, step=s)) or list its values (choice(...))"
+        )
+    assert dim.low is not None and dim.high is not None
+    step = dim.step or 1
+    count = int(math.floor((dim.high - dim.low) / step + 1e-9)) + 1
+    values = [dim.low + i * step for i in range(count)]
+    return [int(v) for v in values] if dim.kind == "int" else [round(float(v), 12) for v in values]
+
+
+def grid_size(space: SearchSpace) -> int:
+    """How many points a grid search over ``space`` has."""
+    return math.prod(len(grid_values(d)) for d in space.dims)
+
+
 def _sampler(settings: SearchSettings, replayed: int) -> optuna.samplers.BaseSampler:
     """The sampler of a study rebuilt from ``replayed`` trials. Its seed moves on with them: a seeded
     sampler starts its random stream afresh, and replayed trials (their values given back) draw nothing
@@ -52,6 +76,8 @@ def _sampler(settings: SearchSettings, replayed: int) -> optuna.samplers.BaseSam
         return optuna.samplers.RandomSampler(seed=seed)
     if settings.sampler == "cmaes":
         return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
+    if settings.sampler == "grid":  # Study.ask enqueues each grid point in turn: nothing is sampled
+        return optuna.samplers.RandomSampler(seed=seed)
     # constant_liar: trials asked while others run are not asked at the same point
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -82,7 +108,9 @@ class Study:
         self.settings = settings
         self.dists = distributions(space)
         self.study = optuna.create_study(
-            direction=settings.direction, sampler=_sampler(settings, len(trials)), pruner=_pruner(settings)
+            direction=settings.direction,
+            sampler=_sampler(settings, len(trials)),
+            pruner=_pruner(settings),
         )
         self.live: dict[int, optuna.trial.Trial] = {}
         self._replay(trials)
@@ -119,6 +147,20 @@ class Study:
                 )
             assert self.asked - 1 == record.number, "trials are replayed in number order"
 
+    def _next_grid_point(self) -> dict[str, Any] | None:
+        """A grid search's next point: the first, in the grid's order, that no trial has taken yet (asked
+        or replayed), so a study rebuilt by another runner goes on where it was, and no point is asked
+        twice (Optuna's GridSampler picks at random among the points it saw no trial of, and a replayed
+        trial it does not recognise as one)."""
+        import itertools
+
+        names = [d.name for d in self.space.dims]
+        taken = {tuple(t.params.get(n) for n in names) for t in self._trials()}
+        for point in itertools.product(*(grid_values(d) for d in self.space.dims)):
+            if point not in taken:
+                return dict(zip(names, point, strict=True))
+        return None
+
     @property
     def asked(self) -> int:
         return len(self._trials())
@@ -134,6 +176,8 @@ class Study:
 
     def ask(self) -> tuple[int, dict[str, Any]]:
         """A new trial: its number and its values, by dimension name."""
+        if self.settings.sampler == "grid" and (point := self._next_grid_point()) is not None:
+            self.study.enqueue_trial(point, skip_if_exists=False)
         trial = self.study.ask(self.dists)
         self.live[trial.number] = trial
         return trial.number, {d.name: trial.params[d.name] for d in self.space.dims}
@@ -181,12 +225,18 @@ class Study:
         trial = self.live.pop(number, None)
         if trial is None:
             return
-        if state == TrialState.COMPLETE and value is not None:
-            self.study.tell(trial, value)
-        elif state == TrialState.PRUNED:
-            self.study.tell(trial, state=OptunaState.PRUNED)
-        else:
-            self.study.tell(trial, state=OptunaState.FAIL)
+        try:
+            if state == TrialState.COMPLETE and value is not None:
+                self.study.tell(trial, value)
+            elif state == TrialState.PRUNED:
+                self.study.tell(trial, state=OptunaState.PRUNED)
+            else:
+                self.study.tell(trial, state=OptunaState.FAIL)
+        except RuntimeError as exc:
+            # a sampler that asks the study to stop (Optuna's GridSampler, once its grid is done): the trial
+            # is told all the same (optuna/study/_tell.py stores its state in a `finally`)
+            if "Study.stop" not in str(exc):
+                raise
 
 
 def preview(space: SearchSpace, settings: SearchSettings, count: int) -> list[dict[str, Any]]:

@@ -25,6 +25,16 @@ def trial_text(trial: TrialRecord, group: GroupRecord) -> str:
     return f"{trial.run} = {value} (trial {trial.number}" + (f": {params})" if params else ")")
 
 
+def search_size(group: GroupRecord) -> str:
+    """``search of 14 trials, 2 at once``: what a search group is, counted against the study's size (its
+    jobs are the trials asked so far, fewer until it ends)."""
+    search = group.exp.search
+    n = search.n_trials
+    return (
+        f"search of {n} trial{'' if n == 1 else 's'}, {search.trials_at_once(group.exp.max_parallel)} at once"
+    )
+
+
 def search_line(group: GroupRecord, trials: Sequence[TrialRecord]) -> str:
     """``Search: 12 of 40 trials (3 running, 7 complete, 2 pruned, 0 failed) · maximize overview/reward ·
     best: <trial_text>``: a search group's study at a glance (``best: none yet`` before a trial

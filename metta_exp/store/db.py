@@ -13,10 +13,10 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Self
+from typing import Self
 
 from metta_exp.errors import NotFoundError, StoreError, closest
-from metta_exp.records import GroupRecord
+from metta_exp.records import GroupRecord, JobSpec
 from metta_exp.status import JobStatus
 from metta_exp.store.connect import (
     check_file,
@@ -178,14 +178,20 @@ class Database:
             return set()
 
     @staticmethod
-    def _insert_job(
-        db: sqlite3.Connection, group: str, position: int, spec: dict[str, Any], now: float
-    ) -> int:
-        """A pending job row for ``spec`` (``JobSpec.to_dict()``); its id."""
+    def _insert_job(db: sqlite3.Connection, group: str, position: int, spec: JobSpec, now: float) -> int:
+        """A pending job row for ``spec``; its id."""
         cur = db.execute(
             "INSERT INTO jobs (group_name, run, position, status, spec, queued_at, run_dir) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (group, spec["run"], position, JobStatus.PENDING.value, json.dumps(spec), now, spec["run_dir"]),
+            (
+                group,
+                spec.run,
+                position,
+                JobStatus.PENDING.value,
+                json.dumps(spec.to_dict()),
+                now,
+                spec.run_dir,
+            ),
         )
         return int(cur.lastrowid or 0)
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from metta_exp.errors import UsageError
-from metta_exp.records import GroupRecord, GroupSummary, JobRecord
+from metta_exp.records import GroupConfig, GroupRecord, GroupSummary, JobRecord, JobSpec
 from metta_exp.status import ACTIVE, ALL_STATUSES, TERMINAL, JobStatus
 from metta_exp.store.jobs import _TERMINAL_MARKS, Jobs
 from metta_exp.store.rows import group_record, job_record
@@ -28,34 +28,31 @@ class Groups(Jobs):
         name: str,
         experiment: str,
         backend: str,
-        config: dict[str, Any],
-        specs: Sequence[dict[str, Any]],
-        trials: Sequence[tuple[int, dict[str, Any]]] = (),
+        config: GroupConfig,
+        specs: Sequence[JobSpec],
+        trials: Sequence[tuple[int, Mapping[str, Any]]] = (),
     ) -> None:
         """Insert a group and all its jobs (pending) and dependencies in one transaction.
 
-        ``specs`` are ``JobSpec.to_dict()`` in run order. A search group's first trials (number, values)
-        come with it, one per spec, in the same order. Raises ``GroupExistsError`` if the name is taken.
+        ``specs`` are in run order. A search group's first trials (number, values) come with it, one per
+        spec, in the same order. Raises ``GroupExistsError`` if the name is taken.
         """
         now = time.time()
         with self.atomic() as db:
             if db.execute("SELECT 1 FROM groups WHERE name = ?", (name,)).fetchone():
-                raise GroupExistsError(
-                    f"group '{name}' already exists: choose another group=NAME, or use "
-                    f"'metta-exp job retry {name}' to rerun its failed runs"
-                )
+                raise GroupExistsError(f"group '{name}' already exists: choose another group=NAME")
             db.execute(
                 "INSERT INTO groups (name, experiment, backend, config, created_at) VALUES (?, ?, ?, ?, ?)",
-                (name, experiment, backend, json.dumps(config, sort_keys=True), now),
+                (name, experiment, backend, json.dumps(config.to_dict(), sort_keys=True), now),
             )
-            ids = {spec["run"]: self._insert_job(db, name, i, spec, now) for i, spec in enumerate(specs)}
+            ids = {spec.run: self._insert_job(db, name, i, spec, now) for i, spec in enumerate(specs)}
             for spec in specs:
-                for dep in spec.get("depends_on", ()):
-                    db.execute("INSERT INTO deps VALUES (?, ?)", (ids[spec["run"]], ids[dep]))
+                for dep in spec.depends_on:
+                    db.execute("INSERT INTO deps VALUES (?, ?)", (ids[spec.run], ids[dep]))
             for (number, params), spec in zip(trials, specs, strict=False):
                 db.execute(
                     "INSERT INTO trials (group_name, number, job_id, params, state) VALUES (?, ?, ?, ?, ?)",
-                    (name, number, ids[spec["run"]], json.dumps(params), TrialState.RUNNING.value),
+                    (name, number, ids[spec.run], json.dumps(dict(params)), TrialState.RUNNING.value),
                 )
             self._event(db, name, None, "created", detail=f"{len(specs)} jobs")
 

@@ -20,7 +20,7 @@ def group_record(row: sqlite3.Row) -> GroupRecord:
         name=row["name"],
         experiment=row["experiment"],
         backend=row["backend"],
-        config=row["config"],  # decoded on first use
+        stored_config=row["config"],  # decoded on first use
         created_at=row["created_at"],
         ended_at=row["ended_at"],
         cancel_requested=bool(row["cancel_requested"]),

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from metta_exp.records import JobSpec
 from metta_exp.status import JobStatus
 from metta_exp.store.groups import Groups
 from metta_exp.trials import TrialRecord, TrialState
@@ -17,7 +18,7 @@ class Trials(Groups):
     """The ``trials`` table of a search group."""
 
     def add_trial(
-        self, group: str, owner: str, number: int, params: dict[str, Any], spec: dict[str, Any]
+        self, group: str, owner: str, number: int, params: Mapping[str, Any], spec: JobSpec
     ) -> bool:
         """Record trial ``number`` of a search and its job (pending, after the group's other jobs) in ONE
         transaction, for the lease holder ``owner`` only. False (nothing written) if ``owner`` no longer
@@ -39,9 +40,9 @@ class Trials(Groups):
             job_id = self._insert_job(db, group, position, spec, now)
             db.execute(
                 "INSERT INTO trials (group_name, number, job_id, params, state) VALUES (?, ?, ?, ?, ?)",
-                (group, number, job_id, json.dumps(params), TrialState.RUNNING.value),
+                (group, number, job_id, json.dumps(dict(params)), TrialState.RUNNING.value),
             )
-            self._event(db, group, spec["run"], "trial", None, JobStatus.PENDING, f"trial {number} asked")
+            self._event(db, group, spec.run, "trial", None, JobStatus.PENDING, f"trial {number} asked")
             return True
 
     def trials(self, group: str) -> list[TrialRecord]:

@@ -68,14 +68,14 @@ def launch_sweep(cl: CommandLine, composed: Composed | None = None) -> int:
     if cl.show_config:
         import json
 
-        print(json.dumps(exp.to_dict() | {"extra_args": [], "sweep": record}, indent=2))
+        print(json.dumps(exp.to_dict() | {"extra_args": [], "sweep": record.to_dict()}, indent=2))
         return 0
     if exp.dry_run:
         print_points(points, keys)
     from metta_exp.submit import launch_experiment
 
     hook = per_point_specs(points)
-    return launch_experiment(exp, name=name, specs_hook=hook, extra_config={"sweep": record})
+    return launch_experiment(exp, name=name, specs_hook=hook, sweep=record)
 
 
 def _compose_once(cl: CommandLine) -> tuple[Composed, list[ParsedOverride]]:

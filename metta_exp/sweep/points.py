@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from metta_exp.config import Experiment
 from metta_exp.errors import UsageError
+from metta_exp.records import SweepRecord
 from metta_exp.runnames import key_labels, name_part, run_names
 from metta_exp.sweep.grammar import Entry
 
@@ -115,14 +116,14 @@ def sweep_experiment(base: Experiment, points: Sequence[Point]) -> Experiment:
     )
 
 
-def sweep_record(points: Sequence[Point], keys: Sequence[str]) -> dict[str, Any]:
-    """What the group config keeps under ``sweep``: the notebook labels runs with it."""
-    return {
-        "keys": list(keys),
-        "labels": key_labels(keys),
-        "points": {p.run: dict(p.values) for p in points},
-        "base_runs": {p.run: p.base_run for p in points},
-    }
+def sweep_record(points: Sequence[Point], keys: Sequence[str]) -> SweepRecord:
+    """What the group keeps of its sweep: the notebook labels runs with it."""
+    return SweepRecord(
+        keys=tuple(keys),
+        labels=key_labels(keys),
+        points={p.run: dict(p.values) for p in points},
+        base_runs={p.run: p.base_run for p in points},
+    )
 
 
 def per_point_specs(points: Sequence[Point]) -> Callable[[list[JobSpec]], list[JobSpec]]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from metta_exp.config import Experiment
@@ -44,7 +45,23 @@ def launch_search(
     space = SearchSpace(
         tuple(dims), base_run, tuple(base.args_per_run.get(base_run, ())), (*fixed, *literals)
     )
+    if cl.show_config:
+        print(json.dumps(base.to_dict() | {"extra_args": [], "search_space": space.to_dict()}, indent=2))
+        return 0
+    return start_search(base, space, name)[1]
+
+
+def start_search(
+    base: Experiment, space: SearchSpace, name: str, state_dir: Path | None = None
+) -> tuple[list[str], int]:
+    """Ask the study's first ``search.parallel`` trials and launch them as the group's first jobs (the
+    runner asks the rest); watch the group when the experiment waits. The group launched (none for a dry
+    run) and the interface's exit code."""
     search = base.search
+    if search.sampler == "grid":
+        from metta_exp.search.study import grid_size
+
+        grid_size(space)  # a ConfigError for a dimension a grid cannot take, before anything is written
     first = min(search.trials_at_once(base.max_parallel), search.n_trials)
 
     from metta_exp.search.driver import trial_experiment
@@ -52,14 +69,11 @@ def launch_search(
 
     trials = list(enumerate(preview(space, search, first)))
     exp = trial_experiment(base, space, trials)
-    if cl.show_config:
-        print(json.dumps(base.to_dict() | {"extra_args": [], "search_space": space.to_dict()}, indent=2))
-        return 0
     if exp.dry_run:
         print_search(space, base, first)
-    from metta_exp.submit import launch_experiment
+    from metta_exp.submit import submit_experiments
 
-    return launch_experiment(exp, name=name, extra_config={"search_space": space.to_dict()}, trials=trials)
+    return submit_experiments([exp], name, state_dir=state_dir, search_space=space, trials=trials)
 
 
 def print_search(space: SearchSpace, exp: Experiment, first: int, out: TextIO | None = None) -> None:

@@ -25,8 +25,10 @@ def is_search(parsed: Sequence[ParsedOverride]) -> bool:
     return any(p.override is not None and p.is_sweep and p.override.is_interval_sweep() for p in parsed)
 
 
-def dimension(parsed: ParsedOverride) -> Dimension:
-    """The searched dimension of one sweep override (``is_sweep``)."""
+def dimension(parsed: ParsedOverride, range_includes_stop: bool = False) -> Dimension:
+    """The searched dimension of one sweep override (``is_sweep``). ``range_includes_stop``: read
+    ``range(a, b, step)`` as Hydra's Optuna sweeper does, from a to b included (``hydra/sweeper=metta_exp``,
+    a drop-in for it); else b is excluded, as in a grid sweep."""
     from hydra.core.override_parser.types import IntervalSweep, RangeSweep
 
     override = parsed.override
@@ -54,6 +56,19 @@ def dimension(parsed: ParsedOverride) -> Dimension:
             raise ConfigError(f"bad search '{line}': a log interval needs a positive lower bound, got {low}")
         kind = "int" if isinstance(low, int) and isinstance(high, int) else "float"
         return Dimension(parsed.key, kind, low, high, log)
+    if (
+        override.is_range_sweep()
+        and isinstance(value, RangeSweep)
+        and not value.shuffle
+        and range_includes_stop
+    ):
+        start, stop, step = value.start, value.stop, value.step or 1
+        if start is None or stop is None or step <= 0 or not start < stop:
+            raise ConfigError(
+                f"bad search '{line}': a range needs numbers, a positive step and its start below its stop"
+            )
+        kind = "int" if all(isinstance(v, int) for v in (start, stop, step)) else "float"
+        return Dimension(parsed.key, kind, start, stop, step=step)
     if override.is_range_sweep() and isinstance(value, RangeSweep) and not value.shuffle:
         entry = parsed.entry()
         values = list(entry.values)
@@ -82,13 +97,15 @@ def dimension(parsed: ParsedOverride) -> Dimension:
     )
 
 
-def search_dims(parsed: Sequence[ParsedOverride]) -> tuple[list[Dimension], list[str]]:
+def search_dims(
+    parsed: Sequence[ParsedOverride], range_includes_stop: bool = False
+) -> tuple[list[Dimension], list[str]]:
     """The dimensions (the sweep overrides) and the fixed overrides (the others, passed as written)."""
     dims: list[Dimension] = []
     fixed: list[str] = []
     for p in parsed:
         if p.is_sweep:
-            dims.append(dimension(p))
+            dims.append(dimension(p, range_includes_stop))
         else:
             fixed.append(p.line)
     return dims, fixed

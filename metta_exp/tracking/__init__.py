@@ -67,7 +67,8 @@ from metta_exp.logs.lines import (
     parse_progress_line,
     parse_wandb_line,
 )
-from metta_exp.paths import METRICS_FILE, RUN_FILE, metrics_file, run_file
+from metta_exp.paths import METRICS_FILE, RUN_FILE, RunDir
+from metta_exp.runs.state import RunState
 from metta_exp.tracking.wandb import (
     WandbMirror,
     is_rank_zero,
@@ -179,13 +180,13 @@ class Run:
         self._sps: float | None = None
         self._fd: int | None = None
         if self.rank_zero:
-            self._fd = os.open(metrics_file(self.run_dir), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            self._fd = os.open(self.metrics_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         self._wandb = WandbMirror(self.run_dir, config, env, on=self.rank_zero)
         self._write_run_json()
 
     @property
     def metrics_path(self) -> Path:
-        return metrics_file(self.run_dir)
+        return RunDir(self.run_dir).metrics
 
     @property
     def wandb_url(self) -> str | None:
@@ -327,18 +328,18 @@ class Run:
     def _write_run_json(self) -> None:
         if not self.rank_zero:
             return
-        state = {
-            "run": self.run_name,
-            "group": self.group,
-            "attempt": self.attempt,
-            "total_steps": self.total_steps,
-            "checkpoint": self.checkpoint_path,
-            "wandb_url": self._wandb.url,
-            "wandb_mode": self._wandb.mode,
-            "wandb_dir": self._wandb.dir,
-            "finished": self.finished,
-        }
-        _replace_json(run_file(self.run_dir), state)
+        state = RunState(
+            attempt=self.attempt,
+            run=self.run_name,
+            group=self.group,
+            total_steps=self.total_steps,
+            checkpoint=self.checkpoint_path,
+            wandb_url=self._wandb.url,
+            wandb_mode=self._wandb.mode,
+            wandb_dir=self._wandb.dir,
+            finished=self.finished,
+        )
+        _replace_json(RunDir(self.run_dir).run_json, state.to_dict())
 
 
 def init(total_steps: int | None = None, config: Mapping[str, Any] | None = None) -> Run:

@@ -12,16 +12,19 @@ from pathlib import Path
 from typing import Any
 
 from metta_exp.logs.lines import WandbRef, format_wandb_line
+from metta_exp.runs.wandb import wandb_mode
+
+__all__ = [
+    "NO_CREDENTIALS",
+    "WandbMirror",
+    "has_wandb_credentials",
+    "is_rank_zero",
+    "reason",
+    "say",
+    "wandb_mode",
+]
 
 NO_CREDENTIALS = "[metta-exp] W&B off: no credentials (set WANDB_API_KEY or wandb.mode=offline)"
-
-
-def wandb_mode(env: Mapping[str, str]) -> str:
-    """``online``, ``offline``, ``disabled`` or the unknown value itself, from ``WANDB_MODE``."""
-    if env.get("WANDB_DISABLED", "").lower() in ("true", "1", "yes"):
-        return "disabled"
-    mode = env.get("WANDB_MODE", "").strip().lower()
-    return {"": "online", "run": "online", "dryrun": "offline"}.get(mode, mode)
 
 
 def has_wandb_credentials(env: Mapping[str, str]) -> bool:

@@ -46,8 +46,7 @@ from metta_exp.backends.base import launch_name
 from metta_exp.config import SkyPilotSettings, WandbSettings
 from metta_exp.errors import ConfigError
 from metta_exp.records import JobSpec
-from metta_exp.resolve import attempt_run_id
-from metta_exp.tracking.wandb import wandb_mode
+from metta_exp.runs.wandb import attempt_run_id, wandb_mode
 
 if TYPE_CHECKING:
     import sky
