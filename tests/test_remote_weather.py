@@ -366,7 +366,8 @@ def test_a_store_shared_by_two_machines_sees_both_machines_jobs(
 
 
 def test_a_failed_jobs_reason_is_its_exit_not_skypilots_controller_log() -> None:
-    failure = "Job exited with exit code 3 (user program failure). To see the details, run: sky jobs logs --controller 7"
+    failure = "Job exited with exit code 3 (user program failure). To see the details, run: sky jobs logs"
+    failure += " --controller 7"
     obs = observe(QueueEntry(7, "n", "FAILED", failure_reason=failure))
     assert obs.reason == "SkyPilot FAILED: Job exited with exit code 3 (user program failure)."
     assert obs.exit_code == 3
