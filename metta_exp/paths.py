@@ -131,6 +131,11 @@ class RunDir:
         """The log of attempt ``number``: ``attempt-N.log``."""
         return self.path / f"attempt-{number}.log"
 
+    def latest_log(self) -> Path | None:
+        """The log of the latest attempt that has one (the highest N of ``attempt-N.log``), or None."""
+        numbers = [int(p.name[8:-4]) for p in self.path.glob("attempt-*.log") if p.name[8:-4].isdigit()]
+        return self.log(max(numbers)) if numbers else None
+
     @property
     def run_json(self) -> Path:
         return self.path / RUN_FILE

@@ -193,7 +193,9 @@ class Runner:
         if self._search is None:
             from metta_exp.search.driver import SearchDriver
 
-            self._search = SearchDriver(self.store, self.group, self.owner, self._cancel_pruned)
+            self._search = SearchDriver(
+                self.store, self.group, self.owner, self._cancel_pruned, lambda j: j.final_progress is not None
+            )
         return self._search
 
     def _cancel_pruned(self, job: JobRecord) -> None:

@@ -25,6 +25,7 @@ from metta_exp.backends.skypilot.api import QueueEntry
 from metta_exp.backends.skypilot.backend import SkyPilotBackend, observe
 from metta_exp.backends.skypilot.sim.api import FakeSkyApi
 from metta_exp.config import Experiment
+from metta_exp.records import GroupConfig
 from metta_exp.resolve import resolve
 from metta_exp.status import JobStatus
 from metta_exp.store import JobStore
@@ -217,7 +218,7 @@ def test_a_call_slower_than_the_lease_keeps_the_lease(fake: FakeSkyApi, state_di
     exp = exp_of(["a"], "import time; time.sleep(8)")
     with JobStore.open(state_dir) as store:
         specs = resolve(exp, "slow", state_dir)
-        store.create_group("slow", "x", "skypilot", exp.to_dict(), [s.to_dict() for s in specs])
+        store.create_group("slow", "x", "skypilot", GroupConfig(exp), specs)
     runners: list[Runner] = []
 
     def drive() -> None:

@@ -14,7 +14,6 @@ Part of :mod:`metta_exp.metrics`; the standard library only.
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,17 +25,8 @@ if TYPE_CHECKING:
     from metta_exp.metrics import RunSource
 from metta_exp.runs.lines import Progress, last_wandb, parse_progress_line, split_recoveries
 
-__all__ = ["by_machine", "expand_recoveries", "from_log", "latest_log", "log_points"]
+__all__ = ["by_machine", "expand_recoveries", "from_log", "log_points"]
 
-_ATTEMPT = re.compile(r"attempt-(\d+)\.log\Z")
-
-
-def latest_log(run_dir: str | Path | None) -> Path | None:
-    """The log of the latest attempt in a run directory (``attempt-N.log`` with the highest N), or None."""
-    if run_dir is None:
-        return None
-    found = [(int(m[1]), p) for p in Path(run_dir).glob("attempt-*.log") if (m := _ATTEMPT.search(p.name))]
-    return max(found)[1] if found else None
 
 
 def log_points(
@@ -94,7 +84,7 @@ def by_machine(source: RunSource) -> list[RunSource]:
     never recovered); its ``log`` is its latest attempt's log when not given."""
     if source.problem or (source.run_dir is not None and RunDir.at(source.run_dir).metrics.is_file()):
         return [source]
-    log = source.log or latest_log(source.run_dir)
+    log = source.log or (RunDir.at(source.run_dir).latest_log() if source.run_dir else None)
     return expand_recoveries(dataclasses.replace(source, log=log), log)
 
 

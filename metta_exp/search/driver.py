@@ -61,6 +61,8 @@ class SearchDriver:
     group: str
     owner: str
     cancel: Callable[[JobRecord], None]  # end a pruned job's attempt on the backend
+    #: whether a job that ended has all it reports (its whole log): only then is its trial told
+    ended: Callable[[JobRecord], bool] = lambda job: True
     _study: Study | None = None
     _readers: dict[tuple[str, int], CurveReader] = field(default_factory=dict)
 
@@ -77,7 +79,7 @@ class SearchDriver:
             if trial.state != TrialState.RUNNING or job is None:
                 continue
             if job.status.is_terminal():
-                if job.final_progress is None:  # its log is not whole yet (a remote log's end comes later)
+                if not self.ended(job):  # its log is not whole yet (a remote log's end comes later)
                     continue
                 changed |= self._tell(group, study, trial, job)
             elif job.status == JobStatus.RUNNING and job.log_path:

@@ -26,10 +26,11 @@ from metta_exp.backends.skypilot.api import SkyRequestError
 __all__ = ["client_paths", "copy_upload", "excluded"]
 
 
-def client_paths(config: Mapping[str, Any]) -> dict[str, str]:
-    """What the client uploads: ``{"workdir" | "mounts/<dst under ~>": absolute local source}``."""
+def client_paths(task: Mapping[str, Any]) -> dict[str, str]:
+    """What the client uploads for ``task`` (a task YAML's dict): ``{"workdir" | "mounts/<dst under ~>":
+    absolute local source}``."""
     out = {}
-    workdir = config.get("workdir")
+    workdir = task.get("workdir")
     if isinstance(workdir, str):
         path = os.path.abspath(os.path.expanduser(workdir))
         if not os.path.isdir(path):
@@ -37,7 +38,7 @@ def client_paths(config: Mapping[str, Any]) -> dict[str, str]:
                 f"ValueError: Workdir must be a valid directory (or a symlink to a directory). {workdir} not found."
             )
         out["workdir"] = path
-    for dst, src in (config.get("file_mounts") or {}).items():
+    for dst, src in (task.get("file_mounts") or {}).items():
         if not isinstance(src, str) or "://" in src:
             continue  # cloud storage: not uploaded from here
         path = os.path.abspath(os.path.expanduser(src))
