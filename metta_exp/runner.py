@@ -194,7 +194,11 @@ class Runner:
             from metta_exp.search.driver import SearchDriver
 
             self._search = SearchDriver(
-                self.store, self.group, self.owner, self._cancel_pruned, lambda j: j.final_progress is not None
+                self.store,
+                self.group,
+                self.owner,
+                self._cancel_pruned,
+                lambda j: j.final_progress is not None,
             )
         return self._search
 

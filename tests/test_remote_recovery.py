@@ -23,7 +23,7 @@ from metta_exp.store import JobStore
 pytestmark = pytest.mark.slow
 
 # The first machine logs steps 0..4 and is preempted while it waits; the new machine (which finds the marker
-# the first left outside the machines) starts again from step 0 and logs 0..7.
+# the first left outside the machines) starts again from step 0 and logs 0..7, with the same WANDB_RUN_ID.
 JOB = textwrap.dedent(
     """
     import os, sys, time
@@ -34,14 +34,16 @@ JOB = textwrap.dedent(
     with tracking.init(total_steps=8) as run:
         for step in range(5 if first else 8):
             run.log({"overview/reward": 100.0 * (not first) + step, "overview/sps": 10.0}, step=step)
-        if first:
-            time.sleep(600)
+    if first:  # what W&B had of it reached W&B (wandb sends history in the background: a preempted
+        time.sleep(600)  # machine loses what it had not sent yet); then it waits to be preempted
     """
 )
 
 
 @pytest.fixture
-def spot(state_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Path, FakeSkyApi]]:
+def spot(
+    state_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[Path, FakeSkyApi]]:
     sky = FakeSkyApi(tmp_path / "sky")
     for key in [k for k in os.environ if k.startswith("WANDB_")]:
         monkeypatch.delenv(key)
@@ -79,7 +81,11 @@ def test_a_recovered_spot_job_keeps_every_step_in_wandb(
 ) -> None:
     conf, sky = spot
     with FakeWandb() as server:
-        for key, value in (("WANDB_BASE_URL", server.url), ("WANDB_API_KEY", API_KEY), ("WANDB_MODE", "online")):
+        for key, value in (
+            ("WANDB_BASE_URL", server.url),
+            ("WANDB_API_KEY", API_KEY),
+            ("WANDB_MODE", "online"),
+        ):
             monkeypatch.setenv(key, value)
         result = run_cli("--config-dir", str(conf), "+experiment=spot", "group=sp", timeout=240)
         assert result.returncode == 0, result.stdout + result.stderr

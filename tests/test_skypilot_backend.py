@@ -111,7 +111,9 @@ def all_ended(obs: dict[str, Observation]) -> bool:
 
 def backend_on(fake: FakeSkyApi, state: Path, **kw: object) -> SkyPilotBackend:
     kw.setdefault("poll_interval", 0.0)
-    kw.setdefault("launch_wait_s", 30.0)  # the ids, even on a busy machine (a test says otherwise when it means to)
+    kw.setdefault(
+        "launch_wait_s", 30.0
+    )  # the ids, even on a busy machine (a test says otherwise when it means to)
     return SkyPilotBackend(fake, state, **kw)  # type: ignore[arg-type]
 
 

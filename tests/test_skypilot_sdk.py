@@ -170,7 +170,10 @@ def test_every_sdk_call_fits_the_installed_skypilot_and_its_answers_are_decoded_
     }
     assert out["calls"] == [
         ["enabled_clouds", {}],
-        ["jobs.launch", {"task": f"sky.Task {out['task_name']}", "name": out["task_name"], "job_group": None}],
+        [
+            "jobs.launch",
+            {"task": f"sky.Task {out['task_name']}", "name": out["task_name"], "job_group": None},
+        ],
         ["jobs.queue_v2", queue_args],
         ["jobs.queue_v2", {**queue_args, "job_ids": None, "refresh": False, "name_match": "stopped"}],
         ["jobs.cancel", {"job_ids": [42, 43]}],

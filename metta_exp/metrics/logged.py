@@ -28,7 +28,6 @@ from metta_exp.runs.lines import Progress, last_wandb, parse_progress_line, spli
 __all__ = ["by_machine", "expand_recoveries", "from_log", "log_points"]
 
 
-
 def log_points(
     log: Path, keys: Sequence[str], samples: int | None, recovery: int | None = None
 ) -> dict[str, Points]:

@@ -13,7 +13,9 @@ is built once per account in ``DIR/image``:
   its editable-install hook, its Hydra plugin), so ``import metta_exp`` fails until a setup installs it;
 - no network: ``PIP_NO_INDEX=1`` and ``UV_OFFLINE=1`` are the image's, so an install that would need PyPI
   fails at once instead of reaching it (the default setup needs nothing from it: every dependency of
-  metta-exp is in the image).
+  metta-exp is in the image); a project is built with the image's own build backends
+  (``PIP_NO_BUILD_ISOLATION=0``, which is how pip spells "no build isolation" in its environment), where
+  pip on a cloud machine would fetch them.
 """
 
 from __future__ import annotations
@@ -27,7 +29,12 @@ from pathlib import Path
 __all__ = ["IMAGE_ENV", "image_env"]
 
 #: The image's own environment (a container image's ``ENV``), besides its ``PATH`` and ``PYTHONPATH``.
-IMAGE_ENV = {"PIP_NO_INDEX": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1", "UV_OFFLINE": "1"}
+IMAGE_ENV = {
+    "PIP_NO_INDEX": "1",
+    "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+    "PIP_NO_BUILD_ISOLATION": "0",
+    "UV_OFFLINE": "1",
+}
 _OURS = (
     "metta_exp",
     "metta-exp",
