@@ -542,34 +542,6 @@ def test_backend_modules_do_not_import_sky() -> None:
     subprocess.run([PY, "-c", code], check=True, timeout=60, env={**os.environ, FAKE_DIR_ENV: ""})
 
 
-# --- opt-in: a real managed job --------------------------------------------------------------------------
-
-
-@pytest.mark.skipif(
-    not os.environ.get("METTA_EXP_TEST_SKY_INFRA"),
-    reason="set METTA_EXP_TEST_SKY_INFRA=<infra> (e.g. k8s, aws) to run a real managed job",
-)
-def test_real_managed_job_end_to_end(tmp_path: Path) -> None:  # pragma: no cover - needs a cloud
-    """Uses YOUR SkyPilot setup (API server, credentials): one tiny CPU job, about a dollar at most."""
-    from metta_exp.backends.skypilot.api import SdkSkyApi
-
-    infra = os.environ["METTA_EXP_TEST_SKY_INFRA"]
-    exp = Experiment(runs=["hello"], command=["bash", "-c", "echo hello-from-$METTA_EXP_RUN"], gpus=0,
-                     group=f"metta-exp-test-{int(time.time())}", skypilot={"cloud": infra})  # fmt: skip
-    state = tmp_path / "state"
-    backend = SkyPilotBackend(SdkSkyApi(), state, settings=exp.skypilot, poll_interval=15.0)
-    launches = launches_for(exp, exp.group or "", state)
-    backend.check([launch.spec for launch in launches])
-    launches = with_handles(launches, backend.submit(launches))
-    try:
-        obs, _ = poll_until(backend, launches, all_ended, timeout=1800)
-        backend.sync_logs(launches)
-    finally:
-        backend.cancel(launches)
-    assert obs[launches[0].name].status == JobStatus.SUCCEEDED, obs
-    assert "hello-from-hello" in launches[0].log_path.read_text()
-
-
 def test_sdk_errors_are_classified() -> None:
     from metta_exp.backends.skypilot.api import SkyApiError, SkyRequestError, _classify, clean_log
 

@@ -226,12 +226,14 @@ def _active_lines(
     style = STYLE[job.status]
     p = log.progress
     metrics = _metrics(p, frame.group.exp.metrics_to_track or ()) if bar[1] else ""
+    # where a remote job stands (``SkyPilot PENDING``, ``... (recovered 1x)``), as its runner records it
+    note = job.reason if frame.group.backend == "skypilot" else None
     if job.status == JobStatus.LAUNCHING:
         row = _row(job, name_w, style, ("launching…", "cyan"), f"  attempt {job.attempts}")
     elif p is None or p.fraction is None:
         steps = f"step {fmt_count(p.step)}  " if p else ""
         sps = f"{fmt_count(p.sps)}/s  " if p and p.sps else ""
-        waiting = "waiting for progress…" if p is None else steps + sps
+        waiting = (note or "waiting for progress…") if p is None else steps + sps
         row = _row(job, name_w, style, (waiting, "dim"), f"  {fmt_duration(_elapsed(job, frame.now))}")
     else:
         row = _row(job, name_w, style, *_bar(p.fraction, bar[0]), progress_tail(job, p, frame.now))
@@ -239,6 +241,8 @@ def _active_lines(
         row.append(f"  {metrics}", style="cyan")
     if job.attempts > 1:
         row.append(f"  attempt {job.attempts}", style="yellow")
+    if note and p is not None:
+        row.append(f"  {note}", style="yellow")
     tails = log.tail[-(3, 1)[level] :] if level < 2 else ()
     return [row, *(_line(INDENT, ("│ " + text, "dim")) for text in tails)]
 

@@ -77,6 +77,9 @@ class RunInfo:
     wandb_dir: str | None  # the offline run directory, for `wandb sync`
     wandb_path: str | None  # entity/project/id, for fetch_metrics when the local file is missing
     wandb_base_url: str | None = None  # the W&B server the job used (its WANDB_BASE_URL), if not the default
+    log_curve: str | None = (
+        None  # no metrics file here (a remote run's stays remote): the log whose progress lines
+    )
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -117,7 +120,17 @@ def run_info(job: JobRecord) -> RunInfo:
         wandb_dir=wandb.sync_dir,
         wandb_path=wandb.path,
         wandb_base_url=wandb.base_url,
+        log_curve=_log_curve(job),
     )
+
+
+def _log_curve(job: JobRecord) -> str | None:
+    """The log whose progress lines are the run's curve, when it has no metrics file here (a remote run)."""
+    run_dir = RunDir.at(job.run_dir or job.spec.run_dir or ".")
+    if run_dir.metrics.is_file():
+        return None
+    log = job.log_path or run_dir.latest_log()
+    return str(log) if log else None
 
 
 def _fetch_run(r: RunInfo) -> dict[str, str | None]:
