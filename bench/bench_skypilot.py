@@ -1,6 +1,8 @@
 """Benchmark the SkyPilot backend on the SkyPilot simulator, which counts HTTP requests as the real
-client makes them (a health check at most every 5 s per process; a launch is ``validate`` +
-``jobs.launch`` + ``get``; a queue or cancel is the request + ``get``) and takes ``--latency`` s for each.
+client makes them (a health check at most every 5 s per process; a launch is ``validate``, ``upload`` of
+its local file mounts (the default setup's metta-exp wheel) and ``jobs.launch``, then ``get``; a queue or
+cancel is the request + ``get``) and takes ``--latency`` s for each; its API server runs 4 launch
+requests at once, 0.1 s each (a local API server's limit).
 
     uv run python bench/bench_skypilot.py [--jobs 100] [--groups 5] [--finished 10000] [--latency 0.02]
 

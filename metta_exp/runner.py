@@ -245,7 +245,10 @@ class Runner:
             j.run for j, launch in zip(active, launches, strict=True) if _ended(observed.get(launch.name))
         }
         self._reports.wandb_urls(active, ended)
-        whole = [j for j, launch in zip(ending, finals, strict=True) if self.backend.log_complete(launch)]
+        just = [(j, launch) for j, launch in zip(active, launches, strict=True) if j.run in ended]
+        whole = [
+            j for j, launch in [*zip(ending, finals, strict=True), *just] if self.backend.log_complete(launch)
+        ]
         return self._reports.complete(whole, tracked_metrics(group)) or changed
 
     def _apply(self, group: GroupRecord, job: JobRecord, launch: Launch, obs: Observation) -> None:

@@ -322,6 +322,40 @@ def test_a_job_id_of_another_job_is_neither_read_nor_cancelled(fake: FakeSkyApi,
     assert fake.job(1)["status"] == "RUNNING", "another job is never cancelled for ours"
 
 
+# --- 10. the W&B link of a chatty job that is killed before it finishes ------------------------------------
+
+
+CHATTY_WANDB = """
+import time
+print("[metta-exp] wandb url=https://wandb.example/team/proj/runs/abc123 entity=team project=proj id=abc123")
+for i in range(1500):
+    print("line", i, flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_chatty_job_killed_before_it_ends_gets_its_wandb_link(state_dir: Path, tmp_path: Path) -> None:
+    sky = FakeSkyApi(tmp_path / "sky")
+    env = {
+        "METTA_EXP_FAKE_SKY_DIR": str(sky.root),
+        "METTA_EXP_SKY_POLL_S": "0.3",
+        "METTA_EXP_SKY_LOG_S": "60",
+    }
+    try:
+        launched = run_cli("--config-dir", str(conf(tmp_path, CHATTY_WANDB)), "+experiment=remote", "group=wb",
+                           "wait=false", env=env)  # fmt: skip
+        assert launched.returncode == 0, launched.stdout + launched.stderr
+        wait_for(lambda: sky.jobs() and "line 1499" in (sky.job_dir(1) / "log").read_text(), timeout=60,
+                 what="the job's 1500 lines")  # fmt: skip
+        killed = run_cli("job", "kill", "wb", "--force", env=env)  # its W&B line is far above any tail
+        assert killed.returncode == 0, killed.stdout + killed.stderr
+        job = wait_group_end(state_dir, "wb", timeout=60)[0]
+        assert job.status == JobStatus.CANCELLED
+        assert job.wandb_url == "https://wandb.example/team/proj/runs/abc123", "read from its whole final log"
+    finally:
+        sky.kill_all()
+
+
 # --- 11. the state directory is not uploaded with the workdir -----------------------------------------------
 
 

@@ -178,12 +178,13 @@ def _more(path: str, pos: int) -> Iterator[LogBytes]:
 
 def _attempt_status(store: JobStore, group: str, run: str, job: JobRecord, number: int) -> JobStatus | None:
     """How attempt ``number`` ended (None while it has not, or while the job waits for a retry). An attempt
-    that ended is followed until its log is whole (the runner keeps its final progress then: a remote log's
-    last part is copied after the end), unless the group ended without it (nothing will copy more)."""
+    of a remote group that ended is followed until its log is whole (the runner keeps its final progress
+    then: a remote log's last part is copied after the end), unless the group ended without it."""
     if job.attempts == number:
         if not job.status.is_terminal():
             return None
-        if job.final_progress is None and store.group(group).ended_at is None:
+        record = store.group(group)
+        if job.final_progress is None and record.ended_at is None and record.backend != "local":
             return None
         return job.status
     if job.attempts > number:

@@ -130,8 +130,9 @@ class SkyPilotBackend(Backend):
         infra: refused before anything is written."""
         for spec in specs:
             build_task_config(spec, 1, self.settings, self.wandb)  # ConfigError before anything is written
-        check_jobs(specs, self.settings, self.wandb)
-        check_backend(self.api, self.settings, specs)
+        check_jobs(specs, self.settings, self.wandb, code=False)
+        check_backend(self.api, self.settings, specs)  # a newcomer hears first that SkyPilot is not set up
+        check_jobs(specs, self.settings, self.wandb, code=True)
 
     # --- submit --------------------------------------------------------------------------------------
 

@@ -37,11 +37,16 @@ _SET_UP = (
 )
 
 
-def check_jobs(specs: Sequence[JobSpec], settings: SkyPilotSettings, wandb: WandbSettings) -> None:
-    """``ConfigError`` for jobs that cannot work remotely as configured (nothing asked of SkyPilot)."""
+def check_jobs(
+    specs: Sequence[JobSpec], settings: SkyPilotSettings, wandb: WandbSettings, code: bool
+) -> None:
+    """``ConfigError`` for jobs that cannot work remotely as configured (nothing asked of SkyPilot): offline
+    W&B, or (``code``) a module or script the remote machine cannot have."""
     for spec in specs:
-        _refuse_offline_wandb(spec, wandb)
-        _refuse_missing_code(spec, settings)
+        if code:
+            _refuse_missing_code(spec, settings)
+        else:
+            _refuse_offline_wandb(spec, wandb)
 
 
 def _refuse_offline_wandb(spec: JobSpec, wandb: WandbSettings) -> None:
