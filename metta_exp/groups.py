@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from metta_exp.history.listing import Listing
+    from metta_exp.history.remove import RemovalPlan, Removed
     from metta_exp.history.runs import Runs
 
 RETRY_DRIVE_WAIT_S = 30.0
@@ -166,6 +167,33 @@ def run_rows(
 
     query = RunsQuery.parse(_strs(patterns), _strs(status), since, until, _strs(where), sort, reverse, limit)
     return find_runs(open_store(readonly=True), query)
+
+
+def rm_plan(
+    patterns: str | Sequence[str] = (),
+    *,
+    older_than: str | float | None = None,
+    status: str | Sequence[str] = (),
+    notebooks: bool = False,
+) -> RemovalPlan:
+    """What :func:`rm` would remove (nothing is changed): the ended groups named by ``patterns`` (names or
+    globs) and/or created before ``older_than`` (``"30d"``, a date, a unix time), with a job in one of
+    ``status``; their run directories and logs, with ``notebooks`` their notebooks and reports; the disk
+    that frees; and the selected groups that have not ended (``rm`` refuses while there are any)."""
+    from metta_exp.history.remove import plan
+
+    store = open_store()
+    if store is None:
+        raise NotFoundError(f"no groups to remove: no job store in {default_state_dir()}")
+    return plan(store, _strs(patterns), older_than, _strs(status), notebooks)
+
+
+def rm(removal: RemovalPlan) -> Removed:
+    """Remove what ``removal`` (from :func:`rm_plan`) lists: the groups' rows in one transaction, then
+    their files. ``UsageError`` (nothing removed) when it names groups that have not ended."""
+    from metta_exp.history.remove import remove
+
+    return remove(JobStore.open(removal.state_dir, create=False), removal)
 
 
 def _strs(value: str | Sequence[str]) -> list[str]:

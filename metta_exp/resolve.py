@@ -77,3 +77,13 @@ def resolve(
             )
         )
     return specs
+
+
+def identical_runs(specs: Sequence[JobSpec]) -> list[list[str]]:
+    """The runs whose jobs would run the very same command (argv and GPUs), differing only in name: each
+    set of two or more, in run order. A trainer given the same arguments trains the same thing, whatever
+    its run is called."""
+    by_command: dict[tuple[tuple[str, ...], int], list[str]] = {}
+    for spec in specs:
+        by_command.setdefault((tuple(spec.argv()), spec.gpus), []).append(spec.run)
+    return [runs for runs in by_command.values() if len(runs) > 1]

@@ -66,6 +66,7 @@ class Runner:
     _url_found: dict[str, int] = field(default_factory=dict)  # run -> the attempt whose URL is recorded
     _log_scanned: dict[str, LogMark] = field(default_factory=dict)  # log path -> where the last look ended
     _search: SearchDriver | None = None
+    _timing_out: set[tuple[str, int]] = field(default_factory=set)  # (run, attempt) ended for its timeout
 
     def drive(self) -> int | None:
         """Drive the group to its end. None if another live driver holds it, or the runner was asked
@@ -157,7 +158,8 @@ class Runner:
             self.store.add_event(self.group, "submitted")
             self._announced = True
         if all(j.status.is_terminal() for j in jobs) and (search is None or search.done(group)):
-            return self._finish(group, jobs)
+            # ended only when nothing of it is left: an attempt being ended may outlive its record
+            return False if self.backend.still_ending() else self._finish(group, jobs)
         return False
 
     def _search_of(self, group: GroupRecord) -> SearchDriver | None:
@@ -298,7 +300,9 @@ class Runner:
             ):
                 self.backend.cancel_soon([launch])
             return
-        if obs.status == JobStatus.FAILED:
+        if self._timed_out(group, job):  # however it ended once told to stop
+            self._failed(group, job, obs.exit_code, f"timed out after {group.exp.timeout_s} s")
+        elif obs.status == JobStatus.FAILED:
             self._failed(group, job, obs.exit_code, obs.reason or "failed")
         else:
             self.store.finish_attempt(
@@ -328,19 +332,44 @@ class Runner:
         )
 
     def _enforce_timeouts(self, group: GroupRecord, jobs: list[JobRecord]) -> bool:
+        """Start ending each job past ``timeout_s`` (once per attempt and runner). The job stays running
+        in the store until the backend sees it gone: a job that ignores SIGTERM keeps its GPU, and its
+        group stays open, through the grace before SIGKILL. Its end is then recorded as the timeout."""
         limit = group.exp.timeout_s
         if not limit:
             return False
         now = time.time()
         late = [
-            j for j in jobs if j.status == JobStatus.RUNNING and j.started_at and now - j.started_at > limit
+            j
+            for j in jobs
+            if j.status == JobStatus.RUNNING
+            and j.started_at
+            and now - j.started_at > limit
+            and (j.run, j.attempts) not in self._timing_out
         ]
         if not late:
             return False
         self.backend.cancel_soon([launch_of(group, j) for j in late])
         for job in late:
-            self._failed(group, job, None, f"timed out after {limit} s")
-        return True
+            self._timing_out.add((job.run, job.attempts))
+            self.store.add_event(
+                self.group, "timed_out", f"timed out after {limit} s; ending it", run=job.run
+            )
+        return False
+
+    def _timed_out(self, group: GroupRecord, job: JobRecord) -> bool:
+        """Whether this attempt was told to stop for its timeout, by this runner or (its events say) by
+        one before it."""
+        if (job.run, job.attempts) in self._timing_out:
+            return True
+        limit = group.exp.timeout_s
+        if not limit or job.started_at is None or time.time() - job.started_at <= limit:
+            return False
+        since = job.started_at
+        return any(
+            e.kind == "timed_out" and e.run == job.run and e.at >= since
+            for e in self.store.events(self.group)
+        )
 
     def _skip_blocked(self, jobs: list[JobRecord]) -> bool:
         status = {j.run: j.status for j in jobs}
@@ -372,6 +401,7 @@ class Runner:
         active = sum(1 for j in jobs if j.status in ACTIVE)
         devices = self.backend.devices()
         busy = self.store.busy_gpu_ids() if devices is not None else set()
+        busy.update(gpu for launch in self.backend.still_ending() for gpu in launch.gpu_ids)
         wanted: list[tuple[JobRecord, tuple[int, ...]]] = []
         for job in ready:
             spec = job.spec

@@ -27,7 +27,7 @@ from typing import Any, TextIO, TypeVar
 from metta_exp.config import Experiment
 from metta_exp.errors import BackendUnavailable, ConfigError, NotFoundError
 from metta_exp.records import GroupConfig, JobSpec, SweepRecord
-from metta_exp.resolve import resolve
+from metta_exp.resolve import identical_runs, resolve
 from metta_exp.search.text import search_size
 from metta_exp.status import JobStatus
 from metta_exp.store import GroupExistsError, JobStore, default_state_dir
@@ -155,6 +155,9 @@ def _submit_and_watch(
         _resolve(e, g, state_dir, extra_args, specs_hook, instance)
         for e, g, instance in zip(exps, groups, instances, strict=True)
     ]
+    if sweep is None:  # a sweep warns of its own repeats (warn_swept_per_run), in its own words
+        for exp, resolved in zip(exps, specs, strict=True):
+            warn_identical_runs(exp, resolved)
     backends = {}
     refused = 0
     for i, exp in enumerate(exps):
@@ -182,6 +185,28 @@ def _submit_and_watch(
             groups[i] = _submit_group(store, name, groups[i], specs[i], backend.name, own, again, out, trials)
             submitted.append(groups[i])
     return _watch_all(store, [(groups[i], exps[i].wait) for i in backends], out)
+
+
+def warn_identical_runs(exp: Experiment, specs: Sequence[JobSpec], out: TextIO | None = None) -> None:
+    """Warn (stderr) about runs that would run the very same command, naming them and the fix: runs
+    named for variants (``high_lr``, ``low_lr``) that ``args_per_run`` forgot train the same thing."""
+    sets = identical_runs(specs)
+    if not sets:
+        return
+    keep = [r for r in exp.runs if not any(r in same[1:] for same in sets)]
+    by_run = {s.run: s for s in specs}
+    for same in sets:
+        command = shlex.join(by_run[same[0]].argv())
+        bare = [r for r in same if r not in exp.args_per_run]
+        why = (
+            f" (args_per_run has no entry for {'them' if bare == same else ', '.join(bare)})" if bare else ""
+        )
+        print(
+            f"Warning: runs {', '.join(same)} run the same command ({command}): they differ only in name{why}. "
+            f"Give each its own arguments in args_per_run (a seed, for repeats on purpose), or run one of "
+            f"them: 'runs=[{','.join(keep)}]'.",
+            file=out or sys.stderr,
+        )
 
 
 def interrupted(state_dir: Path, submitted: Sequence[str], out: TextIO) -> int:

@@ -18,6 +18,7 @@ import pytest
 from conftest import ROOT, run_cli, wait_group_end
 
 from metta_exp.store import JobStore
+from metta_exp.text import plural
 
 README = (ROOT / "README.md").read_text()
 
@@ -54,8 +55,8 @@ LAUNCHES = {
         ("lr_low", "lr_high"), real=True
     ),
     "metta-exp +experiment=lr_sweep gpus=8": Stated(("baseline", "high_lr", "low_lr", "high_entropy")),
-    "metta-exp +experiment=arena skypilot.use_spot=true skypilot.accelerator=A100 'runs=[a,b,c]'": Stated(
-        ("a", "b", "c")
+    "metta-exp +experiment=arena skypilot.use_spot=true skypilot.accelerator=A100 'runs=[variant]'": Stated(
+        ("variant",)
     ),
     "metta-exp +experiment=arena dry_run=true": Stated(("baseline", "variant")),
     "metta-exp -m +experiment=arena trainer.learning_rate=0.0003,0.001,0.003 trainer.entropy_coef=0.01,0.001 "
@@ -164,7 +165,7 @@ def test_readme_launches_as_dry_runs_list_the_runs_the_text_states(state_dir: Pa
     result = run_cli(*argv_of(line), "dry_run=true")
     assert result.returncode == 0, result.stdout + result.stderr
     assert re.findall(r"^== (\S+)$", result.stdout, re.M) == list(stated.runs)
-    assert f", {len(stated.runs)} jobs on " in result.stdout
+    assert f", {plural(len(stated.runs), 'job')} on " in result.stdout
     if stated.points is not None:
         assert f"Sweep: {stated.points} points, {len(stated.runs)} runs" in result.stdout
     assert "Warning" not in result.stderr  # the README's sweeps repeat no run

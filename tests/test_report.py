@@ -9,6 +9,7 @@ import os
 import shlex
 import shutil
 import stat
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -159,3 +160,37 @@ def test_a_group_with_a_failed_run_still_gets_a_clean_report(state_dir: Path) ->
     seen = read_in_browser(report)
     assert seen["problems"] == [] and seen["summary"] == 2
     assert "failed" in seen["summaryText"] and seen["images"]
+
+
+LEAK_PROBE = """
+import json, os, sys
+from pathlib import Path
+from metta_exp.backends.procs import read_stat
+from metta_exp.notebook.report import write_report
+
+notebook = json.dumps({"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": [
+    {"cell_type": "code", "id": "c1", "metadata": {}, "execution_count": None, "outputs": [],
+     "source": "print('ran in', __import__('os').getpid())"}]})
+write_report(notebook, Path(sys.argv[1]))
+stats = [read_stat(int(p)) for p in os.listdir("/proc") if p.isdigit()]
+print(json.dumps([s.pid for s in stats if s is not None and s.ppid == os.getpid()]))
+"""
+
+
+def test_a_report_leaves_no_kernel_behind(tmp_path: Path) -> None:
+    """Executing a report's notebook starts a kernel (a process and a connection file): it is shut down
+    and its file removed before ``write_report`` returns, in a command that ends at once (``job report``)
+    as in a runner that writes many reports."""
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    env = {**os.environ, "TMPDIR": str(temp), "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime")}
+    target = tmp_path / "report.html"
+    result = subprocess.run(
+        [sys.executable, "-c", LEAK_PROBE, str(target)], env=env, capture_output=True, text=True, timeout=240
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == [], "the kernel still runs after the report was written"
+    assert "ran in" in target.read_text()
+    assert sorted(p.name for p in temp.iterdir()) == [], "the kernel's connection file is left behind"
+    runtime = tmp_path / "runtime"
+    assert not runtime.exists() or list(runtime.iterdir()) == []

@@ -134,10 +134,12 @@ def test_dependent_waits_and_is_skipped_when_its_dependency_fails(state_dir: Pat
 
 def test_gpu_packing_gives_each_job_its_own_devices(state_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """4 devices, 2 per job, 5 jobs: two jobs run at once (proven by the barrier, not by timing), each on
-    its own pair; never a third, so the fifth waited for a free pair."""
+    its own pair; never a third, so the others waited for a free pair. g1 runs longest, so the jobs after
+    g2 start while g1 still holds devices 0,1: they must get the pair g1 does not hold."""
     monkeypatch.setenv("METTA_EXP_LOCAL_GPUS", "0,1,2,3")
     runs = ["g1", "g2", "g3", "g4", "g5"]
-    jobs = launch(state_dir, experiment(runs, gpus=2, args=["together=2", "sleep=0.3"]), "gpus")
+    exp = experiment(runs, gpus=2, args=["together=2", "sleep=0.3"], args_per_run={"g1": ["sleep=2"]})
+    jobs = launch(state_dir, exp, "gpus")
     assert [j.status for j in jobs] == [JobStatus.SUCCEEDED] * 5, [j.reason for j in jobs]
     recs = {r: record(state_dir, "gpus", r) for r in runs}
     devices = {r: rec["env"]["CUDA_VISIBLE_DEVICES"].split(",") for r, rec in recs.items()}
@@ -172,7 +174,8 @@ def test_zero_gpu_jobs_see_no_devices(state_dir: Path, monkeypatch: pytest.Monke
 def test_max_parallel_caps_running_jobs(state_dir: Path) -> None:
     """max_parallel=2: two jobs run at once (the barrier proves it), never three."""
     runs = [f"r{i}" for i in range(5)]
-    jobs = launch(state_dir, experiment(runs, max_parallel=2, args=["together=2", "sleep=0.3"]), "capped")
+    exp = experiment(runs, max_parallel=2, args=["together=2", "sleep=0.3"], args_per_run={"r0": ["sleep=2"]})
+    jobs = launch(state_dir, exp, "capped")
     assert [j.status for j in jobs] == [JobStatus.SUCCEEDED] * 5, [j.reason for j in jobs]
     recs = [record(state_dir, "capped", r) for r in runs]
     assert max_overlap(recs) == 2, "two jobs at once (the barrier), never three"

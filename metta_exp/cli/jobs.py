@@ -13,10 +13,10 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from metta_exp import groups
-from metta_exp.cli.tables import group_table, jobs_table, links_table, runs_table
+from metta_exp.cli.tables import fmt_age, group_table, jobs_table, links_table, runs_table, table
 from metta_exp.errors import UsageError
 from metta_exp.history.listing import DEFAULT_LIMIT, fmt_gpu_hours
 from metta_exp.paths import jupyter_command
@@ -131,6 +131,66 @@ def cmd_runs(args: argparse.Namespace) -> int:
         print(line)
     print(store_line())
     return 0
+
+
+def cmd_rm(args: argparse.Namespace) -> int:
+    from metta_exp.history.remove import fmt_bytes, refusal
+
+    removal = groups.rm_plan(
+        args.patterns, older_than=args.older_than, status=args.status, notebooks=args.notebooks
+    )
+    if removal.active:
+        raise refusal(removal.active)
+    if removal.empty:
+        print("Nothing to remove: no ended group matches.")
+        return 0
+    print(rm_plan_text(removal, fmt_bytes))
+    if args.dry_run:
+        print("Dry run: nothing removed.")
+        return 0
+    if not args.force and not confirm("Remove them?"):
+        print("Nothing removed.")
+        return 1
+    try:
+        done = groups.rm(removal)
+    except KeyboardInterrupt:
+        print(
+            f"\nInterrupted. Groups removed from the store stay removed; what is left of their files is in "
+            f"{removal.state_dir / '.removing'}, which the next 'metta-exp job rm' deletes.",
+            file=sys.stderr,
+        )
+        return 130
+    print(f"Removed {plural(len(done.groups), 'group')}; freed {fmt_bytes(done.freed)}.")
+    return 0
+
+
+def rm_plan_text(removal: groups.RemovalPlan, fmt_bytes: Callable[[int], str], limit: int = 20) -> str:
+    """What ``job rm`` removes: a line for the whole, a row per group (the first ``limit``), and what an
+    interrupted ``job rm`` left."""
+    gone = removal.removals
+    jobs = sum(r.group.total for r in gone)
+    head = f"Remove {plural(len(gone), 'group')} ({plural(jobs, 'job')}), freeing {fmt_bytes(removal.size)}:"
+    now = time.time()
+    rows = [
+        [
+            r.group.name,
+            plural(r.group.total, "job"),
+            ", ".join(f"{n} {s}" for s, n in r.group.counts.items() if n) or "-",
+            f"created {fmt_age(now - r.group.created_at)} ago",
+            fmt_bytes(r.size),
+        ]
+        for r in gone[:limit]
+    ]
+    lines = [
+        head,
+        *("  " + line for line in table(["GROUP", "JOBS", "STATUS", "AGE", "DISK"], rows).splitlines()[1:]),
+    ]
+    if len(gone) > limit:
+        lines.append(f"  … and {len(gone) - limit} more")
+    if removal.leftovers:
+        where = removal.state_dir / ".removing"
+        lines.append(f"Also what an interrupted job rm left in {where}: {fmt_bytes(removal.leftover_size)}.")
+    return "\n".join(lines)
 
 
 def terminal_width() -> int | None:
@@ -349,6 +409,9 @@ EXAMPLES = {
     "  metta-exp job list --all --json | jq '.[] | select(.failed > 0) | .group'",
     "runs": "metta-exp job runs --since 7d --sort overview/reward -n 10\n"
     "  metta-exp job runs 'lr_*' --where 'trainer.learning_rate>=0.01' --csv > runs.csv",
+    "rm": "metta-exp job rm lr_sweep               # lists what goes, asks\n"
+    "  metta-exp job rm --older-than 30d --status failed --dry-run\n"
+    "  metta-exp job rm 'lr_*' --notebooks --force",
     "show": "metta-exp job show lr_sweep\n  metta-exp job show lr_sweep --json",
     "monitor": "metta-exp job monitor lr_sweep\n  metta-exp job monitor lr_sweep --refresh 2.0 --no-logs",
     "kill": "metta-exp job kill lr_sweep           # shows what it will do and asks\n"
@@ -483,6 +546,30 @@ def build_parser() -> argparse.ArgumentParser:
         "--csv", action="store_true", help="CSV: those columns, a metric or override a column"
     )
     p.set_defaults(func=cmd_runs)
+
+    p = _sub(
+        sub,
+        "rm",
+        "remove ended groups, their run directories and logs",
+        "Remove ended groups: their rows in the store, run directories and logs (with --notebooks, their "
+        "notebooks\nand reports too). Lists what goes and the disk it frees, then asks (--force does not). "
+        "Refuses groups\nthat have not ended (end them with job kill). The rows go in one transaction: "
+        "a crash or Ctrl+C\nleaves each group whole or gone; files an interrupted rm left are deleted by "
+        "the next one.",
+    )
+    p.add_argument("patterns", nargs="*", metavar="GROUP", help="group names or globs ('lr_*')")
+    p.add_argument("--older-than", metavar="T", help="groups created before T: 30d, 2w, 2026-11-01")
+    p.add_argument(
+        "--status",
+        action="append",
+        default=[],
+        metavar="S",
+        help="only groups with a job in one of these statuses",
+    )
+    p.add_argument("--notebooks", action="store_true", help="their notebooks and HTML reports too")
+    p.add_argument("--force", action="store_true", help="do not ask")
+    p.add_argument("--dry-run", action="store_true", help="print what would go, remove nothing")
+    p.set_defaults(func=cmd_rm)
 
     p = _sub(
         sub,

@@ -64,7 +64,8 @@ def write_report(notebook: str, target: Path, cwd: Path | None = None, title: st
 
 
 def execute_notebook(nb: Any, cwd: Path) -> None:
-    """Run every cell of ``nb`` in place, in a kernel of this interpreter, errors kept as outputs."""
+    """Run every cell of ``nb`` in place, in a kernel of this interpreter, errors kept as outputs. The
+    kernel is shut down and its connection file removed before this returns (or raises)."""
     from jupyter_client.manager import KernelManager
     from nbclient import NotebookClient
 
@@ -79,8 +80,10 @@ def execute_notebook(nb: Any, cwd: Path) -> None:
         allow_errors=True,
         resources={"metadata": {"path": str(cwd)}},
     )
-    # the kernel's own chatter (TCP transport notice, "parent exited") is not the report's business
-    client.execute(env=env, stderr=subprocess.DEVNULL)
+    # the kernel's own chatter (TCP transport notice, "parent exited") is not the report's business.
+    # cleanup_kc: nbclient shuts down only kernels of managers it made itself; this one is ours, so
+    # without it the kernel outlived the report and its connection file stayed in the temp directory.
+    client.execute(env=env, stderr=subprocess.DEVNULL, cleanup_kc=True)
 
 
 def _own_kernel_specs() -> Any:

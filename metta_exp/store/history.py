@@ -233,13 +233,18 @@ class History(Database):
                 (json.dumps(dict(values)), attempt, *(s.value for s in TERMINAL), group, run),
             )
 
-    def remove_groups(self, names: Sequence[str]) -> None:
+    def remove_groups(self, names: Sequence[str]) -> list[str]:
         """Delete the groups ``names`` (every row of theirs: jobs, attempts, dependencies, trials, events)
         in ONE transaction, or none of them: a group that has not ended (one a ``job retry`` reopened
-        since it was planned) is a ``UsageError`` and nothing is deleted."""
+        since it was planned) is a ``UsageError`` and nothing is deleted. Returns the names deleted (a
+        group already gone, removed by someone else meanwhile, is left out)."""
+        deleted: list[str] = []
         with self.atomic() as db:
             for chunk in _chunks(names, _IN_LIMIT):
                 marks = _marks(len(chunk))
+                deleted += [
+                    r[0] for r in db.execute(f"SELECT name FROM groups WHERE name IN ({marks})", chunk)
+                ]
                 open_groups = [
                     r[0]
                     for r in db.execute(
@@ -259,6 +264,7 @@ class History(Database):
                 db.execute(f"DELETE FROM jobs WHERE group_name IN ({marks})", chunk)
                 db.execute(f"DELETE FROM events WHERE group_name IN ({marks})", chunk)
                 db.execute(f"DELETE FROM groups WHERE name IN ({marks})", chunk)
+        return deleted
 
 
 def _chunks(items: Sequence[str], size: int) -> Iterable[list[str]]:

@@ -1,0 +1,52 @@
+"""Paths a newcomer takes in the first hour, each as they take it: the design document's recipe pattern
+whose runs differ only in name, a recipe next to a training package of the same name, Hydra's list
+syntax for ``args`` on the command line, a misspelt module, and trial names whose keys end in digits."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from conftest import run_cli
+
+from metta_exp.config import Experiment
+from metta_exp.resolve import identical_runs, resolve
+
+REFERENCE = Path(__file__).resolve().parent / "reference_recipes"
+
+
+def specs(**kw: object) -> list:  # noqa: ANN401 - test helper
+    exp = Experiment(module="arena.train", gpus=0, remote=False, **kw)  # type: ignore[arg-type]
+    return resolve(exp, "g", Path("/state"))
+
+
+def test_runs_that_differ_only_in_name_are_found() -> None:
+    same = specs(
+        runs=["baseline", "high_lr", "low_lr", "high_entropy"],
+        args_per_run={"baseline": ["trainer.total_timesteps=1000000"]},
+    )
+    assert identical_runs(same) == [["high_lr", "low_lr", "high_entropy"]]
+    distinct = specs(runs=["a", "b"], args_per_run={"a": ["x=1"], "b": ["x=2"]})
+    assert identical_runs(distinct) == []
+    # the same arguments in another order are another command line: a trainer may read them in order
+    assert (
+        identical_runs(specs(runs=["a", "b"], args_per_run={"a": ["x=1", "y=2"], "b": ["y=2", "x=1"]})) == []
+    )
+    assert identical_runs(specs(runs=["a", "b", "c", "d"], args_per_run={"c": ["x=1"], "d": ["x=1"]})) == [
+        ["a", "b"],
+        ["c", "d"],
+    ]
+
+
+def test_the_design_documents_recipe_pattern_warns_naming_the_identical_runs(state_dir: Path) -> None:
+    shutil.copytree(REFERENCE / "experiments", state_dir.parent / "experiments")
+    runs = 'runs=["baseline","high_lr","low_lr","high_entropy"]'
+    result = run_cli("run", "arena.experiment", runs, "group=lr_sweep", "dry_run=true")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == (
+        "Warning: runs high_lr, low_lr, high_entropy run the same command (python -m arena.train): they "
+        "differ only in name (args_per_run has no entry for them). Give each its own arguments in "
+        "args_per_run (a seed, for repeats on purpose), or run one of them: 'runs=[baseline,high_lr]'.\n"
+    )
+    quiet = run_cli("run", "arena.experiment", 'runs=["baseline","variant"]', "dry_run=true")
+    assert quiet.returncode == 0 and quiet.stderr == ""
