@@ -69,7 +69,9 @@ Sample = tuple[float, float] | float
 
 
 def cached_env() -> Env:
-    return {k: v for k, v in os.environ.items() if k not in ("PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX")}
+    return {
+        k: v for k, v in os.environ.items() if k not in ("PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX")
+    }
 
 
 def stdlib_only_cache(prefix: Path) -> Path:
@@ -176,7 +178,9 @@ def measure(label: str, repeat: int, once: Callable[[], Sample]) -> None:
     if isinstance(samples[0], tuple):
         started = [s[0] for s in samples]  # type: ignore[index]
         returned = [s[1] for s in samples]  # type: ignore[index]
-        print(f"  {label}\n      all jobs started   {median(started)}\n      command returned   {median(returned)}")
+        print(
+            f"  {label}\n      all jobs started   {median(started)}\n      command returned   {median(returned)}"
+        )
     else:
         print(f"  {label}\n      command returned   {median(samples)}")  # type: ignore[arg-type]
     sys.stdout.flush()
@@ -189,7 +193,11 @@ def composed_points(app: Path, sweep: str, work: Path, base: Env) -> str:
     """What Hydra's BasicSweeper says it spent composing every point (its debug line), once."""
     state = Path(tempfile.mkdtemp(prefix="state-", dir=work))
     argv = [PY, str(app), "-m", "hydra/launcher=metta_exp", "hydra.launcher.wait=false"]
-    argv += ["hydra.launcher.generate_notebook=false", "hydra.verbose=hydra._internal.core_plugins", f"+{sweep}"]
+    argv += [
+        "hydra.launcher.generate_notebook=false",
+        "hydra.verbose=hydra._internal.core_plugins",
+        f"+{sweep}",
+    ]
     _, output = run(argv, work, environment(base, state))
     group = newest_group(sqlite3.connect(state / "jobs.sqlite"))
     if group is not None:
