@@ -169,6 +169,28 @@ def run_rows(
     return find_runs(open_store(readonly=True), query)
 
 
+def compare(
+    patterns: Sequence[str], output: str | Path | None = None, report: bool = True
+) -> tuple[Path, Path | None]:
+    """One notebook with the groups ``patterns`` name (names or globs, at least two groups) side by side,
+    and unless ``report`` is False its executed HTML report beside it; their paths. ``output``: where
+    (``X.ipynb``, ``X.html``, or ``X`` for both); by default ``experiments/notebooks/compare-A-vs-B.ipynb``
+    here."""
+    from metta_exp.history.compare import CompareGroup, compare_paths, write_compare
+    from metta_exp.history.listing import expand_patterns
+
+    store = open_store(readonly=True)
+    names = expand_patterns(store, list(patterns))
+    if store is None or len(names) < 2:
+        raise UsageError(
+            f"job compare needs two groups or more, got {', '.join(names) or 'none'}"
+            + (f" (for one group: metta-exp job report {names[0]})" if names else "")
+        )
+    chosen = [CompareGroup(store.group(n), store.jobs(n), store.gpu_hours(n)) for n in names]
+    notebook_file, report_file = compare_paths(names, output)
+    return write_compare(chosen, notebook_file, report_file if report else None)
+
+
 def rm_plan(
     patterns: str | Sequence[str] = (),
     *,
@@ -232,8 +254,9 @@ def show(group: str) -> GroupView:
     driven = bool(record.ended_at) or owner_alive(record)
     stopped = [] if driven else store.events(group, kind="runner_stopped")
     last_stop = stopped[-1].detail.split(";")[0] if stopped and stopped[-1].detail else None
-    hours = {run: seconds / 3600 for run, seconds in store.gpu_seconds(group).items()}
-    return GroupView(record, jobs, progress, driven, last_stop, trials_of(store, record), hours)
+    return GroupView(
+        record, jobs, progress, driven, last_stop, trials_of(store, record), store.gpu_hours(group)
+    )
 
 
 def unattended() -> tuple[dict[str, GroupRecord], list[str]]:
@@ -410,7 +433,9 @@ def notebook(group: str, output: str | Path | None = None) -> Path:
     store = store_for(group, readonly=True)
     record = store.group(group)
     path = Path(output) if output else notebook_path(record)
-    return write_group_notebook(record, store.jobs(group), path, trials_of(store, record))
+    return write_group_notebook(
+        record, store.jobs(group), path, trials_of(store, record), store.gpu_hours(group)
+    )
 
 
 def report(group: str, output: str | Path | None = None) -> Path:
@@ -422,7 +447,9 @@ def report(group: str, output: str | Path | None = None) -> Path:
     store = store_for(group)
     record = store.group(group)
     path = Path(output).absolute() if output else report_path(notebook_path(record))
-    return write_group_report(record, store.jobs(group), path, launch_dir(record), trials_of(store, record))
+    return write_group_report(
+        record, store.jobs(group), path, launch_dir(record), trials_of(store, record), store.gpu_hours(group)
+    )
 
 
 def trials_of(store: JobStore, group: GroupRecord) -> list[TrialRecord]:

@@ -478,7 +478,8 @@ class Runner:
             try:
                 from metta_exp.notebook.cells import write_group_notebook
 
-                write_group_notebook(group, jobs, path, self.store.trials(self.group))
+                trials, hours = self.store.trials(self.group), self.store.gpu_hours(self.group)
+                write_group_notebook(group, jobs, path, trials, hours)
                 self.store.add_event(self.group, "notebook", str(path))
             except Exception as exc:  # a notebook problem must not keep the group open
                 self.store.add_event(self.group, "notebook_failed", f"{type(exc).__name__}: {exc}")
@@ -495,8 +496,10 @@ class Runner:
         self._renew()
         try:
             with self._lease_kept():
-                trials = self.store.trials(self.group)
-                path = write_group_report(group, jobs, report_path(notebook), launch_dir(group), trials)
+                trials, hours = self.store.trials(self.group), self.store.gpu_hours(self.group)
+                path = write_group_report(
+                    group, jobs, report_path(notebook), launch_dir(group), trials, hours
+                )
             self.store.add_event(self.group, "report", str(path))
         except Exception as exc:  # nor a report problem
             self.store.add_event(self.group, "report_failed", f"{type(exc).__name__}: {exc}")

@@ -133,6 +133,19 @@ def cmd_runs(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    import webbrowser
+
+    print("Running the comparison notebook…", file=sys.stderr, flush=True)
+    notebook, report = groups.compare(args.groups, args.output)
+    print(f"Notebook: {notebook}")
+    print(f"  in Jupyter: {jupyter_command(notebook)}")
+    print(f"Report: {report}  (HTML, plots included: any browser opens it)")
+    if args.open and report is not None and not webbrowser.open(report.as_uri()):
+        print(f"No web browser found here: open {report} in one.", file=sys.stderr)
+    return 0
+
+
 def cmd_rm(args: argparse.Namespace) -> int:
     from metta_exp.history.remove import fmt_bytes, refusal
 
@@ -409,6 +422,8 @@ EXAMPLES = {
     "  metta-exp job list --all --json | jq '.[] | select(.failed > 0) | .group'",
     "runs": "metta-exp job runs --since 7d --sort overview/reward -n 10\n"
     "  metta-exp job runs 'lr_*' --where 'trainer.learning_rate>=0.01' --csv > runs.csv",
+    "compare": "metta-exp job compare baseline-1202 variant-1204 --open\n"
+    "  metta-exp job compare 'lr_*' -o reports/lr.html",
     "rm": "metta-exp job rm lr_sweep               # lists what goes, asks\n"
     "  metta-exp job rm --older-than 30d --status failed --dry-run\n"
     "  metta-exp job rm 'lr_*' --notebooks --force",
@@ -546,6 +561,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--csv", action="store_true", help="CSV: those columns, a metric or override a column"
     )
     p.set_defaults(func=cmd_runs)
+
+    p = _sub(
+        sub,
+        "compare",
+        "one notebook and HTML report with several groups side by side",
+        "Write one notebook with the groups side by side and its executed HTML report: curves coloured by "
+        "group\n(each run thin, its group's median thick), a summary by group and one by run with "
+        "GPU-hours, and\neach group's W&B links. By default experiments/notebooks/compare-A-vs-B.ipynb "
+        "and .html here.",
+    )
+    p.add_argument("groups", nargs="+", metavar="GROUP", help="two groups or more: names or globs ('lr_*')")
+    p.add_argument("-o", "--output", metavar="PATH", help="where: X.ipynb or X.html (the other beside it)")
+    p.add_argument("--open", action="store_true", help="then open the report in the web browser")
+    p.set_defaults(func=cmd_compare)
 
     p = _sub(
         sub,
