@@ -49,10 +49,10 @@ _S, _F, _C = JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED
 #: on a real store file to find exactly these moves. A job is born pending (``create_group``,
 #: ``add_trial``); ``succeeded`` and ``pruned`` are final; ``job retry`` reopens the other ends.
 TRANSITIONS: Mapping[tuple[JobStatus, JobStatus], frozenset[str]] = {
-    (_P, _L): frozenset({"claim"}),  # the lease holder takes it to launch: an attempt begins
+    (_P, _L): frozenset({"claim", "claim_many"}),  # the lease holder takes it to launch: an attempt begins
     (_P, JobStatus.SKIPPED): frozenset({"skip"}),  # a run it depends on did not succeed
     (_P, _C): frozenset({"kill", "request_cancel"}),  # killed before it launched
-    (_L, _R): frozenset({"mark_running"}),  # the backend has it
+    (_L, _R): frozenset({"mark_running", "mark_running_many"}),  # the backend has it
     (_L, _P): frozenset({"finish_attempt"}),  # requeued: it never started, or failed with retries left
     (_R, _P): frozenset({"finish_attempt"}),  # requeued: failed with retries left
     (_L, _S): frozenset({"finish_attempt"}),  # ended before its driver saw it run

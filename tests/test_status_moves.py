@@ -36,7 +36,9 @@ def other_spec(store: JobStore, group: str) -> object:
 #: every writer of the store, with every argument that could move a status differently
 WRITERS: dict[str, list[Call]] = {
     "claim": [lambda s, g: s.claim(g, "r", OWNER, (), "/log")],
+    "claim_many": [lambda s, g: s.claim_many(g, OWNER, [("r", (), "/log")])],
     "mark_running": [lambda s, g: s.mark_running(g, "r", s.job(g, "r").attempts, "h")],
+    "mark_running_many": [lambda s, g: s.mark_running_many(g, [("r", s.job(g, "r").attempts, "h")])],
     "finish_attempt": [finish(status, requeue) for status in JobStatus for requeue in (False, True)],
     "skip": [lambda s, g: s.skip(g, "r", "why")],
     "kill": [lambda s, g: s.kill(g)],

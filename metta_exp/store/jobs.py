@@ -97,40 +97,61 @@ class Jobs(Database):
         return {i for (text,) in rows for i in ids(text)}
 
     def claim(self, group: str, run: str, owner: str, gpu_ids: Sequence[int], log_path: str) -> int | None:
-        """pending -> launching for the lease holder; returns the new attempt number, or None.
+        """pending -> launching for the lease holder; returns the new attempt number, or None."""
+        return self.claim_many(group, owner, [(run, gpu_ids, log_path)]).get(run)
 
-        Checking the lease, the group's cancel flag and the job's status in the same transaction as the
+    def claim_many(
+        self, group: str, owner: str, wanted: Sequence[tuple[str, Sequence[int], str]]
+    ) -> dict[str, int]:
+        """pending -> launching for the lease holder, for each ``(run, gpu_ids, log_path)`` in one
+        transaction (one commit for a hundred jobs, not a hundred); the new attempt number of each job
+        claimed (one no longer pending is left out; none without the lease or once the group is
+        cancelled).
+
+        Checking the lease, the group's cancel flag and each job's status in the same transaction as the
         change is what keeps two drivers (or a driver and ``job kill``) from launching a job twice.
         """
         now = time.time()
-        claimable, values = status_in(moves_from("claim", JobStatus.LAUNCHING))
+        claimed: dict[str, int] = {}
+        claimable, values = status_in(moves_from("claim_many", JobStatus.LAUNCHING))
         with self.atomic() as db:
             ok = db.execute(
                 "SELECT 1 FROM groups WHERE name = ? AND lease_owner = ? AND lease_expires >= ? "
                 "AND cancel_requested = 0",
                 (group, owner, now),
             ).fetchone()
-            row = db.execute(
-                f"SELECT id, attempts, status FROM jobs WHERE group_name = ? AND run = ? AND {claimable}",
-                (group, run, *values),
-            ).fetchone()
-            if not ok or row is None:
-                return None
-            number = row["attempts"] + 1
-            db.execute(
-                # wandb_url too: each attempt is its own W&B run, recorded once it reports it
-                "UPDATE jobs SET status = ?, attempts = ?, exit_code = NULL, reason = NULL, wandb_url = NULL "
-                "WHERE id = ?",
-                (JobStatus.LAUNCHING.value, number, row["id"]),
-            )
-            db.execute(
-                "INSERT INTO attempts (job_id, number, status, gpu_ids, claimed_at, log_path) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (row["id"], number, JobStatus.LAUNCHING.value, ",".join(map(str, gpu_ids)), now, log_path),
-            )
-            old = JobStatus(row["status"])
-            self._event(db, group, run, "status", old, JobStatus.LAUNCHING, f"attempt {number}")
-            return number
+            if not ok:
+                return claimed
+            for run, gpu_ids, log_path in wanted:
+                row = db.execute(
+                    f"SELECT id, attempts, status FROM jobs WHERE group_name = ? AND run = ? AND {claimable}",
+                    (group, run, *values),
+                ).fetchone()
+                if row is None:
+                    continue
+                number = row["attempts"] + 1
+                db.execute(
+                    # wandb_url too: each attempt is its own W&B run, recorded once it reports it
+                    "UPDATE jobs SET status = ?, attempts = ?, exit_code = NULL, reason = NULL, "
+                    "wandb_url = NULL WHERE id = ?",
+                    (JobStatus.LAUNCHING.value, number, row["id"]),
+                )
+                db.execute(
+                    "INSERT INTO attempts (job_id, number, status, gpu_ids, claimed_at, log_path) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        row["id"],
+                        number,
+                        JobStatus.LAUNCHING.value,
+                        ",".join(map(str, gpu_ids)),
+                        now,
+                        log_path,
+                    ),
+                )
+                old = JobStatus(row["status"])
+                self._event(db, group, run, "status", old, JobStatus.LAUNCHING, f"attempt {number}")
+                claimed[run] = number
+        return claimed
 
     def set_handle(self, group: str, run: str, attempt: int, handle: str) -> None:
         """Record a backend handle as soon as it is known (no status change)."""
@@ -144,19 +165,29 @@ class Jobs(Database):
     def mark_running(self, group: str, run: str, attempt: int, handle: str | None) -> bool:
         """launching -> running. False when the job is no longer this attempt or no longer launching
         (``job kill`` got there first): the caller must then cancel what it started."""
+        return run in self.mark_running_many(group, [(run, attempt, handle)])
+
+    def mark_running_many(self, group: str, started: Sequence[tuple[str, int, str | None]]) -> set[str]:
+        """launching -> running for each ``(run, attempt, handle)``, in one transaction; the runs marked.
+        A run left out is no longer this attempt or no longer launching (``job kill`` got there first):
+        the caller must then cancel what it started."""
         now = time.time()
+        marked: set[str] = set()
+        runnable = moves_from("mark_running_many", JobStatus.RUNNING)
         with self.atomic() as db:
-            row = self._current(db, group, run, attempt)
-            if row is None or JobStatus(row["status"]) not in moves_from("mark_running", JobStatus.RUNNING):
-                return False
-            db.execute("UPDATE jobs SET status = ? WHERE id = ?", (JobStatus.RUNNING.value, row["id"]))
-            db.execute(
-                "UPDATE attempts SET status = ?, started_at = ?, handle = coalesce(?, handle) "
-                "WHERE job_id = ? AND number = ?",
-                (JobStatus.RUNNING.value, now, handle, row["id"], attempt),
-            )
-            self._event(db, group, run, "status", JobStatus.LAUNCHING, JobStatus.RUNNING, handle)
-            return True
+            for run, attempt, handle in started:
+                row = self._current(db, group, run, attempt)
+                if row is None or JobStatus(row["status"]) not in runnable:
+                    continue
+                db.execute("UPDATE jobs SET status = ? WHERE id = ?", (JobStatus.RUNNING.value, row["id"]))
+                db.execute(
+                    "UPDATE attempts SET status = ?, started_at = ?, handle = coalesce(?, handle) "
+                    "WHERE job_id = ? AND number = ?",
+                    (JobStatus.RUNNING.value, now, handle, row["id"], attempt),
+                )
+                self._event(db, group, run, "status", JobStatus.LAUNCHING, JobStatus.RUNNING, handle)
+                marked.add(run)
+        return marked
 
     def finish_attempt(
         self,
