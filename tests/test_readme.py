@@ -255,6 +255,7 @@ def test_the_python_groups_example_manages_a_group_as_the_job_commands_do(state_
         "requeued: [('high_lr', <JobStatus.FAILED: 'failed'>)]\n"
         "{'low_lr': 'succeeded', 'high_lr': 'succeeded'}\n"
         f"notebook: {notebook}\n"
+        "2 succeeded\n"
     )
     assert notebook.is_file()
     with JobStore.open(state_dir) as store:

@@ -15,7 +15,7 @@ import csv
 import io
 import json
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -143,8 +143,13 @@ def find_runs(store: JobStore | None, query: RunsQuery, now: float | None = None
         matched = len(records)
         records = records[: query.limit] if query.limit is not None else records
     rows = [reader.row(r, stamp) for r in records]
-    metrics = list(dict.fromkeys(k for r in rows for k in r.metrics))
-    return Runs(rows, matched, metrics)
+    return Runs(rows, matched, reward_first(dict.fromkeys(k for r in rows for k in r.metrics)))
+
+
+def reward_first(metrics: Iterable[str]) -> list[str]:
+    """Metric names in order, rewards first, then speeds (what a reader looks at first)."""
+    names = list(metrics)
+    return sorted(names, key=lambda m: 0 if "reward" in m.lower() else 1 if "sps" in m.lower() else 2)
 
 
 class _Reader:

@@ -89,13 +89,15 @@ def write_group_notebook(
     jobs: Sequence[JobRecord],
     path: str | os.PathLike[str],
     trials: Sequence[TrialRecord] = (),
+    gpu_hours: Mapping[str, float] | None = None,
 ) -> Path:
     """Render the notebook of ``group`` and write it to ``path`` atomically (parents created).
-    ``trials``: a search group's (``JobStore.trials``), for its study's cells.
+    ``trials``: a search group's (``JobStore.trials``), for its study's cells; ``gpu_hours``: each run's
+    (``JobStore.gpu_seconds`` / 3600), for the summary.
 
     Relative run directories are taken relative to the current directory. Returns ``path``.
     """
-    text = render_notebook(group, [run_info(job) for job in jobs], trials=trials)
+    text = render_notebook(group, [run_info(job) for job in jobs], trials=trials, gpu_hours=gpu_hours)
     return write_atomic(path, text, parents=True)
 
 
@@ -132,13 +134,14 @@ def render_notebook(
     runs: Sequence[RunInfo],
     package_root: str | None = None,
     trials: Sequence[TrialRecord] = (),
+    gpu_hours: Mapping[str, float] | None = None,
 ) -> str:
     """The notebook file's text (nbformat 4, validated). Pure: the same inputs give the same bytes."""
     import nbformat
     from nbformat import v4
 
     root = package_root or str(Path(__file__).resolve().parents[2])
-    context = notebook_context(group, runs, root, trials)
+    context = notebook_context(group, runs, root, trials, gpu_hours)
     cells = []
     for kind, cell_type, source in render_cells(context):
         make = v4.new_markdown_cell if cell_type == "markdown" else v4.new_code_cell
@@ -160,9 +163,14 @@ def render_notebook(
 
 
 def notebook_context(
-    group: GroupRecord, runs: Sequence[RunInfo], package_root: str, trials: Sequence[TrialRecord] = ()
+    group: GroupRecord,
+    runs: Sequence[RunInfo],
+    package_root: str,
+    trials: Sequence[TrialRecord] = (),
+    gpu_hours: Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
-    """Everything the templates see, as plain data (``search``: a search group's study, else None)."""
+    """Everything the templates see, as plain data (``search``: a search group's study, else None;
+    ``gpu_hours``: each run's, None when not known)."""
     runs = sorted(runs, key=lambda r: (r.position, r.run))
     exp = group.exp
     search = search_context(group, trials)
@@ -192,6 +200,7 @@ def notebook_context(
         "package_root": package_root,
         "any_wandb": any(r.wandb_url or r.wandb_mode == "offline" for r in runs),
         "search": search,
+        "gpu_hours": None if gpu_hours is None else {r.run: float(gpu_hours.get(r.run, 0.0)) for r in runs},
     }
 
 

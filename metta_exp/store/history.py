@@ -195,6 +195,10 @@ class History(Database):
         )
         return {run: float(seconds or 0.0) for run, seconds in rows}
 
+    def gpu_hours(self, group: str) -> dict[str, float]:
+        """GPU-hours of each run of ``group``: the GPUs it holds times the time its attempts ran."""
+        return {run: seconds / 3600 for run, seconds in self.gpu_seconds(group).items()}
+
     def run_records(
         self,
         query: GroupQuery,
