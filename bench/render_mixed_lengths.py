@@ -4,9 +4,9 @@
 
 Runs a real group in a temporary directory: four runs of 20,000 steps (2 s each) and one of 2,000,000
 (150 s, so that its steps per second are like the others') of the synthetic trainer
-(``metta_exp.examples.synthetic``), each at its own learning rate, on this machine. When it ends, its runner writes the notebook and the report, whose plots take a log x
-axis (the lengths differ more than 10x); the top of the report is loaded in headless Chromium
-(``/usr/bin/chromium``) and saved.
+(``metta_exp.examples.synthetic``), each at its own learning rate, on this machine. When it ends, its
+runner writes the notebook and the report, whose plots take a log x axis (the lengths differ more than
+10x); the top of the report is loaded in headless Chromium (``/usr/bin/chromium``) and saved.
 """
 
 from __future__ import annotations
