@@ -732,4 +732,6 @@ def test_the_fetch_is_told_in_one_sentence_naming_runs_without_points() -> None:
         "none for broken."
     )
     assert repr(text) == str(text) and text._repr_html_() == f"<p>{text}</p>"  # shown as text, not a string
-    assert fetched_text(df.iloc[0:0]).startswith("Fetched 0 points of s and r for 3 runs; none for a, b, broken")
+    assert fetched_text(df.iloc[0:0]).startswith(
+        "Fetched 0 points of s and r for 3 runs; none for a, b, broken"
+    )
