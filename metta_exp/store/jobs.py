@@ -9,6 +9,7 @@ from metta_exp.errors import NotFoundError, closest
 from metta_exp.records import AttemptRecord, EventRecord, JobRecord
 from metta_exp.status import TERMINAL, JobStatus
 from metta_exp.store.db import Database
+from metta_exp.store.history import GPUS_HELD
 from metta_exp.store.rows import ids, job_record
 
 _TERMINAL_MARKS = ", ".join("?" * len(TERMINAL))  # placeholders for the terminal statuses
@@ -118,9 +119,18 @@ class Jobs(Database):
                 (JobStatus.LAUNCHING.value, number, row["id"]),
             )
             db.execute(
-                "INSERT INTO attempts (job_id, number, status, gpu_ids, claimed_at, log_path) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (row["id"], number, JobStatus.LAUNCHING.value, ",".join(map(str, gpu_ids)), now, log_path),
+                "INSERT INTO attempts (job_id, number, status, gpu_ids, claimed_at, log_path, gpus) "
+                f"VALUES (?, ?, ?, ?, ?, ?, (SELECT {GPUS_HELD} FROM jobs j JOIN groups g ON g.name = j.group_name "
+                "WHERE j.id = ?))",
+                (
+                    row["id"],
+                    number,
+                    JobStatus.LAUNCHING.value,
+                    ",".join(map(str, gpu_ids)),
+                    now,
+                    log_path,
+                    row["id"],
+                ),
             )
             self._event(db, group, run, "status", JobStatus.PENDING, JobStatus.LAUNCHING, f"attempt {number}")
             return number
