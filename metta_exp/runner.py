@@ -20,7 +20,7 @@ import threading
 import time
 import traceback
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -402,7 +402,7 @@ class Runner:
         devices = self.backend.devices()
         busy = self.store.busy_gpu_ids() if devices is not None else set()
         busy.update(gpu for launch in self.backend.still_ending() for gpu in launch.gpu_ids)
-        claimed: list[Launch] = []
+        wanted: list[tuple[JobRecord, tuple[int, ...]]] = []
         for job in ready:
             spec = job.spec
             free = [d for d in devices if d not in busy] if devices is not None else None
@@ -415,20 +415,31 @@ class Runner:
                 continue
             gpu_ids: tuple[int, ...] = tuple(free[: spec.gpus]) if free is not None and spec.gpus > 0 else ()
             busy.update(gpu_ids)
-            log_path = RunDir.at(job.run_dir).log(job.attempts + 1)
-            attempt = self.store.claim(self.group, job.run, self.owner, gpu_ids, str(log_path))
-            if attempt is None:
-                continue
-            claimed.append(
-                Launch(
-                    spec,
-                    attempt,
-                    RunDir.at(job.run_dir).log(attempt),
-                    gpu_ids=gpu_ids,
-                    settings=launch_settings(group),
-                )
-            )
+            wanted.append((job, gpu_ids))
             active += 1
+        if not wanted:
+            return False
+        # one transaction for the whole pass: a commit waits for the disk, a hundred of them for a while
+        attempts = self.store.claim_many(
+            self.group,
+            self.owner,
+            [
+                (job.run, gpu_ids, str(RunDir.at(job.run_dir).log(job.attempts + 1)))
+                for job, gpu_ids in wanted
+            ],
+        )
+        settings = launch_settings(group)
+        claimed = [
+            Launch(
+                job.spec,
+                attempts[job.run],
+                RunDir.at(job.run_dir).log(attempts[job.run]),
+                gpu_ids=gpu_ids,
+                settings=settings,
+            )
+            for job, gpu_ids in wanted
+            if job.run in attempts
+        ]
         if claimed:
             self._submit(group, claimed)
         return bool(claimed)
@@ -443,19 +454,20 @@ class Runner:
         else:
             error = "the backend did not start it"
         self._renew()
-        for launch in launches:
-            handle = handles.get(launch.name)
-            run = launch.spec.run
-            if handle is None:
-                job = self.store.job(self.group, run)
-                self._failed(group, job, None, error)
-                continue
-            self._submitted.add((run, launch.attempt))
-            if not self.store.mark_running(self.group, run, launch.attempt, handle):
-                # killed between claim and submit: end what we just started
-                self.backend.cancel_soon(
-                    [Launch(launch.spec, launch.attempt, launch.log_path, handle, launch.gpu_ids)]
-                )
+        handled = [replace(launch, handle=handles.get(launch.name)) for launch in launches]
+        for launch in handled:
+            if launch.handle is None:
+                self._failed(group, self.store.job(self.group, launch.spec.run), None, error)
+        started = [launch for launch in handled if launch.handle is not None]
+        if not started:
+            return
+        self._submitted.update((launch.spec.run, launch.attempt) for launch in started)
+        marked = self.store.mark_running_many(
+            self.group, [(launch.spec.run, launch.attempt, launch.handle) for launch in started]
+        )
+        killed = [launch for launch in started if launch.spec.run not in marked]
+        if killed:  # killed between claim and submit: end what we just started
+            self.backend.cancel_soon(killed)
 
     # --- the end ----------------------------------------------------------------------------------
 
