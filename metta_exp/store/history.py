@@ -235,16 +235,19 @@ class History(Database):
         count = "SELECT count(*) FROM groups g JOIN jobs j ON j.group_name = g.name" + where
         return rows, cur.execute(count, params).fetchone()[0]
 
-    def set_final_metrics(self, group: str, run: str, attempt: int, values: Mapping[str, float]) -> None:
-        """Keep an ended attempt's final value of each tracked metric (read from its files once they are
-        complete), so that ``job runs`` need not read them."""
+    def keep_finals(self, group: str, finals: Sequence[tuple[str, int, float, Mapping[str, float]]]) -> None:
+        """Keep what ended attempts leave, read from their files once those are complete, so that readers
+        need not read them again: for each ``(run, attempt, progress, metrics)``, its last progress
+        fraction (negative: it printed none) and its final value of each tracked metric. One transaction
+        (one commit) for every attempt a runner's cycle saw end."""
         with self.atomic() as db:
-            db.execute(
-                "UPDATE attempts SET final_metrics = ? WHERE number = ? "
-                f"AND status IN ({_marks(len(TERMINAL))}) "
-                "AND job_id = (SELECT id FROM jobs WHERE group_name = ? AND run = ?)",
-                (json.dumps(dict(values)), attempt, *(s.value for s in TERMINAL), group, run),
-            )
+            for run, attempt, progress, metrics in finals:
+                db.execute(
+                    "UPDATE attempts SET final_progress = ?, final_metrics = ? WHERE number = ? "
+                    f"AND status IN ({_marks(len(TERMINAL))}) "
+                    "AND job_id = (SELECT id FROM jobs WHERE group_name = ? AND run = ?)",
+                    (progress, json.dumps(dict(metrics)), attempt, *(s.value for s in TERMINAL), group, run),
+                )
 
     def remove_groups(self, names: Sequence[str]) -> list[str]:
         """Delete the groups ``names`` (every row of theirs: jobs, attempts, dependencies, trials, events)
