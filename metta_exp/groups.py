@@ -1,9 +1,10 @@
 """Manage launched groups from Python: what ``metta-exp job ...`` does, returning typed results.
 
 Each function opens the store metta-exp finds (``METTA_EXP_STATE_DIR``, else the nearest ``job_state/``,
-as git finds ``.git``) and raises ``NotFoundError`` for a group it does not hold. Readers (``list_groups``,
-``show``, ``logs``, ``notebook``) never write to the store. The ``job`` CLI is a thin layer over this
-module: it prints what these functions return. Nothing heavy is imported here.
+as git finds ``.git``), closes it before it returns, and raises ``NotFoundError`` for a group it does not
+hold. Readers (``list_groups``, ``show``, ``record``, ``log``, ``follow_log``, ``notebook``) never write
+to the store. The ``job`` CLI is a thin layer over this module: it prints what these functions return.
+Nothing heavy is imported here.
 
     from metta_exp import groups
 
@@ -12,20 +13,23 @@ module: it prints what these functions return. Nothing heavy is imported here.
     launched = groups.launch(Experiment(module="pkg.train", runs=["a", "b"], wait=False))
     jobs = groups.wait(launched.groups[0])
     view = groups.show("lr_sweep")
+    print(groups.log("lr_sweep", "a", tail=20).read().decode())
     plan = groups.kill_plan("lr_sweep")
     groups.kill("lr_sweep")          # ends running jobs, cancels pending ones
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from metta_exp.config import Experiment
 from metta_exp.errors import NotFoundError, UsageError
+from metta_exp.history.listing import DEFAULT_LIMIT as DEFAULT_LIMIT  # `job list`'s -n default
 from metta_exp.records import GroupRecord, GroupSummary, JobRecord
 from metta_exp.status import ACTIVE, JobStatus
 from metta_exp.store import DB_NAME, JobStore, default_state_dir
@@ -37,29 +41,18 @@ if TYPE_CHECKING:
     from metta_exp.history.listing import Listing
     from metta_exp.history.remove import RemovalPlan, Removed
     from metta_exp.history.runs import Runs
+    from metta_exp.logs.job import AttemptLog, LogEvent
 
 RETRY_DRIVE_WAIT_S = 30.0
 
 
-def open_store(readonly: bool = False) -> JobStore | None:
-    """The store metta-exp finds (:func:`default_state_dir`), or None when there is none yet.
-    ``readonly``: a reader's connection (works on a store it cannot write, never changes it)."""
-    state_dir = default_state_dir()
-    if not (state_dir / DB_NAME).exists():
-        return None
-    return JobStore.open(state_dir, create=False, readonly=readonly)
+def store_path() -> Path:
+    """The store file metta-exp finds (:func:`default_state_dir`), whether it exists yet or not."""
+    return default_state_dir() / DB_NAME
 
 
-def store_for(group: str, readonly: bool = False) -> JobStore:
-    """The store, which must hold ``group`` (``NotFoundError`` otherwise: exit code 2)."""
-    store = open_store(readonly)
-    if store is None:
-        raise NotFoundError(
-            f"no group '{group}': no groups yet in {default_state_dir()} (no job_state/ here or in a "
-            "parent directory; METTA_EXP_STATE_DIR names another state directory)"
-        )
-    store.group(group)
-    return store
+open_store = JobStore.found  # the store metta-exp finds, or None; the caller closes it
+store_for = JobStore.holding  # the store, which must hold the group; the caller closes it
 
 
 # --- readers ------------------------------------------------------------------------------------------
@@ -115,7 +108,8 @@ def listing(
     from metta_exp.history.listing import group_query, list_window
 
     query = group_query(_strs(patterns), _strs(status), since, until)
-    return list_window(open_store(readonly=True), query, limit, gpu_hours)
+    with open_store(readonly=True) or contextlib.nullcontext() as store:  # None: no store yet
+        return list_window(store, query, limit, gpu_hours)
 
 
 def runs(
@@ -166,7 +160,30 @@ def run_rows(
     from metta_exp.history.runs import RunsQuery, find_runs
 
     query = RunsQuery.parse(_strs(patterns), _strs(status), since, until, _strs(where), sort, reverse, limit)
-    return find_runs(open_store(readonly=True), query)
+    with open_store(readonly=True) or contextlib.nullcontext() as store:  # None: no store yet
+        return find_runs(store, query)
+
+
+def compare(
+    patterns: Sequence[str], output: str | Path | None = None, report: bool = True
+) -> tuple[Path, Path | None]:
+    """One notebook with the groups ``patterns`` name (names or globs, at least two groups) side by side,
+    and unless ``report`` is False its executed HTML report beside it; their paths. ``output``: where
+    (``X.ipynb``, ``X.html``, or ``X`` for both); by default ``experiments/notebooks/compare-A-vs-B.ipynb``
+    here."""
+    from metta_exp.history.compare import CompareGroup, compare_paths, write_compare
+    from metta_exp.history.listing import expand_patterns
+
+    with open_store(readonly=True) or contextlib.nullcontext() as store:  # None: no store yet
+        names = expand_patterns(store, list(patterns))
+        if store is None or len(names) < 2:
+            raise UsageError(
+                f"job compare needs two groups or more, got {', '.join(names) or 'none'}"
+                + (f" (for one group: metta-exp job report {names[0]})" if names else "")
+            )
+        chosen = [CompareGroup(store.group(n), store.jobs(n), store.gpu_hours(n)) for n in names]
+    notebook_file, report_file = compare_paths(names, output)
+    return write_compare(chosen, notebook_file, report_file if report else None)
 
 
 def rm_plan(
@@ -175,17 +192,22 @@ def rm_plan(
     older_than: str | float | None = None,
     status: str | Sequence[str] = (),
     notebooks: bool = False,
+    refuse_open: bool = False,
 ) -> RemovalPlan:
     """What :func:`rm` would remove (nothing is changed): the ended groups named by ``patterns`` (names or
     globs) and/or created before ``older_than`` (``"30d"``, a date, a unix time), with a job in one of
     ``status``; their run directories and logs, with ``notebooks`` their notebooks and reports; the disk
-    that frees; and the selected groups that have not ended (``rm`` refuses while there are any)."""
-    from metta_exp.history.remove import plan
+    that frees; and the selected groups that have not ended (``rm`` refuses while there are any; with
+    ``refuse_open``, so does this: ``UsageError`` naming them)."""
+    from metta_exp.history.remove import plan, refusal
 
-    store = open_store()
-    if store is None:
-        raise NotFoundError(f"no groups to remove: no job store in {default_state_dir()}")
-    return plan(store, _strs(patterns), older_than, _strs(status), notebooks)
+    with open_store() or contextlib.nullcontext() as store:
+        if store is None:
+            raise NotFoundError(f"no groups to remove: no job store in {default_state_dir()}")
+        removal = plan(store, _strs(patterns), older_than, _strs(status), notebooks)
+    if refuse_open and removal.active:
+        raise refusal(removal.active)
+    return removal
 
 
 def rm(removal: RemovalPlan) -> Removed:
@@ -193,7 +215,8 @@ def rm(removal: RemovalPlan) -> Removed:
     their files. ``UsageError`` (nothing removed) when it names groups that have not ended."""
     from metta_exp.history.remove import remove
 
-    return remove(JobStore.open(removal.state_dir, create=False), removal)
+    with JobStore.open(removal.state_dir, create=False) as store:
+        return remove(store, removal)
 
 
 def _strs(value: str | Sequence[str]) -> list[str]:
@@ -225,15 +248,22 @@ def show(group: str) -> GroupView:
     from metta_exp.logs.tail import progress_fraction
     from metta_exp.supervise import owner_alive
 
-    store = store_for(group, readonly=True)
-    record = store.group(group)
-    jobs = store.jobs(group)
+    with store_for(group, readonly=True) as store:
+        record = store.group(group)
+        jobs = store.jobs(group)
+        stopped = [] if record.ended_at or owner_alive(record) else store.events(group, kind="runner_stopped")
+        hours = store.gpu_hours(group)
+        trials = trials_of(store, record)
     progress = {j.run: progress_fraction(j) for j in jobs}
     driven = bool(record.ended_at) or owner_alive(record)
-    stopped = [] if driven else store.events(group, kind="runner_stopped")
     last_stop = stopped[-1].detail.split(";")[0] if stopped and stopped[-1].detail else None
-    hours = {run: seconds / 3600 for run, seconds in store.gpu_seconds(group).items()}
-    return GroupView(record, jobs, progress, driven, last_stop, trials_of(store, record), hours)
+    return GroupView(record, jobs, progress, driven, last_stop, trials, hours)
+
+
+def record(group: str) -> GroupRecord:
+    """The group's record (its config, whether it ended, who drives it), read without writing."""
+    with store_for(group, readonly=True) as store:
+        return store.group(group)
 
 
 def unattended() -> tuple[dict[str, GroupRecord], list[str]]:
@@ -241,25 +271,59 @@ def unattended() -> tuple[dict[str, GroupRecord], list[str]]:
     on unobserved until resumed); a killed group counts as driven."""
     from metta_exp.supervise import owner_alive
 
-    store = open_store(readonly=True)
-    open_groups = {g.name: g for g in store.active_groups()} if store is not None else {}
+    with open_store(readonly=True) or contextlib.nullcontext() as store:  # None: no store yet
+        open_groups = {g.name: g for g in store.active_groups()} if store is not None else {}
     orphans = [n for n, g in open_groups.items() if not g.cancel_requested and not owner_alive(g)]
     return open_groups, orphans
 
 
-def logs(
-    group: str, run: str, attempt: int | None, tail: int | None, out: BinaryIO, err: TextIO, follow: bool
-) -> int:
-    """Write the log of ``run`` (its current attempt unless ``attempt``) to ``out``; with ``follow``,
-    until the job ends (0 if it succeeded, 1 otherwise)."""
-    from metta_exp.logs.tail import follow as follow_log
-    from metta_exp.logs.tail import print_log
+# --- watch, logs ---------------------------------------------------------------------------------------
+
+
+def watch(group: str, *, refresh: float = 1.0, show_logs: bool = True, out: TextIO | None = None) -> int:
+    """Show ``group`` live until it ends (the monitor: a full-screen view on a terminal, one line per
+    change otherwise), starting a runner whenever nobody drives it. Returns 0 when every job succeeded,
+    1 otherwise, 130 on Ctrl+C (the jobs go on)."""
+    from metta_exp.monitor.live import watch_and_heal
+
+    if refresh <= 0:
+        raise UsageError(f"--refresh must be a positive number of seconds, got {refresh:g}")
+    with store_for(group, readonly=True) as store:  # watching reads; its healer opens a writer if needed
+        return watch_and_heal(store, group, out, refresh, show_logs)
+
+
+def log(group: str, run: str, attempt: int | None = None, tail: int | None = None) -> AttemptLog:
+    """The log of ``run`` (its current attempt unless ``attempt``; 1 is the first) as it is now: all of
+    it, or its last ``tail`` lines. ``.read()`` gives its bytes, ``.chunks()`` them piece by piece;
+    ``.exists`` is False until the job has written one (``.status`` says where it stands)."""
+    from metta_exp.logs.job import read_log
+
+    with store_for(group, readonly=True) as store:
+        return read_log(store, group, run, attempt, tail)
+
+
+def follow_log(
+    group: str, run: str, attempt: int | None = None, tail: int | None = None, poll: float = 0.25
+) -> Iterator[LogEvent]:
+    """The log of ``run`` as it grows (its last ``tail`` lines first), until the attempt ends: ``LogBytes``
+    as it grows, ``NewAttempt`` when a retry moves on to a new attempt's log (unless ``attempt`` pins
+    one), ``Waiting`` while it has none yet, and ``Ended`` (with how it ended) last. Following heals: a
+    runner is started if the group's one died (docs/lease.md). The group and run are checked at once."""
+    from metta_exp.logs.job import find_attempt, follow
     from metta_exp.supervise import Healer
 
     store = store_for(group, readonly=True)
-    if follow:  # following heals: it starts a runner if the group's one died (docs/lease.md)
-        return follow_log(store, group, run, attempt, tail, out, err, heal=Healer(store, group))
-    return print_log(store, group, run, attempt, tail, out, err)
+    try:
+        find_attempt(store, group, run, attempt, tail)
+    except BaseException:
+        store.close()
+        raise
+
+    def events() -> Iterator[LogEvent]:
+        with store, Healer(store, group) as heal:
+            yield from follow(store, group, run, attempt, tail, poll, heal=heal)
+
+    return events()
 
 
 # --- kill ------------------------------------------------------------------------------------------------
@@ -283,32 +347,25 @@ class KillPlan:
 
 @dataclass(frozen=True)
 class KillResult:
-    """How the group's jobs stand after a kill."""
+    """How the group's jobs stand after a kill; ``plan`` is what it set out to do, ``killed`` False when
+    it did nothing (nothing to kill, or ``confirm`` said no)."""
 
     cancelled: int
     succeeded: int
     failed: int
-
-
-def leftovers(group: GroupRecord, jobs: Sequence[JobRecord]) -> list[JobRecord]:
-    """Ended jobs of a local group with processes still alive: helpers that daemonised and outlived
-    their job, found by the markers in their environment (Linux)."""
-    from metta_exp.backends import procs
-
-    if group.backend != "local" or not procs.HAS_PROCFS:
-        return []
-    ended = {j.run_dir: j for j in jobs if j.status.is_terminal()}
-    found: dict[str, JobRecord] = {}
-    for proc in procs.process_table().values():
-        markers = None if proc.dead else procs.environ_markers(proc.pid)
-        if markers is not None and markers[0] == group.name and markers[1] in ended:
-            found[markers[1]] = ended[markers[1]]
-    return list(found.values())
+    plan: KillPlan | None = None
+    killed: bool = True
 
 
 def kill_plan(group: str) -> KillPlan:
     """What :func:`kill` would do to ``group`` now (nothing is changed)."""
-    store = store_for(group, readonly=True)
+    with store_for(group, readonly=True) as store:
+        return _plan(store, group)
+
+
+def _plan(store: JobStore, group: str) -> KillPlan:
+    from metta_exp.supervise import leftovers
+
     jobs = store.jobs(group)
     active = [j for j in jobs if j.status in ACTIVE]
     pending = [j for j in jobs if j.status == JobStatus.PENDING]
@@ -316,29 +373,42 @@ def kill_plan(group: str) -> KillPlan:
     return KillPlan(group, active, pending, stray, len(jobs) - len(active) - len(pending))
 
 
-def kill(group: str, plan: KillPlan | None = None) -> KillResult:
+def kill(
+    group: str, plan: KillPlan | None = None, *, confirm: Callable[[KillPlan], bool] | None = None
+) -> KillResult:
     """End the running jobs of ``group`` (whole process trees), cancel its pending ones and block
-    further launches; the leftover processes of ``plan.stray`` are ended too. The store changes in one
-    transaction, before any process is signalled: a runner polling meanwhile sees cancelled jobs, not
-    jobs that died of SIGTERM. Then a runner is made sure to close the group."""
+    further launches; the leftover processes of ``plan.stray`` are ended too (``plan``: by default made
+    now). With ``confirm``, the plan is made now and handed to it first: unless it returns True, or when
+    there is nothing to kill, nothing changes (``killed`` False). The store changes in one transaction,
+    before any process is signalled: a runner polling meanwhile sees cancelled jobs, not jobs that died of
+    SIGTERM. Then a runner is made sure to close the group. One store connection does it all."""
     from metta_exp.backends import make_backend
     from metta_exp.supervise import ensure_driver, launch_of
 
-    plan = plan or kill_plan(group)
-    store = store_for(group)
-    record = store.group(group)
-    backend = make_backend(record.backend, store.state_dir)  # unusable: an error before anything changes
-    try:
-        active = store.kill(group) if plan.active or plan.pending else []
-        if active or plan.stray:
-            backend.cancel([launch_of(record, j) for j in [*active, *plan.stray]])
-    finally:
-        backend.close()
-    ensure_driver(store, group)  # someone must close the group (and write its notebook)
+    with store_for(group) as store:  # the writer's: an error now if the store cannot be written
+        plan = plan or _plan(store, group)
+        if confirm is not None and (plan.empty or not confirm(plan)):
+            return _outcome(store, group, plan, killed=False)
+        record = store.group(group)
+        backend = make_backend(record.backend, store.state_dir)  # unusable: an error before any change
+        try:
+            active = store.kill(group) if plan.active or plan.pending else []
+            if active or plan.stray:
+                backend.cancel([launch_of(record, j) for j in [*active, *plan.stray]])
+        finally:
+            backend.close()
+        ensure_driver(store, group)  # someone must close the group (and write its notebook)
+        return _outcome(store, group, plan, killed=True)
+
+
+def _outcome(store: JobStore, group: str, plan: KillPlan, killed: bool) -> KillResult:
     after = [j.status for j in store.jobs(group)]
-    return KillResult(
-        after.count(JobStatus.CANCELLED), after.count(JobStatus.SUCCEEDED), after.count(JobStatus.FAILED)
+    counts = (
+        after.count(JobStatus.CANCELLED),
+        after.count(JobStatus.SUCCEEDED),
+        after.count(JobStatus.FAILED),
     )
+    return KillResult(*counts, plan=plan, killed=killed)
 
 
 # --- retry, resume, wait ------------------------------------------------------------------------------------
@@ -347,41 +417,29 @@ def kill(group: str, plan: KillPlan | None = None) -> KillResult:
 def retry(group: str) -> list[tuple[str, JobStatus]]:
     """Requeue the failed, cancelled and skipped runs of ``group`` as new attempts and make sure a
     runner drives it. Returns each requeued run with the status it had (empty: nothing to retry)."""
-    store = store_for(group)
-    if store.group(group).search_space is not None:
-        raise UsageError(
-            f"'{group}' is a search: each trial's outcome was told to its study once, so its failed trials "
-            "are not run again; launch a new search (with search.seed for the same first trials)"
-        )
-    before = {j.run: j.status for j in store.jobs(group)}
-    events = store.events(group)
-    mark = events[-1].id if events else 0
-    runs = store.requeue_for_retry(group)
-    if runs:
-        wait_driven(store, group, mark)
+    from metta_exp.supervise import wait_driven
+
+    with store_for(group) as store:
+        if store.group(group).search_space is not None:
+            raise UsageError(
+                f"'{group}' is a search: each trial's outcome was told to its study once, so its failed "
+                "trials are not run again; launch a new search (with search.seed for the same first trials)"
+            )
+        before = {j.run: j.status for j in store.jobs(group)}
+        events = store.events(group)
+        mark = events[-1].id if events else 0
+        runs = store.requeue_for_retry(group)
+        if runs:
+            wait_driven(store, group, mark, RETRY_DRIVE_WAIT_S)
     return [(r, before[r]) for r in runs]
-
-
-def wait_driven(store: JobStore, group: str, after_event: int, timeout: float = RETRY_DRIVE_WAIT_S) -> bool:
-    """Make sure a runner drives ``group`` after a retry: start one when none is alive, until a driver
-    acted after event ``after_event`` (took the lease, or moved a job). A runner that was just ending
-    the group may exit without seeing the requeued runs; the one started here then takes over."""
-    from metta_exp.supervise import ensure_driver
-
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        ensure_driver(store, group)
-        if any(e.kind in ("runner", "status") for e in store.events(group, after_event)):
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def resume(group: str) -> bool:
     """Start a runner for ``group`` if none is alive (and it has not ended); True if one was started."""
     from metta_exp.supervise import ensure_driver
 
-    return ensure_driver(store_for(group), group)
+    with store_for(group) as store:
+        return ensure_driver(store, group)
 
 
 def wait(group: str, timeout: float | None = None, poll: float = 0.5) -> list[JobRecord]:
@@ -389,14 +447,14 @@ def wait(group: str, timeout: float | None = None, poll: float = 0.5) -> list[Jo
     jobs as they ended. ``TimeoutError`` after ``timeout`` seconds."""
     from metta_exp.supervise import ensure_driver
 
-    store = store_for(group)
-    deadline = None if timeout is None else time.monotonic() + timeout
-    while not store.group(group).ended_at:
-        ensure_driver(store, group)
-        if deadline is not None and time.monotonic() > deadline:
-            raise TimeoutError(f"group '{group}' did not end within {timeout:g} s")
-        time.sleep(poll)
-    return store.jobs(group)
+    with store_for(group) as store:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not store.group(group).ended_at:
+            ensure_driver(store, group)
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"group '{group}' did not end within {timeout:g} s")
+            time.sleep(poll)
+        return store.jobs(group)
 
 
 # --- notebook, report ---------------------------------------------------------------------------------------
@@ -407,10 +465,11 @@ def notebook(group: str, output: str | Path | None = None) -> Path:
     from metta_exp.notebook.cells import write_group_notebook
     from metta_exp.paths import notebook_path
 
-    store = store_for(group, readonly=True)
-    record = store.group(group)
+    with store_for(group, readonly=True) as store:
+        record = store.group(group)
+        jobs, trials, hours = store.jobs(group), trials_of(store, record), store.gpu_hours(group)
     path = Path(output) if output else notebook_path(record)
-    return write_group_notebook(record, store.jobs(group), path, trials_of(store, record))
+    return write_group_notebook(record, jobs, path, trials, hours)
 
 
 def report(group: str, output: str | Path | None = None) -> Path:
@@ -419,10 +478,11 @@ def report(group: str, output: str | Path | None = None) -> Path:
     from metta_exp.notebook.report import write_group_report
     from metta_exp.paths import launch_dir, notebook_path, report_path
 
-    store = store_for(group)
-    record = store.group(group)
+    with store_for(group) as store:  # the writer's: an error before a long run if it cannot be written
+        record = store.group(group)
+        jobs, trials, hours = store.jobs(group), trials_of(store, record), store.gpu_hours(group)
     path = Path(output).absolute() if output else report_path(notebook_path(record))
-    return write_group_report(record, store.jobs(group), path, launch_dir(record), trials_of(store, record))
+    return write_group_report(record, jobs, path, launch_dir(record), trials, hours)
 
 
 def trials_of(store: JobStore, group: GroupRecord) -> list[TrialRecord]:

@@ -169,22 +169,29 @@ def _submit_and_watch(
         backends[i].check(specs[i])
     if not backends:
         return refused
-    store = JobStore.open(state_dir)
-    for i in backends:
-        _check_group_is_new(store, exps[i], groups[i])
-    for i, backend in backends.items():
-        exp = exps[i]
-        again = functools.partial(
-            _resolve, exp, state_dir=state_dir, extra_args=extra_args, hook=specs_hook, instance=instances[i]
-        )
-        # launch_dir: where jobs start and relative notebook paths resolve, whoever drives the group later
-        own = GroupConfig(exp, tuple(extra_args), str(Path.cwd()), instances[i], sweep, search_space)
-        # recorded and handed to a runner as one step: a Ctrl+C in between would leave a group that
-        # nobody drives, so it waits until the runner has the group, then stops us as usual
-        with interrupts_deferred():
-            groups[i] = _submit_group(store, name, groups[i], specs[i], backend.name, own, again, out, trials)
-            submitted.append(groups[i])
-    return _watch_all(store, [(groups[i], exps[i].wait) for i in backends], out)
+    with JobStore.open(state_dir) as store:
+        for i in backends:
+            _check_group_is_new(store, exps[i], groups[i])
+        for i, backend in backends.items():
+            exp = exps[i]
+            again = functools.partial(
+                _resolve,
+                exp,
+                state_dir=state_dir,
+                extra_args=extra_args,
+                hook=specs_hook,
+                instance=instances[i],
+            )
+            # launch_dir: where jobs start and relative notebook paths resolve, whoever drives the group later
+            own = GroupConfig(exp, tuple(extra_args), str(Path.cwd()), instances[i], sweep, search_space)
+            # recorded and handed to a runner as one step: a Ctrl+C in between would leave a group that
+            # nobody drives, so it waits until the runner has the group, then stops us as usual
+            with interrupts_deferred():
+                groups[i] = _submit_group(
+                    store, name, groups[i], specs[i], backend.name, own, again, out, trials
+                )
+                submitted.append(groups[i])
+        return _watch_all(store, [(groups[i], exps[i].wait) for i in backends], out)
 
 
 def warn_identical_runs(exp: Experiment, specs: Sequence[JobSpec], out: TextIO | None = None) -> None:
@@ -349,12 +356,11 @@ def _watch_all(store: JobStore, groups: list[tuple[str, bool]], out: TextIO) -> 
             print(f"Submitted. Watch: metta-exp job monitor {group}    List: metta-exp job list", file=out)
     for i, (group, wait) in enumerate(groups):
         if wait:
-            from metta_exp.monitor.live import watch
-            from metta_exp.supervise import Healer
+            from metta_exp.monitor.live import watch_and_heal
 
             # on Ctrl+C, what else goes on: the groups not waited for, and those not watched yet
             others = [g for j, (g, w) in enumerate(groups) if not w or j > i]
-            code = watch(store, group, out=out, heal=Healer(store, group), also=others)
+            code = watch_and_heal(store, group, out=out, also=others)
             if code == 130:
                 return code
             worst = max(worst, code)

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from metta_exp.backends import procs
 from metta_exp.backends.base import Launch, LaunchSettings
 from metta_exp.backends.procs import pid_alive
 from metta_exp.paths import RunDir, launch_dir, runner_log
@@ -34,6 +35,8 @@ __all__ = [
     "Healer",
     "ensure_driver",
     "exit_code",
+    "wait_driven",
+    "leftovers",
     "lease_owner_id",
     "needs_driver",
     "owner_alive",
@@ -132,18 +135,58 @@ def ensure_driver(store: JobStore, group: str, cwd: Path | None = None) -> bool:
     return True
 
 
+def wait_driven(store: JobStore, group: str, after_event: int, timeout: float) -> bool:
+    """Make sure a runner drives ``group`` after a retry: start one when none is alive, until a driver
+    acted after event ``after_event`` (took the lease, or moved a job). A runner that was just ending
+    the group may exit without seeing the requeued runs; the one started here then takes over."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        ensure_driver(store, group)
+        if any(e.kind in ("runner", "status") for e in store.events(group, after_event)):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def leftovers(group: GroupRecord, jobs: Sequence[JobRecord]) -> list[JobRecord]:
+    """Ended jobs of a local group with processes still alive: helpers that daemonised and outlived
+    their job, found by the markers in their environment (Linux)."""
+    if group.backend != "local" or not procs.HAS_PROCFS:
+        return []
+    ended = {j.run_dir: j for j in jobs if j.status.is_terminal()}
+    found: dict[str, JobRecord] = {}
+    for proc in procs.process_table().values():
+        markers = None if proc.dead else procs.environ_markers(proc.pid)
+        if markers is not None and markers[0] == group.name and markers[1] in ended:
+            found[markers[1]] = ended[markers[1]]
+    return list(found.values())
+
+
 class Healer:
     """ "Heal this group": start a runner when nobody drives it (checked at most every ``every`` s).
 
     The monitor and ``job logs --follow`` receive one as a plain callable. The watching store may be a
-    reader's (read-only); the healer opens a writable one of its own only when the group needs a driver,
-    and stops trying where the store cannot be written.
+    reader's (read-only); the healer opens a writable one of its own only when the group needs a driver
+    (closed by ``close``, or at the end of a ``with`` block), and stops trying where the store cannot be
+    written.
     """
 
     def __init__(self, store: JobStore, group: str, every: float = HEAL_EVERY_S) -> None:
         self.store, self.group, self.every = store, group, every
         self._last = 0.0
         self._writer: JobStore | None = None
+
+    def __enter__(self) -> Healer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the writable store it opened, if it did."""
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
 
     def __call__(self) -> None:
         if time.monotonic() - self._last < self.every:

@@ -58,35 +58,58 @@ def test_kill_force_ends_what_an_ended_job_left_running(state_dir: Path) -> None
         kill_quietly(daemon)
 
 
-def test_a_job_ignoring_sigterm_does_not_hold_up_the_runner(state_dir: Path) -> None:
-    """The runner ends a timed-out job that ignores SIGTERM (SIGKILL after a 10 s grace) and meanwhile
-    records another job's end: it is recorded while the stubborn job still lives out its grace."""
-    exp = experiment(
+def timed_out(store: JobStore, group: str, run: str) -> bool:
+    return any(e.kind == "timed_out" and e.run == run for e in store.events(group))
+
+
+def test_a_timed_out_job_ignoring_sigterm_does_not_hold_up_the_runner(
+    state_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The runner ends a timed-out job that ignores SIGTERM (SIGKILL after the grace) and meanwhile
+    records another job's end; the stubborn job is recorded failed, and its group ended, only once it is
+    gone."""
+    monkeypatch.setenv("METTA_EXP_KILL_GRACE_S", "5")
+    exp = experiment(  # 'quick' starts after 'opener' (2.5 s), is released once 'stubborn' timed out (4 s)
         ["stubborn", "opener", "quick"],
-        args_per_run={"stubborn": ["ignore_term=1", "gate=1"], "opener": ["sleep=5"], "quick": ["gate=1"]},
+        args_per_run={"stubborn": ["ignore_term=1", "gate=1"], "opener": ["sleep=2.5"], "quick": ["gate=1"]},
         depends_on={"quick": ["opener"]},
-        timeout_s=8,
+        timeout_s=4,
     )
     store = launch(state_dir, exp, "stubborn")
     stubborn = wait_for(lambda: read_pid(state_dir / "runs" / "stubborn" / "stubborn" / "started"))
-    wait_for(lambda: store.job("stubborn", "stubborn").status == JobStatus.FAILED, what="the timeout")
+    wait_for(lambda: timed_out(store, "stubborn", "stubborn"), what="the timeout")
     (state_dir / "runs" / "stubborn" / "quick").mkdir(parents=True, exist_ok=True)
     (state_dir / "runs" / "stubborn" / "quick" / "go").touch()
-    quick = wait_for(
-        lambda: (
-            store.job("stubborn", "quick").status == JobStatus.SUCCEEDED
-            or store.job("stubborn", "stubborn").status == JobStatus.FAILED
-            and not alive(stubborn)
-        ),
-        timeout=90,
-        what="quick to succeed",
-    )
-    assert quick and store.job("stubborn", "quick").status == JobStatus.SUCCEEDED
+    wait_for(lambda: store.job("stubborn", "quick").status.is_terminal(), timeout=90, what="quick to end")
+    # recorded while the stubborn job still lives out its grace, which is not over for the store either
     assert alive(stubborn), "the runner waited out the stubborn job's grace before recording 'quick'"
-    job = store.job("stubborn", "stubborn")
-    assert job.status == JobStatus.FAILED and "timed out" in (job.reason or "")
+    assert store.job("stubborn", "quick").status == JobStatus.SUCCEEDED
+    assert store.job("stubborn", "stubborn").status == JobStatus.RUNNING
+    assert store.group("stubborn").ended_at is None
     wait_for(lambda: not alive(stubborn), timeout=60, what="the stubborn job to be SIGKILLed")
-    wait_group_end(state_dir, "stubborn")
+    (job,) = [j for j in wait_group_end(state_dir, "stubborn") if j.run == "stubborn"]
+    assert job.status == JobStatus.FAILED and job.reason == "timed out after 4 s"
+
+
+def test_a_timed_out_job_keeps_its_gpu_until_it_is_gone(
+    state_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("METTA_EXP_LOCAL_GPUS", "0")  # one GPU: 'next' gets it only after 'stubborn'
+    monkeypatch.setenv("METTA_EXP_KILL_GRACE_S", "3")
+    exp = experiment(
+        ["stubborn", "next"], args_per_run={"stubborn": ["ignore_term=1", "gate=1"]}, timeout_s=3
+    )
+    exp.gpus = 1
+    store = launch(state_dir, exp, "gpu")
+    stubborn = wait_for(lambda: read_pid(state_dir / "runs" / "gpu" / "stubborn" / "started"))
+    started = state_dir / "runs" / "gpu" / "next" / "started"
+    wait_for(
+        lambda: started.exists() or not alive(stubborn), timeout=60, what="next to start, or stubborn to go"
+    )
+    assert not (started.exists() and alive(stubborn)), "'next' was given the GPU 'stubborn' still holds"
+    jobs = {j.run: j for j in wait_group_end(state_dir, "gpu")}
+    assert jobs["stubborn"].reason == "timed out after 3 s" and jobs["next"].status == JobStatus.SUCCEEDED
+    assert store.job("gpu", "next").gpu_ids == (0,)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])

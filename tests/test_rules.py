@@ -162,17 +162,19 @@ def test_the_two_plain_value_rules_have_names_that_say_what_they_do() -> None:
 
 
 def test_the_attempt_lookup_is_named_apart_from_the_attempt_log_path(tmp_path: Path) -> None:
+    from metta_exp.logs import job as logjob
     from metta_exp.logs import tail as logtail
 
-    assert not hasattr(logtail, "attempt_log")  # the store lookup is logtail.find_attempt
+    assert not hasattr(logtail, "attempt_log")  # the store lookup is logs.job.find_attempt
+    assert not hasattr(logjob, "attempt_log")
     store = JobStore.open(tmp_path, create=True)
     spec = JobSpec("g", "a", (), {}, 0, str(tmp_path / "a"), "id", module="m")
     store.create_group("g", "exp", "local", GroupConfig(Experiment(module="m", runs=["a"])), [spec])
     with pytest.raises(
         NotFoundError, match=r"^run 'a' of group 'g' has no attempt 2 \(it has no attempt yet\)$"
     ):
-        logtail.find_attempt(store, "g", "a", 2)
-    job, number, path = logtail.find_attempt(store, "g", "a", None)
+        logjob.find_attempt(store, "g", "a", 2)
+    job, number, path = logjob.find_attempt(store, "g", "a", None)
     assert (job.run, number, path) == ("a", 0, None)
 
 

@@ -105,6 +105,11 @@ class Backend(ABC):
         while other jobs end); ``close`` waits for what is still being ended. Default: ``cancel``."""
         self.cancel(launches)
 
+    def still_ending(self) -> list[Launch]:
+        """The attempts ``cancel_soon`` began ending that are not gone yet (their GPUs are still held, and
+        their group is not over). Default: none (a backend whose cancel returns once they are gone)."""
+        return []
+
     def sync_logs(self, launches: Sequence[Launch]) -> None:  # noqa: B027 - optional hook
         """Copy the log tails of remote attempts into ``launch.log_path``; local backends do nothing."""
 

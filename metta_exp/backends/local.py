@@ -37,6 +37,8 @@ __all__ = ["LocalBackend", "describe_exit", "parse_gpu_list"]
 log = logging.getLogger(__name__)
 
 GPUS_ENV = "METTA_EXP_LOCAL_GPUS"
+GRACE_ENV = "METTA_EXP_KILL_GRACE_S"
+DEFAULT_GRACE_S = 10.0
 VANISHED = "process vanished without an exit code (killed or crashed)"
 
 # $1 pid file, $2 exit file, $3 "--", then the job's argv. The job runs as a child (not exec) so the
@@ -74,20 +76,21 @@ def path_with(first: str, path: str) -> str:
 
 
 class LocalBackend(Backend):
-    """Runs jobs as detached processes here; ``grace_s`` is the SIGTERM to SIGKILL grace of ``cancel``."""
+    """Runs jobs as detached processes here; ``grace_s`` is the SIGTERM to SIGKILL grace of ``cancel``
+    (default: ``METTA_EXP_KILL_GRACE_S``, else 10 s: time for a trainer to save a checkpoint)."""
 
     name = "local"
     # A pid file appears within milliseconds of submit, so an attempt without one after a few seconds
     # was never started (its runner died between claiming and submitting it).
     unseen_grace = 3.0
 
-    def __init__(self, grace_s: float = 10.0, python: str = sys.executable) -> None:
-        self.grace_s = grace_s
+    def __init__(self, grace_s: float | None = None, python: str = sys.executable) -> None:
+        self.grace_s = kill_grace() if grace_s is None else grace_s
         self.python = python
         self._procfs = procs.HAS_PROCFS
         self._children: dict[int, subprocess.Popen[bytes]] = {}
         self._exit_codes: dict[int, int] = {}  # wrapper pid -> the status we reaped as its parent
-        self._killers: list[threading.Thread] = []
+        self._killers: list[tuple[threading.Thread, list[Launch]]] = []
         self._devices: list[int] | None = None
 
     # -- resources ---------------------------------------------------------------------------------
@@ -229,10 +232,14 @@ class LocalBackend(Backend):
         if begun is not None:
             killer = threading.Thread(target=self._finish_kill, args=begun, daemon=True)
             killer.start()
-            self._killers = [k for k in self._killers if k.is_alive()] + [killer]
+            self._killers = [k for k in self._killers if k[0].is_alive()] + [(killer, list(launches))]
+
+    def still_ending(self) -> list[Launch]:
+        """The attempts whose SIGTERM-then-SIGKILL (``cancel_soon``) is still under way."""
+        return [launch for killer, launches in self._killers if killer.is_alive() for launch in launches]
 
     def close(self) -> None:
-        for killer in self._killers:
+        for killer, _ in self._killers:
             killer.join()
         self._killers = []
 
@@ -352,6 +359,21 @@ class LocalBackend(Backend):
 
     def _stat(self, pid: int) -> procs.ProcInfo | None:
         return procs.read_stat(pid) if self._procfs else None
+
+
+def kill_grace() -> float:
+    """``METTA_EXP_KILL_GRACE_S``: seconds between SIGTERM and SIGKILL (default 10); a UsageError when it
+    is not a number of seconds."""
+    text = os.environ.get(GRACE_ENV, "").strip()
+    if not text:
+        return DEFAULT_GRACE_S
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise UsageError(f"{GRACE_ENV}={text!r} is not a number of seconds: expected e.g. 10 or 60")
+    return value
 
 
 def parse_gpu_list(value: str) -> list[int]:

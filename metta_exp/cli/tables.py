@@ -1,4 +1,5 @@
-"""The plain-text tables of ``metta-exp job list``, ``job show`` and ``job runs``: pure functions from records.
+"""What ``metta-exp job ...`` prints, as pure functions from records: the plain-text tables of ``job list``,
+``job show`` and ``job runs``, their ``--json`` rows, and the lines the other commands say.
 
 Plain text on purpose (no rich): ``job list`` must start fast and its output must read well in a pipe.
 Times are shown in local time; the ``--json`` output has ISO 8601 times with their UTC offset.
@@ -6,17 +7,32 @@ Times are shown in local time; the ``--json`` output has ISO 8601 times with the
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from metta_exp.history.listing import fmt_gpu_hours
-from metta_exp.history.runs import Runs, metric_label
-from metta_exp.records import GroupRecord, GroupSummary, JobRecord
+from metta_exp.history.runs import Runs, metric_label, runs_csv, runs_json
+from metta_exp.paths import jupyter_command
+from metta_exp.records import GroupRecord, GroupSummary, JobRecord, iso
 from metta_exp.search.text import search_line
 from metta_exp.status import ALL_STATUSES, TERMINAL, JobStatus
 from metta_exp.text import fmt_duration, plural
 from metta_exp.trials import TrialRecord
+
+if TYPE_CHECKING:
+    from metta_exp.groups import KillPlan
+    from metta_exp.history.remove import RemovalPlan
+    from metta_exp.logs.job import AttemptLog
+
+__all__ = [
+    "fmt_bytes", "fmt_gpu_hours", "group_json", "group_table", "hidden_line", "job_json", "jobs_table",
+    "json_array", "jupyter_line", "kill_plan_text", "links_table", "log_missing_line", "notebook_lines",
+    "rm_plan_text", "runs_csv", "runs_json", "runs_table", "store_line", "trial_json",
+]  # fmt: skip
 
 LIST_STATUSES = (
     JobStatus.PENDING,
@@ -272,3 +288,149 @@ def fit_columns(
 def _cut(column: Column, size: int) -> Column:
     header, cells, right = column
     return header, [c if len(c) <= size else c[: size - 1] + "…" for c in cells], right
+
+
+# --- --json rows ---------------------------------------------------------------------------------------
+
+
+def json_array(rows: Sequence[Mapping[str, object]]) -> str:
+    """One JSON array, one object per line (readable, and fast: the C encoder does the work)."""
+    if not rows:
+        return "[]"
+    encode = json.JSONEncoder(check_circular=False).encode  # flat rows: no cycle to look for
+    return "[\n" + ",\n".join(map(encode, rows)) + "\n]"
+
+
+def group_json(s: GroupSummary, gpu_hours: float) -> dict[str, object]:
+    """One group of ``job list --json``."""
+    return {
+        "group": s.name,
+        "total": s.total,
+        **{st.value: s.counts[st.value] for st in ALL_STATUSES},
+        "created_at": iso(s.created_at),
+        "ended_at": iso(s.ended_at),
+        "experiment": s.experiment,
+        "backend": s.backend,
+        "gpu_hours": gpu_hours,
+    }
+
+
+def job_json(j: JobRecord, progress: float | None, trial: TrialRecord | None = None) -> dict[str, object]:
+    """One job of ``job show --json``; ``trial``: the search trial the job runs (None: not a search's)."""
+    return {
+        "group": j.group,
+        "run": j.run,
+        "status": j.status.value,
+        "attempts": j.attempts,
+        "exit_code": j.exit_code,
+        "started_at": iso(j.started_at),
+        "ended_at": iso(j.ended_at),
+        "progress": progress,
+        "wandb_url": j.wandb_url,
+        "log_path": j.log_path,
+        "depends_on": list(j.depends_on),
+        "reason": j.reason,
+        "trial": None if trial is None else trial_json(trial),
+    }
+
+
+def trial_json(t: TrialRecord) -> dict[str, object]:
+    """A search trial in ``job show --json``: its number, state (running, complete, pruned, failed),
+    objective value (None unless complete), parameters by config key, and why it was pruned or failed."""
+    return {
+        "number": t.number,
+        "state": t.state.value,
+        "value": t.value,
+        "params": dict(t.params),
+        "reason": t.reason,
+    }
+
+
+# --- lines -----------------------------------------------------------------------------------------------
+
+
+def store_line(path: Path) -> str:
+    """``store: PATH`` (``(none yet)`` when there is none): which store a command read."""
+    return f"store: {path}" + ("" if path.exists() else " (none yet)")
+
+
+def hidden_line(hidden: int, noun: str, older: bool) -> str:
+    """``9,950 older groups not shown: --all shows every one, -n N the newest N.`` (``older``: the rows
+    are newest first, else ``more ... the first N``)."""
+    what = f"{hidden:,} {'older' if older else 'more'} {noun}{'' if hidden == 1 else 's'}"
+    return f"{what} not shown: --all shows every one, -n N the {'newest' if older else 'first'} N."
+
+
+def _names(jobs: Sequence[JobRecord], limit: int = 8) -> str:
+    runs = [j.run for j in jobs]
+    more = f", … ({len(runs) - limit} more)" if len(runs) > limit else ""
+    return ", ".join(runs[:limit]) + more
+
+
+def kill_plan_text(plan: KillPlan) -> str:
+    """``Kill GROUP: end 3 running jobs (a, b, c); cancel 1 pending job (d); ...``"""
+    parts = []
+    if plan.active:
+        parts.append(f"end {plural(len(plan.active), 'running job')} ({_names(plan.active)})")
+    if plan.pending:
+        parts.append(f"cancel {plural(len(plan.pending), 'pending job')} ({_names(plan.pending)})")
+    if plan.stray:
+        what = plural(len(plan.stray), "ended job")
+        parts.append(f"end the leftover processes of {what} ({_names(plan.stray)})")
+    if plan.ended:
+        parts.append(
+            f"leave {plural(plan.ended, 'ended job')} as {'it is' if plan.ended == 1 else 'they are'}"
+        )
+    return f"Kill {plan.group}: " + "; ".join(parts) + "."
+
+
+def log_missing_line(log: AttemptLog) -> str:
+    """What ``job logs`` says of a job that has no log yet: ``a of g has not started yet (pending).``"""
+    state = "has not started yet" if log.attempt == 0 else "has no log yet"
+    return f"{log.run} of {log.group} {state} ({log.status.value})."
+
+
+def jupyter_line(notebook: Path) -> str:
+    """The command that opens ``notebook`` in Jupyter, as printed."""
+    return jupyter_command(notebook.absolute())
+
+
+def notebook_lines(written: Path) -> list[str]:
+    """Where ``job notebook`` wrote the notebook, and the command that opens it in Jupyter."""
+    return [f"Notebook: {written}", f"Open it in Jupyter: {jupyter_command(written.absolute())}"]
+
+
+def fmt_bytes(size: int) -> str:
+    """A size in bytes as ``job rm`` says it (its module is imported only by ``job rm``)."""
+    from metta_exp.history.remove import fmt_bytes as fmt
+
+    return fmt(size)
+
+
+def rm_plan_text(removal: RemovalPlan, limit: int = 20) -> str:
+    """What ``job rm`` removes: a line for the whole, a row per group (the first ``limit``), and what an
+    interrupted ``job rm`` left."""
+    gone = removal.removals
+    jobs = sum(r.group.total for r in gone)
+    head = f"Remove {plural(len(gone), 'group')} ({plural(jobs, 'job')}), freeing {fmt_bytes(removal.size)}:"
+    now = time.time()
+    rows = [
+        [
+            r.group.name,
+            plural(r.group.total, "job"),
+            ", ".join(f"{n} {s}" for s, n in r.group.counts.items() if n) or "-",
+            f"created {fmt_age(now - r.group.created_at)} ago",
+            fmt_bytes(r.size),
+        ]
+        for r in gone[:limit]
+    ]
+    lines = [
+        head,
+        *("  " + line for line in table(["GROUP", "JOBS", "STATUS", "AGE", "DISK"], rows).splitlines()[1:]),
+    ]
+    if len(gone) > limit:
+        lines.append(f"  … and {len(gone) - limit} more")
+    if removal.leftovers:
+        where = removal.state_dir / ".removing"
+        lines.append(f"Also what an interrupted job rm left in {where}: {fmt_bytes(removal.leftover_size)}.")
+    return "\n".join(lines)

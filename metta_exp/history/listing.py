@@ -13,7 +13,15 @@ from metta_exp.history.filters import is_glob, parse_statuses, parse_time
 from metta_exp.records import GroupSummary
 from metta_exp.store import GroupQuery, JobStore
 
-__all__ = ["DEFAULT_LIMIT", "Listing", "check_patterns", "fmt_gpu_hours", "group_query", "list_window"]
+__all__ = [
+    "DEFAULT_LIMIT",
+    "Listing",
+    "check_patterns",
+    "expand_patterns",
+    "fmt_gpu_hours",
+    "group_query",
+    "list_window",
+]
 
 DEFAULT_LIMIT = 50
 """Groups ``job list`` shows (and runs ``job runs`` shows) unless told ``--all`` or ``-n N``."""
@@ -58,6 +66,18 @@ def check_patterns(store: JobStore | None, patterns: Sequence[str]) -> None:
         else:
             hint = f"; newest: {', '.join(names[:5])}" if names else "; no groups yet"
         raise NotFoundError(f"no group matches '{pattern}'{hint} (see 'metta-exp job list')")
+
+
+def expand_patterns(store: JobStore | None, patterns: Sequence[str]) -> list[str]:
+    """The groups ``patterns`` name, in the order given (a glob's newest first), each once; a name or
+    glob that matches nothing is a ``NotFoundError`` with the closest names."""
+    check_patterns(store, patterns)
+    assert store is not None or not patterns
+    out: list[str] = []
+    for pattern in patterns:
+        found = [g.name for g in store.find_groups(GroupQuery((pattern,)))[0]] if store is not None else []
+        out += [name for name in found if name not in out]
+    return out
 
 
 @dataclass(frozen=True)

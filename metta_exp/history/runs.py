@@ -15,7 +15,7 @@ import csv
 import io
 import json
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -143,8 +143,13 @@ def find_runs(store: JobStore | None, query: RunsQuery, now: float | None = None
         matched = len(records)
         records = records[: query.limit] if query.limit is not None else records
     rows = [reader.row(r, stamp) for r in records]
-    metrics = list(dict.fromkeys(k for r in rows for k in r.metrics))
-    return Runs(rows, matched, metrics)
+    return Runs(rows, matched, reward_first(dict.fromkeys(k for r in rows for k in r.metrics)))
+
+
+def reward_first(metrics: Iterable[str]) -> list[str]:
+    """Metric names in order, rewards first, then speeds (what a reader looks at first)."""
+    names = list(metrics)
+    return sorted(names, key=lambda m: 0 if "reward" in m.lower() else 1 if "sps" in m.lower() else 2)
 
 
 class _Reader:
@@ -201,7 +206,7 @@ class _Reader:
             r.ended_at if r.status in _TERMINAL else None,
             duration(r, now),
             int(r.gpus or 0),
-            (r.gpus or 0) * r.running_s / 3600,
+            r.gpu_seconds / 3600,
             int(step) if step is not None else None,
             metrics,
             self.overrides(r),
@@ -237,7 +242,7 @@ _COLUMN_OF: dict[str, Callable[[RunRecord], Any]] = {
     "attempts": lambda r: r.attempts,
     "started": lambda r: r.started_at,
     "gpus": lambda r: r.gpus,
-    "gpu_hours": lambda r: (r.gpus or 0) * r.running_s / 3600,
+    "gpu_hours": lambda r: r.gpu_seconds / 3600,
 }
 
 

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import os
 import re
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, BinaryIO, TextIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from metta_exp.logs.lines import (
     PROGRESS_PREFIX,
@@ -29,7 +28,6 @@ from metta_exp.status import ACTIVE, JobStatus
 
 if TYPE_CHECKING:
     from metta_exp.records import JobRecord
-    from metta_exp.store import JobStore
 
 TAIL_BYTES = 16384
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
@@ -167,20 +165,6 @@ def _nth_newline_from_end(data: bytes, n: int) -> int:
     for _ in range(n):
         at = data.rindex(b"\n", 0, at)
     return at
-
-
-def copy_from(path: str | os.PathLike[str], offset: int, out: BinaryIO, chunk: int = 1 << 20) -> int:
-    """Write the file from ``offset`` to its current end to ``out``; return the new offset."""
-    try:
-        with open(path, "rb") as f:
-            f.seek(offset)
-            while data := f.read(chunk):
-                out.write(data)
-                offset += len(data)
-    except FileNotFoundError:
-        return offset
-    out.flush()
-    return offset
 
 
 def read_progress(path: str | os.PathLike[str] | None) -> Progress | None:
@@ -337,91 +321,3 @@ def _stamp(path: str) -> tuple[int, int]:
     except OSError:
         return (-1, -1)
     return (st.st_size, st.st_mtime_ns)
-
-
-# --- metta-exp job logs ---------------------------------------------------------------------------------
-
-
-def find_attempt(
-    store: JobStore, group: str, run: str, attempt: int | None
-) -> tuple[JobRecord, int, str | None]:
-    """The job, the attempt number (its current one unless ``attempt``) and that attempt's log path."""
-    from metta_exp.errors import NotFoundError
-
-    job = store.job(group, run)
-    if attempt is None:
-        return job, job.attempts, job.log_path
-    found = next((a for a in store.attempts(group, run) if a.number == attempt), None)
-    if found is None:
-        have = (
-            f"attempts 1 to {job.attempts}"
-            if job.attempts > 1
-            else ("attempt 1" if job.attempts else "no attempt yet")
-        )
-        raise NotFoundError(f"run '{run}' of group '{group}' has no attempt {attempt} (it has {have})")
-    return job, attempt, found.log_path
-
-
-def print_log(
-    store: JobStore, group: str, run: str, attempt: int | None, tail: int | None, out: BinaryIO, err: TextIO
-) -> int:
-    """``job logs``: the whole log of an attempt, or its last ``tail`` lines. Returns 0."""
-    job, number, path = find_attempt(store, group, run, attempt)
-    if not path or not os.path.exists(path):
-        state = "has not started yet" if job.attempts == 0 else "has no log yet"
-        print(f"{run} of {group} {state} ({job.status.value}).", file=err)
-        return 0
-    copy_from(path, tail_offset(path, tail) if tail is not None else 0, out)
-    return 0
-
-
-def follow(
-    store: JobStore,
-    group: str,
-    run: str,
-    attempt: int | None,
-    tail: int | None,
-    out: BinaryIO,
-    err: TextIO,
-    poll: float = 0.25,
-    *,
-    heal: Callable[[], None],
-) -> int:
-    """``job logs --follow``: print the log as it grows until the attempt ends, then return 0 if it
-    succeeded, 1 otherwise. Without ``attempt`` it follows the job's current attempt, moving on to a new
-    attempt's log when the job is retried, and calls ``heal`` ("heal this group": start a runner if the
-    group's one died) on every poll."""
-    job, number, path = find_attempt(store, group, run, attempt)
-    pinned = attempt is not None
-    pos: int | None = None
-    waiting = False
-    while True:
-        job = store.job(group, run)  # read before copying: once it ended, its log is complete
-        if not pinned and job.attempts != number and job.log_path:
-            if path and pos is not None:
-                copy_from(path, pos, out)
-            number, path, pos = job.attempts, job.log_path, 0
-            print(f"--- {run}: attempt {number} ({path})", file=err, flush=True)
-        if path and os.path.exists(path):
-            if pos is None:
-                pos = tail_offset(path, tail) if tail is not None else 0
-            pos = copy_from(path, pos, out)
-        elif not waiting:
-            print(f"--- waiting for {run} to start ({job.status.value})", file=err, flush=True)
-            waiting = True
-        ended = _attempt_status(store, group, run, job, number)
-        if ended is not None:
-            return 0 if ended == JobStatus.SUCCEEDED else 1
-        if not pinned:
-            heal()
-        time.sleep(poll)
-
-
-def _attempt_status(store: JobStore, group: str, run: str, job: JobRecord, number: int) -> JobStatus | None:
-    """How attempt ``number`` ended (None while it has not, or while the job waits for a retry)."""
-    if job.attempts == number:
-        return job.status if job.status.is_terminal() else None
-    if job.attempts > number:
-        found = next((a for a in store.attempts(group, run) if a.number == number), None)
-        return found.status if found is not None and found.status.is_terminal() else JobStatus.FAILED
-    return None

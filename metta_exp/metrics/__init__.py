@@ -5,7 +5,8 @@
     df = fetch_metrics(jobs, ["overview/reward", "overview/sps"], samples=1000)
     summary_table(df, statuses={job.run: job.status for job in jobs})
 
-The frame has one row per (run, metric, point): ``run`` (an ordered Categorical in the order the runs
+The frame has one row per (run, metric, point) (and for several groups, a ``group`` column first:
+:mod:`metta_exp.metrics.groups`): ``run`` (an ordered Categorical in the order the runs
 were given, failed fetches included), ``step`` (int), ``metric`` (an ordered Categorical in the order
 asked for), ``value`` (float, NaN where the run logged NaN), ``time`` (float: wall-clock seconds since
 the run's first point of its latest attempt; for W&B, since the first point fetched, from ``_runtime``).
@@ -34,6 +35,7 @@ inside the functions that need them.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import sys
@@ -46,6 +48,7 @@ from typing import TYPE_CHECKING, Any
 
 from metta_exp.config import DEFAULT_METRICS, REWARD, SPS
 from metta_exp.metrics.local import Points, read_metrics_file
+from metta_exp.metrics.show import fetched_text, status_badge
 from metta_exp.metrics.wandb import X_AXES, WandbApis, fetch_wandb_run
 from metta_exp.paths import RUNS_DIR, RunDir
 from metta_exp.records import GroupRecord, JobRecord
@@ -60,9 +63,11 @@ __all__ = [
     "DEFAULT_METRICS",
     "RunSource",
     "fetch_metrics",
+    "fetched_text",
     "read_metrics_file",
     "run_source",
     "run_wandb_path",
+    "status_badge",
     "style_summary",
     "summary_table",
     "tracked_metrics",
@@ -200,12 +205,12 @@ def glob_escape(text: str) -> str:
 
 
 def fetch_metrics(
-    runs: Iterable[Any],
+    runs: Iterable[Any] | None = None,
     metrics: str | Sequence[str] = DEFAULT_METRICS,
     samples: int | None = 1000,
     x_axis: str = "step",
     *,
-    group: str | None = None,
+    group: str | Sequence[str] | None = None,
     state_dir: str | os.PathLike[str] | None = None,
     workers: int = 8,
     progress: bool = True,
@@ -214,11 +219,47 @@ def fetch_metrics(
     """The metrics of ``runs`` as one long DataFrame (see the module docstring for columns and sources).
 
     ``runs``: JobRecords, mappings, run directories, W&B paths or run names (see :func:`run_source`;
-    ``group`` and ``state_dir`` are for names). ``samples``: points per run per metric (None: all).
-    ``x_axis``: ``"step"`` or ``"time"``, the axis W&B samples along; both columns are always returned.
-    Raises ValueError for bad arguments or two runs with the same name; a run that cannot be fetched is
-    reported on stderr and recorded in ``df.attrs["errors"]``, never raised.
+    ``group`` and ``state_dir`` are for names); None: every run of ``group``, from the store.
+    ``group``: a group's name, or several (a list): runs of several groups (also JobRecords or mappings
+    with a ``group`` of several) give a frame with a ``group`` column (:mod:`metta_exp.metrics.groups`).
+    ``samples``: points per run per metric (None: all). ``x_axis``: ``"step"`` or ``"time"``, the axis
+    W&B samples along; both columns are always returned. Raises ValueError for bad arguments or two runs
+    of a group with the same name; a run that cannot be fetched is reported on stderr and recorded in
+    ``df.attrs["errors"]``, never raised.
     """
+    from metta_exp.metrics.groups import combine, runs_by_group
+
+    fetch = functools.partial(
+        _fetch,
+        metrics=metrics,
+        samples=samples,
+        x_axis=x_axis,
+        state_dir=state_dir,
+        workers=workers,
+        progress=progress,
+        wandb_timeout=wandb_timeout,
+    )
+    parts = runs_by_group(runs, group, state_dir)
+    if parts is None:
+        return fetch(list(runs or ()), group=group if isinstance(group, str) else None)
+    if len(parts) == 1 and (group is None or isinstance(group, str)):
+        return fetch(parts[0][1], group=parts[0][0])
+    return combine(parts, lambda items, name: fetch(items, group=name))
+
+
+def _fetch(
+    runs: Iterable[Any],
+    metrics: str | Sequence[str],
+    samples: int | None,
+    x_axis: str,
+    *,
+    group: str | None,
+    state_dir: str | os.PathLike[str] | None,
+    workers: int,
+    progress: bool,
+    wandb_timeout: float,
+) -> pd.DataFrame:
+    """:func:`fetch_metrics` of one group's runs (or runs of no group)."""
     if x_axis not in X_AXES:
         raise ValueError(f"x_axis must be 'step' or 'time', got {x_axis!r}")
     if samples is not None and (isinstance(samples, bool) or not isinstance(samples, int) or samples < 1):
@@ -374,14 +415,16 @@ def summary_table(
     *,
     reward: str = REWARD,
     sps: str = SPS,
+    gpu_hours: Mapping[str, float] | None = None,
 ) -> pd.DataFrame:
     """One row per run (in the frame's run order, runs with no data included), indexed by run.
 
     Columns: ``status`` (from ``statuses``, run -> status; NA when not given), ``final_reward`` (the
     last non-NaN ``reward`` point), ``max_reward``, ``mean_reward`` and ``avg_sps`` (over the points
     fetched: all of them when a run logged at most ``samples``), ``steps`` (the highest step of any
-    metric), ``failed`` (status failed, cancelled or skipped; without a status: its data could not be
-    fetched) and ``note`` (why a run could not be fetched, from ``df.attrs["errors"]``, or "no data").
+    metric), ``gpu_hours`` (with ``gpu_hours``, run -> its GPU-hours), ``failed`` (status failed,
+    cancelled or skipped; without a status: its data could not be fetched) and ``note`` (why a run could
+    not be fetched, from ``df.attrs["errors"]``, or "no data").
     """
     import numpy as np
     import pandas as pd
@@ -410,6 +453,7 @@ def summary_table(
                 "mean_reward": finite.mean() if finite.size else np.nan,
                 "avg_sps": np.nanmean(speed) if np.isfinite(speed).any() else np.nan,
                 "steps": int(sub["step"].max()) if len(sub) else pd.NA,
+                **({"gpu_hours": float(gpu_hours.get(name, 0.0))} if gpu_hours is not None else {}),
                 "failed": status in FAILED_STATUSES if status is not None else name in errors,
                 "note": errors.get(name, "" if len(sub) else "no data"),
             }
@@ -420,18 +464,26 @@ def summary_table(
 
 
 def style_summary(summary: pd.DataFrame) -> Styler:
-    """``summary`` for display: failed runs in red, every number in one format (:func:`fmt_number`; the
-    values stay exact), without the ``failed`` column (the status says it) nor an empty ``note``."""
+    """``summary`` for display: failed runs in red, each status a badge (:func:`status_badge`), every
+    number in one format (:func:`fmt_number`; the values stay exact), without the ``failed`` column (the
+    status says it) nor an empty ``note``."""
 
     def mark(row: pd.Series) -> list[str]:
         style = "background-color: #f8d7da; color: #842029" if bool(row.get("failed")) else ""
         return [style] * len(row)
 
-    numbers = [c for c in ("final_reward", "max_reward", "mean_reward", "avg_sps", "steps") if c in summary]
+    numbers = [
+        c
+        for c in ("final_reward", "max_reward", "mean_reward", "avg_sps", "steps", "gpu_hours")
+        if c in summary
+    ]
     hidden = [c for c in ("failed",) if c in summary and "status" in summary]
     if "note" in summary and not summary["note"].fillna("").astype(str).str.strip().any():
         hidden.append("note")
-    styler = summary.style.apply(mark, axis=1).format(dict.fromkeys(numbers, fmt_number), na_rep="–")
+    formats: dict[str, Any] = dict.fromkeys(numbers, fmt_number)
+    if "status" in summary:
+        formats["status"] = status_badge
+    styler = summary.style.apply(mark, axis=1).format(formats, na_rep="–")
     return styler.hide(hidden, axis="columns") if hidden else styler
 
 

@@ -94,6 +94,22 @@ def watch(
     return print_summary(store, group_name, out)
 
 
+def watch_and_heal(
+    store: JobStore,
+    group_name: str,
+    out: TextIO | None = None,
+    refresh: float = DEFAULT_REFRESH,
+    show_logs: bool = True,
+    also: Sequence[str] = (),
+) -> int:
+    """:func:`watch`, healing the group (a ``supervise.Healer`` starts a runner when nobody drives it):
+    how every command that waits for a group watches it."""
+    from metta_exp.supervise import Healer
+
+    with Healer(store, group_name) as heal:
+        return watch(store, group_name, out, refresh, show_logs, heal=heal, also=also)
+
+
 def going_on_text(store: JobStore, groups: Sequence[str]) -> str:
     """What goes on after Ctrl+C, one group after another: how many jobs were submitted and how many go
     on, then the commands that watch and stop them, as printed (``uv run `` in front where needed)."""
@@ -195,6 +211,8 @@ _GROUP_EVENTS = {
 def event_line(event: EventRecord) -> str | None:
     """One line for one store event, without its time (None for events a watcher need not see)."""
     detail = f" ({event.detail})" if event.detail else ""
+    if event.kind == "timed_out" and event.run:
+        return f"{event.run}: {event.detail}"
     if event.kind == "status":
         local = re.fullmatch(r"(\d+):\d+", event.detail or "")  # a local handle: pid:start time
         detail = f" (pid {local[1]})" if local else detail

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,12 +44,13 @@ def write_group_report(
     target: Path,
     cwd: Path | None = None,
     trials: Sequence[TrialRecord] = (),
+    gpu_hours: Mapping[str, float] | None = None,
 ) -> Path:
     """The report of ``group``: its notebook rendered from the records (as ``job notebook`` writes it;
-    ``trials``: a search group's), executed and written to ``target``."""
+    ``trials``: a search group's; ``gpu_hours``: each run's), executed and written to ``target``."""
     from metta_exp.notebook.cells import render_notebook, run_info
 
-    notebook = render_notebook(group, [run_info(j) for j in jobs], trials=trials)
+    notebook = render_notebook(group, [run_info(j) for j in jobs], trials=trials, gpu_hours=gpu_hours)
     return write_report(notebook, target, cwd, title=group.name)
 
 
@@ -107,7 +108,9 @@ def html_of(nb: Any, title: str) -> str:
         template_name="lab",
         extra_template_paths=[str(templates_dir() / "report")],
         template_file="report.html.j2",
-        embed_images=True,
+        # plots are outputs, always embedded as data: URIs; embed_images is for markdown images (there
+        # are none), and it breaks inline HTML: it parses each tag alone, emptying a status badge's span
+        embed_images=False,
         exclude_input=True,  # a report: what the cells show; the code is in the notebook
         exclude_output_prompt=True,
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from metta_exp.errors import NotFoundError
 from metta_exp.paths import DB_NAME, default_state_dir
 from metta_exp.store.groups import GroupExistsError
 from metta_exp.store.history import GroupQuery, History, RunRecord
@@ -38,3 +39,30 @@ class JobStore(Trials, History):
     @classmethod
     def open(cls, state_dir: Path | None = None, *, create: bool = True, readonly: bool = False) -> JobStore:
         return cls((state_dir or default_state_dir()) / DB_NAME, create=create, readonly=readonly)
+
+    @classmethod
+    def found(cls, readonly: bool = False) -> JobStore | None:
+        """The store metta-exp finds (:func:`default_state_dir`), or None when there is none yet (none is
+        created); the caller closes it (``with``). ``readonly``: a reader's connection (works on a store
+        it cannot write, never changes it)."""
+        state_dir = default_state_dir()
+        if not (state_dir / DB_NAME).exists():
+            return None
+        return cls.open(state_dir, create=False, readonly=readonly)
+
+    @classmethod
+    def holding(cls, group: str, readonly: bool = False) -> JobStore:
+        """The store metta-exp finds, which must hold ``group`` (``NotFoundError`` naming the closest
+        groups otherwise: exit code 2); the caller closes it (``with``)."""
+        store = cls.found(readonly)
+        if store is None:
+            raise NotFoundError(
+                f"no group '{group}': no groups yet in {default_state_dir()} (no job_state/ here or in a "
+                "parent directory; METTA_EXP_STATE_DIR names another state directory)"
+            )
+        try:
+            store.group(group)
+        except BaseException:
+            store.close()
+            raise
+        return store

@@ -3,33 +3,31 @@
 It holds the group's lease in the store, launches every job whose dependencies succeeded (all at once,
 within ``max_parallel`` and free GPUs), observes active jobs through the backend in one batched call,
 applies ``timeout_s`` and ``max_retries``, skips dependents of jobs that did not succeed, records every
-transition, and writes the notebook when the group ends. It runs detached from the terminal that
-launched the group (``python -m metta_exp.runner GROUP``); any later command can start a new one when the
-lease of the old one expired or its process is gone.
+transition, and writes the notebook when the group ends. What each attempt reports through its files
+(its W&B run, its final progress and metrics) is recorded by :mod:`metta_exp.runner.reports`. It runs
+detached from the terminal that launched the group (``python -m metta_exp.runner GROUP``,
+:mod:`metta_exp.runner.__main__`); any later command can start a new one when the lease of the old one
+expired or its process is gone.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import errno
 import os
-import signal
 import sys
 import threading
 import time
 import traceback
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from metta_exp.backends.base import Backend, Launch, Observation
-from metta_exp.logs.tail import LogMark, final_metrics, final_progress, scan_wandb_ref
-from metta_exp.metrics import tracked_metrics
 from metta_exp.paths import RunDir, launch_dir, notebook_path
 from metta_exp.records import GroupRecord, JobRecord
-from metta_exp.runs.state import read_run_state
+from metta_exp.runner.reports import AttemptReports
 from metta_exp.status import ACTIVE, JobStatus, waits_for
 from metta_exp.store import JobStore
 from metta_exp.supervise import LEASE_TTL, exit_code, launch_of, launch_settings, lease_owner_id, owner_alive
@@ -37,7 +35,6 @@ from metta_exp.supervise import LEASE_TTL, exit_code, launch_of, launch_settings
 if TYPE_CHECKING:
     from metta_exp.search.driver import SearchDriver
 
-URL_CHECK_S = 5.0
 MAX_FAILED_CYCLES = 20  # consecutive failed cycles before the runner gives up (a later command resumes)
 
 
@@ -61,11 +58,13 @@ class Runner:
     _last_renew: float = 0.0
     _last_poll: float = 0.0
     _announced: bool = False
-    _url_checked: dict[str, float] = field(default_factory=dict)
     stop_reason: str | None = None
-    _url_found: dict[str, int] = field(default_factory=dict)  # run -> the attempt whose URL is recorded
-    _log_scanned: dict[str, LogMark] = field(default_factory=dict)  # log path -> where the last look ended
     _search: SearchDriver | None = None
+    _timing_out: set[tuple[str, int]] = field(default_factory=set)  # (run, attempt) ended for its timeout
+    _reports: AttemptReports = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._reports = AttemptReports(self.store, self.group)
 
     def drive(self) -> int | None:
         """Drive the group to its end. None if another live driver holds it, or the runner was asked
@@ -157,7 +156,8 @@ class Runner:
             self.store.add_event(self.group, "submitted")
             self._announced = True
         if all(j.status.is_terminal() for j in jobs) and (search is None or search.done(group)):
-            return self._finish(group, jobs)
+            # ended only when nothing of it is left: an attempt being ended may outlive its record
+            return False if self.backend.still_ending() else self._finish(group, jobs)
         return False
 
     def _search_of(self, group: GroupRecord) -> SearchDriver | None:
@@ -227,43 +227,8 @@ class Runner:
         ended = {
             j.run for j, launch in zip(active, launches, strict=True) if _ended(observed.get(launch.name))
         }
-        self._record_wandb_urls(active, ended)
-        self._record_final_progress(group, active, launches, ended)
+        self._reports.record(group, active, launches, ended, self.backend.log_complete)
         return changed
-
-    def _record_final_progress(
-        self, group: GroupRecord, active: list[JobRecord], launches: list[Launch], ended: set[str]
-    ) -> None:
-        """Keep the last progress and tracked metric values of each attempt that just ended, once its log
-        is complete (a remote log's last tail is fetched after the end is seen), so ``job show`` and ``job
-        runs`` read no ended job's files. An attempt left out (its last tail not fetched yet, or a runner
-        that stopped in between) is read from its files instead."""
-        for job, launch in zip(active, launches, strict=True):
-            if job.run in ended and self.backend.log_complete(launch):
-                self.store.set_final_progress(
-                    self.group, job.run, job.attempts, final_progress(launch.log_path)
-                )
-                found = final_metrics(launch.log_path, job.run_dir, tracked_metrics(group), job.attempts)
-                self.store.set_final_metrics(self.group, job.run, job.attempts, found)
-
-    def _record_wandb_urls(self, active: list[JobRecord], ended: set[str]) -> None:
-        """Record the W&B URL each attempt reports in its log (every backend copies logs here), looked
-        for now and then while it runs and once more when it ends (a remote log's last tail)."""
-        now = time.time()
-        for job in active:
-            if self._url_found.get(job.run) == job.attempts:
-                continue
-            if job.run not in ended and now - self._url_checked.get(job.run, 0.0) < URL_CHECK_S:
-                continue
-            self._url_checked[job.run] = now
-            ref, self._log_scanned[job.log_path or ""] = scan_wandb_ref(
-                job.log_path, self._log_scanned.get(job.log_path or "", (0, 0))
-            )
-            url = ref.url if ref is not None else _reported_url(job)
-            if url:
-                self._url_found[job.run] = job.attempts
-                if url != job.wandb_url:
-                    self.store.set_wandb_url(self.group, job.run, url)
 
     def _apply(self, group: GroupRecord, job: JobRecord, launch: Launch, obs: Observation) -> None:
         key = (job.run, job.attempts)
@@ -298,7 +263,9 @@ class Runner:
             ):
                 self.backend.cancel_soon([launch])
             return
-        if obs.status == JobStatus.FAILED:
+        if self._timed_out(group, job):  # however it ended once told to stop
+            self._failed(group, job, obs.exit_code, f"timed out after {group.exp.timeout_s} s")
+        elif obs.status == JobStatus.FAILED:
             self._failed(group, job, obs.exit_code, obs.reason or "failed")
         else:
             self.store.finish_attempt(
@@ -328,19 +295,44 @@ class Runner:
         )
 
     def _enforce_timeouts(self, group: GroupRecord, jobs: list[JobRecord]) -> bool:
+        """Start ending each job past ``timeout_s`` (once per attempt and runner). The job stays running
+        in the store until the backend sees it gone: a job that ignores SIGTERM keeps its GPU, and its
+        group stays open, through the grace before SIGKILL. Its end is then recorded as the timeout."""
         limit = group.exp.timeout_s
         if not limit:
             return False
         now = time.time()
         late = [
-            j for j in jobs if j.status == JobStatus.RUNNING and j.started_at and now - j.started_at > limit
+            j
+            for j in jobs
+            if j.status == JobStatus.RUNNING
+            and j.started_at
+            and now - j.started_at > limit
+            and (j.run, j.attempts) not in self._timing_out
         ]
         if not late:
             return False
         self.backend.cancel_soon([launch_of(group, j) for j in late])
         for job in late:
-            self._failed(group, job, None, f"timed out after {limit} s")
-        return True
+            self._timing_out.add((job.run, job.attempts))
+            self.store.add_event(
+                self.group, "timed_out", f"timed out after {limit} s; ending it", run=job.run
+            )
+        return False
+
+    def _timed_out(self, group: GroupRecord, job: JobRecord) -> bool:
+        """Whether this attempt was told to stop for its timeout, by this runner or (its events say) by
+        one before it."""
+        if (job.run, job.attempts) in self._timing_out:
+            return True
+        limit = group.exp.timeout_s
+        if not limit or job.started_at is None or time.time() - job.started_at <= limit:
+            return False
+        since = job.started_at
+        return any(
+            e.kind == "timed_out" and e.run == job.run and e.at >= since
+            for e in self.store.events(self.group)
+        )
 
     def _skip_blocked(self, jobs: list[JobRecord]) -> bool:
         status = {j.run: j.status for j in jobs}
@@ -372,7 +364,8 @@ class Runner:
         active = sum(1 for j in jobs if j.status in ACTIVE)
         devices = self.backend.devices()
         busy = self.store.busy_gpu_ids() if devices is not None else set()
-        claimed: list[Launch] = []
+        busy.update(gpu for launch in self.backend.still_ending() for gpu in launch.gpu_ids)
+        wanted: list[tuple[JobRecord, tuple[int, ...]]] = []
         for job in ready:
             spec = job.spec
             free = [d for d in devices if d not in busy] if devices is not None else None
@@ -385,20 +378,31 @@ class Runner:
                 continue
             gpu_ids: tuple[int, ...] = tuple(free[: spec.gpus]) if free is not None and spec.gpus > 0 else ()
             busy.update(gpu_ids)
-            log_path = RunDir.at(job.run_dir).log(job.attempts + 1)
-            attempt = self.store.claim(self.group, job.run, self.owner, gpu_ids, str(log_path))
-            if attempt is None:
-                continue
-            claimed.append(
-                Launch(
-                    spec,
-                    attempt,
-                    RunDir.at(job.run_dir).log(attempt),
-                    gpu_ids=gpu_ids,
-                    settings=launch_settings(group),
-                )
-            )
+            wanted.append((job, gpu_ids))
             active += 1
+        if not wanted:
+            return False
+        # one transaction for the whole pass: a commit waits for the disk, a hundred of them for a while
+        attempts = self.store.claim_many(
+            self.group,
+            self.owner,
+            [
+                (job.run, gpu_ids, str(RunDir.at(job.run_dir).log(job.attempts + 1)))
+                for job, gpu_ids in wanted
+            ],
+        )
+        settings = launch_settings(group)
+        claimed = [
+            Launch(
+                job.spec,
+                attempts[job.run],
+                RunDir.at(job.run_dir).log(attempts[job.run]),
+                gpu_ids=gpu_ids,
+                settings=settings,
+            )
+            for job, gpu_ids in wanted
+            if job.run in attempts
+        ]
         if claimed:
             self._submit(group, claimed)
         return bool(claimed)
@@ -413,19 +417,20 @@ class Runner:
         else:
             error = "the backend did not start it"
         self._renew()
-        for launch in launches:
-            handle = handles.get(launch.name)
-            run = launch.spec.run
-            if handle is None:
-                job = self.store.job(self.group, run)
-                self._failed(group, job, None, error)
-                continue
-            self._submitted.add((run, launch.attempt))
-            if not self.store.mark_running(self.group, run, launch.attempt, handle):
-                # killed between claim and submit: end what we just started
-                self.backend.cancel_soon(
-                    [Launch(launch.spec, launch.attempt, launch.log_path, handle, launch.gpu_ids)]
-                )
+        handled = [replace(launch, handle=handles.get(launch.name)) for launch in launches]
+        for launch in handled:
+            if launch.handle is None:
+                self._failed(group, self.store.job(self.group, launch.spec.run), None, error)
+        started = [launch for launch in handled if launch.handle is not None]
+        if not started:
+            return
+        self._submitted.update((launch.spec.run, launch.attempt) for launch in started)
+        marked = self.store.mark_running_many(
+            self.group, [(launch.spec.run, launch.attempt, launch.handle) for launch in started]
+        )
+        killed = [launch for launch in started if launch.spec.run not in marked]
+        if killed:  # killed between claim and submit: end what we just started
+            self.backend.cancel_soon(killed)
 
     # --- the end ----------------------------------------------------------------------------------
 
@@ -436,7 +441,8 @@ class Runner:
             try:
                 from metta_exp.notebook.cells import write_group_notebook
 
-                write_group_notebook(group, jobs, path, self.store.trials(self.group))
+                trials, hours = self.store.trials(self.group), self.store.gpu_hours(self.group)
+                write_group_notebook(group, jobs, path, trials, hours)
                 self.store.add_event(self.group, "notebook", str(path))
             except Exception as exc:  # a notebook problem must not keep the group open
                 self.store.add_event(self.group, "notebook_failed", f"{type(exc).__name__}: {exc}")
@@ -453,8 +459,10 @@ class Runner:
         self._renew()
         try:
             with self._lease_kept():
-                trials = self.store.trials(self.group)
-                path = write_group_report(group, jobs, report_path(notebook), launch_dir(group), trials)
+                trials, hours = self.store.trials(self.group), self.store.gpu_hours(self.group)
+                path = write_group_report(
+                    group, jobs, report_path(notebook), launch_dir(group), trials, hours
+                )
             self.store.add_event(self.group, "report", str(path))
         except Exception as exc:  # nor a report problem
             self.store.add_event(self.group, "report_failed", f"{type(exc).__name__}: {exc}")
@@ -473,32 +481,5 @@ def log_line(text: str) -> None:
         print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {text}", flush=True)
 
 
-def _reported_url(job: JobRecord) -> str | None:
-    """The W&B URL in ``run.json`` when this attempt wrote it (local jobs; a fallback for the
-    ``[metta-exp] wandb`` line of its log)."""
-    state = read_run_state(job.run_dir, job.attempts)
-    return state.wandb_url if state is not None else None
-
-
 def _ended(obs: Observation | None) -> bool:
     return obs is not None and obs.status is not None and obs.status.is_terminal()
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m metta_exp.runner", description="Drive one job group.")
-    parser.add_argument("group")
-    args = parser.parse_args(argv)
-    from metta_exp.backends import make_backend
-
-    store = JobStore.open()
-    group = store.group(args.group)
-    owner = os.environ.pop("METTA_EXP_RUNNER_OWNER", None) or lease_owner_id()  # jobs must not inherit it
-    runner = Runner(store, args.group, make_backend(group.backend, store.state_dir, group.exp), owner=owner)
-    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
-        signal.signal(sig, lambda signum, _frame: runner.stop(signal.Signals(signum).name))
-    code = runner.drive()
-    return 0 if code is None else code
-
-
-if __name__ == "__main__":
-    sys.exit(main())
