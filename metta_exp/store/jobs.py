@@ -7,11 +7,16 @@ from collections.abc import Sequence
 
 from metta_exp.errors import NotFoundError, closest
 from metta_exp.records import AttemptRecord, EventRecord, JobRecord
-from metta_exp.status import TERMINAL, JobStatus
+from metta_exp.status import TERMINAL, JobStatus, check_move, moved_by, moves_from
 from metta_exp.store.db import Database
 from metta_exp.store.rows import ids, job_record
 
 _TERMINAL_MARKS = ", ".join("?" * len(TERMINAL))  # placeholders for the terminal statuses
+
+
+def status_in(statuses: tuple[JobStatus, ...]) -> tuple[str, tuple[str, ...]]:
+    """``status IN (?, ...)`` and its parameters: the statuses a move starts from (status.TRANSITIONS)."""
+    return f"status IN ({', '.join('?' * len(statuses))})", tuple(s.value for s in statuses)
 
 
 class Jobs(Database):
@@ -108,6 +113,7 @@ class Jobs(Database):
         """
         now = time.time()
         claimed: dict[str, int] = {}
+        claimable, values = status_in(moves_from("claim_many", JobStatus.LAUNCHING))
         with self.atomic() as db:
             ok = db.execute(
                 "SELECT 1 FROM groups WHERE name = ? AND lease_owner = ? AND lease_expires >= ? "
@@ -118,8 +124,8 @@ class Jobs(Database):
                 return claimed
             for run, gpu_ids, log_path in wanted:
                 row = db.execute(
-                    "SELECT id, attempts FROM jobs WHERE group_name = ? AND run = ? AND status = ?",
-                    (group, run, JobStatus.PENDING.value),
+                    f"SELECT id, attempts, status FROM jobs WHERE group_name = ? AND run = ? AND {claimable}",
+                    (group, run, *values),
                 ).fetchone()
                 if row is None:
                     continue
@@ -142,9 +148,8 @@ class Jobs(Database):
                         log_path,
                     ),
                 )
-                self._event(
-                    db, group, run, "status", JobStatus.PENDING, JobStatus.LAUNCHING, f"attempt {number}"
-                )
+                old = JobStatus(row["status"])
+                self._event(db, group, run, "status", old, JobStatus.LAUNCHING, f"attempt {number}")
                 claimed[run] = number
         return claimed
 
@@ -168,10 +173,11 @@ class Jobs(Database):
         the caller must then cancel what it started."""
         now = time.time()
         marked: set[str] = set()
+        runnable = moves_from("mark_running_many", JobStatus.RUNNING)
         with self.atomic() as db:
             for run, attempt, handle in started:
                 row = self._current(db, group, run, attempt)
-                if row is None or row["status"] != JobStatus.LAUNCHING.value:
+                if row is None or JobStatus(row["status"]) not in runnable:
                     continue
                 db.execute("UPDATE jobs SET status = ? WHERE id = ?", (JobStatus.RUNNING.value, row["id"]))
                 db.execute(
@@ -193,23 +199,22 @@ class Jobs(Database):
         reason: str | None = None,
         requeue: bool = False,
     ) -> bool:
-        """End the current attempt with a terminal ``status``.
+        """End the current attempt with ``status`` (succeeded, failed or cancelled).
 
         With ``requeue`` the job goes back to pending for another attempt (a retry, or an attempt that
         never started); the attempt keeps its ending in the history either way. False if the job has
-        moved on (another attempt, or already terminal).
+        moved on (another attempt, or already ended); ``ValueError`` for an ending that is not a legal
+        move (``status.TRANSITIONS``).
         """
-        assert status.is_terminal()
         now = time.time()
+        new = JobStatus.PENDING if requeue else status
         with self.atomic() as db:
             row = self._current(db, group, run, attempt)
-            if (
-                row is None
-                or JobStatus(row["status"]).is_terminal()
-                or row["status"] == JobStatus.PENDING.value
-            ):
+            if row is None or JobStatus(row["status"]) not in moved_by("finish_attempt"):
                 return False
-            new = JobStatus.PENDING if requeue else status
+            old = JobStatus(row["status"])
+            check_move(old, status, "finish_attempt")  # the attempt's ending, requeued or not
+            check_move(old, new, "finish_attempt")
             db.execute(
                 "UPDATE jobs SET status = ?, exit_code = ?, reason = ?, queued_at = "
                 "CASE WHEN ? THEN ? ELSE queued_at END WHERE id = ?",
@@ -221,19 +226,25 @@ class Jobs(Database):
                 (status.value, now, exit_code, reason, row["id"], attempt),
             )
             detail = f"{reason}; requeued" if requeue else reason
-            self._event(db, group, run, "status", JobStatus(row["status"]), new, detail)
+            self._event(db, group, run, "status", old, new, detail)
             return True
 
     def skip(self, group: str, run: str, reason: str) -> bool:
         """pending -> skipped (a dependency did not succeed)."""
+        skippable, values = status_in(moves_from("skip", JobStatus.SKIPPED))
         with self.atomic() as db:
-            cur = db.execute(
-                "UPDATE jobs SET status = ?, reason = ? WHERE group_name = ? AND run = ? AND status = ?",
-                (JobStatus.SKIPPED.value, reason, group, run, JobStatus.PENDING.value),
+            row = db.execute(
+                f"SELECT id, status FROM jobs WHERE group_name = ? AND run = ? AND {skippable}",
+                (group, run, *values),
+            ).fetchone()
+            if row is None:
+                return False
+            db.execute(
+                "UPDATE jobs SET status = ?, reason = ? WHERE id = ?",
+                (JobStatus.SKIPPED.value, reason, row["id"]),
             )
-            if cur.rowcount:
-                self._event(db, group, run, "status", JobStatus.PENDING, JobStatus.SKIPPED, reason)
-            return cur.rowcount == 1
+            self._event(db, group, run, "status", JobStatus(row["status"]), JobStatus.SKIPPED, reason)
+            return True
 
     def set_final_progress(self, group: str, run: str, attempt: int, fraction: float) -> None:
         """Keep an ended attempt's last progress fraction (negative: it printed none), read from its log

@@ -3,18 +3,18 @@
 It holds the group's lease in the store, launches every job whose dependencies succeeded (all at once,
 within ``max_parallel`` and free GPUs), observes active jobs through the backend in one batched call,
 applies ``timeout_s`` and ``max_retries``, skips dependents of jobs that did not succeed, records every
-transition, and writes the notebook when the group ends. It runs detached from the terminal that
-launched the group (``python -m metta_exp.runner GROUP``); any later command can start a new one when the
-lease of the old one expired or its process is gone.
+transition, and writes the notebook when the group ends. What each attempt reports through its files
+(its W&B run, its final progress and metrics) is recorded by :mod:`metta_exp.runner.reports`. It runs
+detached from the terminal that launched the group (``python -m metta_exp.runner GROUP``,
+:mod:`metta_exp.runner.__main__`); any later command can start a new one when the lease of the old one
+expired or its process is gone.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import errno
 import os
-import signal
 import sys
 import threading
 import time
@@ -25,11 +25,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from metta_exp.backends.base import Backend, Launch, Observation
-from metta_exp.logs.tail import LogMark, final_metrics, final_progress, scan_wandb_ref
-from metta_exp.metrics import tracked_metrics
 from metta_exp.paths import RunDir, launch_dir, notebook_path
 from metta_exp.records import GroupRecord, JobRecord
-from metta_exp.runs.state import read_run_state
+from metta_exp.runner.reports import AttemptReports
 from metta_exp.status import ACTIVE, JobStatus, waits_for
 from metta_exp.store import JobStore
 from metta_exp.supervise import LEASE_TTL, exit_code, launch_of, launch_settings, lease_owner_id, owner_alive
@@ -37,7 +35,6 @@ from metta_exp.supervise import LEASE_TTL, exit_code, launch_of, launch_settings
 if TYPE_CHECKING:
     from metta_exp.search.driver import SearchDriver
 
-URL_CHECK_S = 5.0
 MAX_FAILED_CYCLES = 20  # consecutive failed cycles before the runner gives up (a later command resumes)
 
 
@@ -61,12 +58,13 @@ class Runner:
     _last_renew: float = 0.0
     _last_poll: float = 0.0
     _announced: bool = False
-    _url_checked: dict[str, float] = field(default_factory=dict)
     stop_reason: str | None = None
-    _url_found: dict[str, int] = field(default_factory=dict)  # run -> the attempt whose URL is recorded
-    _log_scanned: dict[str, LogMark] = field(default_factory=dict)  # log path -> where the last look ended
     _search: SearchDriver | None = None
     _timing_out: set[tuple[str, int]] = field(default_factory=set)  # (run, attempt) ended for its timeout
+    _reports: AttemptReports = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._reports = AttemptReports(self.store, self.group)
 
     def drive(self) -> int | None:
         """Drive the group to its end. None if another live driver holds it, or the runner was asked
@@ -229,43 +227,8 @@ class Runner:
         ended = {
             j.run for j, launch in zip(active, launches, strict=True) if _ended(observed.get(launch.name))
         }
-        self._record_wandb_urls(active, ended)
-        self._record_final_progress(group, active, launches, ended)
+        self._reports.record(group, active, launches, ended, self.backend.log_complete)
         return changed
-
-    def _record_final_progress(
-        self, group: GroupRecord, active: list[JobRecord], launches: list[Launch], ended: set[str]
-    ) -> None:
-        """Keep the last progress and tracked metric values of each attempt that just ended, once its log
-        is complete (a remote log's last tail is fetched after the end is seen), so ``job show`` and ``job
-        runs`` read no ended job's files. An attempt left out (its last tail not fetched yet, or a runner
-        that stopped in between) is read from its files instead."""
-        for job, launch in zip(active, launches, strict=True):
-            if job.run in ended and self.backend.log_complete(launch):
-                self.store.set_final_progress(
-                    self.group, job.run, job.attempts, final_progress(launch.log_path)
-                )
-                found = final_metrics(launch.log_path, job.run_dir, tracked_metrics(group), job.attempts)
-                self.store.set_final_metrics(self.group, job.run, job.attempts, found)
-
-    def _record_wandb_urls(self, active: list[JobRecord], ended: set[str]) -> None:
-        """Record the W&B URL each attempt reports in its log (every backend copies logs here), looked
-        for now and then while it runs and once more when it ends (a remote log's last tail)."""
-        now = time.time()
-        for job in active:
-            if self._url_found.get(job.run) == job.attempts:
-                continue
-            if job.run not in ended and now - self._url_checked.get(job.run, 0.0) < URL_CHECK_S:
-                continue
-            self._url_checked[job.run] = now
-            ref, self._log_scanned[job.log_path or ""] = scan_wandb_ref(
-                job.log_path, self._log_scanned.get(job.log_path or "", (0, 0))
-            )
-            url = ref.url if ref is not None else _reported_url(job)
-            if url:
-                self._url_found[job.run] = job.attempts
-                if url != job.wandb_url:
-                    self.store.set_wandb_url(self.group, job.run, url)
 
     def _apply(self, group: GroupRecord, job: JobRecord, launch: Launch, obs: Observation) -> None:
         key = (job.run, job.attempts)
@@ -523,32 +486,5 @@ def log_line(text: str) -> None:
         print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {text}", flush=True)
 
 
-def _reported_url(job: JobRecord) -> str | None:
-    """The W&B URL in ``run.json`` when this attempt wrote it (local jobs; a fallback for the
-    ``[metta-exp] wandb`` line of its log)."""
-    state = read_run_state(job.run_dir, job.attempts)
-    return state.wandb_url if state is not None else None
-
-
 def _ended(obs: Observation | None) -> bool:
     return obs is not None and obs.status is not None and obs.status.is_terminal()
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m metta_exp.runner", description="Drive one job group.")
-    parser.add_argument("group")
-    args = parser.parse_args(argv)
-    from metta_exp.backends import make_backend
-
-    store = JobStore.open()
-    group = store.group(args.group)
-    owner = os.environ.pop("METTA_EXP_RUNNER_OWNER", None) or lease_owner_id()  # jobs must not inherit it
-    runner = Runner(store, args.group, make_backend(group.backend, store.state_dir, group.exp), owner=owner)
-    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
-        signal.signal(sig, lambda signum, _frame: runner.stop(signal.Signals(signum).name))
-    code = runner.drive()
-    return 0 if code is None else code
-
-
-if __name__ == "__main__":
-    sys.exit(main())
