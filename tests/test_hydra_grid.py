@@ -47,7 +47,12 @@ if __name__ == "__main__":
     main()
 """
 
-GRID = ["-m", "hydra/launcher=metta_exp", "hydra/sweeper=metta_exp_grid", "hydra.launcher.generate_notebook=false"]
+GRID = [
+    "-m",
+    "hydra/launcher=metta_exp",
+    "hydra/sweeper=metta_exp_grid",
+    "hydra.launcher.generate_notebook=false",
+]
 
 
 @pytest.fixture
@@ -146,4 +151,7 @@ def test_a_value_bad_for_one_point_fails_its_job_with_hydras_message(state_dir: 
     assert result.returncode == 1, result.stdout + result.stderr
     assert "Error executing job with overrides: ['lr=fast']\nError merging override lr=fast" in result.stderr
     jobs = wait_group_end(state_dir, only_group(state_dir))
-    assert [(j.run, j.status) for j in jobs] == [("lr0.1", JobStatus.SUCCEEDED), ("lr_fast", JobStatus.FAILED)]
+    assert [(j.run, j.status) for j in jobs] == [
+        ("lr0.1", JobStatus.SUCCEEDED),
+        ("lr_fast", JobStatus.FAILED),
+    ]
