@@ -80,8 +80,9 @@ def run_app(app: Path, *overrides: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture
-def loader(tmp_path: Path) -> Iterator[object]:
-    """Hydra's own config loader over a conf directory with a config group ``opt`` (sgd, adam)."""
+def loader(tmp_path: Path, hydra_restore_singletons: None) -> Iterator[object]:
+    """Hydra's own config loader over a conf directory with a config group ``opt`` (sgd, adam); Hydra's
+    singletons (its version base among them) restored after, for the in-process suites that follow."""
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
