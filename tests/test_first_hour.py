@@ -50,3 +50,31 @@ def test_the_design_documents_recipe_pattern_warns_naming_the_identical_runs(sta
     )
     quiet = run_cli("run", "arena.experiment", 'runs=["baseline","variant"]', "dry_run=true")
     assert quiet.returncode == 0 and quiet.stderr == ""
+
+
+def design_layout(root: Path) -> None:
+    """The design document's layout: a training package ``arena/`` (``arena.train``) beside the recipes in
+    ``experiments/recipes/arena.py``."""
+    (root / "arena").mkdir()
+    (root / "arena" / "__init__.py").write_text('"""The arena training package."""\n')
+    (root / "arena" / "train.py").write_text("print('training')\n")
+    (root / "experiments" / "recipes").mkdir(parents=True)
+    (root / "experiments" / "recipes" / "arena.py").write_text(
+        "from metta_exp import ExperimentTool\n\n\n"
+        "def experiment() -> ExperimentTool:\n"
+        "    return ExperimentTool(module='arena.train', runs=['a'], gpus=0, remote=False)\n"
+    )
+
+
+def test_a_recipe_beside_a_training_package_of_the_same_name_is_found(state_dir: Path) -> None:
+    design_layout(state_dir.parent)
+    found = run_cli("run", "arena.experiment", "dry_run=true")
+    assert found.returncode == 0, found.stderr
+    assert "argv:       " in found.stdout and "-m arena.train" in found.stdout
+
+    missing = run_cli("run", "arena.sweep")
+    assert missing.returncode == 2
+    assert missing.stderr == (
+        "Error: no recipe function 'sweep' in arena (arena/__init__.py) nor in experiments.recipes.arena "
+        "(experiments/recipes/arena.py); experiments.recipes.arena's recipes: experiment\n"
+    )

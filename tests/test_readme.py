@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT, run_cli, wait_group_end
+from test_readme_history import HISTORY_COMMANDS
 
 from metta_exp.store import JobStore
 from metta_exp.text import plural
@@ -141,7 +142,10 @@ OFFLINE_COMMANDS = {
 
 
 def test_every_readme_command_is_checked() -> None:
-    checked = {words(line) for line in (*LAUNCHES, *NOT_HERE, *RECIPE_COMMANDS, *OFFLINE_COMMANDS, *SEARCHES)}
+    checked = {
+        words(line)
+        for line in (*LAUNCHES, *NOT_HERE, *RECIPE_COMMANDS, *OFFLINE_COMMANDS, *SEARCHES, *HISTORY_COMMANDS)
+    }
     for line in bash_commands():
         if line in checked or BENCH.fullmatch(" ".join(line)):
             continue
@@ -325,8 +329,9 @@ def test_readme_job_commands_do_what_their_comments_say(state_dir: Path, tmp_pat
         f"#!{sys.executable}\nimport sys\nopen({str(tmp_path / 'opened')!r}, 'w').write(sys.argv[1])\n"
     )
     browser.chmod(0o755)
-    offline = {words(line) for line in OFFLINE_COMMANDS}  # run on the simulator by their own test
-    listed = [line for line in bash_commands() if line[:2] == ("metta-exp", "job") and line not in offline]
+    # run on the simulator by their own test; the History section's by tests/test_readme_history.py
+    others = {words(line) for line in (*OFFLINE_COMMANDS, *HISTORY_COMMANDS)}
+    listed = [line for line in bash_commands() if line[:2] == ("metta-exp", "job") and line not in others]
     assert listed == list(JOB_COMMANDS)
     for line in listed:
         result = run_cli(*line[1:], env={"BROWSER": str(browser)}, timeout=300)

@@ -53,7 +53,7 @@ WRITERS: dict[str, list[Call]] = {
     "add_trial": [lambda s, g: s.add_trial(g, OWNER, 1, {"x": 2}, other_spec(s, g))],  # type: ignore[arg-type]
     "set_handle": [lambda s, g: s.set_handle(g, "r", s.job(g, "r").attempts, "h2")],
     "set_final_progress": [lambda s, g: s.set_final_progress(g, "r", s.job(g, "r").attempts, 0.5)],
-    "set_final_metrics": [lambda s, g: s.set_final_metrics(g, "r", s.job(g, "r").attempts, {"m": 1.0})],
+    "keep_finals": [lambda s, g: s.keep_finals(g, [("r", s.job(g, "r").attempts, 0.5, {"m": 1.0})])],
     "set_wandb_url": [lambda s, g: s.set_wandb_url(g, "r", "https://wandb.example.com/e/p/runs/x")],
     "add_event": [lambda s, g: s.add_event(g, "note", "x", "r")],
     "acquire_lease": [lambda s, g: s.acquire_lease(g, "other:1:x", 60, 1, steal_from=OWNER)],

@@ -60,13 +60,14 @@ class AttemptReports:
         """Keep the last progress and tracked metric values of each attempt that just ended. An attempt
         left out (its last tail not fetched yet, or a runner that stopped in between) is read from its
         files instead."""
-        for job, launch in zip(active, launches, strict=True):
-            if job.run in ended and log_complete(launch):
-                self.store.set_final_progress(
-                    self.group, job.run, job.attempts, final_progress(launch.log_path)
-                )
-                found = final_metrics(launch.log_path, job.run_dir, tracked_metrics(group), job.attempts)
-                self.store.set_final_metrics(self.group, job.run, job.attempts, found)
+        finals = [
+            (job.run, job.attempts, final_progress(launch.log_path),
+             final_metrics(launch.log_path, job.run_dir, tracked_metrics(group), job.attempts))
+            for job, launch in zip(active, launches, strict=True)
+            if job.run in ended and log_complete(launch)
+        ]  # fmt: skip
+        if finals:  # one transaction (one commit) for every attempt this cycle saw end
+            self.store.keep_finals(self.group, finals)
 
     def _wandb_urls(self, active: list[JobRecord], ended: set[str]) -> None:
         """Record the W&B URL each attempt reports in its log, looked for now and then while it runs and

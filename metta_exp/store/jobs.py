@@ -9,6 +9,7 @@ from metta_exp.errors import NotFoundError, closest
 from metta_exp.records import AttemptRecord, EventRecord, JobRecord
 from metta_exp.status import TERMINAL, JobStatus, check_move, moved_by, moves_from
 from metta_exp.store.db import Database
+from metta_exp.store.history import GPUS_HELD
 from metta_exp.store.rows import ids, job_record
 
 _TERMINAL_MARKS = ", ".join("?" * len(TERMINAL))  # placeholders for the terminal statuses
@@ -136,9 +137,10 @@ class Jobs(Database):
                     "wandb_url = NULL WHERE id = ?",
                     (JobStatus.LAUNCHING.value, number, row["id"]),
                 )
-                db.execute(
-                    "INSERT INTO attempts (job_id, number, status, gpu_ids, claimed_at, log_path) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
+                db.execute(  # with the GPUs it holds: GPU-hours then sum the attempts alone
+                    "INSERT INTO attempts (job_id, number, status, gpu_ids, claimed_at, log_path, gpus) "
+                    f"VALUES (?, ?, ?, ?, ?, ?, (SELECT {GPUS_HELD} FROM jobs j "
+                    "JOIN groups g ON g.name = j.group_name WHERE j.id = ?))",
                     (
                         row["id"],
                         number,
@@ -146,6 +148,7 @@ class Jobs(Database):
                         ",".join(map(str, gpu_ids)),
                         now,
                         log_path,
+                        row["id"],
                     ),
                 )
                 old = JobStatus(row["status"])
