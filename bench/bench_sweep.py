@@ -1,30 +1,47 @@
 """How long a 100-point sweep of a trivial job takes to be submitted, beside Hydra's own launchers.
 
-    .venv/bin/python bench/bench_sweep.py [--points 100] [--repeat 3] [--no-hydra]
+    .venv/bin/python bench/bench_sweep.py [--points 100] [--repeat 5] [--bytecode cached,fresh]
+                                          [--only metta,plugin,grid,hydra]
 
-Figures, each the median of ``--repeat`` runs, from command start:
+Every figure is a whole-process median of ``--repeat`` runs, from the command's start, in each bytecode
+mode:
 
-- ``metta-exp -m +experiment=bench x=range(0,N) wait=false``: until every job of the group has started
-  (its attempt has a start time in the store), and until the command returned; the trivial job is
-  ``true`` (no work: what is measured is submission), then ``python -c pass`` and the tiny Hydra app
-  below (the job the Hydra launchers run), whose own start-up competes with the submission for the CPUs;
-- the tiny ``@hydra.main`` app with ``-m hydra/launcher=metta_exp`` (the plugin, ``wait=false``): Hydra's
-  sweeper composes every job before the launcher gets them;
-- the same app with ``hydra/launcher=joblib`` and with Hydra's basic launcher: until the command returned
-  (they return when every job has run; there is no earlier "submitted" moment).
+- ``cached``: Python reads and writes its bytecode caches (``PYTHONDONTWRITEBYTECODE`` dropped), after
+  one unmeasured warm-up run, as on a user's machine where imports are cached;
+- ``fresh``: ``PYTHONDONTWRITEBYTECODE=1`` and an empty bytecode cache for everything outside the
+  standard library (``PYTHONPYCACHEPREFIX`` names a directory that holds only the standard library's
+  caches), so every process compiles metta-exp's, Hydra's and every other package's modules afresh, as
+  on a machine that sets ``PYTHONDONTWRITEBYTECODE=1``.
 
-Everything runs in a temporary directory; every group is waited for, so no process is left behind.
-Python may write bytecode caches (``PYTHONDONTWRITEBYTECODE`` is dropped for the commands), and one
-unmeasured warm-up run comes first, as on a user's machine where imports are cached.
+The commands (``--only`` picks among them):
+
+- ``metta``: ``metta-exp -m +experiment=bench x=range(0,N) wait=false``: until every job of the group
+  has started (its attempt has a start time in the store), and until the command returned; the trivial
+  job is ``true`` (no work: what is measured is submission), then the tiny Hydra app below (the job
+  Hydra's launchers run), whose own start-up competes with the submission for the CPUs;
+- ``plugin``: the tiny ``@hydra.main`` app with ``-m hydra/launcher=metta_exp`` (``wait=false``) and
+  Hydra's BasicSweeper, which composes every point's config in the app's process before the launcher
+  gets them (the time it took is printed from its own debug line);
+- ``grid``: the same app with ``hydra/sweeper=metta_exp_grid`` too (when that sweeper is installed): the
+  same points, launched without composing each in the app's process;
+- ``hydra``: the same app with ``hydra/launcher=joblib`` and with Hydra's basic launcher, until the
+  command returned (they return when every job has run; there is no earlier "submitted" moment).
+
+Everything runs in a temporary directory; every group is waited for, so no process is left behind. The
+store is read with ``sqlite3`` alone, so the script also measures older metta-exp versions.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
+import shutil
+import sqlite3
 import statistics
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import textwrap
 import time
@@ -47,11 +64,35 @@ if __name__ == "__main__":
     main()
 """
 
+Env = dict[str, str]
+Sample = tuple[float, float] | float
 
-def environment(state_dir: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    env.update(METTA_EXP_STATE_DIR=str(state_dir), WANDB_MODE="disabled", HYDRA_FULL_ERROR="1")
-    return env
+
+def cached_env() -> Env:
+    return {
+        k: v for k, v in os.environ.items() if k not in ("PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX")
+    }
+
+
+def stdlib_only_cache(prefix: Path) -> Path:
+    """A ``PYTHONPYCACHEPREFIX`` tree holding the standard library's bytecode caches and nothing else
+    (hard links, else copies): with it, only modules outside the standard library compile afresh."""
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    for cached in stdlib.rglob("__pycache__/*.cpython-*.pyc"):
+        if ".opt-" in cached.name:
+            continue
+        source_dir = cached.parent.parent
+        target = prefix / source_dir.relative_to(source_dir.anchor) / cached.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(cached, target)
+        except OSError:
+            shutil.copy2(cached, target)
+    return prefix
+
+
+def environment(base: Env, state_dir: Path) -> Env:
+    return {**base, "METTA_EXP_STATE_DIR": str(state_dir), "WANDB_MODE": "disabled", "HYDRA_FULL_ERROR": "1"}
 
 
 def write_experiment(conf: Path, name: str, command: list[str]) -> None:
@@ -68,50 +109,60 @@ def write_experiment(conf: Path, name: str, command: list[str]) -> None:
     (conf / "experiment" / f"{name}.yaml").write_text(textwrap.dedent(body))
 
 
+def newest_group(db: sqlite3.Connection) -> str | None:
+    row = db.execute("SELECT name FROM groups ORDER BY created_at DESC LIMIT 1").fetchone()
+    return row[0] if row else None
+
+
 def all_started(state_dir: Path, expected: int, timeout: float = 300.0) -> tuple[str, float]:
     """Wait for the newest group to have ``expected`` started jobs; its name and the last start time."""
-    from metta_exp.store import JobStore
-
     deadline = time.time() + timeout
-    with JobStore.open(state_dir) as store:
+    db = sqlite3.connect(state_dir / "jobs.sqlite", timeout=30)
+    try:
         while time.time() < deadline:
-            groups = store.list_groups()
-            if groups:
-                jobs = store.jobs(groups[0].name)
-                starts = [j.started_at for j in jobs if j.started_at is not None]
-                if len(jobs) == expected and len(starts) == expected:
-                    return groups[0].name, max(starts)
+            group = newest_group(db)
+            if group is not None:
+                jobs, started, last = db.execute(
+                    "SELECT count(*), count(a.started_at), max(a.started_at) FROM jobs j "
+                    "LEFT JOIN attempts a ON a.job_id = j.id AND a.number = j.attempts WHERE j.group_name = ?",
+                    (group,),
+                ).fetchone()
+                if jobs == expected and started == expected:
+                    return group, float(last)
             time.sleep(0.02)
+    finally:
+        db.close()
     raise RuntimeError(f"the jobs of the sweep did not all start within {timeout} s")
 
 
 def wait_ended(state_dir: Path, group: str, timeout: float = 600.0) -> None:
-    from metta_exp.store import JobStore
-
     deadline = time.time() + timeout
-    with JobStore.open(state_dir) as store:
-        while store.group(group).ended_at is None:
+    db = sqlite3.connect(state_dir / "jobs.sqlite", timeout=30)
+    try:
+        while db.execute("SELECT ended_at FROM groups WHERE name = ?", (group,)).fetchone()[0] is None:
             if time.time() > deadline:
                 raise RuntimeError(f"group {group} did not end within {timeout} s")
             time.sleep(0.1)
+    finally:
+        db.close()
 
 
-def run(argv: list[str], cwd: Path, env: dict[str, str]) -> float:
-    """Seconds the command took; raises if it failed."""
+def run(argv: list[str], cwd: Path, env: Env) -> tuple[float, str]:
+    """Seconds the command took and its output; raises if it failed."""
     start = time.time()
     result = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    took = time.time() - start
+    output = f"{result.stdout}\n{result.stderr}"
     if result.returncode != 0:
-        output = f"{result.stdout}\n{result.stderr}"
         raise RuntimeError(f"{' '.join(argv)} failed ({result.returncode}):\n{output}")
-    return time.time() - start
+    return took, output
 
 
-def metta_submit(argv: list[str], work: Path, points: int) -> tuple[float, float]:
+def metta_submit(argv: list[str], work: Path, base: Env, points: int) -> tuple[float, float]:
     """(seconds until every job started, seconds until the command returned) for one fresh state dir."""
     state = Path(tempfile.mkdtemp(prefix="state-", dir=work))
-    env = environment(state)
     start = time.time()
-    returned = run(argv, work, env)
+    returned, _ = run(argv, work, environment(base, state))
     group, last_start = all_started(state, points)
     wait_ended(state, group)
     return last_start - start, returned
@@ -121,71 +172,122 @@ def median(samples: list[float]) -> str:
     return f"{statistics.median(samples):6.2f} s" + (f"  (runs: {', '.join(f'{s:.2f}' for s in samples)})")
 
 
-def measure(label: str, repeat: int, once: Callable[[], float | tuple[float, float]]) -> None:
-    once()  # warm-up: bytecode caches, page cache
+def measure(label: str, repeat: int, once: Callable[[], Sample]) -> None:
+    once()  # warm-up: bytecode caches (when written), page cache
     samples = [once() for _ in range(repeat)]
     if isinstance(samples[0], tuple):
         started = [s[0] for s in samples]  # type: ignore[index]
         returned = [s[1] for s in samples]  # type: ignore[index]
-        print(f"{label}\n    all jobs started   {median(started)}\n    command returned   {median(returned)}")
+        print(
+            f"  {label}\n      all jobs started   {median(started)}\n      command returned   {median(returned)}"
+        )
     else:
-        print(f"{label}\n    command returned   {median(samples)}")  # type: ignore[arg-type]
+        print(f"  {label}\n      command returned   {median(samples)}")  # type: ignore[arg-type]
     sys.stdout.flush()
+
+
+VALIDATED = re.compile(r"Validated configs of (\d+) jobs in ([\d.]+) seconds")
+
+
+def composed_points(app: Path, sweep: str, work: Path, base: Env) -> str:
+    """What Hydra's BasicSweeper says it spent composing every point (its debug line), once."""
+    state = Path(tempfile.mkdtemp(prefix="state-", dir=work))
+    argv = [PY, str(app), "-m", "hydra/launcher=metta_exp", "hydra.launcher.wait=false"]
+    argv += [
+        "hydra.launcher.generate_notebook=false",
+        "hydra.verbose=hydra._internal.core_plugins",
+        f"+{sweep}",
+    ]
+    _, output = run(argv, work, environment(base, state))
+    group = newest_group(sqlite3.connect(state / "jobs.sqlite"))
+    if group is not None:
+        wait_ended(state, group)
+    found = VALIDATED.search(output)
+    return f"{found.group(2)} s for {found.group(1)} points" if found else "(no debug line)"
+
+
+def has_grid_sweeper() -> bool:
+    try:
+        import hydra_plugins.metta_exp_sweeper.config as config
+    except ImportError:
+        return False
+    return hasattr(config, "MettaExpGridSweeperConf")
+
+
+def bench_mode(mode: str, base: Env, args: argparse.Namespace, work: Path, only: set[str]) -> None:
+    n = args.points
+    app = work / "tiny_app.py"
+    conf = work / "conf"
+    sweep = f"x=range(0,{n})"
+    metta = [PY, "-m", "metta_exp", "-m", "--config-dir", str(conf)]
+    print(f"bytecode {mode}:")
+    if "metta" in only:
+        measure(
+            f"metta-exp -m +experiment=bench '{sweep}' wait=false   (job: true)",
+            args.repeat,
+            lambda: metta_submit([*metta, "+experiment=bench", sweep, "wait=false"], work, base, n),
+        )
+        measure(
+            f"metta-exp -m +experiment=bench_app '{sweep}' wait=false   (job: the tiny Hydra app)",
+            args.repeat,
+            lambda: metta_submit([*metta, "+experiment=bench_app", sweep, "wait=false"], work, base, n),
+        )
+    plugin = [PY, str(app), "-m", "hydra/launcher=metta_exp", "hydra.launcher.wait=false"]
+    plugin += ["hydra.launcher.generate_notebook=false", f"+{sweep}"]
+    if "plugin" in only:
+        measure(
+            f"python tiny_app.py -m hydra/launcher=metta_exp '+{sweep}'   (BasicSweeper; wait=false)",
+            args.repeat,
+            lambda: metta_submit(plugin, work, base, n),
+        )
+        print(f"      of which BasicSweeper composing each point: {composed_points(app, sweep, work, base)}")
+    if "grid" in only and has_grid_sweeper():
+        grid = [*plugin[:3], "hydra/sweeper=metta_exp_grid", *plugin[3:]]
+        measure(
+            f"python tiny_app.py -m hydra/launcher=metta_exp hydra/sweeper=metta_exp_grid '+{sweep}'   (wait=false)",
+            args.repeat,
+            lambda: metta_submit(grid, work, base, n),
+        )
+    if "hydra" in only:
+        env = environment(base, work / "unused")
+        joblib = [PY, str(app), "-m", "hydra/launcher=joblib", f"+{sweep}"]
+        label = f"python tiny_app.py -m hydra/launcher=joblib '+{sweep}'"
+        measure(label, args.repeat, lambda: run(joblib, work, env)[0])
+        basic = [PY, str(app), "-m", f"+{sweep}"]
+        label = f"python tiny_app.py -m '+{sweep}'   (Hydra's basic launcher)"
+        measure(label, 1, lambda: run(basic, work, env)[0])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--points", type=int, default=100)
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--no-hydra", action="store_true", help="skip Hydra's own launchers (slow)")
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--bytecode", default="cached,fresh", help="cached, fresh or both (default)")
+    parser.add_argument("--only", default="metta,plugin,grid,hydra", help="which commands (default: all)")
     args = parser.parse_args()
-    n = args.points
+    only = set(args.only.split(","))
     with tempfile.TemporaryDirectory(prefix="bench-sweep-") as tmp:
         work = Path(tmp)
         app = work / "tiny_app.py"
         app.write_text(TINY_APP)
         conf = work / "conf"
         write_experiment(conf, "bench", ["true"])
-        write_experiment(conf, "bench_py", [PY, "-c", "pass"])
         write_experiment(conf, "bench_app", [PY, str(app)])
-        sweep = f"x=range(0,{n})"
-        metta = [PY, "-m", "metta_exp", "-m", "--config-dir", str(conf)]
         load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
         print(
-            f"{n}-point sweeps on {os.cpu_count()} CPUs (load average {load}), median of {args.repeat} "
-            "after one warm-up run\n"
+            f"{args.points}-point sweeps on {os.cpu_count()} CPUs (load average {load}), whole-process medians "
+            f"of {args.repeat} after one warm-up run\n"
         )
-        measure(
-            f"metta-exp -m +experiment=bench '{sweep}' wait=false   (job: true)",
-            args.repeat,
-            lambda: metta_submit([*metta, "+experiment=bench", sweep, "wait=false"], work, n),
-        )
-        measure(
-            f"metta-exp -m +experiment=bench_py '{sweep}' wait=false   (job: python -c pass)",
-            args.repeat,
-            lambda: metta_submit([*metta, "+experiment=bench_py", sweep, "wait=false"], work, n),
-        )
-        measure(
-            f"metta-exp -m +experiment=bench_app '{sweep}' wait=false   (job: the tiny Hydra app)",
-            args.repeat,
-            lambda: metta_submit([*metta, "+experiment=bench_app", sweep, "wait=false"], work, n),
-        )
-        plugin = [PY, str(app), "-m", "hydra/launcher=metta_exp", "hydra.launcher.wait=false"]
-        plugin += ["hydra.launcher.generate_notebook=false", f"+{sweep}"]
-        measure(
-            f"python tiny_app.py -m hydra/launcher=metta_exp '+{sweep}' (wait=false)",
-            args.repeat,
-            lambda: metta_submit(plugin, work, n),
-        )
-        if args.no_hydra:
-            return
-        env = environment(work / "unused")
-        joblib = [PY, str(app), "-m", "hydra/launcher=joblib", f"+{sweep}"]
-        label = f"python tiny_app.py -m hydra/launcher=joblib '+{sweep}'"
-        measure(label, args.repeat, lambda: run(joblib, work, env))
-        basic = [PY, str(app), "-m", f"+{sweep}"]
-        label = f"python tiny_app.py -m '+{sweep}'   (Hydra's basic launcher)"
-        measure(label, 1, lambda: run(basic, work, env))
+        for mode in args.bytecode.split(","):
+            if mode == "cached":
+                bench_mode(mode, cached_env(), args, work, only)
+            elif mode == "fresh":
+                prefix = stdlib_only_cache(work / "pycache-stdlib")
+                env = {**cached_env(), "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPYCACHEPREFIX": str(prefix)}
+                bench_mode(mode, env, args, work, only)
+            else:
+                parser.error(f"--bytecode: {mode!r} is not cached or fresh")
+            print()
 
 
 if __name__ == "__main__":

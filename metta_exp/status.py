@@ -1,4 +1,5 @@
-"""The one status enum every backend maps its native states to."""
+"""The one status enum every backend maps its native states to, and the status machine: which moves
+between them are legal, and which store method makes each (:data:`TRANSITIONS`)."""
 
 from __future__ import annotations
 
@@ -38,6 +39,52 @@ TERMINAL = frozenset(
 )
 ACTIVE = frozenset({JobStatus.LAUNCHING, JobStatus.RUNNING})
 ALL_STATUSES = tuple(JobStatus)
+
+_P, _L, _R = JobStatus.PENDING, JobStatus.LAUNCHING, JobStatus.RUNNING
+_S, _F, _C = JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED
+
+#: The status machine: every legal move of a job's status, and the ``JobStore`` methods that make it.
+#: Nothing else moves a status: the store's transitions take their sources from this table (and check
+#: every move against it), and ``tests/test_status_moves.py`` drives every store method from every status
+#: on a real store file to find exactly these moves. A job is born pending (``create_group``,
+#: ``add_trial``); ``succeeded`` and ``pruned`` are final; ``job retry`` reopens the other ends.
+TRANSITIONS: Mapping[tuple[JobStatus, JobStatus], frozenset[str]] = {
+    (_P, _L): frozenset({"claim", "claim_many"}),  # the lease holder takes it to launch: an attempt begins
+    (_P, JobStatus.SKIPPED): frozenset({"skip"}),  # a run it depends on did not succeed
+    (_P, _C): frozenset({"kill", "request_cancel"}),  # killed before it launched
+    (_L, _R): frozenset({"mark_running", "mark_running_many"}),  # the backend has it
+    (_L, _P): frozenset({"finish_attempt"}),  # requeued: it never started, or failed with retries left
+    (_R, _P): frozenset({"finish_attempt"}),  # requeued: failed with retries left
+    (_L, _S): frozenset({"finish_attempt"}),  # ended before its driver saw it run
+    (_R, _S): frozenset({"finish_attempt"}),
+    (_L, _F): frozenset({"finish_attempt"}),
+    (_R, _F): frozenset({"finish_attempt"}),
+    (_L, _C): frozenset({"finish_attempt", "kill"}),
+    (_R, _C): frozenset({"finish_attempt", "kill"}),
+    (_L, JobStatus.PRUNED): frozenset({"prune_trial"}),  # a search's pruner stopped it
+    (_R, JobStatus.PRUNED): frozenset({"prune_trial"}),
+    (_F, _P): frozenset({"requeue_for_retry"}),  # job retry
+    (_C, _P): frozenset({"requeue_for_retry"}),
+    (JobStatus.SKIPPED, _P): frozenset({"requeue_for_retry"}),
+}
+
+
+def moves_from(method: str, new: JobStatus) -> tuple[JobStatus, ...]:
+    """The statuses ``method`` (a ``JobStore`` method) moves a job to ``new`` from, in enum order."""
+    return tuple(old for old in JobStatus if method in TRANSITIONS.get((old, new), ()))
+
+
+def moved_by(method: str) -> frozenset[JobStatus]:
+    """Every status ``method`` moves a job from (to anywhere)."""
+    return frozenset(old for (old, _), methods in TRANSITIONS.items() if method in methods)
+
+
+def check_move(old: JobStatus, new: JobStatus, method: str) -> None:
+    """``ValueError`` unless :data:`TRANSITIONS` lets ``method`` move a job from ``old`` to ``new``."""
+    if method not in TRANSITIONS.get((old, new), ()):
+        raise ValueError(
+            f"{method} may not move a job from {old.value} to {new.value} (see status.TRANSITIONS)"
+        )
 
 
 def waits_for(

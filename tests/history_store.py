@@ -68,7 +68,7 @@ def add_group(
                 code = 0 if outcome == JobStatus.SUCCEEDED else 1
                 store.finish_attempt(name, spec.run, number, outcome, code, None, requeue=not last)
                 if last and metrics and spec.run in metrics:
-                    store.set_final_metrics(name, spec.run, number, metrics[spec.run])
+                    store.keep_finals(name, [(spec.run, number, 1.0, metrics[spec.run])])
             set_times(store, name, spec.run, number, start, stop)
     with store.atomic() as db:
         db.execute("UPDATE groups SET created_at = ? WHERE name = ?", (created_at, name))

@@ -1,8 +1,9 @@
 """Our own import-cycle finder for the package, read from the source (nothing is imported).
 
-Every ``import`` and ``from ... import`` statement counts, wherever it stands: at the top of a module or
-inside a function (a lazy import is still a dependency, only a later one). Statements under
-``if TYPE_CHECKING:`` do not count: they never run.
+Every ``import`` and ``from ... import`` statement counts, wherever it stands: at the top of a module,
+inside a function (a lazy import is still a dependency, only a later one), or under ``if TYPE_CHECKING:``
+(it never runs, but the types it names are a dependency all the same: a circle of them is a circle in the
+design, and the layers contract counts them too, ``exclude_type_checking_imports = false``).
 """
 
 from __future__ import annotations
@@ -23,26 +24,9 @@ def modules_of(package_dir: Path) -> dict[str, Path]:
     return found
 
 
-def _guarded_by_type_checking(node: ast.If) -> bool:
-    test = node.test
-    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
-    )
-
-
 def _import_statements(tree: ast.AST) -> list[ast.Import | ast.ImportFrom]:
-    """Every import statement in ``tree`` except those in the body of an ``if TYPE_CHECKING:``."""
-    out: list[ast.Import | ast.ImportFrom] = []
-    pending: list[ast.AST] = [tree]
-    while pending:
-        node = pending.pop()
-        if isinstance(node, ast.Import | ast.ImportFrom):
-            out.append(node)
-        elif isinstance(node, ast.If) and _guarded_by_type_checking(node):
-            pending.extend(node.orelse)  # the else branch runs
-        else:
-            pending.extend(ast.iter_child_nodes(node))
-    return out
+    """Every import statement in ``tree``."""
+    return [node for node in ast.walk(tree) if isinstance(node, ast.Import | ast.ImportFrom)]
 
 
 def _owner(name: str, known: dict[str, Path]) -> str | None:

@@ -99,6 +99,14 @@ def test_gpu_hours_are_gpus_times_running_time_over_every_attempt(history: Path)
     assert by_group == {"gpu_big": 8 * 7260.0, "baseline": 0.0, "live": 300.0}
     listing = list_window(JobStore.open(history, readonly=True), GroupQuery(("gpu_big",)))
     assert listing.gpu_hours == {"gpu_big": 8 * 7260 / 3600}
+    assert rows(history, "SELECT DISTINCT gpus FROM attempts a JOIN jobs j ON j.id = a.job_id "
+                "WHERE j.group_name = 'gpu_big'") == [(8,)]  # kept when claimed  # fmt: skip
+    with JobStore.open(history) as store:  # attempts claimed before they were kept: from the specs
+        with store.atomic() as db:
+            db.execute("UPDATE attempts SET gpus = NULL")
+        assert store.gpu_seconds("gpu_big") == big and store.gpu_seconds_by_group(["gpu_big"]) == {
+            "gpu_big": 8 * 7260.0
+        }
 
 
 def test_a_pattern_that_matches_nothing_names_the_closest(history: Path) -> None:

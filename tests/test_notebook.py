@@ -265,7 +265,7 @@ def test_shipped_templates_print_only_filtered_values() -> None:
     for path in sorted((templates_dir() / "notebook").glob("*.j2")):
         for expression in re.findall(r"\{\{(.*?)\}\}", path.read_text()):
             filters = re.findall(r"\|\s*(\w+)", expression)
-            assert filters and filters[-1] in {"py", "py_rows", "md", "md_code", "md_url"}, (
+            assert filters and filters[-1] in {"py", "py_rows", "md", "md_code", "md_url", "badge"}, (
                 path.name,
                 expression,
             )
@@ -303,7 +303,12 @@ def test_py_rows_writes_one_row_a_line_and_round_trips_hostile_values() -> None:
 def test_py_literal_round_trips(value: Any) -> None:
     text = py_literal(value)
     assert ast.literal_eval(text) == value
-    assert all(len(line) <= 100 for line in text.splitlines()) or "\n" not in text or len(text) < 100
+    # one line when it fits in 100 columns (or cannot be split: a scalar), else one item per line, each fitting
+    flat = py_literal(value, width=10**9)
+    assert "\n" not in flat
+    split = isinstance(value, list | dict) and len(flat) > 100
+    assert text == flat if not split else max(len(line) for line in text.splitlines()) <= 100
+    assert ("\n" in text) == split
 
 
 def test_py_literal_is_multiline_when_long_and_refuses_the_rest() -> None:
@@ -565,6 +570,14 @@ def test_executed_notebook_has_plots_and_exact_summary(
     )
 
 
+BADGE = (
+    "display:inline-block;padding:0 0.6em;border-radius:0.8em;font-size:0.85em;font-weight:600;"
+    "line-height:1.6;white-space:nowrap"
+)
+SUCCEEDED_BADGE = f'<span style="{BADGE};background-color:#d1e7dd;color:#0f5132">succeeded</span>'
+FAILED_BADGE = f'<span style="{BADGE};background-color:#f8d7da;color:#842029">failed</span>'
+
+
 def test_exact_cells_for_a_small_group() -> None:
     runs = [
         RunInfo(
@@ -606,8 +619,8 @@ def test_exact_cells_for_a_small_group() -> None:
             "",
             "| # | run | status | arguments |",
             "|--:|:----|:-------|:----------|",
-            r"| 1 | lr\_0\.01 | ✅ succeeded | trainer\.learning\_rate\=0\.01 |",
-            r"| 2 | lr\_0\.1 | ❌ failed \(exit 1\; RuntimeError\: diverged\) | "
+            f"| 1 | lr\\_0\\.01 | {SUCCEEDED_BADGE} | trainer\\.learning\\_rate\\=0\\.01 |",
+            f"| 2 | lr\\_0\\.1 | {FAILED_BADGE} exit 1\\; RuntimeError\\: diverged | "
             r"trainer\.learning\_rate\=0\.1 \'trainer\.note\=a b\' |",
         ]
     )
@@ -632,7 +645,7 @@ def test_exact_cells_for_a_small_group() -> None:
             "METRICS = ['overview/sps', 'overview/reward']",
             "",
             "df = fetch_metrics(RUNS, METRICS, samples=1000)",
-            'df.groupby(["run", "metric"], observed=False).size().unstack("metric")  # points fetched',
+            "fetched_text(df, samples=1000)  # what was fetched, in one sentence",
         ]
     )
     assert "    sys.path.append('/src')" in by_kind["setup"].source.splitlines()
@@ -642,6 +655,27 @@ def test_exact_cells_for_a_small_group() -> None:
         "summary = summary_table(df, statuses=STATUSES, reward='overview/reward', sps='overview/sps')",
         "style_summary(summary)",
     ]
+
+
+def test_a_pruned_runs_status_says_pruned_once_with_its_reason() -> None:
+    pruned = RunInfo(
+        run="t001",
+        position=0,
+        status="pruned",
+        args=(),
+        exit_code=None,
+        reason="pruned at step 2000: value 0.12 below the median (0.5) of 3 trials",
+        run_dir="/state/runs/g/t001",
+        wandb_url=None,
+        wandb_mode="disabled",
+        wandb_dir=None,
+        wandb_path=None,
+    )
+    title = cells(render_notebook(group(), [pruned], package_root="/src"))["title"].source
+    badge = f'<span style="{BADGE};background-color:#e2d9f3;color:#432874">pruned</span>'
+    assert title.splitlines()[-1] == (
+        f"| 1 | t001 | {badge} at step 2000\\: value 0\\.12 below the median \\(0\\.5\\) of 3 trials | – |"
+    )
 
 
 def test_no_dead_link_for_runs_that_never_reached_wandb(tmp_path: Path) -> None:
@@ -685,3 +719,24 @@ def test_a_sweep_group_labels_its_runs_by_their_swept_values(tmp_path: Path) -> 
     assert namespace["LABELS"] == run_labels(record, runs)
     assert "| swept values |" in nb.cells[0].source
     assert "| lr0\\.001\\-ent0\\.01 | lr\\=0\\.001\\, ent\\=0\\.01 |" in nb.cells[0].source
+
+
+def test_the_fetch_is_told_in_one_sentence_naming_runs_without_points() -> None:
+    import pandas as pd
+
+    from metta_exp.metrics import fetched_text
+
+    df = pd.DataFrame(
+        {"run": ["a", "a", "b"], "step": [1, 2, 1], "metric": ["r", "s", "r"], "value": [1.0, 2.0, 3.0]}
+    )
+    df["run"] = pd.Categorical(df["run"], categories=["a", "b", "broken"])
+    df["metric"] = pd.Categorical(df["metric"], categories=["s", "r"])
+    text = fetched_text(df, samples=1000)
+    assert text == (
+        "Fetched 3 points of s and r for 3 runs (at most 1000 a run and metric, spread evenly over its steps); "
+        "none for broken."
+    )
+    assert repr(text) == str(text) and text._repr_html_() == f"<p>{text}</p>"  # shown as text, not a string
+    assert fetched_text(df.iloc[0:0]).startswith(
+        "Fetched 0 points of s and r for 3 runs; none for a, b, broken"
+    )

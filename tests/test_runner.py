@@ -270,6 +270,31 @@ def test_claimed_but_never_submitted_job_is_launched_by_the_next_runner(state_di
     assert starts(state_dir, "crashed", "only") == 1
 
 
+def test_a_launch_pass_commits_a_few_times_whatever_its_size(state_dir: Path) -> None:
+    """Each commit waits for the disk (an fsync, milliseconds on a busy one): the first pass over 40
+    ready jobs claims them all in one transaction and records them all running in another, instead of
+    two commits per job (a 100-point sweep waited over a second for them)."""
+    from metta_exp.resolve import resolve
+    from metta_exp.runner import Runner
+
+    runs = [f"r{i:02d}" for i in range(40)]
+    exp = Experiment(command=["true"], runs=runs, gpus=0, remote=False, wait=False, generate_notebook=False)
+    with JobStore.open(state_dir) as store:
+        store.create_group("pass", "test", "local", GroupConfig(exp), resolve(exp, "pass", state_dir))
+        runner = Runner(store, "pass", LocalBackend(grace_s=1.0), tick=0.05)
+        assert runner.acquire()
+        commits: list[str] = []
+        store._db.set_trace_callback(lambda sql: commits.append(sql) if sql == "COMMIT" else None)
+        assert not runner.step()
+        store._db.set_trace_callback(None)
+        jobs = store.jobs("pass")
+        assert all(j.attempts == 1 and j.started_at is not None for j in jobs)
+        assert len({j.started_at for j in jobs}) == 1
+        assert len(commits) <= 5, commits  # lease renewals, the claims, the starts, "submitted"
+        assert runner.drive() == 0
+        assert all(j.status == JobStatus.SUCCEEDED for j in store.jobs("pass"))
+
+
 def _alive(pid: int) -> bool:
     from metta_exp.backends.procs import pid_alive
 

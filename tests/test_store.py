@@ -131,7 +131,9 @@ def test_claims_need_the_live_lease_and_no_cancel(store: JobStore) -> None:
     assert [j.run for j in active] == ["a"]
     assert store.job("g", "b").status == JobStatus.CANCELLED
     assert store.claim("g", "b", "other", (), "/l") is None
-    assert not store.mark_running("g", "a", 1, "h") or store.job("g", "a").status == JobStatus.RUNNING
+    # request_cancel leaves active jobs to the caller: "a" still launches, and the runner ends it next
+    assert store.mark_running("g", "a", 1, "h")
+    assert store.job("g", "a").status == JobStatus.RUNNING and store.group("g").cancel_requested
 
 
 def test_kill_between_claim_and_launch_makes_mark_running_fail(store: JobStore) -> None:
@@ -141,6 +143,31 @@ def test_kill_between_claim_and_launch_makes_mark_running_fail(store: JobStore) 
     store.request_cancel("g")
     assert store.finish_attempt("g", "a", 1, JobStatus.CANCELLED, reason="killed by user")
     assert not store.mark_running("g", "a", 1, "123:4"), "the runner must cancel what it started"
+
+
+def test_a_batch_of_claims_and_starts_is_one_transaction_each(store: JobStore) -> None:
+    """A launch pass claims its jobs in one transaction and records them running in another (a commit
+    waits for the disk): a job no longer pending is left out, a job killed meanwhile is not marked."""
+    make_group(store, runs=("a", "b", "c", "d"))
+    wanted = [("a", (0,), "/a/attempt-1.log"), ("b", (), "/b/attempt-1.log"), ("c", (), "/c/attempt-1.log")]
+    assert store.claim_many("g", "me", wanted) == {}, "no lease, no claim"
+    assert store.acquire_lease("g", "me", 10, 1)
+    assert store.claim("g", "c", "me", (), "/c/attempt-1.log") == 1
+    commits: list[str] = []
+    store._db.set_trace_callback(lambda sql: commits.append(sql) if sql == "COMMIT" else None)
+    assert store.claim_many("g", "me", wanted) == {"a": 1, "b": 1}, "c was claimed already"
+    assert len(commits) == 1
+    assert store.job("g", "a").gpu_ids == (0,) and store.job("g", "b").log_path == "/b/attempt-1.log"
+    assert store.finish_attempt("g", "b", 1, JobStatus.CANCELLED, reason="killed by user")
+    started = [("a", 1, "11:1"), ("b", 1, "12:1"), ("c", 1, "13:1"), ("d", 1, "14:1")]
+    assert store.mark_running_many("g", started) == {"a", "c"}, "b was killed, d never claimed"
+    assert len(commits) == 3
+    store._db.set_trace_callback(None)
+    a, c = store.job("g", "a"), store.job("g", "c")
+    assert (a.status, a.handle, c.status, c.handle) == (JobStatus.RUNNING, "11:1", JobStatus.RUNNING, "13:1")
+    assert a.started_at == c.started_at
+    store.request_cancel("g")
+    assert store.claim_many("g", "me", [("d", (), "/d/attempt-1.log")]) == {}, "no claim once cancelled"
 
 
 def test_retry_requeues_failed_cancelled_and_skipped_only(store: JobStore) -> None:

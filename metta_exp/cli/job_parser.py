@@ -67,11 +67,14 @@ def add_group_filters(
         help=("only runs in one of these statuses" if runs else f"only groups with {status_means}")
         + " (repeat it, or S1,S2)",
     )
+    which = "of groups " if runs else ""
     p.add_argument(
-        "--since", metavar="T", help="created at T or later: 7d, 12h, 2026-12-01, 2026-12-01T14:30"
+        "--since", metavar="T", help=f"{which}created at T or later: 7d, 12h, 2026-12-01, 2026-12-01T14:30"
     )
     if until:
-        p.add_argument("--until", metavar="T", help="created before T (a date: until the end of that day)")
+        p.add_argument(
+            "--until", metavar="T", help=f"{which}created before T (a date: until the end of that day)"
+        )
 
 
 def add_window(p: argparse.ArgumentParser, noun: str) -> None:

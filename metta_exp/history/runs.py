@@ -206,7 +206,7 @@ class _Reader:
             r.ended_at if r.status in _TERMINAL else None,
             duration(r, now),
             int(r.gpus or 0),
-            (r.gpus or 0) * r.running_s / 3600,
+            r.gpu_seconds / 3600,
             int(step) if step is not None else None,
             metrics,
             self.overrides(r),
@@ -242,7 +242,7 @@ _COLUMN_OF: dict[str, Callable[[RunRecord], Any]] = {
     "attempts": lambda r: r.attempts,
     "started": lambda r: r.started_at,
     "gpus": lambda r: r.gpus,
-    "gpu_hours": lambda r: (r.gpus or 0) * r.running_s / 3600,
+    "gpu_hours": lambda r: r.gpu_seconds / 3600,
 }
 
 

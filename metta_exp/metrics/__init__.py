@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING, Any
 from metta_exp.config import DEFAULT_METRICS, REWARD, SPS
 from metta_exp.metrics.local import Points, read_metrics_file
 from metta_exp.metrics.logged import by_machine, from_log
+from metta_exp.metrics.show import fetched_text, status_badge
 from metta_exp.metrics.wandb import X_AXES, WandbApis, fetch_wandb_run
 from metta_exp.paths import RUNS_DIR, RunDir
 from metta_exp.records import GroupRecord, JobRecord
@@ -63,9 +64,11 @@ __all__ = [
     "DEFAULT_METRICS",
     "RunSource",
     "fetch_metrics",
+    "fetched_text",
     "read_metrics_file",
     "run_source",
     "run_wandb_path",
+    "status_badge",
     "style_summary",
     "summary_table",
     "tracked_metrics",
@@ -468,8 +471,9 @@ def summary_table(
 
 
 def style_summary(summary: pd.DataFrame) -> Styler:
-    """``summary`` for display: failed runs in red, every number in one format (:func:`fmt_number`; the
-    values stay exact), without the ``failed`` column (the status says it) nor an empty ``note``."""
+    """``summary`` for display: failed runs in red, each status a badge (:func:`status_badge`), every
+    number in one format (:func:`fmt_number`; the values stay exact), without the ``failed`` column (the
+    status says it) nor an empty ``note``."""
 
     def mark(row: pd.Series) -> list[str]:
         style = "background-color: #f8d7da; color: #842029" if bool(row.get("failed")) else ""
@@ -483,7 +487,10 @@ def style_summary(summary: pd.DataFrame) -> Styler:
     hidden = [c for c in ("failed",) if c in summary and "status" in summary]
     if "note" in summary and not summary["note"].fillna("").astype(str).str.strip().any():
         hidden.append("note")
-    styler = summary.style.apply(mark, axis=1).format(dict.fromkeys(numbers, fmt_number), na_rep="–")
+    formats: dict[str, Any] = dict.fromkeys(numbers, fmt_number)
+    if "status" in summary:
+        formats["status"] = status_badge
+    styler = summary.style.apply(mark, axis=1).format(formats, na_rep="–")
     return styler.hide(hidden, axis="columns") if hidden else styler
 
 

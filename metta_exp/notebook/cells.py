@@ -7,8 +7,9 @@ group's notebook then adds its study (:data:`SEARCH_CELLS`, from :mod:`metta_exp
 overview (markdown), the best trials, the objective by trial, the objective against each parameter, and
 the runs' objective curves with the pruned ones marked. Values reach the cells only through the
 template filters: ``py`` (a Python literal, checked by parsing it back; ``py_rows``: a table's rows, one a
-line) in code cells, ``md`` / ``md_code`` / ``md_url`` (escaped text, a code span, a link target) in
-markdown cells. The environment refuses to print a value that did not go through one of them, so no run name,
+line) in code cells, ``md`` / ``md_code`` / ``md_url`` (escaped text, a code span, a link target) and
+``badge`` (a status, escaped, in an HTML badge the page draws itself: no emoji font needed) in markdown
+cells. The environment refuses to print a value that did not go through one of them, so no run name,
 argument or path, however odd, can break a cell or inject into it.
 
 Rendering is pure (:func:`render_notebook`: same group and runs, same bytes: cell ids derive from the
@@ -34,6 +35,7 @@ from urllib.parse import quote, urlparse
 
 from metta_exp.atomic import write_atomic
 from metta_exp.config import DEFAULT_METRICS, REWARD, SPS, Experiment
+from metta_exp.metrics.show import status_badge
 from metta_exp.notebook.search import SEARCH_CELLS, search_context
 from metta_exp.paths import RunDir
 from metta_exp.records import GroupRecord, JobRecord, SweepRecord, iso
@@ -58,7 +60,6 @@ __all__ = [
 CELLS = ("title", "setup", "wandb", "fetch", "plots", "summary")
 """The cell templates, in notebook order: ``<kind>.md.j2`` is a markdown cell, ``<kind>.py.j2`` code."""
 SAMPLES = 1000
-STATUS_MARK = {"succeeded": "✅", "failed": "❌", "cancelled": "⛔", "skipped": "⏭", "pruned": "✂️"}
 
 
 @dataclass(frozen=True)
@@ -248,15 +249,18 @@ def _command(exp: Experiment) -> str:
     return shell_join(exp.command or [])
 
 
-def _run_context(r: RunInfo) -> dict[str, Any]:
-    status = f"{STATUS_MARK.get(r.status, '')} {r.status}".strip()
+def status_detail(r: RunInfo) -> str:
+    """What follows a run's status badge: why it failed (``exit 1; RuntimeError: diverged``) or was
+    pruned (its reason, which starts by saying "pruned": the badge says it once)."""
     if r.status == "pruned" and r.reason:
-        status += f" ({r.reason})"
+        return r.reason.removeprefix("pruned ")
     if r.status == "failed":
-        detail = "; ".join(
-            x for x in (f"exit {r.exit_code}" if r.exit_code is not None else "", r.reason or "") if x
-        )
-        status += f" ({detail})" if detail else ""
+        exit_code = f"exit {r.exit_code}" if r.exit_code is not None else ""
+        return "; ".join(x for x in (exit_code, r.reason or "") if x)
+    return ""
+
+
+def _run_context(r: RunInfo) -> dict[str, Any]:
     link = wandb_link(r.wandb_url, r.wandb_mode)
     sync_dir = r.wandb_dir
     sync = (
@@ -271,7 +275,7 @@ def _run_context(r: RunInfo) -> dict[str, Any]:
     )
     return {
         **asdict(r),
-        "status_text": status,
+        "status_detail": status_detail(r),
         "args_text": shell_join(effective_args(r.args)) if r.args else "–",
         "link": link,
         "offline": r.wandb_mode == "offline",
@@ -341,7 +345,9 @@ class Rendered(str):
 def _finalize(value: Any) -> Any:
     if isinstance(value, Rendered):
         return value
-    raise TypeError(f"template printed {value!r:.60} without a filter: use | py, | md, | md_code or | md_url")
+    raise TypeError(
+        f"template printed {value!r:.60} without a filter: use | py, | md, | md_code, | md_url or | badge"
+    )
 
 
 @functools.lru_cache(maxsize=4)
@@ -363,6 +369,7 @@ def _environment(directory: str) -> Any:
         md=lambda v: Rendered(md_escape(v)),
         md_code=lambda v: Rendered(md_code(v)),
         md_url=lambda v: Rendered(md_url(v)),
+        badge=lambda v: Rendered(status_badge(v)),
     )
     return env
 

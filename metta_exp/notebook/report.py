@@ -108,7 +108,9 @@ def html_of(nb: Any, title: str) -> str:
         template_name="lab",
         extra_template_paths=[str(templates_dir() / "report")],
         template_file="report.html.j2",
-        embed_images=True,
+        # plots are outputs, always embedded as data: URIs; embed_images is for markdown images (there
+        # are none), and it breaks inline HTML: it parses each tag alone, emptying a status badge's span
+        embed_images=False,
         exclude_input=True,  # a report: what the cells show; the code is in the notebook
         exclude_output_prompt=True,
     )

@@ -10,8 +10,8 @@ from typing import Any
 
 from metta_exp.errors import UsageError
 from metta_exp.records import GroupConfig, GroupRecord, GroupSummary, JobRecord, JobSpec
-from metta_exp.status import ACTIVE, ALL_STATUSES, TERMINAL, JobStatus
-from metta_exp.store.jobs import _TERMINAL_MARKS, Jobs
+from metta_exp.status import ACTIVE, ALL_STATUSES, TERMINAL, JobStatus, check_move, moves_from
+from metta_exp.store.jobs import _TERMINAL_MARKS, Jobs, status_in
 from metta_exp.store.rows import group_record, job_record
 from metta_exp.trials import TrialState
 
@@ -120,7 +120,7 @@ class Groups(Jobs):
         """Stop a group: no more launches, pending jobs cancelled. Returns the active jobs, which the
         caller ends on the backend and then records with ``finish_attempt(..., CANCELLED)``."""
         with self.atomic() as db:
-            self._cancel_pending(db, group, reason)
+            self._cancel_pending(db, group, reason, "request_cancel")
         return [j for j in self.jobs(group) if j.status in ACTIVE]
 
     def kill(self, group: str, reason: str = "killed by user") -> list[JobRecord]:
@@ -137,8 +137,9 @@ class Groups(Jobs):
                 (group, *(s.value for s in ACTIVE)),
             )
             active = [job_record(r) for r in rows]
-            self._cancel_pending(db, group, reason)
+            self._cancel_pending(db, group, reason, "kill")
             for job in active:
+                check_move(job.status, JobStatus.CANCELLED, "kill")
                 db.execute(
                     "UPDATE jobs SET status = ?, exit_code = NULL, reason = ? WHERE group_name = ? AND run = ?",
                     (JobStatus.CANCELLED.value, reason, group, job.run),
@@ -151,8 +152,9 @@ class Groups(Jobs):
                 self._event(db, group, job.run, "status", job.status, JobStatus.CANCELLED, reason)
         return active
 
-    def _cancel_pending(self, db: sqlite3.Connection, group: str, reason: str) -> None:
+    def _cancel_pending(self, db: sqlite3.Connection, group: str, reason: str, method: str) -> None:
         """Inside a transaction: block launches, cancel the pending jobs, record the kill."""
+        check_move(JobStatus.PENDING, JobStatus.CANCELLED, method)
         db.execute("UPDATE groups SET cancel_requested = 1 WHERE name = ?", (group,))
         pending = [
             r[0]
@@ -173,20 +175,20 @@ class Groups(Jobs):
         """Failed, cancelled and skipped runs go back to pending (their attempt history stays); the
         group is open again. Returns the requeued runs."""
         now = time.time()
-        again = (JobStatus.FAILED.value, JobStatus.CANCELLED.value, JobStatus.SKIPPED.value)
+        again, values = status_in(moves_from("requeue_for_retry", JobStatus.PENDING))
         with self.atomic() as db:
             runs = [
                 r[0]
                 for r in db.execute(
-                    "SELECT run FROM jobs WHERE group_name = ? AND status IN (?, ?, ?) ORDER BY position",
-                    (group, *again),
+                    f"SELECT run FROM jobs WHERE group_name = ? AND {again} ORDER BY position",
+                    (group, *values),
                 )
             ]
             if runs:
                 db.execute(
                     "UPDATE jobs SET status = ?, reason = NULL, exit_code = NULL, queued_at = ? "
-                    "WHERE group_name = ? AND status IN (?, ?, ?)",
-                    (JobStatus.PENDING.value, now, group, *again),
+                    f"WHERE group_name = ? AND {again}",
+                    (JobStatus.PENDING.value, now, group, *values),
                 )
                 db.execute("UPDATE groups SET ended_at = NULL, cancel_requested = 0 WHERE name = ?", (group,))
                 self._event(db, group, None, "retry", detail=", ".join(runs))

@@ -38,7 +38,8 @@ class GroupQuery:
 class RunRecord(NamedTuple):
     """One run (a job and its current attempt) as ``job runs`` lists it. A tuple: a query builds
     thousands. ``gpus`` are the GPUs the job holds (per node times the nodes of a SkyPilot job);
-    ``running_s`` the seconds all its attempts ran (queueing excluded; a running attempt up to now);
+    ``running_s`` the seconds all its attempts ran (queueing excluded; a running attempt up to now) and
+    ``gpu_seconds`` those times the GPUs each held;
     ``args`` its override arguments as JSON text, ``params`` a search trial's values as JSON text (None
     for other runs), ``final_metrics`` the JSON object kept when the current attempt ended (None: not
     kept)."""
@@ -53,6 +54,7 @@ class RunRecord(NamedTuple):
     ended_at: float | None
     gpus: int
     running_s: float
+    gpu_seconds: float
     args: str
     params: str | None
     final_metrics: str | None
@@ -67,19 +69,20 @@ _NODES = (
 )
 #: seconds attempt ``a`` ran (a running one: until ``:now``)
 _RAN = "(coalesce(a.ended_at, :now) - a.started_at)"
-#: the GPUs job ``j``'s spec asks for
-_GPUS = "coalesce(json_extract(j.spec, '$.gpus'), 0)"
-#: the statement whose rows are ``RunRecord``s; ``{where}`` filters groups ``g``, ``{final}`` and ``{params}``
-#: read what older stores lack
+#: the GPUs a job ``j`` of group ``g`` holds: its spec's, on each node
+GPUS_HELD = f"(coalesce(json_extract(j.spec, '$.gpus'), 0) * {_NODES})"
+#: the statement whose rows are ``RunRecord``s; ``{where}`` filters groups ``g``; ``{gpus}``, ``{final}`` and
+#: ``{params}`` read what older stores lack (``{gpus}``: an attempt ``a``'s GPUs). Groups are read through
+#: their creation-time index and jobs through their position in the group, so the rows come in the order
+#: asked for and a ``LIMIT`` stops the query early: a window of a million jobs reads what it shows.
 _RUNS = f"""
-    WITH g AS MATERIALIZED (SELECT name, created_at, backend, {_NODES} AS nodes FROM groups g {{where}})
-    SELECT g.name, g.created_at, j.run, j.position, j.status, j.attempts, a.started_at, a.ended_at,
-           {_GPUS} * g.nodes,
+    SELECT g.name, g.created_at, j.run, j.position, j.status, j.attempts, a.started_at, a.ended_at, {{gpus}},
            (SELECT total({_RAN}) FROM attempts a WHERE a.job_id = j.id AND a.started_at IS NOT NULL),
+           (SELECT total({_RAN} * {{gpus}}) FROM attempts a WHERE a.job_id = j.id AND a.started_at IS NOT NULL),
            coalesce(json_extract(j.spec, '$.args'), '[]'), {{params}}, {{final}}, j.run_dir, a.log_path
-    FROM g JOIN jobs j ON j.group_name = g.name
+    FROM groups g JOIN jobs j ON j.group_name = g.name
     LEFT JOIN attempts a ON a.job_id = j.id AND a.number = j.attempts
-    {{job_where}}
+    {{where}}
 """
 _RUNS_ORDER = " ORDER BY g.created_at DESC, g.name, j.position"
 #: Groups named in one ``IN (...)``; a bigger window reads the counts of every group at once.
@@ -174,7 +177,7 @@ class History(Database):
         times the seconds the attempt ran (queueing excluded; a running attempt up to ``now``)."""
         out: dict[str, float] = {}
         total = (
-            f"SELECT g.name, {_NODES} * (SELECT total({_RAN} * {_GPUS}) FROM jobs j "
+            f"SELECT g.name, (SELECT total({_RAN} * {self._attempt_gpus()}) FROM jobs j "
             "JOIN attempts a ON a.job_id = j.id WHERE j.group_name = g.name AND a.started_at IS NOT NULL) "
             "FROM groups g WHERE g.name = :name"
         )
@@ -188,12 +191,18 @@ class History(Database):
     def gpu_seconds(self, group: str, now: float | None = None) -> dict[str, float]:
         """GPU-seconds of each run of ``group`` (as :meth:`gpu_seconds_by_group` counts them)."""
         rows = self._db.execute(
-            f"SELECT j.run, {_NODES} * (SELECT total({_RAN}) FROM attempts a WHERE a.job_id = j.id "
-            f"AND a.started_at IS NOT NULL) * {_GPUS} FROM groups g JOIN jobs j ON j.group_name = g.name "
+            f"SELECT j.run, (SELECT total({_RAN} * {self._attempt_gpus()}) FROM attempts a WHERE a.job_id = j.id "
+            "AND a.started_at IS NOT NULL) FROM groups g JOIN jobs j ON j.group_name = g.name "
             "WHERE g.name = :group ORDER BY j.position",
             {"group": group, "now": time.time() if now is None else now},
         )
         return {run: float(seconds or 0.0) for run, seconds in rows}
+
+    def _attempt_gpus(self) -> str:
+        """The GPUs attempt ``a`` of job ``j`` in group ``g`` held: kept when it was claimed, else (an
+        attempt claimed before they were kept, or a store read before ``0006_attempt_gpus``) what its job
+        holds (``coalesce`` reads the spec and the group's config only then)."""
+        return f"coalesce(a.gpus, {GPUS_HELD})" if "0006_attempt_gpus" in self._applied() else GPUS_HELD
 
     def gpu_hours(self, group: str) -> dict[str, float]:
         """GPU-hours of each run of ``group``: the GPUs it holds times the time its attempts ran."""
@@ -211,10 +220,11 @@ class History(Database):
         many runs match in all."""
         where, params = self._group_filter(GroupQuery(query.patterns, (), query.since, query.until))
         marks, wanted = _named("status", [s.value for s in statuses])
-        job_where = f" WHERE j.status IN ({marks})" if wanted else ""
+        if wanted:
+            where += (" AND" if where else " WHERE") + f" j.status IN ({marks})"
         final = "a.final_metrics" if "0005_history" in self._applied() else "NULL"
         trials = "(SELECT t.params FROM trials t WHERE t.job_id = j.id)" if self._has_trials else "NULL"
-        sql = _RUNS.format(where=where, job_where=job_where, final=final, params=trials)
+        sql = _RUNS.format(where=where, final=final, params=trials, gpus=self._attempt_gpus())
         params |= wanted | {"now": time.time() if now is None else now, "limit": limit}
         cur = self._db.cursor()
         cur.row_factory = None
@@ -223,19 +233,21 @@ class History(Database):
         if limit is None or len(rows) < limit:
             return rows, len(rows)
         count = "SELECT count(*) FROM groups g JOIN jobs j ON j.group_name = g.name" + where
-        count += f" AND j.status IN ({marks})" if wanted and where else job_where
         return rows, cur.execute(count, params).fetchone()[0]
 
-    def set_final_metrics(self, group: str, run: str, attempt: int, values: Mapping[str, float]) -> None:
-        """Keep an ended attempt's final value of each tracked metric (read from its files once they are
-        complete), so that ``job runs`` need not read them."""
+    def keep_finals(self, group: str, finals: Sequence[tuple[str, int, float, Mapping[str, float]]]) -> None:
+        """Keep what ended attempts leave, read from their files once those are complete, so that readers
+        need not read them again: for each ``(run, attempt, progress, metrics)``, its last progress
+        fraction (negative: it printed none) and its final value of each tracked metric. One transaction
+        (one commit) for every attempt a runner's cycle saw end."""
         with self.atomic() as db:
-            db.execute(
-                "UPDATE attempts SET final_metrics = ? WHERE number = ? "
-                f"AND status IN ({_marks(len(TERMINAL))}) "
-                "AND job_id = (SELECT id FROM jobs WHERE group_name = ? AND run = ?)",
-                (json.dumps(dict(values)), attempt, *(s.value for s in TERMINAL), group, run),
-            )
+            for run, attempt, progress, metrics in finals:
+                db.execute(
+                    "UPDATE attempts SET final_progress = ?, final_metrics = ? WHERE number = ? "
+                    f"AND status IN ({_marks(len(TERMINAL))}) "
+                    "AND job_id = (SELECT id FROM jobs WHERE group_name = ? AND run = ?)",
+                    (progress, json.dumps(dict(metrics)), attempt, *(s.value for s in TERMINAL), group, run),
+                )
 
     def remove_groups(self, names: Sequence[str]) -> list[str]:
         """Delete the groups ``names`` (every row of theirs: jobs, attempts, dependencies, trials, events)

@@ -119,9 +119,21 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX groups_open ON groups (created_at) WHERE ended_at IS NULL;
         """,
     ),
+    (
+        # The GPUs each attempt holds (its spec's GPUs times the nodes of a SkyPilot job), kept when it is
+        # claimed, so that GPU-hours are summed from the attempts alone: ``job list`` of a big store reads
+        # no job spec. NULL (attempts claimed before): taken from the spec.
+        "0006_attempt_gpus",
+        """
+        ALTER TABLE attempts ADD COLUMN gpus INTEGER;
+        """,
+    ),
 ]
 
 #: Migrations a reader can do without: it reads a store that lacks them all the same (slower: without the
 #: indexes, or reading every ended job's log for its progress; without trials: it holds no search), until
-#: the next writer applies them. Without ``0005_history`` it reads the final metric values from the runs' files.
-READABLE_WITHOUT = frozenset({"0002_jobs_by_group", "0003_final_progress", "0004_trials", "0005_history"})
+#: the next writer applies them. Without ``0005_history`` it reads the final metric values from the runs' files;
+#: without ``0006_attempt_gpus`` the GPUs from the job specs.
+READABLE_WITHOUT = frozenset(
+    {"0002_jobs_by_group", "0003_final_progress", "0004_trials", "0005_history", "0006_attempt_gpus"}
+)

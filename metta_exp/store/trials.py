@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from metta_exp.records import JobSpec
-from metta_exp.status import JobStatus
+from metta_exp.status import JobStatus, moves_from
 from metta_exp.store.groups import Groups
 from metta_exp.trials import TrialRecord, TrialState
 
@@ -100,7 +100,7 @@ class Trials(Groups):
         now = time.time()
         with self.atomic() as db:
             row = self._current(db, group, run, attempt)
-            if row is None or row["status"] not in (JobStatus.RUNNING.value, JobStatus.LAUNCHING.value):
+            if row is None or JobStatus(row["status"]) not in moves_from("prune_trial", JobStatus.PRUNED):
                 return False
             if not self._end_trial(db, group, number, TrialState.PRUNED, None, reason, steps):
                 return False

@@ -3,31 +3,30 @@
 It holds the group's lease in the store, launches every job whose dependencies succeeded (all at once,
 within ``max_parallel`` and free GPUs), observes active jobs through the backend in one batched call,
 applies ``timeout_s`` and ``max_retries``, skips dependents of jobs that did not succeed, records every
-transition, and writes the notebook when the group ends. It runs detached from the terminal that
-launched the group (``python -m metta_exp.runner GROUP``); any later command can start a new one when the
-lease of the old one expired or its process is gone.
+transition, and writes the notebook when the group ends. What each attempt reports through its files
+(its W&B run, its final progress and metrics) is recorded by :mod:`metta_exp.runner.reports`. It runs
+detached from the terminal that launched the group (``python -m metta_exp.runner GROUP``,
+:mod:`metta_exp.runner.__main__`); any later command can start a new one when the lease of the old one
+expired or its process is gone.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import errno
 import os
-import signal
 import sys
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from metta_exp.backends.base import Backend, Launch, Observation
 from metta_exp.errors import BackendRefused
-from metta_exp.logs.reports import Reports, settling
-from metta_exp.metrics import tracked_metrics
 from metta_exp.paths import RunDir, launch_dir, notebook_path
 from metta_exp.records import GroupRecord, JobRecord
+from metta_exp.runner.reports import AttemptReports, settling
 from metta_exp.status import ACTIVE, JobStatus, waits_for
 from metta_exp.store import JobStore
 from metta_exp.supervise import (
@@ -71,9 +70,10 @@ class Runner:
     _search: SearchDriver | None = None
     _timing_out: set[tuple[str, int]] = field(default_factory=set)  # (run, attempt) ended for its timeout
     _keeper: LeaseKeeper | None = None
+    _reports: AttemptReports = field(init=False)
 
     def __post_init__(self) -> None:
-        self._reports = Reports(self.store, self.group)
+        self._reports = AttemptReports(self.store, self.group)
 
     def drive(self) -> int | None:
         """Drive the group to its end. None if another live driver holds it, or the runner was asked
@@ -244,12 +244,10 @@ class Runner:
         ended = {
             j.run for j, launch in zip(active, launches, strict=True) if _ended(observed.get(launch.name))
         }
-        self._reports.wandb_urls(active, ended)
-        just = [(j, launch) for j, launch in zip(active, launches, strict=True) if j.run in ended]
-        whole = [
-            j for j, launch in [*zip(ending, finals, strict=True), *just] if self.backend.log_complete(launch)
-        ]
-        return self._reports.complete(whole, tracked_metrics(group)) or changed
+        settled = self._reports.record(
+            group, active, launches, ended, self.backend.log_complete, list(zip(ending, finals, strict=True))
+        )
+        return settled or changed
 
     def _apply(self, group: GroupRecord, job: JobRecord, launch: Launch, obs: Observation) -> None:
         key = (job.run, job.attempts)
@@ -391,7 +389,7 @@ class Runner:
         devices = self.backend.devices()
         busy = self.store.busy_gpu_ids() if devices is not None else set()
         busy.update(gpu for launch in self.backend.still_ending() for gpu in launch.gpu_ids)
-        claimed: list[Launch] = []
+        wanted: list[tuple[JobRecord, tuple[int, ...]]] = []
         for job in ready:
             spec = job.spec
             free = [d for d in devices if d not in busy] if devices is not None else None
@@ -404,20 +402,31 @@ class Runner:
                 continue
             gpu_ids: tuple[int, ...] = tuple(free[: spec.gpus]) if free is not None and spec.gpus > 0 else ()
             busy.update(gpu_ids)
-            log_path = RunDir.at(job.run_dir).log(job.attempts + 1)
-            attempt = self.store.claim(self.group, job.run, self.owner, gpu_ids, str(log_path))
-            if attempt is None:
-                continue
-            claimed.append(
-                Launch(
-                    spec,
-                    attempt,
-                    RunDir.at(job.run_dir).log(attempt),
-                    gpu_ids=gpu_ids,
-                    settings=launch_settings(group),
-                )
-            )
+            wanted.append((job, gpu_ids))
             active += 1
+        if not wanted:
+            return False
+        # one transaction for the whole pass: a commit waits for the disk, a hundred of them for a while
+        attempts = self.store.claim_many(
+            self.group,
+            self.owner,
+            [
+                (job.run, gpu_ids, str(RunDir.at(job.run_dir).log(job.attempts + 1)))
+                for job, gpu_ids in wanted
+            ],
+        )
+        settings = launch_settings(group)
+        claimed = [
+            Launch(
+                job.spec,
+                attempts[job.run],
+                RunDir.at(job.run_dir).log(attempts[job.run]),
+                gpu_ids=gpu_ids,
+                settings=settings,
+            )
+            for job, gpu_ids in wanted
+            if job.run in attempts
+        ]
         if claimed:
             self._submit(group, claimed)
         return bool(claimed)
@@ -439,24 +448,30 @@ class Runner:
         else:
             error = "the backend did not start it"
         self._renew()
-        for launch in launches:
-            handle = handles.get(launch.name)
-            run = launch.spec.run
-            if handle is None:
-                job = self.store.job(self.group, run)
-                self._failed(group, job, None, error)
-                continue
-            self._submitted.add((run, launch.attempt))
-            if not self.store.mark_running(self.group, run, launch.attempt, handle):
-                # killed between claim and submit: end what we just started
-                self.backend.cancel_soon(
-                    [Launch(launch.spec, launch.attempt, launch.log_path, handle, launch.gpu_ids)]
-                )
+        handled = [replace(launch, handle=handles.get(launch.name)) for launch in launches]
+        for launch in handled:
+            if launch.handle is None:
+                self._failed(group, self.store.job(self.group, launch.spec.run), None, error)
+        started = [launch for launch in handled if launch.handle is not None]
+        if not started:
+            return
+        self._submitted.update((launch.spec.run, launch.attempt) for launch in started)
+        marked = self.store.mark_running_many(
+            self.group, [(launch.spec.run, launch.attempt, launch.handle) for launch in started]
+        )
+        killed = [launch for launch in started if launch.spec.run not in marked]
+        if killed:  # killed between claim and submit: end what we just started
+            self.backend.cancel_soon(killed)
 
     # --- the end ----------------------------------------------------------------------------------
 
     def _finish(self, group: GroupRecord, jobs: list[JobRecord]) -> bool:
-        """Write the notebook and close the group; False if a ``job retry`` reopened it meanwhile."""
+        """Write a search's results file and the notebook, and close the group; False if a ``job retry``
+        reopened it meanwhile."""
+        if group.search_space is not None:  # before the notebook: its reader need not wait for the report
+            from metta_exp.search.results import write_results_file
+
+            write_results_file(self.store, group)
         if group.exp.generate_notebook:
             path = notebook_path(group)
             try:
@@ -502,28 +517,3 @@ def log_line(text: str) -> None:
 
 def _ended(obs: Observation | None) -> bool:
     return obs is not None and obs.status is not None and obs.status.is_terminal()
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m metta_exp.runner", description="Drive one job group.")
-    parser.add_argument("group")
-    args = parser.parse_args(argv)
-    from metta_exp.backends import make_backend
-
-    store = JobStore.open()
-    group = store.group(args.group)
-    owner = os.environ.pop("METTA_EXP_RUNNER_OWNER", None) or lease_owner_id()  # jobs must not inherit it
-    runner = Runner(
-        store,
-        args.group,
-        make_backend(group.backend, store.state_dir, group.exp, group.location),
-        owner=owner,
-    )
-    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
-        signal.signal(sig, lambda signum, _frame: runner.stop(signal.Signals(signum).name))
-    code = runner.drive()
-    return 0 if code is None else code
-
-
-if __name__ == "__main__":
-    sys.exit(main())
