@@ -4,6 +4,7 @@ syntax for ``args`` on the command line, a misspelt module, and trial names whos
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -78,3 +79,24 @@ def test_a_recipe_beside_a_training_package_of_the_same_name_is_found(state_dir:
         "Error: no recipe function 'sweep' in arena (arena/__init__.py) nor in experiments.recipes.arena "
         "(experiments/recipes/arena.py); experiments.recipes.arena's recipes: experiment\n"
     )
+
+
+def test_hydras_list_syntax_with_overrides_inside_works_for_a_yaml_experiment_as_for_a_recipe(
+    state_dir: Path,
+) -> None:
+    shown = run_cli(
+        "+experiment=demo",
+        "args=[trainer.total_timesteps=150000]",
+        "args_per_run.lr_low=[trainer.learning_rate=0.5, trainer.gamma=0.9]",
+        "runs=[lr_low]",
+        "--cfg",
+    )
+    assert shown.returncode == 0, shown.stderr
+    exp = json.loads(shown.stdout)
+    assert exp["args"] == ["trainer.total_timesteps=150000"]
+    assert exp["args_per_run"] == {"lr_low": ["trainer.learning_rate=0.5", "trainer.gamma=0.9"]}
+    # Hydra's own forms keep working, and what no reading makes sense of is still Hydra's error
+    quoted = run_cli("+experiment=demo", "args=['trainer.total_timesteps=1000']", "--cfg")
+    assert json.loads(quoted.stdout)["args"] == ["trainer.total_timesteps=1000"]
+    broken = run_cli("+experiment=demo", "args=[trainer.total_timesteps=1000", "dry_run=true")
+    assert broken.returncode == 2 and broken.stderr.startswith("Error: ")
