@@ -345,8 +345,10 @@ def test_a_chatty_job_killed_before_it_ends_gets_its_wandb_link(state_dir: Path,
         launched = run_cli("--config-dir", str(conf(tmp_path, CHATTY_WANDB)), "+experiment=remote", "group=wb",
                            "wait=false", env=env)  # fmt: skip
         assert launched.returncode == 0, launched.stdout + launched.stderr
-        wait_for(lambda: sky.jobs() and "line 1499" in (sky.job_dir(1) / "log").read_text(), timeout=60,
-                 what="the job's 1500 lines")  # fmt: skip
+        log = sky.job_dir(1) / "log"
+        wait_for(
+            lambda: log.exists() and "line 1499" in log.read_text(), timeout=60, what="the job's 1500 lines"
+        )
         killed = run_cli("job", "kill", "wb", "--force", env=env)  # its W&B line is far above any tail
         assert killed.returncode == 0, killed.stdout + killed.stderr
         job = wait_group_end(state_dir, "wb", timeout=60)[0]

@@ -319,7 +319,7 @@ def test_preemption_is_recovering_then_running_again(fake: FakeSkyApi, state: Pa
         "print('attempt', 'first' if first else 'recovered', os.environ['SKYPILOT_TASK_ID'], flush=True); "
         "time.sleep(60 if first else 0.2)"
     )
-    fake.configure(rules=[{"match": "*", "preempt_after_s": 3.0, "recover_after_s": 0.3}])
+    fake.configure(rules=[{"match": "*", "preempt_after_s": 3.0, "recover_after_s": 2.0}])
     launches = launches_for(command_exp(["r"], script, args=[str(marker)]), "g", state)
     backend = backend_on(fake, state, log_interval_s=0.1)
     launches = with_handles(launches, backend.submit(launches))

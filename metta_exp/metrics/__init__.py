@@ -42,7 +42,6 @@ import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -50,6 +49,7 @@ from metta_exp.config import DEFAULT_METRICS, REWARD, SPS
 from metta_exp.metrics.local import Points, read_metrics_file
 from metta_exp.metrics.logged import by_machine, from_log
 from metta_exp.metrics.show import fetched_text, status_badge
+from metta_exp.metrics.source import RunSource
 from metta_exp.metrics.wandb import X_AXES, WandbApis, fetch_wandb_run
 from metta_exp.paths import RUNS_DIR, RunDir
 from metta_exp.records import GroupRecord, JobRecord
@@ -76,24 +76,6 @@ __all__ = [
 ]
 
 FAILED_STATUSES = frozenset({"failed", "cancelled", "skipped"})
-
-
-@dataclass(frozen=True)
-class RunSource:
-    """Where one run's metrics are: its run directory and/or its W&B run path (``entity/project/id``).
-
-    ``problem`` says why the run could not even be located (a name found in no group, or in several).
-    """
-
-    name: str
-    run_dir: Path | None = None
-    wandb_path: str | None = None
-    wandb_mode: str | None = None
-    problem: str | None = None
-    wandb_base_url: str | None = None  # the W&B server the run used (its WANDB_BASE_URL); None: the default
-    attempt: int | None = None  # the attempt whose run.json tells about its W&B run (None: the latest)
-    log: Path | None = None  # its latest attempt's log: the progress lines (``metrics.logged``)
-    recovery: int | None = None  # only this part of the log (after a SkyPilot recovery); None: all of it
 
 
 def tracked_metrics(group: GroupRecord) -> list[str]:

@@ -14,16 +14,16 @@ Part of :mod:`metta_exp.metrics`; the standard library only.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from metta_exp.metrics.local import Points, pick
+from metta_exp.metrics.source import RunSource
 from metta_exp.paths import RunDir
-
-if TYPE_CHECKING:
-    from metta_exp.metrics import RunSource
 from metta_exp.runs.lines import Progress, last_wandb, parse_progress_line, split_recoveries
+
+_RECOVERY_RUN = re.compile(r"-r[0-9a-f]{6}\Z")  # tracking.wandb: a recovery's own W&B run is <id>-r<hex>
 
 __all__ = ["by_machine", "expand_recoveries", "from_log", "log_points"]
 
@@ -70,6 +70,8 @@ def expand_recoveries(source: RunSource, log: Path | None) -> list[RunSource]:
     for number, text in parts:
         ref = last_wandb(text)
         path = ref.path if ref is not None else None
+        if path is None and number == 0 and source.wandb_path:  # its lines not copied before a preemption:
+            path = _RECOVERY_RUN.sub("", source.wandb_path)  # the attempt's own W&B run, the recoveries' base
         if path is not None and path in seen:
             continue  # the job went on in the same W&B run: its points are in the part that reported it
         seen.add(path or f"log:{number}")

@@ -157,6 +157,7 @@ class LogCopies:
         self._start_recovery(launch, info, copy)
         if not copy.tail:  # nothing copied yet (of this machine's log): all of it, which is short
             self._append(launch.log_path, copy, _job_lines(self.api.tail_logs(info.job_id, None)))
+            _write_lines(launch.log_path, [])  # it runs: its log exists, empty as it may still be
             return
         lines = _job_lines(self.api.tail_logs(info.job_id, copy.window))
         if not lines:
