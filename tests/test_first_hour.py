@@ -4,6 +4,7 @@ syntax for ``args`` on the command line, a misspelt module, and trial names whos
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 from pathlib import Path
@@ -12,6 +13,7 @@ from conftest import run_cli
 
 from metta_exp.config import Experiment
 from metta_exp.resolve import identical_runs, resolve
+from metta_exp.status import JobStatus
 
 REFERENCE = Path(__file__).resolve().parent / "reference_recipes"
 
@@ -100,3 +102,24 @@ def test_hydras_list_syntax_with_overrides_inside_works_for_a_yaml_experiment_as
     assert json.loads(quoted.stdout)["args"] == ["trainer.total_timesteps=1000"]
     broken = run_cli("+experiment=demo", "args=[trainer.total_timesteps=1000", "dry_run=true")
     assert broken.returncode == 2 and broken.stderr.startswith("Error: ")
+
+
+def test_job_retry_shows_what_happens_from_the_retry_on(state_dir: Path) -> None:
+    from conftest import PY, wait_group_end
+
+    from metta_exp.submit import launch_experiment
+
+    flaky = "import os, sys; sys.exit(1 if os.environ['METTA_EXP_ATTEMPT'] == '1' else 0)"
+    exp = Experiment(
+        command=[PY, "-c", flaky], runs=["a", "b"], gpus=0, remote=False, wait=False, generate_notebook=False
+    )
+    exp.group = "flaky"
+    assert launch_experiment(exp, name="flaky", out=io.StringIO()) == 0
+    assert {j.status for j in wait_group_end(state_dir, "flaky")} == {JobStatus.FAILED}
+    retried = run_cli("job", "retry", "flaky")
+    assert retried.returncode == 0, retried.stderr
+    lines = retried.stdout.splitlines()
+    assert "(attempt 1)" not in retried.stdout, "the group's history before the retry is not replayed"
+    assert any(line.endswith("retry requested (a, b)") for line in lines), lines
+    assert any(line.endswith("a: pending -> launching (attempt 2)") for line in lines), lines
+    assert "flaky: 2 jobs, 2 succeeded" in retried.stdout
