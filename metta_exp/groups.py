@@ -287,16 +287,25 @@ def unattended() -> tuple[dict[str, GroupRecord], list[str]]:
 # --- watch, logs ---------------------------------------------------------------------------------------
 
 
-def watch(group: str, *, refresh: float = 1.0, show_logs: bool = True, out: TextIO | None = None) -> int:
+def watch(
+    group: str,
+    *,
+    refresh: float = 1.0,
+    show_logs: bool = True,
+    out: TextIO | None = None,
+    since_retry: bool = False,
+) -> int:
     """Show ``group`` live until it ends (the monitor: a full-screen view on a terminal, one line per
-    change otherwise), starting a runner whenever nobody drives it. Returns 0 when every job succeeded,
-    1 otherwise, 130 on Ctrl+C (the jobs go on)."""
+    change otherwise, from its latest retry on with ``since_retry``), starting a runner whenever nobody
+    drives it. Returns 0 when every job succeeded, 1 otherwise, 130 on Ctrl+C (the jobs go on)."""
     from metta_exp.monitor.live import watch_and_heal
 
     if refresh <= 0:
         raise UsageError(f"--refresh must be a positive number of seconds, got {refresh:g}")
     with store_for(group, readonly=True) as store:  # watching reads; its healer opens a writer if needed
-        return watch_and_heal(store, group, out, refresh, show_logs)
+        retries = store.events(group, kind="retry") if since_retry else []
+        since = retries[-1].id - 1 if retries else 0  # the retry's own line first
+        return watch_and_heal(store, group, out, refresh, show_logs, since=since)
 
 
 def log(group: str, run: str, attempt: int | None = None, tail: int | None = None) -> AttemptLog:

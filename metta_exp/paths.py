@@ -164,6 +164,12 @@ def notebook_path(group: GroupRecord) -> Path:
     return launch_dir(group) / path
 
 
+def search_results_path(group: GroupRecord) -> Path | None:
+    """A search's ``search.results_file`` (relative to the launch directory), or None when it has none."""
+    configured = group.exp.search.results_file if group.search_space is not None else None
+    return launch_dir(group) / Path(configured).expanduser() if configured else None
+
+
 def report_path(notebook: Path) -> Path:
     """Where a notebook's HTML report goes: beside it, ``.html`` instead of ``.ipynb``."""
     return notebook.with_suffix(".html")

@@ -274,7 +274,7 @@ def cmd_retry(args: argparse.Namespace) -> int:
     if args.no_wait:
         print(f"Watch: metta-exp job monitor {args.group}")
         return 0
-    return groups.watch(args.group)
+    return groups.watch(args.group, since_retry=True)  # the new attempts, not the group's history again
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
