@@ -144,3 +144,17 @@ def test_a_misspelt_module_of_a_local_group_is_refused_before_anything_is_submit
     command = run_cli("--config-dir", str(conf), "+experiment=mine")
     assert command.returncode == 2 and "Error: no command 'pyhton' on the jobs' PATH" in command.stderr
     assert not state_dir.exists()
+
+
+def test_a_key_ending_in_a_digit_stays_apart_from_its_value_in_run_names() -> None:
+    from metta_exp.runnames import name_part
+    from metta_exp.trials import Dimension, SearchSpace
+
+    assert name_part("x1", "1.26", 1.26) == "x1_1.26"
+    assert name_part("x1", "adam", "adam") == "x1_adam"
+    assert name_part("lr", "0.001", 0.001) == "lr0.001"  # a label that ends in a letter reads as before
+    dims = (
+        Dimension("x1", "float", 1.0, 2.0),
+        Dimension("y", "categorical", choices=(3, 4), texts=("3", "4")),
+    )
+    assert SearchSpace(dims, base_run="train").run_name(0, {"x1": 1.26, "y": 3}) == "t000-x1_1.26-y3"
