@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -178,8 +178,10 @@ def run_cli(
     env: dict[str, str] | None = None,
     timeout: float = 180,
     stdin: str | None = None,
+    preexec_fn: Callable[[], None] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m metta_exp ARGS`` like a user would (stdout is a pipe, not a terminal)."""
+    """Run ``python -m metta_exp ARGS`` like a user would (stdout is a pipe, not a terminal);
+    ``preexec_fn`` runs in the child before it starts (a fault test's privileges or limits)."""
     return subprocess.run(
         [sys.executable, "-m", "metta_exp", *args],
         cwd=cwd,
@@ -188,6 +190,7 @@ def run_cli(
         text=True,
         timeout=timeout,
         input=stdin,
+        preexec_fn=preexec_fn,
     )
 
 
