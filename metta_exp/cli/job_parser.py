@@ -94,6 +94,8 @@ def add_group_filters(
 
 def add_window(p: argparse.ArgumentParser, noun: str) -> None:
     """``-n N`` / ``--all``: how many rows to show."""
+    if isinstance(p, _NotRun):
+        return
     from metta_exp.history import DEFAULT_LIMIT  # job list's and job runs' only
 
     window = p.add_mutually_exclusive_group()
