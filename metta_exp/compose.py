@@ -9,13 +9,14 @@ recipes all compose through here.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from metta_exp.config import Experiment
 from metta_exp.errors import ConfigError, UsageError, did_you_mean
-from metta_exp.values import hydra_quote
+from metta_exp.values import hydra_quote, parse_value
 
 __all__ = [
     "DEFAULTS_NODE",
@@ -26,6 +27,7 @@ __all__ = [
     "display",
     "experiment_files",
     "first_line",
+    "hydra_readable",
     "narrow_to_runs",
     "source_label",
 ]
@@ -198,3 +200,50 @@ def display(path: Path) -> str:
         return str(path.relative_to(Path.cwd()))
     except ValueError:
         return str(path)
+
+
+_DICT_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*\Z")
+
+
+def hydra_readable(override: str) -> str:
+    """``override`` as Hydra's override grammar reads it. A value Hydra refuses that reads as a list or a
+    dict of strings (``args=[trainer.total_timesteps=150000]``: an ``=`` inside an unquoted list element,
+    as a recipe's arguments take it) is written again with each string quoted
+    (``args=['trainer.total_timesteps=150000']``); anything else is left as it is, for Hydra to report."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    parser = OverridesParser.create()
+    try:
+        parser.parse_override(override)
+        return override
+    except HydraException:  # the grammar's errors (OverrideParseException is one kind)
+        pass
+    key, eq, text = override.partition("=")
+    try:
+        value = parse_value(text) if eq else None
+        rewritten = f"{key}={_hydra_literal(value)}" if isinstance(value, list | dict) else None
+        if rewritten is not None:
+            parser.parse_override(rewritten)
+            return rewritten
+    except (UsageError, ValueError, HydraException):
+        pass
+    return override
+
+
+def _hydra_literal(value: Any) -> str:
+    """A list or dict of strings (and JSON's numbers, booleans and nulls) in Hydra's element syntax, every
+    string quoted; a ValueError for a dict key Hydra cannot take bare."""
+    from hydra.core.override_parser.types import Quote, QuotedString
+
+    if isinstance(value, list):
+        return "[" + ",".join(_hydra_literal(v) for v in value) + "]"
+    if isinstance(value, dict):
+        if not all(_DICT_KEY.match(str(k)) for k in value):
+            raise ValueError(f"not a Hydra dict key: {value!r:.60}")
+        return "{" + ",".join(f"{k}:{_hydra_literal(v)}" for k, v in value.items()) + "}"
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]
+    if isinstance(value, int | float):
+        return repr(value)
+    return QuotedString(text=str(value), quote=Quote.single).with_quotes()

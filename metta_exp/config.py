@@ -78,6 +78,9 @@ class SearchSettings:
     sampler: str = "tpe"
     pruner: str = "median"
     seed: int | None = None
+    # a YAML file the runner writes the best trial to when the study ends, as Hydra's Optuna sweeper
+    # writes optimization_results.yaml (relative: to the directory the group was launched from)
+    results_file: str | None = None
 
     def trials_at_once(self, max_parallel: int | None) -> int:
         return self.parallel or max_parallel or 4
@@ -327,6 +330,10 @@ def _validate_search(q: SearchSettings, fail: Any) -> None:
     _int(q, "seed", fail, minimum=0, optional=True, prefix="search.")
     if not isinstance(q.objective, str) or not q.objective.strip():
         fail(f"'search.objective' must be a metric key such as overview/reward, got {q.objective!r}")
+    if isinstance(q.results_file, os.PathLike):
+        q.results_file = os.fspath(q.results_file)
+    if q.results_file is not None and (not isinstance(q.results_file, str) or not q.results_file.strip()):
+        fail(f"'search.results_file' must be a file path, got {q.results_file!r}")
     for key, allowed in (
         ("direction", SEARCH_DIRECTIONS),
         ("reduce", SEARCH_REDUCES),

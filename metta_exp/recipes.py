@@ -25,7 +25,7 @@ import pkgutil
 import re
 import sys
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -75,26 +75,29 @@ def find_recipe(spec: str) -> Recipe:
     """The recipe ``spec`` names; ``UsageError`` with the closest names when there is none."""
     _cwd_on_path()
     location, colon, attr = spec.rpartition(":")
-    if colon:
-        if location.endswith(".py") or os.sep in location or "/" in location:
-            module = _import_file(Path(location), spec)
-        else:
-            module = _import_module(location, spec)
+    modules: Iterable[ModuleType]
+    if colon and (location.endswith(".py") or os.sep in location or "/" in location):
+        modules = [_import_file(Path(location), spec)]
     else:
-        location, _, attr = spec.rpartition(".")
+        if not colon:
+            location, _, attr = spec.rpartition(".")
         if not location or not attr:
             raise UsageError(
                 f"'{spec}' is not a recipe: write MODULE.FUNCTION (e.g. arena.experiment, found in "
                 "experiments/recipes/arena.py) or path/to/file.py:FUNCTION"
             )
-        module = _import_module(location, spec)
-    obj = getattr(module, attr, None)
-    if obj is None or not (callable(obj) or isinstance(obj, Experiment)):
-        names = [n for n, _ in _recipe_functions(module)] or _public_functions(module)
-        raise UsageError(
-            f"{module.__name__} ({_display(module.__file__)}) has no recipe function '{attr}'"
-            f"{did_you_mean(attr, names)}; its recipes: {', '.join(names) or 'none'}"
-        )
+        modules = _import_modules(location, spec)
+    # the first module that has it: `arena.experiment` beside a training package `arena/` (the design's
+    # layout, where `arena.train` trains) is experiments/recipes/arena.py's
+    tried: list[ModuleType] = []
+    for candidate in modules:
+        tried.append(candidate)
+        if _is_recipe(getattr(candidate, attr, None)):
+            break
+    else:
+        raise UsageError(_no_recipe(tried, attr))
+    module = tried[-1]
+    obj = getattr(module, attr)
     func = obj if callable(obj) else (lambda: obj)
     short = module.__name__.removeprefix(f"{DEFAULT_PACKAGE}.").removeprefix("_metta_exp_recipe_")
     return Recipe(name=f"{short}.{attr}", func=func, file=_display(module.__file__))
@@ -106,11 +109,33 @@ def _cwd_on_path() -> None:
         sys.path.insert(0, cwd)
 
 
-def _import_module(name: str, spec: str) -> ModuleType:
+def _is_recipe(obj: object) -> bool:
+    return obj is not None and (callable(obj) or isinstance(obj, Experiment))
+
+
+def _no_recipe(modules: Sequence[ModuleType], attr: str) -> str:
+    """The error for a function that none of ``modules`` has: each module tried, with its file, and the
+    recipes of the last one (the recipe module, when a package of the same name came first)."""
+    tried = [f"{m.__name__} ({_display(m.__file__)})" for m in modules]
+    last = modules[-1]
+    names = [n for n, _ in _recipe_functions(last)] or _public_functions(last)
+    listed = ", ".join(names) or "none"
+    if len(tried) == 1:
+        return f"{tried[0]} has no recipe function '{attr}'{did_you_mean(attr, names)}; its recipes: {listed}"
+    return (
+        f"no recipe function '{attr}' in {' nor in '.join(tried)}{did_you_mean(attr, names)}; "
+        f"{last.__name__}'s recipes: {listed}"
+    )
+
+
+def _import_modules(name: str, spec: str) -> Iterator[ModuleType]:
+    """``name``, then ``experiments.recipes.<name>``: those of them that exist, imported one at a time as
+    the caller asks for the next (at least one, else a UsageError)."""
     candidates = [name] if name.startswith(f"{DEFAULT_PACKAGE}.") else [name, f"{DEFAULT_PACKAGE}.{name}"]
+    found = False
     for candidate in candidates:
         try:
-            return importlib.import_module(candidate)
+            module = importlib.import_module(candidate)
         except ModuleNotFoundError as exc:
             missing = exc.name or ""
             if missing and (candidate == missing or candidate.startswith(f"{missing}.")):
@@ -118,6 +143,10 @@ def _import_module(name: str, spec: str) -> ModuleType:
             raise RecipeError(f"recipe {spec}: importing {candidate} failed: {_one_line(exc)}", exc) from exc
         except Exception as exc:
             raise RecipeError(f"recipe {spec}: importing {candidate} failed: {_one_line(exc)}", exc) from exc
+        found = True
+        yield module
+    if found:
+        return
     known = [m.name for m in _submodules(DEFAULT_PACKAGE)]
     raise UsageError(
         f"no recipe module '{name}'{did_you_mean(name.split('.')[0], known)} (looked for "

@@ -1,15 +1,26 @@
 """Shared fixtures: a real store in a temporary state dir (with spaces and quotes in its path), and a
-teardown that leaves no runner or job process behind."""
+teardown that leaves no runner or job process behind.
+
+A run leaves the temporary directory and the checkout as it found them. The session gets a temporary
+directory of its own (``TMPDIR``, which the xdist workers and every process a test starts inherit), and
+each test a directory of its own inside it (``TMPDIR`` again), removed when the test ends together with
+whatever the libraries it drove left there (kernel connection files, W&B sockets, IPython profiles). When
+the session ends its directory must be empty, and the checkout may hold no new untracked or ignored path;
+anything else fails the run, naming what was left.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
+import stat
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -25,6 +36,100 @@ os.environ["WANDB_MODE"] = "disabled"
 os.environ["SKYPILOT_DISABLE_LOCAL_API_SERVER"] = "1"
 os.environ["SKYPILOT_DISABLE_USAGE_COLLECTION"] = "1"
 os.environ.pop("METTA_EXP_LOCAL_GPUS", None)
+
+#: the session's own temporary directory, for the workers and nested runs to find
+SESSION_TMP_ENV = "METTA_EXP_TESTS_TMP"
+
+
+def _controller(config: pytest.Config) -> bool:
+    """The process that runs the session (not an xdist worker, not a pytest nested in a test)."""
+    return not hasattr(config, "workerinput") and not os.environ.get(SESSION_TMP_ENV)
+
+
+def _checkout_leftovers() -> set[str] | None:
+    """The checkout's untracked and ignored paths (bytecode caches aside: the interpreter's business);
+    None outside a git checkout."""
+    try:
+        out = subprocess.run(
+            ["git", "status", "--porcelain", "--ignored"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if out.returncode != 0:
+        return None
+    paths = {line[3:] for line in out.stdout.splitlines() if line[:2] in ("??", "!!")}
+    return {p for p in paths if "__pycache__" not in p}
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config: pytest.Config) -> None:
+    if not _controller(config):
+        return
+    config._tmp_path_factory.getbasetemp()  # type: ignore[attr-defined]  # pytest's own stays where it was
+    session_tmp = tempfile.mkdtemp(prefix="metta-exp-tests-")
+    config.stash[_SESSION_TMP] = Path(session_tmp)
+    config.stash[_CHECKOUT] = _checkout_leftovers()
+    os.environ[SESSION_TMP_ENV] = os.environ["TMPDIR"] = session_tmp
+    tempfile.tempdir = None  # asked again: the new TMPDIR
+
+
+_SESSION_TMP = pytest.StashKey[Path]()
+_CHECKOUT = pytest.StashKey["set[str] | None"]()
+
+
+@pytest.hookimpl(wrapper=True, trylast=True)
+def pytest_sessionfinish(session: pytest.Session) -> Iterator[None]:
+    """After the workers ended: fail the run if it left anything in its temporary directory or checkout."""
+    result = yield
+    config = session.config
+    session_tmp = config.stash.get(_SESSION_TMP, None)
+    if session_tmp is None:
+        return result
+    left = sorted(p.name for p in session_tmp.iterdir()) if session_tmp.is_dir() else []
+    _remove(session_tmp)
+    before, after = config.stash.get(_CHECKOUT, None), _checkout_leftovers()
+    new_in_checkout = sorted(after - before) if before is not None and after is not None else []
+    if left or new_in_checkout:
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        lines = []
+        if left:
+            lines.append(f"left in the temporary directory ({len(left)}): {', '.join(left[:20])}")
+        if new_in_checkout:
+            lines.append(f"written into the checkout {ROOT}: {', '.join(new_in_checkout[:20])}")
+        if reporter is not None:
+            reporter.write_sep("=", "the run left files behind", red=True, bold=True)
+            for line in lines:
+                reporter.write_line(line, red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    return result
+
+
+def _remove(path: Path) -> None:
+    """Remove ``path`` and everything under it, read-only directories included (a fault test makes some)."""
+    for root, dirs, _files in os.walk(path):
+        for name in dirs:
+            with contextlib.suppress(OSError):
+                d = Path(root) / name
+                if not d.is_symlink():
+                    d.chmod(d.stat().st_mode | stat.S_IRWXU)
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def own_temp_dir(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """This test's temporary files, its subprocesses' and the libraries' it drives, in a directory of its
+    own, removed when the test ends."""
+    path = Path(tempfile.mkdtemp(prefix="t", dir=os.environ.get(SESSION_TMP_ENV)))
+    monkeypatch.setenv("TMPDIR", str(path))
+    monkeypatch.setattr(tempfile, "tempdir", str(path))
+    try:
+        yield path
+    finally:
+        _remove(path)
 
 
 def kill_everything(state_dir: Path) -> None:
@@ -73,8 +178,10 @@ def run_cli(
     env: dict[str, str] | None = None,
     timeout: float = 180,
     stdin: str | None = None,
+    preexec_fn: Callable[[], None] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m metta_exp ARGS`` like a user would (stdout is a pipe, not a terminal)."""
+    """Run ``python -m metta_exp ARGS`` like a user would (stdout is a pipe, not a terminal);
+    ``preexec_fn`` runs in the child before it starts (a fault test's privileges or limits)."""
     return subprocess.run(
         [sys.executable, "-m", "metta_exp", *args],
         cwd=cwd,
@@ -83,6 +190,7 @@ def run_cli(
         text=True,
         timeout=timeout,
         input=stdin,
+        preexec_fn=preexec_fn,
     )
 
 

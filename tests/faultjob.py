@@ -13,6 +13,7 @@ import io
 import os
 import signal
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -77,3 +78,52 @@ def drain(fd: int) -> None:
             pass
     except OSError:
         pass
+
+
+# --- faults without privileges ------------------------------------------------------------------------------
+# Root ignores file permission bits (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER), so a read-only
+# file or directory is no fault for it. A child started with ``unprivileged`` loses those capabilities
+# (from its bounding set, so from everything it runs): as root or not, it meets permission bits as any
+# user does. A fault that needs no privilege at all (``RLIMIT_FSIZE``) applies to root alike.
+
+_PR_CAPBSET_DROP = 24
+_PERMISSION_CAPS = (1, 2, 3)  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER (linux/capability.h)
+
+
+def _drop_permission_caps() -> None:
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    for cap in _PERMISSION_CAPS:
+        if libc.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), f"prctl(PR_CAPBSET_DROP, {cap})")
+
+
+def unprivileged() -> Callable[[], None] | None:
+    """A ``preexec_fn`` for a child that respects file permission bits even when this process is root
+    (None when it is not: it already does)."""
+    return _drop_permission_caps if os.geteuid() == 0 else None
+
+
+def assert_cannot_write(path: Path) -> None:
+    """The fault is real: an ``unprivileged`` child cannot open ``path`` for writing."""
+    import subprocess
+
+    probe = subprocess.run(
+        [PY, "-c", f"open({str(path)!r}, 'r+b')"], capture_output=True, text=True, preexec_fn=unprivileged()
+    )
+    assert probe.returncode == 1 and "PermissionError" in probe.stderr, (
+        f"the fault is not real: an unprivileged child can write {path}"
+    )
+
+
+def write_calls(pid: int) -> int:
+    """How many write system calls ``pid`` has made, failed ones included (``/proc/<pid>/io``: syscw);
+    -1 once it is gone. A process that keeps making them is alive and trying to write."""
+    try:
+        for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+            if line.startswith("syscw:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return -1

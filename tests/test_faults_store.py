@@ -1,22 +1,29 @@
 """Fault injection, the store: a store that cannot be written is still read; a damaged store is never
 modified and every command says so in one line; readers never create or migrate a store.
 
-Root ignores file permissions, so "cannot write" is made real with a read-only bind mount and with an
-immutable file (``chattr +i``); each test is skipped, with the reason, where the machine allows neither.
+"Cannot write" comes two ways for each fault. As only root can make it: a read-only bind mount, an
+immutable file (``chattr +i``), which hold for root too (skipped, saying so, without root). As any user
+meets it: a read-only directory, a store file without write permission, with the commands run
+``unprivileged`` (without the capabilities that let root ignore permission bits, so it holds for root too;
+each such fixture checks that the fault is real before the test relies on it).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import signal
 import subprocess
-import time
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
+from conftest import run_cli, wait_for
+from faultjob import assert_cannot_write, unprivileged
 
 from metta_exp.config import Experiment
 from metta_exp.records import GroupConfig, JobSpec
@@ -52,67 +59,135 @@ def _sh(*argv: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(argv, capture_output=True, text=True, check=False)
 
 
-@pytest.fixture
-def readonly_mount(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
-    """(source, view): ``view`` is ``source`` bind-mounted read-only."""
-    source, view = tmp_path / "src", tmp_path / "ro view"
-    source.mkdir()
+ROOT_ONLY = "needs root"
+
+
+def needs_root(what: str, variant: str) -> None:
+    if os.geteuid() != 0:
+        pytest.skip(f"{ROOT_ONLY} ({what}); the '{variant}' variant covers this fault without privileges")
+
+
+@dataclass
+class Unwritable:
+    """A store the commands cannot write: ``state`` is its directory as they see it, ``source`` the file
+    itself, ``preexec`` what they start with; ``lifted()`` lets this test write it for a moment."""
+
+    state: Path
+    source: Path
+    preexec: Callable[[], None] | None
+    lifted: Callable[[], contextlib.AbstractContextManager[None]]
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return run_cli(*args, env={"METTA_EXP_STATE_DIR": str(self.state)}, preexec_fn=self.preexec)
+
+
+@contextlib.contextmanager
+def _chmod_lifted(path: Path, mode: int) -> Iterator[None]:
+    path.chmod(0o644)
+    try:
+        yield
+    finally:
+        path.chmod(mode)
+
+
+@pytest.fixture(params=["read-only mount", "read-only directory"])
+def unwritable_dir(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Unwritable]:
+    """A store in a directory the commands cannot write (so neither can its file, nor a WAL beside it)."""
+    source = tmp_path / "src"
+    store_file = make_group(source / "job_state")
+    if request.param == "read-only directory":
+        store_file.chmod(0o444)
+        store_file.parent.chmod(0o555)
+        try:
+            assert_cannot_write(store_file)
+            yield Unwritable(
+                store_file.parent, store_file, unprivileged(), lambda: _chmod_lifted(store_file, 0o444)
+            )
+        finally:
+            store_file.parent.chmod(0o755)
+            store_file.chmod(0o644)
+        return
+    needs_root("a read-only bind mount", "read-only directory")
+    view = tmp_path / "ro view"
     view.mkdir()
     made = _sh("mount", "--bind", str(source), str(view))
     if made.returncode != 0:
-        pytest.skip(f"cannot bind-mount here: {made.stderr.strip()}")
+        pytest.skip(f"cannot bind-mount here ({made.stderr.strip()}); the 'read-only directory' variant runs")
     try:
         ro = _sh("mount", "-o", "remount,bind,ro", str(view))
         if ro.returncode != 0:
-            pytest.skip(f"cannot remount read-only here: {ro.stderr.strip()}")
-        yield source, view
+            pytest.skip(
+                f"cannot remount read-only ({ro.stderr.strip()}); the 'read-only directory' variant runs"
+            )
+        yield Unwritable(view / "job_state", store_file, None, contextlib.nullcontext)
     finally:
         _sh("umount", "-l", str(view))
 
 
-def test_readers_work_on_a_read_only_mount(readonly_mount: tuple[Path, Path]) -> None:
-    source, view = readonly_mount
-    store_file = make_group(source / "job_state")
-    before = digest(store_file)
-    env = {"METTA_EXP_STATE_DIR": str(view / "job_state")}
-    listed = run_cli("job", "list", "--json", env=env)
+def test_readers_work_on_a_read_only_mount(unwritable_dir: Unwritable) -> None:
+    store = unwritable_dir
+    before = digest(store.source)
+    listed = store.cli("job", "list", "--json")
     assert listed.returncode == 0, listed.stderr
     assert [row["group"] for row in json.loads(listed.stdout)] == ["g1"]
-    shown = run_cli("job", "show", "g1", env=env)
+    shown = store.cli("job", "show", "g1")
     assert shown.returncode == 0, shown.stderr
     assert "run2" in shown.stdout
-    assert run_cli("job", "list", env=env).returncode == 0
+    assert store.cli("job", "list").returncode == 0
     # a writer says in one line which file it cannot write and why
-    killed = run_cli("job", "kill", "g1", "--force", env=env)
-    one_error(killed, str(view / "job_state" / DB_NAME), "cannot write")
-    launched = run_cli("+experiment=demo", "group=g2", "wait=false", env=env)
-    one_error(launched, str(view / "job_state" / DB_NAME), "cannot write")
-    assert digest(store_file) == before
-    assert sorted(p.name for p in (source / "job_state").iterdir()) == [DB_NAME]
+    one_error(store.cli("job", "kill", "g1", "--force"), str(store.state / DB_NAME), "cannot write")
+    one_error(
+        store.cli("+experiment=demo", "group=g2", "wait=false"), str(store.state / DB_NAME), "cannot write"
+    )
+    assert digest(store.source) == before
+    assert sorted(p.name for p in store.source.parent.iterdir()) == [DB_NAME]
 
 
-@pytest.fixture
-def immutable_store(state_dir: Path) -> Iterator[Path]:
+@contextlib.contextmanager
+def _chattr_lifted(path: Path) -> Iterator[None]:
+    _sh("chattr", "-i", str(path))
+    try:
+        yield
+    finally:
+        _sh("chattr", "+i", str(path))
+
+
+@pytest.fixture(params=["immutable file", "file without write permission"])
+def immutable_store(request: pytest.FixtureRequest, state_dir: Path) -> Iterator[Unwritable]:
+    """A store file the commands cannot write, in a directory they can."""
     store_file = make_group(state_dir)
+    if request.param == "file without write permission":
+        store_file.chmod(0o444)
+        try:
+            assert_cannot_write(store_file)
+            yield Unwritable(state_dir, store_file, unprivileged(), lambda: _chmod_lifted(store_file, 0o444))
+        finally:
+            store_file.chmod(0o644)
+        return
+    needs_root("chattr +i: CAP_LINUX_IMMUTABLE", "file without write permission")
     made = _sh("chattr", "+i", str(store_file))
     if made.returncode != 0:
-        pytest.skip(f"cannot make a file immutable here (chattr +i): {made.stderr.strip()}")
+        pytest.skip(
+            f"cannot make a file immutable here ({made.stderr.strip()}); "
+            "the 'file without write permission' variant runs"
+        )
     try:
-        yield store_file
+        yield Unwritable(state_dir, store_file, None, lambda: _chattr_lifted(store_file))
     finally:
         _sh("chattr", "-i", str(store_file))
 
 
-def test_readers_work_on_a_store_they_cannot_write(immutable_store: Path) -> None:
-    before = digest(immutable_store)
-    listed = run_cli("job", "list", "--json")
+def test_readers_work_on_a_store_they_cannot_write(immutable_store: Unwritable) -> None:
+    store = immutable_store
+    before = digest(store.source)
+    listed = store.cli("job", "list", "--json")
     assert listed.returncode == 0, listed.stderr
     assert json.loads(listed.stdout)[0]["pending"] == 3
-    shown = run_cli("job", "show", "g1", "--json")
+    shown = store.cli("job", "show", "g1", "--json")
     assert shown.returncode == 0, shown.stderr
     assert [row["run"] for row in json.loads(shown.stdout)] == ["run0", "run1", "run2"]
-    one_error(run_cli("job", "kill", "g1", "--force"), str(immutable_store), "cannot write")
-    assert digest(immutable_store) == before
+    one_error(store.cli("job", "kill", "g1", "--force"), str(store.source), "cannot write")
+    assert digest(store.source) == before
 
 
 def test_a_reader_never_migrates_or_creates_a_store(state_dir: Path) -> None:
@@ -165,22 +240,26 @@ def test_a_damaged_store_is_one_error_for_every_command(state_dir: Path, damage)
         store_file.rename(store_file.with_name("moved-aside.sqlite"))  # as the error says to
 
 
-def test_monitor_watches_a_store_it_cannot_write(immutable_store: Path) -> None:
-    """Its group has no runner; the monitor cannot start one there, so it only watches."""
-    import signal
-    import sys
-
+def test_monitor_watches_a_store_it_cannot_write(immutable_store: Unwritable) -> None:
+    """Its group has no runner; the monitor cannot start one there (its healer's writer is refused), so it
+    watches on: it shows what happens to the group after that attempt, and Ctrl+C ends it as usual."""
+    store = immutable_store
     watcher = subprocess.Popen(
         [sys.executable, "-m", "metta_exp", "job", "monitor", "g1", "--refresh", "0.2"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=store.preexec,
     )
     try:
         assert watcher.stdout is not None
         assert watcher.stdout.readline().startswith("Watching g1: 3 jobs, 3 pending")
-        time.sleep(3)  # past the healer's first attempts
-        assert watcher.poll() is None, watcher.stderr.read() if watcher.stderr else ""
+        wait_for(
+            lambda: store_connections(watcher.pid) >= 2, what="the healer's try with a writer of its own"
+        )
+        with store.lifted(), JobStore.open(store.state) as writer:  # someone who can write it
+            writer.add_event("g1", "notebook", "elsewhere.ipynb")
+        assert watcher.stdout.readline().endswith(" notebook written (elsewhere.ipynb)\n")
         watcher.send_signal(signal.SIGINT)
         out, err = watcher.communicate(timeout=30)
     finally:
@@ -189,3 +268,14 @@ def test_monitor_watches_a_store_it_cannot_write(immutable_store: Path) -> None:
     assert watcher.returncode == 130, err
     assert err == ""
     assert "Stopped watching" in out
+
+
+def store_connections(pid: int) -> int:
+    """How many times ``pid`` has the store file open (a connection each)."""
+    try:
+        return sum(
+            os.readlink(f"/proc/{pid}/fd/{fd}").endswith("/" + DB_NAME)
+            for fd in os.listdir(f"/proc/{pid}/fd")
+        )
+    except OSError:
+        return 0

@@ -231,8 +231,9 @@ def test_wait_false_returns_once_submitted_under_the_given_group(state_dir: Path
     assert "Submitted. Watch: metta-exp job monitor mine" in result.stdout
     assert [j.status for j in wait_group_end(state_dir, "mine")] == [JobStatus.SUCCEEDED] * 3
     again = run_app(argv, cwd=work)
-    assert again.returncode == 1
-    assert "metta-exp: group 'mine' already exists" in again.stderr and "Traceback" not in again.stderr
+    assert again.returncode == 2, again.stderr
+    (line,) = [line for line in again.stderr.splitlines() if line.strip()]
+    assert line.startswith("Error: metta-exp: group 'mine' already exists")
 
 
 def test_config_flags_and_hydra_overrides_reach_the_jobs(state_dir: Path) -> None:
@@ -278,19 +279,32 @@ def test_an_app_started_with_python_m_runs_as_a_module(state_dir: Path) -> None:
     assert job_records(state_dir, group)["lr0.5"]["cfg"]["lr"] == 0.5
 
 
-def test_bad_launcher_settings_are_one_line_and_submit_nothing(state_dir: Path) -> None:
+def error_lines(result: subprocess.CompletedProcess[str]) -> list[str]:
+    return [line for line in result.stderr.splitlines() if line.strip()]
+
+
+def test_bad_launcher_settings_are_one_line_exit_2_and_submit_nothing(state_dir: Path) -> None:
+    """Bad input is one ``Error:`` line and exit code 2, as for the metta-exp command (not Hydra's exit
+    code 1 and its HYDRA_FULL_ERROR hint); with HYDRA_FULL_ERROR=1, Hydra's full stack trace."""
     work = state_dir.parent
     app = write_app(work)
-    result = run_app(
-        [str(app), "-m", "hydra/launcher=metta_exp", "lr=1,2", "hydra.launcher.gpus=-1"], cwd=work
-    )
-    assert result.returncode == 1
-    assert "Error: metta-exp: hydra.launcher (metta_exp): 'gpus' must be at least 0, got -1" in result.stderr
-    assert "Traceback" not in result.stderr
+    argv = [str(app), "-m", "hydra/launcher=metta_exp", "lr=1,2", "hydra.launcher.gpus=-1"]
+    result = run_app(argv, cwd=work)
+    assert result.returncode == 2, result.stderr
+    assert error_lines(result) == [
+        "Error: metta-exp: hydra.launcher (metta_exp): 'gpus' must be at least 0, got -1"
+    ]
     assert not state_dir.exists()
     limited = run_app(
         [str(app), "-m", "hydra/launcher=metta_exp", "lr=1,2,3"], cwd=work, env={"METTA_EXP_SWEEP_LIMIT": "2"}
     )
-    assert limited.returncode == 1
-    assert "the sweep has 3 points, more than the limit of 2" in limited.stderr
+    assert limited.returncode == 2, limited.stderr
+    (line,) = error_lines(limited)
+    assert (
+        line.startswith("Error: metta-exp: ") and "the sweep has 3 points, more than the limit of 2" in line
+    )
+    assert not state_dir.exists()
+    full = run_app(argv, cwd=work, env={"HYDRA_FULL_ERROR": "1"})
+    assert full.returncode == 1 and "Traceback" in full.stderr
+    assert "'gpus' must be at least 0, got -1" in full.stderr
     assert not state_dir.exists()

@@ -1,6 +1,7 @@
 """Hydra's own conformance suites, run against the metta-exp plugins as a plugin author runs them
 (``hydra.test_utils.launcher_common_tests``, as in Hydra's joblib, submitit, ray and rq plugins): a test
-class per suite, unmodified, parametrised with the plugin's name and its overrides. Every job runs in a
+class per suite, unmodified, parametrised with the plugin's name and its overrides; the launcher and
+batched-sweeper suites run again through ``hydra/sweeper=metta_exp_grid``. Every job runs in a
 real metta-exp group on this machine (a detached runner, real job processes, a real store)."""
 
 from __future__ import annotations
@@ -47,3 +48,21 @@ class TestMettaExpLauncherIntegration(IntegrationTestSuite):
 )
 class TestMettaExpLauncherBatched(BatchedSweeperTestSuite):
     """Hydra's batched-sweeper suite: a sweeper that launches in batches gets a group per batch."""
+
+
+GRID = "hydra/sweeper=metta_exp_grid"
+
+
+@pytest.mark.parametrize("launcher_name, overrides", [("metta_exp", [NO_NOTEBOOK, GRID])])
+class TestMettaExpGridSweeper(LauncherTestSuite):
+    """Hydra's launcher suite through ``hydra/sweeper=metta_exp_grid``: the same points, job numbers,
+    configs, outputs and early failures as with Hydra's basic sweeper, though only some points are
+    composed up front. (The integration suite tests the launcher's job directories, the same code
+    under either sweeper: it runs once, above.)"""
+
+
+@pytest.mark.parametrize(
+    "launcher_name, overrides", [("metta_exp", [NO_NOTEBOOK, GRID, "hydra.sweeper.max_batch_size=2"])]
+)
+class TestMettaExpGridSweeperBatched(BatchedSweeperTestSuite):
+    """Hydra's batched-sweeper suite through ``hydra/sweeper=metta_exp_grid``: a batch per group."""

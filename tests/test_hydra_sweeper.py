@@ -74,7 +74,8 @@ def test_the_sphere_example_runs_its_study_as_one_group(state_dir: Path) -> None
 
 
 def test_a_grid_search_returns_at_once_and_goes_on(state_dir: Path) -> None:
-    """``range`` includes its stop as in Hydra's Optuna sweeper; the grid caps the trials at its size."""
+    """``range`` includes its stop as in Hydra's Optuna sweeper; the grid caps the trials at its size; the
+    results file is written when the study ends, though the terminal did not wait for it."""
     work = state_dir.parent
     result = run_sphere(
         work,
@@ -99,7 +100,17 @@ def test_a_grid_search_returns_at_once_and_goes_on(state_dir: Path) -> None:
     ]
     assert all(t.value == t.params["x"] ** 2 + t.params["y"] ** 2 for t in trials)
     assert "z=7" in jobs[0].spec.args  # a fixed override reaches every trial
-    assert not list((work / "multirun").glob("*/*/optimization_results.yaml"))  # nobody waited for it
+    # nobody waited for the study: its runner wrote the results file when it ended
+    best = best_trial(trials, "minimize")
+    assert best is not None
+    (results_file,) = (work / "multirun").glob("*/*/optimization_results.yaml")
+    assert yaml.safe_load(results_file.read_text()) == {
+        "name": "optuna",
+        "best_params": dict(best.params),
+        "best_value": best.value,
+        "group": group,
+    }
+    assert (results_file.parent / "multirun.yaml").is_file()
 
 
 @pytest.mark.parametrize(
@@ -124,9 +135,26 @@ def test_a_grid_search_returns_at_once_and_goes_on(state_dir: Path) -> None:
     ],
 )
 def test_bad_sweeper_settings_are_one_error_line(state_dir: Path, overrides: list[str], message: str) -> None:
+    """One ``Error:`` line and exit code 2, as for the metta-exp command (not Hydra's exit code 1 and its
+    HYDRA_FULL_ERROR hint)."""
     result = run_sphere(state_dir.parent, *overrides)
-    assert result.returncode == 1, result.stdout + result.stderr
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert lines[0].startswith("Error: metta-exp sweeper: ") and message in lines[0], result.stderr
-    assert lines[1:] == ["Set the environment variable HYDRA_FULL_ERROR=1 for a complete stack trace."]
+    assert result.returncode == 2, result.stdout + result.stderr
+    (line,) = [line for line in result.stderr.splitlines() if line.strip()]
+    assert line.startswith("Error: metta-exp sweeper: ") and message in line, result.stderr
     assert not state_dir.exists(), "nothing was written"
+
+
+def test_a_failed_study_is_one_error_line_and_exit_1(state_dir: Path) -> None:
+    work = state_dir.parent
+    overrides = ["hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=2", "error=true"]
+    result = run_sphere(
+        work, *overrides, "hydra/launcher=metta_exp", "hydra.launcher.generate_notebook=false"
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    (line,) = [line for line in result.stderr.splitlines() if line.strip()]
+    group = only_group(state_dir)
+    assert line.startswith(
+        "Error: metta-exp sweeper: 2 of 2 trials failed (max_failure_rate=0.0; the first: "
+    )
+    assert line.endswith(f"see metta-exp job show {group}")
+    assert not list((work / "multirun").glob("*/*/optimization_results.yaml")), "no trial completed"

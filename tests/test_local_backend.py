@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -508,3 +509,33 @@ def test_a_batch_starts_together_once_it_is_all_submitted(jobs: Jobs) -> None:
         started, stdin = eval((Path(launch.spec.run_dir) / "at").read_text())
         assert started >= returned - 0.5, "no job may start before its whole batch is submitted"
         assert stdin == "", "jobs read an empty stdin, not the gate"
+
+
+class ThreadNamingBackend(LocalBackend):
+    """Notes which thread started each launch."""
+
+    def __init__(self) -> None:
+        super().__init__(grace_s=0.5)
+        self.threads: set[str] = set()
+
+    def _start(self, launch: Launch, base_env: dict[str, str], gate: int) -> str:  # type: ignore[override]
+        self.threads.add(threading.current_thread().name)
+        return super()._start(launch, base_env, gate)
+
+
+def test_a_large_batch_is_spawned_by_several_threads_each_job_once(jobs: Jobs, tmp_path: Path) -> None:
+    """A spawn waits for its child to start the wrapper, so a batch of many is spawned by a few threads
+    at once: every job gets its own handle, one that cannot start is left out, and all of them run."""
+    backend = ThreadNamingBackend()
+    jobs.backend = backend
+    blocker = tmp_path / "a file"
+    blocker.write_text("")
+    good = [jobs.launch(f"t{i:02d}", "pass") for i in range(16)]
+    bad = replace(jobs.launch("bad", "pass"), log_path=blocker / "attempt-1.log")
+    handles = backend.submit([*good[:8], bad, *good[8:]])
+    jobs.started += [replace(launch, handle=handles[launch.name]) for launch in good]
+    assert sorted(handles) == sorted(launch.name for launch in good)
+    assert len(set(handles.values())) == len(good)
+    assert len(backend.threads) > 1 and threading.current_thread().name not in backend.threads
+    for launch in jobs.started:
+        assert wait_ended(jobs, launch).status == JobStatus.SUCCEEDED

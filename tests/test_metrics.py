@@ -280,7 +280,9 @@ def test_progress_bar_goes_to_stderr_when_fetching_takes_a_while(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     d = write_run(tmp_path / "r", [line(1, overview__reward=1.0, overview__sps=1.0)])
-    fetch_metrics([d], progress=True)  # fast: no bar to freeze in a notebook's saved outputs
+    # done before the delay (however slow this machine is): no bar to freeze in a notebook's saved outputs
+    monkeypatch.setattr(metrics, "PROGRESS_DELAY_S", 3600.0)
+    fetch_metrics([d], progress=True)
     assert capsys.readouterr() == ("", "")
     monkeypatch.setattr(metrics, "PROGRESS_DELAY_S", 0.0)
     fetch_metrics([d], progress=True)

@@ -283,24 +283,100 @@ def test_the_offline_skypilot_example_runs_as_the_readme_says(state_dir: Path, t
 
 
 # `metta-exp job ...` as the README lists them, against a real local group named as in the README: its
-# run high_lr fails its first attempt, so retry has something to do. Expected exit codes in README order.
+# run high_lr fails its first attempt, so retry has something to do. In README order: each command's exit
+# code, and a check of what its README comment says it prints (given stdout and stderr).
+RUNS = ("baseline", "high_lr", "low_lr", "high_entropy")
+
+
+def _listed(out: str, err: str) -> None:  # every group, newest first, counts by status and age
+    header, row = out.splitlines()[:2]
+    assert header.split()[:10] == [
+        "GROUP", "BACKEND", "TOTAL", "PENDING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED", "SKIPPED", "AGE"
+    ]  # fmt: skip
+    assert re.fullmatch(r"lr_sweep +local +4 +0 +0 +3 +1 +0 +0 +\d+s +ended", row.rstrip()), row
+
+
+def _listed_json(out: str, err: str) -> None:
+    [group] = json.loads(out)
+    assert {k: group[k] for k in ("group", "total", "succeeded", "failed", "backend")} == {
+        "group": "lr_sweep", "total": 4, "succeeded": 3, "failed": 1, "backend": "local"
+    }  # fmt: skip
+
+
+def _shown(out: str, err: str) -> None:  # every job: status, attempts, exit code, times, progress, W&B, ...
+    lines = out.splitlines()
+    assert lines[1].split() == [
+        "RUN", "STATUS", "ATTEMPTS", "EXIT", "STARTED", "TIME", "PROGRESS", "DEPENDS", "ON", "REASON"
+    ]  # fmt: skip
+    rows = [line.split() for line in lines[2:6]]
+    assert [(r[0], r[1], r[2], r[3]) for r in rows] == [
+        ("baseline", "succeeded", "1", "0"), ("high_lr", "failed", "1", "1"),
+        ("low_lr", "succeeded", "1", "0"), ("high_entropy", "succeeded", "1", "0"),
+    ]  # fmt: skip
+    assert lines[2 + 1].endswith("exit code 1")  # the reason
+    assert lines[7].split() == ["RUN", "LOG", "W&B"]
+    assert [line.split()[0] for line in lines[8:12]] == list(RUNS)
+
+
+def _shown_json(out: str, err: str) -> None:
+    rows = json.loads(out)
+    assert [(r["run"], r["status"], r["attempts"], r["exit_code"], r["reason"]) for r in rows] == [
+        ("baseline", "succeeded", 1, 0, None), ("high_lr", "failed", 1, 1, "exit code 1"),
+        ("low_lr", "succeeded", 1, 0, None), ("high_entropy", "succeeded", 1, 0, None),
+    ]  # fmt: skip
+    assert all(r["log_path"].endswith(f"/lr_sweep/{r['run']}/attempt-1.log") for r in rows)
+
+
+def _watched(out: str, err: str) -> None:  # the view until the group ends (it has): its end
+    assert out.startswith("lr_sweep: 4 jobs, 3 succeeded, 1 failed")
+    assert "  high_lr failed: exit code 1\n      training high_lr\n" in out
+
+
+def _nothing_to_kill(out: str, err: str) -> None:  # it ended: nothing to ask about
+    assert out == "Nothing to kill in lr_sweep: no job is running or pending (4 ended).\n"
+
+
+def _log(out: str, err: str) -> None:
+    assert out == "training high_lr\n"
+
+
+def _retried(out: str, err: str) -> None:  # relaunch failed, cancelled and skipped runs as new attempts
+    assert out.startswith("Requeued 1 run of lr_sweep: high_lr (failed).\n")
+    assert re.search(r"\nlr_sweep: 4 jobs, 4 succeeded · \d+:\d\d elapsed\n", out), out
+    assert "high_lr: pending -> launching (attempt 2)" in out
+
+
+def _notebook(out: str, err: str) -> None:  # (re)write the group's notebook
+    assert out.startswith("Notebook: analysis.ipynb\n")
+    nb = json.loads(Path("analysis.ipynb").read_text())
+    assert "lr\\_sweep" in "".join(nb["cells"][0]["source"])
+
+
+def _report(out: str, err: str) -> None:  # (re)write the group's HTML report and open it
+    assert out == f"Report: {Path('experiments/notebooks/lr_sweep.html').absolute()}\n"
+
+
+def _resumed(out: str, err: str) -> None:  # drive a group whose runner stopped: this one has ended
+    assert out.startswith("lr_sweep has ended; nothing to drive.\n")
+
+
 JOB_COMMANDS = {
-    words(line): code
-    for line, code in {
-        "metta-exp job list": 0,
-        "metta-exp job list --json": 0,
-        "metta-exp job show lr_sweep": 0,
-        "metta-exp job show lr_sweep --json": 0,
-        "metta-exp job monitor lr_sweep --refresh 2.0": 1,  # the group ended with a failed job
-        "metta-exp job monitor lr_sweep --no-logs": 1,
-        "metta-exp job kill lr_sweep": 0,  # nothing to kill: it ended
-        "metta-exp job kill lr_sweep --force": 0,
-        "metta-exp job logs lr_sweep high_lr --tail 50": 0,
-        "metta-exp job logs lr_sweep high_lr --follow": 1,  # the job failed
-        "metta-exp job retry lr_sweep": 0,  # its second attempt succeeds
-        "metta-exp job notebook lr_sweep -o analysis.ipynb": 0,
-        "metta-exp job report lr_sweep --open": 0,
-        "metta-exp job resume lr_sweep": 0,
+    words(line): said
+    for line, said in {
+        "metta-exp job list": (0, _listed),
+        "metta-exp job list --json": (0, _listed_json),
+        "metta-exp job show lr_sweep": (0, _shown),
+        "metta-exp job show lr_sweep --json": (0, _shown_json),
+        "metta-exp job monitor lr_sweep --refresh 2.0": (1, _watched),  # the group ended with a failed job
+        "metta-exp job monitor lr_sweep --no-logs": (1, _watched),
+        "metta-exp job kill lr_sweep": (0, _nothing_to_kill),
+        "metta-exp job kill lr_sweep --force": (0, _nothing_to_kill),
+        "metta-exp job logs lr_sweep high_lr --tail 50": (0, _log),
+        "metta-exp job logs lr_sweep high_lr --follow": (1, _log),  # the job failed
+        "metta-exp job retry lr_sweep": (0, _retried),  # its second attempt succeeds
+        "metta-exp job notebook lr_sweep -o analysis.ipynb": (0, _notebook),
+        "metta-exp job report lr_sweep --open": (0, _report),
+        "metta-exp job resume lr_sweep": (0, _resumed),
     }.items()
 }
 FLAKY_FIRST = (
@@ -315,7 +391,7 @@ def test_readme_job_commands_do_what_their_comments_say(state_dir: Path, tmp_pat
 
     exp = Experiment(
         command=[sys.executable, "-c", FLAKY_FIRST],
-        runs=["baseline", "high_lr", "low_lr", "high_entropy"],
+        runs=list(RUNS),
         gpus=0,
         remote=False,
         wait=False,
@@ -335,8 +411,10 @@ def test_readme_job_commands_do_what_their_comments_say(state_dir: Path, tmp_pat
     assert listed == list(JOB_COMMANDS)
     for line in listed:
         result = run_cli(*line[1:], env={"BROWSER": str(browser)}, timeout=300)
-        assert result.returncode == JOB_COMMANDS[line], (line, result.stdout, result.stderr)
+        code, says = JOB_COMMANDS[line]
+        assert result.returncode == code, (line, result.stdout, result.stderr)
         assert "Traceback" not in result.stderr, line
+        says(result.stdout, result.stderr)
     with JobStore.open(state_dir) as store:
         assert [j.status for j in store.jobs("lr_sweep")] == ["succeeded"] * 4
     assert Path("analysis.ipynb").is_file()
@@ -354,6 +432,8 @@ def test_readme_recipe_commands_do_what_the_text_says(state_dir: Path, line: str
     (work / "my_project" / "__init__.py").write_text("")
     (work / "my_project" / "recipes" / "__init__.py").write_text("")
     (work / "my_project" / "recipes" / "sweeps.py").write_text(MY_RECIPES)
+    (work / "arena").mkdir()  # the project's training package: a local job's module must be found
+    (work / "arena" / "train.py").write_text("")
     dry, expected = RECIPE_COMMANDS[line]
     gpus = {"METTA_EXP_LOCAL_GPUS": "0,1,2,3"}  # a machine with the 4 GPUs a local arena run asks for
     result = run_cli(*argv_of(line), *(["dry_run=true"] if dry else []), cwd=work, env=gpus)

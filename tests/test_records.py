@@ -109,9 +109,13 @@ def test_a_launch_carries_typed_settings(tmp_path: Path) -> None:
 
 
 def test_records_built_in_code_take_a_typed_spec() -> None:
-    spec = JobSpec("g", "a", ("x=1",), {}, 0, "/r/a", "id")
-    job = JobRecord("g", "a", 0, JobStatus.PENDING, spec, "/r/a")
-    assert job.spec is spec and job.args == ["x=1"]
+    spec = JobSpec("g", "a", ("x=1",), {"K": "v"}, 0, "/r/a", "id", module="train")
+    typed = JobRecord("g", "a", 0, JobStatus.PENDING, spec, "/r/a")
+    stored = JobRecord("g", "a", 0, JobStatus.PENDING, json.dumps(spec.to_dict()), "/r/a")
+    # built in code or read from the store's JSON text: the same spec, the same derived argv
+    assert stored.spec == typed.spec
+    assert typed.args == stored.args == ["x=1"]
+    assert stored.spec.argv("py") == typed.spec.argv("py") == ["py", "-m", "train", "x=1"]
     group = GroupRecord(
         "g", "e", "local", {"runs": ["a"], "max_parallel": 2}, 0.0, None, False, None, None, None
     )

@@ -164,6 +164,8 @@ def test_remote_group_survives_its_runner_an_idle_controller_and_commands_from_a
     (conf / "experiment").mkdir(parents=True)
     (conf / "experiment" / "e2e.yaml").write_text(
         "# @package _global_\ncommand: [python, train.py]\nruns: [a, b]\ngpus: 0\nskypilot:\n  workdir: .\n"
+        # a simulated node shares this machine's /tmp: its temporary files (W&B's) go to this test's own
+        f"  envs: {{TMPDIR: {json.dumps(os.environ['TMPDIR'])}}}\n"
     )
     try:
         launched = run_cli(

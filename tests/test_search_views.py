@@ -372,7 +372,16 @@ def test_search_notebook_runs_before_any_trial_completes(
         for name in ("failed", "running", "pruned"):
             group, jobs = store.group(name), store.jobs(name)
             path = write_group_notebook(group, jobs, tmp_path / f"{name}.ipynb", store.trials(name))
-            execute(path, tmp_path, monkeypatch)
+            cells = {c.id.split("-")[0]: c for c in execute(path, tmp_path, monkeypatch).cells if "-" in c.id}
+            # no best trial yet: an empty table with the objective and every parameter as its columns
+            best = [o["data"]["text/plain"] for o in cells["search_best"].outputs]
+            assert best == [
+                "Empty DataFrame\nColumns: [run, overview/reward, trainer.learning_rate, trainer.entropy_coef, "
+                "trainer.batch_size]\nIndex: []"
+            ], name
+            for kind in ("search_trials", "search_params", "search_curves"):  # each plot drawn, once
+                shown = [o for o in cells[kind].outputs if "image/png" in o.get("data", {})]
+                assert len(shown) == len(cells[kind].outputs) == 1, (name, kind)
 
 
 @pytest.mark.slow

@@ -75,9 +75,9 @@ def with_handles(launches: list[Launch], handles: dict[str, str]) -> list[Launch
 
 
 def poll_until(backend: SkyPilotBackend, launches: list[Launch], done, timeout: float = 60.0):  # noqa: ANN001, ANN201
-    deadline = time.time() + timeout
+    deadline = time.monotonic() + timeout
     seen: list[dict[str, Observation]] = []
-    while time.time() < deadline:
+    while time.monotonic() < deadline:
         obs = backend.poll(launches)
         seen.append(obs)
         if done(obs):

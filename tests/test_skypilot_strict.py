@@ -22,7 +22,7 @@ from conftest import PY, run_cli, wait_for, wait_group_end
 from metta_exp.backends.base import Launch, LaunchSettings
 from metta_exp.backends.skypilot.backend import SkyPilotBackend
 from metta_exp.backends.skypilot.sim.api import FakeSkyApi, like
-from metta_exp.backends.skypilot.task import task_secrets, validate_settings
+from metta_exp.backends.skypilot.task import build_task_config, task_secrets, validate_settings
 from metta_exp.config import Experiment, SkyPilotSettings, WandbSettings
 from metta_exp.errors import ConfigError
 from metta_exp.resolve import resolve
@@ -67,9 +67,9 @@ def submitted(backend: SkyPilotBackend, launches: list[Launch]) -> list[Launch]:
 
 
 def poll_until(backend: SkyPilotBackend, launches: list[Launch], done, timeout: float = 60.0):  # noqa: ANN001, ANN201
-    deadline = time.time() + timeout
+    deadline = time.monotonic() + timeout
     seen = []
-    while time.time() < deadline:
+    while time.monotonic() < deadline:
         obs = backend.poll(launches)
         seen.append(obs)
         if done(obs):
@@ -132,15 +132,22 @@ def test_relative_workdir_is_made_absolute_at_launch_and_stored(state_dir: Path,
 
 
 def test_no_log_tail_for_a_job_that_has_not_started(fake: FakeSkyApi, tmp_path: Path) -> None:
-    fake.configure(rules=[{"match": "*", "pending_s": 60}])
+    """Of a PENDING job and a RUNNING one, one log sync tails the running one only (SkyPilot's tail of a
+    job that has not started blocks until it starts: sky/jobs/utils.py, stream_logs_by_id)."""
+    fake.configure(rules=[{"match": "*-g-a-*", "pending_s": 60}])
     state = tmp_path / "state"
     backend = SkyPilotBackend(fake, state, poll_interval=0.0, log_interval_s=0.0)
-    launches = submitted(backend, launches_of(exp_of(["a", "b"], "print('hi')"), "g", state))
+    exp = exp_of(["a", "b"], "import time; print('hi', flush=True); time.sleep(60)")
+    launches = submitted(backend, launches_of(exp, "g", state))
+    wait_for(
+        lambda: sorted(j["status"] for j in fake.jobs()) == ["PENDING", "RUNNING"],
+        what="b running, a pending",
+    )
     obs = backend.poll(launches)
-    assert {o.status for o in obs.values()} == {JobStatus.RUNNING}  # PENDING in SkyPilot
-    backend.sync_logs(launches)
-    time.sleep(0.3)
-    assert fake.call_counts()["jobs.tail_logs"] == 0, "a tail of a PENDING job waits until it runs"
+    assert {o.status for o in obs.values()} == {JobStatus.RUNNING}  # PENDING in SkyPilot is running to us
+    backend.sync_logs(launches)  # returns once the cycle's tails are fetched (a blocked one: after 1 s)
+    wait_for(lambda: launches[1].log_path.exists(), what="the running job's tail")
+    assert fake.call_counts()["jobs.tail_logs"] == 1, "a tail of a PENDING job waits until it runs"
 
 
 # --- 5. a group instance never adopts another instance's jobs ---------------------------------------------
@@ -219,15 +226,13 @@ def test_a_newcomer_without_skypilot_gets_one_error_line_at_once(tmp_path: Path)
         HOME=str(home), METTA_EXP_STATE_DIR=str(tmp_path / "state"), SKYPILOT_DISABLE_LOCAL_API_SERVER="1"
     )
     argv = ["--config-dir", str(conf_dir(tmp_path, "print(1)")), "+experiment=remote", "gpus=1", "group=n"]
-    start = time.monotonic()
+    # "at once" is a figure of bench/bench_skypilot.py (the newcomer's wait), not a timed assertion here
     result = subprocess.run([PY, "-m", "metta_exp", *argv], cwd=tmp_path, env=env,
                             capture_output=True, text=True, timeout=60)  # fmt: skip
-    took = time.monotonic() - start
     assert result.returncode == 2, result.stdout + result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: SkyPilot is not set up"), result.stderr
     assert "remote=false gpus=0" in lines[0] and "sky check" in lines[0]
-    assert took < 10, f"took {took:.1f} s"
     assert list(home.iterdir()) == [] and not (tmp_path / "state").exists(), "nothing written"
     # the fix given works
     fixed = subprocess.run([PY, "-m", "metta_exp", *argv, "remote=false", "gpus=0"],
@@ -262,15 +267,33 @@ def test_polls_ask_only_for_the_jobs_of_active_groups(fake: FakeSkyApi, tmp_path
 def test_cloud_aliases_pass_the_check(fake: FakeSkyApi, tmp_path: Path) -> None:
     fake.configure(enabled_infras=["Kubernetes"])  # what sdk.enabled_clouds answers: str(cloud)
     specs = resolve(exp_of(["a"], "pass"), "g", tmp_path / "state")
-    for cloud in ("k8s", "kubernetes", "Kubernetes/my-context"):
+
+    def check(cloud: str) -> None:
         SkyPilotBackend(fake, tmp_path / "state", settings=SkyPilotSettings(cloud=cloud)).check(specs)
-    # aliases only SkyPilot's registry knows (digitalocean is DO): in SDK_PROBE, where sky is imported
+
+    for cloud in ("k8s", "kubernetes", "Kubernetes/my-context"):
+        check(cloud)  # the enabled infra by three of its names: accepted
+    assert fake.call_counts()["enabled_clouds"] == 3  # each check asked SkyPilot
+    # a cloud that is not enabled is refused (that asks SkyPilot's registry, so sky is imported: in
+    # SDK_PROBE, with the aliases only that registry knows: digitalocean is DO)
 
 
-def test_use_spot_on_slurm_is_refused() -> None:
-    with pytest.raises(ConfigError, match="Slurm has no spot"):
+def test_use_spot_on_slurm_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as refused:
         validate_settings(SkyPilotSettings(cloud="slurm", use_spot=True), 0)
-    validate_settings(SkyPilotSettings(cloud="slurm/mycluster", use_spot=False), 0)
+    assert str(refused.value) == (
+        "skypilot.use_spot=true: Slurm has no spot instances; drop skypilot.use_spot, or choose a cloud "
+        "that has them (skypilot.cloud=aws, gcp, ...)"
+    )
+    # without spot, a Slurm cluster is a task's infra like any other
+    spec = resolve(exp_of(["a"], "pass"), "g", tmp_path / "state")[0]
+    config = build_task_config(
+        spec, 1, SkyPilotSettings(cloud="slurm/mycluster", use_spot=False), WandbSettings()
+    )
+    assert {k: v for k, v in config["resources"].items() if k != "labels"} == {
+        "infra": "slurm/mycluster",
+        "use_spot": False,
+    }
 
 
 def test_netrc_lookup_keeps_the_hosts_port(tmp_path: Path) -> None:
@@ -305,9 +328,13 @@ SDK_PROBE = textwrap.dedent(
         checks_local_setup = False
         def enabled_infras(self):
             return ["do"]
-    for cloud in ("digitalocean", "do", "DO"):
-        check_backend(Enabled(), SkyPilotSettings(cloud=cloud), [])
-    out["aliases"] = "ok"
+    out["aliases"] = {}
+    for cloud in ("digitalocean", "do", "DO", "aws"):
+        try:
+            check_backend(Enabled(), SkyPilotSettings(cloud=cloud), [])
+            out["aliases"][cloud] = "accepted"
+        except Exception as exc:
+            out["aliases"][cloud] = str(exc)
     print(json.dumps(out))
     """
 )
@@ -324,7 +351,13 @@ def test_sdk_answers_are_read_as_skypilot_means_them(tmp_path: Path) -> None:
     assert out["None"] == ["ControllerNotUp", None]
     assert out["interrupted"] == "SkyApiError", "the server asks for a retry: not a refusal"
     assert out["int_id"] == 7
-    assert out["aliases"] == "ok", "digitalocean is SkyPilot's alias of DO"
+    assert out["aliases"] == {  # digitalocean is SkyPilot's alias of DO
+        "digitalocean": "accepted",
+        "do": "accepted",
+        "DO": "accepted",
+        "aws": "skypilot.cloud=aws is not enabled in SkyPilot (enabled: do). "
+        "Fix: `sky check aws`, choose an enabled one, or run on this machine with remote=false",
+    }
 
 
 # --- the simulator's own strictness -----------------------------------------------------------------------

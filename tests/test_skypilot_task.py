@@ -3,7 +3,7 @@
 Everything that needs ``sky`` runs in ONE subprocess per module (``sky_probe``) with HOME in a temporary
 directory and SkyPilot's local API server and usage collection off, so importing sky writes nothing
 outside the test's directory and no server starts. Set ``METTA_EXP_UPDATE_GOLDEN=1`` to rewrite the
-golden files after an intended change (and review the diff).
+golden files after an intended change: each rewritten file fails its test (review the diff, run again).
 """
 
 from __future__ import annotations
@@ -103,11 +103,13 @@ def all_yaml() -> dict[str, str]:
 def test_golden_yaml(name: str) -> None:
     text = all_yaml()[name]
     path = GOLDEN / f"{name}.yaml"
-    if os.environ.get("METTA_EXP_UPDATE_GOLDEN"):
+    golden = path.read_text() if path.exists() else None
+    if os.environ.get("METTA_EXP_UPDATE_GOLDEN") and text != golden:  # never compared with what it just wrote
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
-    assert path.exists(), f"missing golden file {path}: run with METTA_EXP_UPDATE_GOLDEN=1"
-    assert text == path.read_text()
+        pytest.fail(f"rewrote {path}: review the diff, then run again without METTA_EXP_UPDATE_GOLDEN")
+    assert golden is not None, f"missing golden file {path}: run with METTA_EXP_UPDATE_GOLDEN=1"
+    assert text == golden
 
 
 def test_yaml_is_the_config_plus_named_secrets() -> None:

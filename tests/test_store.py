@@ -131,7 +131,9 @@ def test_claims_need_the_live_lease_and_no_cancel(store: JobStore) -> None:
     assert [j.run for j in active] == ["a"]
     assert store.job("g", "b").status == JobStatus.CANCELLED
     assert store.claim("g", "b", "other", (), "/l") is None
-    assert not store.mark_running("g", "a", 1, "h") or store.job("g", "a").status == JobStatus.RUNNING
+    # request_cancel leaves active jobs to the caller: "a" still launches, and the runner ends it next
+    assert store.mark_running("g", "a", 1, "h")
+    assert store.job("g", "a").status == JobStatus.RUNNING and store.group("g").cancel_requested
 
 
 def test_kill_between_claim_and_launch_makes_mark_running_fail(store: JobStore) -> None:

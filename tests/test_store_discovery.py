@@ -119,7 +119,8 @@ def test_every_job_command_says_which_store_it_read_with_where(project: Path) ->
         result = run_cli("job", *args, "--where", cwd=deep, env=env)
         assert result.returncode == 0, (args, result.stderr)
         assert result.stderr == line, args  # on stderr: --json output stays one JSON document
-    json.loads(run_cli("job", "list", "--json", "--where", cwd=deep, env=env).stdout)
+    listed = run_cli("job", "list", "--json", "--where", cwd=deep, env=env)
+    assert [g["group"] for g in json.loads(listed.stdout)] == ["g"]  # stdout: the JSON alone
 
     elsewhere = project.parent / "elsewhere"
     elsewhere.mkdir()

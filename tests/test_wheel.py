@@ -23,16 +23,20 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     if uv is None:
         pytest.skip("uv is not on PATH (run the suite with `uv run pytest`)")
     out = tmp_path_factory.mktemp("wheel")
+    env = {**os.environ, "TMPDIR": str(tmp_path_factory.mktemp("uv temp"))}  # uv's lock files: ours to drop
     subprocess.run(
-        [uv, "build", "--wheel", "--out-dir", str(out), str(ROOT)], check=True, capture_output=True
+        [uv, "build", "--wheel", "--out-dir", str(out), str(ROOT)], check=True, capture_output=True, env=env
     )
     wheel = next(out.glob("metta_exp-*.whl"))
     venv = tmp_path_factory.mktemp("venv") / "env"
-    subprocess.run([uv, "venv", "--python", sys.executable, str(venv)], check=True, capture_output=True)
+    subprocess.run(
+        [uv, "venv", "--python", sys.executable, str(venv)], check=True, capture_output=True, env=env
+    )
     subprocess.run(
         [uv, "pip", "install", "--python", str(venv / "bin" / "python"), str(wheel)],
         check=True,
         capture_output=True,
+        env=env,
     )
     return wheel, venv
 

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import re
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from hydra.core.utils import JobReturn
 from hydra.core.utils import JobStatus as HydraJobStatus
@@ -75,6 +77,18 @@ class LaunchError(CompactHydraException):
     """metta-exp refused the sweep (bad setting, taken group name, over the limit): nothing was submitted."""
 
 
+def refuse(line: str, exc: MettaExpError, kind: type[CompactHydraException] = LaunchError) -> NoReturn:
+    """End the app as the metta-exp command ends on an error: ``line`` (one ``Error:`` line) on stderr and
+    ``exc``'s exit code (2 for bad input). Hydra would print an exception with its HYDRA_FULL_ERROR hint and
+    exit 1, whatever the cause; with ``HYDRA_FULL_ERROR=1`` it gets one (``kind``), for its full stack
+    trace. ``SystemExit`` passes through Hydra's ``run_and_report``, which catches ``Exception``."""
+    if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        raise kind(line) from exc
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
+    raise SystemExit(exc.exit_code)
+
+
 def launch(
     settings: Mapping[str, Any],
     config: DictConfig,
@@ -88,7 +102,7 @@ def launch(
     try:
         return _launch(settings, config, hydra_context, task_function, job_overrides, initial_job_idx)
     except MettaExpError as exc:
-        raise LaunchError(f"Error: metta-exp: {exc}") from None
+        refuse(f"Error: metta-exp: {exc}", exc)
 
 
 def _launch(

@@ -7,9 +7,11 @@ launcher ships it (``metta_exp_launcher._task``), and the group's runner asks an
 (``metta_exp.search``), detached from this terminal. The objective is the task's return value (each
 trial's job prints it: ``[metta-exp] return value=X``), or a metric the task tracks (``objective: NAME``).
 
-With ``wait`` (the default) the terminal watches the group to its end, then logs the best parameters and
-value and writes ``optimization_results.yaml`` in ``hydra.sweep.dir`` as Hydra's Optuna sweeper does;
-with ``hydra.launcher.wait=false`` it returns once the first trials are submitted, and the study goes on.
+When the study ends, the group's runner writes the best parameters and value to
+``optimization_results.yaml`` in ``hydra.sweep.dir``, as Hydra's Optuna sweeper does (the search's
+``results_file``), whether or not anyone waits. With ``wait`` (the default) the terminal watches the group
+to its end, then logs the best parameters and value; with ``hydra.launcher.wait=false`` it returns once
+the first trials are submitted, and the study goes on.
 Group-wide settings (``remote``, ``gpus``, ``group``, ``wait``, ...) are the metta-exp launcher's, read
 from ``hydra.launcher`` when it is ``metta_exp`` (its defaults otherwise: this machine, no GPUs, wait).
 """
@@ -26,7 +28,7 @@ from typing import Any
 from hydra.errors import CompactHydraException
 from omegaconf import DictConfig, OmegaConf
 
-from hydra_plugins.metta_exp_launcher._core import EXPERIMENT_KEYS, as_containers
+from hydra_plugins.metta_exp_launcher._core import EXPERIMENT_KEYS, as_containers, refuse
 from hydra_plugins.metta_exp_launcher._task import JOB_MODULE, SHIP_DIR, merge_mounts, remote_mount, ship
 from metta_exp.config import RETURN_OBJECTIVE, Experiment, SearchSettings
 from metta_exp.errors import ConfigError, MettaExpError
@@ -41,7 +43,11 @@ LAUNCHER_TARGET = "hydra_plugins.metta_exp_launcher.metta_exp_launcher.MettaExpL
 
 
 class SweepError(CompactHydraException):
-    """Bad sweeper settings, or a study that failed: Hydra prints the message alone, without a traceback."""
+    """Bad sweeper settings, or a study that failed, as Hydra sees it with ``HYDRA_FULL_ERROR=1``."""
+
+
+class StudyFailed(MettaExpError):
+    """No trial completed, or more failed than ``max_failure_rate`` allows: exit code 1."""
 
 
 def sweep(
@@ -55,7 +61,7 @@ def sweep(
     try:
         _sweep(as_containers(settings), config, hydra_context, task_function, arguments)
     except MettaExpError as exc:
-        raise SweepError(f"Error: metta-exp sweeper: {exc}") from None
+        refuse(f"Error: metta-exp sweeper: {exc}", exc, SweepError)
 
 
 def _sweep(
@@ -86,6 +92,8 @@ def _sweep(
     base_run = re.sub(r"[^A-Za-z0-9._-]+", "_", task_name).strip("._-")[:60] or "task"
     sweep_dir = Path(str(config.hydra.sweep.dir)).absolute()
     space = SearchSpace(tuple(dims), base_run, ("TASK_FILE",), tuple(fixed))
+    # the group's runner writes the best trial there when the study ends, waited for or not
+    search = dataclasses.replace(search, results_file=str(sweep_dir / RESULTS_FILE))
     if search.sampler == "grid":
         from metta_exp.search.study import grid_size
 
@@ -121,14 +129,7 @@ def _sweep(
         return
     with JobStore.open(state_dir) as store:
         trials = store.trials(group)
-    report(
-        trials,
-        dims_keys(space),
-        search.direction,
-        group,
-        sweep_dir,
-        float(settings.get("max_failure_rate") or 0),
-    )
+    report(trials, dims_keys(space), search.direction, group, float(settings.get("max_failure_rate") or 0))
 
 
 def dims_keys(space: SearchSpace) -> dict[str, str]:
@@ -141,23 +142,20 @@ def report(
     keys: Mapping[str, str],
     direction: str,
     group: str,
-    sweep_dir: Path,
     max_failure_rate: float,
 ) -> None:
-    """Log the best trial and write ``optimization_results.yaml``; ``SweepError`` when no trial completed
-    or more failed than ``max_failure_rate`` allows."""
+    """Log the best trial (the group's runner wrote it to ``optimization_results.yaml`` when the study
+    ended); ``StudyFailed`` when no trial completed or more failed than ``max_failure_rate`` allows."""
     best = best_trial(trials, direction)
     if best is not None:
         params = {keys.get(k, k): v for k, v in best.params.items()}
         log.info(f"Best parameters: {params}")
         log.info(f"Best value: {best.value}")
-        results = {"name": "optuna", "best_params": params, "best_value": best.value, "group": group}
-        OmegaConf.save(OmegaConf.create(results), sweep_dir / RESULTS_FILE)
     failed = [t for t in trials if t.state == TrialState.FAILED]
     if best is None or (trials and len(failed) / len(trials) > max_failure_rate):
         why = failed[0].reason if failed else "none logged a value"
-        raise SweepError(
-            f"Error: metta-exp sweeper: {len(failed)} of {len(trials)} trials failed "
+        raise StudyFailed(
+            f"{len(failed)} of {len(trials)} trials failed "
             f"(max_failure_rate={max_failure_rate}; the first: {why}); see metta-exp job show {group}"
         )
 

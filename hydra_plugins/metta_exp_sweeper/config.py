@@ -4,7 +4,9 @@
 The keys are those of Hydra's Optuna sweeper (``direction``, ``n_trials``, ``n_jobs``, ``params``,
 ``sampler`` with its ``seed``, ``study_name``, ``storage``, ``max_failure_rate``,
 ``custom_search_space``), so an app configured for it runs with only the sweeper's name changed, and
-three of metta-exp's own: ``objective``, ``pruner`` and ``reduce``.
+three of metta-exp's own: ``objective``, ``pruner`` and ``reduce``. Beside it ``hydra/sweeper=metta_exp_grid``,
+Hydra's basic sweeper with its keys (``max_batch_size``, ``params``), whose points are composed by their
+jobs rather than all in the app's process first.
 """
 
 # No `from __future__ import annotations` here: Hydra loads plugin modules without registering them in
@@ -74,8 +76,22 @@ class MettaExpSweeperConf:
     reduce: str = "last"
 
 
+@dataclass
+class MettaExpGridSweeperConf:
+    """``hydra/sweeper=metta_exp_grid``: Hydra's basic sweeper and its keys, each point composed by its job."""
+
+    _target_: str = "hydra_plugins.metta_exp_sweeper.metta_exp_grid_sweeper.MettaExpGridSweeper"
+    # launch the points in batches of at most this many (null: all at once), as the basic sweeper does
+    max_batch_size: int | None = None
+    # the sweep, as on the command line: {lr: "0.1,0.01", seed: "range(0,5)"}
+    params: dict[str, str] | None = None
+
+
 _store = ConfigStore.instance()
 _store.store(group="hydra/sweeper", name="metta_exp", node=MettaExpSweeperConf, provider="metta_exp_sweeper")
+_store.store(
+    group="hydra/sweeper", name="metta_exp_grid", node=MettaExpGridSweeperConf, provider="metta_exp_sweeper"
+)
 for _name, _node in (
     ("tpe", TPESamplerConf),
     ("random", RandomSamplerConf),

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from metta_exp.compose import CommandLine, compose, experiment_files, source_label
+from metta_exp.compose import CommandLine, compose, experiment_files, hydra_readable, source_label
 from metta_exp.config import CONFIG_KEYS, Experiment, SkyPilotSettings, WandbSettings
 from metta_exp.errors import ConfigError, UsageError, closest, did_you_mean
 
@@ -85,7 +85,7 @@ def _classify(arg: str, cl: CommandLine) -> None:
                     f"unknown key '{top}.{parts[1]}'{did_you_mean(parts[1], names)}; "
                     f"{top} keys are: {', '.join(names)}"
                 )
-        cl.hydra_overrides.append(arg)
+        cl.hydra_overrides.append(hydra_readable(arg))
         return
     if "." not in key and "/" not in key and closest(key, CONFIG_KEYS, n=1, cutoff=0.75):
         raise ConfigError(

@@ -73,12 +73,14 @@ def watch(
     *,
     heal: Callable[[], None],
     also: Sequence[str] = (),
+    since: int = 0,
 ) -> int:
     """Show the group until it ends; returns 0 when every job succeeded, 1 otherwise, 130 on Ctrl+C.
 
     ``heal`` is called on every refresh: "heal this group" (``supervise.Healer`` starts a runner when
     nobody drives it; pass ``lambda: None`` to only watch). On Ctrl+C the line names what goes on: this
-    group, and the groups ``also`` submitted with it."""
+    group, and the groups ``also`` submitted with it. Off a terminal, the lines start after event
+    ``since`` (0: the group's whole history)."""
     out = out or sys.stdout
     if store.group(group_name).ended_at is not None:  # nothing will change: the summary says it all
         return print_summary(store, group_name, out)
@@ -86,7 +88,7 @@ def watch(
         if out.isatty():
             _watch_live(store, group_name, out, refresh, show_logs, heal)
         else:
-            _watch_lines(store, group_name, out, refresh, heal)
+            _watch_lines(store, group_name, out, refresh, heal, since)
     except KeyboardInterrupt:
         with contextlib.suppress(OSError):  # a terminal that hung up cannot be written to
             print("\nStopped watching. " + going_on_text(store, [group_name, *also]), file=out, flush=True)
@@ -101,13 +103,14 @@ def watch_and_heal(
     refresh: float = DEFAULT_REFRESH,
     show_logs: bool = True,
     also: Sequence[str] = (),
+    since: int = 0,
 ) -> int:
     """:func:`watch`, healing the group (a ``supervise.Healer`` starts a runner when nobody drives it):
     how every command that waits for a group watches it."""
     from metta_exp.supervise import Healer
 
     with Healer(store, group_name) as heal:
-        return watch(store, group_name, out, refresh, show_logs, heal=heal, also=also)
+        return watch(store, group_name, out, refresh, show_logs, heal=heal, also=also, since=since)
 
 
 def going_on_text(store: JobStore, groups: Sequence[str]) -> str:
@@ -168,12 +171,12 @@ def _watch_live(
 
 
 def _watch_lines(
-    store: JobStore, group_name: str, out: TextIO, refresh: float, heal: Callable[[], None]
+    store: JobStore, group_name: str, out: TextIO, refresh: float, heal: Callable[[], None], since: int = 0
 ) -> None:
     group = store.group(group_name)
     jobs = store.jobs(group_name)
     print(f"Watching {summary_line(group, jobs, time.time())}", file=out, flush=True)
-    last_id, last_runner = 0, None
+    last_id, last_runner = since, None
     while True:
         for event in store.events(group_name, last_id):
             last_id = event.id

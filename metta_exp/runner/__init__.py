@@ -435,7 +435,12 @@ class Runner:
     # --- the end ----------------------------------------------------------------------------------
 
     def _finish(self, group: GroupRecord, jobs: list[JobRecord]) -> bool:
-        """Write the notebook and close the group; False if a ``job retry`` reopened it meanwhile."""
+        """Write a search's results file and the notebook, and close the group; False if a ``job retry``
+        reopened it meanwhile."""
+        if group.search_space is not None:  # before the notebook: its reader need not wait for the report
+            from metta_exp.search.results import write_results_file
+
+            write_results_file(self.store, group)
         if group.exp.generate_notebook:
             path = notebook_path(group)
             try:
