@@ -380,12 +380,17 @@ def _resolve(
 
 
 def wait_until_submitted(store: JobStore, group: str, timeout: float = SUBMIT_WAIT_S) -> bool:
-    """Block until the group's runner made its first launch pass (or the group already ended)."""
+    """Block until the group's runner made its first launch pass (or the group already ended). Each look
+    reads only the events since the last (a 100-job pass records 200), so it takes no CPU from the
+    runner it waits for."""
     deadline = time.time() + timeout
+    seen = 0
     while time.time() < deadline:
-        if any(e.kind in ("submitted", "ended") for e in store.events(group)):
-            return True
-        time.sleep(0.05)
+        for event in store.events(group, after_id=seen):
+            if event.kind in ("submitted", "ended"):
+                return True
+            seen = event.id
+        time.sleep(0.02)
     return False
 
 
