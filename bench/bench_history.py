@@ -17,7 +17,7 @@ bytecode cached (the variable unset, after a warm run):
 - ``job rm --older-than T --force`` of the 1,000 oldest groups (about 100,000 jobs, each with a run
   directory holding a log: 200,000 files), on a copy, three slices in turn.
 
-    uv run python bench/bench_history.py [--repeat 7] [--cache /tmp/metta-exp-bench-history]
+    uv run python bench/bench_history.py [--repeat 7] [--cache /tmp/metta-exp-bench-history] [--quick]
 """
 
 from __future__ import annotations
@@ -44,6 +44,8 @@ SIZES = (20, 50, 100, 130, 200)  # runs per group, in turn: 100 on average, 1,00
 YEAR = 365 * 86400.0
 BUILDER = "3"  # bump when the store built here changes
 LRS = ("0.0003", "0.001", "0.003", "0.01", "0.03", "0.1")
+QUICK = False  # --quick: a store of 30 groups, every command once, compiled only (a smoke run)
+LAUNCH_JOBS = 20
 
 
 def cache_path(root: Path) -> Path:
@@ -213,7 +215,8 @@ def timed(argv: list[str], env: dict[str, str], cwd: Path | None = None) -> floa
 
 
 def median_of(argv: list[str], env: dict[str, str], repeat: int) -> float:
-    timed(argv, env)  # warm: the page cache, and with bytecode cached, the bytecode
+    if not QUICK:
+        timed(argv, env)  # warm: the page cache, and with bytecode cached, the bytecode
     return statistics.median(timed(argv, env) for _ in range(repeat))
 
 
@@ -240,14 +243,14 @@ def bench_reads(state: Path, now: float, repeat: int) -> None:
     print(f"  {'command':<42} {'compiled':>9} {'cached':>9}")
     for label, (argv, target) in commands.items():
         fresh = median_of(argv, env_for(state, cached=False), repeat)
-        cached = median_of(argv, env_for(state, cached=True), repeat)
+        cached = f"{median_of(argv, env_for(state, cached=True), repeat):8.3f}s" if not QUICK else "        -"
         goal = f"  [<= {target:.2f} s]" if target else ""
-        print(f"  {label:<42} {fresh:8.3f}s {cached:8.3f}s{goal}", flush=True)
+        print(f"  {label:<42} {fresh:8.3f}s {cached}{goal}", flush=True)
 
 
 LAUNCH = """# @package _global_
-# A 20-job local group of jobs that end at once.
-command: [true]
+# A local group of jobs that end at once.
+command: ["true"]
 runs: [{runs}]
 gpus: 0
 remote: false
@@ -269,14 +272,19 @@ def launch_once(state: Path, conf: Path, group: str, cached: bool) -> float:
 def bench_launch(big: Path, work: Path, repeat: int) -> None:
     conf = work / "conf" / "experiment"
     conf.mkdir(parents=True, exist_ok=True)
-    (conf / "bench_launch.yaml").write_text(LAUNCH.format(runs=", ".join(f"r{i:02d}" for i in range(20))))
+    runs = ", ".join(f"r{i:02d}" for i in range(LAUNCH_JOBS))
+    (conf / "bench_launch.yaml").write_text(LAUNCH.format(runs=runs))
     empty = work / "empty" / "job_state"
-    print(f"Launching a 20-job group (wait=false, until the command returns; median of {repeat}, in turn):")
-    for cached in (False, True):
+    print(
+        f"Launching a {LAUNCH_JOBS}-job group (wait=false, until the command returns; median of {repeat}, in turn):"
+    )
+    for cached in (False, True) if not QUICK else (False,):
         if empty.exists():
             shutil.rmtree(empty)
-        launch_once(empty, conf.parent, "warm-empty", cached)
-        launch_once(big, conf.parent, "warm-big", cached)
+        empty.parent.mkdir(parents=True, exist_ok=True)
+        if not QUICK:
+            launch_once(empty, conf.parent, "warm-empty", cached)
+            launch_once(big, conf.parent, "warm-big", cached)
         on_empty, on_big = [], []
         for n in range(repeat):
             on_empty.append(launch_once(empty, conf.parent, f"launch-{int(cached)}-{n}", cached))
@@ -308,11 +316,12 @@ def make_files(state: Path, first: int, last: int) -> int:
 
 
 def bench_rm(big: Path, work: Path, now: float, rounds: int = 3) -> None:
+    size = GROUPS // 10
     print(
-        "Removing the 1,000 oldest groups (job rm --older-than T --force), on a copy, three slices in turn:"
+        f"Removing the {size:,} oldest groups (job rm --older-than T --force), on a copy, {rounds} slices in turn:"
     )
     for k in range(rounds):
-        first, last = k * 1000, (k + 1) * 1000
+        first, last = k * size, (k + 1) * size
         files = make_files(big, first, last)
         jobs = sum(SIZES[i % len(SIZES)] for i in range(first, last))
         age = oldest(first, last, now) + (time.time() - now)
@@ -332,18 +341,30 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "metta-exp-bench-history")
     parser.add_argument("--only", choices=("reads", "launch", "rm"), action="append")
+    parser.add_argument(
+        "--quick", action="store_true", help="a smoke run: tiny sizes, once (the test suite runs it)"
+    )
     args = parser.parse_args()
-    path, now = the_store(args.cache)
-    print(f"Store: {path} ({path.stat().st_size / 2**30:.2f} GiB; {GROUPS:,} groups, 1,000,000 jobs)")
-    only = set(args.only or ("reads", "launch", "rm"))
-    if "reads" in only:
-        bench_reads(path.parent, now, args.repeat)
-    with tempfile.TemporaryDirectory(prefix="bench-history-") as tmp:
-        work = Path(tmp)
-        if "launch" in only:
-            bench_launch(copy_of(path, work), work, args.repeat)
-        if "rm" in only:
-            bench_rm(copy_of(path, work), work, now)
+    if args.quick:
+        global QUICK, GROUPS, LAUNCH_JOBS
+        QUICK, GROUPS, LAUNCH_JOBS, args.repeat = True, 30, 3, 1
+        args.cache = Path(tempfile.mkdtemp(prefix="bench-history-quick-"))
+    try:
+        path, now = the_store(args.cache)
+        jobs = sum(SIZES[i % len(SIZES)] for i in range(GROUPS))
+        print(f"Store: {path} ({path.stat().st_size / 2**30:.2f} GiB; {GROUPS:,} groups, {jobs:,} jobs)")
+        only = set(args.only or ("reads", "launch", "rm"))
+        if "reads" in only:
+            bench_reads(path.parent, now, args.repeat)
+        with tempfile.TemporaryDirectory(prefix="bench-history-") as tmp:
+            work = Path(tmp)
+            if "launch" in only:
+                bench_launch(copy_of(path, work), work, args.repeat)
+            if "rm" in only:
+                bench_rm(copy_of(path, work), work, now, rounds=1 if QUICK else 3)
+    finally:
+        if QUICK:  # its small store is no cache worth keeping
+            shutil.rmtree(args.cache, ignore_errors=True)
 
 
 if __name__ == "__main__":

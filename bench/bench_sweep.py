@@ -172,8 +172,12 @@ def median(samples: list[float]) -> str:
     return f"{statistics.median(samples):6.2f} s" + (f"  (runs: {', '.join(f'{s:.2f}' for s in samples)})")
 
 
+QUICK = False  # --quick: every command once, without the warm-up (a smoke run: the figures mean nothing)
+
+
 def measure(label: str, repeat: int, once: Callable[[], Sample]) -> None:
-    once()  # warm-up: bytecode caches (when written), page cache
+    if not QUICK:
+        once()  # warm-up: bytecode caches (when written), page cache
     samples = [once() for _ in range(repeat)]
     if isinstance(samples[0], tuple):
         started = [s[0] for s in samples]  # type: ignore[index]
@@ -264,7 +268,11 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--bytecode", default="cached,fresh", help="cached, fresh or both (default)")
     parser.add_argument("--only", default="metta,plugin,grid,hydra", help="which commands (default: all)")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 3 points, each command once")
     args = parser.parse_args()
+    if args.quick:
+        global QUICK
+        QUICK, args.points, args.repeat, args.bytecode = True, 3, 1, "cached"
     only = set(args.only.split(","))
     with tempfile.TemporaryDirectory(prefix="bench-sweep-") as tmp:
         work = Path(tmp)
