@@ -21,6 +21,7 @@ Nothing heavy is imported here.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -29,7 +30,6 @@ from typing import TYPE_CHECKING, TextIO
 
 from metta_exp.config import Experiment
 from metta_exp.errors import NotFoundError, UsageError
-from metta_exp.history.listing import DEFAULT_LIMIT as DEFAULT_LIMIT  # `job list`'s -n default
 from metta_exp.records import GroupRecord, GroupSummary, JobRecord
 from metta_exp.status import ACTIVE, JobStatus
 from metta_exp.store import DB_NAME, JobStore, default_state_dir
@@ -91,7 +91,9 @@ def list_groups(
     """The groups, newest first, with their counts by status; empty when there is no store yet. Filters
     as ``job list``'s: name globs (``"lr_*"``), statuses (a group with a job in one of them), created
     ``since``/``until`` (``"7d"``, ``"2026-12-01"`` or a unix time); ``limit``: the newest N only."""
-    return listing(patterns, status=status, since=since, until=until, limit=limit, gpu_hours=False).groups
+    return listing(
+        patterns, status=status, since=since, until=until, limit=limit, gpu_hours=False, unattended=False
+    ).groups
 
 
 def listing(
@@ -102,14 +104,21 @@ def listing(
     until: str | float | None = None,
     limit: int | None = None,
     gpu_hours: bool = True,
+    unattended: bool = True,
 ) -> Listing:
     """What ``job list`` shows: the newest ``limit`` groups the filters select (see :func:`list_groups`),
-    how many they select in all, and each shown group's GPU-hours."""
+    how many they select in all, each shown group's GPU-hours, and (``unattended``) the groups that have
+    not ended and those no runner drives (see :func:`unattended`), all read through one connection."""
     from metta_exp.history.listing import group_query, list_window
+    from metta_exp.supervise import unattended_groups
 
     query = group_query(_strs(patterns), _strs(status), since, until)
     with open_store(readonly=True) or contextlib.nullcontext() as store:  # None: no store yet
-        return list_window(store, query, limit, gpu_hours)
+        shown = list_window(store, query, limit, gpu_hours)
+        if store is None or not unattended:
+            return shown
+        open_groups, orphans = unattended_groups(store)
+    return dataclasses.replace(shown, open_groups=open_groups, orphans=orphans)
 
 
 def runs(
@@ -269,12 +278,10 @@ def record(group: str) -> GroupRecord:
 def unattended() -> tuple[dict[str, GroupRecord], list[str]]:
     """The groups that have not ended, by name, and the names of those no runner drives (their jobs run
     on unobserved until resumed); a killed group counts as driven."""
-    from metta_exp.supervise import owner_alive
+    from metta_exp.supervise import unattended_groups
 
     with open_store(readonly=True) or contextlib.nullcontext() as store:  # None: no store yet
-        open_groups = {g.name: g for g in store.active_groups()} if store is not None else {}
-    orphans = [n for n, g in open_groups.items() if not g.cancel_requested and not owner_alive(g)]
-    return open_groups, orphans
+        return unattended_groups(store) if store is not None else ({}, [])
 
 
 # --- watch, logs ---------------------------------------------------------------------------------------

@@ -15,9 +15,8 @@ from __future__ import annotations
 import os
 import shlex
 import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
     from metta_exp.records import GroupRecord
@@ -85,8 +84,7 @@ def runner_log(state_dir: Path, group: str) -> Path:
     return runs_dir(state_dir, group) / RUNNER_LOG
 
 
-@dataclass(frozen=True)
-class AttemptFiles:
+class AttemptFiles(NamedTuple):
     """The files of one attempt of a job, side by side in its run directory: its log ``attempt-2.log``,
     and the pid file ``attempt-2.pid`` and exit file ``attempt-2.exit`` that a local job's wrapper writes
     (its pid before the job starts, its exit code when it ends), so that any later process can learn
@@ -104,14 +102,18 @@ class AttemptFiles:
         return cls(log, log.with_name(stem + ".pid"), log.with_name(stem + ".exit"))
 
 
-@dataclass(frozen=True)
 class RunDir:
     """A job's run directory, the job's own (as submitit's ``JobPaths``), and every file in it: each
     attempt's log, pid and exit files (:class:`AttemptFiles`), ``run.json`` (the run's state, written by
     :mod:`metta_exp.tracking`, read by :mod:`metta_exp.runs.state`) and ``metrics.jsonl`` (its metrics).
-    Whatever the job itself writes (checkpoints: ``run.path(...)``) goes in it too."""
+    Whatever the job itself writes (checkpoints: ``run.path(...)``) goes in it too. (A plain class, as
+    ``AttemptFiles`` is a NamedTuple: every ``job`` command imports this module, and a dataclass costs a
+    millisecond or two to define.)"""
 
-    path: Path
+    __slots__ = ("path",)
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
 
     @classmethod
     def of(cls, state_dir: Path, group: str, run: str) -> RunDir:
@@ -138,6 +140,15 @@ class RunDir:
     @property
     def metrics(self) -> Path:
         return self.path / METRICS_FILE
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, RunDir) and other.path == self.path
+
+    def __hash__(self) -> int:
+        return hash(self.path)
+
+    def __repr__(self) -> str:
+        return f"RunDir({self.path!r})"
 
 
 def launch_dir(group: GroupRecord) -> Path:

@@ -17,7 +17,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import Any, NamedTuple
 
 from metta_exp.config import Experiment, SearchSettings, SkyPilotSettings, WandbSettings
 from metta_exp.status import JobStatus
@@ -115,13 +115,13 @@ def stored_experiment(data: Mapping[str, Any]) -> Experiment:
     return exp
 
 
-@dataclass(frozen=True)
-class SweepRecord:
+class SweepRecord(NamedTuple):
     """What a sweep group keeps of its sweep: the notebook labels each run with its point's values.
 
     ``keys`` are the swept keys that name the runs (in command-line order), ``labels`` their short
     names (``trainer.lr`` -> ``lr``), ``points`` each run's swept values by key, ``base_runs`` the run of
-    the experiment each point's run was made from.
+    the experiment each point's run was made from. (A NamedTuple, as ``GroupConfig``: every ``job``
+    command imports this module, and a frozen dataclass costs a millisecond or two to define.)
     """
 
     keys: tuple[str, ...]
@@ -147,8 +147,7 @@ class SweepRecord:
         )
 
 
-@dataclass(frozen=True)
-class GroupConfig:
+class GroupConfig(NamedTuple):
     """What the store keeps of a group's launch: the experiment, and the facts only the launch knew.
 
     ``extra_args``: command-line overrides given at launch, appended to every run's arguments;

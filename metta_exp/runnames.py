@@ -114,6 +114,8 @@ def run_names(prefixes: Sequence[str | None], parts: Sequence[Sequence[str]]) ->
 
 
 def name_part(label: str, text: str, value: Any) -> str:
-    """``lr0.001`` for a number, ``opt_adam`` for a word: a key's label and its value in a run name."""
+    """``lr0.001`` for a number, ``opt_adam`` for a word: a key's label and its value in a run name. A
+    label that ends in a digit keeps a ``_`` before a number too (``x1_1.26``, never ``x11.26``)."""
     shown = value_label(text, value)
-    return f"{label}{shown}" if shown[0].isdigit() or shown[0] == "." else f"{label}_{shown}"
+    number = shown[0].isdigit() or shown[0] == "."
+    return f"{label}{shown}" if number and not label[-1:].isdigit() else f"{label}_{shown}"

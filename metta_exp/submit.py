@@ -400,7 +400,7 @@ def dry_run_refusal(exp: Experiment, specs: list[JobSpec], state_dir: Path) -> i
     backend = make_backend(backend_name(exp), state_dir, exp)
     try:
         backend.check(specs)
-    except BackendUnavailable as exc:
+    except (BackendUnavailable, ConfigError) as exc:  # too many GPUs; a module or command not found
         print(f"Error: the real launch would be refused: {exc}", file=sys.stderr)
         return exc.exit_code
     finally:

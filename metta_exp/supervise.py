@@ -41,6 +41,7 @@ __all__ = [
     "needs_driver",
     "owner_alive",
     "spawn_runner",
+    "unattended_groups",
 ]
 
 LEASE_TTL = 30.0
@@ -66,6 +67,13 @@ def owner_alive(group: GroupRecord) -> bool:
     if host == this_host() and group.runner_pid:
         return pid_alive(group.runner_pid)
     return True
+
+
+def unattended_groups(store: JobStore) -> tuple[dict[str, GroupRecord], list[str]]:
+    """The groups of ``store`` that have not ended, by name, and the names of those no runner drives
+    (their jobs run on unobserved until resumed); a killed group counts as driven."""
+    open_groups = {g.name: g for g in store.active_groups()}
+    return open_groups, [n for n, g in open_groups.items() if not g.cancel_requested and not owner_alive(g)]
 
 
 def needs_driver(group: GroupRecord) -> bool:

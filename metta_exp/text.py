@@ -20,3 +20,18 @@ def fmt_duration(seconds: float | None) -> str:
         return f"{h}h{m:02d}m"
     d, h = divmod(h, 24)
     return f"{d}d{h:02d}h"
+
+
+def fmt_gpu_hours(hours: float | None) -> str:
+    """``0``, ``<0.01``, ``0.04``, ``2.50``, ``37.5``, ``1,234``; ``-`` when unknown."""
+    if hours is None:
+        return "-"
+    if hours <= 0:
+        return "0"
+    if hours < 0.01:
+        return "<0.01"
+    if hours < 10:
+        return f"{hours:.2f}"
+    if hours < 100:
+        return f"{hours:.1f}"
+    return f"{hours:,.0f}"

@@ -123,3 +123,38 @@ def test_job_retry_shows_what_happens_from_the_retry_on(state_dir: Path) -> None
     assert any(line.endswith("retry requested (a, b)") for line in lines), lines
     assert any(line.endswith("a: pending -> launching (attempt 2)") for line in lines), lines
     assert "flaky: 2 jobs, 2 succeeded" in retried.stdout
+
+
+def test_a_misspelt_module_of_a_local_group_is_refused_before_anything_is_submitted(state_dir: Path) -> None:
+    typo = run_cli("+experiment=demo", "module=metta_exp.examples.cartpol")
+    assert typo.returncode == 2
+    assert typo.stderr.startswith(
+        "Error: no module named 'metta_exp.examples.cartpol' (did you mean 'metta_exp.examples.cartpole'?)"
+    ), typo.stderr
+    assert "Traceback" not in typo.stderr and not state_dir.exists()
+    dry = run_cli("+experiment=demo", "module=metta_exp.examples.cartpol", "dry_run=true")
+    assert dry.returncode == 2 and "Error: the real launch would be refused: no module named" in dry.stderr
+    top = run_cli("+experiment=demo", "module=nosuchpackage.train", "dry_run=true")
+    assert "no module named 'nosuchpackage'" in top.stderr
+    conf = state_dir.parent / "conf"
+    (conf / "experiment").mkdir(parents=True)
+    (conf / "experiment" / "mine.yaml").write_text(
+        "# @package _global_\ncommand: [pyhton, train.py]\nruns: [a]\ngpus: 0\nremote: false\n"
+    )
+    command = run_cli("--config-dir", str(conf), "+experiment=mine")
+    assert command.returncode == 2 and "Error: no command 'pyhton' on the jobs' PATH" in command.stderr
+    assert not state_dir.exists()
+
+
+def test_a_key_ending_in_a_digit_stays_apart_from_its_value_in_run_names() -> None:
+    from metta_exp.runnames import name_part
+    from metta_exp.trials import Dimension, SearchSpace
+
+    assert name_part("x1", "1.26", 1.26) == "x1_1.26"
+    assert name_part("x1", "adam", "adam") == "x1_adam"
+    assert name_part("lr", "0.001", 0.001) == "lr0.001"  # a label that ends in a letter reads as before
+    dims = (
+        Dimension("x1", "float", 1.0, 2.0),
+        Dimension("y", "categorical", choices=(3, 4), texts=("3", "4")),
+    )
+    assert SearchSpace(dims, base_run="train").run_name(0, {"x1": 1.26, "y": 3}) == "t000-x1_1.26-y3"

@@ -17,8 +17,8 @@ from metta_exp.history.filters import (
     parse_time,
     typed,
 )
-from metta_exp.history.listing import fmt_gpu_hours
 from metta_exp.status import JobStatus
+from metta_exp.text import fmt_gpu_hours
 
 NOW = dt.datetime(2026, 12, 9, 15, 30).timestamp()  # a Wednesday afternoon, local time
 

@@ -319,6 +319,8 @@ def test_runs_on_the_command_line_select_a_subset_of_the_files_runs(state_dir: P
         gpus: 0
         """,
     )
+    (state_dir.parent / "x").mkdir()  # the module local jobs run, found before anything is submitted
+    (state_dir.parent / "x" / "train.py").write_text("")
     chosen = run_cli("--config-dir", str(conf), "+experiment=chain", "runs=[train,evaluate]", "dry_run=true")
     assert chosen.returncode == 0, chosen.stderr
     assert "== prep" not in chosen.stdout

@@ -706,7 +706,7 @@ def test_a_sweep_group_labels_its_runs_by_their_swept_values(tmp_path: Path) -> 
         "lr0.001-ent0.01": "lr=0.001, ent=0.01",
         "lr0.003-ent0.01": "lr=0.003, ent=0.01",
     }
-    several = dataclasses.replace(record, base_runs={"lr0.001-ent0.01": "a", "lr0.003-ent0.01": "b"})
+    several = record._replace(base_runs={"lr0.001-ent0.01": "a", "lr0.003-ent0.01": "b"})
     assert run_labels(several, runs)["lr0.003-ent0.01"] == "b: lr=0.003, ent=0.01"
     assert run_labels(None, runs) == {r: r for r in runs}
 

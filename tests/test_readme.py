@@ -432,6 +432,8 @@ def test_readme_recipe_commands_do_what_the_text_says(state_dir: Path, line: str
     (work / "my_project" / "__init__.py").write_text("")
     (work / "my_project" / "recipes" / "__init__.py").write_text("")
     (work / "my_project" / "recipes" / "sweeps.py").write_text(MY_RECIPES)
+    (work / "arena").mkdir()  # the project's training package: a local job's module must be found
+    (work / "arena" / "train.py").write_text("")
     dry, expected = RECIPE_COMMANDS[line]
     gpus = {"METTA_EXP_LOCAL_GPUS": "0,1,2,3"}  # a machine with the 4 GPUs a local arena run asks for
     result = run_cli(*argv_of(line), *(["dry_run=true"] if dry else []), cwd=work, env=gpus)

@@ -453,6 +453,8 @@ def test_the_references_recipes_launch_unchanged(
     state_dir: Path, args: list[str], header: str, contains: list[str]
 ) -> None:
     shutil.copytree(REFERENCE / "experiments", state_dir.parent / "experiments")
+    (state_dir.parent / "arena").mkdir()  # and the project's training package (a local job's module)
+    (state_dir.parent / "arena" / "train.py").write_text("")
     # the reference's recipes assume a machine with GPUs (a local dry run reports what a launch refuses)
     result = run_cli("run", *args, "dry_run=true", env={"METTA_EXP_LOCAL_GPUS": "0,1,2,3"})
     assert result.returncode == 0, result.stderr

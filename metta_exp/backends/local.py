@@ -24,6 +24,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import metta_exp.backends.preflight as preflight
 import metta_exp.backends.procs as procs
 from metta_exp.backends.base import Backend, Launch, Observation
 from metta_exp.errors import BackendError, BackendUnavailable, UsageError
@@ -104,7 +105,14 @@ class LocalBackend(Backend):
         return list(self._devices)
 
     def check(self, specs: Sequence[JobSpec]) -> None:
-        """Refuse, before anything starts, a job that asks for more GPUs than this machine has."""
+        """Refuse, before anything starts, a job whose module or command cannot be found where it would
+        run (:mod:`metta_exp.backends.preflight`), or that asks for more GPUs than this machine has."""
+        start = os.getcwd()  # where a group's jobs start: the directory it is launched from
+        job_path = path_with(str(Path(self.python).parent), os.environ.get("PATH", os.defpath))
+        for module in dict.fromkeys(s.module for s in specs if s.module):
+            preflight.check_module(module, start, self.python)
+        for argv0 in dict.fromkeys(s.command[0] for s in specs if s.command):
+            preflight.check_command(argv0, start, job_path)
         have = self.devices()
         for spec in specs:
             if spec.gpus > len(have):

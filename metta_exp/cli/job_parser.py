@@ -4,8 +4,8 @@ themselves are :mod:`metta_exp.cli.jobs`, which runs the one ``command`` names).
 from __future__ import annotations
 
 import argparse
-
-from metta_exp.history.listing import DEFAULT_LIMIT
+import functools
+from typing import Any
 
 EXAMPLES = {
     "list": "metta-exp job list\n  metta-exp job list 'lr_*' --status failed --since 7d\n"
@@ -29,30 +29,45 @@ EXAMPLES = {
 }
 
 
+class _NotRun:
+    """Stands in for the parser of a command that is not being run: its arguments are not built (each
+    costs argparse a help formatter), only its name and help line, which ``job --help`` lists."""
+
+    def add_argument(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    def add_mutually_exclusive_group(self, **kwargs: Any) -> _NotRun:
+        return self
+
+
 def _sub(
     sub: argparse._SubParsersAction[argparse.ArgumentParser],
     name: str,
     help: str,
     text: str,
     store_flag: bool = True,
+    *,
+    only: str | None = None,
 ) -> argparse.ArgumentParser:
     """A command's parser; ``store_flag``: with the bare ``--where`` every command takes (``job runs``
-    has its own, which also filters)."""
-    common = argparse.ArgumentParser(add_help=False)
-    if store_flag:
-        common.add_argument(
-            "--where",
-            action="store_true",
-            help="print which store this command reads (store: PATH) on stderr",
-        )
-    return sub.add_parser(
+    has its own, which also filters). ``only``: the command being run (None: any); another command's
+    parser gets no arguments."""
+    p = sub.add_parser(
         name,
-        parents=[common],
         help=help,
         description=text,
         epilog=f"example:\n  {EXAMPLES[name]}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    if only not in (None, name):
+        return _NotRun()  # type: ignore[return-value]
+    if store_flag:  # added here, not from a shared parent parser: each parser built costs (job --help)
+        p.add_argument(
+            "--where",
+            action="store_true",
+            help="print which store this command reads (store: PATH) on stderr",
+        )
+    return p
 
 
 def add_group_filters(
@@ -79,6 +94,10 @@ def add_group_filters(
 
 def add_window(p: argparse.ArgumentParser, noun: str) -> None:
     """``-n N`` / ``--all``: how many rows to show."""
+    if isinstance(p, _NotRun):
+        return
+    from metta_exp.history import DEFAULT_LIMIT  # job list's and job runs' only
+
     window = p.add_mutually_exclusive_group()
     window.add_argument(
         "-n", type=int, default=DEFAULT_LIMIT, metavar="N", help=f"show {DEFAULT_LIMIT} {noun} unless told N"
@@ -86,7 +105,9 @@ def add_window(p: argparse.ArgumentParser, noun: str) -> None:
     window.add_argument("--all", action="store_true", help=f"show every {noun[:-1]} the filters select")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; with ``command``, only that command's arguments are built (every command's name and
+    help line are, for ``job --help`` and a misspelt command's error): it parses that command alike."""
     parser = argparse.ArgumentParser(
         prog="metta-exp job",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -97,9 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="examples:\n  " + "\n  ".join(EXAMPLES[k].split("\n")[0] for k in EXAMPLES),
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    new = functools.partial(_sub, sub, only=command)
 
-    p = _sub(
-        sub,
+    p = new(
         "list",
         "the groups with their counts by status",
         "The newest groups (50 unless -n N or --all): counts by status, GPU-hours, age, and whether a "
@@ -115,8 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
         "backend, gpu_hours} (the same rows)",
     )
 
-    p = _sub(
-        sub,
+    p = new(
         "runs",
         "every run across groups as one table",
         "Every run of the selected groups as one table, newest group first: status, attempts, start, "
@@ -153,8 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--csv", action="store_true", help="CSV: those columns, a metric or override a column"
     )
 
-    p = _sub(
-        sub,
+    p = new(
         "compare",
         "one notebook and HTML report with several groups side by side",
         "Write one notebook with the groups side by side and its executed HTML report: curves coloured by "
@@ -166,8 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", metavar="PATH", help="where: X.ipynb or X.html (the other beside it)")
     p.add_argument("--open", action="store_true", help="then open the report in the web browser")
 
-    p = _sub(
-        sub,
+    p = new(
         "rm",
         "remove ended groups, their run directories and logs",
         "Remove ended groups: their rows in the store, run directories and logs (with --notebooks, their "
@@ -189,8 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="do not ask")
     p.add_argument("--dry-run", action="store_true", help="print what would go, remove nothing")
 
-    p = _sub(
-        sub,
+    p = new(
         "show",
         "every job of a group",
         "Every job of GROUP: status, attempts, exit code, times, "
@@ -202,8 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--json", action="store_true", help="one JSON array, one object per job (a search's: with its trial)"
     )
 
-    p = _sub(
-        sub,
+    p = new(
         "monitor",
         "watch a group live until it ends",
         "A live view of GROUP until it ends: failed jobs first with the log lines that explain them, "
@@ -215,8 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--refresh", type=float, default=1.0, metavar="S", help="seconds between redraws (1.0)")
     p.add_argument("--no-logs", action="store_true", help="hide the active jobs' log tails")
 
-    p = _sub(
-        sub,
+    p = new(
         "kill",
         "end a group's running jobs and cancel its pending ones",
         "End the running jobs of GROUP (whole process trees), cancel its pending ones and stop further "
@@ -226,8 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("group")
     p.add_argument("--force", action="store_true", help="do not ask")
 
-    p = _sub(
-        sub,
+    p = new(
         "logs",
         "print a job's log",
         "Print the log of RUN in GROUP (its current attempt unless "
@@ -240,8 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--follow", "-f", action="store_true", help="keep printing until the job ends")
     p.add_argument("--attempt", type=int, metavar="K", help="the log of attempt K (1 is the first)")
 
-    p = _sub(
-        sub,
+    p = new(
         "retry",
         "relaunch a group's failed, cancelled and skipped runs",
         "Relaunch the failed, cancelled and skipped runs of GROUP as new attempts, with their names, "
@@ -251,8 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("group")
     p.add_argument("--no-wait", action="store_true", help="return once a runner drives the group")
 
-    p = _sub(
-        sub,
+    p = new(
         "notebook",
         "(re)write a group's analysis notebook",
         "Write the analysis notebook of GROUP (by default where the group's config says).",
@@ -260,8 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("group")
     p.add_argument("-o", "--output", metavar="PATH", help="where to write it")
 
-    p = _sub(
-        sub,
+    p = new(
         "report",
         "(re)write a group's HTML report",
         "Run the analysis notebook of GROUP top to bottom and write it as one self-contained HTML page "
@@ -272,8 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", metavar="PATH", help="where to write it")
     p.add_argument("--open", action="store_true", help="then open it in the web browser")
 
-    p = _sub(
-        sub,
+    p = new(
         "resume",
         "drive a group whose runner stopped, and watch it",
         "Start a runner for GROUP if none is alive, then watch it.",

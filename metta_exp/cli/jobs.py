@@ -58,8 +58,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         else:
             print(f"No groups yet in {groups.store_path().parent}. Launch one: metta-exp +experiment=NAME")
         return 0
-    open_groups, orphans = groups.unattended()
-    print(group_table(shown.groups, open_groups, time.time(), gpu_hours=shown.gpu_hours))
+    print(group_table(shown.groups, shown.open_groups, time.time(), gpu_hours=shown.gpu_hours))
     if shown.hidden:
         print(hidden_line(shown.hidden, "group", older=True))
     total = sum(shown.gpu_hours.values())
@@ -67,7 +66,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(
             f"GPU-hours: {fmt_gpu_hours(total)} in {'this group' if len(shown.groups) == 1 else 'these groups'}."
         )
-    for name in orphans:
+    for name in shown.orphans:
         print(f"No runner drives {name}; its jobs run on unobserved. Resume it: metta-exp job resume {name}")
     print(store_line(groups.store_path()))
     return 0
@@ -322,7 +321,9 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 
 
 def main(argv: Sequence[str]) -> int:
-    args = build_parser().parse_args(list(argv))
+    argv = list(argv)
+    command = argv[0] if argv and argv[0] in COMMANDS else None  # its arguments alone are built
+    args = build_parser(command).parse_args(argv)
     if args.where is True or (isinstance(args.where, list) and None in args.where):
         print(store_line(groups.store_path()), file=sys.stderr, flush=True)
     return int(COMMANDS[args.command](args))

@@ -14,18 +14,16 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from metta_exp.history.listing import fmt_gpu_hours
-from metta_exp.history.runs import Runs, metric_label, runs_csv, runs_json
 from metta_exp.paths import jupyter_command
 from metta_exp.records import GroupRecord, GroupSummary, JobRecord, iso
-from metta_exp.search.text import search_line
 from metta_exp.status import ALL_STATUSES, TERMINAL, JobStatus
-from metta_exp.text import fmt_duration, plural
+from metta_exp.text import fmt_duration, fmt_gpu_hours, plural
 from metta_exp.trials import TrialRecord
 
 if TYPE_CHECKING:
     from metta_exp.groups import KillPlan
     from metta_exp.history.remove import RemovalPlan
+    from metta_exp.history.runs import Runs
     from metta_exp.logs.job import AttemptLog
 
 __all__ = [
@@ -130,8 +128,8 @@ def jobs_table(
     gpu_hours: Mapping[str, float] | None = None,
 ) -> str:
     """``job show``: a line about the group (and, for a search, a line about its study: see
-    :func:`search_line`), then one row per job. ``gpu_hours`` by run: the group's total on the first
-    line and a GPU-H column, when a run used a GPU."""
+    :func:`~metta_exp.search.text.search_line`), then one row per job. ``gpu_hours`` by run: the group's
+    total on the first line and a GPU-H column, when a run used a GPU."""
     counts = Counter(j.status for j in jobs)
     by = ", ".join(f"{counts[s]} {s.value}" for s in ALL_STATUSES if counts[s])
     when = f"created {fmt_time(group.created_at, now)}"
@@ -179,6 +177,8 @@ def jobs_table(
     if not hours:
         headers.remove("GPU-H")
     if group.search_space is not None:
+        from metta_exp.search.text import search_line  # a search's only
+
         head += "\n" + search_line(group, trials)
     return head + "\n" + table(headers, rows, right=(2, 3, 5, 6, 7) if hours else (2, 3, 5, 6))
 
@@ -189,6 +189,20 @@ def links_table(jobs: Sequence[JobRecord]) -> str:
     return table(["RUN", "LOG", "W&B"], rows)
 
 
+def runs_json(runs: Runs) -> list[dict[str, object]]:
+    """``job runs --json``'s rows (:func:`metta_exp.history.runs.runs_json`; imported by ``job runs`` only)."""
+    from metta_exp.history import runs as history_runs
+
+    return history_runs.runs_json(runs)
+
+
+def runs_csv(runs: Runs) -> str:
+    """``job runs --csv`` (:func:`metta_exp.history.runs.runs_csv`)."""
+    from metta_exp.history import runs as history_runs
+
+    return history_runs.runs_csv(runs)
+
+
 def runs_table(runs: Runs, now: float, width: int | None = None) -> tuple[str, list[str]]:
     """``job runs``: one row per run (group, run, status, attempts, start, running time, GPUs and
     GPU-hours when a run used a GPU, each metric's final value, the overrides that differ between the
@@ -196,6 +210,7 @@ def runs_table(runs: Runs, now: float, width: int | None = None) -> tuple[str, l
 
     ``width``: the terminal's; the table is fitted to it by shortening the overrides, then leaving out
     metric columns from the right, then shortening group and run names. None (a pipe): not fitted."""
+    from metta_exp.history.runs import metric_label
     from metta_exp.metrics import fmt_number
 
     rows = runs.rows

@@ -11,3 +11,7 @@
 The SQL lives in :mod:`metta_exp.store.history`; :mod:`metta_exp.groups` is the Python API over this
 package and ``metta-exp job ...`` the commands. Nothing heavy is imported at import time.
 """
+
+DEFAULT_LIMIT = 50
+"""Groups ``job list`` shows (and runs ``job runs`` shows) unless told ``--all`` or ``-n N`` (here, not in
+``listing``: the job parser and ``groups`` need it without importing the queries)."""

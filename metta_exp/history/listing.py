@@ -9,9 +9,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from metta_exp.errors import NotFoundError, closest
+from metta_exp.history import DEFAULT_LIMIT
 from metta_exp.history.filters import is_glob, parse_statuses, parse_time
-from metta_exp.records import GroupSummary
+from metta_exp.records import GroupRecord, GroupSummary
 from metta_exp.store import GroupQuery, JobStore
+from metta_exp.text import fmt_gpu_hours
 
 __all__ = [
     "DEFAULT_LIMIT",
@@ -22,9 +24,6 @@ __all__ = [
     "group_query",
     "list_window",
 ]
-
-DEFAULT_LIMIT = 50
-"""Groups ``job list`` shows (and runs ``job runs`` shows) unless told ``--all`` or ``-n N``."""
 
 
 def group_query(
@@ -83,11 +82,14 @@ def expand_patterns(store: JobStore | None, patterns: Sequence[str]) -> list[str
 @dataclass(frozen=True)
 class Listing:
     """``job list``: the groups shown (newest first), how many the filters select in all, and the
-    GPU-hours of each group shown."""
+    GPU-hours of each group shown; every group that has not ended, by name, and those of them no runner
+    drives (``groups.listing`` adds these, read from the same store)."""
 
     groups: list[GroupSummary]
     matched: int
     gpu_hours: dict[str, float] = field(default_factory=dict)
+    open_groups: dict[str, GroupRecord] = field(default_factory=dict)
+    orphans: list[str] = field(default_factory=list)
 
     @property
     def hidden(self) -> int:
@@ -108,18 +110,3 @@ def list_window(
         seconds = store.gpu_seconds_by_group([g.name for g in shown])
         hours = {name: s / 3600 for name, s in seconds.items()}
     return Listing(shown, matched, hours)
-
-
-def fmt_gpu_hours(hours: float | None) -> str:
-    """``0``, ``<0.01``, ``0.04``, ``2.50``, ``37.5``, ``1,234``; ``-`` when unknown."""
-    if hours is None:
-        return "-"
-    if hours <= 0:
-        return "0"
-    if hours < 0.01:
-        return "<0.01"
-    if hours < 10:
-        return f"{hours:.2f}"
-    if hours < 100:
-        return f"{hours:.1f}"
-    return f"{hours:,.0f}"

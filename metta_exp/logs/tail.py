@@ -21,9 +21,7 @@ from metta_exp.logs.lines import (
     last_progress,
     last_wandb,
 )
-from metta_exp.metrics.local import last_values
 from metta_exp.paths import RunDir
-from metta_exp.runs.state import read_run_state
 from metta_exp.status import ACTIVE, JobStatus
 
 if TYPE_CHECKING:
@@ -195,6 +193,8 @@ def final_metrics(
     of each of ``metrics`` and ``_step`` (the step reached), from the run's ``metrics.jsonl`` (exact, the
     lines of ``attempt``), else from the last progress line of its log (a remote job's: its metrics file
     stays on the remote machine)."""
+    from metta_exp.metrics.local import last_values  # the runner's: job show must not load fetch_metrics
+
     values = last_values(RunDir.at(run_dir).metrics, metrics, attempt)
     if values:
         return values
@@ -268,6 +268,8 @@ def scan_wandb_ref(
 def read_checkpoint(run_dir: str | os.PathLike[str], log_text: str, attempt: int | None = None) -> str | None:
     """The run's latest checkpoint: ``run.json``'s ``checkpoint`` when attempt ``attempt`` wrote it (None:
     whichever did), else the last checkpoint line of the attempt's log (``log_text``)."""
+    from metta_exp.runs.state import read_run_state  # the monitor's: job show must not load it
+
     state = read_run_state(run_dir, attempt)
     return (state.checkpoint if state is not None else None) or last_checkpoint(log_text)
 

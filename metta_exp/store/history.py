@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from metta_exp.errors import UsageError
@@ -23,11 +22,11 @@ from metta_exp.store.db import Database
 __all__ = ["GroupQuery", "History", "RunRecord"]
 
 
-@dataclass(frozen=True)
-class GroupQuery:
+class GroupQuery(NamedTuple):
     """Which groups: a name matching one of ``patterns`` (globs as a shell writes them; none: any name),
     created at or after ``since`` and before ``until`` (unix times; None: no bound), holding a job in one
-    of ``statuses`` (none: any group)."""
+    of ``statuses`` (none: any group). (A tuple: every ``job`` command imports this module, and a
+    dataclass costs a millisecond or two to define.)"""
 
     patterns: tuple[str, ...] = ()
     statuses: tuple[JobStatus, ...] = ()
