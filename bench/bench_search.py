@@ -456,9 +456,13 @@ def main() -> None:
     parser.add_argument(
         "--methods",
         default=",".join(METHODS),
-        help=f"besides the grid, any of {','.join(METHODS)} (default all)",
+        help=f"besides the grid, any of {','.join(METHODS)} (default all; quick: pruned,hydra)",
     )
     args = parser.parse_args()
+    if args.quick and args.methods == ",".join(
+        METHODS
+    ):  # random and tpe are pruned's code without its pruner
+        args.methods = "pruned,hydra"
     methods = [m for m in args.methods.split(",") if m]
     if unknown := set(methods) - set(METHODS):
         parser.error(f"unknown methods {sorted(unknown)}; choose from {', '.join(METHODS)}")

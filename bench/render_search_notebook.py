@@ -36,7 +36,7 @@ def main() -> int:
     parser.add_argument("--trials", type=int, default=16)
     parser.add_argument("--width", type=int, default=1100)
     parser.add_argument(
-        "--quick", action="store_true", help="a smoke run: 6 trials, the PNG into a temporary file"
+        "--quick", action="store_true", help="a smoke run: 4 trials, the PNG into a temporary file"
     )
     args = parser.parse_args()
 
@@ -45,7 +45,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         if args.quick:
-            args.trials, args.output = 6, str(work / "search-notebook.png")
+            args.trials, args.output = 4, str(work / "search-notebook.png")
         study, curves = synthetic_study(args.trials)
         with JobStore.open(work / "state") as store:
             make_search_group(store, trials=study)
