@@ -1,7 +1,7 @@
 """How long a 100-point sweep of a trivial job takes to be submitted, beside Hydra's own launchers.
 
     .venv/bin/python bench/bench_sweep.py [--points 100] [--repeat 5] [--bytecode cached,fresh]
-                                          [--only metta,plugin,grid,hydra] [--quick]
+                                          [--only metta,metta_app,plugin,grid,hydra] [--quick]
 
 Every figure is a whole-process median of ``--repeat`` runs, from the command's start, in each bytecode
 mode:
@@ -17,8 +17,9 @@ The commands (``--only`` picks among them):
 
 - ``metta``: ``metta-exp -m +experiment=bench x=range(0,N) wait=false``: until every job of the group
   has started (its attempt has a start time in the store), and until the command returned; the trivial
-  job is ``true`` (no work: what is measured is submission), then the tiny Hydra app below (the job
-  Hydra's launchers run), whose own start-up competes with the submission for the CPUs;
+  job is ``true`` (no work: what is measured is submission);
+- ``metta_app``: the same with the tiny Hydra app below as the job (the job Hydra's launchers run), whose
+  own start-up competes with the submission, and with the command's return, for the CPUs;
 - ``plugin``: the tiny ``@hydra.main`` app with ``-m hydra/launcher=metta_exp`` (``wait=false``) and
   Hydra's BasicSweeper, which composes every point's config in the app's process before the launcher
   gets them (the time it took is printed from its own debug line);
@@ -36,6 +37,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import resource
 import shutil
 import sqlite3
 import statistics
@@ -147,11 +149,18 @@ def wait_ended(state_dir: Path, group: str, timeout: float = 600.0) -> None:
         db.close()
 
 
+CPU_USED: list[float] = []  # each command's own CPU seconds (user + system), as run() measured them
+
+
 def run(argv: list[str], cwd: Path, env: Env) -> tuple[float, str]:
-    """Seconds the command took and its output; raises if it failed."""
+    """Seconds the command took and its output; raises if it failed. Its CPU seconds (its own and its
+    waited-for children's, not the detached runner's) go to ``CPU_USED``."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.time()
     result = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
     took = time.time() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    CPU_USED.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
     output = f"{result.stdout}\n{result.stderr}"
     if result.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} failed ({result.returncode}):\n{output}")
@@ -178,15 +187,16 @@ QUICK = False  # --quick: every command once, without the warm-up (a smoke run: 
 def measure(label: str, repeat: int, once: Callable[[], Sample]) -> None:
     if not QUICK:
         once()  # warm-up: bytecode caches (when written), page cache
+    CPU_USED.clear()
     samples = [once() for _ in range(repeat)]
+    cpu = CPU_USED[:]
+    print(f"  {label}")
     if isinstance(samples[0], tuple):
-        started = [s[0] for s in samples]  # type: ignore[index]
-        returned = [s[1] for s in samples]  # type: ignore[index]
-        print(
-            f"  {label}\n      all jobs started   {median(started)}\n      command returned   {median(returned)}"
-        )
+        print(f"      all jobs started   {median([s[0] for s in samples])}")  # type: ignore[index]
+        print(f"      command returned   {median([s[1] for s in samples])}")  # type: ignore[index]
     else:
-        print(f"  {label}\n      command returned   {median(samples)}")  # type: ignore[arg-type]
+        print(f"      command returned   {median(samples)}")  # type: ignore[arg-type]
+    print(f"      command's CPU      {median(cpu)}   (user + system)")
     sys.stdout.flush()
 
 
@@ -203,7 +213,11 @@ def composed_points(app: Path, sweep: str, work: Path, base: Env) -> str:
         f"+{sweep}",
     ]
     _, output = run(argv, work, environment(base, state))
-    group = newest_group(sqlite3.connect(state / "jobs.sqlite"))
+    db = sqlite3.connect(state / "jobs.sqlite")
+    try:
+        group = newest_group(db)
+    finally:
+        db.close()
     if group is not None:
         wait_ended(state, group)
     found = VALIDATED.search(output)
@@ -231,6 +245,7 @@ def bench_mode(mode: str, base: Env, args: argparse.Namespace, work: Path, only:
             args.repeat,
             lambda: metta_submit([*metta, "+experiment=bench", sweep, "wait=false"], work, base, n),
         )
+    if "metta_app" in only:
         measure(
             f"metta-exp -m +experiment=bench_app '{sweep}' wait=false   (job: the tiny Hydra app)",
             args.repeat,
@@ -268,7 +283,9 @@ def main() -> None:
     parser.add_argument("--points", type=int, default=100)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--bytecode", default="cached,fresh", help="cached, fresh or both (default)")
-    parser.add_argument("--only", default="metta,plugin,grid,hydra", help="which commands (default: all)")
+    parser.add_argument(
+        "--only", default="metta,metta_app,plugin,grid,hydra", help="which commands (default: all)"
+    )
     parser.add_argument(
         "--quick", action="store_true", help="a smoke run: 3 points, each command once (not joblib's)"
     )

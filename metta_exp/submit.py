@@ -25,7 +25,7 @@ from types import FrameType
 from typing import Any, TextIO, TypeVar
 
 from metta_exp.config import Experiment
-from metta_exp.errors import BackendUnavailable, ConfigError, NotFoundError
+from metta_exp.errors import BackendUnavailable, ConfigError
 from metta_exp.records import GroupConfig, JobSpec, SweepRecord
 from metta_exp.resolve import identical_runs, resolve
 from metta_exp.search.text import search_size
@@ -295,9 +295,8 @@ def _check_group_is_new(store: JobStore, exp: Experiment, group: str) -> None:
     while it runs, rerunning its failed runs once it ended with some."""
     if exp.group is None:
         return  # a generated name that is taken gets a suffix
-    try:
-        record = store.group(group)
-    except NotFoundError:
+    record = store.lookup_group(group)  # not group(): naming the closest of 10,000 groups takes a while
+    if record is None:
         return
     quoted = shlex.quote(group)
     if record.ended_at is None:
@@ -380,12 +379,17 @@ def _resolve(
 
 
 def wait_until_submitted(store: JobStore, group: str, timeout: float = SUBMIT_WAIT_S) -> bool:
-    """Block until the group's runner made its first launch pass (or the group already ended)."""
+    """Block until the group's runner made its first launch pass (or the group already ended). Each look
+    reads only the events since the last (a 100-job pass records 200), so it takes no CPU from the
+    runner it waits for."""
     deadline = time.time() + timeout
+    seen = 0
     while time.time() < deadline:
-        if any(e.kind in ("submitted", "ended") for e in store.events(group)):
-            return True
-        time.sleep(0.05)
+        for event in store.events(group, after_id=seen):
+            if event.kind in ("submitted", "ended"):
+                return True
+            seen = event.id
+        time.sleep(0.02)
     return False
 
 

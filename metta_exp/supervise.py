@@ -10,11 +10,13 @@ Which commands may take the lease, and why, is written down in ``docs/lease.md``
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -41,6 +43,7 @@ __all__ = [
     "needs_driver",
     "owner_alive",
     "spawn_runner",
+    "runner_standing_by",
     "unattended_groups",
 ]
 
@@ -92,13 +95,14 @@ def exit_code(jobs: Sequence[JobRecord], trials: Sequence[TrialRecord] = ()) -> 
 # runner in a session of its own, prints its pid and exits at once. The runner is then nobody's child
 # here: a command that starts one (a monitor may watch for days) holds no Popen to collect and leaves no
 # zombie when the runner ends first. os._exit: the launcher's own Popen is not collected either.
+# The runner's stdin is the launcher's: /dev/null, or a standby runner's pipe (``StandbyRunner``).
 _LAUNCHER = (
     "import os, subprocess, sys\n"
-    "child = subprocess.Popen(sys.argv[1:], stdin=subprocess.DEVNULL, stdout=2, stderr=2,"
-    " start_new_session=True)\n"
+    "child = subprocess.Popen(sys.argv[1:], stdin=0, stdout=2, stderr=2, start_new_session=True)\n"
     "print(child.pid, flush=True)\n"
     "os._exit(0)\n"
 )
+STANDBY_FLAG = "--standby"
 
 
 def spawn_runner(state_dir: Path, group: str, owner: str, cwd: Path | None = None) -> int:
@@ -138,9 +142,107 @@ def ensure_driver(store: JobStore, group: str, cwd: Path | None = None) -> bool:
     if not store.acquire_lease(group, owner, LEASE_TTL, os.getpid(), steal_from=steal):
         return False
     start = cwd or launch_dir(record)
-    pid = spawn_runner(store.state_dir, group, owner, cwd=start if start.is_dir() else None)
+    pid = _hand_to_standby(start, store.state_dir, group, owner)
+    if pid is None:
+        pid = spawn_runner(store.state_dir, group, owner, cwd=start if start.is_dir() else None)
     store.acquire_lease(group, owner, LEASE_TTL, pid)
     return True
+
+
+class StandbyRunner:
+    """A runner process started before its group exists (``python -m metta_exp.runner --standby``), so that
+    its start-up (an interpreter and metta-exp's imports: a tenth of a second, several times that on a
+    busy machine or without bytecode caches) overlaps the launching command's own work, composing its
+    config, instead of following it. Detached as ``spawn_runner``'s runners are, it waits on its stdin
+    for the group to drive (``hand``); when this end is closed unused, it exits having touched nothing."""
+
+    def __init__(self, cwd: Path) -> None:
+        self.cwd = cwd
+        read, self._write = os.pipe()  # neither end is inherited by other children of this process
+        try:
+            self._launcher: subprocess.Popen[bytes] | None = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-S",
+                    "-c",
+                    _LAUNCHER,
+                    sys.executable,
+                    "-m",
+                    "metta_exp.runner",
+                    STANDBY_FLAG,
+                ],
+                cwd=cwd,
+                stdin=read,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,  # until it has a group: then that group's runner log
+            )
+        except BaseException:
+            os.close(self._write)
+            raise
+        finally:
+            os.close(read)
+        self._pid: int | None = None
+
+    def pid(self) -> int | None:
+        """The standby runner's pid once its launcher said it (the launcher exits at once: collected here)."""
+        if self._launcher is not None:
+            out, _ = self._launcher.communicate()
+            self._launcher = None
+            self._pid = int(out) if out.strip().isdigit() else None
+        return self._pid
+
+    def hand(self, state_dir: Path, group: str, owner: str) -> int | None:
+        """Give it ``group`` to drive under lease ``owner``; its pid, or None when it cannot take it (it
+        died): then start a runner as usual."""
+        pid = self.pid()
+        line = json.dumps({"state_dir": str(state_dir), "group": group, "owner": owner}) + "\n"
+        try:
+            if pid is None or not pid_alive(pid) or self._write < 0:
+                return None
+            os.write(self._write, line.encode())
+            return pid
+        except OSError:  # it died meanwhile (a closed pipe)
+            return None
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Close this end: a standby still waiting reads end-of-file and exits."""
+        if self._write >= 0:
+            os.close(self._write)
+            self._write = -1
+        self.pid()
+
+
+_standing_by: list[StandbyRunner] = []
+
+
+@contextlib.contextmanager
+def runner_standing_by(cwd: Path | None = None) -> Iterator[None]:
+    """Within, a runner is started ahead (``StandbyRunner``), and the first ``ensure_driver`` for a group
+    whose jobs start in ``cwd`` (the current directory) hands it that group; unused, it exits at the end.
+    For a command that composes a config before it records a group (a launch, a sweep, a Hydra app)."""
+    try:
+        standby = StandbyRunner(cwd or Path.cwd())
+    except OSError:  # no runner ahead: ensure_driver starts one as usual
+        yield
+        return
+    _standing_by.append(standby)
+    try:
+        yield
+    finally:
+        if standby in _standing_by:
+            _standing_by.remove(standby)
+        standby.close()
+
+
+def _hand_to_standby(cwd: Path, state_dir: Path, group: str, owner: str) -> int | None:
+    """The pid of the standby runner that took ``group``, or None (none waits for a group from ``cwd``)."""
+    for standby in _standing_by:
+        if standby.cwd == cwd:
+            _standing_by.remove(standby)
+            return standby.hand(state_dir, group, owner)
+    return None
 
 
 def wait_driven(store: JobStore, group: str, after_event: int, timeout: float) -> bool:

@@ -165,6 +165,9 @@ def test_a_group_reopened_after_the_plan_is_not_removed(history: Path) -> None:
             UsageError, match="^old_failed has not ended .reopened meanwhile..; nothing was removed$"
         ):
             remove(store, planned)
+        # as it was afterwards: foreign keys checked again, the page cache as it was
+        assert store._db.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+        assert store._db.execute("PRAGMA cache_size").fetchone()[0] == -2000
     assert counts(history, "old_ok")["jobs"] == 2 and (history / "runs" / "old_ok").is_dir()
 
 

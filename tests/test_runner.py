@@ -281,7 +281,8 @@ def test_a_launch_pass_commits_a_few_times_whatever_its_size(state_dir: Path) ->
     exp = Experiment(command=["true"], runs=runs, gpus=0, remote=False, wait=False, generate_notebook=False)
     with JobStore.open(state_dir) as store:
         store.create_group("pass", "test", "local", GroupConfig(exp), resolve(exp, "pass", state_dir))
-        runner = Runner(store, "pass", LocalBackend(grace_s=1.0), tick=0.05)
+        backend = LocalBackend(grace_s=1.0)
+        runner = Runner(store, "pass", backend, tick=0.05)
         assert runner.acquire()
         commits: list[str] = []
         store._db.set_trace_callback(lambda sql: commits.append(sql) if sql == "COMMIT" else None)
@@ -293,6 +294,9 @@ def test_a_launch_pass_commits_a_few_times_whatever_its_size(state_dir: Path) ->
         assert len(commits) <= 5, commits  # lease renewals, the claims, the starts, "submitted"
         assert runner.drive() == 0
         assert all(j.status == JobStatus.SUCCEEDED for j in store.jobs("pass"))
+    # the wrappers are this process's children: collect them all (a runner process exits instead), or
+    # their Popen objects warn when a later test collects them
+    wait_for(lambda: backend.poll([]) == {} and not backend._children, what="the wrappers to be collected")
 
 
 def _alive(pid: int) -> bool:

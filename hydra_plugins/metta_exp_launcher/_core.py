@@ -38,6 +38,7 @@ from metta_exp.records import JobRecord, SweepRecord
 from metta_exp.status import JobStatus
 from metta_exp.store import JobStore, default_state_dir
 from metta_exp.submit import first_free_name, generated_group_name, launch_experiment
+from metta_exp.supervise import runner_standing_by
 from metta_exp.sweep import (
     Point,
     check_limit,
@@ -100,7 +101,8 @@ def launch(
     """Submit every job as a run of one group; with ``wait``, watch it and return each job's
     ``JobReturn`` (its task's return value, or its exception)."""
     try:
-        return _launch(settings, config, hydra_context, task_function, job_overrides, initial_job_idx)
+        with runner_standing_by():  # the group's runner starts up while the task is shipped
+            return _launch(settings, config, hydra_context, task_function, job_overrides, initial_job_idx)
     except MettaExpError as exc:
         refuse(f"Error: metta-exp: {exc}", exc)
 

@@ -33,6 +33,7 @@ from hydra_plugins.metta_exp_launcher._task import JOB_MODULE, SHIP_DIR, merge_m
 from metta_exp.config import RETURN_OBJECTIVE, Experiment, SearchSettings
 from metta_exp.errors import ConfigError, MettaExpError
 from metta_exp.store import JobStore, default_state_dir
+from metta_exp.supervise import runner_standing_by
 from metta_exp.trials import SearchSpace, TrialRecord, TrialState, best_trial
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,8 @@ def sweep(
 ) -> None:
     """Launch the study as one search group; with ``wait``, watch it and report its best trial."""
     try:
-        _sweep(as_containers(settings), config, hydra_context, task_function, arguments)
+        with runner_standing_by():  # the group's runner starts up while the study is set up
+            _sweep(as_containers(settings), config, hydra_context, task_function, arguments)
     except MettaExpError as exc:
         refuse(f"Error: metta-exp sweeper: {exc}", exc, SweepError)
 

@@ -173,6 +173,16 @@ def main(argv: Sequence[str]) -> int:
     if cl.help:
         print(help_text(cl.config_dir))
         return 0
+    if cl.show_config:
+        return launch(cl)
+    from metta_exp.supervise import runner_standing_by
+
+    with runner_standing_by():  # the group's runner starts up while the config is composed
+        return launch(cl)
+
+
+def launch(cl: CommandLine) -> int:
+    """Compose, then launch the group (a sweep: one group of its points), or show its config."""
     if cl.multirun:
         from metta_exp.sweep import launch_sweep
 
