@@ -17,7 +17,7 @@ bytecode cached (the variable unset, after a warm run):
 - ``job rm --older-than T --force`` of the 1,000 oldest groups (about 100,000 jobs, each with a run
   directory holding a log: 200,000 files), on a copy, three slices in turn.
 
-    uv run python bench/bench_history.py [--repeat 7] [--cache /tmp/metta-exp-bench-history]
+    uv run python bench/bench_history.py [--repeat 7] [--cache /tmp/metta-exp-bench-history] [--quick]
 """
 
 from __future__ import annotations
@@ -44,6 +44,9 @@ SIZES = (20, 50, 100, 130, 200)  # runs per group, in turn: 100 on average, 1,00
 YEAR = 365 * 86400.0
 BUILDER = "3"  # bump when the store built here changes
 LRS = ("0.0003", "0.001", "0.003", "0.01", "0.03", "0.1")
+QUICK = False  # --quick: a store of 30 groups, every command once, compiled only (a smoke run)
+LAUNCH_JOBS = 20
+SLICE = 1000  # groups removed per job rm round
 
 
 def cache_path(root: Path) -> Path:
@@ -217,7 +220,8 @@ def timed(
 
 
 def median_of(argv: list[str], env: dict[str, str], repeat: int) -> float:
-    timed(argv, env)  # warm: the page cache, and with bytecode cached, the bytecode
+    if not QUICK:
+        timed(argv, env)  # warm: the page cache, and with bytecode cached, the bytecode
     return statistics.median(timed(argv, env) for _ in range(repeat))
 
 
@@ -244,13 +248,13 @@ def bench_reads(state: Path, now: float, repeat: int) -> None:
     print(f"  {'command':<42} {'compiled':>9} {'cached':>9}")
     for label, (argv, target) in commands.items():
         fresh = median_of(argv, env_for(state, cached=False), repeat)
-        cached = median_of(argv, env_for(state, cached=True), repeat)
+        cached = f"{median_of(argv, env_for(state, cached=True), repeat):8.3f}s" if not QUICK else "        -"
         goal = f"  [<= {target:.2f} s]" if target else ""
-        print(f"  {label:<42} {fresh:8.3f}s {cached:8.3f}s{goal}", flush=True)
+        print(f"  {label:<42} {fresh:8.3f}s {cached}{goal}", flush=True)
 
 
 LAUNCH = """# @package _global_
-# A 20-job local group of jobs that end at once.
+# A local group of jobs that end at once.
 command: ["true"]
 runs: [{runs}]
 args_per_run: {{{seeds}}}
@@ -275,16 +279,20 @@ def launch_once(state: Path, conf: Path, group: str, cached: bool) -> float:
 def bench_launch(big: Path, work: Path, repeat: int) -> None:
     conf = work / "conf" / "experiment"
     conf.mkdir(parents=True, exist_ok=True)
-    runs = [f"r{i:02d}" for i in range(20)]
+    runs = [f"r{i:02d}" for i in range(LAUNCH_JOBS)]
     seeds = ", ".join(f"{run}: [seed={i}]" for i, run in enumerate(runs))
     (conf / "bench_launch.yaml").write_text(LAUNCH.format(runs=", ".join(runs), seeds=seeds))
     empty = work / "empty" / "job_state"
-    print(f"Launching a 20-job group (wait=false, until the command returns; median of {repeat}, in turn):")
-    for cached in (False, True):
+    print(
+        f"Launching a {LAUNCH_JOBS}-job group (wait=false, until the command returns; median of {repeat}, in turn):"
+    )
+    for cached in (False, True) if not QUICK else (False,):
         if empty.exists():
             shutil.rmtree(empty)
-        launch_once(empty, conf.parent, f"warm-{int(cached)}", cached)
-        launch_once(big, conf.parent, f"warm-{int(cached)}", cached)
+        empty.parent.mkdir(parents=True, exist_ok=True)
+        if not QUICK:
+            launch_once(empty, conf.parent, f"warm-{int(cached)}", cached)
+            launch_once(big, conf.parent, f"warm-{int(cached)}", cached)
         on_empty, on_big = [], []
         for n in range(repeat):
             on_empty.append(launch_once(empty, conf.parent, f"launch-{int(cached)}-{n}", cached))
@@ -316,10 +324,10 @@ def make_files(state: Path, first: int, last: int) -> int:
 
 
 def bench_rm(big: Path, now: float, rounds: int) -> None:
-    print(f"Removing the 1,000 oldest groups (job rm --older-than T --force) on a copy in {big.parent.parent}, "
+    print(f"Removing the {SLICE:,} oldest groups (job rm --older-than T --force) on a copy in {big.parent.parent}, "
           f"{rounds} slice{'s' if rounds > 1 else ''} in turn:")  # fmt: skip
     for k in range(rounds):
-        first, last = k * 1000, (k + 1) * 1000
+        first, last = k * SLICE, (k + 1) * SLICE
         files = make_files(big, first, last)
         jobs = sum(SIZES[i % len(SIZES)] for i in range(first, last))
         age = oldest(first, last, now) + (time.time() - now)
@@ -387,21 +395,33 @@ def main() -> None:
         help="where job rm's copy of the store and its files go (/dev/shm: what metta-exp costs, not the disk)",
     )
     parser.add_argument("--rm-rounds", type=int, default=3)
+    parser.add_argument(
+        "--quick", action="store_true", help="a smoke run: tiny sizes, once (the test suite runs it)"
+    )
     args = parser.parse_args()
-    path, now = the_store(args.cache)
-    print(f"Store: {path} ({path.stat().st_size / 2**30:.2f} GiB; {GROUPS:,} groups, 1,000,000 jobs)")
-    only = set(args.only or ("reads", "launch", "rm"))
-    if "reads" in only:
-        bench_reads(path.parent, now, args.repeat)
-    with tempfile.TemporaryDirectory(prefix="bench-history-") as tmp:
-        work = Path(tmp)
-        if "launch" in only:
-            bench_launch(copy_of(path, work), work, args.repeat)
-    if "rm" in only:
-        with tempfile.TemporaryDirectory(prefix="bench-history-rm-", dir=args.rm_dir) as tmp:
-            big = copy_of(path, Path(tmp))
-            bench_rm(big, now, args.rm_rounds)
-            rm_phases(big, now, args.rm_rounds * 1000, (args.rm_rounds + 1) * 1000)
+    if args.quick:
+        global QUICK, GROUPS, LAUNCH_JOBS, SLICE
+        QUICK, GROUPS, LAUNCH_JOBS, SLICE, args.repeat, args.rm_rounds = True, 30, 3, 3, 1, 1
+        args.cache = Path(tempfile.mkdtemp(prefix="bench-history-quick-"))
+    try:
+        path, now = the_store(args.cache)
+        jobs = sum(SIZES[i % len(SIZES)] for i in range(GROUPS))
+        print(f"Store: {path} ({path.stat().st_size / 2**30:.2f} GiB; {GROUPS:,} groups, {jobs:,} jobs)")
+        only = set(args.only or ("reads", "launch", "rm"))
+        if "reads" in only:
+            bench_reads(path.parent, now, args.repeat)
+        with tempfile.TemporaryDirectory(prefix="bench-history-") as tmp:
+            work = Path(tmp)
+            if "launch" in only:
+                bench_launch(copy_of(path, work), work, args.repeat)
+        if "rm" in only:
+            with tempfile.TemporaryDirectory(prefix="bench-history-rm-", dir=args.rm_dir) as tmp:
+                big = copy_of(path, Path(tmp))
+                bench_rm(big, now, args.rm_rounds)
+                rm_phases(big, now, args.rm_rounds * SLICE, (args.rm_rounds + 1) * SLICE)
+    finally:
+        if QUICK:  # its small store is no cache worth keeping
+            shutil.rmtree(args.cache, ignore_errors=True)
 
 
 if __name__ == "__main__":

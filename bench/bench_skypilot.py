@@ -4,7 +4,7 @@ its local file mounts (the default setup's metta-exp wheel) and ``jobs.launch``,
 cancel is the request + ``get``) and takes ``--latency`` s for each; its API server runs 4 launch
 requests at once, 0.1 s each (a local API server's limit).
 
-    uv run python bench/bench_skypilot.py [--jobs 100] [--groups 5] [--finished 10000] [--latency 0.02]
+    uv run python bench/bench_skypilot.py [--jobs 100] [--groups 5] [--finished 10000] [--latency 0.02] [--quick]
 
 Prints:
 - the time to submit one group of ``--jobs`` jobs, and its SDK calls;
@@ -50,7 +50,12 @@ def main() -> None:
     parser.add_argument("--finished", type=int, default=10_000)
     parser.add_argument("--latency", type=float, default=0.02, help="seconds per simulated HTTP request")
     parser.add_argument("--workers", type=int, default=16, help="launch threads")
+    parser.add_argument(
+        "--quick", action="store_true", help="a smoke run: tiny sizes, once (the test suite runs it)"
+    )
     args = parser.parse_args()
+    if args.quick:
+        args.jobs, args.groups, args.finished, args.latency, args.workers = 3, 2, 20, 0.0, 2
     with tempfile.TemporaryDirectory(prefix="metta-exp-bench-") as tmp:
         root = Path(tmp)
         fake = FakeSkyApi(root / "account")
