@@ -28,6 +28,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from metta_exp.config import Experiment
+from metta_exp.errors import BackendError, UsageError
+from metta_exp.history.api import compare, list_groups, listing, rm, rm_plan, run_rows, runs
+from metta_exp.records import GroupRecord, JobRecord
 from metta_exp.status import ACTIVE, JobStatus
 from metta_exp.store import DB_NAME, JobStore, default_state_dir
 from metta_exp.trials import TrialRecord

@@ -13,6 +13,7 @@ import yaml
 from conftest import PY, run_cli, wait_group_end
 
 from metta_exp.backends.skypilot.sim.api import FakeSkyApi
+from metta_exp.errors import ConfigError
 from metta_exp.status import JobStatus
 from metta_exp.store import JobStore
 
@@ -77,6 +78,23 @@ def test_a_module_the_machine_cannot_have_is_refused_before_anything_is_submitte
     dry = run_cli("--config-dir", str(conf), "+experiment=mine", "skypilot.workdir=.", "dry_run=true", env=env,
                   cwd=tmp_path)  # fmt: skip
     assert dry.returncode == 0, dry.stderr  # a workdir that holds it: fine
+
+
+def test_modules_the_default_setups_wheel_ships_are_not_refused() -> None:
+    """The Hydra launcher's job wrapper (``hydra_plugins.metta_exp_launcher._job``) is in the wheel, as
+    metta-exp is: a remote Hydra job needs no workdir for it."""
+    from metta_exp.backends.skypilot.check import check_jobs
+    from metta_exp.config import SkyPilotSettings, WandbSettings
+    from metta_exp.records import JobSpec
+
+    def spec(module: str) -> JobSpec:
+        return JobSpec(group="g", run="a", args=(), gpus=0, env={}, run_dir="/tmp/a", wandb_run_id="x",
+                       module=module)  # fmt: skip
+
+    for module in ("metta_exp.train", "hydra_plugins.metta_exp_launcher._job"):
+        check_jobs([spec(module)], SkyPilotSettings(), WandbSettings(), code=True)
+    with pytest.raises(ConfigError, match="'hydra_plugins.other._job' would not be found"):
+        check_jobs([spec("hydra_plugins.other._job")], SkyPilotSettings(), WandbSettings(), code=True)
 
 
 PROJECT_TOML = """[build-system]

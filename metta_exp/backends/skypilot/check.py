@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from metta_exp.backends.skypilot.api import SkyApi, SkyApiError
+from metta_exp.backends.skypilot.wheel import SHIPPED_MODULES
 from metta_exp.config import SkyPilotSettings, WandbSettings
 from metta_exp.errors import BackendUnavailable, ConfigError
 from metta_exp.records import JobSpec
@@ -73,7 +74,7 @@ def _refuse_missing_code(spec: JobSpec, settings: SkyPilotSettings) -> None:
     argv = list(spec.command or ())
     if spec.module:
         top, what = spec.module.split(".")[0], f"module '{spec.module}'"
-        if top == "metta_exp":
+        if any(spec.module == own or spec.module.startswith(f"{own}.") for own in SHIPPED_MODULES):
             return
         candidates = [f"{top}/__init__.py", f"{top}.py", f"src/{top}", f"{top}"]
     elif len(argv) >= 2 and os.path.basename(argv[0]) in ("python", "python3") and argv[1].endswith(".py"):

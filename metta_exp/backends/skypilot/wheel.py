@@ -28,7 +28,10 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["ensure_wheel", "wheel_bytes", "wheel_path"]
+__all__ = ["SHIPPED_MODULES", "ensure_wheel", "wheel_bytes", "wheel_path"]
+
+#: The packages the wheel holds: metta-exp, and its Hydra launcher (whose job wrapper remote jobs run).
+SHIPPED_MODULES = ("metta_exp", "hydra_plugins.metta_exp_launcher")
 
 DIST = "metta-exp"
 _EPOCH = (1980, 1, 1, 0, 0, 0)
@@ -49,13 +52,13 @@ def wheel_bytes() -> tuple[str, bytes]:
         if not (package / extra).is_dir() and source.is_dir():
             for path in _walk(source):
                 files[f"metta_exp/{extra}/{path.relative_to(source).as_posix()}"] = path.read_bytes()
-    spec = importlib.util.find_spec("hydra_plugins.metta_exp_launcher")
+    plugin_module = SHIPPED_MODULES[1]
+    spec = importlib.util.find_spec(plugin_module)
     if spec is not None and spec.submodule_search_locations:
         plugin = Path(next(iter(spec.submodule_search_locations))).resolve()
+        where = plugin_module.replace(".", "/")
         for path in _walk(plugin):
-            files[f"hydra_plugins/metta_exp_launcher/{path.relative_to(plugin).as_posix()}"] = (
-                path.read_bytes()
-            )
+            files[f"{where}/{path.relative_to(plugin).as_posix()}"] = path.read_bytes()
     info = f"metta_exp-{version}.dist-info"
     files[f"{info}/METADATA"] = metadata.encode()
     if entry_points:
