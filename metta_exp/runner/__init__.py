@@ -193,13 +193,8 @@ class Runner:
         if self._search is None:
             from metta_exp.search.driver import SearchDriver
 
-            self._search = SearchDriver(
-                self.store,
-                self.group,
-                self.owner,
-                self._cancel_pruned,
-                lambda j: j.final_progress is not None,
-            )
+            kept = lambda j: j.final_progress is not None  # noqa: E731 - its trial's value is told once kept
+            self._search = SearchDriver(self.store, self.group, self.owner, self._cancel_pruned, kept)
         return self._search
 
     def _cancel_pruned(self, job: JobRecord) -> None:
@@ -262,13 +257,9 @@ class Runner:
             if job.status == JobStatus.LAUNCHING and key not in self._submitted:
                 # Claimed by a driver that died before submitting: it never started, so launch it again.
                 self.store.finish_attempt(
-                    self.group,
-                    job.run,
-                    job.attempts,
-                    JobStatus.CANCELLED,
-                    reason="never started (its runner stopped before submitting it)",
-                    requeue=True,
-                )
+                    self.group, job.run, job.attempts, JobStatus.CANCELLED,
+                    reason="never started (its runner stopped before submitting it)", requeue=True,
+                )  # fmt: skip
             else:
                 # End it in case it shows up later: nothing may run unobserved (and cost money).
                 self.backend.cancel_soon([launch])
@@ -290,12 +281,7 @@ class Runner:
             self._failed(group, job, obs.exit_code, obs.reason or "failed")
         else:
             self.store.finish_attempt(
-                self.group,
-                job.run,
-                job.attempts,
-                obs.status,
-                obs.exit_code,
-                obs.reason,
+                self.group, job.run, job.attempts, obs.status, obs.exit_code, obs.reason
             )
 
     def _failed(self, group: GroupRecord, job: JobRecord, exit_code: int | None, reason: str) -> None:
@@ -306,13 +292,7 @@ class Runner:
         if requeue:
             reason = f"{reason} (retry {used + 1} of {retries})"
         self.store.finish_attempt(
-            self.group,
-            job.run,
-            job.attempts,
-            JobStatus.FAILED,
-            exit_code,
-            reason,
-            requeue=requeue,
+            self.group, job.run, job.attempts, JobStatus.FAILED, exit_code, reason, requeue=requeue
         )
 
     def _enforce_timeouts(self, group: GroupRecord, jobs: list[JobRecord]) -> bool:
