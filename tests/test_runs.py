@@ -180,5 +180,5 @@ def test_the_wandb_mode_is_derived_in_one_function() -> None:
         ("runs/wandb.py", "WANDB_MODE"),
         ("runs/wandb.py", "WANDB_DISABLED"),
         ("tracking/wandb.py", "WANDB_MODE"),  # "W&B off: unknown WANDB_MODE 'x'"
-        ("backends/skypilot/backend.py", "WANDB_MODE"),  # "WANDB_MODE=offline (from your shell)"
+        ("backends/skypilot/check.py", "WANDB_MODE"),  # "WANDB_MODE=offline (from your shell)"
     }
