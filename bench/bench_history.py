@@ -17,7 +17,7 @@ bytecode cached (the variable unset, after a warm run):
 - ``job rm --older-than T --force`` of the 1,000 oldest groups (about 100,000 jobs, each with a run
   directory holding a log: 200,000 files), on a copy, three slices in turn.
 
-    uv run python bench/bench_history.py [--repeat 7] [--cache /tmp/metta-exp-bench-history]
+    uv run python bench/bench_history.py [--repeat 7] [--cache /tmp/metta-exp-bench-history] [--quick]
 """
 
 from __future__ import annotations
@@ -44,6 +44,9 @@ SIZES = (20, 50, 100, 130, 200)  # runs per group, in turn: 100 on average, 1,00
 YEAR = 365 * 86400.0
 BUILDER = "3"  # bump when the store built here changes
 LRS = ("0.0003", "0.001", "0.003", "0.01", "0.03", "0.1")
+QUICK = False  # --quick: a store of 30 groups, every command once, compiled only (a smoke run)
+LAUNCH_JOBS = 20
+SLICE = 1000  # groups removed per job rm round
 
 
 def cache_path(root: Path) -> Path:
@@ -202,18 +205,23 @@ def env_for(state: Path, cached: bool) -> dict[str, str]:
     return env
 
 
-def timed(argv: list[str], env: dict[str, str], cwd: Path | None = None) -> float:
+def timed(
+    argv: list[str], env: dict[str, str], cwd: Path | None = None, codes: tuple[int, ...] = (0, 1)
+) -> float:
     start = time.perf_counter()
     result = subprocess.run([sys.executable, "-m", "metta_exp", *argv], env=env, cwd=cwd,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+                            capture_output=True, text=True)  # fmt: skip
     took = time.perf_counter() - start
-    if result.returncode not in (0, 1):
-        raise SystemExit(f"metta-exp {' '.join(argv)} failed ({result.returncode}): {result.stderr}")
+    if result.returncode not in codes:
+        raise SystemExit(
+            f"metta-exp {' '.join(argv)} failed ({result.returncode}): {result.stdout}{result.stderr}"
+        )
     return took
 
 
 def median_of(argv: list[str], env: dict[str, str], repeat: int) -> float:
-    timed(argv, env)  # warm: the page cache, and with bytecode cached, the bytecode
+    if not QUICK:
+        timed(argv, env)  # warm: the page cache, and with bytecode cached, the bytecode
     return statistics.median(timed(argv, env) for _ in range(repeat))
 
 
@@ -240,15 +248,16 @@ def bench_reads(state: Path, now: float, repeat: int) -> None:
     print(f"  {'command':<42} {'compiled':>9} {'cached':>9}")
     for label, (argv, target) in commands.items():
         fresh = median_of(argv, env_for(state, cached=False), repeat)
-        cached = median_of(argv, env_for(state, cached=True), repeat)
+        cached = f"{median_of(argv, env_for(state, cached=True), repeat):8.3f}s" if not QUICK else "        -"
         goal = f"  [<= {target:.2f} s]" if target else ""
-        print(f"  {label:<42} {fresh:8.3f}s {cached:8.3f}s{goal}", flush=True)
+        print(f"  {label:<42} {fresh:8.3f}s {cached}{goal}", flush=True)
 
 
 LAUNCH = """# @package _global_
-# A 20-job local group of jobs that end at once.
-command: [true]
+# A local group of jobs that end at once.
+command: ["true"]
 runs: [{runs}]
+args_per_run: {{{seeds}}}
 gpus: 0
 remote: false
 wait: false
@@ -257,6 +266,7 @@ generate_notebook: false
 
 
 def launch_once(state: Path, conf: Path, group: str, cached: bool) -> float:
+    state.parent.mkdir(parents=True, exist_ok=True)
     took = timed(["--config-dir", str(conf), "+experiment=bench_launch", f"group={group}"], env_for(state, cached),
                  cwd=state.parent)  # fmt: skip
     with JobStore.open(state, create=False, readonly=True) as store:  # let its runner end: no overlap
@@ -269,14 +279,20 @@ def launch_once(state: Path, conf: Path, group: str, cached: bool) -> float:
 def bench_launch(big: Path, work: Path, repeat: int) -> None:
     conf = work / "conf" / "experiment"
     conf.mkdir(parents=True, exist_ok=True)
-    (conf / "bench_launch.yaml").write_text(LAUNCH.format(runs=", ".join(f"r{i:02d}" for i in range(20))))
+    runs = [f"r{i:02d}" for i in range(LAUNCH_JOBS)]
+    seeds = ", ".join(f"{run}: [seed={i}]" for i, run in enumerate(runs))
+    (conf / "bench_launch.yaml").write_text(LAUNCH.format(runs=", ".join(runs), seeds=seeds))
     empty = work / "empty" / "job_state"
-    print(f"Launching a 20-job group (wait=false, until the command returns; median of {repeat}, in turn):")
-    for cached in (False, True):
+    print(
+        f"Launching a {LAUNCH_JOBS}-job group (wait=false, until the command returns; median of {repeat}, in turn):"
+    )
+    for cached in (False, True) if not QUICK else (False,):
         if empty.exists():
             shutil.rmtree(empty)
-        launch_once(empty, conf.parent, "warm-empty", cached)
-        launch_once(big, conf.parent, "warm-big", cached)
+        empty.parent.mkdir(parents=True, exist_ok=True)
+        if not QUICK:
+            launch_once(empty, conf.parent, f"warm-{int(cached)}", cached)
+            launch_once(big, conf.parent, f"warm-{int(cached)}", cached)
         on_empty, on_big = [], []
         for n in range(repeat):
             on_empty.append(launch_once(empty, conf.parent, f"launch-{int(cached)}-{n}", cached))
@@ -307,22 +323,62 @@ def make_files(state: Path, first: int, last: int) -> int:
     return files
 
 
-def bench_rm(big: Path, work: Path, now: float, rounds: int = 3) -> None:
-    print(
-        "Removing the 1,000 oldest groups (job rm --older-than T --force), on a copy, three slices in turn:"
-    )
+def bench_rm(big: Path, now: float, rounds: int) -> None:
+    print(f"Removing the {SLICE:,} oldest groups (job rm --older-than T --force) on a copy in {big.parent.parent}, "
+          f"{rounds} slice{'s' if rounds > 1 else ''} in turn:")  # fmt: skip
     for k in range(rounds):
-        first, last = k * 1000, (k + 1) * 1000
+        first, last = k * SLICE, (k + 1) * SLICE
         files = make_files(big, first, last)
         jobs = sum(SIZES[i % len(SIZES)] for i in range(first, last))
         age = oldest(first, last, now) + (time.time() - now)
-        took = timed(["job", "rm", "--older-than", f"{age:.0f}s", "--force"], env_for(big, cached=True))
+        argv = ["job", "rm", "--older-than", f"{age:.0f}s", "--force"]
+        took = timed(argv, env_for(big, cached=True), big, (0,))
         with JobStore.open(big, create=False, readonly=True) as store:
             left = store.find_groups(GroupQuery(until=now - (GROUPS - last) * YEAR / GROUPS))[1]
         assert left == 0, f"{left} groups of the slice left"
-        assert not any((big / "runs" / group_name(i)).exists() for i in range(first, last))
+        kept = [group_name(i) for i in range(first, last) if (big / "runs" / group_name(i)).exists()]
+        assert not kept, f"{len(kept)} run directories of the slice left: {kept[:5]}"
         print(f"  groups {first:>5}-{last - 1:<5} ({jobs:,} jobs, {files:,} files and directories)  {took:6.2f} s"
               "  [<= 5 s]", flush=True)  # fmt: skip
+
+
+def rm_phases(big: Path, now: float, first: int, last: int) -> None:
+    """One more slice removed in this process, the real ``plan`` and ``remove`` with their steps timed:
+    finding the groups, measuring their disk, the store transaction, moving the directories away,
+    deleting them."""
+    from metta_exp.history import remove as rm
+    from metta_exp.store import history as store_history
+
+    spent: dict[str, float] = {}
+
+    def timing(owner: object, name: str, label: str) -> None:
+        real = getattr(owner, name)
+
+        def wrapper(*args: object, **kwargs: object) -> object:
+            start = time.perf_counter()
+            try:
+                return real(*args, **kwargs)
+            finally:
+                spent[label] = spent.get(label, 0.0) + time.perf_counter() - start
+
+        setattr(owner, name, wrapper)
+
+    timing(rm, "disk_usage_each", "measuring the disk")
+    timing(store_history.History, "remove_groups", "the store transaction")
+    timing(rm, "_move", "moving the directories away")
+    timing(rm, "_delete", "deleting them")
+    make_files(big, first, last)
+    age = oldest(first, last, now) + (time.time() - now)
+    with JobStore.open(big, create=False) as store:
+        start = time.perf_counter()
+        removal = rm.plan(store, [], f"{age:.0f}s")
+        planned = time.perf_counter() - start
+        rm.remove(store, removal)
+        total = time.perf_counter() - start
+    print(f"  in process, groups {first}-{last - 1}: {total:.2f} s, of which")
+    print(f"    {'finding the groups':<30} {planned - spent['measuring the disk']:6.2f} s")
+    for label, seconds in spent.items():
+        print(f"    {label:<30} {seconds:6.2f} s")
 
 
 def main() -> None:
@@ -332,18 +388,40 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "metta-exp-bench-history")
     parser.add_argument("--only", choices=("reads", "launch", "rm"), action="append")
+    parser.add_argument(
+        "--rm-dir",
+        type=Path,
+        default=Path(tempfile.gettempdir()),
+        help="where job rm's copy of the store and its files go (/dev/shm: what metta-exp costs, not the disk)",
+    )
+    parser.add_argument("--rm-rounds", type=int, default=3)
+    parser.add_argument(
+        "--quick", action="store_true", help="a smoke run: tiny sizes, once (the test suite runs it)"
+    )
     args = parser.parse_args()
-    path, now = the_store(args.cache)
-    print(f"Store: {path} ({path.stat().st_size / 2**30:.2f} GiB; {GROUPS:,} groups, 1,000,000 jobs)")
-    only = set(args.only or ("reads", "launch", "rm"))
-    if "reads" in only:
-        bench_reads(path.parent, now, args.repeat)
-    with tempfile.TemporaryDirectory(prefix="bench-history-") as tmp:
-        work = Path(tmp)
-        if "launch" in only:
-            bench_launch(copy_of(path, work), work, args.repeat)
+    if args.quick:
+        global QUICK, GROUPS, LAUNCH_JOBS, SLICE
+        QUICK, GROUPS, LAUNCH_JOBS, SLICE, args.repeat, args.rm_rounds = True, 30, 3, 3, 1, 1
+        args.cache = Path(tempfile.mkdtemp(prefix="bench-history-quick-"))
+    try:
+        path, now = the_store(args.cache)
+        jobs = sum(SIZES[i % len(SIZES)] for i in range(GROUPS))
+        print(f"Store: {path} ({path.stat().st_size / 2**30:.2f} GiB; {GROUPS:,} groups, {jobs:,} jobs)")
+        only = set(args.only or ("reads", "launch", "rm"))
+        if "reads" in only:
+            bench_reads(path.parent, now, args.repeat)
+        with tempfile.TemporaryDirectory(prefix="bench-history-") as tmp:
+            work = Path(tmp)
+            if "launch" in only:
+                bench_launch(copy_of(path, work), work, args.repeat)
         if "rm" in only:
-            bench_rm(copy_of(path, work), work, now)
+            with tempfile.TemporaryDirectory(prefix="bench-history-rm-", dir=args.rm_dir) as tmp:
+                big = copy_of(path, Path(tmp))
+                bench_rm(big, now, args.rm_rounds)
+                rm_phases(big, now, args.rm_rounds * SLICE, (args.rm_rounds + 1) * SLICE)
+    finally:
+        if QUICK:  # its small store is no cache worth keeping
+            shutil.rmtree(args.cache, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from types import FrameType
 from typing import Any, TextIO, TypeVar
 
 from metta_exp.config import Experiment
-from metta_exp.errors import BackendUnavailable, ConfigError, NotFoundError
+from metta_exp.errors import BackendUnavailable, ConfigError
 from metta_exp.records import GroupConfig, JobSpec, SweepRecord
 from metta_exp.resolve import identical_runs, resolve
 from metta_exp.search.text import search_size
@@ -295,9 +295,8 @@ def _check_group_is_new(store: JobStore, exp: Experiment, group: str) -> None:
     while it runs, rerunning its failed runs once it ended with some."""
     if exp.group is None:
         return  # a generated name that is taken gets a suffix
-    try:
-        record = store.group(group)
-    except NotFoundError:
+    record = store.lookup_group(group)  # not group(): naming the closest of 10,000 groups takes a while
+    if record is None:
         return
     quoted = shlex.quote(group)
     if record.ended_at is None:

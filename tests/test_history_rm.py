@@ -97,6 +97,7 @@ def test_rm_removes_the_rows_and_files_of_the_groups_it_lists_and_no_other(histo
     assert {g: counts(history, g) for g in ("new_ok", "live")} == others
     assert (history / "runs" / "new_ok" / "a" / "attempt-1.log").is_file()
     assert {p.name for p in history.iterdir()} <= {
+        ".gitignore",
         "jobs.sqlite",
         "jobs.sqlite-shm",
         "jobs.sqlite-wal",
@@ -165,6 +166,9 @@ def test_a_group_reopened_after_the_plan_is_not_removed(history: Path) -> None:
             UsageError, match="^old_failed has not ended .reopened meanwhile..; nothing was removed$"
         ):
             remove(store, planned)
+        # as it was afterwards: foreign keys checked again, the page cache as it was
+        assert store._db.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+        assert store._db.execute("PRAGMA cache_size").fetchone()[0] == -2000
     assert counts(history, "old_ok")["jobs"] == 2 and (history / "runs" / "old_ok").is_dir()
 
 

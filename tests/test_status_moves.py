@@ -74,7 +74,7 @@ WRITERS: dict[str, list[Call]] = {
 READERS = {
     "active_groups", "atomic", "attempts", "busy_gpu_ids", "close", "events", "find_groups", "found", "gpu_hours",
     "gpu_seconds", "gpu_seconds_by_group", "group", "group_names", "holding", "job", "jobs", "list_groups",
-    "matches_any", "open", "run_records", "state_dir", "trials",
+    "lookup_group", "matches_any", "open", "run_records", "state_dir", "trials",
 }  # fmt: skip
 
 

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any, NamedTuple
 
 from metta_exp.errors import UsageError
-from metta_exp.records import GroupSummary
+from metta_exp.records import GroupRecord, GroupSummary
 from metta_exp.status import ALL_STATUSES, TERMINAL, JobStatus
 from metta_exp.store.db import Database
+from metta_exp.store.rows import group_record
 
 __all__ = ["GroupQuery", "History", "RunRecord"]
 
@@ -162,6 +164,12 @@ class History(Database):
         ]
         return summaries, matched
 
+    def lookup_group(self, name: str) -> GroupRecord | None:
+        """The group ``name``, or None: a cheap look-up for a caller that expects it may not exist (``group``
+        names the closest groups when it does not, which compares the name with every group's)."""
+        row = self._db.execute("SELECT * FROM groups WHERE name = ?", (name,)).fetchone()
+        return None if row is None else group_record(row)
+
     def matches_any(self, pattern: str) -> bool:
         """Whether some group's name matches the glob ``pattern``."""
         found = self._db.execute("SELECT 1 FROM groups WHERE name GLOB ? LIMIT 1", (_sqlite_glob(pattern),))
@@ -248,13 +256,28 @@ class History(Database):
                     (progress, json.dumps(dict(metrics)), attempt, *(s.value for s in TERMINAL), group, run),
                 )
 
+    @contextmanager
+    def _bulk_delete(self) -> Iterator[None]:
+        """For a transaction that deletes every row that refers to what it deletes itself: foreign keys
+        not checked row by row (a third of the time of deleting 100,000 jobs), and a bigger page cache;
+        both as they were afterwards. (``foreign_keys`` cannot change inside a transaction: set here,
+        before it begins.)"""
+        cache = self._db.execute("PRAGMA cache_size").fetchone()[0]
+        self._db.execute("PRAGMA foreign_keys = OFF")
+        self._db.execute(f"PRAGMA cache_size = -{BULK_CACHE_KIB}")
+        try:
+            yield
+        finally:
+            self._db.execute("PRAGMA foreign_keys = ON")
+            self._db.execute(f"PRAGMA cache_size = {int(cache)}")
+
     def remove_groups(self, names: Sequence[str]) -> list[str]:
         """Delete the groups ``names`` (every row of theirs: jobs, attempts, dependencies, trials, events)
         in ONE transaction, or none of them: a group that has not ended (one a ``job retry`` reopened
         since it was planned) is a ``UsageError`` and nothing is deleted. Returns the names deleted (a
         group already gone, removed by someone else meanwhile, is left out)."""
         deleted: list[str] = []
-        with self.atomic() as db:
+        with self._bulk_delete(), self.atomic() as db:
             for chunk in _chunks(names, _IN_LIMIT):
                 marks = _marks(len(chunk))
                 deleted += [
@@ -272,7 +295,9 @@ class History(Database):
                         "(reopened meanwhile?); nothing was removed"
                     )
                 jobs = f"SELECT id FROM jobs WHERE group_name IN ({marks})"
-                db.execute(f"DELETE FROM deps WHERE job_id IN ({jobs})", chunk)
+                db.execute(
+                    f"DELETE FROM deps WHERE job_id IN ({jobs}) OR depends_on IN ({jobs})", chunk + chunk
+                )
                 db.execute(f"DELETE FROM attempts WHERE job_id IN ({jobs})", chunk)
                 if self._has_trials:
                     db.execute(f"DELETE FROM trials WHERE group_name IN ({marks})", chunk)
@@ -280,6 +305,10 @@ class History(Database):
                 db.execute(f"DELETE FROM events WHERE group_name IN ({marks})", chunk)
                 db.execute(f"DELETE FROM groups WHERE name IN ({marks})", chunk)
         return deleted
+
+
+#: The page cache a bulk delete may use (KiB): a million-job store's indexes, touched all over.
+BULK_CACHE_KIB = 65536
 
 
 def _chunks(items: Sequence[str], size: int) -> Iterable[list[str]]:
