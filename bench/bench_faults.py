@@ -13,7 +13,7 @@
 Prints: runners killed, jobs lost, jobs launched twice, processes left after kill, and the time of
 ``job kill --force`` (median and max).
 
-    .venv/bin/python bench/bench_faults.py [--rounds 10] [--jobs 20] [--kill-rounds 10] [--stubborn]
+    .venv/bin/python bench/bench_faults.py [--rounds 10] [--jobs 20] [--kill-rounds 10] [--stubborn] [--quick]
 """
 
 from __future__ import annotations
@@ -151,7 +151,12 @@ def main() -> None:
     parser.add_argument("--kill-jobs", type=int, default=4)
     parser.add_argument("--stubborn", action="store_true", help="also time a kill of a SIGTERM-ignoring job")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--quick", action="store_true", help="a smoke run: tiny sizes, once (the test suite runs it)"
+    )
     args = parser.parse_args()
+    if args.quick:
+        args.rounds, args.jobs, args.parallel, args.kill_rounds, args.kill_jobs = 1, 3, 2, 1, 1
     rng = random.Random(args.seed)
     with tempfile.TemporaryDirectory(prefix="bench faults ") as tmp:
         state_dir = Path(tmp) / "job state"

@@ -17,7 +17,7 @@ bytecode cached (the variable unset, after a warm run):
 - ``job rm --older-than T --force`` of the 1,000 oldest groups (about 100,000 jobs, each with a run
   directory holding a log: 200,000 files), on a copy, three slices in turn.
 
-    uv run python bench/bench_history.py [--repeat 7] [--cache /tmp/metta-exp-bench-history]
+    uv run python bench/bench_history.py [--repeat 7] [--cache /tmp/metta-exp-bench-history] [--quick]
 """
 
 from __future__ import annotations
@@ -46,11 +46,18 @@ SIZES = (20, 50, 100, 130, 200)  # runs per group, in turn: 100 on average, 1,00
 YEAR = 365 * 86400.0
 BUILDER = "3"  # bump when the store built here changes
 LRS = ("0.0003", "0.001", "0.003", "0.01", "0.03", "0.1")
+QUICK = False  # --quick: a store of 30 groups, every command once, compiled only (a smoke run)
+LAUNCH_JOBS = 20
+SLICE = 1000  # groups removed per job rm round
 
 
 def cache_path(root: Path) -> Path:
     key = hashlib.sha256(json.dumps([MIGRATIONS, BUILDER, GROUPS, SIZES]).encode()).hexdigest()[:12]
     return root / key / DB_NAME
+
+
+def total_jobs() -> int:
+    return sum(SIZES[i % len(SIZES)] for i in range(GROUPS))
 
 
 def group_name(i: int) -> str:
@@ -173,7 +180,7 @@ def the_store(cache: Path) -> tuple[Path, float]:
     if not path.exists() or not stamp.exists():
         if path.parent.exists():
             shutil.rmtree(path.parent)
-        print(f"Building the store of 1,000,000 jobs in {path} (once; cached)...", file=sys.stderr)
+        print(f"Building the store of {total_jobs():,} jobs in {path} (once; cached)...", file=sys.stderr)
         start = time.perf_counter()
         now = time.time()
         build(path, now)
@@ -226,7 +233,8 @@ def cpu_of_children() -> float:
 def median_of(argv: list[str], env: dict[str, str], repeat: int) -> tuple[float, float]:
     """Median wall and CPU (user + system) seconds of the command. The CPU time does not grow when other
     processes share the machine: on a busy one it is the better guide to the wall time on an idle one."""
-    timed(argv, env)  # warm: the page cache, and with bytecode cached, the bytecode
+    if not QUICK:
+        timed(argv, env)  # warm: the page cache, and with bytecode cached, the bytecode
     walls, cpus = [], []
     for _ in range(repeat):
         before = cpu_of_children()
@@ -240,6 +248,10 @@ def clear_bytecode() -> None:
     modules afresh (the standard library's stays cached, as an installed Python has it)."""
     for cache in (ROOT / "metta_exp").rglob("__pycache__"):
         shutil.rmtree(cache, ignore_errors=True)
+
+
+def figures(wall_cpu: tuple[float, ...]) -> str:
+    return f"{wall_cpu[0]:6.3f} / {wall_cpu[1]:5.3f}"
 
 
 def days_before(now: float, days: float) -> str:
@@ -264,16 +276,16 @@ def bench_reads(state: Path, now: float, repeat: int) -> None:
     print(f"Reading (whole command, median of {repeat}: wall / CPU seconds; target in brackets):")
     print(f"  {'command':<42} {'compiled':>15} {'bytecode cached':>17}")
     for label, (argv, target) in commands.items():
-        clear_bytecode()  # compiled: metta-exp's modules from source, every run (as a fresh checkout has them)
+        if not QUICK:  # a smoke run leaves the checkout as it found it
+            clear_bytecode()  # compiled: metta-exp's modules from source, every run (as a fresh checkout has them)
         fresh = median_of(argv, env_for(state, cached=False), repeat)
-        cached = median_of(argv, env_for(state, cached=True), repeat)
+        cached = figures(median_of(argv, env_for(state, cached=True), repeat)) if not QUICK else f"{'-':>15}"
         goal = f"  [<= {target:.2f} s]" if target else ""
-        print(f"  {label:<42} {fresh[0]:6.3f} / {fresh[1]:5.3f}   {cached[0]:6.3f} / {cached[1]:5.3f}{goal}",
-              flush=True)  # fmt: skip
+        print(f"  {label:<42} {figures(fresh)}   {cached}{goal}", flush=True)
 
 
 LAUNCH = """# @package _global_
-# A 20-job local group of jobs that end at once.
+# A local group of jobs that end at once.
 command: ["true"]
 runs: [{runs}]
 args_per_run: {{{seeds}}}
@@ -284,38 +296,47 @@ generate_notebook: false
 """
 
 
-def launch_once(state: Path, conf: Path, group: str, cached: bool) -> float:
+def launch_once(state: Path, conf: Path, group: str, cached: bool) -> tuple[float, float]:
+    """Wall and CPU seconds of the launch command (its runner, a process of its own, not counted)."""
     state.parent.mkdir(parents=True, exist_ok=True)
+    before = cpu_of_children()
     took = timed(["--config-dir", str(conf), "+experiment=bench_launch", f"group={group}"], env_for(state, cached),
                  cwd=state.parent)  # fmt: skip
+    cpu = cpu_of_children()
     with JobStore.open(state, create=False, readonly=True) as store:  # let its runner end: no overlap
         deadline = time.time() + 60
         while store.group(group).ended_at is None and time.time() < deadline:
             time.sleep(0.1)
-    return took
+    return took, cpu - before
 
 
 def bench_launch(big: Path, work: Path, repeat: int) -> None:
     conf = work / "conf" / "experiment"
     conf.mkdir(parents=True, exist_ok=True)
-    runs = [f"r{i:02d}" for i in range(20)]
+    runs = [f"r{i:02d}" for i in range(LAUNCH_JOBS)]
     seeds = ", ".join(f"{run}: [seed={i}]" for i, run in enumerate(runs))
     (conf / "bench_launch.yaml").write_text(LAUNCH.format(runs=", ".join(runs), seeds=seeds))
     empty = work / "empty" / "job_state"
-    print(f"Launching a 20-job group (wait=false, until the command returns; median of {repeat}, in turn):")
-    for cached in (False, True):
+    print(
+        f"Launching a {LAUNCH_JOBS}-job group (wait=false, until the command returns; median of {repeat}, in turn):"
+    )
+    for cached in (False, True) if not QUICK else (False,):
         if empty.exists():
             shutil.rmtree(empty)
-        launch_once(empty, conf.parent, f"warm-{int(cached)}", cached)
-        launch_once(big, conf.parent, f"warm-{int(cached)}", cached)
+        empty.parent.mkdir(parents=True, exist_ok=True)
+        if not QUICK and not cached:
+            clear_bytecode()  # the reads' cached runs wrote it, and Python reads it whatever the variable says
+        if not QUICK:
+            launch_once(empty, conf.parent, f"warm-{int(cached)}", cached)
+            launch_once(big, conf.parent, f"warm-{int(cached)}", cached)
         on_empty, on_big = [], []
         for n in range(repeat):
             on_empty.append(launch_once(empty, conf.parent, f"launch-{int(cached)}-{n}", cached))
             on_big.append(launch_once(big, conf.parent, f"launch-{int(cached)}-{n}", cached))
-        a, b = statistics.median(on_empty), statistics.median(on_big)
+        a, b = (tuple(statistics.median(t[k] for t in times) for k in (0, 1)) for times in (on_empty, on_big))
         kind = "cached" if cached else "compiled"
-        print(f"  {kind:<9} empty store {a:6.3f}s   1,000,000 jobs {b:6.3f}s   ratio {b / a:5.2f}  [<= 1.10]",
-              flush=True)  # fmt: skip
+        print(f"  {kind:<9} empty store {figures(a)} s   {total_jobs():,} jobs {figures(b)} s   "
+              f"ratio wall {b[0] / a[0]:4.2f} CPU {b[1] / a[1]:4.2f}  [<= 1.10]", flush=True)  # fmt: skip
 
 
 def oldest(n_from: int, n_to: int, now: float) -> float:
@@ -339,10 +360,10 @@ def make_files(state: Path, first: int, last: int) -> int:
 
 
 def bench_rm(big: Path, now: float, rounds: int) -> None:
-    print(f"Removing the 1,000 oldest groups (job rm --older-than T --force) on a copy in {big.parent.parent}, "
+    print(f"Removing the {SLICE:,} oldest groups (job rm --older-than T --force) on a copy in {big.parent.parent}, "
           f"{rounds} slice{'s' if rounds > 1 else ''} in turn:")  # fmt: skip
     for k in range(rounds):
-        first, last = k * 1000, (k + 1) * 1000
+        first, last = k * SLICE, (k + 1) * SLICE
         files = make_files(big, first, last)
         jobs = sum(SIZES[i % len(SIZES)] for i in range(first, last))
         age = oldest(first, last, now) + (time.time() - now)
@@ -410,21 +431,34 @@ def main() -> None:
         help="where job rm's copy of the store and its files go (/dev/shm: what metta-exp costs, not the disk)",
     )
     parser.add_argument("--rm-rounds", type=int, default=3)
+    parser.add_argument(
+        "--quick", action="store_true", help="a smoke run: tiny sizes, once (the test suite runs it)"
+    )
     args = parser.parse_args()
-    path, now = the_store(args.cache)
-    print(f"Store: {path} ({path.stat().st_size / 2**30:.2f} GiB; {GROUPS:,} groups, 1,000,000 jobs)")
-    only = set(args.only or ("reads", "launch", "rm"))
-    if "reads" in only:
-        bench_reads(path.parent, now, args.repeat)
-    with tempfile.TemporaryDirectory(prefix="bench-history-") as tmp:
-        work = Path(tmp)
-        if "launch" in only:
-            bench_launch(copy_of(path, work), work, args.repeat)
-    if "rm" in only:
-        with tempfile.TemporaryDirectory(prefix="bench-history-rm-", dir=args.rm_dir) as tmp:
-            big = copy_of(path, Path(tmp))
-            bench_rm(big, now, args.rm_rounds)
-            rm_phases(big, now, args.rm_rounds * 1000, (args.rm_rounds + 1) * 1000)
+    if args.quick:
+        global QUICK, GROUPS, LAUNCH_JOBS, SLICE
+        QUICK, GROUPS, LAUNCH_JOBS, SLICE, args.repeat, args.rm_rounds = True, 30, 3, 3, 1, 1
+        args.cache = Path(tempfile.mkdtemp(prefix="bench-history-quick-"))
+    try:
+        path, now = the_store(args.cache)
+        print(
+            f"Store: {path} ({path.stat().st_size / 2**30:.2f} GiB; {GROUPS:,} groups, {total_jobs():,} jobs)"
+        )
+        only = set(args.only or ("reads", "launch", "rm"))
+        if "reads" in only:
+            bench_reads(path.parent, now, args.repeat)
+        with tempfile.TemporaryDirectory(prefix="bench-history-") as tmp:
+            work = Path(tmp)
+            if "launch" in only:
+                bench_launch(copy_of(path, work), work, args.repeat)
+        if "rm" in only:
+            with tempfile.TemporaryDirectory(prefix="bench-history-rm-", dir=args.rm_dir) as tmp:
+                big = copy_of(path, Path(tmp))
+                bench_rm(big, now, args.rm_rounds)
+                rm_phases(big, now, args.rm_rounds * SLICE, (args.rm_rounds + 1) * SLICE)
+    finally:
+        if QUICK:  # its small store is no cache worth keeping
+            shutil.rmtree(args.cache, ignore_errors=True)
 
 
 if __name__ == "__main__":

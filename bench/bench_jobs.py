@@ -9,7 +9,7 @@
    ``/proc/<pid>/stat`` (utime + stime), on a 200x50 terminal (a pty: the live view) and in a pipe (one
    line per change).
 
-    .venv/bin/python bench/bench_jobs.py [--repeat 7] [--seconds 30] [--parallel 40]
+    .venv/bin/python bench/bench_jobs.py [--repeat 7] [--seconds 30] [--parallel 40] [--quick]
 """
 
 from __future__ import annotations
@@ -43,6 +43,11 @@ from metta_exp.store import JobStore  # noqa: E402
 from metta_exp.submit import launch_experiment  # noqa: E402
 
 OUTCOMES = (JobStatus.SUCCEEDED,) * 6 + (JobStatus.FAILED, JobStatus.CANCELLED)
+# The stores' shapes, (groups, jobs per group): the two 10,000-job stores and the 100,000-job one; the live
+# group's size. --quick makes them tiny (a smoke run: the same commands, the figures meaningless).
+LAYOUTS = ((50, 200), (1, 10_000))
+BIG = (500, 200)
+LIVE = 200
 
 
 def fill_group(store: JobStore, state_dir: Path, group: str, runs: int) -> None:
@@ -86,7 +91,7 @@ def median_time(args: list[str], env: dict[str, str], repeat: int) -> float:
 
 
 def bench_commands(work: Path, repeat: int) -> None:
-    layouts = {"50 groups x 200 jobs": (50, 200), "1 group x 10,000 jobs": (1, 10_000)}
+    layouts = {f"{g} groups x {n} jobs": (g, n) for g, n in LAYOUTS}
     print(f"job list / job show, median of {repeat} runs (wall time of the whole command):")
     for label, (groups, per_group) in layouts.items():
         state = work / label.split()[0]
@@ -96,7 +101,7 @@ def bench_commands(work: Path, repeat: int) -> None:
                 fill_group(store, state, f"group-{g:02d}", per_group)
         built = time.perf_counter() - start
         env = dict(os.environ, METTA_EXP_STATE_DIR=str(state))
-        print(f"  store of {label} (10,000 jobs; built in {built:.0f} s):")
+        print(f"  store of {label} ({groups * per_group:,} jobs; built in {built:.0f} s):")
         for args in (["job", "list"], ["job", "list", "--json"], ["job", "show", "group-00"],
                      ["job", "show", "group-00", "--json"]):  # fmt: skip
             print(f"    {' '.join(args):<28} {median_time(args, env, repeat) * 1000:7.0f} ms")
@@ -109,11 +114,12 @@ def bench_list_100k(work: Path, repeat: int) -> None:
     """``job list`` on a store of 100,000 jobs: 500 groups of 200 (each group made by ``create_group``, then
     most jobs moved to an end state in one statement: ``list`` reads only the counts)."""
     state = work / "100k"
+    groups, per_group = BIG
     start = time.perf_counter()
     with JobStore.open(state) as store:
-        for g in range(500):
+        for g in range(groups):
             group = f"group-{g:03d}"
-            exp = Experiment(command=["python", "train.py"], runs=[f"run_{i:03d}" for i in range(200)],
+            exp = Experiment(command=["python", "train.py"], runs=[f"run_{i:03d}" for i in range(per_group)],
                              remote=False, gpus=0, generate_notebook=False)  # fmt: skip
             specs = resolve(exp, group, state)
             store.create_group(group, "bench", "local", GroupConfig(exp), specs)
@@ -122,7 +128,9 @@ def bench_list_100k(work: Path, repeat: int) -> None:
                        "ELSE 'succeeded' END")  # fmt: skip
     built = time.perf_counter() - start
     env = dict(os.environ, METTA_EXP_STATE_DIR=str(state))
-    print(f"  store of 500 groups x 200 jobs (100,000 jobs; built in {built:.0f} s):")
+    print(
+        f"  store of {groups} groups x {per_group} jobs ({groups * per_group:,} jobs; built in {built:.0f} s):"
+    )
     for args in (["job", "list"], ["job", "list", "--json"]):
         print(f"    {' '.join(args):<28} {median_time(args, env, repeat) * 1000:7.0f} ms")
 
@@ -175,13 +183,16 @@ def monitor_cpu(state: Path, group: str, seconds: float, terminal: bool) -> floa
 
 def bench_monitor(work: Path, seconds: float, parallel: int) -> None:
     state = work / "live"
-    runs = [f"run_{i:03d}" for i in range(200)]
+    size = LIVE
+    runs = [f"run_{i:03d}" for i in range(size)]
     steps = int(100 * (seconds * 2 + 60) / 2)  # long enough to keep running through both measurements
     exp = Experiment(command=[sys.executable, "-c", JOB], runs=runs, args=[str(steps)], remote=False, gpus=0,
                      wait=False, generate_notebook=False, max_parallel=parallel, group="live")  # fmt: skip
     launch_experiment(exp, name="bench", state_dir=state, out=io.StringIO())
-    time.sleep(3)
-    print(f"job monitor, 200 jobs ({parallel} running, {200 - parallel} pending), CPU over {seconds:.0f} s:")
+    time.sleep(3 if size > 10 else 0.5)
+    print(
+        f"job monitor, {size} jobs ({parallel} running, {size - parallel} pending), CPU over {seconds:.0f} s:"
+    )
     try:
         for terminal in (True, False):
             used = monitor_cpu(state, "live", seconds, terminal)
@@ -199,7 +210,14 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--parallel", type=int, default=40)
     parser.add_argument("--only", choices=("commands", "monitor"), help="run one half of the benchmark")
+    parser.add_argument(
+        "--quick", action="store_true", help="a smoke run: tiny sizes, once (the test suite runs it)"
+    )
     args = parser.parse_args()
+    if args.quick:
+        global LAYOUTS, BIG, LIVE
+        LAYOUTS, BIG, LIVE = ((2, 10), (1, 20)), (3, 10), 6
+        args.repeat, args.seconds, args.parallel = 1, 1.0, 2
     work = Path(tempfile.mkdtemp(prefix="bench_jobs_"))
     try:
         if args.only != "monitor":

@@ -5,7 +5,7 @@ Runs the real command (a subprocess, like a user) on a 1-run and a 50-run group 
 Prints the medians over --repeat rounds and the per-job overhead ((T50 - T1) / 49), then the CPU the
 runner (the detached process that drives a group) uses over 30 s while 200 jobs run.
 
-    .venv/bin/python bench/bench_launch.py [--jobs 50] [--repeat 3] [--cpu-jobs 200] [--cpu-seconds 30]
+    .venv/bin/python bench/bench_launch.py [--jobs 50] [--repeat 3] [--cpu-jobs 200] [--cpu-seconds 30] [--quick]
 """
 
 from __future__ import annotations
@@ -109,7 +109,12 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--cpu-jobs", type=int, default=200)
     parser.add_argument("--cpu-seconds", type=float, default=30.0)
+    parser.add_argument(
+        "--quick", action="store_true", help="a smoke run: tiny sizes, once (the test suite runs it)"
+    )
     args = parser.parse_args()
+    if args.quick:
+        args.jobs, args.repeat, args.cpu_jobs, args.cpu_seconds = 3, 1, 3, 1.0
     results: dict[int, list[float]] = {1: [], args.jobs: []}
     for i in range(args.repeat):
         for n in results:

@@ -5,7 +5,7 @@ Submits N trivial jobs (``sleep 2``) and prints: the time until ``submit`` retur
 job itself is being started), the cost of one ``poll`` pass, the wrapper's memory, and the time until
 all have ended. Cleans up after itself (cancels whatever is left, removes its directory).
 
-    .venv/bin/python bench/bench_local_submit.py [--jobs 50] [--python]
+    .venv/bin/python bench/bench_local_submit.py [--jobs 50] [--python] [--quick]
 """
 
 from __future__ import annotations
@@ -66,7 +66,12 @@ def main() -> None:
     )
     parser.add_argument("--jobs", type=int, default=50)
     parser.add_argument("--python", action="store_true", help="jobs are python -c sleep(2), not /bin/sleep 2")
+    parser.add_argument(
+        "--quick", action="store_true", help="a smoke run: tiny sizes, once (the test suite runs it)"
+    )
     args = parser.parse_args()
+    if args.quick:
+        args.jobs = 3
 
     state_dir = Path(tempfile.mkdtemp(prefix="bench local submit "))
     backend = LocalBackend(grace_s=1.0)

@@ -1,6 +1,6 @@
 """How long the notebook takes to render for a 100-run group, and fetch_metrics to load 100 big runs.
 
-    .venv/bin/python bench/bench_notebook.py [--runs 100] [--points 100000] [--samples 1000]
+    .venv/bin/python bench/bench_notebook.py [--runs 100] [--points 100000] [--samples 1000] [--quick]
 
 1. ``write_group_notebook`` for a group of ``--runs`` runs (records built here, each run dir with a
    ``run.json``): the first render (templates compiled) and the mean of the next ten.
@@ -31,7 +31,7 @@ def group_records(root: Path, runs: int) -> tuple[GroupRecord, list[JobRecord]]:
         name="bench.20251127",
         experiment="cartpole",
         backend="local",
-        config={
+        stored_config={
             "module": "metta_exp.examples.cartpole",
             "metrics_to_track": ["overview/sps", "overview/reward"],
             "extra_args": [],
@@ -139,7 +139,12 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=100)
     parser.add_argument("--points", type=int, default=100_000)
     parser.add_argument("--samples", type=int, default=1000)
+    parser.add_argument(
+        "--quick", action="store_true", help="a smoke run: tiny sizes, once (the test suite runs it)"
+    )
     args = parser.parse_args()
+    if args.quick:
+        args.runs, args.points, args.samples = 3, 200, 10
     bench_render(args.runs)
     bench_fetch(args.runs, args.points, args.samples)
 

@@ -1,6 +1,6 @@
 """Start-up of ``metta-exp run RECIPE`` beside ``metta-exp +experiment=NAME``, for the same experiment.
 
-    .venv/bin/python bench/bench_recipe_start.py [--repeat 9]
+    .venv/bin/python bench/bench_recipe_start.py [--repeat 9] [--quick]
 
 Both commands launch the demo as a dry run (resolve and print its three jobs, write nothing) from a
 temporary directory: ``metta-exp +experiment=demo`` composes ``conf/experiment/demo.yaml`` with Hydra,
@@ -40,15 +40,19 @@ def timed(args: list[str], cwd: str, env: dict[str, str]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=9)
-    repeat = parser.parse_args().repeat
+    parser.add_argument(
+        "--quick", action="store_true", help="a smoke run: tiny sizes, once (the test suite runs it)"
+    )
+    args = parser.parse_args()
+    repeat = 1 if args.quick else args.repeat
     with tempfile.TemporaryDirectory() as tmp:
         env = {**os.environ, "METTA_EXP_STATE_DIR": str(Path(tmp) / "state")}
         times: dict[str, list[float]] = {name: [] for name in COMMANDS}
-        for args in COMMANDS.values():
-            timed(args, tmp, env)  # warm-up: bytecode caches, as on a user's machine
+        for argv in COMMANDS.values() if not args.quick else ():
+            timed(argv, tmp, env)  # warm-up: bytecode caches, as on a user's machine
         for _ in range(repeat):
-            for name, args in COMMANDS.items():
-                times[name].append(timed(args, tmp, env))
+            for name, argv in COMMANDS.items():
+                times[name].append(timed(argv, tmp, env))
         assert not any(Path(tmp).iterdir()), "a dry run must write nothing"
     medians = {name: statistics.median(values) for name, values in times.items()}
     for name, median in medians.items():

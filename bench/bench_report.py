@@ -1,6 +1,6 @@
 """How long after its last job ends the demo group's HTML report is there, and how big it is.
 
-    uv run python bench/bench_report.py [--timesteps 150000] [--screenshot docs/demo-report.png]
+    uv run python bench/bench_report.py [--timesteps 150000] [--screenshot docs/demo-report.png] [--quick]
 
 Runs the quickstart's demo group for real (``metta-exp +experiment=demo``, three CartPole runs) in a
 temporary directory, then reads the store: the seconds from the last job's end (its status event) to
@@ -27,7 +27,12 @@ def main() -> None:
     )
     parser.add_argument("--timesteps", type=int, default=150000, help="trainer.total_timesteps (the demo's)")
     parser.add_argument("--screenshot", type=Path, help="save a PNG of the report here")
+    parser.add_argument(
+        "--quick", action="store_true", help="a smoke run: tiny sizes, once (the test suite runs it)"
+    )
     args = parser.parse_args()
+    if args.quick:
+        args.timesteps = 1000
     with tempfile.TemporaryDirectory(prefix="bench report ") as tmp:
         work = Path(tmp)
         env = dict(os.environ, METTA_EXP_STATE_DIR=str(work / "job_state"), WANDB_MODE="disabled")

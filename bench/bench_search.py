@@ -3,7 +3,7 @@ study through ``hydra/sweeper=metta_exp``, on the synthetic training job with th
 job-seconds.
 
     uv run python bench/bench_search.py               # full: 2 s trials, 3 study seeds (about 5 min on 2 CPUs)
-    uv run python bench/bench_search.py --quick       # smoke run: 0.5 s trials, a 2x2x2 grid, one seed
+    uv run python bench/bench_search.py --quick       # smoke run (the test suite's): 0.3 s trials, 2 points, one seed
     uv run python bench/bench_search.py --seeds 6 --methods random,tpe,pruned   # more seeds, no Hydra
 
 The job is ``python -m metta_exp.examples.synthetic`` (:mod:`metta_exp.examples.synthetic`): a seeded
@@ -414,8 +414,8 @@ def hydra_run(work: Path, plan: Plan, n_trials: int, seed: int, parallel: int) -
 
 def plans(quick: bool, seconds: float | None, parallel: int, seeds: int | None) -> Plan:
     if quick:
-        grid = {LR: ["1e-4", "1e-2"], ENT: ["0.001", "0.05"], BS: ["256", "1024"]}
-        return Plan(seconds or 0.5, parallel, grid, list(range(seeds or 1)), hydra_joblib=False)
+        grid = {LR: ["1e-4", "1e-2"], ENT: ["0.001"], BS: ["256"]}
+        return Plan(seconds or 0.3, parallel, grid, list(range(seeds or 1)), hydra_joblib=False)
     lrs = [f"{10 ** (-4 + 2 * i / 3):.4g}" for i in range(4)]
     grid = {LR: lrs, ENT: ["0.001", "0.0255", "0.05"], BS: ["256", "1024"]}
     return Plan(seconds or 2.0, parallel, grid, list(range(seeds or 3)), hydra_joblib=True)
@@ -450,15 +450,19 @@ def run_methods(work: Path, plan: Plan, methods: Sequence[str]) -> list[Outcome]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a small, fast run (smoke test)")
-    parser.add_argument("--seconds", type=float, help="wall time of one full trial (default 2, quick 0.5)")
+    parser.add_argument("--seconds", type=float, help="wall time of one full trial (default 2, quick 0.3)")
     parser.add_argument("--parallel", type=int, default=4, help="jobs running at once (default 4)")
     parser.add_argument("--seeds", type=int, help="study seeds 0..N-1 per method (default 3, quick 1)")
     parser.add_argument(
         "--methods",
         default=",".join(METHODS),
-        help=f"besides the grid, any of {','.join(METHODS)} (default all)",
+        help=f"besides the grid, any of {','.join(METHODS)} (default all; quick: pruned,hydra)",
     )
     args = parser.parse_args()
+    if args.quick and args.methods == ",".join(
+        METHODS
+    ):  # random and tpe are pruned's code without its pruner
+        args.methods = "pruned,hydra"
     methods = [m for m in args.methods.split(",") if m]
     if unknown := set(methods) - set(METHODS):
         parser.error(f"unknown methods {sorted(unknown)}; choose from {', '.join(METHODS)}")

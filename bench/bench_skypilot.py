@@ -2,7 +2,7 @@
 client makes them (a health check at most every 5 s per process; a launch is ``validate`` +
 ``jobs.launch`` + ``get``; a queue or cancel is the request + ``get``) and takes ``--latency`` s for each.
 
-    uv run python bench/bench_skypilot.py [--jobs 100] [--groups 5] [--finished 10000] [--latency 0.02]
+    uv run python bench/bench_skypilot.py [--jobs 100] [--groups 5] [--finished 10000] [--latency 0.02] [--quick]
 
 Prints:
 - the time to submit one group of ``--jobs`` jobs, and its SDK calls;
@@ -48,7 +48,12 @@ def main() -> None:
     parser.add_argument("--finished", type=int, default=10_000)
     parser.add_argument("--latency", type=float, default=0.02, help="seconds per simulated HTTP request")
     parser.add_argument("--workers", type=int, default=16, help="launch threads")
+    parser.add_argument(
+        "--quick", action="store_true", help="a smoke run: tiny sizes, once (the test suite runs it)"
+    )
     args = parser.parse_args()
+    if args.quick:
+        args.jobs, args.groups, args.finished, args.latency, args.workers = 3, 2, 20, 0.0, 2
     with tempfile.TemporaryDirectory(prefix="metta-exp-bench-") as tmp:
         root = Path(tmp)
         fake = FakeSkyApi(root / "account")

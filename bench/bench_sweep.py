@@ -1,7 +1,7 @@
 """How long a 100-point sweep of a trivial job takes to be submitted, beside Hydra's own launchers.
 
     .venv/bin/python bench/bench_sweep.py [--points 100] [--repeat 5] [--bytecode cached,fresh]
-                                          [--only metta,metta_app,plugin,grid,hydra]
+                                          [--only metta,metta_app,plugin,grid,hydra] [--quick]
 
 Every figure is a whole-process median of ``--repeat`` runs, from the command's start, in each bytecode
 mode:
@@ -181,8 +181,12 @@ def median(samples: list[float]) -> str:
     return f"{statistics.median(samples):6.2f} s" + (f"  (runs: {', '.join(f'{s:.2f}' for s in samples)})")
 
 
+QUICK = False  # --quick: every command once, without the warm-up (a smoke run: the figures mean nothing)
+
+
 def measure(label: str, repeat: int, once: Callable[[], Sample]) -> None:
-    once()  # warm-up: bytecode caches (when written), page cache
+    if not QUICK:
+        once()  # warm-up: bytecode caches (when written), page cache
     CPU_USED.clear()
     samples = [once() for _ in range(repeat)]
     cpu = CPU_USED[:]
@@ -267,7 +271,8 @@ def bench_mode(mode: str, base: Env, args: argparse.Namespace, work: Path, only:
         env = environment(base, work / "unused")
         joblib = [PY, str(app), "-m", "hydra/launcher=joblib", f"+{sweep}"]
         label = f"python tiny_app.py -m hydra/launcher=joblib '+{sweep}'"
-        measure(label, args.repeat, lambda: run(joblib, work, env)[0])
+        if not QUICK:  # its worker pool's start-up is most of a quick run
+            measure(label, args.repeat, lambda: run(joblib, work, env)[0])
         basic = [PY, str(app), "-m", f"+{sweep}"]
         label = f"python tiny_app.py -m '+{sweep}'   (Hydra's basic launcher)"
         measure(label, 1, lambda: run(basic, work, env)[0])
@@ -281,7 +286,13 @@ def main() -> None:
     parser.add_argument(
         "--only", default="metta,metta_app,plugin,grid,hydra", help="which commands (default: all)"
     )
+    parser.add_argument(
+        "--quick", action="store_true", help="a smoke run: 3 points, each command once (not joblib's)"
+    )
     args = parser.parse_args()
+    if args.quick:
+        global QUICK
+        QUICK, args.points, args.repeat, args.bytecode = True, 3, 1, "cached"
     only = set(args.only.split(","))
     with tempfile.TemporaryDirectory(prefix="bench-sweep-") as tmp:
         work = Path(tmp)

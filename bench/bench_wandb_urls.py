@@ -5,7 +5,7 @@ recorded yet, at most every 5 s per job, and reads only what a log wrote since i
 once, then the tail). This prints the time and bytes of a first look at N large logs and of a later look
 after each grew a little, beside reading every log whole.
 
-    uv run python bench/bench_wandb_urls.py [--jobs 200] [--log-mb 4]
+    uv run python bench/bench_wandb_urls.py [--jobs 200] [--log-mb 4] [--quick]
 """
 
 from __future__ import annotations
@@ -23,7 +23,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=200)
     parser.add_argument("--log-mb", type=float, default=4.0)
+    parser.add_argument(
+        "--quick", action="store_true", help="a smoke run: tiny sizes, once (the test suite runs it)"
+    )
     args = parser.parse_args()
+    if args.quick:
+        args.jobs, args.log_mb = 3, 0.2
     chatter = ("[metta-exp] progress step=4096 total=20000 sps=3100.5 overview/reward=21.5\n" * 1000).encode()
     with tempfile.TemporaryDirectory() as tmp:
         logs = []

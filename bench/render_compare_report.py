@@ -2,13 +2,14 @@
 run for real in a temporary directory, ``metta-exp job compare`` of them, and the report's page as a
 headless Chromium shows it (the whole page).
 
-    uv run python bench/render_compare_report.py [--out docs/compare-report.png] [--keep DIR]
+    uv run python bench/render_compare_report.py [--out docs/compare-report.png] [--keep DIR] [--quick]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -53,18 +54,28 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "compare-report.png")
     parser.add_argument("--keep", type=Path, help="run in this directory and keep it")
+    parser.add_argument(
+        "--quick", action="store_true", help="a smoke run: tiny groups, the picture into a temporary file"
+    )
     args = parser.parse_args()
     work = args.keep or Path(tempfile.mkdtemp(prefix="compare-report-"))
     work.mkdir(parents=True, exist_ok=True)
+    if args.quick:
+        args.out = work / "compare-report.png"
     os.environ.pop("METTA_EXP_STATE_DIR", None)
     start = time.monotonic()
-    for group, overrides in GROUPS.items():
-        cli("+experiment=demo", f"group={group}", "generate_notebook=false", *overrides, cwd=work)
-    printed = cli("job", "compare", *GROUPS, cwd=work)
-    report = Path(printed.splitlines()[2].split()[1])
-    screenshot(report, args.out.absolute())
-    print(printed, end="")
-    print(f"Screenshot: {args.out} ({time.monotonic() - start:.0f} s)")
+    try:
+        for group, overrides in GROUPS.items():
+            tiny = ["trainer.total_timesteps=2000"] if args.quick else []
+            cli("+experiment=demo", f"group={group}", "generate_notebook=false", *overrides, *tiny, cwd=work)
+        printed = cli("job", "compare", *GROUPS, cwd=work)
+        report = Path(printed.splitlines()[2].split()[1])
+        screenshot(report, args.out.absolute())
+        print(printed, end="")
+        print(f"Screenshot: {args.out} ({time.monotonic() - start:.0f} s)")
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/render_demo_plot.py RUN_DIR [RUN_DIR ...] [-o docs/demo-plot.png]
     .venv/bin/python bench/render_demo_plot.py --train /tmp/demo-group [-o docs/demo-plot.png]
+    .venv/bin/python bench/render_demo_plot.py --quick   # a smoke run: tiny training, a temporary PNG
 
 Given the run directories of a finished group (``job_state/runs/<group>/*``), it writes the group's
 notebook with :func:`metta_exp.notebook.cells.write_group_notebook`, executes it with nbclient (as a user
@@ -66,7 +67,11 @@ def records_from_run_dirs(
         name=group_name,
         experiment=experiment,
         backend="local",
-        config={"module": "metta_exp.examples.cartpole", "metrics_to_track": metrics, "extra_args": []},
+        stored_config={
+            "module": "metta_exp.examples.cartpole",
+            "metrics_to_track": metrics,
+            "extra_args": [],
+        },
         created_at=0.0,
         ended_at=None,
         cancel_requested=False,
@@ -138,7 +143,17 @@ def main(argv: list[str] | None = None) -> int:
         "-o", "--out", type=Path, default=Path(__file__).parent.parent / "docs" / "demo-plot.png"
     )
     parser.add_argument("--metrics", nargs="+", default=["overview/sps", "overview/reward"])
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a smoke run: a tiny demo group trained, the PNG into a temporary file",
+    )
     args = parser.parse_args(argv)
+    if args.quick:
+        with tempfile.TemporaryDirectory(prefix="demo plot ") as tmp:
+            runs = train_demo_group(Path(tmp) / "runs", steps=2000)
+            print(render_plot(runs, Path(tmp) / "demo-plot.png", args.metrics))
+        return 0
     run_dirs = list(args.run_dirs)
     if args.train:
         run_dirs += train_demo_group(args.train)

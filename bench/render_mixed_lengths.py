@@ -1,6 +1,6 @@
 """The HTML report of a group whose runs differ 100x in length, as a PNG (docs/mixed-lengths-report.png).
 
-    uv run python bench/render_mixed_lengths.py [-o docs/mixed-lengths-report.png]
+    uv run python bench/render_mixed_lengths.py [-o docs/mixed-lengths-report.png] [--quick]
 
 Runs a real group in a temporary directory: four runs of 20,000 steps (2 s each) and one of 2,000,000
 (150 s, so that its steps per second are like the others') of the synthetic trainer
@@ -30,10 +30,11 @@ RUNS = {  # run: (steps, learning rate, seconds): the synthetic trainer's SPS is
     "short_lr3e-2": (20_000, 0.03, 2),
     "long_lr3e-3": (2_000_000, 0.003, 150),
 }
+QUICK_RUNS = {"short_lr1e-3": (2_000, 0.001, 0.2), "long_lr3e-3": (200_000, 0.003, 1)}  # --quick
 
-LAUNCH = f"""
+LAUNCH = """
 from metta_exp import Experiment
-runs = {RUNS!r}
+runs = {runs!r}
 exp = Experiment(
     module="metta_exp.examples.synthetic",
     runs=list(runs),
@@ -55,12 +56,18 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("-o", "--output", type=Path, default=ROOT / "docs" / "mixed-lengths-report.png")
+    parser.add_argument(
+        "--quick", action="store_true", help="a smoke run: tiny runs, the picture into a temporary file"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="mixed lengths ") as tmp:
         work = Path(tmp)
+        if args.quick:
+            args.output = work / "mixed-lengths-report.png"
         env = dict(os.environ, METTA_EXP_STATE_DIR=str(work / "job_state"), WANDB_MODE="disabled")
+        launch = LAUNCH.format(runs=QUICK_RUNS if args.quick else RUNS)
         done = subprocess.run(
-            [sys.executable, "-c", LAUNCH], cwd=work, env=env, capture_output=True, text=True
+            [sys.executable, "-c", launch], cwd=work, env=env, capture_output=True, text=True
         )
         if done.returncode != 0:
             sys.exit(f"the group failed:\n{done.stdout}{done.stderr}")

@@ -1,6 +1,6 @@
 """Render the search cells of a search group's notebook to a PNG (the README's docs/search-notebook.png).
 
-    .venv/bin/python bench/render_search_notebook.py [-o docs/search-notebook.png] [--trials 16]
+    .venv/bin/python bench/render_search_notebook.py [-o docs/search-notebook.png] [--trials 16] [--quick]
 
 Builds a made-up study in a temporary store as the runner records one (the test suite's
 ``tests/search_records.py``: 16 trials, some pruned a third of the way, one failed, one running, each
@@ -35,12 +35,17 @@ def main() -> int:
     parser.add_argument("-o", "--output", default=str(ROOT / "docs" / "search-notebook.png"))
     parser.add_argument("--trials", type=int, default=16)
     parser.add_argument("--width", type=int, default=1100)
+    parser.add_argument(
+        "--quick", action="store_true", help="a smoke run: 4 trials, the PNG into a temporary file"
+    )
     args = parser.parse_args()
 
     from PIL import Image
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
+        if args.quick:
+            args.trials, args.output = 4, str(work / "search-notebook.png")
         study, curves = synthetic_study(args.trials)
         with JobStore.open(work / "state") as store:
             make_search_group(store, trials=study)

@@ -12,6 +12,7 @@ directory below it. Light: the standard library only.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import sys
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 STATE_DIR_ENV = "METTA_EXP_STATE_DIR"
 STATE_DIR_NAME = "job_state"
 DB_NAME = "jobs.sqlite"
+NOTEBOOKS_DIR = ("experiments", "notebooks")  # the default notebooks' directory, under the launch directory
 
 
 def default_state_dir(cwd: Path | None = None) -> Path:
@@ -160,7 +162,7 @@ def launch_dir(group: GroupRecord) -> Path:
 def notebook_path(group: GroupRecord) -> Path:
     """``notebook_path``, else ``experiments/notebooks/<group>.ipynb``; relative to the launch directory."""
     configured = group.exp.notebook_path
-    path = Path(configured) if configured else Path("experiments") / "notebooks" / f"{group.name}.ipynb"
+    path = Path(configured) if configured else Path(*NOTEBOOKS_DIR) / f"{group.name}.ipynb"
     return launch_dir(group) / path
 
 
@@ -173,3 +175,45 @@ def search_results_path(group: GroupRecord) -> Path | None:
 def report_path(notebook: Path) -> Path:
     """Where a notebook's HTML report goes: beside it, ``.html`` instead of ``.ipynb``."""
     return notebook.with_suffix(".html")
+
+
+GITIGNORE = ".gitignore"
+
+
+def keep_out_of_git(directory: Path) -> None:
+    """Write ``directory/.gitignore`` ignoring everything in it, as a virtualenv or pytest's cache does,
+    so that a directory metta-exp created (the state directory, ``experiments/notebooks``) does not show
+    in the user's ``git status``; unless the user's own ignore rules already cover it (``git
+    check-ignore``), which are never touched. Best effort: nothing is raised."""
+    import subprocess
+
+    try:
+        covered = (
+            subprocess.run(
+                ["git", "check-ignore", "-q", f"{directory.name}/"],
+                cwd=directory.parent,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                timeout=10,
+            ).returncode
+            == 0
+        )  # 1: not ignored; 128: not in a git repository
+    except (OSError, subprocess.SubprocessError):  # no git here: the file costs nothing
+        covered = False
+    if not covered:
+        with contextlib.suppress(OSError):
+            (directory / GITIGNORE).write_text(
+                "# Created by metta-exp; delete this file to keep this directory in git.\n*\n"
+            )
+
+
+def make_output_dir(path: Path) -> None:
+    """Create the directory of a notebook or report ``path``; the default ``experiments/notebooks``, when
+    it is made here, stays out of git (:func:`keep_out_of_git`)."""
+    parent = path.absolute().parent
+    if parent.is_dir():
+        return
+    parent.mkdir(parents=True, exist_ok=True)
+    if parent.parts[-2:] == NOTEBOOKS_DIR:
+        keep_out_of_git(parent)

@@ -140,7 +140,8 @@ def test_readers_work_on_a_read_only_mount(unwritable_dir: Unwritable) -> None:
         store.cli("+experiment=demo", "group=g2", "wait=false"), str(store.state / DB_NAME), "cannot write"
     )
     assert digest(store.source) == before
-    assert sorted(p.name for p in store.source.parent.iterdir()) == [DB_NAME]
+    # what the launch that made the store wrote (its ignore file beside it), and nothing since
+    assert sorted(p.name for p in store.source.parent.iterdir()) == [".gitignore", DB_NAME]
 
 
 @contextlib.contextmanager
@@ -235,7 +236,8 @@ def test_a_damaged_store_is_one_error_for_every_command(state_dir: Path, damage)
             line = one_error(run_cli(*argv), str(store_file), "damaged", ".recover", "mv ")
             assert "Traceback" not in line
         assert digest(store_file) == before
-        assert sorted(p.name for p in state_dir.iterdir()) == [DB_NAME]  # no WAL, no journal, no runs
+        # no WAL, no journal, no runs: the store and the ignore file written when it was made
+        assert sorted(p.name for p in state_dir.iterdir()) == [".gitignore", DB_NAME]
     finally:
         store_file.rename(store_file.with_name("moved-aside.sqlite"))  # as the error says to
 

@@ -9,7 +9,8 @@ import json
 import shutil
 from pathlib import Path
 
-from conftest import run_cli
+import pytest
+from conftest import kill_everything, run_cli
 
 from metta_exp.config import Experiment
 from metta_exp.resolve import identical_runs, resolve
@@ -158,3 +159,81 @@ def test_a_key_ending_in_a_digit_stays_apart_from_its_value_in_run_names() -> No
         Dimension("y", "categorical", choices=(3, 4), texts=("3", "4")),
     )
     assert SearchSpace(dims, base_run="train").run_name(0, {"x1": 1.26, "y": 3}) == "t000-x1_1.26-y3"
+
+
+def git(repo: Path, *args: str) -> str:
+    import subprocess
+
+    env = {
+        "GIT_CONFIG_GLOBAL": "/dev/null",
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "HOME": str(repo),
+        "PATH": "/usr/bin:/bin",
+    }
+    return subprocess.run(
+        ["git", *args], cwd=repo, env=env, capture_output=True, text=True, check=True
+    ).stdout
+
+
+def quick_group(repo: Path, name: str) -> None:
+    from conftest import wait_group_end
+
+    result = run_cli("run", f"{repo / 'recipe.py'}:experiment", f"group={name}", cwd=repo)
+    assert result.returncode == 0, result.stderr
+    wait_group_end(repo / "job_state", name)
+    assert run_cli("job", "notebook", name, cwd=repo).returncode == 0  # experiments/notebooks/NAME.ipynb
+
+
+RECIPE = """\
+import sys
+from metta_exp import Experiment
+
+def experiment() -> Experiment:
+    return Experiment(command=[sys.executable, "-c", "pass"], runs=["a"], gpus=0, remote=False, wait=False,
+                      generate_notebook=False)
+"""
+
+
+def test_state_and_notebooks_stay_out_of_git_status(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("METTA_EXP_STATE_DIR", raising=False)
+    repo = tmp_path / "my project"
+    repo.mkdir()
+    git(repo, "init", "-q")
+    (repo / "recipe.py").write_text(RECIPE)
+    git(repo, "add", "recipe.py")
+    git(repo, "-c", "user.name=me", "-c", "user.email=me@example.com", "commit", "-qm", "recipe")
+    try:
+        quick_group(repo, "g1")
+    finally:
+        kill_everything(repo / "job_state")
+    assert git(repo, "status", "--porcelain", "--untracked-files=all") == ""
+    assert (repo / "job_state" / ".gitignore").read_text().endswith("\n*\n")
+    assert (repo / "experiments" / "notebooks" / ".gitignore").is_file()
+
+
+def test_a_users_own_ignore_rules_are_left_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("METTA_EXP_STATE_DIR", raising=False)
+    repo = tmp_path / "my project"
+    repo.mkdir()
+    git(repo, "init", "-q")
+    (repo / "recipe.py").write_text(RECIPE)
+    (repo / ".gitignore").write_text("job_state/\nexperiments/notebooks/\n")
+    git(repo, "add", "recipe.py", ".gitignore")
+    git(repo, "-c", "user.name=me", "-c", "user.email=me@example.com", "commit", "-qm", "recipe")
+    try:
+        quick_group(repo, "g2")
+    finally:
+        kill_everything(repo / "job_state")
+    assert git(repo, "status", "--porcelain", "--untracked-files=all") == ""
+    assert not (repo / "job_state" / ".gitignore").exists()
+    assert not (repo / "experiments" / "notebooks" / ".gitignore").exists()
+    assert (repo / ".gitignore").read_text() == "job_state/\nexperiments/notebooks/\n"
+
+
+def test_outside_git_the_ignore_file_is_written_and_a_failing_write_is_no_error(tmp_path: Path) -> None:
+    from metta_exp.paths import keep_out_of_git
+
+    (tmp_path / "state").mkdir()
+    keep_out_of_git(tmp_path / "state")
+    assert (tmp_path / "state" / ".gitignore").read_text().splitlines()[-1] == "*"
+    keep_out_of_git(tmp_path / "gone")  # a directory that is not there: nothing raised

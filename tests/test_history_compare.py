@@ -22,6 +22,7 @@ from metta_exp.errors import NotFoundError, UsageError
 from metta_exp.history.compare import compare_paths, render_compare
 from metta_exp.metrics import fetch_metrics
 from metta_exp.metrics.compare import group_summary, run_summary
+from metta_exp.metrics.show import status_badge
 from metta_exp.notebook.cells import run_info
 from metta_exp.status import JobStatus
 from metta_exp.store import JobStore
@@ -141,7 +142,8 @@ def test_the_notebook_is_valid_and_every_value_a_literal(two_groups: Path) -> No
     title, fetch = nb.cells[0].source, nb.cells[3].source
     assert title.splitlines()[0] == "# Comparing baseline and variant"
     assert r"| variant | exp | " in title and r"| 2 succeeded | 0\.07 |" in title  # 2 GPUs x 2 runs x 60 s
-    assert r"| baseline | lr\_high | ❌ failed (exit 1) |" in title.replace("\\(", "(").replace("\\)", ")")
+    badge = status_badge("failed")
+    assert f"| baseline | lr\\_high | {badge} exit 1 |" in title
     namespace: dict = {}
     exec(fetch.split("\ndf = ")[0], namespace)  # noqa: S102 - the cell's literals, evaluated as the kernel would
     assert namespace["GROUPS"] == ["baseline", "variant"]

@@ -97,6 +97,7 @@ def test_rm_removes_the_rows_and_files_of_the_groups_it_lists_and_no_other(histo
     assert {g: counts(history, g) for g in ("new_ok", "live")} == others
     assert (history / "runs" / "new_ok" / "a" / "attempt-1.log").is_file()
     assert {p.name for p in history.iterdir()} <= {
+        ".gitignore",
         "jobs.sqlite",
         "jobs.sqlite-shm",
         "jobs.sqlite-wal",

@@ -85,6 +85,9 @@ SEARCHES = {
 }
 NOT_HERE = {
     "uv run pytest": "the test suite itself",
+    "uv add /path/to/metta-exp": "run for real, in a project of its own, by tests/test_own_project.py",
+    "uv run metta-exp --config-dir conf +experiment=mine": "run by tests/test_own_project.py",
+    "uv run metta-exp job list": "run by tests/test_own_project.py",
     "uv run ruff check . && uv run mypy metta_exp": "run by tests/test_package.py",
     "python my_train.py -m hydra/launcher=metta_exp lr=1e-3,1e-4": "a user's own app (the launcher plugin "
     "is run for real in tests/test_hydra_plugin.py)",

@@ -37,7 +37,7 @@ from metta_exp.atomic import write_atomic
 from metta_exp.config import DEFAULT_METRICS, REWARD, SPS, Experiment
 from metta_exp.metrics.show import status_badge
 from metta_exp.notebook.search import SEARCH_CELLS, search_context
-from metta_exp.paths import RunDir
+from metta_exp.paths import RunDir, make_output_dir
 from metta_exp.records import GroupRecord, JobRecord, SweepRecord, iso
 from metta_exp.runs.wandb import job_wandb, wandb_link
 from metta_exp.trials import TrialRecord
@@ -98,6 +98,7 @@ def write_group_notebook(
     Relative run directories are taken relative to the current directory. Returns ``path``.
     """
     text = render_notebook(group, [run_info(job) for job in jobs], trials=trials, gpu_hours=gpu_hours)
+    make_output_dir(Path(path))  # experiments/notebooks, made here, stays out of git
     return write_atomic(path, text, parents=True)
 
 

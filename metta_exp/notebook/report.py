@@ -21,7 +21,7 @@ from typing import Any
 
 from metta_exp.atomic import write_atomic
 from metta_exp.notebook.cells import templates_dir
-from metta_exp.paths import report_path
+from metta_exp.paths import make_output_dir, report_path
 from metta_exp.records import GroupRecord, JobRecord
 from metta_exp.trials import TrialRecord
 
@@ -61,6 +61,7 @@ def write_report(notebook: str, target: Path, cwd: Path | None = None, title: st
 
     nb = nbformat.reads(notebook, as_version=4)
     execute_notebook(nb, cwd if cwd is not None and cwd.is_dir() else Path.cwd())
+    make_output_dir(target)
     return write_atomic(target, html_of(nb, title), parents=True)
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Self
 
 from metta_exp.errors import NotFoundError, StoreError, closest
+from metta_exp.paths import keep_out_of_git
 from metta_exp.records import GroupRecord, JobSpec
 from metta_exp.status import JobStatus
 from metta_exp.store.connect import (
@@ -68,6 +69,8 @@ class Database:
                         self._db.close()
                     cleanup_created(self.path, made)
                 raise
+            if self.path.parent in made:  # the state directory, made here: out of the user's git status
+                keep_out_of_git(self.path.parent)
             return
         self._setup(migrate=not size)
 
