@@ -210,6 +210,9 @@ def hydra_readable(override: str) -> str:
     dict of strings (``args=[trainer.total_timesteps=150000]``: an ``=`` inside an unquoted list element,
     as a recipe's arguments take it) is written again with each string quoted
     (``args=['trainer.total_timesteps=150000']``); anything else is left as it is, for Hydra to report."""
+    key, _, text = override.partition("=")
+    if text.strip()[:1] not in ("[", "{") or "=" not in text:  # no "=" inside a container: Hydra's to read
+        return override
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
 
@@ -219,9 +222,8 @@ def hydra_readable(override: str) -> str:
         return override
     except HydraException:  # the grammar's errors (OverrideParseException is one kind)
         pass
-    key, eq, text = override.partition("=")
     try:
-        value = parse_value(text) if eq else None
+        value = parse_value(text)
         rewritten = f"{key}={_hydra_literal(value)}" if isinstance(value, list | dict) else None
         if rewritten is not None:
             parser.parse_override(rewritten)

@@ -175,15 +175,6 @@ def git(repo: Path, *args: str) -> str:
     ).stdout
 
 
-def quick_group(repo: Path, name: str) -> None:
-    from conftest import wait_group_end
-
-    result = run_cli("run", f"{repo / 'recipe.py'}:experiment", f"group={name}", cwd=repo)
-    assert result.returncode == 0, result.stderr
-    wait_group_end(repo / "job_state", name)
-    assert run_cli("job", "notebook", name, cwd=repo).returncode == 0  # experiments/notebooks/NAME.ipynb
-
-
 RECIPE = """\
 import sys
 from metta_exp import Experiment
@@ -194,18 +185,32 @@ def experiment() -> Experiment:
 """
 
 
-def test_state_and_notebooks_stay_out_of_git_status(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("METTA_EXP_STATE_DIR", raising=False)
+def group_in_a_repo(tmp_path: Path, ignored: str | None) -> Path:
+    """A git repository holding a recipe (and the user's own ``.gitignore`` holding ``ignored``) in which a
+    group ran and its notebook was written to the default place; the repository."""
+    from conftest import wait_group_end
+
     repo = tmp_path / "my project"
     repo.mkdir()
     git(repo, "init", "-q")
     (repo / "recipe.py").write_text(RECIPE)
-    git(repo, "add", "recipe.py")
+    if ignored is not None:
+        (repo / ".gitignore").write_text(ignored)
+    git(repo, "add", ".")
     git(repo, "-c", "user.name=me", "-c", "user.email=me@example.com", "commit", "-qm", "recipe")
     try:
-        quick_group(repo, "g1")
+        result = run_cli("run", f"{repo / 'recipe.py'}:experiment", "group=g", cwd=repo)
+        assert result.returncode == 0, result.stderr
+        wait_group_end(repo / "job_state", "g")
+        assert run_cli("job", "notebook", "g", cwd=repo).returncode == 0  # experiments/notebooks/g.ipynb
     finally:
         kill_everything(repo / "job_state")
+    return repo
+
+
+def test_state_and_notebooks_stay_out_of_git_status(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("METTA_EXP_STATE_DIR", raising=False)
+    repo = group_in_a_repo(tmp_path, ignored=None)
     assert git(repo, "status", "--porcelain", "--untracked-files=all") == ""
     assert (repo / "job_state" / ".gitignore").read_text().endswith("\n*\n")
     assert (repo / "experiments" / "notebooks" / ".gitignore").is_file()
@@ -213,17 +218,7 @@ def test_state_and_notebooks_stay_out_of_git_status(tmp_path: Path, monkeypatch:
 
 def test_a_users_own_ignore_rules_are_left_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("METTA_EXP_STATE_DIR", raising=False)
-    repo = tmp_path / "my project"
-    repo.mkdir()
-    git(repo, "init", "-q")
-    (repo / "recipe.py").write_text(RECIPE)
-    (repo / ".gitignore").write_text("job_state/\nexperiments/notebooks/\n")
-    git(repo, "add", "recipe.py", ".gitignore")
-    git(repo, "-c", "user.name=me", "-c", "user.email=me@example.com", "commit", "-qm", "recipe")
-    try:
-        quick_group(repo, "g2")
-    finally:
-        kill_everything(repo / "job_state")
+    repo = group_in_a_repo(tmp_path, ignored="job_state/\nexperiments/notebooks/\n")
     assert git(repo, "status", "--porcelain", "--untracked-files=all") == ""
     assert not (repo / "job_state" / ".gitignore").exists()
     assert not (repo / "experiments" / "notebooks" / ".gitignore").exists()

@@ -26,6 +26,7 @@ from metta_exp.backends.base import Backend, Launch, Observation
 from metta_exp.errors import BackendRefused
 from metta_exp.paths import RunDir, launch_dir, notebook_path
 from metta_exp.records import GroupRecord, JobRecord
+from metta_exp.runner.leftovers import ended, hold_leftovers
 from metta_exp.runner.reports import AttemptReports, settling
 from metta_exp.status import ACTIVE, JobStatus, waits_for
 from metta_exp.store import JobStore
@@ -226,6 +227,7 @@ class Runner:
         launches = [launch_of(group, j) for j in active]
         finals = [launch_of(group, j) for j in ending]
         observed = self.backend.poll(launches + finals)
+        observed = hold_leftovers(self.store, self.group, self.backend, active, launches, observed)
         changed = False
         for job, launch in zip(active, launches, strict=True):
             obs = observed.get(launch.name, Observation(None))
@@ -236,12 +238,11 @@ class Runner:
         ]
         if running or finals:
             self.backend.sync_logs(running + finals)
-        ended = {
-            j.run for j, launch in zip(active, launches, strict=True) if _ended(observed.get(launch.name))
+        finished = {
+            j.run for j, launch in zip(active, launches, strict=True) if ended(observed.get(launch.name))
         }
-        settled = self._reports.record(
-            group, active, launches, ended, self.backend.log_complete, list(zip(ending, finals, strict=True))
-        )
+        copying = list(zip(ending, finals, strict=True))
+        settled = self._reports.record(group, active, launches, finished, self.backend.log_complete, copying)
         return settled or changed
 
     def _apply(self, group: GroupRecord, job: JobRecord, launch: Launch, obs: Observation) -> None:
@@ -493,7 +494,3 @@ def log_line(text: str) -> None:
     """One line in the runner's log; a log that cannot be written (a full disk) is no reason to die."""
     with contextlib.suppress(Exception):
         print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {text}", flush=True)
-
-
-def _ended(obs: Observation | None) -> bool:
-    return obs is not None and obs.status is not None and obs.status.is_terminal()
