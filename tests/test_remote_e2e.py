@@ -51,6 +51,7 @@ def remote(state_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
         'args: ["note=it\'s $(echo injected) `x`"]\n'
         "args_per_run: {c: [fail_first=1]}\n"
         "gpus: 0\n"
+        "skypilot: {default_setup: false}\n"  # this test's own Python has metta-exp (test_remote_bare: setup)
     )
     try:
         yield conf

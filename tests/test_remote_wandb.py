@@ -67,7 +67,7 @@ def world(state_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Pa
         "gpus: 0\n"
         "max_retries: 1\n"
         # a simulated node shares this machine's /tmp: its temporary files (W&B's) go to this test's own
-        f"skypilot: {{envs: {{TMPDIR: {json.dumps(os.environ['TMPDIR'])}}}}}\n"
+        f"skypilot: {{default_setup: false, envs: {{TMPDIR: {json.dumps(os.environ['TMPDIR'])}}}}}\n"
     )
     with FakeWandb() as server:
         monkeypatch.setenv("WANDB_BASE_URL", server.url)

@@ -242,7 +242,11 @@ def test_a_search_runs_on_the_skypilot_backend(
     monkeypatch.setenv("METTA_EXP_SKY_LOG_S", "0.2")
     monkeypatch.setenv("HOME", str(state_dir.parent / "home"))
     (conf / "experiment" / "search.yaml").write_text(
-        (conf / "experiment" / "search.yaml").read_text().replace("remote: false", "remote: true")
+        (conf / "experiment" / "search.yaml")
+        .read_text()
+        .replace(  # this test's Python has metta-exp
+            "remote: false", "remote: true\nskypilot: {default_setup: false}"
+        )
     )
     try:
         result = run_cli(

@@ -40,17 +40,25 @@ def fake(tmp_path: Path) -> Iterator[FakeSkyApi]:
 
 
 def conf_dir(where: Path, script: str, extra: str = "") -> Path:
-    """A config dir with experiment ``remote``: one run ``r`` of ``python -c SCRIPT`` on SkyPilot."""
+    """A config dir with experiment ``remote``: one run ``r`` of ``python -c SCRIPT`` on SkyPilot, with this
+    test's own Python (which has metta-exp: no default setup; ``test_remote_bare`` has that)."""
     conf = where / "conf"
     (conf / "experiment").mkdir(parents=True, exist_ok=True)
+    sky = (
+        extra.replace("skypilot:\n", "skypilot:\n  default_setup: false\n")
+        if "skypilot:" in extra
+        else (f"skypilot: {{default_setup: false}}\n{extra}")
+    )
     (conf / "experiment" / "remote.yaml").write_text(
         f"# @package _global_\ncommand: [{json.dumps(PY)}, -c, {json.dumps(script)}]\nruns: [r]\ngpus: 0\n"
-        f"generate_notebook: false\n{extra}"
+        f"generate_notebook: false\n{sky}"
     )
     return conf
 
 
 def exp_of(runs: list[str], script: str, **kw: object) -> Experiment:
+    """Jobs running this test's own Python (no default setup needed: ``test_remote_bare`` has it)."""
+    kw["skypilot"] = {"default_setup": False, **dict(kw.get("skypilot") or {})}  # type: ignore[call-overload]
     return Experiment(runs=runs, command=[PY, "-c", script], gpus=0, **kw)  # type: ignore[arg-type]
 
 
