@@ -195,8 +195,12 @@ def test_a_refusal_that_stays_stops_the_runner_with_its_fix(state_dir: Path, tmp
 def test_a_job_that_queued_longer_than_its_timeout_is_not_timed_out(state_dir: Path, tmp_path: Path) -> None:
     env = {"METTA_EXP_FAKE_SKY_DIR": str(tmp_path / "sky"), "METTA_EXP_FAKE_SKY_PENDING_S": "4",
            "METTA_EXP_SKY_POLL_S": "0.3"}  # fmt: skip
-    launched = run_cli("--config-dir", str(conf(tmp_path, "import time; time.sleep(1)", "timeout_s: 3\n")),
-                       "+experiment=remote", "group=q", "wait=false", env=env)  # fmt: skip
+    # a job that runs for no time at all (no Python to start: on a loaded machine that alone took 5 s), after
+    # 4 s in the queue, with a timeout of 3 s
+    config = conf(tmp_path, "", "timeout_s: 3\n")
+    remote = config / "experiment" / "remote.yaml"
+    remote.write_text(remote.read_text().replace(f'command: [{json.dumps(PY)}, -c, ""]', "command: ['true']"))
+    launched = run_cli("--config-dir", str(config), "+experiment=remote", "group=q", "wait=false", env=env)
     assert launched.returncode == 0, launched.stdout + launched.stderr
     with JobStore.open(state_dir) as store:
         reason = wait_for(
