@@ -81,6 +81,7 @@ _SESSION_TMP = pytest.StashKey[Path]()
 _CHECKOUT = pytest.StashKey["set[str] | None"]()
 
 
+@pytest.hookimpl(optionalhook=True)  # xdist's hook
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     """``-n auto``: two workers per CPU this process may use. A test spends about half its time waiting
     for what it started (an interpreter's start-up, a runner's half-second tick, a kernel, a job's exit):
