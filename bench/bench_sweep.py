@@ -4,7 +4,8 @@
                                           [--only metta,metta_app,plugin,grid,hydra] [--quick]
 
 Every figure is a whole-process median of ``--repeat`` runs, from the command's start, in each bytecode
-mode:
+mode (where the time goes: until the group was recorded in the store, until its runner claimed the first
+job, until every job had started; and the command's own CPU seconds):
 
 - ``cached``: Python reads and writes its bytecode caches (``PYTHONDONTWRITEBYTECODE`` dropped), after
   one unmeasured warm-up run, as on a user's machine where imports are cached;
@@ -167,12 +168,32 @@ def run(argv: list[str], cwd: Path, env: Env) -> tuple[float, str]:
     return took, output
 
 
+PHASES: list[tuple[float, float]] = []  # per run: (group recorded, first job claimed by its runner)
+
+
+def phases(state_dir: Path, group: str, start: float) -> tuple[float, float]:
+    """Seconds from the command's start until the group was recorded and until its runner claimed the
+    first job, from the store's events."""
+    db = sqlite3.connect(state_dir / "jobs.sqlite", timeout=30)
+    try:
+        created = db.execute("SELECT min(at) FROM events WHERE group_name = ? AND kind = 'created'", (group,))
+        claimed = db.execute(
+            "SELECT min(at) FROM events WHERE group_name = ? AND kind = 'status' AND new_status = 'launching'",
+            (group,),
+        )
+        return created.fetchone()[0] - start, claimed.fetchone()[0] - start
+    finally:
+        db.close()
+
+
 def metta_submit(argv: list[str], work: Path, base: Env, points: int) -> tuple[float, float]:
-    """(seconds until every job started, seconds until the command returned) for one fresh state dir."""
+    """(seconds until every job started, seconds until the command returned) for one fresh state dir;
+    where the time went goes to ``PHASES``."""
     state = Path(tempfile.mkdtemp(prefix="state-", dir=work))
     start = time.time()
     returned, _ = run(argv, work, environment(base, state))
     group, last_start = all_started(state, points)
+    PHASES.append(phases(state, group, start))
     wait_ended(state, group)
     return last_start - start, returned
 
@@ -188,10 +209,13 @@ def measure(label: str, repeat: int, once: Callable[[], Sample]) -> None:
     if not QUICK:
         once()  # warm-up: bytecode caches (when written), page cache
     CPU_USED.clear()
+    PHASES.clear()
     samples = [once() for _ in range(repeat)]
     cpu = CPU_USED[:]
     print(f"  {label}")
     if isinstance(samples[0], tuple):
+        print(f"      group recorded     {median([p[0] for p in PHASES])}")
+        print(f"      first job claimed  {median([p[1] for p in PHASES])}")
         print(f"      all jobs started   {median([s[0] for s in samples])}")  # type: ignore[index]
         print(f"      command returned   {median([s[1] for s in samples])}")  # type: ignore[index]
     else:

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from metta_exp.config import Experiment
 from metta_exp.errors import UsageError
-from metta_exp.history.api import compare, list_groups, listing, rm, rm_plan, run_rows, runs
+from metta_exp.history.api import compare, compare_names, list_groups, listing, rm, rm_plan, run_rows, runs
 from metta_exp.records import GroupRecord, JobRecord
 from metta_exp.status import ACTIVE, JobStatus
 from metta_exp.store import DB_NAME, JobStore, default_state_dir
@@ -39,9 +39,10 @@ if TYPE_CHECKING:
     from metta_exp.logs.job import AttemptLog, LogEvent
 
 __all__ = [  # the questions across groups (list_groups ... rm) are history/api.py's, part of this API
-    "GroupView", "KillPlan", "KillResult", "Launched", "compare", "follow_log", "kill", "kill_plan", "launch",
-    "list_groups", "listing", "log", "notebook", "open_store", "record", "report", "resume", "retry", "rm",
-    "rm_plan", "run_rows", "runs", "show", "store_for", "store_path", "unattended", "wait", "watch",
+    "GroupView", "KillPlan", "KillResult", "Launched", "compare", "compare_names", "follow_log", "kill",
+    "kill_plan", "launch", "list_groups", "listing", "log", "notebook", "open_store", "record", "report",
+    "resume", "retry", "rm", "rm_plan", "run_rows", "runs", "show", "store_for", "store_path", "unattended",
+    "wait", "watch",
 ]  # fmt: skip
 
 RETRY_DRIVE_WAIT_S = 30.0

@@ -1,9 +1,10 @@
 """Helpers of the fault-injection suites: a job that misbehaves on request, and process checks.
 
 The job (run as ``python -c JOB key=value ...``): ``daemon=1`` double-forks a helper into a session of
-its own (its pid in ``daemon.pid``); ``ignore_term=1`` ignores SIGTERM; ``gate=1`` waits for a ``go``
-file in its run dir; ``sleep=S`` sleeps first; ``exit=N`` is its exit code. It prints nothing after it
-starts, so a full disk cannot change how it ends.
+its own (its pid in ``daemon.pid``); ``child=1`` forks a child that stays in the job's session, ignores
+SIGTERM and outlives the job (its pid in ``child.pid``); ``ignore_term=1`` ignores SIGTERM; ``gate=1``
+waits for a ``go`` file in its run dir; ``sleep=S`` sleeps first; ``exit=N`` is its exit code. It
+prints nothing after it starts, so a full disk cannot change how it ends.
 """
 
 from __future__ import annotations
@@ -38,6 +39,15 @@ JOB = textwrap.dedent(
             (rd / "daemon.tmp").replace(rd / "daemon.pid")
             time.sleep(600)
         os._exit(0)
+    if opts.get("child") and os.fork() == 0:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        (rd / "child.tmp").write_text(str(os.getpid()))
+        (rd / "child.tmp").replace(rd / "child.pid")
+        time.sleep(600)
+        os._exit(0)
+    for helper in ("daemon", "child"):  # started (its pid written) before the job goes on
+        while opts.get(helper) and not (rd / f"{helper}.pid").exists():
+            time.sleep(0.01)
     (rd / "started").write_text(str(os.getpid()))
     time.sleep(float(opts.get("sleep", 0)))
     while opts.get("gate") and not (rd / "go").exists():

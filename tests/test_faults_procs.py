@@ -42,20 +42,57 @@ def test_kill_force_ends_double_forked_daemons(state_dir: Path) -> None:
             kill_quietly(pid)
 
 
-def test_kill_force_ends_what_an_ended_job_left_running(state_dir: Path) -> None:
-    store = launch(state_dir, experiment(["a"], args=["daemon=1"]), "leaky")
+def test_a_job_that_ended_leaving_processes_keeps_its_gpu_and_group_until_they_are_gone(
+    state_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A job whose main process ended while processes it started live on (a child in its session that
+    ignores SIGTERM, a daemon of its own session) stays running, its GPU held, until the runner has
+    ended them (SIGTERM, SIGKILL after the grace); only then is its outcome recorded and its GPU given
+    to the next job, and the group ends with nothing of it left."""
+    monkeypatch.setenv("METTA_EXP_LOCAL_GPUS", "0")  # one GPU: 'next' gets it only after 'leaky'
+    monkeypatch.setenv("METTA_EXP_KILL_GRACE_S", "2")
+    exp = experiment(["leaky", "next"], args_per_run={"leaky": ["child=1", "daemon=1"]})
+    exp.gpus = 1
+    store = launch(state_dir, exp, "leaky")
+    run_dir = state_dir / "runs" / "leaky"
+    child = wait_for(lambda: read_pid(run_dir / "leaky" / "child.pid"), what="the child")
+    daemon = wait_for(lambda: read_pid(run_dir / "leaky" / "daemon.pid"), what="the daemon")
+    try:
+        started = run_dir / "next" / "started"
+        left = lambda: alive(child) or alive(daemon)  # noqa: E731
+        wait_for(lambda: started.exists() or not left(), timeout=60, what="next to start, or leaky's to go")
+        assert not (started.exists() and left()), "'next' was given the GPU that leaky's processes hold"
+        jobs = {j.run: j for j in wait_group_end(state_dir, "leaky")}
+        assert not left()
+        assert jobs["leaky"].status == JobStatus.SUCCEEDED and jobs["leaky"].exit_code == 0
+        assert jobs["next"].status == JobStatus.SUCCEEDED and jobs["next"].gpu_ids == (0,)
+        (told,) = [e for e in store.events("leaky") if e.kind == "leftovers"]
+        assert (told.run, told.detail) == (
+            "leaky",
+            "ended (exit code 0), leaving 2 processes running; ending them",
+        )
+    finally:
+        kill_quietly(child)
+        kill_quietly(daemon)
+
+
+def test_kill_force_ends_what_outlived_an_ended_group(state_dir: Path) -> None:
+    """A process carrying an ended job's markers that the runner could not have seen (started after the
+    group ended) is a leftover 'job kill --force' ends; the job's record is left as it was."""
+    store = launch(state_dir, experiment(["a"]), "leaky")
     (job,) = wait_group_end(state_dir, "leaky")
     assert job.status == JobStatus.SUCCEEDED
-    daemon = wait_for(lambda: read_pid(Path(job.run_dir) / "daemon.pid"), what="the daemon")
+    env = {**os.environ, "METTA_EXP_GROUP": "leaky", "METTA_EXP_RUN_DIR": job.run_dir}
+    late = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], env=env)
     try:
-        assert alive(daemon)
         result = run_cli("job", "kill", "leaky", "--force")
         assert result.returncode == 0, result.stderr
         assert "end the leftover processes of 1 ended job (a)" in result.stdout
-        assert not alive(daemon)
+        assert late.wait(timeout=30) == -signal.SIGTERM
         assert store.job("leaky", "a").status == JobStatus.SUCCEEDED  # left as it was
     finally:
-        kill_quietly(daemon)
+        late.kill()
+        late.wait()
 
 
 def timed_out(store: JobStore, group: str, run: str) -> bool:

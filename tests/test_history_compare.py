@@ -186,7 +186,7 @@ def test_bad_compare_input_is_one_error_line_and_exit_2(
 ) -> None:
     result = run_cli("job", "compare", *args)
     assert (result.returncode, result.stdout) == (2, "")
-    assert result.stderr.splitlines()[-1] == f"Error: {error}"
+    assert result.stderr == f"Error: {error}\n", "one line: no 'Running the comparison' before it"
     assert not Path("experiments").exists()
 
 

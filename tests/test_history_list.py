@@ -192,6 +192,16 @@ def test_bad_list_input_is_one_error_line_and_exit_2(history: Path, args: list[s
     assert (result.returncode, result.stdout, result.stderr) == (2, "", f"Error: {error}\n")
 
 
+@pytest.mark.parametrize("command", [["list"], ["list", "--json"], ["runs"], ["runs", "--csv"]])
+def test_a_name_before_any_group_is_an_error_too(state_dir: Path, command: list[str]) -> None:
+    """No store yet: a glob or a name still matches nothing, so it is the same error, not an empty list."""
+    assert not (state_dir / "jobs.sqlite").exists()
+    result = run_cli("job", *command, "lr_*")
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == "Error: no group matches 'lr_*'; no groups yet (see 'metta-exp job list')\n"
+    assert not (state_dir / "jobs.sqlite").exists(), "a reader creates no store"
+
+
 def test_show_has_each_runs_gpu_hours_and_the_groups(history: Path) -> None:
     result = run_cli("job", "show", "gpu_big")
     assert result.returncode == 0, result.stderr

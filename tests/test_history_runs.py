@@ -21,7 +21,7 @@ from history_store import DAY, add_group
 from metta_exp import groups
 from metta_exp.cli.tables import fit_columns, runs_table, split_overrides
 from metta_exp.config import Experiment
-from metta_exp.history.runs import RunRow, Runs, overrides_of
+from metta_exp.history.runs import RunRow, Runs, overrides_of, short_keys
 from metta_exp.logs.tail import final_metrics
 from metta_exp.metrics.local import last_values
 from metta_exp.status import JobStatus
@@ -130,6 +130,10 @@ def test_filters_where_and_sort(history: Path) -> None:
     assert runs("--sort", "run") == ["base", "big", "lr_high", "lr_low", "lr_mid"]
     assert runs("--sort", "gpu_hours", "-n", "1") == ["big"]
     assert runs("--where", "run~nothing*") == []
+    # an override by the last part(s) of its key, as a terminal's table shows it, when no other key ends so
+    assert runs("--where", "learning_rate=0.01") == ["lr_low", "base"]
+    assert runs("--sort", "learning_rate", "-n", "2") == ["lr_high", "lr_mid"]
+    assert runs("--where", "total_timesteps>1500") == ["lr_low", "lr_mid", "lr_high"]
 
 
 def test_a_window_says_how_many_more_there_are(history: Path) -> None:
@@ -237,6 +241,33 @@ def test_the_table_shows_what_differs_and_what_every_run_shares() -> None:
     lines = narrower.splitlines()  # as narrow as it gets: the overrides as wide as their title
     assert lines[0].endswith("TIME  OVERRIDES") and lines[2].endswith("1:00  lr=0.…") and len(lines[0]) == 65
     assert notes[0] == "Not shown for want of width: reward, sps (--json or --csv has every column)."
+
+
+def test_a_narrow_terminal_shows_the_overrides_that_vary_most_first_by_short_keys() -> None:
+    """The demo's case: two groups of three learning rates, each group with its own timesteps. In 80 columns
+    the full keys left every row reading ``trainer.total_tim…`` (the learning rate cut off); now the learning
+    rate (most values) comes first, each key by the last part no other key ends with."""
+    now = 1_800_000_000.0
+    runs = Runs(
+        [
+            row(group, f"lr_{lr}", {"overview/reward": 100.0}, {"trainer.total_timesteps": steps, LR: lr})
+            for group, steps in (("demo-b", "80000"), ("demo-a", "150000"))
+            for lr in ("0.01", "0.03", "0.1")
+        ],
+        matched=6,
+        metrics=["overview/reward"],
+    )
+    piped = runs_table(runs, now)[0].splitlines()
+    assert piped[1].endswith("  trainer.total_timesteps=80000 trainer.learning_rate=0.01")
+    assert runs_table(runs, now, width=200)[0] == "\n".join(piped)  # it fits: as in a pipe
+    narrow, notes = runs_table(runs, now, width=90)
+    lines = narrow.splitlines()
+    assert max(map(len, lines)) == 90 and notes == []
+    assert [line.split("  ")[-1] for line in lines[1:3]] == ["learning_rate=0.01 total_ti…",
+                                                             "learning_rate=0.03 total_ti…"]  # fmt: skip
+    assert short_keys(["trainer.lr", "opt.lr", "trainer.total", "lr.x", "x"]) == {
+        "trainer.lr": "trainer.lr", "opt.lr": "opt.lr", "trainer.total": "total", "lr.x": "lr.x", "x": "x"
+    }  # fmt: skip
 
 
 def row(group: str, run: str, metrics: dict, overrides: dict, status: str = "succeeded") -> RunRow:

@@ -28,8 +28,9 @@ from rich.console import Console
 
 from metta_exp.config import Experiment
 from metta_exp.logs.tail import LogReader, clean_line, explain_failure, job_log, tail_lines, tail_offset
+from metta_exp.monitor.live import event_line
 from metta_exp.monitor.view import Frame, Gpus, monitor_lines, pending_reason, render_monitor
-from metta_exp.records import GroupRecord, JobRecord, JobSpec
+from metta_exp.records import EventRecord, GroupRecord, JobRecord, JobSpec
 from metta_exp.status import JobStatus
 from metta_exp.store import JobStore
 from metta_exp.submit import launch_experiment
@@ -544,3 +545,15 @@ def test_ctrl_c_stops_watching_and_leaves_the_jobs_running(state_dir: Path) -> N
     # ...and the job it left running ran to its own end: the attempt that was running, exit code 0
     job = store.job("stay", "a")
     assert (job.status, job.attempts, job.exit_code) == (JobStatus.SUCCEEDED, 1, 0)
+
+
+def test_a_watchers_line_for_a_job_being_ended_names_the_run() -> None:
+    def event(kind: str, detail: str) -> EventRecord:
+        return EventRecord(1, "g", "a", 0.0, kind, None, None, detail)
+
+    assert (
+        event_line(event("timed_out", "timed out after 5 s; ending it"))
+        == "a: timed out after 5 s; ending it"
+    )
+    left = event("leftovers", "ended (exit code 0), leaving 1 process running; ending it")
+    assert event_line(left) == "a: ended (exit code 0), leaving 1 process running; ending it"

@@ -110,6 +110,13 @@ class Backend(ABC):
         their group is not over). Default: none (a backend whose cancel returns once they are gone)."""
         return []
 
+    def end_leftovers(self, launches: Sequence[Launch]) -> dict[str, int]:
+        """Start ending what these attempts, seen ended, left running (processes their job started that
+        outlived it) and return at once: ``{launch.name: how many processes}`` for each that left any,
+        listed in ``still_ending`` until they are gone. Default: none (a backend whose job ends with
+        everything it started, as a managed job with its cluster)."""
+        return {}
+
     def sync_logs(self, launches: Sequence[Launch]) -> None:  # noqa: B027 - optional hook
         """Copy the log tails of remote attempts into ``launch.log_path``; local backends do nothing."""
 

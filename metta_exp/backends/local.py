@@ -251,9 +251,41 @@ class LocalBackend(Backend):
         """SIGTERM now; a thread SIGKILLs what outlives ``grace_s`` (``close`` waits for it)."""
         begun = self._terminate(launches)
         if begun is not None:
-            killer = threading.Thread(target=self._finish_kill, args=begun, daemon=True)
-            killer.start()
-            self._killers = [k for k in self._killers if k[0].is_alive()] + [(killer, list(launches))]
+            self._kill_later(launches, *begun)
+
+    def end_leftovers(self, launches: Sequence[Launch]) -> dict[str, int]:
+        """End, as ``cancel_soon`` does, the processes of these ended attempts that are still alive: the
+        members of their sessions and process groups, their descendants, and (with /proc) whatever
+        carries their job markers. The wrapper is not one of them: it ends by itself once it wrote the
+        exit code. One look at the process table for all of them."""
+        table = procs.process_table(self._procfs)
+        markers = {_markers(launch): launch.name for launch in launches}
+        marked: dict[str, _Pids] = {}
+        for pid, start in (procs.marked(table, markers) if self._procfs else {}).items():
+            owner = markers.get(procs.environ_markers(pid) or ("", ""))
+            if owner is not None:
+                marked.setdefault(owner, {})[pid] = start
+        found: dict[str, int] = {}
+        for launch in launches:
+            root = self._root(launch)
+            roots = [root] if root is not None else []
+            targets = {**procs.tree(table, [r.pid for r in roots], []), **marked.get(launch.name, {})}
+            for pid in (os.getpid(), *(r.pid for r in roots)):
+                targets.pop(pid, None)
+            if targets:
+                self._signal(roots, targets, signal.SIGTERM)
+                self._kill_later([launch], roots, {_markers(launch)}, targets)
+                found[launch.name] = len(targets)
+        return found
+
+    def _kill_later(
+        self, launches: Sequence[Launch], roots: list[_Root], jobs: set[tuple[str, str]], targets: _Pids
+    ) -> None:
+        """A thread SIGKILLs what of ``targets`` outlives ``grace_s``; ``still_ending`` lists ``launches``
+        until it is done."""
+        killer = threading.Thread(target=self._finish_kill, args=(roots, jobs, targets), daemon=True)
+        killer.start()
+        self._killers = [k for k in self._killers if k[0].is_alive()] + [(killer, list(launches))]
 
     def still_ending(self) -> list[Launch]:
         """The attempts whose SIGTERM-then-SIGKILL (``cancel_soon``) is still under way."""

@@ -115,8 +115,9 @@ def cmd_runs(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     import webbrowser
 
-    print("Running the comparison notebook…", file=sys.stderr, flush=True)
-    notebook, report = groups.compare(args.groups, args.output)
+    names = groups.compare_names(args.groups)  # bad names before the line that says it runs
+    print(f"Running the comparison notebook of {', '.join(names)}…", file=sys.stderr, flush=True)
+    notebook, report = groups.compare(names, args.output)
     print(f"Notebook: {notebook}")
     print(f"  in Jupyter: {jupyter_line(notebook)}")
     print(f"Report: {report}  (HTML, plots included: any browser opens it)")
@@ -252,10 +253,13 @@ def cmd_kill(args: argparse.Namespace) -> int:
         print("Nothing killed.")
         return 1
     left = done.succeeded + done.failed
-    print(
-        f"Killed {args.group}: {done.cancelled} cancelled; {plural(left, 'job')} left as "
-        f"{'it was' if left == 1 else 'they were'} ({done.succeeded} succeeded, {done.failed} failed)."
+    kept = (
+        f"; {plural(left, 'job')} left as {'it was' if left == 1 else 'they were'} "
+        f"({done.succeeded} succeeded, {done.failed} failed)"
+        if left
+        else ""
     )
+    print(f"Killed {args.group}: {done.cancelled} cancelled{kept}.")
     return 0
 
 

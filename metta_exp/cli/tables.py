@@ -23,7 +23,7 @@ from metta_exp.trials import TrialRecord
 if TYPE_CHECKING:
     from metta_exp.groups import KillPlan
     from metta_exp.history.remove import RemovalPlan
-    from metta_exp.history.runs import Runs
+    from metta_exp.history.runs import RunRow, Runs
     from metta_exp.logs.job import AttemptLog
 
 __all__ = [
@@ -210,7 +210,7 @@ def runs_table(runs: Runs, now: float, width: int | None = None) -> tuple[str, l
 
     ``width``: the terminal's; the table is fitted to it by shortening the overrides, then leaving out
     metric columns from the right, then shortening group and run names. None (a pipe): not fitted."""
-    from metta_exp.history.runs import metric_label
+    from metta_exp.history.runs import metric_label, short_keys
     from metta_exp.metrics import fmt_number
 
     rows = runs.rows
@@ -232,11 +232,12 @@ def runs_table(runs: Runs, now: float, width: int | None = None) -> tuple[str, l
         (metric_label(m, runs.metrics), [_metric(r.metrics.get(m), fmt_number) for r in rows], True)
         for m in runs.metrics
     ]
-    shown = [" ".join(f"{k}={r.overrides[k]}" for k in varying if k in r.overrides) or "-" for r in rows]
-    overrides = ("OVERRIDES", shown, False)
+    overrides = ("OVERRIDES", _overrides_cells(rows, varying, {k: k for k in varying}), False)
     columns = [*fixed, *metric_columns, overrides]
     notes = []
-    if width is not None:
+    if width is not None and _width(columns) > width:  # the keys that vary most first, by their endings
+        order = sorted(varying, key=lambda k: -len({r.overrides.get(k) for r in rows}))
+        columns[-1] = ("OVERRIDES", _overrides_cells(rows, order, short_keys(varying)), False)
         columns, left_out = fit_columns(columns, width, len(fixed), len(metric_columns))
         if left_out:
             notes.append(
@@ -248,6 +249,10 @@ def runs_table(runs: Runs, now: float, width: int | None = None) -> tuple[str, l
     cells = [list(row) for row in zip(*(c[1] for c in columns), strict=True)] if rows else []
     right = tuple(i for i, c in enumerate(columns) if c[2])
     return table(headers, cells, right=right), notes
+
+
+def _overrides_cells(rows: Sequence[RunRow], keys: Sequence[str], names: Mapping[str, str]) -> list[str]:
+    return [" ".join(f"{names[k]}={r.overrides[k]}" for k in keys if k in r.overrides) or "-" for r in rows]
 
 
 def _metric(value: float | None, fmt: Callable[[float], str]) -> str:
@@ -276,10 +281,7 @@ def fit_columns(
     the overrides shortened (to 12 characters at least), then metric columns left out from the right (their
     titles returned), then the group and run names shortened (to 12 at least), then the overrides again (to
     4). Cells cut are marked ``…``."""
-
-    def widths(cols: list[Column]) -> int:
-        return sum(max(len(c[0]), *map(len, c[1]), 0) for c in cols) + 2 * (len(cols) - 1)
-
+    widths = _width
     cols = list(columns)
     left_out: list[str] = []
     over = cols[-1]
@@ -298,6 +300,11 @@ def fit_columns(
     if widths(cols) > width:  # a very narrow terminal: what is left of the overrides
         cols[-1] = _cut(over, max(4, width - widths(cols[:-1]) - 2))
     return cols, left_out
+
+
+def _width(columns: Sequence[Column]) -> int:
+    """The width of a table of ``columns``: each as wide as its widest cell or title, two spaces apart."""
+    return sum(max(len(c[0]), *map(len, c[1]), 0) for c in columns) + 2 * (len(columns) - 1)
 
 
 def _cut(column: Column, size: int) -> Column:

@@ -119,23 +119,31 @@ def run_rows(
         return find_runs(store, query)
 
 
-def compare(
-    patterns: Sequence[str], output: str | Path | None = None, report: bool = True
-) -> tuple[Path, Path | None]:
-    """One notebook with the groups ``patterns`` name (names or globs, at least two groups) side by side,
-    and unless ``report`` is False its executed HTML report beside it; their paths. ``output``: where
-    (``X.ipynb``, ``X.html``, or ``X`` for both); by default ``experiments/notebooks/compare-A-vs-B.ipynb``
-    here."""
-    from metta_exp.history.compare import CompareGroup, compare_paths, write_compare
+def compare_names(patterns: Sequence[str]) -> list[str]:
+    """The groups ``patterns`` (names or globs) name, for :func:`compare`: two or more, else ``UsageError``
+    (an unknown name or a glob that matches none: ``NotFoundError`` with the closest names)."""
     from metta_exp.history.listing import expand_patterns
 
     with open_store(readonly=True) or contextlib.nullcontext() as store:  # None: no store yet
         names = expand_patterns(store, list(patterns))
-        if store is None or len(names) < 2:
-            raise UsageError(
-                f"job compare needs two groups or more, got {', '.join(names) or 'none'}"
-                + (f" (for one group: metta-exp job report {names[0]})" if names else "")
-            )
+    if store is None or len(names) < 2:
+        raise UsageError(
+            f"job compare needs two groups or more, got {', '.join(names) or 'none'}"
+            + (f" (for one group: metta-exp job report {names[0]})" if names else "")
+        )
+    return names
+
+
+def compare(
+    patterns: Sequence[str], output: str | Path | None = None, report: bool = True
+) -> tuple[Path, Path | None]:
+    """One notebook with the groups ``patterns`` name (see :func:`compare_names`) side by side, and unless
+    ``report`` is False its executed HTML report beside it; their paths. ``output``: where (``X.ipynb``,
+    ``X.html``, or ``X`` for both); by default ``experiments/notebooks/compare-A-vs-B.ipynb`` here."""
+    from metta_exp.history.compare import CompareGroup, compare_paths, write_compare
+
+    names = compare_names(patterns)
+    with JobStore.holding(names[0], readonly=True) as store:
         chosen = [CompareGroup(store.group(n), store.jobs(n), store.gpu_hours(n)) for n in names]
     notebook_file, report_file = compare_paths(names, output)
     return write_compare(chosen, notebook_file, report_file if report else None)

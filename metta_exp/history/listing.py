@@ -101,9 +101,9 @@ def list_window(
     store: JobStore | None, query: GroupQuery, limit: int | None = DEFAULT_LIMIT, gpu_hours: bool = True
 ) -> Listing:
     """The newest ``limit`` groups ``query`` selects (None: all) and, with ``gpu_hours``, theirs."""
+    check_patterns(store, query.patterns)  # also with no store yet: a name still matches nothing
     if store is None:
         return Listing([], 0)
-    check_patterns(store, query.patterns)
     shown, matched = store.find_groups(query, limit)
     hours = {}
     if gpu_hours:

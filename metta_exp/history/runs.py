@@ -268,12 +268,17 @@ class _Keys:
         metric = self.metric(key)
         if metric is not None:
             return lambda r: reader.metrics(r).get(metric)
+        full = self.override(key)
+        if full is not None:
+            return lambda r: _typed_or_none(reader.overrides(r).get(full))
         if not self.records:
             return lambda r: None  # no run selected: nothing to match, nothing to say
         metrics = sorted(self.metric_keys())
         shorts = [metric_label(m, metrics) for m in metrics]
-        known = list(dict.fromkeys([*COLUMNS, *sorted(self.override_keys()), *metrics, *shorts]))
+        full_of = {short: full for full, short in short_keys(sorted(self.override_keys())).items()}
+        known = list(dict.fromkeys([*COLUMNS, *full_of.values(), *full_of, *metrics, *shorts]))
         near = closest(key, known)
+        near = [k for k in near if full_of.get(k, k) == k or full_of[k] not in near]  # one name per key
         hint = f"; closest: {', '.join(near)}" if near else f"; keys: {', '.join(known[:20])}"
         raise UsageError(f"{what}: no selected run has '{key}'{hint}")
 
@@ -287,12 +292,30 @@ class _Keys:
             self._metrics = {k for r in self.records for k in self.reader.metrics(r) if k != "_step"}
         return self._metrics
 
+    def override(self, key: str) -> str | None:
+        """The override key whose last dotted part(s) ``key`` is, when no other key ends so."""
+        found = [k for k in self.override_keys() if k.endswith("." + key)]
+        return found[0] if len(found) == 1 else None
+
     def metric(self, key: str) -> str | None:
         names = self.metric_keys()
         if key in names:
             return key
         short = [m for m in names if m.rsplit("/", 1)[-1] == key]
         return short[0] if len(short) == 1 else None
+
+
+def short_keys(keys: Sequence[str]) -> dict[str, str]:
+    """Each override key's shortest ending, in whole dotted parts, that no other of ``keys`` ends with (is
+    or ends with ``.`` and it): ``trainer.learning_rate`` -> ``learning_rate`` beside ``trainer.total``; the
+    key itself when none is. What a terminal's table shows, and ``--where``/``--sort`` take."""
+    out = {}
+    for key in keys:
+        parts = key.split(".")
+        endings = (".".join(parts[-n:]) for n in range(1, len(parts)))
+        unique = (e for e in endings if not any(o != key and (o == e or o.endswith("." + e)) for o in keys))
+        out[key] = next(unique, key)
+    return out
 
 
 def _typed_or_none(value: str | None) -> Any:

@@ -214,7 +214,7 @@ _GROUP_EVENTS = {
 def event_line(event: EventRecord) -> str | None:
     """One line for one store event, without its time (None for events a watcher need not see)."""
     detail = f" ({event.detail})" if event.detail else ""
-    if event.kind == "timed_out" and event.run:
+    if event.kind in ("timed_out", "leftovers") and event.run:
         return f"{event.run}: {event.detail}"
     if event.kind == "status":
         local = re.fullmatch(r"(\d+):\d+", event.detail or "")  # a local handle: pid:start time

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 from metta_exp.backends.base import Backend, Launch, Observation
 from metta_exp.paths import RunDir, launch_dir, notebook_path
 from metta_exp.records import GroupRecord, JobRecord
+from metta_exp.runner.leftovers import ended, hold_leftovers
 from metta_exp.runner.reports import AttemptReports
 from metta_exp.status import ACTIVE, JobStatus, waits_for
 from metta_exp.store import JobStore
@@ -214,6 +215,7 @@ class Runner:
         active = [j for j in jobs if j.status in ACTIVE]
         launches = [launch_of(group, j) for j in active]
         observed = self.backend.poll(launches)
+        observed = hold_leftovers(self.store, self.group, self.backend, active, launches, observed)
         changed = False
         for job, launch in zip(active, launches, strict=True):
             obs = observed.get(launch.name, Observation(None))
@@ -224,10 +226,10 @@ class Runner:
         ]
         if running:
             self.backend.sync_logs(running)
-        ended = {
-            j.run for j, launch in zip(active, launches, strict=True) if _ended(observed.get(launch.name))
+        finished = {
+            j.run for j, launch in zip(active, launches, strict=True) if ended(observed.get(launch.name))
         }
-        self._reports.record(group, active, launches, ended, self.backend.log_complete)
+        self._reports.record(group, active, launches, finished, self.backend.log_complete)
         return changed
 
     def _apply(self, group: GroupRecord, job: JobRecord, launch: Launch, obs: Observation) -> None:
@@ -484,7 +486,3 @@ def log_line(text: str) -> None:
     """One line in the runner's log; a log that cannot be written (a full disk) is no reason to die."""
     with contextlib.suppress(Exception):
         print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {text}", flush=True)
-
-
-def _ended(obs: Observation | None) -> bool:
-    return obs is not None and obs.status is not None and obs.status.is_terminal()
