@@ -5,7 +5,8 @@
 
 Every figure is a whole-process median of ``--repeat`` runs, from the command's start, in each bytecode
 mode (where the time goes: until the group was recorded in the store, until its runner claimed the first
-job, until every job had started; and the command's own CPU seconds):
+job, until every job had started; and CPU seconds, steadier than wall time on a shared machine: the
+command's own, and its group's runner's until every job had started, read from ``/proc``):
 
 - ``cached``: Python reads and writes its bytecode caches (``PYTHONDONTWRITEBYTECODE`` dropped), after
   one unmeasured warm-up run, as on a user's machine where imports are cached;
@@ -117,10 +118,12 @@ def newest_group(db: sqlite3.Connection) -> str | None:
     return row[0] if row else None
 
 
-def all_started(state_dir: Path, expected: int, timeout: float = 300.0) -> tuple[str, float]:
-    """Wait for the newest group to have ``expected`` started jobs; its name and the last start time."""
+def all_started(state_dir: Path, expected: int, timeout: float = 300.0) -> tuple[str, float, float | None]:
+    """Wait for the newest group to have ``expected`` started jobs; its name, the last start time and its
+    runner's CPU seconds by then (None when it could not be read)."""
     deadline = time.time() + timeout
     db = sqlite3.connect(state_dir / "jobs.sqlite", timeout=30)
+    runner_cpu: float | None = None
     try:
         while time.time() < deadline:
             group = newest_group(db)
@@ -130,12 +133,27 @@ def all_started(state_dir: Path, expected: int, timeout: float = 300.0) -> tuple
                     "LEFT JOIN attempts a ON a.job_id = j.id AND a.number = j.attempts WHERE j.group_name = ?",
                     (group,),
                 ).fetchone()
+                pid = db.execute("SELECT runner_pid FROM groups WHERE name = ?", (group,)).fetchone()[0]
+                runner_cpu = cpu_seconds(pid) if pid else None
                 if jobs == expected and started == expected:
-                    return group, float(last)
+                    return group, float(last), runner_cpu
             time.sleep(0.02)
     finally:
         db.close()
     raise RuntimeError(f"the jobs of the sweep did not all start within {timeout} s")
+
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """A live process's CPU seconds so far (user + system, from ``/proc/PID/stat``), or None."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
 
 
 def wait_ended(state_dir: Path, group: str, timeout: float = 600.0) -> None:
@@ -169,6 +187,7 @@ def run(argv: list[str], cwd: Path, env: Env) -> tuple[float, str]:
 
 
 PHASES: list[tuple[float, float]] = []  # per run: (group recorded, first job claimed by its runner)
+RUNNER_CPU: list[float] = []  # per run: the runner's CPU seconds until every job had started
 
 
 def phases(state_dir: Path, group: str, start: float) -> tuple[float, float]:
@@ -192,8 +211,10 @@ def metta_submit(argv: list[str], work: Path, base: Env, points: int) -> tuple[f
     state = Path(tempfile.mkdtemp(prefix="state-", dir=work))
     start = time.time()
     returned, _ = run(argv, work, environment(base, state))
-    group, last_start = all_started(state, points)
+    group, last_start, runner_cpu = all_started(state, points)
     PHASES.append(phases(state, group, start))
+    if runner_cpu is not None:
+        RUNNER_CPU.append(runner_cpu)
     wait_ended(state, group)
     return last_start - start, returned
 
@@ -210,6 +231,7 @@ def measure(label: str, repeat: int, once: Callable[[], Sample]) -> None:
         once()  # warm-up: bytecode caches (when written), page cache
     CPU_USED.clear()
     PHASES.clear()
+    RUNNER_CPU.clear()
     samples = [once() for _ in range(repeat)]
     cpu = CPU_USED[:]
     print(f"  {label}")
@@ -221,6 +243,8 @@ def measure(label: str, repeat: int, once: Callable[[], Sample]) -> None:
     else:
         print(f"      command returned   {median(samples)}")  # type: ignore[arg-type]
     print(f"      command's CPU      {median(cpu)}   (user + system)")
+    if RUNNER_CPU:
+        print(f"      runner's CPU       {median(RUNNER_CPU)}   (until every job had started)")
     sys.stdout.flush()
 
 
