@@ -68,9 +68,9 @@ def screenshot(report: Path, target: Path) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(target), full_page=False)
         browser.close()
-    from PIL import Image  # 128 colours: a third of the size, the same picture
+    from PIL import Image  # full colour: a palette of 128 gave two runs' lines one colour
 
-    Image.open(target).convert("RGB").quantize(colors=128).save(target, optimize=True)
+    Image.open(target).convert("RGB").save(target, optimize=True)
 
 
 if __name__ == "__main__":

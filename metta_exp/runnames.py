@@ -87,11 +87,17 @@ def value_label(text: str, value: Any) -> str:
     elif isinstance(value, str) and len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
         text = value
     label = _clean(text)
+    if _negative(value) and label and not label.startswith("-"):
+        label = f"-{label}"  # _clean strips a leading '-': y=-5 would read y5, and y=5 would be y5-2
     if not label:
         return "empty" if text == "" else f"v{_short(text)}"
     if len(label) > _VALUE_CHARS:
         label = f"{label[: _VALUE_CHARS - 6]}_{_short(label)}"
     return label
+
+
+def _negative(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value < 0
 
 
 def run_names(prefixes: Sequence[str | None], parts: Sequence[Sequence[str]]) -> list[str]:

@@ -365,6 +365,7 @@ def test_kill_while_a_runner_and_a_monitor_run(state_dir: Path) -> None:
         for name in ("attempt-1.pid", "child-1.pid")
     ]
     assert all(alive(pid) for pid in pids)
+    assert not alive(int((rd / "done" / "child-1.pid").read_text()))  # ended with 'done', before its record
     done_before = store.job("victim", "done")
     runner = store.group("victim").runner_pid
     assert runner and alive(runner)
@@ -381,10 +382,9 @@ def test_kill_while_a_runner_and_a_monitor_run(state_dir: Path) -> None:
         assert watching.startswith("Watching victim: 5 jobs, 1 pending, 3 running, 1 succeeded")
         result = run_cli("job", "kill", "victim", "--force")
         assert result.returncode == 0, result.stderr
-        assert result.stdout.startswith(  # 'done' left its child running: the kill ends it too
+        assert result.stdout.startswith(  # 'done' left its child running: its runner ended it with it
             "Kill victim: end 3 running jobs (slow1, slow2, later1); "
-            "cancel 1 pending job (later2); end the leftover processes of 1 ended job (done); "
-            "leave 1 ended job as it is.\n"
+            "cancel 1 pending job (later2); leave 1 ended job as it is.\n"
         )
         assert not any(alive(pid) for pid in pids), "a job process survived the kill"
         out, _ = monitor.communicate(timeout=60)

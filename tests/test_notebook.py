@@ -740,3 +740,14 @@ def test_the_fetch_is_told_in_one_sentence_naming_runs_without_points() -> None:
     assert fetched_text(df.iloc[0:0]).startswith(
         "Fetched 0 points of s and r for 3 runs; none for a, b, broken"
     )
+
+
+def test_gpu_hours_are_summarised_only_for_runs_that_held_gpus(tmp_path: Path) -> None:
+    infos = [run_info(job(r, tmp_path / r, i)) for i, r in enumerate(["a", "b"])]
+
+    def summary(hours: dict[str, float]) -> str:
+        return cells(render_notebook(group(), infos, gpu_hours=hours))["summary"].source
+
+    assert "GPU_HOURS = {'a': 0.5, 'b': 0.0}" in summary({"a": 0.5})
+    cpu_only = summary({"a": 0.0, "b": 0.0})  # a column of zeros says nothing: the demo runs on the CPU
+    assert "GPU_HOURS" not in cpu_only and "gpu_hours=" not in cpu_only

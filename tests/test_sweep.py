@@ -29,6 +29,7 @@ from metta_exp.sweep import (
     sweep_experiment,
     sweep_limit,
 )
+from metta_exp.trials import Dimension, SearchSpace
 
 # The training command: records its argv, start and end, and (with REC_BARRIER=N) does not end before N
 # jobs of its group have started, so a sweep whose jobs ran one after another could never succeed.
@@ -427,6 +428,24 @@ def test_points_cross_the_experiments_runs_in_hydras_order() -> None:
     exp = sweep_experiment(base, points)
     assert exp.args_per_run["b-lr0.2-opt_sgd"] == ["bb=1", "lr=0.2", "fixed=1", "opt=sgd"]
     assert exp.depends_on == {p.run: [p.run.replace("b-", "a-", 1)] for p in points if p.base_run == "b"}
+
+
+def test_negative_values_keep_their_sign_in_run_names() -> None:
+    """``y=-5`` must not read ``y5`` (nor collide with ``y=5`` into ``y5-2``): the sign stays, after a
+    ``_`` so that it does not read as the separator between parts."""
+    points = expand(["job"], entries("x=-5.5,0.5", "y=-5,0,5"))
+    assert [p.run for p in points] == [
+        "x_-5.5-y_-5",
+        "x_-5.5-y0",
+        "x_-5.5-y5",
+        "x0.5-y_-5",
+        "x0.5-y0",
+        "x0.5-y5",
+    ]
+    assert all(RUN_NAME.match(p.run) for p in points)
+    dims = (Dimension("y", "categorical", choices=(-5, 0, 5), texts=("-5", "0", "5")),)
+    assert SearchSpace(dims, base_run="train").run_name(3, {"y": -5}) == "t003-y_-5"
+    assert SearchSpace(dims, base_run="train").run_name(4, {"y": -1e-7}) == "t004-y_-1e-07"
 
 
 def test_the_limit_is_an_environment_setting() -> None:

@@ -50,6 +50,8 @@ def test_one_job_is_one_job_in_dry_run_show_and_kill(state_dir: Path) -> None:
 
     recorded_group(state_dir, "one", ["a"])
     assert " · 1 job: 1 pending" in run_cli("job", "show", "one").stdout
+    killed = run_cli("job", "kill", "one", "--force")  # nothing left as it was: nothing to say of it
+    assert killed.stdout.splitlines()[-1] == "Killed one: 1 cancelled."
 
 
 def test_a_taken_group_name_suggests_what_fits_that_group(state_dir: Path) -> None:

@@ -253,10 +253,13 @@ def cmd_kill(args: argparse.Namespace) -> int:
         print("Nothing killed.")
         return 1
     left = done.succeeded + done.failed
-    print(
-        f"Killed {args.group}: {done.cancelled} cancelled; {plural(left, 'job')} left as "
-        f"{'it was' if left == 1 else 'they were'} ({done.succeeded} succeeded, {done.failed} failed)."
+    kept = (
+        f"; {plural(left, 'job')} left as {'it was' if left == 1 else 'they were'} "
+        f"({done.succeeded} succeeded, {done.failed} failed)"
+        if left
+        else ""
     )
+    print(f"Killed {args.group}: {done.cancelled} cancelled{kept}.")
     return 0
 
 

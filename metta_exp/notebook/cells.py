@@ -171,7 +171,7 @@ def notebook_context(
     gpu_hours: Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
     """Everything the templates see, as plain data (``search``: a search group's study, else None;
-    ``gpu_hours``: each run's, None when not known)."""
+    ``gpu_hours``: each run's, None when not known or when no run held a GPU)."""
     runs = sorted(runs, key=lambda r: (r.position, r.run))
     exp = group.exp
     search = search_context(group, trials)
@@ -201,7 +201,10 @@ def notebook_context(
         "package_root": package_root,
         "any_wandb": any(r.wandb_url or r.wandb_mode == "offline" for r in runs),
         "search": search,
-        "gpu_hours": None if gpu_hours is None else {r.run: float(gpu_hours.get(r.run, 0.0)) for r in runs},
+        # a column of zeros says nothing: GPU-hours only when some run held a GPU
+        "gpu_hours": {r.run: float(gpu_hours.get(r.run, 0.0)) for r in runs}
+        if gpu_hours and any(gpu_hours.values())
+        else None,
     }
 
 
