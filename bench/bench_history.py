@@ -361,21 +361,23 @@ def make_files(state: Path, first: int, last: int) -> int:
 
 def bench_rm(big: Path, now: float, rounds: int) -> None:
     print(f"Removing the {SLICE:,} oldest groups (job rm --older-than T --force) on a copy in {big.parent.parent}, "
-          f"{rounds} slice{'s' if rounds > 1 else ''} in turn:")  # fmt: skip
+          f"{rounds} slice{'s' if rounds > 1 else ''} in turn (wall / CPU seconds):")  # fmt: skip
     for k in range(rounds):
         first, last = k * SLICE, (k + 1) * SLICE
         files = make_files(big, first, last)
         jobs = sum(SIZES[i % len(SIZES)] for i in range(first, last))
         age = oldest(first, last, now) + (time.time() - now)
         argv = ["job", "rm", "--older-than", f"{age:.0f}s", "--force"]
+        before = cpu_of_children()
         took = timed(argv, env_for(big, cached=True), big, (0,))
+        cpu = cpu_of_children() - before
         with JobStore.open(big, create=False, readonly=True) as store:
             left = store.find_groups(GroupQuery(until=now - (GROUPS - last) * YEAR / GROUPS))[1]
         assert left == 0, f"{left} groups of the slice left"
         kept = [group_name(i) for i in range(first, last) if (big / "runs" / group_name(i)).exists()]
         assert not kept, f"{len(kept)} run directories of the slice left: {kept[:5]}"
-        print(f"  groups {first:>5}-{last - 1:<5} ({jobs:,} jobs, {files:,} files and directories)  {took:6.2f} s"
-              "  [<= 5 s]", flush=True)  # fmt: skip
+        print(f"  groups {first:>5}-{last - 1:<5} ({jobs:,} jobs, {files:,} files and directories)  "
+              f"{figures((took, cpu))} s  [<= 5 s]", flush=True)  # fmt: skip
 
 
 def rm_phases(big: Path, now: float, first: int, last: int) -> None:
@@ -385,17 +387,24 @@ def rm_phases(big: Path, now: float, first: int, last: int) -> None:
     from metta_exp.history import remove as rm
     from metta_exp.store import history as store_history
 
-    spent: dict[str, float] = {}
+    spent: dict[str, tuple[float, float]] = {}
+
+    def clocks() -> tuple[float, float]:
+        return time.perf_counter(), time.process_time()  # the process's CPU: every thread's
+
+    def since(start: tuple[float, float], then: tuple[float, float] = (0.0, 0.0)) -> tuple[float, float]:
+        now = clocks()
+        return now[0] - start[0] + then[0], now[1] - start[1] + then[1]
 
     def timing(owner: object, name: str, label: str) -> None:
         real = getattr(owner, name)
 
         def wrapper(*args: object, **kwargs: object) -> object:
-            start = time.perf_counter()
+            start = clocks()
             try:
                 return real(*args, **kwargs)
             finally:
-                spent[label] = spent.get(label, 0.0) + time.perf_counter() - start
+                spent[label] = since(start, spent.get(label, (0.0, 0.0)))
 
         setattr(owner, name, wrapper)
 
@@ -406,15 +415,16 @@ def rm_phases(big: Path, now: float, first: int, last: int) -> None:
     make_files(big, first, last)
     age = oldest(first, last, now) + (time.time() - now)
     with JobStore.open(big, create=False) as store:
-        start = time.perf_counter()
+        start = clocks()
         removal = rm.plan(store, [], f"{age:.0f}s")
-        planned = time.perf_counter() - start
+        planned = since(start)
         rm.remove(store, removal)
-        total = time.perf_counter() - start
-    print(f"  in process, groups {first}-{last - 1}: {total:.2f} s, of which")
-    print(f"    {'finding the groups':<30} {planned - spent['measuring the disk']:6.2f} s")
+        total = since(start)
+    disk = spent["measuring the disk"]
+    print(f"  in process, groups {first}-{last - 1}: {figures(total)} s (wall / CPU), of which")
+    print(f"    {'finding the groups':<30} {figures((planned[0] - disk[0], planned[1] - disk[1]))} s")
     for label, seconds in spent.items():
-        print(f"    {label:<30} {seconds:6.2f} s")
+        print(f"    {label:<30} {figures(seconds)} s")
 
 
 def main() -> None:

@@ -81,6 +81,35 @@ _SESSION_TMP = pytest.StashKey[Path]()
 _CHECKOUT = pytest.StashKey["set[str] | None"]()
 
 
+@pytest.hookimpl(optionalhook=True)  # xdist's hook
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto``: two workers per CPU this process may use. A test spends about half its time waiting
+    for what it started (an interpreter's start-up, a runner's half-second tick, a kernel, a job's exit):
+    a CI run of the suite on 2 CPUs with a worker each took 491 s for about 590 CPU-seconds, so a worker
+    per CPU leaves the CPUs idle half the time."""
+    return 2 * len(os.sched_getaffinity(0))
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the xdist_group marks
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The slow tests first (xdist hands tests out in this order: a long test started last would hold the
+    run up alone), and the tests of a module that share a module-scoped fixture (a built wheel, the real
+    sky package's answers, a fake W&B server) in one ``xdist_group``, so that it is set up once, not on
+    every worker (the suite runs with ``--dist loadgroup``)."""
+    for item in items:
+        fixturedefs = getattr(item, "_fixtureinfo", None)
+        if fixturedefs is None:
+            continue
+        shared = sorted(
+            name
+            for name, defs in fixturedefs.name2fixturedefs.items()
+            if defs and defs[-1].scope == "module" and defs[-1].baseid
+        )
+        if shared:
+            item.add_marker(pytest.mark.xdist_group(f"{item.module.__name__}:{'+'.join(shared)}"))
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: files keep their order
+
+
 @pytest.hookimpl(wrapper=True, trylast=True)
 def pytest_sessionfinish(session: pytest.Session) -> Iterator[None]:
     """After the workers ended: fail the run if it left anything in its temporary directory or checkout."""

@@ -126,6 +126,7 @@ def test_job_retry_shows_what_happens_from_the_retry_on(state_dir: Path) -> None
     assert "flaky: 2 jobs, 2 succeeded" in retried.stdout
 
 
+@pytest.mark.slow
 def test_a_misspelt_module_of_a_local_group_is_refused_before_anything_is_submitted(state_dir: Path) -> None:
     typo = run_cli("+experiment=demo", "module=metta_exp.examples.cartpol")
     assert typo.returncode == 2

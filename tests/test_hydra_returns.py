@@ -42,6 +42,7 @@ def sweep(runner: TSweepRunner, tmp_path: Path, task: Any, overrides: list[str])
     )
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("hydra_restore_singletons")
 def test_local_jobs_return_values_and_reraise_exceptions(
     hydra_sweep_runner: TSweepRunner, tmp_path: Path, store: Path
@@ -58,6 +59,7 @@ def test_local_jobs_return_values_and_reraise_exceptions(
         pass
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("hydra_restore_singletons")
 def test_remote_jobs_return_values_through_their_logs(
     hydra_sweep_runner: TSweepRunner, tmp_path: Path, store: Path, monkeypatch: pytest.MonkeyPatch

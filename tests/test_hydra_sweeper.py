@@ -73,6 +73,7 @@ def test_the_sphere_example_runs_its_study_as_one_group(state_dir: Path) -> None
     ).is_file()  # the report, search cells and all
 
 
+@pytest.mark.slow
 def test_a_grid_search_returns_at_once_and_goes_on(state_dir: Path) -> None:
     """``range`` includes its stop as in Hydra's Optuna sweeper; the grid caps the trials at its size; the
     results file is written when the study ends, though the terminal did not wait for it."""

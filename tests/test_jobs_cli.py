@@ -542,10 +542,28 @@ def test_retry_no_wait_returns_and_a_runner_finishes_the_group(state_dir: Path) 
 # --- logs ---------------------------------------------------------------------------------------------------
 
 
-def test_logs_tail_attempt_and_follow_across_a_retry(state_dir: Path) -> None:
-    exp = experiment(["flaky"], args=["fail_first=1", "lines=4", "tick=0.3"], max_retries=1)
+def test_logs_tail_attempt_and_follow_across_a_retry(state_dir: Path, tmp_path: Path) -> None:
+    """``--follow`` is attached while attempt 1 runs (its last line printed, it waits at its gate until
+    the follower has shown that line) and goes on into attempt 2."""
+    exp = experiment(["flaky"], args=["fail_first=1", "lines=4", "gate=1"], max_retries=1)
     store = launch(state_dir, exp, "follow")
-    follow = run_cli("job", "logs", "follow", "flaky", "--follow")
+    with open(tmp_path / "follow.err", "w+") as err:
+        follower = subprocess.Popen(
+            [PY, "-m", "metta_exp", "job", "logs", "follow", "flaky", "--follow"],
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+        )
+        shown = []
+        with follower:
+            for line in follower.stdout or ():
+                shown.append(line)
+                if line == "attempt 1 line 4\n":
+                    break
+            Path(store.job("follow", "flaky").run_dir, "go").write_text("")  # attempt 1 may end now
+            shown.append((follower.stdout or io.StringIO()).read())
+        err.seek(0)
+        follow = subprocess.CompletedProcess(follower.args, follower.returncode, "".join(shown), err.read())
     assert follow.returncode == 0, follow.stderr
     lines = follow.stdout.splitlines()
     first = [line for line in lines if line.startswith("attempt 1 line")]

@@ -185,6 +185,7 @@ def test_local_file_is_preferred_and_offline_runs_are_not_fetched(server: FakeWa
     assert not math.isnan(df["value"].sum())
 
 
+@pytest.mark.slow
 def test_no_credentials_is_one_reason_per_run(server: FakeWandb, tmp_path: Path) -> None:
     # In a fresh process: wandb keeps the credentials of an earlier Api for the whole process.
     jobs = [job(tmp_path, "a", "nokey-a"), job(tmp_path, "b", "nokey-b")]

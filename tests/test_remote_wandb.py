@@ -79,6 +79,7 @@ def world(state_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Pa
             FakeSkyApi(fake).kill_all()
 
 
+@pytest.mark.slow
 def test_remote_group_with_default_settings_gets_wandb_links_and_data(
     state_dir: Path, world: tuple[Path, FakeWandb], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -204,6 +205,7 @@ def test_readme_multi_node_example_starts_torchrun_with_skypilots_node_variables
     ]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_multi_node_job_reports_to_wandb_from_rank_zero_only(
     state_dir: Path, world: tuple[Path, FakeWandb]
 ) -> None:

@@ -138,6 +138,7 @@ def test_a_clearly_bad_trial_is_pruned_and_the_study_still_succeeds(state_dir: P
     assert "1 pruned" in result.stdout
 
 
+@pytest.mark.slow
 def test_a_search_goes_on_after_its_runner_is_killed_without_asking_or_telling_twice(
     state_dir: Path, conf: Path
 ) -> None:
@@ -229,6 +230,7 @@ def test_a_dry_run_prints_the_space_and_the_first_trials_jobs(state_dir: Path, c
     assert not state_dir.exists()
 
 
+@pytest.mark.slow
 def test_a_search_runs_on_the_skypilot_backend(
     state_dir: Path, conf: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

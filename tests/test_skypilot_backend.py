@@ -501,6 +501,7 @@ def test_log_tails_are_synced_at_a_bounded_rate(fake: FakeSkyApi, state: Path) -
 # --- check and the switch ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_check(fake: FakeSkyApi, state: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HOME", str(state.parent / "home"))  # a cloud not enabled asks sky's registry
     specs = resolve(command_exp(["a"], "pass"), "g", state)

@@ -21,6 +21,7 @@ import subprocess
 import textwrap
 from pathlib import Path
 
+import pytest
 from conftest import PY
 
 SDK_CALLS = textwrap.dedent(
@@ -153,6 +154,7 @@ SDK_CALLS = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_every_sdk_call_fits_the_installed_skypilot_and_its_answers_are_decoded_by_it(tmp_path: Path) -> None:
     env = {**os.environ, "HOME": str(tmp_path), "SKYPILOT_DISABLE_USAGE_COLLECTION": "1"}
     result = subprocess.run(

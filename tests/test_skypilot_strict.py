@@ -353,6 +353,7 @@ SDK_PROBE = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_sdk_answers_are_read_as_skypilot_means_them(tmp_path: Path) -> None:
     env = {**os.environ, "HOME": str(tmp_path)}
     result = subprocess.run([PY, "-c", SDK_PROBE], capture_output=True, text=True, env=env, timeout=120)

@@ -102,6 +102,7 @@ def test_a_group_launched_in_a_project_is_seen_and_managed_from_its_subdirectori
     assert listed.stdout.rstrip().splitlines()[-1] == f"store: {project / 'job_state' / 'jobs.sqlite'}"
 
 
+@pytest.mark.slow
 def test_every_job_command_says_which_store_it_read_with_where(project: Path) -> None:
     launch_in(project, "g")
     wait_group_end(project / "job_state", "g")

@@ -158,7 +158,10 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         "repeat it: all must hold. Bare: print which store this command reads (store: PATH) on stderr",
     )
     p.add_argument(
-        "--sort", metavar="KEY", help="a metric (reward or overview/reward), a column or an override"
+        "--sort",
+        metavar="KEY",
+        help="a metric (reward or overview/reward), a column or an override (learning_rate or "
+        "trainer.learning_rate)",
     )
     p.add_argument("--reverse", action="store_true", help="the other way round")
     add_window(p, "runs")

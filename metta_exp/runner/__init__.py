@@ -13,7 +13,6 @@ expired or its process is gone.
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import sys
 import time
@@ -26,6 +25,7 @@ from metta_exp.backends.base import Backend, Launch, Observation
 from metta_exp.errors import BackendRefused
 from metta_exp.paths import RunDir, launch_dir, notebook_path
 from metta_exp.records import GroupRecord, JobRecord
+from metta_exp.runner.hiccups import disk_full, log_line
 from metta_exp.runner.leftovers import ended, hold_leftovers
 from metta_exp.runner.reports import AttemptReports, settling
 from metta_exp.status import ACTIVE, JobStatus, waits_for
@@ -413,9 +413,24 @@ class Runner:
         return bool(claimed)
 
     def _submit(self, group: GroupRecord, launches: list[Launch]) -> None:
+        """Submit the claimed launches; record those started running before they begin (``submit_recorded``)."""
         self._renew()  # a remote submit can take a while: hold the lease across it
+        marked: set[str] = set()
+        unrecorded: list[Exception] = []
+
+        def record(handles: dict[str, str]) -> None:
+            started = [(j.spec.run, j.attempt, handles[j.name]) for j in launches if handles.get(j.name)]
+            self._submitted.update((run, attempt) for run, attempt, _ in started)
+            try:
+                if time.time() - self._last_renew > self.lease_ttl / 3:  # a long (remote) submit
+                    self._renew()
+                marked.update(self.store.mark_running_many(self.group, started))
+            except Exception as exc:
+                unrecorded.append(exc)
+                raise
+
         try:
-            handles = self.backend.submit(launches)
+            handles = self.backend.submit_recorded(launches, record)
         except BackendRefused:  # nothing was submitted: back to pending, and the runner stops
             for launch in launches:
                 self.store.finish_attempt(
@@ -423,24 +438,21 @@ class Runner:
                     reason="not submitted: the backend refuses every call", requeue=True,
                 )  # fmt: skip
             raise
-        except Exception as exc:  # the backend could start none of them
-            handles = {}
-            error = f"could not be submitted: {exc}"
+        except Exception as exc:
+            if unrecorded:  # they started; the next cycle finds them (as after a crash) and records them
+                raise
+            handles, error = {}, f"could not be submitted: {exc}"  # the backend could start none of them
         else:
             error = "the backend did not start it"
         self._renew()
-        handled = [replace(launch, handle=handles.get(launch.name)) for launch in launches]
-        for launch in handled:
-            if launch.handle is None:
+        for launch in launches:
+            if handles.get(launch.name) is None:
                 self._failed(group, self.store.job(self.group, launch.spec.run), None, error)
-        started = [launch for launch in handled if launch.handle is not None]
-        if not started:
-            return
-        self._submitted.update((launch.spec.run, launch.attempt) for launch in started)
-        marked = self.store.mark_running_many(
-            self.group, [(launch.spec.run, launch.attempt, launch.handle) for launch in started]
-        )
-        killed = [launch for launch in started if launch.spec.run not in marked]
+        killed = [
+            replace(j, handle=handles[j.name])
+            for j in launches
+            if handles.get(j.name) and j.spec.run not in marked
+        ]
         if killed:  # killed between claim and submit: end what we just started
             self.backend.cancel_soon(killed)
 
@@ -481,16 +493,3 @@ class Runner:
             self.store.add_event(self.group, "report", str(path))
         except Exception as exc:  # nor a report problem
             self.store.add_event(self.group, "report_failed", f"{type(exc).__name__}: {exc}")
-
-
-def disk_full(exc: BaseException) -> bool:
-    """Whether ``exc`` comes from a full disk (an OSError, or SQLite's "database or disk is full")."""
-    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return True
-    return "disk is full" in str(exc) or "No space left" in str(exc)
-
-
-def log_line(text: str) -> None:
-    """One line in the runner's log; a log that cannot be written (a full disk) is no reason to die."""
-    with contextlib.suppress(Exception):
-        print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {text}", flush=True)
