@@ -46,9 +46,9 @@ def test_the_readme_demo_runs_on_a_bare_machine_and_its_report_has_every_runs_pl
         assert df.attrs["errors"] == {} and set(df.attrs["sources"].values()) >= {
             f"log {job.log_path}" for job in jobs
         }, df.attrs  # no W&B, no metrics file here: the progress lines the copied logs hold
-        # every run's curve reaches its last step (how many points before it depends on the machine's speed:
-        # a progress line at most every METTA_EXP_PROGRESS_EVERY seconds, and one at the end)
+        # every run is a curve to its last step, however fast the machine (its first point and its last)
         assert {j.run: df[df["run"] == j.run]["step"].max() for j in jobs} == {j.run: 40000 for j in jobs}
+        assert all(len(df[df["run"] == j.run]) >= 2 for j in jobs)
         report = (Path("experiments") / "notebooks" / "bare.html").read_text()
         assert report.count("data:image/png;base64") >= 2, "the reward and SPS plots"
         assert "not fetched" not in report

@@ -316,13 +316,33 @@ def test_progress_lines_are_throttled_and_exact(
     clock.now = 107.0
     run.finish()
     assert capsys.readouterr().out.splitlines() == [
-        # 102.5 is the first time >= 2 s after init; sps from the first log (1000 steps in 1.5 s)
-        "[metta-exp] progress step=2000 total=20000 sps=666.667 overview/reward=2 trainer/loss=0.5",
-        # 105 - 102.5 >= 2: 2000 steps in 2.5 s
-        "[metta-exp] progress step=4000 total=20000 sps=800 overview/reward=4 trainer/loss=0.5",
+        # the first log: its point (no sps yet)
+        "[metta-exp] progress step=1000 total=20000 overview/reward=1 trainer/loss=0.5",
+        # 103 is the first time >= 2 s after it; sps from the first log (2000 steps in 2 s)
+        "[metta-exp] progress step=3000 total=20000 sps=1000 overview/reward=3 trainer/loss=0.5",
+        # 105 - 103 >= 2: 1000 steps in 2 s
+        "[metta-exp] progress step=4000 total=20000 sps=500 overview/reward=4 trainer/loss=0.5",
         # at finish: 96 steps in 2 s; latest value of every metric, overview/* first
         "[metta-exp] progress step=4096 total=20000 sps=48 overview/reward=21.5 trainer/loss=0.5"
         " eval/score=nan",
+    ]
+
+
+def test_a_run_shorter_than_the_progress_interval_prints_its_first_and_last_point(
+    run_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A remote run without W&B is plotted from its log's progress lines: a run that ends within
+    ``METTA_EXP_PROGRESS_EVERY`` seconds must still give a curve (two points), not a lone last point."""
+    monkeypatch.setenv("METTA_EXP_PROGRESS_EVERY", "2")
+    clock = FakeClock(100.0)
+    run = tracking.Run(total_steps=300, clock=clock)
+    for step in (100, 200, 300):
+        clock.now += 0.1
+        run.log({"overview/reward": step / 100}, step=step)
+    run.finish()
+    assert capsys.readouterr().out.splitlines() == [
+        "[metta-exp] progress step=100 total=300 overview/reward=1",
+        "[metta-exp] progress step=300 total=300 sps=1000 overview/reward=3",
     ]
 
 

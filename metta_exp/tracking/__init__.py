@@ -18,7 +18,7 @@ runs by hand):
   ``init``, ``checkpoint`` and ``finish``.
 
 On stdout (the job's log) it prints ``[metta-exp] progress step=... total=... sps=... key=value ...`` at
-most every ``$METTA_EXP_PROGRESS_EVERY`` seconds and at finish, ``[metta-exp] checkpoint path=...``
+the first log, then at most every ``$METTA_EXP_PROGRESS_EVERY`` seconds, and at finish, ``[metta-exp] checkpoint path=...``
 on each checkpoint, and, when W&B is online, ``[metta-exp] wandb url=... entity=... project=... id=...``
 once W&B is up and again at finish (so even a short log tail holds it). :func:`parse_progress_line`,
 :func:`last_progress`, :func:`last_checkpoint` and :func:`last_wandb` read them back
@@ -200,7 +200,8 @@ class Run:
         """Record ``metrics`` (numbers by name) at ``step`` (default: the last step logged + 1).
 
         Appends one line to ``metrics.jsonl``, mirrors to W&B with the same step, and prints a
-        progress line if the last one is at least ``METTA_EXP_PROGRESS_EVERY`` seconds old.
+        progress line at the first log and then when the last one is at least ``METTA_EXP_PROGRESS_EVERY``
+        seconds old (a run plotted from its log has its first point and its last, however short it is).
         Raises TypeError for a value that is not a number, before anything is written.
         """
         values = {key: _number(key, value) for key, value in metrics.items()}
@@ -215,9 +216,10 @@ class Run:
             self._step = step
             self._latest.update(values)
             now = self._clock()
-            if self._sps_base is None:
+            first = self._sps_base is None
+            if first:
                 self._sps_base = (now, step)
-            if now - self._last_line_time >= self.progress_every:
+            if first or now - self._last_line_time >= self.progress_every:  # a log's first point, too
                 self._print_progress(now)
         self._wandb.log(values, step)
 
