@@ -17,12 +17,12 @@ runs by hand):
 - ``run.json``: the run's state (checkpoint, W&B URL and mode, finished), replaced atomically on
   ``init``, ``checkpoint`` and ``finish``.
 
-On stdout (the job's log) it prints ``[metta-exp] progress step=... total=... sps=... key=value ...`` at
-the first log, then at most every ``$METTA_EXP_PROGRESS_EVERY`` seconds, and at finish, ``[metta-exp] checkpoint path=...``
-on each checkpoint, and, when W&B is online, ``[metta-exp] wandb url=... entity=... project=... id=...``
-once W&B is up and again at finish (so even a short log tail holds it). :func:`parse_progress_line`,
-:func:`last_progress`, :func:`last_checkpoint` and :func:`last_wandb` read them back
-(``metta_exp.logs.lines``, pure: the monitor and the runner use them on local and remote logs alike).
+On stdout (the job's log) it prints ``[metta-exp] progress step=... total=... sps=... key=value ...`` at the
+first log, then at most every ``$METTA_EXP_PROGRESS_EVERY`` seconds, and at finish; ``[metta-exp] checkpoint
+path=...`` on each checkpoint, and, when W&B is online, ``[metta-exp] wandb url=... entity=... project=...
+id=...`` once W&B is up and again at finish (so even a short log tail holds it).
+:func:`parse_progress_line`, :func:`last_progress`, :func:`last_checkpoint` and :func:`last_wandb` read them
+back (``metta_exp.logs.lines``, pure: the monitor and the runner use them on local and remote logs alike).
 
 Only rank 0 reports. In a multi-node job (SkyPilot's ``SKYPILOT_NODE_RANK``) or a multi-process one
 (torchrun's ``RANK``/``LOCAL_RANK``) every other rank gets a working ``Run`` that validates its calls and
