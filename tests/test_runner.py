@@ -299,6 +299,51 @@ def test_a_launch_pass_commits_a_few_times_whatever_its_size(state_dir: Path) ->
     wait_for(lambda: backend.poll([]) == {} and not backend._children, what="the wrappers to be collected")
 
 
+STARTED_AT = (
+    "import os, pathlib, time; "
+    "pathlib.Path(os.environ['METTA_EXP_RUN_DIR'], 'at').write_text(repr(time.time()))"
+)
+
+
+def test_a_batch_is_recorded_running_before_its_jobs_begin(state_dir: Path) -> None:
+    """The runner records a batch running (handles and all, one transaction) while its processes wait at
+    the start gate: a job that looks at the store finds itself running, and the record does not compete
+    for the CPU with a hundred jobs starting up (it did: it followed them)."""
+    from metta_exp.resolve import resolve
+    from metta_exp.runner import Runner
+
+    runs = ["a", "b", "c"]
+    exp = Experiment(
+        command=[PY, "-S", "-c", STARTED_AT],
+        runs=runs,
+        gpus=0,
+        remote=False,
+        wait=False,
+        generate_notebook=False,
+    )
+    with JobStore.open(state_dir) as store:
+        store.create_group("gate", "test", "local", GroupConfig(exp), resolve(exp, "gate", state_dir))
+        backend = LocalBackend(grace_s=1.0)
+        runner = Runner(store, "gate", backend, tick=0.05)
+        recorded: list[float] = []
+        mark = store.mark_running_many
+
+        def slow_mark(group: str, started: list[tuple[str, int, str | None]]) -> set[str]:
+            time.sleep(0.5)  # a commit on a busy disk
+            marked = mark(group, started)
+            recorded.append(time.time())
+            return marked
+
+        store.mark_running_many = slow_mark  # type: ignore[method-assign]
+        assert runner.drive() == 0
+        jobs = store.jobs("gate")
+    assert [j.status for j in jobs] == [JobStatus.SUCCEEDED] * 3 and len(recorded) == 1
+    for job in jobs:
+        began = float((state_dir / "runs" / "gate" / job.run / "at").read_text())
+        assert began > recorded[0], f"{job.run} began its work before it was recorded running"
+    wait_for(lambda: backend.poll([]) == {} and not backend._children, what="the wrappers to be collected")
+
+
 def _alive(pid: int) -> bool:
     from metta_exp.backends.procs import pid_alive
 

@@ -92,6 +92,18 @@ class Backend(ABC):
         nothing could be submitted at all.
         """
 
+    def submit_recorded(
+        self, launches: Sequence[Launch], record: Callable[[dict[str, str]], None]
+    ) -> dict[str, str]:
+        """``submit``, calling ``record`` with the handles of the launches started (when any started)
+        before they begin their work, where the backend can hold them (the local backend's start gate);
+        elsewhere, as soon as they are submitted. An exception from ``record`` propagates; what was
+        started goes on (its runner finds it again, as after a crash). Default: submit, then record."""
+        handles = self.submit(launches)
+        if handles:
+            record(dict(handles))
+        return handles
+
     @abstractmethod
     def poll(self, launches: Sequence[Launch]) -> dict[str, Observation]:
         """Observe many attempts in one go: ``{launch.name: Observation}`` for every launch given."""

@@ -20,7 +20,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -126,13 +126,19 @@ class LocalBackend(Backend):
     # -- submit --------------------------------------------------------------------------------------
 
     def submit(self, launches: Sequence[Launch]) -> dict[str, str]:
+        return self.submit_recorded(launches, None)
+
+    def submit_recorded(
+        self, launches: Sequence[Launch], record: Callable[[dict[str, str]], None] | None
+    ) -> dict[str, str]:
         """Start every launch now, without waiting for any of them; raise only if none could start.
 
-        The wrappers wait at a start gate (their stdin, a pipe) until the whole batch is submitted: a
-        hundred jobs starting up while the rest are still being spawned would otherwise take the CPUs
-        from the submission. If this process dies mid-batch, the pipe closes and the gate opens anyway.
-        A few threads spawn them: each spawn waits for its child to execute the wrapper (a vfork), and
-        on a busy machine that wait is most of it, so spawning in turn took three times as long.
+        The wrappers wait at a start gate (their stdin, a pipe) until the whole batch is submitted (and
+        ``record`` has returned): a hundred jobs starting up while the rest are still being spawned, or
+        recorded, would otherwise take the CPUs from the submission. If this process dies mid-batch, the
+        pipe closes and the gate opens anyway. A few threads spawn them: each spawn waits for its child
+        to execute the wrapper (a vfork), and on a busy machine that wait is most of it, so spawning in
+        turn took three times as long.
         """
         base_env = dict(os.environ)
         handles: dict[str, str] = {}
@@ -155,6 +161,8 @@ class LocalBackend(Backend):
 
                 with ThreadPoolExecutor(_SPAWN_THREADS, thread_name_prefix="spawn") as pool:
                     list(pool.map(start, launches))
+            if record is not None and handles:
+                record(dict(handles))
         finally:
             os.close(gate)
             os.close(opener)  # every wrapper reads EOF: the batch starts together

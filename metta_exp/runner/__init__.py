@@ -410,27 +410,39 @@ class Runner:
         return bool(claimed)
 
     def _submit(self, group: GroupRecord, launches: list[Launch]) -> None:
+        """Submit the claimed launches; record those started running before they begin (``submit_recorded``)."""
         self._renew()  # a remote submit can take a while: hold the lease across it
+        marked: set[str] = set()
+        unrecorded: list[Exception] = []
+
+        def record(handles: dict[str, str]) -> None:
+            started = [(j.spec.run, j.attempt, handles[j.name]) for j in launches if handles.get(j.name)]
+            self._submitted.update((run, attempt) for run, attempt, _ in started)
+            try:
+                if time.time() - self._last_renew > self.lease_ttl / 3:  # a long (remote) submit
+                    self._renew()
+                marked.update(self.store.mark_running_many(self.group, started))
+            except Exception as exc:
+                unrecorded.append(exc)
+                raise
+
         try:
-            handles = self.backend.submit(launches)
-        except Exception as exc:  # the backend could start none of them
-            handles = {}
-            error = f"could not be submitted: {exc}"
+            handles = self.backend.submit_recorded(launches, record)
+        except Exception as exc:
+            if unrecorded:  # they started; the next cycle finds them (as after a crash) and records them
+                raise
+            handles, error = {}, f"could not be submitted: {exc}"  # the backend could start none of them
         else:
             error = "the backend did not start it"
         self._renew()
-        handled = [replace(launch, handle=handles.get(launch.name)) for launch in launches]
-        for launch in handled:
-            if launch.handle is None:
+        for launch in launches:
+            if handles.get(launch.name) is None:
                 self._failed(group, self.store.job(self.group, launch.spec.run), None, error)
-        started = [launch for launch in handled if launch.handle is not None]
-        if not started:
-            return
-        self._submitted.update((launch.spec.run, launch.attempt) for launch in started)
-        marked = self.store.mark_running_many(
-            self.group, [(launch.spec.run, launch.attempt, launch.handle) for launch in started]
-        )
-        killed = [launch for launch in started if launch.spec.run not in marked]
+        killed = [
+            replace(j, handle=handles[j.name])
+            for j in launches
+            if handles.get(j.name) and j.spec.run not in marked
+        ]
         if killed:  # killed between claim and submit: end what we just started
             self.backend.cancel_soon(killed)
 
