@@ -211,6 +211,20 @@ def test_a_job_that_queued_longer_than_its_timeout_is_not_timed_out(state_dir: P
     assert job.status == JobStatus.SUCCEEDED, job.reason
 
 
+def test_a_simulated_jobs_start_at_is_when_its_machine_runs_it(fake: FakeSkyApi, tmp_path: Path) -> None:
+    """``start_at`` (what ``timeout_s`` counts from) is set once the machine runs the job: preparing the
+    machine (the simulated image, built on an account's first launch: seconds on a loaded machine) is
+    provisioning, not running."""
+    fake.configure(pending_s=0, starting_s=0)
+    state = tmp_path / "state"
+    backend = SkyPilotBackend(fake, state, poll_interval=0.0)
+    launches = submitted(backend, launches_of(exp_of(["a"], "pass"), "g", state))
+    until(backend, launches, ended, sync=False)
+    ready = (fake.root / "image" / "ready").stat().st_mtime
+    started = (fake.job_dir(1) / "started").stat().st_mtime
+    assert ready <= fake.job(1)["start_at"] <= started
+
+
 # --- 6. a SkyPilot call slower than the lease does not let a second runner in ------------------------------
 
 
@@ -305,6 +319,27 @@ def test_the_local_copy_of_a_long_log_only_grows(fake: FakeSkyApi, tmp_path: Pat
         assert now.startswith(seen), "the copy was rewritten: `job logs --follow` reads it by offset"
         seen = now
     assert seen.splitlines() == [f"line {i}" for i in range(2000)]
+
+
+def test_a_line_being_written_is_copied_only_once_it_is_whole(fake: FakeSkyApi, tmp_path: Path) -> None:
+    """A tail read while the job writes a line ends with part of it (an unbuffered ``print`` writes its
+    pieces one by one): that part is not a line yet, and copying it garbled the copy (the next tails did
+    not meet it, and the whole log was appended again)."""
+    fake.configure(pending_s=0, starting_s=0, log_download_s=0)
+    state = tmp_path / "state"
+    script = "import sys, time\nprint('first', flush=True)\nsys.stdout.write('sec'); sys.stdout.flush()\n"
+    script += "time.sleep(3)\nprint('ond', flush=True)"
+    backend = SkyPilotBackend(fake, state, poll_interval=0.0, log_interval_s=0.0)
+    launches = submitted(backend, launches_of(exp_of(["a"], script), "g", state))
+    machine_log = fake.job_dir(1) / "log"
+    wait_for(
+        lambda: machine_log.exists() and machine_log.read_text().endswith("sec"), timeout=60, what="'sec'"
+    )
+    for _ in range(3):  # copied while the line is half written
+        backend.poll(launches)
+        backend.sync_logs(launches)
+    until(backend, launches, lambda _: backend.log_complete(launches[0]), timeout=60)
+    assert launches[0].log_path.read_text() == "first\nsecond\n"
 
 
 # --- 9. a job id is adopted only with its name --------------------------------------------------------------

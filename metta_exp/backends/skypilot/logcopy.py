@@ -4,7 +4,8 @@ the copy only ever grows (``job logs --follow`` reads it by byte offset).
 SkyPilot gives a job's log as tails (``sky.jobs.tail_logs(tail=N, follow=False)``); how they are read:
 
 - **While it runs**, a tail of ``lines`` (500) is aligned with the end of the local copy (the longest run
-  of the copy's last lines that starts the tail) and only what follows is appended. A tail that does not
+  of the copy's last lines that starts the tail) and only what follows is appended; a last line without
+  its newline is being written, and waits for the next look. A tail that does not
   meet the copy (the job printed more than a tail since the last look) is followed by the whole log,
   which does, and the next tails are longer.
 - **After a recovery** (SkyPilot restarted the job on a new machine, ``recovery_count`` grew) the log
@@ -42,7 +43,8 @@ __all__ = ["LogCopies", "Seen", "answer_kind"]
 #: SkyPilot statuses whose log tail answers at once (``sky/jobs/utils.py``: ``stream_logs_by_id`` waits
 #: for any other status to become RUNNING, even with ``follow=False``).
 _ANSWERS = frozenset({"RUNNING", "CANCELLING"}) | ENDED
-_FINISHED = re.compile(r"^(?:✓ )?Job finished \(status: [A-Z_]+\)\.\s*$")
+#: ``sky/skylet/log_lib.py`` prints it after the log's lines: after a last line without its newline, on it
+_FINISHED = re.compile(r"(?:✓ )?Job finished \(status: [A-Z_]+\)\.\s*$")
 _NOT_YET = re.compile(r"^Job \d+ is already in terminal state [A-Z_]+\.")
 MAX_WINDOW = 32_000
 
@@ -54,7 +56,7 @@ def answer_kind(text: str) -> str:
     lines = [line for line in text.splitlines() if line.strip()]
     if not lines:
         return "empty"
-    if _FINISHED.match(lines[-1]):
+    if _FINISHED.search(lines[-1]):
         return "final"
     if _NOT_YET.match(lines[0]):
         return "pending"
@@ -156,15 +158,16 @@ class LogCopies:
     def _running(self, launch: Launch, info: Seen, copy: _Copy) -> None:
         self._start_recovery(launch, info, copy)
         if not copy.tail:  # nothing copied yet (of this machine's log): all of it, which is short
-            self._append(launch.log_path, copy, _job_lines(self.api.tail_logs(info.job_id, None)))
+            self._append(launch.log_path, copy, _whole_lines(self.api.tail_logs(info.job_id, None)))
             _write_lines(launch.log_path, [])  # it runs: its log exists, empty as it may still be
             return
-        lines = _job_lines(self.api.tail_logs(info.job_id, copy.window))
+        text = self.api.tail_logs(info.job_id, copy.window)
+        lines = _whole_lines(text)
         if not lines:
             return
-        if len(lines) >= copy.window and not _overlap(copy.tail, lines):
+        if len(text.splitlines()) >= copy.window and not _overlap(copy.tail, lines):
             copy.window = min(copy.window * 4, MAX_WINDOW)  # it prints fast: look further back next time
-            lines = _job_lines(self.api.tail_logs(info.job_id, None))
+            lines = _whole_lines(self.api.tail_logs(info.job_id, None))
         self._append(launch.log_path, copy, lines)
 
     def _final(self, launch: Launch, info: Seen, copy: _Copy) -> None:
@@ -230,7 +233,19 @@ def _job_lines(text: str) -> list[str]:
     look, and its log is not downloaded yet) and its closing ``Job finished (status: S).``."""
     if answer_kind(text) == "pending":
         return []
-    return [line for line in text.splitlines() if not _FINISHED.match(line)]
+    lines = text.splitlines()
+    if lines and (found := _FINISHED.search(lines[-1])):
+        lines[-1] = lines[-1][: found.start()]
+        if not lines[-1]:
+            lines.pop()
+    return lines
+
+
+def _whole_lines(text: str) -> list[str]:
+    """The job's lines of a running job's tail, without a last one that has no newline yet: the job is
+    writing it (an unbuffered ``print`` writes its pieces one by one); it is copied once it is whole."""
+    lines = _job_lines(text)
+    return lines[:-1] if lines and not text.endswith("\n") else lines
 
 
 def _write_lines(path: Path, lines: list[str]) -> None:

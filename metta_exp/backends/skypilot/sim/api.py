@@ -72,6 +72,7 @@ from metta_exp.backends.skypilot.api import (
     SkyRequestError,
 )
 from metta_exp.backends.skypilot.sim.account import Account, user_hash, write_json
+from metta_exp.backends.skypilot.sim.image import image_env
 from metta_exp.backends.skypilot.sim.jobs import FAILURE_STATUSES, MANAGED_JOB_STATUSES, TERMINAL, preempt
 from metta_exp.backends.skypilot.sim.logs import tail_answer
 from metta_exp.backends.skypilot.sim.requests import LostAnswer, Requests
@@ -220,6 +221,7 @@ class FakeSkyApi(SkyApi):
         name = str(config.get("name") or "")
         if not name or not isinstance(config.get("run"), str):
             raise SkyRequestError("invalid task: a managed job needs a name and a run script")
+        image_env(self.root)  # the machines' image, built once per account: not under the account's lock
         with self.account.locked():
             self._advance()
             up_at = self.account.start_controller()

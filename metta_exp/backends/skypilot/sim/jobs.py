@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import signal
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -80,10 +81,13 @@ def _preempt_after(job: dict[str, Any], knobs: Mapping[str, float | None]) -> fl
 
 
 def _spawn(job: dict[str, Any], now: float, job_dir: Path, root: Path, new_machines: bool = False) -> None:
+    """Its machines run it from now on: RUNNING, and ``start_at`` the first time, once their processes
+    started (preparing them is the cluster's provisioning, STARTING: it never counts as running)."""
     pgid = ex.spawn_job(job, job_dir, root, new_machines)
-    job.update(status="RUNNING", phase_at=now, pgid=pgid)
+    started = max(now, time.time())
+    job.update(status="RUNNING", phase_at=started, pgid=pgid)
     if job.get("start_at") is None:
-        job["start_at"] = now
+        job["start_at"] = started
 
 
 def _check_running(

@@ -50,10 +50,11 @@ def tail_answer(
 
 
 def _tail(path: Path, lines: int | None) -> str:
+    """The log's last ``lines`` lines as they are in the file (``sky/skylet/log_lib.py``: ``tail_logs``
+    prints each line with ``end=''``): a last line the job is still writing comes without its newline."""
     try:
         text = path.read_text(errors="replace")
     except FileNotFoundError:
         return ""
-    all_lines = text.splitlines()
-    tail = all_lines if lines is None else all_lines[-lines:] if lines > 0 else []
-    return "\n".join(tail) + ("\n" if tail else "")
+    all_lines = text.splitlines(keepends=True)
+    return "".join(all_lines if lines is None else all_lines[-lines:] if lines > 0 else [])
