@@ -1,7 +1,7 @@
 """How long a 100-point sweep of a trivial job takes to be submitted, beside Hydra's own launchers.
 
     .venv/bin/python bench/bench_sweep.py [--points 100] [--repeat 5] [--bytecode cached,fresh]
-                                          [--only metta,metta_app,plugin,grid,hydra] [--quick]
+                                          [--only metta,metta_app,plugin,grid,hydra] [--realtime] [--quick]
 
 Every figure is a whole-process median of ``--repeat`` runs, from the command's start, in each bytecode
 mode (where the time goes: until the group was recorded in the store, until its runner claimed the first
