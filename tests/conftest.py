@@ -90,23 +90,32 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     return 2 * len(os.sched_getaffinity(0))
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the xdist_group marks
+#: test files whose tests share an expensive module-scoped fixture (a wheel built and installed in a venv;
+#: the real sky package's answers for every task): each runs on one worker, so it is set up once
+ONE_WORKER_FILES = frozenset({"tests/test_wheel.py", "tests/test_skypilot_task.py"})
+
+
+@pytest.hookimpl(optionalhook=True)  # xdist's hook
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    """xdist's ``load`` scheduling (one test at a time to whichever worker is free, in collection order),
+    except that the tests of ``ONE_WORKER_FILES`` go to one worker together. (xdist's own ``loadgroup``
+    cannot do it under pytest 9: it marks a group by rewriting ``item._nodeid``, which pytest 9 no longer
+    reads.)"""
+    if config.getvalue("dist") != "load":
+        return None  # another --dist asked for: xdist's own
+    from xdist.scheduler import LoadScopeScheduling
+
+    class FilesTogether(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return path if path in ONE_WORKER_FILES else nodeid
+
+    return FilesTogether(config, log)  # type: ignore[arg-type]
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The slow tests first (xdist hands tests out in this order: a long test started last would hold the
-    run up alone), and the tests of a module that share a module-scoped fixture (a built wheel, the real
-    sky package's answers, a fake W&B server) in one ``xdist_group``, so that it is set up once, not on
-    every worker (the suite runs with ``--dist loadgroup``)."""
-    for item in items:
-        fixturedefs = getattr(item, "_fixtureinfo", None)
-        if fixturedefs is None:
-            continue
-        shared = sorted(
-            name
-            for name, defs in fixturedefs.name2fixturedefs.items()
-            if defs and defs[-1].scope == "module" and defs[-1].baseid
-        )
-        if shared:
-            item.add_marker(pytest.mark.xdist_group(f"{item.module.__name__}:{'+'.join(shared)}"))
+    """The slow tests first: xdist hands tests out in this order, and a long test started last would hold
+    the run up alone."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: files keep their order
 
 

@@ -344,6 +344,42 @@ def test_a_batch_is_recorded_running_before_its_jobs_begin(state_dir: Path) -> N
     wait_for(lambda: backend.poll([]) == {} and not backend._children, what="the wrappers to be collected")
 
 
+def test_a_batch_the_store_failed_to_record_runs_once_and_is_recorded_later(state_dir: Path) -> None:
+    """A store error while recording the batch running (a locked or full disk): its jobs, spawned, go on
+    (the gate opens) and the next cycle finds them by their pid files; none is launched twice."""
+    import sqlite3
+
+    from metta_exp.resolve import resolve
+    from metta_exp.runner import Runner
+
+    runs = ["a", "b", "c"]
+    exp = Experiment(
+        command=[PY, "-c", JOB], runs=runs, gpus=0, remote=False, wait=False, generate_notebook=False
+    )
+    with JobStore.open(state_dir) as store:
+        store.create_group("lost", "test", "local", GroupConfig(exp), resolve(exp, "lost", state_dir))
+        backend = LocalBackend(grace_s=1.0)
+        runner = Runner(store, "lost", backend, tick=0.05)
+        mark = store.mark_running_many
+        failures: list[str] = []
+
+        def failing_mark(group: str, started: list[tuple[str, int, str | None]]) -> set[str]:
+            if not failures:
+                failures.append(group)
+                raise sqlite3.OperationalError("database is locked")
+            return mark(group, started)
+
+        store.mark_running_many = failing_mark  # type: ignore[method-assign]
+        assert runner.drive() == 0
+        jobs = store.jobs("lost")
+        events = [e for e in store.events("lost") if e.kind == "runner_error"]
+    assert failures and [e.detail for e in events] == ["OperationalError: database is locked"]
+    assert [(j.status, j.attempts) for j in jobs] == [(JobStatus.SUCCEEDED, 1)] * 3
+    assert all(j.handle for j in jobs)
+    assert [starts(state_dir, "lost", run) for run in runs] == [1, 1, 1]
+    wait_for(lambda: backend.poll([]) == {} and not backend._children, what="the wrappers to be collected")
+
+
 def _alive(pid: int) -> bool:
     from metta_exp.backends.procs import pid_alive
 
