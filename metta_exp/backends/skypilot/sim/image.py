@@ -24,6 +24,7 @@ import os
 import shutil
 import sys
 import sysconfig
+import threading
 from pathlib import Path
 
 __all__ = ["IMAGE_ENV", "image_env"]
@@ -58,7 +59,7 @@ def image_env(root: Path) -> dict[str, str]:
 
 
 def _build(image: Path) -> None:
-    tmp = image.with_name(f".image.{os.getpid()}")
+    tmp = image.with_name(f".image.{os.getpid()}.{threading.get_ident()}")  # launches build it on threads
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "bin").mkdir(parents=True)
     (tmp / "site").mkdir()
