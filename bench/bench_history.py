@@ -411,7 +411,7 @@ def rm_phases(big: Path, now: float, first: int, last: int) -> None:
     timing(rm, "disk_usage_each", "measuring the disk")
     timing(store_history.History, "remove_groups", "the store transaction")
     timing(rm, "_move", "moving the directories away")
-    timing(rm, "_delete", "deleting them")
+    timing(rm, "delete", "deleting them")
     make_files(big, first, last)
     age = oldest(first, last, now) + (time.time() - now)
     with JobStore.open(big, create=False) as store:

@@ -17,7 +17,7 @@ from conftest import run_cli
 from history_store import DAY, add_group, rows
 
 from metta_exp.errors import UsageError
-from metta_exp.history.remove import disk_usage, fmt_bytes, plan, remove
+from metta_exp.history.remove import delete, disk_usage, disk_usage_each, fmt_bytes, plan, remove
 from metta_exp.status import JobStatus
 from metta_exp.store import JobStore
 
@@ -245,13 +245,44 @@ def test_ctrl_c_during_the_transaction_lets_it_finish_and_the_next_rm_frees_what
     assert not (history / ".removing").exists()
 
 
-def test_sizes_count_blocks_once_per_file(tmp_path: Path) -> None:
+@pytest.mark.parametrize("gnu_du", [True, False], ids=["du", "walked"])
+def test_sizes_count_blocks_once_per_file(
+    tmp_path: Path, gnu_du: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     (tmp_path / "d").mkdir()
     (tmp_path / "d" / "f").write_bytes(b"x" * 10_000)
     os.link(tmp_path / "d" / "f", tmp_path / "d" / "g")
     (tmp_path / "d" / "l").symlink_to("/usr")  # not followed
-    assert disk_usage([tmp_path / "d"]) == du(tmp_path / "d")
+    (tmp_path / "e").mkdir()
+    os.link(tmp_path / "d" / "f", tmp_path / "e" / "h")  # counted with d, the first set that has it
+    (tmp_path / "e" / "odd\tname\n").write_bytes(b"y" * 5000)
+    expected = [du(tmp_path / "d"), int(subprocess.run(
+        ["du", "-s", "-B1", str(tmp_path / "d"), str(tmp_path / "e")], capture_output=True, text=True
+    ).stdout.split()[2])]  # fmt: skip
+    if not gnu_du:  # no du on PATH: the walk in Python counts, by the same rules
+        monkeypatch.setenv("PATH", str(tmp_path / "no-bin"))
+    assert disk_usage_each([[tmp_path / "d"], [tmp_path / "e", tmp_path / "missing"]]) == expected
+    assert disk_usage([tmp_path / "d"]) == expected[0]
     assert disk_usage([tmp_path / "missing"]) == 0
     assert [fmt_bytes(n) for n in (0, 512, 4096, 1_300_000, 3 * 2**30, 5 * 2**40)] == [
         "0 B", "512 B", "4.0 KiB", "1.2 MiB", "3.0 GiB", "5.0 TiB",
     ]  # fmt: skip
+
+
+@pytest.mark.parametrize("rm_on_path", [True, False], ids=["rm", "rmtree"])
+def test_delete_takes_away_everything_named_and_nothing_else(
+    tmp_path: Path, rm_on_path: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for d in ("a", "b"):
+        for k in range(5):
+            (tmp_path / d / f"r{k}").mkdir(parents=True)
+            (tmp_path / d / f"r{k}" / "attempt-1.log").write_text("x")
+    (tmp_path / "b" / "link").symlink_to(tmp_path / "kept")  # deleted, not followed
+    (tmp_path / "kept").mkdir()
+    (tmp_path / "kept" / "file").write_text("stays")
+    (tmp_path / "c.ipynb").write_text("{}")
+    if not rm_on_path:
+        monkeypatch.setenv("PATH", str(tmp_path / "no-bin"))
+    delete([tmp_path / "a", tmp_path / "b", tmp_path / "c.ipynb", tmp_path / "missing"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kept"]
+    assert (tmp_path / "kept" / "file").read_text() == "stays"

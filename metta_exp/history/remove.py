@@ -21,6 +21,7 @@ import os
 import re
 import shutil
 import stat
+import subprocess
 import time
 import uuid
 from collections.abc import Iterable, Sequence
@@ -34,7 +35,18 @@ from metta_exp.paths import notebook_path, report_path, runs_dir
 from metta_exp.records import GroupSummary
 from metta_exp.store import GroupQuery, JobStore
 
-__all__ = ["REMOVING_DIR", "Removal", "RemovalPlan", "Removed", "disk_usage", "fmt_bytes", "plan", "remove"]
+__all__ = [
+    "REMOVING_DIR",
+    "Removal",
+    "RemovalPlan",
+    "Removed",
+    "delete",
+    "disk_usage",
+    "disk_usage_each",
+    "fmt_bytes",
+    "plan",
+    "remove",
+]
 
 REMOVING_DIR = ".removing"
 """Under the state directory: run directories of removed groups, moved there to be deleted."""
@@ -159,8 +171,8 @@ def remove(store: JobStore, removal: RemovalPlan) -> Removed:
         going = [p for r in removal.removals if r.group.name in removed for p in r.paths]
         for i, path in enumerate(going):
             _move(path, trash / f"{i}-{path.name}")
-    _delete([trash])
-    _delete(removal.leftovers)
+    delete([trash])
+    delete(removal.leftovers)
     with contextlib.suppress(OSError):
         trash.parent.rmdir()  # .removing/, when nothing else is in it
     freed = sum(r.size for r in removal.removals if r.group.name in removed) + removal.leftover_size
@@ -187,16 +199,48 @@ def _move(path: Path, target: Path) -> None:
     except FileNotFoundError:
         pass
     except OSError:  # another file system: delete it where it is
-        _delete([path])
+        delete([path])
 
 
-def _delete(paths: Iterable[Path]) -> None:
+def delete(paths: Iterable[Path]) -> None:
+    """Delete ``paths``: directories by ``rm -rf`` (in C: a third less CPU than ``shutil.rmtree``), their
+    entries shared among up to two ``rm`` processes that run at once (unlinking is kernel work, so two cores
+    halve the wait), then ``shutil.rmtree`` for whatever is left (no ``rm``, or it failed)."""
+    dirs = []
     for path in paths:
         if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path, ignore_errors=True)
+            dirs.append(path)
         else:
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
+    if not dirs:
+        return
+    entries = [str(e) for d in dirs for e in _entries(d)]
+    if entries:
+        _rm_rf([entries[i::2] for i in range(2)])
+    for path in dirs:
+        shutil.rmtree(path, ignore_errors=True)  # the directory itself, and what rm left, if anything
+
+
+def _entries(path: Path) -> list[Path]:
+    with contextlib.suppress(OSError), os.scandir(path) as found:
+        return [Path(e.path) for e in found]
+    return []
+
+
+def _rm_rf(chunks: Sequence[Sequence[str]]) -> None:
+    """``rm -rf`` each non-empty chunk of paths, the processes running at once; an ``rm`` that cannot be
+    started is no error (the caller deletes what is left)."""
+    procs = []
+    for chunk in chunks:
+        if not chunk:
+            continue
+        try:
+            procs.append(subprocess.Popen(["rm", "-rf", "--", *chunk], stdin=subprocess.DEVNULL))
+        except OSError:
+            continue
+    for proc in procs:
+        proc.wait()
 
 
 def disk_usage(paths: Iterable[Path]) -> int:
@@ -206,9 +250,41 @@ def disk_usage(paths: Iterable[Path]) -> int:
 
 
 def disk_usage_each(groups: Sequence[Iterable[Path]], workers: int = 4) -> list[int]:
-    """:func:`disk_usage` of each set of paths; a file counted in one set is not counted again. The sets
-    are walked in ``workers`` threads (a walk waits on system calls, which release the GIL), then counted
-    in order, so the result is the same as one walk's."""
+    """:func:`disk_usage` of each set of paths; a file counted in one set is not counted again. GNU
+    ``du`` counts them when it is there (in C: half the CPU of a walk in Python, which matters for
+    thousands of groups); else the sets are walked in ``workers`` threads (a walk waits on system calls,
+    which release the GIL), then counted in order, so the result is the same as one walk's."""
+    sets = [[str(p) for p in paths] for paths in groups]
+    counted = _gnu_du(sets)
+    if counted is not None:
+        return counted
+    return _walked_usage(sets, workers)
+
+
+def _gnu_du(sets: Sequence[Sequence[str]]) -> list[int] | None:
+    """Each set's bytes on disk by GNU ``du -s -B1 -0`` over every path at once (it counts each file once,
+    in the order given, and follows no symbolic link: the rules of :func:`disk_usage`), or None where
+    there is no GNU ``du`` or it cannot read a path (the Python walk then counts)."""
+    paths = [p for s in sets for p in s if os.path.lexists(p)]
+    if not paths:
+        return [0] * len(sets)
+    try:
+        done = subprocess.run(
+            ["du", "-s", "-B1", "-0", "--", *paths], capture_output=True, stdin=subprocess.DEVNULL
+        )
+    except OSError:
+        return None
+    if done.returncode != 0:
+        return None
+    size: dict[str, int] = {}
+    for record in done.stdout.split(b"\0"):
+        if record:
+            number, _, path = record.partition(b"\t")
+            size[os.fsdecode(path)] = int(number)
+    return [sum(size.get(p, 0) for p in s) for s in sets]
+
+
+def _walked_usage(groups: Sequence[Sequence[str]], workers: int) -> list[int]:
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
@@ -225,11 +301,11 @@ def disk_usage_each(groups: Sequence[Iterable[Path]], workers: int = 4) -> list[
     return out
 
 
-def _walk(paths: Iterable[Path]) -> list[tuple[tuple[int, int], int]]:
+def _walk(paths: Iterable[str]) -> list[tuple[tuple[int, int], int]]:
     """Every file and directory under ``paths`` (not following symbolic links): its identity (device,
     inode) and the bytes it takes on disk."""
     found = []
-    stack = [str(p) for p in paths]
+    stack = list(paths)
     while stack:
         path = stack.pop()
         try:
