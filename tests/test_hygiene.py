@@ -10,7 +10,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from conftest import ROOT, SESSION_TMP_ENV
+from conftest import ONE_WORKER_FILES, ROOT, SESSION_TMP_ENV
 
 LEAKY = """
 import os, pathlib, tempfile
@@ -70,3 +70,20 @@ def _user() -> str:
     import getpass
 
     return getpass.getuser()
+
+
+def test_the_files_kept_on_one_worker_still_share_a_module_scoped_fixture() -> None:
+    """``ONE_WORKER_FILES`` names files whose tests share an expensive module-scoped fixture; a file that no
+    longer has one would only hold its tests on one worker for nothing."""
+    import ast
+
+    for path in sorted(ONE_WORKER_FILES):
+        tree = ast.parse((ROOT / path).read_text())
+        scopes = [
+            kw.value.value
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Call) and ast.unparse(node.func) == "pytest.fixture"
+            for kw in node.keywords
+            if kw.arg == "scope" and isinstance(kw.value, ast.Constant)
+        ]
+        assert "module" in scopes, f"{path} has no module-scoped fixture: take it out of ONE_WORKER_FILES"

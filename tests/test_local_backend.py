@@ -20,11 +20,11 @@ import pytest
 import metta_exp
 from metta_exp.backends import procs
 from metta_exp.backends.base import Launch, Observation
+from metta_exp.backends.gpus import parse_gpu_list
 from metta_exp.backends.local import (
     VANISHED,
     LocalBackend,
     describe_exit,
-    parse_gpu_list,
     path_with,
 )
 from metta_exp.errors import BackendError, BackendUnavailable, UsageError

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -27,17 +26,17 @@ from pathlib import Path
 import metta_exp.backends.preflight as preflight
 import metta_exp.backends.procs as procs
 from metta_exp.backends.base import Backend, Launch, Observation
+from metta_exp.backends.gpus import GPUS_ENV, local_gpus
 from metta_exp.errors import BackendError, BackendUnavailable, UsageError
 from metta_exp.paths import AttemptFiles
 from metta_exp.records import JobSpec
 from metta_exp.runs.wandb import attempt_run_id
 from metta_exp.status import JobStatus
 
-__all__ = ["LocalBackend", "describe_exit", "parse_gpu_list"]
+__all__ = ["LocalBackend", "describe_exit"]
 
 log = logging.getLogger(__name__)
 
-GPUS_ENV = "METTA_EXP_LOCAL_GPUS"
 GRACE_ENV = "METTA_EXP_KILL_GRACE_S"
 DEFAULT_GRACE_S = 10.0
 VANISHED = "process vanished without an exit code (killed or crashed)"
@@ -100,8 +99,7 @@ class LocalBackend(Backend):
     def devices(self) -> list[int]:
         """``METTA_EXP_LOCAL_GPUS`` if set, else the GPUs nvidia-smi lists, else none (cached)."""
         if self._devices is None:
-            declared = os.environ.get(GPUS_ENV)
-            self._devices = parse_gpu_list(declared) if declared is not None else _detect_gpus()
+            self._devices = local_gpus()
         return list(self._devices)
 
     def check(self, specs: Sequence[JobSpec]) -> None:
@@ -435,35 +433,6 @@ def kill_grace() -> float:
     if not 0 <= value < float("inf"):
         raise UsageError(f"{GRACE_ENV}={text!r} is not a number of seconds: expected e.g. 10 or 60")
     return value
-
-
-def parse_gpu_list(value: str) -> list[int]:
-    """``"0,1,2,3"`` -> ``[0, 1, 2, 3]``; ``""`` or ``"none"`` -> ``[]``; anything else is a UsageError."""
-    text = value.strip()
-    if text.lower() in ("", "none"):
-        return []
-    parts = [part.strip() for part in text.split(",")]
-    if not all(part.isdigit() for part in parts) or len(set(map(int, parts))) != len(parts):
-        raise UsageError(
-            f"{GPUS_ENV}={value!r} is not a list of GPU ids: expected distinct comma-separated "
-            "integers like '0,1,2,3', or 'none' for no GPUs"
-        )
-    return [int(part) for part in parts]
-
-
-def _detect_gpus() -> list[int]:
-    """The GPU indices nvidia-smi reports; [] without nvidia-smi or when it fails in any way."""
-    exe = shutil.which("nvidia-smi")
-    if exe is None:
-        return []
-    try:
-        out = subprocess.run(
-            [exe, "--query-gpu=index", "--format=csv,noheader"],
-            capture_output=True, text=True, timeout=5, check=True,
-        )  # fmt: skip
-        return [int(line) for line in out.stdout.split()]
-    except (OSError, subprocess.SubprocessError, ValueError):
-        return []
 
 
 def _ended(files: AttemptFiles, handle: str | None = None) -> Observation | None:

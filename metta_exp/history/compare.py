@@ -138,7 +138,11 @@ def compare_context(
         "groups": each,
         "fetch_runs": [{"group": c["group"]} | run for c in each for run in c["fetch_runs"]],
         "statuses": {c["group"]: c["statuses"] for c in each},
-        "gpu_hours": {c["group"]: c["gpu_hours"] or {} for c in each},
+        # every run's, zeros included: side by side, a group that held no GPU reads 0, not blank (the
+        # group notebook leaves GPU-hours out when no run held one)
+        "gpu_hours": {
+            record.name: {r.run: float(hours.get(r.run, 0.0)) for r in runs} for record, runs, hours in groups
+        },
         "metrics": metrics,
         "plot_metrics": first + [m for m in metrics if m not in first],
         "reward": reward,
