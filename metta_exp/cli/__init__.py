@@ -39,9 +39,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         signal.signal(signal.SIGHUP, _hang_up)
     try:
         if args and args[0] == "job":
-            from metta_exp.cli.jobs import main as jobs_main
+            from metta_exp.cli.job_parser import parse
 
-            return jobs_main(args[1:])
+            parsed = parse(args[1:])  # --help and bad usage answered before the API is imported
+            from metta_exp.cli.jobs import run
+
+            return run(parsed)
         if args and args[0] == "run":
             from metta_exp.cli.run import main as run_main
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+from collections.abc import Sequence
 from typing import Any
 
 EXAMPLES = {
@@ -103,6 +104,14 @@ def add_window(p: argparse.ArgumentParser, noun: str) -> None:
         "-n", type=int, default=DEFAULT_LIMIT, metavar="N", help=f"show {DEFAULT_LIMIT} {noun} unless told N"
     )
     window.add_argument("--all", action="store_true", help=f"show every {noun[:-1]} the filters select")
+
+
+def parse(argv: Sequence[str]) -> argparse.Namespace:
+    """``argv`` (after ``job``) parsed; ``--help`` and bad usage end here (argparse exits), before anything
+    of the API is imported: ``metta-exp job --help`` and a typo answer at once."""
+    argv = list(argv)
+    command = argv[0] if argv and argv[0] in EXAMPLES else None  # its arguments alone are built
+    return build_parser(command).parse_args(argv)
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:

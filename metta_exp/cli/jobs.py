@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from metta_exp import groups
-from metta_exp.cli.job_parser import build_parser
+from metta_exp.cli.job_parser import parse
 from metta_exp.cli.tables import (
     fmt_bytes,
     fmt_gpu_hours,
@@ -330,9 +330,11 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 
 
 def main(argv: Sequence[str]) -> int:
-    argv = list(argv)
-    command = argv[0] if argv and argv[0] in COMMANDS else None  # its arguments alone are built
-    args = build_parser(command).parse_args(argv)
+    return run(parse(argv))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the command ``args`` (from :func:`~metta_exp.cli.job_parser.parse`) names; its exit code."""
     if args.where is True or (isinstance(args.where, list) and None in args.where):
         print(store_line(groups.store_path()), file=sys.stderr, flush=True)
     return int(COMMANDS[args.command](args))
