@@ -55,6 +55,10 @@ WRITERS: dict[str, list[Call]] = {
     "set_final_progress": [lambda s, g: s.set_final_progress(g, "r", s.job(g, "r").attempts, 0.5)],
     "keep_finals": [lambda s, g: s.keep_finals(g, [("r", s.job(g, "r").attempts, 0.5, {"m": 1.0})])],
     "set_wandb_url": [lambda s, g: s.set_wandb_url(g, "r", "https://wandb.example.com/e/p/runs/x")],
+    "set_note": [
+        lambda s, g: s.set_note(g, "r", s.job(g, "r").attempts, "SkyPilot RECOVERING"),
+        lambda s, g: s.set_note(g, "r", s.job(g, "r").attempts, None),
+    ],
     "add_event": [lambda s, g: s.add_event(g, "note", "x", "r")],
     "acquire_lease": [lambda s, g: s.acquire_lease(g, "other:1:x", 60, 1, steal_from=OWNER)],
     "renew_lease": [lambda s, g: s.renew_lease(g, OWNER, 60)],
