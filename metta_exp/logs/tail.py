@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO
 
@@ -139,23 +139,35 @@ def read_tail(path: str | os.PathLike[str] | None, nbytes: int = TAIL_BYTES) -> 
     return data.decode("utf-8", "replace")
 
 
+def read_backwards(f: BinaryIO, enough: Callable[[bytes], bool], block: int = 65536) -> tuple[int, bytes]:
+    """The end of the open file ``f``, read backwards by blocks until ``enough(data)`` says so (or the
+    start is reached): the offset ``data`` starts at, and ``data``. Never the whole of a large file."""
+    pos = f.seek(0, os.SEEK_END)
+    data = b""
+    while pos > 0:
+        step = min(block, pos)
+        pos -= step
+        f.seek(pos)
+        data = f.read(step) + data
+        if enough(data):
+            break
+    return pos, data
+
+
 def tail_offset(path: str | os.PathLike[str], n: int, block: int = 65536) -> int:
     """The byte offset where the last ``n`` lines of a file start (read backwards by blocks, never the
     whole file); a last line without its newline counts as a line."""
+
+    def body(data: bytes) -> bytes:
+        return data[:-1] if data.endswith(b"\n") else data
+
     with open(path, "rb") as f:
-        end = f.seek(0, os.SEEK_END)
         if n <= 0:
-            return end
-        pos, data = end, b""
-        while pos > 0:
-            step = min(block, pos)
-            pos -= step
-            f.seek(pos)
-            data = f.read(step) + data
-            body = data[:-1] if data.endswith(b"\n") else data
-            if body.count(b"\n") >= n:
-                return pos + _nth_newline_from_end(body, n) + 1
-        return 0
+            return f.seek(0, os.SEEK_END)
+        pos, data = read_backwards(f, lambda d: body(d).count(b"\n") >= n, block)
+    if body(data).count(b"\n") >= n:
+        return pos + _nth_newline_from_end(body(data), n) + 1
+    return 0
 
 
 def _nth_newline_from_end(data: bytes, n: int) -> int:

@@ -24,7 +24,6 @@ SkyPilot gives a job's log as tails (``sky.jobs.tail_logs(tail=N, follow=False)`
 from __future__ import annotations
 
 import math
-import os
 import re
 import threading
 import time
@@ -37,6 +36,7 @@ from metta_exp.backends.skypilot.api import SkyApi, SkyApiError
 from metta_exp.backends.skypilot.calls import concurrently
 from metta_exp.backends.skypilot.status import ENDED
 from metta_exp.logs.lines import RECOVERY_PREFIX, format_recovery_line, parse_recovery_line
+from metta_exp.logs.tail import read_backwards
 
 __all__ = ["LogCopies", "Seen", "answer_kind"]
 
@@ -262,16 +262,9 @@ def _read_copy(path: Path, limit: int, block: int = 1 << 16) -> tuple[int, list[
         f = open(path, "rb")  # noqa: SIM115 - closed below
     except OSError:
         return 0, []
+    marker = b"\n" + RECOVERY_PREFIX.encode()
     with f:
-        end = f.seek(0, os.SEEK_END)
-        pos, data = end, b""
-        while pos > 0:
-            step = min(block, pos)
-            pos -= step
-            f.seek(pos)
-            data = f.read(step) + data
-            if data.count(b"\n") > limit or b"\n" + RECOVERY_PREFIX.encode() in data:
-                break
+        pos, data = read_backwards(f, lambda d: d.count(b"\n") > limit or marker in d, block)
     text = data.decode("utf-8", "replace")
     lines = text.splitlines()
     if pos > 0 and lines:
