@@ -109,10 +109,7 @@ class Launches:
                         self.doubles.add(flight.sky_name)
                     flight.request_id = self.api.launch(flight.config, flight.secrets)
                     return
-                except SkyRefused as exc:
-                    self._refuse(flight, exc, refusal=exc)
-                    return
-                except SkyRequestError as exc:
+                except (SkyRefused, SkyRequestError) as exc:
                     self._refuse(flight, exc)
                     return
                 except SkyApiError as exc:
@@ -148,10 +145,7 @@ class Launches:
                 flight.sent.clear()
                 self._send(flight, time.monotonic())
                 continue
-            except SkyRefused as exc:
-                self._refuse(flight, exc, refusal=exc)
-                return
-            except SkyRequestError as exc:
+            except (SkyRefused, SkyRequestError) as exc:
                 self._refuse(flight, exc)
                 return
             except SkyApiError as exc:
@@ -188,10 +182,12 @@ class Launches:
         flight.done = True
 
     @staticmethod
-    def _refuse(flight: Flight, exc: BaseException, refusal: SkyRefused | None = None) -> None:
+    def _refuse(flight: Flight, exc: BaseException) -> None:
+        """The launch is refused for good; a refusal of every call (``SkyRefused``) is kept as such."""
         detail = str(exc) if isinstance(exc, SkyApiError) else repr(exc)
         flight.error = f"SkyPilot refused the launch: {detail}"
-        flight.refused, flight.refusal, flight.done = True, refusal, True
+        flight.refusal = exc if isinstance(exc, SkyRefused) else None
+        flight.refused, flight.done = True, True
 
 
 def first_by_name(entries: Iterable[QueueEntry]) -> dict[str, int]:
