@@ -40,7 +40,7 @@ from metta_exp.config import Experiment  # noqa: E402
 from metta_exp.status import JobStatus  # noqa: E402
 from metta_exp.store import JobStore  # noqa: E402
 from metta_exp.submit import launch_experiment  # noqa: E402
-from metta_exp.supervise import ensure_driver  # noqa: E402
+from metta_exp.supervise.drive import ensure_driver  # noqa: E402
 
 JOB = textwrap.dedent(
     """

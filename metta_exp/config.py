@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,17 +29,6 @@ RETURN_OBJECTIVE = "return value"  # a search's objective: what the task returne
 REWARD = "overview/reward"
 SPS = "overview/sps"
 DEFAULT_METRICS = (SPS, REWARD)  # metrics_to_track's default; fetch_metrics' too
-
-# What ``Experiment.launch`` calls: ``launch.launch_experiment``, installed by the package's public face
-# (``metta_exp/__init__.py``). The schema sits at the bottom of the layers and imports nothing above it.
-Launcher = Callable[..., int]
-_launcher: Launcher | None = None
-
-
-def install_launcher(launcher: Launcher) -> None:
-    """Make ``Experiment.launch`` call ``launcher(exp, name=..., extra_args=[...])``."""
-    global _launcher
-    _launcher = launcher
 
 
 @dataclass
@@ -171,9 +161,10 @@ class Experiment:
         With ``wait=True`` it shows the group until it ends. ``name`` names the experiment (it seeds the
         generated group name); by default it is taken from ``module`` or the command.
         """
-        if _launcher is None:  # importing metta_exp (which any import of this module does) installs it
-            raise RuntimeError("Experiment.launch: no launcher installed (import metta_exp first)")
-        return _launcher(self, name=name or default_name(self), extra_args=list(extra_args))
+        # The launch path sits above the schema, which imports nothing above it: the package's face (in
+        # sys.modules before any module of the package) provides it, and loads it on this first use.
+        launch: Callable[..., int] = sys.modules["metta_exp"]._launch
+        return launch(self, name=name or default_name(self), extra_args=list(extra_args))
 
 
 def default_name(exp: Experiment) -> str:

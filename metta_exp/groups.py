@@ -27,16 +27,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from metta_exp.config import Experiment
 from metta_exp.errors import BackendError, UsageError
 from metta_exp.history.api import compare, compare_names, list_groups, listing, rm, rm_plan, run_rows, runs
 from metta_exp.records import GroupRecord, JobRecord
 from metta_exp.status import ACTIVE, JobStatus
 from metta_exp.store import DB_NAME, JobStore, default_state_dir
-from metta_exp.trials import TrialRecord
 
 if TYPE_CHECKING:
+    from metta_exp.config import Experiment
     from metta_exp.logs.job import AttemptLog, LogEvent
+    from metta_exp.trials import TrialRecord
 
 __all__ = [  # the questions across groups (list_groups ... rm) are history/api.py's, part of this API
     "GroupView", "KillPlan", "KillResult", "Launched", "compare", "compare_names", "follow_log", "kill",
@@ -73,7 +73,7 @@ def launch(
 ) -> Launched:
     """Submit ``exp`` (or each of several experiments) as a group and start its runner; with
     ``exp.wait``, watch it until it ends. Follow a group without waiting: ``wait(launched.groups[0])``."""
-    from metta_exp.config import default_name
+    from metta_exp.config import Experiment, default_name
     from metta_exp.submit import submit_experiments
 
     exps = [exp] if isinstance(exp, Experiment) else list(exp)
@@ -103,8 +103,7 @@ class GroupView:
 
 def show(group: str) -> GroupView:
     """The group ``group`` and its jobs, read without writing."""
-    from metta_exp.logs.tail import progress_fraction
-    from metta_exp.supervise import owner_alive
+    from metta_exp.supervise.lease import owner_alive
 
     with store_for(group, readonly=True) as store:
         record = store.group(group)
@@ -112,7 +111,11 @@ def show(group: str) -> GroupView:
         stopped = [] if record.ended_at or owner_alive(record) else store.events(group, kind="runner_stopped")
         hours = store.gpu_hours(group)
         trials = trials_of(store, record)
-    progress = {j.run: progress_fraction(j) for j in jobs}
+    progress = {j.run: j.progress_at_end for j in jobs}
+    if any(j.progress_needs_log for j in jobs):  # a group still running: the log reader loads only then
+        from metta_exp.logs.tail import progress_fraction
+
+        progress = {j.run: progress_fraction(j) for j in jobs}
     driven = bool(record.ended_at) or owner_alive(record)
     last_stop = stopped[-1].detail.split(";")[0] if stopped and stopped[-1].detail else None
     return GroupView(record, jobs, progress, driven, last_stop, trials, hours)
@@ -127,7 +130,7 @@ def record(group: str) -> GroupRecord:
 def unattended() -> tuple[dict[str, GroupRecord], list[str]]:
     """The groups that have not ended, by name, and the names of those no runner drives (their jobs run
     on unobserved until resumed); a killed group counts as driven."""
-    from metta_exp.supervise import unattended_groups
+    from metta_exp.supervise.lease import unattended_groups
 
     with open_store(readonly=True) or contextlib.nullcontext() as store:  # None: no store yet
         return unattended_groups(store) if store is not None else ({}, [])
@@ -175,7 +178,7 @@ def follow_log(
     one), ``Waiting`` while it has none yet, and ``Ended`` (with how it ended) last. Following heals: a
     runner is started if the group's one died (docs/lease.md). The group and run are checked at once."""
     from metta_exp.logs.job import find_attempt, follow
-    from metta_exp.supervise import Healer
+    from metta_exp.supervise.drive import Healer
 
     store = store_for(group, readonly=True)
     try:
@@ -229,7 +232,7 @@ def kill_plan(group: str) -> KillPlan:
 
 
 def _plan(store: JobStore, group: str) -> KillPlan:
-    from metta_exp.supervise import leftovers
+    from metta_exp.supervise.drive import leftovers
 
     jobs = store.jobs(group)
     active = [j for j in jobs if j.status in ACTIVE]
@@ -248,7 +251,7 @@ def kill(
     before any process is signalled: a runner polling meanwhile sees cancelled jobs, not jobs that died of
     SIGTERM. Then a runner is made sure to close the group. One store connection does it all."""
     from metta_exp.backends import make_backend
-    from metta_exp.supervise import ensure_driver, launch_of
+    from metta_exp.supervise.drive import ensure_driver, launch_of
 
     with store_for(group) as store:  # the writer's: an error now if the store cannot be written
         plan = plan or _plan(store, group)
@@ -283,7 +286,7 @@ def _outcome(store: JobStore, group: str, plan: KillPlan, killed: bool) -> KillR
 def retry(group: str) -> list[tuple[str, JobStatus]]:
     """Requeue the failed, cancelled and skipped runs of ``group`` as new attempts and make sure a
     runner drives it. Returns each requeued run with the status it had (empty: nothing to retry)."""
-    from metta_exp.supervise import wait_driven
+    from metta_exp.supervise.drive import wait_driven
 
     with store_for(group) as store:
         if store.group(group).search_space is not None:
@@ -302,7 +305,7 @@ def retry(group: str) -> list[tuple[str, JobStatus]]:
 
 def resume(group: str) -> bool:
     """Start a runner for ``group`` if none is alive (and it has not ended); True if one was started."""
-    from metta_exp.supervise import ensure_driver
+    from metta_exp.supervise.drive import ensure_driver
 
     with store_for(group) as store:
         return ensure_driver(store, group)
@@ -310,7 +313,7 @@ def resume(group: str) -> bool:
 
 def _stopped_for_good(store: JobStore, group: str) -> str | None:
     """Why no runner will drive ``group`` until someone acts (its backend refuses every call), or None."""
-    from metta_exp.supervise import held, owner_alive
+    from metta_exp.supervise.lease import held, owner_alive
 
     return None if owner_alive(store.group(group)) else held(store, group)
 
@@ -318,7 +321,7 @@ def _stopped_for_good(store: JobStore, group: str) -> str | None:
 def wait(group: str, timeout: float | None = None, poll: float = 0.5) -> list[JobRecord]:
     """Block until ``group`` has ended (its runner closed it), starting a runner if its one died; the
     jobs as they ended. ``TimeoutError`` after ``timeout`` seconds."""
-    from metta_exp.supervise import ensure_driver
+    from metta_exp.supervise.drive import ensure_driver
 
     with store_for(group) as store:
         deadline = None if timeout is None else time.monotonic() + timeout

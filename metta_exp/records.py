@@ -17,11 +17,13 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from metta_exp.config import Experiment, SearchSettings, SkyPilotSettings, WandbSettings
 from metta_exp.status import JobStatus
-from metta_exp.trials import SearchSpace
+
+if TYPE_CHECKING:  # loaded by the decoders that need them: job list reads no group config
+    from metta_exp.config import Experiment
+    from metta_exp.trials import SearchSpace
 
 
 @dataclass(frozen=True)
@@ -98,6 +100,8 @@ def _decode(data: str | Mapping[str, Any]) -> Mapping[str, Any]:
 def stored_experiment(data: Mapping[str, Any]) -> Experiment:
     """The ``Experiment`` of a stored group config. Not validated again (it was, before it was stored;
     a store written by an older metta-exp may lack keys, which take their defaults)."""
+    from metta_exp.config import Experiment, SearchSettings, SkyPilotSettings, WandbSettings
+
     exp = object.__new__(Experiment)
     for f in dataclasses.fields(Experiment):
         if f.name in data:
@@ -188,6 +192,8 @@ class GroupConfig(NamedTuple):
     def from_dict(cls, data: Mapping[str, Any]) -> GroupConfig:
         """The stored form read back (a store written by an older metta-exp may lack keys, which take
         their defaults)."""
+        from metta_exp.trials import SearchSpace
+
         launch_dir, instance = data.get("launch_dir"), data.get("instance")
         sweep, space, location = data.get("sweep"), data.get("search_space"), data.get("location")
         return cls(
@@ -297,6 +303,21 @@ class JobRecord:
     @property
     def args(self) -> list[str]:
         return list(self.spec.args)
+
+    @property
+    def progress_needs_log(self) -> bool:
+        """Whether its progress is read from its log (``logs.tail.progress_fraction``): not while pending
+        (its log is an earlier attempt's), nor when the progress was recorded at its end."""
+        return self.status != JobStatus.PENDING and not (
+            self.final_progress is not None and self.status.is_terminal()
+        )
+
+    @property
+    def progress_at_end(self) -> float | None:
+        """Its progress as recorded at its end (None if none was, or when ``progress_needs_log``)."""
+        if self.progress_needs_log or self.final_progress is None or self.final_progress < 0:
+            return None
+        return self.final_progress
 
 
 @dataclass(frozen=True)

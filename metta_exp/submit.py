@@ -328,7 +328,7 @@ def _submit_group(
     trials: Sequence[tuple[int, Mapping[str, Any]]] = (),
 ) -> str:
     """Record the group and start its runner; a generated name taken meanwhile gets the next suffix."""
-    from metta_exp.supervise import ensure_driver
+    from metta_exp.supervise.drive import ensure_driver
 
     def create(candidate: str) -> list[JobSpec]:
         own = specs if candidate == group else resolve_again(candidate)

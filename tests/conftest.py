@@ -175,7 +175,7 @@ def kill_everything(state_dir: Path) -> None:
     from metta_exp.backends.local import LocalBackend
     from metta_exp.status import ACTIVE
     from metta_exp.store import DB_NAME, JobStore
-    from metta_exp.supervise import launch_of
+    from metta_exp.supervise.drive import launch_of
 
     if not (state_dir / DB_NAME).exists():
         return

@@ -1,7 +1,7 @@
 """Run ``metta-exp ARGS`` with a pause at one named point, so a test can send a real signal to a real
 launch at exactly that point:
 
-    python tests/pause_at.py metta_exp.supervise.ensure_driver before DIR -- +experiment=demo ...
+    python tests/pause_at.py metta_exp.supervise.drive.ensure_driver before DIR -- +experiment=demo ...
 
 ``POINT`` is a function or method by its dotted path; ``before`` pauses when it is called, ``after``
 when its first call returns. At the pause it writes ``DIR/ready`` and waits (at most 60 s) for

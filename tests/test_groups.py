@@ -166,7 +166,7 @@ def hand_group(state_dir: Path, runs: tuple[str, ...] = ("a",)) -> tuple[JobStor
     """A group ``h`` whose lease this (live) process holds, so nothing starts a runner for it; the owner."""
     from metta_exp.records import GroupConfig
     from metta_exp.resolve import resolve
-    from metta_exp.supervise import this_host
+    from metta_exp.supervise.lease import this_host
 
     exp = Experiment(
         command=[PY, "-c", "pass"], runs=list(runs), remote=False, gpus=0, generate_notebook=False

@@ -97,8 +97,8 @@ def test_ctrl_c_before_the_group_is_recorded_submits_nothing(state_dir: Path, po
 
 AFTER_RECORDED = [
     ("metta_exp.store.db.Database._insert_job", "after"),  # inside the transaction that records the group
-    ("metta_exp.supervise.ensure_driver", "before"),  # recorded, no runner yet
-    ("metta_exp.supervise.StandbyRunner.hand", "after"),  # the runner has its group, its lease not yet
+    ("metta_exp.supervise.drive.ensure_driver", "before"),  # recorded, no runner yet
+    ("metta_exp.supervise.drive.StandbyRunner.hand", "after"),  # the runner has its group, its lease not yet
     ("metta_exp.monitor.live.watch", "before"),  # before the monitor's first frame
 ]
 

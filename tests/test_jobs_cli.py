@@ -296,6 +296,33 @@ def test_list_and_show_json_import_nothing_heavy(state_dir: Path, args: list[str
     assert "metta_exp.cli.jobs" in imported
     heavy = sorted(m for m in imported if m.split(".")[0] in HEAVY)
     assert heavy == []
+    # nor what starts or drives runners, nor (an ended group's progress was recorded) the log reader
+    assert sorted(imported & DRIVING) == []
+    if args[0] == "list":  # no group's config is read
+        assert "metta_exp.config" not in imported
+
+
+#: metta-exp's own modules that readers never need: starting and driving runners, reading logs
+DRIVING = {
+    "metta_exp.supervise.drive", "metta_exp.submit", "metta_exp.runner", "metta_exp.backends.local",
+    "metta_exp.logs.tail", "metta_exp.monitor", "metta_exp.notebook",
+}  # fmt: skip
+
+
+def test_job_help_loads_only_the_parser() -> None:
+    """``job --help`` (and a typo) answer before the API loads: no store, no config schema, no records."""
+    for args in (["--help"], ["list", "--help"], ["shwo"]):
+        result = subprocess.run(
+            [sys.executable, "-X", "importtime", "-m", "metta_exp", "job", *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == (2 if args == ["shwo"] else 0), result.stderr
+        imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines() if "|" in line}
+        ours = {m for m in imported if m.startswith("metta_exp")}
+        parser = {"metta_exp.cli", "metta_exp.cli.job_parser", "metta_exp.history"}  # (history: a default)
+        assert ours == {"metta_exp", *parser, "metta_exp.errors"}, args
 
 
 def test_readers_do_not_write(state_dir: Path) -> None:

@@ -218,6 +218,21 @@ def test_python_api_launches_with_the_same_schema_and_runner(state_dir: Path) ->
     assert [j.status for j in jobs] == [JobStatus.SUCCEEDED] * 2
 
 
+def test_experiment_launches_when_imported_from_its_own_module(state_dir: Path) -> None:
+    """``Experiment.launch`` finds the launch path through the package face, which imports nothing itself:
+    a script that imports only ``metta_exp.config`` launches all the same."""
+    code = (
+        "import sys\n"
+        "from metta_exp.config import Experiment\n"
+        f"exp = Experiment(command=[{PY!r}, '-c', 'pass'], runs=['a'], group='direct', remote=False, gpus=0,"
+        " wait=False, generate_notebook=False)\n"
+        "sys.exit(exp.launch())\n"
+    )
+    result = subprocess.run([PY, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert [j.status for j in wait_group_end(state_dir, "direct")] == [JobStatus.SUCCEEDED]
+
+
 def test_more_gpus_than_exist_is_refused_before_submitting(state_dir: Path) -> None:
     result = run_cli("+experiment=demo", "gpus=3", env={"METTA_EXP_LOCAL_GPUS": "0,1"})
     assert result.returncode == 2

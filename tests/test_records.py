@@ -19,7 +19,7 @@ from metta_exp.records import GroupConfig, GroupRecord, JobRecord, JobSpec
 from metta_exp.resolve import resolve
 from metta_exp.status import JobStatus
 from metta_exp.store import JobStore
-from metta_exp.supervise import launch_of
+from metta_exp.supervise.drive import launch_of
 
 PACKAGE = Path(__file__).resolve().parent.parent / "metta_exp"
 

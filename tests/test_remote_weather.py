@@ -228,7 +228,7 @@ def test_a_simulated_jobs_start_at_is_when_its_machine_runs_it(fake: FakeSkyApi,
 
 def test_a_call_slower_than_the_lease_keeps_the_lease(fake: FakeSkyApi, state_dir: Path) -> None:
     from metta_exp.runner import Runner
-    from metta_exp.supervise import lease_owner_id
+    from metta_exp.supervise.lease import lease_owner_id
 
     fake.configure(pending_s=0, starting_s=0)
     exp = exp_of(["a"], "import time; time.sleep(8)")

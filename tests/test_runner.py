@@ -220,7 +220,7 @@ def test_same_run_names_in_a_new_group(state_dir: Path) -> None:
 
 def test_killed_runner_is_taken_over_with_nothing_lost_or_launched_twice(state_dir: Path) -> None:
     from metta_exp.backends.procs import pid_alive
-    from metta_exp.supervise import ensure_driver
+    from metta_exp.supervise.drive import ensure_driver
 
     exp = experiment(["a", "b", "c", "after"], args=["sleep=3"], depends_on={"after": ["a"]})
     exp.group = "takeover"
@@ -248,7 +248,7 @@ def test_claimed_but_never_submitted_job_is_launched_by_the_next_runner(state_di
     """A runner that died between claiming a job and submitting it: the job never started, so the next
     runner launches it (once)."""
     from metta_exp.resolve import resolve
-    from metta_exp.supervise import ensure_driver
+    from metta_exp.supervise.drive import ensure_driver
 
     exp = experiment(["only"])
     with JobStore.open(state_dir) as store:
@@ -467,7 +467,8 @@ def test_watching_heals_only_through_the_callable_it_is_given(state_dir: Path) -
     its own although the watcher's store is read-only."""
     from metta_exp.monitor.live import watch
     from metta_exp.resolve import resolve
-    from metta_exp.supervise import Healer, needs_driver
+    from metta_exp.supervise.drive import Healer
+    from metta_exp.supervise.lease import needs_driver
 
     exp = experiment(["only"])
     with JobStore.open(state_dir) as store:

@@ -19,7 +19,7 @@ from metta_exp.records import GroupConfig
 from metta_exp.resolve import resolve
 from metta_exp.status import JobStatus
 from metta_exp.store import JobStore
-from metta_exp.supervise import STANDBY_FLAG, StandbyRunner, ensure_driver, runner_standing_by
+from metta_exp.supervise.drive import STANDBY_FLAG, StandbyRunner, ensure_driver, runner_standing_by
 
 
 def standbys_in(cwd: Path) -> list[int]:
@@ -83,7 +83,7 @@ def test_a_standby_that_died_is_replaced_by_a_runner_started_as_usual(state_dir:
         warnings.simplefilter("always", ResourceWarning)
         with JobStore.open(state_dir) as store, runner_standing_by():
             store.create_group("g", "test", "local", GroupConfig(exp), resolve(exp, "g", state_dir))
-            from metta_exp.supervise import _standing_by
+            from metta_exp.supervise.drive import _standing_by
 
             (standby,) = _standing_by
             pid = standby.pid()

@@ -38,7 +38,7 @@ from metta_exp.records import JobRecord, SweepRecord
 from metta_exp.status import JobStatus
 from metta_exp.store import JobStore, default_state_dir
 from metta_exp.submit import first_free_name, generated_group_name, launch_experiment
-from metta_exp.supervise import runner_standing_by
+from metta_exp.supervise.drive import runner_standing_by
 from metta_exp.sweep import (
     Point,
     check_limit,

@@ -33,7 +33,7 @@ from hydra_plugins.metta_exp_launcher._task import JOB_MODULE, SHIP_DIR, merge_m
 from metta_exp.config import RETURN_OBJECTIVE, Experiment, SearchSettings
 from metta_exp.errors import ConfigError, MettaExpError
 from metta_exp.store import JobStore, default_state_dir
-from metta_exp.supervise import runner_standing_by
+from metta_exp.supervise.drive import runner_standing_by
 from metta_exp.trials import SearchSpace, TrialRecord, TrialState, best_trial
 
 log = logging.getLogger(__name__)

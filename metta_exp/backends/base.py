@@ -11,10 +11,13 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from metta_exp.config import SkyPilotSettings, WandbSettings
 from metta_exp.records import JobSpec
 from metta_exp.status import JobStatus
+
+if TYPE_CHECKING:
+    from metta_exp.config import SkyPilotSettings, WandbSettings
 
 
 @dataclass(frozen=True)

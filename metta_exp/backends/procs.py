@@ -7,7 +7,6 @@ of a job's tree before it signals them.
 from __future__ import annotations
 
 import os
-import subprocess
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -162,6 +161,8 @@ def pid_exists(pid: int) -> bool:
 
 def _ps_table() -> dict[int, ProcInfo]:
     """The process table from ``ps`` (no session ids, no start times); {} if ps fails."""
+    import subprocess  # only where there is no /proc: readers that check a lease start without it
+
     try:
         out = subprocess.run(
             ["ps", "-A", "-o", "pid=", "-o", "ppid=", "-o", "pgid=", "-o", "stat="],

@@ -175,7 +175,7 @@ def main(argv: Sequence[str]) -> int:
         return 0
     if cl.show_config:
         return launch(cl)
-    from metta_exp.supervise import runner_standing_by
+    from metta_exp.supervise.drive import runner_standing_by
 
     with runner_standing_by():  # the group's runner starts up while the config is composed
         return launch(cl)

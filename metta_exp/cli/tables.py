@@ -92,7 +92,7 @@ def group_table(
     not ended; ``alive`` tells whether a group's runner lives (default: ``supervise.owner_alive``);
     ``gpu_hours`` by group: a GPU-H column when a listed group used a GPU."""
     if alive is None and open_groups:
-        from metta_exp.supervise import owner_alive
+        from metta_exp.supervise.lease import owner_alive
 
         alive = owner_alive
     statuses = list_statuses(summaries)

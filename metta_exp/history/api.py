@@ -56,7 +56,7 @@ def listing(
     how many they select in all, each shown group's GPU-hours, and (``unattended``) the groups that have
     not ended and those no runner drives (see :func:`unattended`), all read through one connection."""
     from metta_exp.history.listing import group_query, list_window
-    from metta_exp.supervise import held, unattended_groups
+    from metta_exp.supervise.lease import held, unattended_groups
 
     query = group_query(_strs(patterns), _strs(status), since, until)
     with open_store(readonly=True) or contextlib.nullcontext() as store:  # None: no store yet

@@ -219,11 +219,7 @@ def final_metrics(
 def progress_fraction(job: JobRecord) -> float | None:
     """A job's progress for ``job show``: none while pending (its log is an earlier attempt's), the one
     recorded at its end when there is one, else read from its log."""
-    if job.status == JobStatus.PENDING:
-        return None
-    if job.final_progress is not None and job.status.is_terminal():
-        return job.final_progress if job.final_progress >= 0 else None
-    return _fraction(read_progress(job.log_path))
+    return _fraction(read_progress(job.log_path)) if job.progress_needs_log else job.progress_at_end
 
 
 def _fraction(found: Progress | None) -> float | None:

@@ -22,7 +22,8 @@ from metta_exp.logs.tail import LogReader, explain_failure, read_progress, read_
 from metta_exp.monitor.view import Frame, Gpus, fmt_count, render_monitor, summary_line
 from metta_exp.search.text import search_line, search_size
 from metta_exp.status import JobStatus
-from metta_exp.supervise import exit_code, held, owner_alive
+from metta_exp.supervise.drive import exit_code
+from metta_exp.supervise.lease import held, owner_alive
 from metta_exp.text import fmt_duration, plural
 
 if TYPE_CHECKING:
@@ -109,7 +110,7 @@ def watch_and_heal(
 ) -> int:
     """:func:`watch`, healing the group (a ``supervise.Healer`` starts a runner when nobody drives it):
     how every command that waits for a group watches it."""
-    from metta_exp.supervise import Healer
+    from metta_exp.supervise.drive import Healer
 
     with Healer(store, group_name) as heal:
         return watch(store, group_name, out, refresh, show_logs, heal=heal, also=also, since=since)

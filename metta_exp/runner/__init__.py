@@ -30,16 +30,8 @@ from metta_exp.runner.leftovers import ended, hold_leftovers
 from metta_exp.runner.reports import AttemptReports, settling
 from metta_exp.status import ACTIVE, JobStatus, waits_for
 from metta_exp.store import JobStore
-from metta_exp.supervise import (
-    LEASE_TTL,
-    REFUSED_EVENT,
-    LeaseKeeper,
-    exit_code,
-    launch_of,
-    launch_settings,
-    lease_owner_id,
-    owner_alive,
-)
+from metta_exp.supervise.drive import LeaseKeeper, exit_code, launch_of, launch_settings
+from metta_exp.supervise.lease import LEASE_TTL, REFUSED_EVENT, lease_owner_id, owner_alive
 
 if TYPE_CHECKING:
     from metta_exp.search.driver import SearchDriver

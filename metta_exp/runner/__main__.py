@@ -21,7 +21,8 @@ from metta_exp.backends.local import LocalBackend  # noqa: F401 - imported ahead
 from metta_exp.paths import runner_log
 from metta_exp.runner import Runner
 from metta_exp.store import JobStore
-from metta_exp.supervise import STANDBY_FLAG, lease_owner_id
+from metta_exp.supervise.drive import STANDBY_FLAG
+from metta_exp.supervise.lease import lease_owner_id
 
 
 def standby() -> str | None:

@@ -1,11 +1,9 @@
-"""Supervision: who drives a group, whether that driver lives, and how a group ended.
+"""Driving a group: starting its runner, keeping its lease, healing it, and how a group ended.
 
-One runner process drives a group at a time. It holds the group's lease in the store (owner, expiry,
-pid); ``ensure_driver`` takes the lease for a group nobody drives and hands it to a new, detached runner
-process. The runner, the monitor, ``job`` commands and log following all import this module; it imports
-nothing above the store, so none of them has to import the runner.
-
-Which commands may take the lease, and why, is written down in ``docs/lease.md``.
+``ensure_driver`` takes the lease for a group nobody drives (:mod:`metta_exp.supervise.lease` says whether
+anyone does) and hands it to a new, detached runner process; ``LeaseKeeper`` renews it through slow calls;
+``Healer`` starts a runner again when one dies while someone watches. Which commands may take the lease,
+and why, is written down in ``docs/lease.md``.
 """
 
 from __future__ import annotations
@@ -27,6 +25,7 @@ from metta_exp.backends.procs import pid_alive
 from metta_exp.paths import RunDir, launch_dir, runner_log
 from metta_exp.records import GroupRecord, JobRecord
 from metta_exp.status import JobStatus
+from metta_exp.supervise.lease import LEASE_TTL, held, lease_owner_id, needs_driver
 from metta_exp.trials import TrialRecord, TrialState
 
 if TYPE_CHECKING:
@@ -34,58 +33,20 @@ if TYPE_CHECKING:
 
 __all__ = [
     "HEAL_EVERY_S",
-    "LEASE_TTL",
     "Healer",
     "LeaseKeeper",
+    "StandbyRunner",
     "ensure_driver",
     "exit_code",
-    "held",
-    "wait_driven",
+    "launch_of",
+    "launch_settings",
     "leftovers",
-    "lease_owner_id",
-    "needs_driver",
-    "owner_alive",
-    "spawn_runner",
     "runner_standing_by",
-    "unattended_groups",
+    "spawn_runner",
+    "wait_driven",
 ]
 
-LEASE_TTL = 30.0
 HEAL_EVERY_S = 2.0
-REFUSED_EVENT = "refused"  # the runner stopped because its backend refuses every call (see ``held``)
-
-
-def lease_owner_id() -> str:
-    """A lease owner: host, pid and a random part (a pid is reused; the random part is not)."""
-    return f"{this_host()}:{os.getpid()}:{os.urandom(4).hex()}"
-
-
-def this_host() -> str:
-    """This machine's host name, as in lease owners (``socket.gethostname()``, without importing socket:
-    readers such as ``job show`` check leases and start fast)."""
-    return os.uname().nodename
-
-
-def owner_alive(group: GroupRecord) -> bool:
-    """Whether the group's lease holder is alive: lease unexpired and, on this host, its process exists."""
-    if not group.lease_owner or group.lease_expires is None or group.lease_expires < time.time():
-        return False
-    host = group.lease_owner.split(":", 1)[0]
-    if host == this_host() and group.runner_pid:
-        return pid_alive(group.runner_pid)
-    return True
-
-
-def unattended_groups(store: JobStore) -> tuple[dict[str, GroupRecord], list[str]]:
-    """The groups of ``store`` that have not ended, by name, and the names of those no runner drives
-    (their jobs run on unobserved until resumed); a killed group counts as driven."""
-    open_groups = {g.name: g for g in store.active_groups()}
-    return open_groups, [n for n, g in open_groups.items() if not g.cancel_requested and not owner_alive(g)]
-
-
-def needs_driver(group: GroupRecord) -> bool:
-    """Whether the group is still open and nobody drives it."""
-    return group.ended_at is None and not owner_alive(group)
 
 
 def exit_code(jobs: Sequence[JobRecord], trials: Sequence[TrialRecord] = ()) -> int:
@@ -130,17 +91,6 @@ def spawn_runner(state_dir: Path, group: str, owner: str, cwd: Path | None = Non
     if started.returncode != 0 or not pid.isdigit():
         raise OSError(f"could not start the runner of group {group!r} (see {log_path})")
     return int(pid)
-
-
-def held(store: JobStore, group: str) -> str | None:
-    """Why the group's last runner stopped, when it stopped because its backend refuses every call (an
-    expired login): no runner is started for it until someone asks (``job resume``, ``job retry``), since
-    a new one would be refused as well. None otherwise."""
-    refused = store.events(group, kind=REFUSED_EVENT)
-    if not refused:
-        return None
-    started = store.events(group, refused[-1].id, kind="runner")
-    return None if started else refused[-1].detail or "the backend refuses every call"
 
 
 def ensure_driver(store: JobStore, group: str, cwd: Path | None = None, *, heal: bool = False) -> bool:
