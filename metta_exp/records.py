@@ -23,7 +23,7 @@ from metta_exp.status import JobStatus
 
 if TYPE_CHECKING:  # loaded by the decoders that need them: job list reads no group config
     from metta_exp.config import Experiment
-    from metta_exp.trials import SearchSpace
+    from metta_exp.trials.space import SearchSpace
 
 
 @dataclass(frozen=True)
@@ -192,8 +192,6 @@ class GroupConfig(NamedTuple):
     def from_dict(cls, data: Mapping[str, Any]) -> GroupConfig:
         """The stored form read back (a store written by an older metta-exp may lack keys, which take
         their defaults)."""
-        from metta_exp.trials import SearchSpace
-
         launch_dir, instance = data.get("launch_dir"), data.get("instance")
         sweep, space, location = data.get("sweep"), data.get("search_space"), data.get("location")
         return cls(
@@ -202,9 +200,16 @@ class GroupConfig(NamedTuple):
             launch_dir=launch_dir if isinstance(launch_dir, str) and launch_dir else None,
             instance=instance if isinstance(instance, str) and instance else None,
             sweep=SweepRecord.from_dict(sweep) if isinstance(sweep, Mapping) and sweep else None,
-            search_space=SearchSpace.from_dict(space) if isinstance(space, Mapping) else None,
+            search_space=_search_space(space) if isinstance(space, Mapping) else None,
             location={str(k): str(v) for k, v in location.items()} if isinstance(location, Mapping) else None,
         )
+
+
+def _search_space(data: Mapping[str, Any]) -> SearchSpace:
+    """A search group's stored space (only a search group loads what reads it)."""
+    from metta_exp.trials.space import SearchSpace
+
+    return SearchSpace.from_dict(data)
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from metta_exp.search.text import search_size
 from metta_exp.status import JobStatus
 from metta_exp.store import GroupExistsError, JobStore, default_state_dir
 from metta_exp.text import plural
-from metta_exp.trials import SearchSpace
+from metta_exp.trials.space import SearchSpace
 
 SUBMIT_WAIT_S = 60.0
 MAX_GROUP_SUFFIX = 999

@@ -14,7 +14,8 @@ from metta_exp.config import Experiment, SearchSettings
 from metta_exp.records import GroupConfig, JobSpec
 from metta_exp.status import JobStatus
 from metta_exp.store import JobStore
-from metta_exp.trials import Dimension, SearchSpace, TrialState
+from metta_exp.trials import TrialState
+from metta_exp.trials.space import Dimension, SearchSpace
 
 OWNER = "host:1:test"
 SPACE = SearchSpace(

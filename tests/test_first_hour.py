@@ -150,7 +150,7 @@ def test_a_misspelt_module_of_a_local_group_is_refused_before_anything_is_submit
 
 def test_a_key_ending_in_a_digit_stays_apart_from_its_value_in_run_names() -> None:
     from metta_exp.runnames import name_part
-    from metta_exp.trials import Dimension, SearchSpace
+    from metta_exp.trials.space import Dimension, SearchSpace
 
     assert name_part("x1", "1.26", 1.26) == "x1_1.26"
     assert name_part("x1", "adam", "adam") == "x1_adam"

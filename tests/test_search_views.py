@@ -27,7 +27,8 @@ from metta_exp.records import GroupSummary
 from metta_exp.search.text import search_line
 from metta_exp.status import ALL_STATUSES, JobStatus
 from metta_exp.store import JobStore
-from metta_exp.trials import Dimension, SearchSpace, TrialRecord, TrialState
+from metta_exp.trials import TrialRecord, TrialState
+from metta_exp.trials.space import Dimension, SearchSpace
 
 SEARCH_CONFIG = {
     "max_parallel": 2,

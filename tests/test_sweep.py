@@ -29,7 +29,7 @@ from metta_exp.sweep import (
     sweep_experiment,
     sweep_limit,
 )
-from metta_exp.trials import Dimension, SearchSpace
+from metta_exp.trials.space import Dimension, SearchSpace
 
 # The training command: records its argv, start and end, and (with REC_BARRIER=N) does not end before N
 # jobs of its group have started, so a sweep whose jobs ran one after another could never succeed.

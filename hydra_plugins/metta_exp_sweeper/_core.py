@@ -34,7 +34,8 @@ from metta_exp.config import RETURN_OBJECTIVE, Experiment, SearchSettings
 from metta_exp.errors import ConfigError, MettaExpError
 from metta_exp.store import JobStore, default_state_dir
 from metta_exp.supervise.drive import runner_standing_by
-from metta_exp.trials import SearchSpace, TrialRecord, TrialState, best_trial
+from metta_exp.trials import TrialRecord, TrialState, best_trial
+from metta_exp.trials.space import SearchSpace
 
 log = logging.getLogger(__name__)
 

@@ -6,13 +6,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from metta_exp.backends.base import Backend, Launch, LaunchSettings, Observation
 from metta_exp.errors import UsageError
 
 if TYPE_CHECKING:
+    from metta_exp.backends.base import Backend
     from metta_exp.config import Experiment
 
-__all__ = ["Backend", "Launch", "LaunchSettings", "Observation", "make_backend"]
+__all__ = ["make_backend"]  # what a backend is and takes: backends.base; the process table: backends.procs
 
 
 def make_backend(

@@ -15,7 +15,8 @@ from typing import Any
 
 from metta_exp.records import GroupRecord
 from metta_exp.search.text import search_line
-from metta_exp.trials import Dimension, TrialRecord, TrialState, best_trial
+from metta_exp.trials import TrialRecord, TrialState, best_trial
+from metta_exp.trials.space import Dimension
 
 __all__ = ["SEARCH_CELLS", "TOP_TRIALS", "search_context"]
 

@@ -19,7 +19,8 @@ from metta_exp.records import GroupRecord, JobRecord, JobSpec
 from metta_exp.resolve import SHELL_WANDB_KEYS, resolve
 from metta_exp.search.curve import WARMUP, CurveReader, final_curve, reduce_curve
 from metta_exp.status import JobStatus
-from metta_exp.trials import SearchSpace, TrialRecord, TrialState
+from metta_exp.trials import TrialRecord, TrialState
+from metta_exp.trials.space import SearchSpace
 
 if TYPE_CHECKING:
     from metta_exp.search.study import Study

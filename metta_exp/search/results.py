@@ -13,7 +13,8 @@ from metta_exp.atomic import write_atomic
 from metta_exp.paths import search_results_path
 from metta_exp.records import GroupRecord
 from metta_exp.store import JobStore
-from metta_exp.trials import SearchSpace, TrialRecord, best_trial
+from metta_exp.trials import TrialRecord, best_trial
+from metta_exp.trials.space import SearchSpace
 
 STUDY_NAME = "optuna"  # what Hydra's Optuna sweeper writes as `name`
 

@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 from metta_exp.config import SearchSettings
 from metta_exp.errors import ConfigError
-from metta_exp.trials import Dimension, SearchSpace, TrialRecord, TrialState
+from metta_exp.trials import TrialRecord, TrialState
+from metta_exp.trials.space import Dimension, SearchSpace
 
 if TYPE_CHECKING:
     import optuna

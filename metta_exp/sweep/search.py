@@ -15,7 +15,7 @@ from metta_exp.errors import ConfigError
 from metta_exp.sweep.grammar import ParsedOverride
 from metta_exp.sweep.space import search_dims
 from metta_exp.text import plural
-from metta_exp.trials import SearchSpace
+from metta_exp.trials.space import SearchSpace
 
 if TYPE_CHECKING:
     from metta_exp.compose import CommandLine

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 from metta_exp.errors import ConfigError
 from metta_exp.sweep.grammar import ParsedOverride
-from metta_exp.trials import Dimension
+from metta_exp.trials.space import Dimension
 
 
 def is_search(parsed: Sequence[ParsedOverride]) -> bool:
