@@ -102,11 +102,12 @@ _BYTECODE = pytest.StashKey[Path]()
 
 @pytest.hookimpl(optionalhook=True)  # xdist's hook
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
-    """``-n auto``: two workers per CPU this process may use. A test spends about half its time waiting
-    for what it started (an interpreter's start-up, a runner's half-second tick, a kernel, a job's exit):
-    a CI run of the suite on 2 CPUs with a worker each took 491 s for about 590 CPU-seconds, so a worker
-    per CPU leaves the CPUs idle half the time."""
-    return 2 * len(os.sched_getaffinity(0))
+    """``-n auto``: three workers per CPU this process may use. A test spends much of its time waiting for
+    what it started (an interpreter's start-up, a runner's half-second tick, a simulated cloud's queue, a
+    kernel, a job's exit). On 2 CPUs the suite (about 590 CPU-seconds, bytecode shared) took 491 s with a
+    worker per CPU, 374-385 s with two per CPU (the CPUs still idle a fifth of the time) and 332-352 s
+    with three (busy all but the last seconds)."""
+    return 3 * len(os.sched_getaffinity(0))
 
 
 #: test files whose tests share an expensive module-scoped fixture (a wheel built and installed in a venv;
