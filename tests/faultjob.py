@@ -81,11 +81,14 @@ def read_pid(path: Path) -> int | None:
         return None
 
 
-def drain(fd: int) -> None:
-    """Read a pty's master side until it closes (a live view must never block on a full pty)."""
+def drain(fd: int, into: bytearray | None = None) -> None:
+    """Read a pty's master side until it closes (a live view must never block on a full pty), keeping the
+    last 64 KiB read in ``into`` when given (for a failed test to show)."""
     try:
-        while os.read(fd, 65536):
-            pass
+        while chunk := os.read(fd, 65536):
+            if into is not None:
+                into += chunk
+                del into[: max(0, len(into) - 65536)]
     except OSError:
         pass
 

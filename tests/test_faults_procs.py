@@ -181,11 +181,12 @@ def test_sighup_ends_watching_and_the_group_goes_on(state_dir: Path, terminal: b
     store = launch(state_dir, experiment(["a"], args=["gate=1"]), "watched")
     running(store, "watched", 1)
     argv = [sys.executable, "-m", "metta_exp", "job", "monitor", "watched"]
+    shown = bytearray()  # what the terminal showed, for a failure to say
     if terminal:
         master, slave = pty.openpty()
         watcher = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
         os.close(slave)
-        threading.Thread(target=drain, args=(master,), daemon=True).start()
+        threading.Thread(target=drain, args=(master, shown), daemon=True).start()
     else:
         watcher = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -196,7 +197,8 @@ def test_sighup_ends_watching_and_the_group_goes_on(state_dir: Path, terminal: b
             assert watcher.stdout is not None
             assert watcher.stdout.readline().startswith("Watching watched:")
         watcher.send_signal(signal.SIGHUP)
-        assert watcher.wait(timeout=30) == 130
+        code = watcher.wait(timeout=30)
+        assert code == 130, shown[-4000:].decode(errors="replace") or watcher.communicate()
         if not terminal:
             assert "Stopped watching. Group watched:" in watcher.communicate()[0]
     finally:
