@@ -37,6 +37,13 @@ os.environ["SKYPILOT_DISABLE_LOCAL_API_SERVER"] = "1"
 os.environ["SKYPILOT_DISABLE_USAGE_COLLECTION"] = "1"
 os.environ.pop("METTA_EXP_LOCAL_GPUS", None)
 
+# Tests press Ctrl+C on real launches (SIGINT to a process group). A run started in the background of a
+# shell without job control (``uv run pytest &``, a CI step's subshell) ignores SIGINT, and every process
+# it starts would inherit that and never see the key: each of this run's processes answers it as a
+# terminal's foreground would (a handler, which exec resets to the default in the processes it starts).
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
 #: the session's own temporary directory, for the workers and nested runs to find
 SESSION_TMP_ENV = "METTA_EXP_TESTS_TMP"
 

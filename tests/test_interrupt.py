@@ -113,3 +113,11 @@ def test_ctrl_c_once_recorded_says_the_jobs_go_on_and_how_to_stop_them(
 def test_ctrl_c_while_a_group_without_wait_is_being_submitted(state_dir: Path) -> None:
     result = interrupted_at("metta_exp.submit.wait_until_submitted", "before", state_dir, "wait=false")
     assert_submitted_and_going(result, state_dir)
+
+
+def test_the_processes_a_test_starts_answer_ctrl_c_even_when_the_run_ignores_it() -> None:
+    """A run started in the background of a shell without job control inherits SIGINT ignored; the
+    processes its tests start must answer it all the same, or every test above waits out its timeout."""
+    probe = "import signal; print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)"
+    result = subprocess.run([PY, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip() == "True", result.stderr
