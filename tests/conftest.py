@@ -22,8 +22,12 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from metta_exp.backends.skypilot.sim.api import FakeSkyApi
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -281,3 +285,16 @@ def wait_group_end(state_dir: Path, group: str, timeout: float = 120.0):  # noqa
 
 
 PY = sys.executable
+
+
+@pytest.fixture
+def sky_account(tmp_path: Path) -> Iterator[FakeSkyApi]:
+    """A simulated SkyPilot account in the test's directory, as harsh as SkyPilot (the simulator's
+    defaults: queueing, late logs, bare machines); every process of its machines is killed at the end."""
+    from metta_exp.backends.skypilot.sim.api import FakeSkyApi
+
+    api = FakeSkyApi(tmp_path / "sky account")
+    try:
+        yield api
+    finally:
+        api.kill_all()

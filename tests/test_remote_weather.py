@@ -13,7 +13,6 @@ import os
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -29,15 +28,6 @@ from metta_exp.records import GroupConfig
 from metta_exp.resolve import resolve
 from metta_exp.status import JobStatus
 from metta_exp.store import JobStore
-
-
-@pytest.fixture
-def fake(tmp_path: Path) -> Iterator[FakeSkyApi]:
-    api = FakeSkyApi(tmp_path / "sky account")
-    try:
-        yield api
-    finally:
-        api.kill_all()
 
 
 def exp_of(runs: list[str], script: str, **kw: object) -> Experiment:
@@ -89,15 +79,15 @@ def conf(where: Path, script: str, extra: str = "") -> Path:
 
 
 def test_the_log_of_an_ended_job_is_waited_for_not_taken_from_the_first_tail(
-    fake: FakeSkyApi, tmp_path: Path
+    sky_account: FakeSkyApi, tmp_path: Path
 ) -> None:
-    fake.configure(log_download_s=3.0, pending_s=0, starting_s=0)
+    sky_account.configure(log_download_s=3.0, pending_s=0, starting_s=0)
     state = tmp_path / "state"
     script = "print('first line'); print('[metta-exp] progress step=10 total=10'); print('last line')"
-    backend = SkyPilotBackend(fake, state, poll_interval=0.0, log_interval_s=0.0)
+    backend = SkyPilotBackend(sky_account, state, poll_interval=0.0, log_interval_s=0.0)
     launches = submitted(backend, launches_of(exp_of(["a"], script), "g", state))
     until(backend, launches, ended, sync=False)  # it ended before any tail: only the final log can say
-    fake.fail_next("tail_logs", 1)  # a tail whose request fails answers "" (sky/jobs/client/sdk.py)
+    sky_account.fail_next("tail_logs", 1)  # a tail whose request fails answers "" (sky/jobs/client/sdk.py)
     backend.sync_logs(launches)
     backend.sync_logs(launches)
     assert not backend.log_complete(launches[0]), "SkyPilot's terminal-state line is no log"
@@ -211,26 +201,28 @@ def test_a_job_that_queued_longer_than_its_timeout_is_not_timed_out(state_dir: P
     assert job.status == JobStatus.SUCCEEDED, job.reason
 
 
-def test_a_simulated_jobs_start_at_is_when_its_machine_runs_it(fake: FakeSkyApi, tmp_path: Path) -> None:
+def test_a_simulated_jobs_start_at_is_when_its_machine_runs_it(
+    sky_account: FakeSkyApi, tmp_path: Path
+) -> None:
     """``start_at`` (what ``timeout_s`` counts from) is set once the machine runs the job: preparing the
     machine (the simulated image, built on an account's first launch: seconds on a loaded machine) is
     provisioning, not running."""
-    fake.configure(pending_s=0, starting_s=0)
+    sky_account.configure(pending_s=0, starting_s=0)
     state = tmp_path / "state"
-    backend = SkyPilotBackend(fake, state, poll_interval=0.0)
+    backend = SkyPilotBackend(sky_account, state, poll_interval=0.0)
     launches = submitted(backend, launches_of(exp_of(["a"], "pass"), "g", state))
     until(backend, launches, ended, sync=False)
-    assert (fake.root / "image" / "ready").stat().st_mtime <= fake.job(1)["start_at"]
+    assert (sky_account.root / "image" / "ready").stat().st_mtime <= sky_account.job(1)["start_at"]
 
 
 # --- 6. a SkyPilot call slower than the lease does not let a second runner in ------------------------------
 
 
-def test_a_call_slower_than_the_lease_keeps_the_lease(fake: FakeSkyApi, state_dir: Path) -> None:
+def test_a_call_slower_than_the_lease_keeps_the_lease(sky_account: FakeSkyApi, state_dir: Path) -> None:
     from metta_exp.runner import Runner
     from metta_exp.supervise.lease import lease_owner_id
 
-    fake.configure(pending_s=0, starting_s=0)
+    sky_account.configure(pending_s=0, starting_s=0)
     exp = exp_of(["a"], "import time; time.sleep(8)")
     with JobStore.open(state_dir) as store:
         specs = resolve(exp, "slow", state_dir)
@@ -240,7 +232,7 @@ def test_a_call_slower_than_the_lease_keeps_the_lease(fake: FakeSkyApi, state_di
     def drive() -> None:
         with JobStore.open(state_dir) as own:
             runners.append(
-                Runner(own, "slow", SkyPilotBackend(fake, state_dir, poll_interval=0.0), lease_ttl=1.5)
+                Runner(own, "slow", SkyPilotBackend(sky_account, state_dir, poll_interval=0.0), lease_ttl=1.5)
             )
             runners[0].drive()
 
@@ -248,7 +240,7 @@ def test_a_call_slower_than_the_lease_keeps_the_lease(fake: FakeSkyApi, state_di
     thread.start()
     with JobStore.open(state_dir) as store:
         wait_for(lambda: store.job("slow", "a").status == JobStatus.RUNNING, timeout=30, what="the job")
-        fake.configure(slow={"queue": 4.0})  # from now on every poll takes longer than the lease
+        sky_account.configure(slow={"queue": 4.0})  # from now on every poll takes longer than the lease
         deadline = time.monotonic() + 8
         while time.monotonic() < deadline:
             assert not store.acquire_lease("slow", lease_owner_id(), 1.5, os.getpid()), "the lease expired"
@@ -260,54 +252,64 @@ def test_a_call_slower_than_the_lease_keeps_the_lease(fake: FakeSkyApi, state_di
 # --- 7. launches that fail for a while, lose their answer, or are cut by a server restart --------------------
 
 
-def test_a_launch_that_cannot_get_through_for_a_while_is_sent_again(fake: FakeSkyApi, tmp_path: Path) -> None:
-    fake.configure(pending_s=0, starting_s=0)
+def test_a_launch_that_cannot_get_through_for_a_while_is_sent_again(
+    sky_account: FakeSkyApi, tmp_path: Path
+) -> None:
+    sky_account.configure(pending_s=0, starting_s=0)
     state = tmp_path / "state"
-    fake.fail_next("launch", 4, "connection refused")  # the API server restarts: about 4 s without answers
-    backend = SkyPilotBackend(fake, state, poll_interval=0.0, launch_wait_s=0.5)
+    sky_account.fail_next(
+        "launch", 4, "connection refused"
+    )  # the API server restarts: about 4 s without answers
+    backend = SkyPilotBackend(sky_account, state, poll_interval=0.0, launch_wait_s=0.5)
     launches = submitted(backend, launches_of(exp_of(["a"], "pass"), "g", state))
     first = backend.poll(launches)[launches[0].name]
     assert first.status is None and first.transient, "still being sent: not an attempt that vanished"
     obs = until(backend, launches, ended, timeout=60, sync=False)
     assert obs[launches[0].name].status == JobStatus.SUCCEEDED
-    assert len(fake.jobs()) == 1
+    assert len(sky_account.jobs()) == 1
 
 
-def test_a_launch_whose_answer_was_lost_is_found_not_launched_again(fake: FakeSkyApi, tmp_path: Path) -> None:
-    fake.configure(pending_s=0, starting_s=0)
+def test_a_launch_whose_answer_was_lost_is_found_not_launched_again(
+    sky_account: FakeSkyApi, tmp_path: Path
+) -> None:
+    sky_account.configure(pending_s=0, starting_s=0)
     state = tmp_path / "state"
-    fake.fail_next("launch", 1, "connection reset", mode="lost")  # the job exists; the answer never came
-    backend = SkyPilotBackend(fake, state, poll_interval=0.0)
+    sky_account.fail_next(
+        "launch", 1, "connection reset", mode="lost"
+    )  # the job exists; the answer never came
+    backend = SkyPilotBackend(sky_account, state, poll_interval=0.0)
     launches = submitted(backend, launches_of(exp_of(["a"], "pass"), "g", state))
     obs = until(backend, launches, ended, sync=False)
     assert obs[launches[0].name].status == JobStatus.SUCCEEDED
-    assert [j["status"] for j in fake.jobs()] == ["SUCCEEDED"], "one job, not two"
+    assert [j["status"] for j in sky_account.jobs()] == ["SUCCEEDED"], "one job, not two"
 
 
 @pytest.mark.parametrize("wipe", [False, True], ids=["interrupted", "request-table-wiped"])
 def test_a_server_restart_during_a_launch_launches_it_again(
-    fake: FakeSkyApi, tmp_path: Path, wipe: bool
+    sky_account: FakeSkyApi, tmp_path: Path, wipe: bool
 ) -> None:
-    fake.configure(pending_s=0, starting_s=0, controller_start_s=2.0)  # the launch request waits for it
+    sky_account.configure(
+        pending_s=0, starting_s=0, controller_start_s=2.0
+    )  # the launch request waits for it
     state = tmp_path / "state"
-    backend = SkyPilotBackend(fake, state, poll_interval=0.0, launch_wait_s=0.3)
+    backend = SkyPilotBackend(sky_account, state, poll_interval=0.0, launch_wait_s=0.3)
     launches = submitted(backend, launches_of(exp_of(["a"], "pass"), "g", state))
-    fake.restart_server(wipe=wipe)  # the request is interrupted: its job is never made
+    sky_account.restart_server(wipe=wipe)  # the request is interrupted: its job is never made
     obs = until(backend, launches, ended, timeout=60, sync=False)
     assert obs[launches[0].name].status == JobStatus.SUCCEEDED
-    assert [j["status"] for j in fake.jobs()] == ["SUCCEEDED"]
+    assert [j["status"] for j in sky_account.jobs()] == ["SUCCEEDED"]
 
 
 # --- 8. the local copy of a log only grows --------------------------------------------------------------------
 
 
-def test_the_local_copy_of_a_long_log_only_grows(fake: FakeSkyApi, tmp_path: Path) -> None:
-    fake.configure(pending_s=0, starting_s=0, log_download_s=0)
+def test_the_local_copy_of_a_long_log_only_grows(sky_account: FakeSkyApi, tmp_path: Path) -> None:
+    sky_account.configure(pending_s=0, starting_s=0, log_download_s=0)
     state = tmp_path / "state"
     script = (
         "import time\nfor i in range(2000):\n    print('line', i, flush=True)\n    i % 400 or time.sleep(0.5)"
     )
-    backend = SkyPilotBackend(fake, state, poll_interval=0.0, log_interval_s=0.0, log_lines=100)
+    backend = SkyPilotBackend(sky_account, state, poll_interval=0.0, log_interval_s=0.0, log_lines=100)
     launches = submitted(backend, launches_of(exp_of(["a"], script), "g", state))
     seen = ""
     while not backend.log_complete(launches[0]):
@@ -319,17 +321,19 @@ def test_the_local_copy_of_a_long_log_only_grows(fake: FakeSkyApi, tmp_path: Pat
     assert seen.splitlines() == [f"line {i}" for i in range(2000)]
 
 
-def test_a_line_being_written_is_copied_only_once_it_is_whole(fake: FakeSkyApi, tmp_path: Path) -> None:
+def test_a_line_being_written_is_copied_only_once_it_is_whole(
+    sky_account: FakeSkyApi, tmp_path: Path
+) -> None:
     """A tail read while the job writes a line ends with part of it (an unbuffered ``print`` writes its
     pieces one by one): that part is not a line yet, and copying it garbled the copy (the next tails did
     not meet it, and the whole log was appended again)."""
-    fake.configure(pending_s=0, starting_s=0, log_download_s=0)
+    sky_account.configure(pending_s=0, starting_s=0, log_download_s=0)
     state = tmp_path / "state"
     script = "import sys, time\nprint('first', flush=True)\nsys.stdout.write('sec'); sys.stdout.flush()\n"
     script += "time.sleep(3)\nprint('ond', flush=True)"
-    backend = SkyPilotBackend(fake, state, poll_interval=0.0, log_interval_s=0.0)
+    backend = SkyPilotBackend(sky_account, state, poll_interval=0.0, log_interval_s=0.0)
     launches = submitted(backend, launches_of(exp_of(["a"], script), "g", state))
-    machine_log = fake.job_dir(1) / "log"
+    machine_log = sky_account.job_dir(1) / "log"
     wait_for(
         lambda: machine_log.exists() and machine_log.read_text().endswith("sec"), timeout=60, what="'sec'"
     )
@@ -343,20 +347,22 @@ def test_a_line_being_written_is_copied_only_once_it_is_whole(fake: FakeSkyApi, 
 # --- 9. a job id is adopted only with its name --------------------------------------------------------------
 
 
-def test_a_job_id_of_another_job_is_neither_read_nor_cancelled(fake: FakeSkyApi, tmp_path: Path) -> None:
-    fake.configure(pending_s=0, starting_s=0)
+def test_a_job_id_of_another_job_is_neither_read_nor_cancelled(
+    sky_account: FakeSkyApi, tmp_path: Path
+) -> None:
+    sky_account.configure(pending_s=0, starting_s=0)
     state = tmp_path / "state"
-    other = submitted(SkyPilotBackend(fake, state, poll_interval=0.0),
+    other = submitted(SkyPilotBackend(sky_account, state, poll_interval=0.0),
                       launches_of(exp_of(["x"], "import time; time.sleep(60)"), "other", state))  # fmt: skip
     assert other[0].handle == "1"
     ours = [
         replace(launches_of(exp_of(["a"], "pass"), "ours", state)[0], handle="1")
     ]  # another server's id 1
-    backend = SkyPilotBackend(fake, state, poll_interval=0.0)
+    backend = SkyPilotBackend(sky_account, state, poll_interval=0.0)
     obs = backend.poll(ours)[ours[0].name]
     assert obs.status is None and "another job" in (obs.reason or ""), obs
     backend.cancel(ours)
-    assert fake.job(1)["status"] == "RUNNING", "another job is never cancelled for ours"
+    assert sky_account.job(1)["status"] == "RUNNING", "another job is never cancelled for ours"
 
 
 # --- 10. the W&B link of a chatty job that is killed before it finishes ------------------------------------
@@ -400,7 +406,7 @@ def test_a_chatty_job_killed_before_it_ends_gets_its_wandb_link(state_dir: Path,
 
 @pytest.mark.parametrize("git", [False, True], ids=["plain-dir", "git-repo"])
 def test_the_state_directory_stays_out_of_the_workdir_upload(
-    fake: FakeSkyApi, tmp_path: Path, git: bool
+    sky_account: FakeSkyApi, tmp_path: Path, git: bool
 ) -> None:
     project = tmp_path / "project"
     (project / "data").mkdir(parents=True)
@@ -414,9 +420,9 @@ def test_the_state_directory_stays_out_of_the_workdir_upload(
     (state / "jobs.sqlite").write_text("the store")
     exp = Experiment(runs=["a"], command=["python", "train.py"], gpus=0,
                      skypilot={"workdir": str(project), "default_setup": False})  # fmt: skip
-    submitted(SkyPilotBackend(fake, state, poll_interval=0.0), launches_of(exp, "g", state))
-    uploaded = {p.relative_to(fake.job_dir(1) / "upload" / "workdir").as_posix()
-                for p in (fake.job_dir(1) / "upload" / "workdir").rglob("*")}  # fmt: skip
+    submitted(SkyPilotBackend(sky_account, state, poll_interval=0.0), launches_of(exp, "g", state))
+    uploaded = {p.relative_to(sky_account.job_dir(1) / "upload" / "workdir").as_posix()
+                for p in (sky_account.job_dir(1) / "upload" / "workdir").rglob("*")}  # fmt: skip
     assert "train.py" in uploaded and not any(p.startswith("job_state") for p in uploaded), uploaded
     assert ("data/big.bin" in uploaded) != git, "the user's own ignores stay as they were"
     assert (project / ".skyignore").exists() != git, "a .skyignore in a git repository would drop .gitignore"
@@ -426,16 +432,16 @@ def test_the_state_directory_stays_out_of_the_workdir_upload(
 
 
 def test_a_store_shared_by_two_machines_sees_both_machines_jobs(
-    fake: FakeSkyApi, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    sky_account: FakeSkyApi, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    fake.configure(pending_s=0, starting_s=0)
+    sky_account.configure(pending_s=0, starting_s=0)
     state = tmp_path / "state"
     monkeypatch.setenv("SKYPILOT_USER_ID", "machine-a")
-    launches = submitted(SkyPilotBackend(fake, state, poll_interval=0.0),
+    launches = submitted(SkyPilotBackend(sky_account, state, poll_interval=0.0),
                          launches_of(exp_of(["a"], "import time; time.sleep(30)"), "g", state))  # fmt: skip
     monkeypatch.setenv("SKYPILOT_USER_ID", "machine-b")  # the runner now runs on the other machine
-    assert fake.queue() == [], "SkyPilot answers only this machine's jobs without all_users"
-    obs = SkyPilotBackend(fake, state, poll_interval=0.0).poll(launches)[launches[0].name]
+    assert sky_account.queue() == [], "SkyPilot answers only this machine's jobs without all_users"
+    obs = SkyPilotBackend(sky_account, state, poll_interval=0.0).poll(launches)[launches[0].name]
     assert obs.status == JobStatus.RUNNING, obs
 
 

@@ -12,7 +12,6 @@ import signal
 import subprocess
 import textwrap
 import time
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -28,15 +27,6 @@ from metta_exp.errors import ConfigError
 from metta_exp.resolve import resolve
 from metta_exp.status import JobStatus
 from metta_exp.store import JobStore
-
-
-@pytest.fixture
-def fake(tmp_path: Path) -> Iterator[FakeSkyApi]:
-    api = FakeSkyApi(tmp_path / "sky account")
-    try:
-        yield api
-    finally:
-        api.kill_all()
 
 
 def conf_dir(where: Path, script: str, extra: str = "") -> Path:
@@ -90,22 +80,26 @@ def poll_until(backend: SkyPilotBackend, launches: list[Launch], done, timeout: 
 
 
 def test_stopped_controller_is_transient_and_final_statuses_are_read(
-    fake: FakeSkyApi, tmp_path: Path
+    sky_account: FakeSkyApi, tmp_path: Path
 ) -> None:
-    fake.configure(controller_idle_s=0.5)
+    sky_account.configure(controller_idle_s=0.5)
     state = tmp_path / "state"
     launches = launches_of(exp_of(["a"], "print('done')"), "g", state)
-    launches = submitted(SkyPilotBackend(fake, state, poll_interval=0.0), launches)
+    launches = submitted(SkyPilotBackend(sky_account, state, poll_interval=0.0), launches)
     wait_for(
-        lambda: fake.controller_status() == "STOPPED", timeout=30, what="the controller to stop when idle"
+        lambda: sky_account.controller_status() == "STOPPED",
+        timeout=30,
+        what="the controller to stop when idle",
     )
-    restarted = SkyPilotBackend(fake, state, poll_interval=0.0)  # a runner started later (job monitor/resume)
+    restarted = SkyPilotBackend(
+        sky_account, state, poll_interval=0.0
+    )  # a runner started later (job monitor/resume)
     first = restarted.poll(launches)[launches[0].name]
     assert first.status is None and first.transient, "a stopped controller is no vanished job"
     assert "stopped" in (first.reason or "")
     obs, _ = poll_until(restarted, launches, lambda o: o[launches[0].name].status is not None, timeout=30)
     assert obs[launches[0].name].status == JobStatus.SUCCEEDED
-    assert fake.controller_status() == "UP"  # started again by a refreshing call
+    assert sky_account.controller_status() == "UP"  # started again by a refreshing call
 
 
 # --- 3. workdir and file mounts are absolute at launch and stored ------------------------------------------
@@ -139,23 +133,23 @@ def test_relative_workdir_is_made_absolute_at_launch_and_stored(state_dir: Path,
 # --- 4. no log tail for a job that has not started --------------------------------------------------------
 
 
-def test_no_log_tail_for_a_job_that_has_not_started(fake: FakeSkyApi, tmp_path: Path) -> None:
+def test_no_log_tail_for_a_job_that_has_not_started(sky_account: FakeSkyApi, tmp_path: Path) -> None:
     """Of a PENDING job and a RUNNING one, one log sync tails the running one only (SkyPilot's tail of a
     job that has not started blocks until it starts: sky/jobs/utils.py, stream_logs_by_id)."""
-    fake.configure(rules=[{"match": "*-g-a-*", "pending_s": 60}])
+    sky_account.configure(rules=[{"match": "*-g-a-*", "pending_s": 60}])
     state = tmp_path / "state"
-    backend = SkyPilotBackend(fake, state, poll_interval=0.0, log_interval_s=0.0)
+    backend = SkyPilotBackend(sky_account, state, poll_interval=0.0, log_interval_s=0.0)
     exp = exp_of(["a", "b"], "import time; print('hi', flush=True); time.sleep(60)")
     launches = submitted(backend, launches_of(exp, "g", state))
     wait_for(
-        lambda: sorted(j["status"] for j in fake.jobs()) == ["PENDING", "RUNNING"],
+        lambda: sorted(j["status"] for j in sky_account.jobs()) == ["PENDING", "RUNNING"],
         what="b running, a pending",
     )
     obs = backend.poll(launches)
     assert {o.status for o in obs.values()} == {JobStatus.RUNNING}  # PENDING in SkyPilot is running to us
     backend.sync_logs(launches)  # returns once the cycle's tails are fetched (a blocked one: after 1 s)
     wait_for(lambda: launches[1].log_path.exists(), what="the running job's tail")
-    assert fake.call_counts()["jobs.tail_logs"] == 1, "a tail of a PENDING job waits until it runs"
+    assert sky_account.call_counts()["jobs.tail_logs"] == 1, "a tail of a PENDING job waits until it runs"
 
 
 # --- 5. a group instance never adopts another instance's jobs ---------------------------------------------
@@ -178,33 +172,37 @@ def test_a_group_name_used_again_never_adopts_the_old_groups_job(tmp_path: Path)
 
 
 @pytest.mark.slow
-def test_a_job_that_shows_up_late_is_never_failed_as_vanished(fake: FakeSkyApi, state_dir: Path) -> None:
+def test_a_job_that_shows_up_late_is_never_failed_as_vanished(
+    sky_account: FakeSkyApi, state_dir: Path
+) -> None:
     """The runner dies while a first launch waits for the controller; the runner that takes over cannot
     see the job for longer than the old 30 s grace, and must neither fail it nor launch it again."""
-    fake.configure(visible_after_s=40.0)  # a first launch: the controller takes minutes to come up
+    sky_account.configure(visible_after_s=40.0)  # a first launch: the controller takes minutes to come up
     env = {
-        "METTA_EXP_FAKE_SKY_DIR": str(fake.root),
+        "METTA_EXP_FAKE_SKY_DIR": str(sky_account.root),
         "METTA_EXP_SKY_POLL_S": "0.5",
         "METTA_EXP_SKY_LAUNCH_WAIT_S": "0.5",
     }
     conf = conf_dir(state_dir.parent, "print('ran')")
     result = run_cli("--config-dir", str(conf), "+experiment=remote", "group=late", "wait=false", env=env)
     assert result.returncode == 0, result.stdout + result.stderr
-    wait_for(lambda: fake.jobs(), timeout=30, what="the launch request")
+    wait_for(lambda: sky_account.jobs(), timeout=30, what="the launch request")
     with JobStore.open(state_dir) as store:
         os.killpg(store.group("late").runner_pid or 0, signal.SIGKILL)
     resumed = run_cli("job", "resume", "late", env=env, timeout=180)  # a new runner, no memory of the launch
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     job = wait_group_end(state_dir, "late")[0]
     assert job.status == JobStatus.SUCCEEDED and job.attempts == 1, job.reason
-    assert len(fake.jobs()) == 1
+    assert len(sky_account.jobs()) == 1
 
 
 def test_a_job_that_shows_up_after_its_group_was_killed_is_cancelled(state_dir: Path, tmp_path: Path) -> None:
-    fake = FakeSkyApi(tmp_path / "sky account")
-    fake.configure(controller_start_s=3.0)  # the first launch starts the controller: the job shows up late
+    sky_account = FakeSkyApi(tmp_path / "sky account")
+    sky_account.configure(
+        controller_start_s=3.0
+    )  # the first launch starts the controller: the job shows up late
     env = {
-        "METTA_EXP_FAKE_SKY_DIR": str(fake.root),
+        "METTA_EXP_FAKE_SKY_DIR": str(sky_account.root),
         "METTA_EXP_SKY_POLL_S": "0.2",
         "METTA_EXP_SKY_LAUNCH_WAIT_S": "0.5",
     }
@@ -212,15 +210,17 @@ def test_a_job_that_shows_up_after_its_group_was_killed_is_cancelled(state_dir: 
     try:
         result = run_cli("--config-dir", str(conf), "+experiment=remote", "group=k", "wait=false", env=env)
         assert result.returncode == 0, result.stdout + result.stderr
-        assert not fake.jobs()[0]["pgid"] and fake.controller_status() == "INIT"
+        assert not sky_account.jobs()[0]["pgid"] and sky_account.controller_status() == "INIT"
         killed = run_cli("job", "kill", "k", "--force", env=env)
         assert killed.returncode == 0, killed.stdout + killed.stderr
         assert [j.status for j in wait_group_end(state_dir, "k")] == [JobStatus.CANCELLED]
         wait_for(
-            lambda: fake.jobs()[0]["status"] == "CANCELLED", timeout=30, what="the late job to be cancelled"
+            lambda: sky_account.jobs()[0]["status"] == "CANCELLED",
+            timeout=30,
+            what="the late job to be cancelled",
         )
     finally:
-        fake.kill_all()
+        sky_account.kill_all()
 
 
 # --- 10. a newcomer without SkyPilot set-up ---------------------------------------------------------------
@@ -251,18 +251,18 @@ def test_a_newcomer_without_skypilot_gets_one_error_line_at_once(tmp_path: Path)
 # --- 11. polls ask only for the jobs of active groups -----------------------------------------------------
 
 
-def test_polls_ask_only_for_the_jobs_of_active_groups(fake: FakeSkyApi, tmp_path: Path) -> None:
+def test_polls_ask_only_for_the_jobs_of_active_groups(sky_account: FakeSkyApi, tmp_path: Path) -> None:
     state = tmp_path / "state"
     old = launches_of(exp_of([f"r{i}" for i in range(20)], "pass"), "old", state)
-    backend = SkyPilotBackend(fake, state, poll_interval=0.0)
+    backend = SkyPilotBackend(sky_account, state, poll_interval=0.0)
     old = submitted(backend, old)
     poll_until(backend, old, lambda o: all(x.status == JobStatus.SUCCEEDED for x in o.values()))
     backend.close()  # that group's runner ends
     active = submitted(backend, launches_of(exp_of(["a", "b"], "import time; time.sleep(30)"), "new", state))
-    before = len(fake.call_log())
-    obs = SkyPilotBackend(fake, state, poll_interval=0.0).poll(active)
+    before = len(sky_account.call_log())
+    obs = SkyPilotBackend(sky_account, state, poll_interval=0.0).poll(active)
     assert {o.status for o in obs.values()} == {JobStatus.RUNNING}
-    answers = [size for call, _, _, size in fake.call_log()[before:] if call == "get"]
+    answers = [size for call, _, _, size in sky_account.call_log()[before:] if call == "get"]
     one_record = len(json.dumps({"job_id": 1, "task_id": 0, "job_name": active[0].name + "-12345678",
                                  "status": "RUNNING", "failure_reason": None, "recovery_count": 0,
                                  "submitted_at": 1e9, "end_at": None}))  # fmt: skip
@@ -272,16 +272,16 @@ def test_polls_ask_only_for_the_jobs_of_active_groups(fake: FakeSkyApi, tmp_path
 # --- 12. the smaller items --------------------------------------------------------------------------------
 
 
-def test_cloud_aliases_pass_the_check(fake: FakeSkyApi, tmp_path: Path) -> None:
-    fake.configure(enabled_infras=["Kubernetes"])  # what sdk.enabled_clouds answers: str(cloud)
+def test_cloud_aliases_pass_the_check(sky_account: FakeSkyApi, tmp_path: Path) -> None:
+    sky_account.configure(enabled_infras=["Kubernetes"])  # what sdk.enabled_clouds answers: str(cloud)
     specs = resolve(exp_of(["a"], "pass"), "g", tmp_path / "state")
 
     def check(cloud: str) -> None:
-        SkyPilotBackend(fake, tmp_path / "state", settings=SkyPilotSettings(cloud=cloud)).check(specs)
+        SkyPilotBackend(sky_account, tmp_path / "state", settings=SkyPilotSettings(cloud=cloud)).check(specs)
 
     for cloud in ("k8s", "kubernetes", "Kubernetes/my-context"):
         check(cloud)  # the enabled infra by three of its names: accepted
-    assert fake.call_counts()["enabled_clouds"] == 3  # each check asked SkyPilot
+    assert sky_account.call_counts()["enabled_clouds"] == 3  # each check asked SkyPilot
     # a cloud that is not enabled is refused (that asks SkyPilot's registry, so sky is imported: in
     # SDK_PROBE, with the aliases only that registry knows: digitalocean is DO)
 
@@ -387,16 +387,16 @@ def test_name_match_is_sqls_like() -> None:
 
 
 def test_simulator_runs_nodes_with_skypilots_variables_and_nothing_from_the_shell(
-    fake: FakeSkyApi, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    sky_account: FakeSkyApi, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("LEAKED_FROM_SHELL", "1")
     script = "import json, os; print('env', os.environ['SKYPILOT_NODE_RANK'], json.dumps(sorted(os.environ)))"
     exp = exp_of(["n"], script, skypilot={"num_nodes": 2, "envs": {"MINE": "1"}})
     state = tmp_path / "state"
-    backend = SkyPilotBackend(fake, state, poll_interval=0.0)
+    backend = SkyPilotBackend(sky_account, state, poll_interval=0.0)
     launches = submitted(backend, launches_of(exp, "g", state))
     poll_until(backend, launches, lambda o: o[launches[0].name].status == JobStatus.SUCCEEDED)
-    log = (fake.job_dir(1) / "log").read_text()
+    log = (sky_account.job_dir(1) / "log").read_text()
     lines = [line for line in log.splitlines() if " env " in line]
     assert len(lines) == 2 and any(line.startswith("(head, rank=0, pid=") for line in lines)
     assert any(line.startswith("(worker1, rank=1, pid=") for line in lines)
@@ -405,28 +405,30 @@ def test_simulator_runs_nodes_with_skypilots_variables_and_nothing_from_the_shel
     assert not any(n.startswith("METTA_EXP_STATE") for n in names)
 
 
-def test_simulator_controller_lifecycle_and_blocking_calls(fake: FakeSkyApi, tmp_path: Path) -> None:
+def test_simulator_controller_lifecycle_and_blocking_calls(sky_account: FakeSkyApi, tmp_path: Path) -> None:
     from metta_exp.backends.skypilot.api import ControllerNotUp
 
-    fake.configure(controller_start_s=1.0, visible_after_s=0.5, controller_idle_s=1.0)
+    sky_account.configure(controller_start_s=1.0, visible_after_s=0.5, controller_idle_s=1.0)
     with pytest.raises(ControllerNotUp) as absent:
-        fake.queue()
+        sky_account.queue()
     assert absent.value.status is None
-    request = fake.launch({"name": "metta-exp-x", "run": "sleep 1"}, {})
+    request = sky_account.launch({"name": "metta-exp-x", "run": "sleep 1"}, {})
     with pytest.raises(ControllerNotUp) as starting:
-        fake.queue()
+        sky_account.queue()
     assert starting.value.status == "INIT"
     start = time.monotonic()
-    job_id = fake.launch_result(request)  # sky.get waits until the controller has the job
-    assert time.monotonic() - start >= 1.2 and [e.job_id for e in fake.queue(job_ids=[job_id])] == [job_id]
-    fake.tail_logs(job_id, 10)  # waits until RUNNING
-    assert fake.job(job_id)["status"] in ("RUNNING", "SUCCEEDED")
-    wait_for(lambda: fake.controller_status() == "STOPPED", timeout=30, what="idle stop")
+    job_id = sky_account.launch_result(request)  # sky.get waits until the controller has the job
+    assert time.monotonic() - start >= 1.2 and [e.job_id for e in sky_account.queue(job_ids=[job_id])] == [
+        job_id
+    ]
+    sky_account.tail_logs(job_id, 10)  # waits until RUNNING
+    assert sky_account.job(job_id)["status"] in ("RUNNING", "SUCCEEDED")
+    wait_for(lambda: sky_account.controller_status() == "STOPPED", timeout=30, what="idle stop")
     with pytest.raises(ControllerNotUp) as stopped:
-        fake.queue(job_ids=[job_id])
+        sky_account.queue(job_ids=[job_id])
     assert stopped.value.status == "STOPPED"
-    assert [e.status for e in fake.queue(job_ids=[job_id], refresh=True)] == ["SUCCEEDED"]
-    counts = fake.call_counts()
+    assert [e.status for e in sky_account.queue(job_ids=[job_id], refresh=True)] == ["SUCCEEDED"]
+    counts = sky_account.call_counts()
     assert counts["validate"] == counts["jobs.launch"] == 1 and counts["api.health"] >= 1
 
 
