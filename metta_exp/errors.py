@@ -15,7 +15,6 @@ MettaExpError              base: the CLI catches it once and prints ``Error: <me
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable
 
 
@@ -67,6 +66,8 @@ class BackendRefused(BackendError):
 
 def closest(word: str, candidates: Iterable[str], n: int = 3, cutoff: float = 0.6) -> list[str]:
     """The candidates most like ``word``, best first (for 'did you mean' hints)."""
+    import difflib  # only when a name was not found: every job command imports this module
+
     return difflib.get_close_matches(word, list(candidates), n=n, cutoff=cutoff)
 
 

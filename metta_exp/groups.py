@@ -364,4 +364,4 @@ def report(group: str, output: str | Path | None = None) -> Path:
 
 def trials_of(store: JobStore, group: GroupRecord) -> list[TrialRecord]:
     """A search group's trials; none for other groups (whose store may predate the trials table)."""
-    return store.trials(group.name) if group.search_space is not None else []
+    return store.trials(group.name) if group.is_search else []

@@ -267,6 +267,14 @@ class GroupRecord:
         return self.config.search_space
 
     @property
+    def is_search(self) -> bool:
+        """Whether it is a search group (``search_space`` is not None), told without decoding the rest of
+        its config: ``job show`` of another group never loads the experiment schema."""
+        if isinstance(self.stored_config, GroupConfig) or "config" in self.__dict__:
+            return self.search_space is not None
+        return isinstance(_decode(self.stored_config).get("search_space"), Mapping)
+
+    @property
     def sweep(self) -> SweepRecord | None:
         """A sweep group's sweep record; None for other groups."""
         return self.config.sweep

@@ -176,7 +176,7 @@ def jobs_table(
     ]
     if not hours:
         headers.remove("GPU-H")
-    if group.search_space is not None:
+    if group.is_search:
         from metta_exp.search.text import search_line  # a search's only
 
         head += "\n" + search_line(group, trials)
