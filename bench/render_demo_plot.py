@@ -85,15 +85,14 @@ def records_from_run_dirs(
 def render_plot(run_dirs: list[Path], out: Path, metrics: list[str]) -> Path:
     """Execute the group's notebook and write the plots cell's image to ``out``."""
     import nbformat
-    from nbclient import NotebookClient
+
+    from metta_exp.notebook.report import execute_notebook
 
     group, jobs = records_from_run_dirs(run_dirs, metrics)
     with tempfile.TemporaryDirectory() as tmp:
         path = write_group_notebook(group, jobs, Path(tmp) / "group.ipynb")
         nb = nbformat.read(path, as_version=4)
-        NotebookClient(
-            nb, kernel_name="python3", timeout=300, resources={"metadata": {"path": tmp}}
-        ).execute()
+        execute_notebook(nb, Path(tmp))  # the reports' own kernel (on sockets of its own)
     plots = next(c for c in nb.cells if c.get("id", "").startswith("plots-"))
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
     if errors:

@@ -85,14 +85,16 @@ def search_cells_html(notebook: Path) -> Path:
     """Execute the notebook with nbclient (MPLBACKEND=Agg, as the tests do: the notebook picks the inline
     backend itself), keep only the search cells' outputs and write them as HTML beside it."""
     import nbformat
-    from nbclient import NotebookClient
     from nbconvert import HTMLExporter
+
+    from metta_exp.notebook.report import execute_notebook
 
     os.environ["MPLBACKEND"] = "Agg"
     nb = nbformat.read(notebook, as_version=4)
-    NotebookClient(
-        nb, kernel_name="python3", timeout=240, resources={"metadata": {"path": str(notebook.parent)}}
-    ).execute()
+    execute_notebook(nb, notebook.parent)  # the reports' own kernel (on sockets of its own)
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    if errors:
+        raise RuntimeError(f"the notebook failed: {errors[0].ename}: {errors[0].evalue}")
     nb.cells = [c for c in nb.cells if c.get("id", "").startswith("search")]
     exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
     body, _ = exporter.from_notebook_node(nb)

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 def test_real_demo_group_notebook_executes_with_plots_and_exact_summary(
     state_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from nbclient import NotebookClient
+    from metta_exp.notebook.report import execute_notebook
 
     result = run_cli("+experiment=demo", "group=nb-demo", "trainer.total_timesteps=4000")
     assert result.returncode == 0, result.stdout + result.stderr
@@ -39,9 +39,7 @@ def test_real_demo_group_notebook_executes_with_plots_and_exact_summary(
     monkeypatch.setenv("MPLBACKEND", "Agg")  # kernels inherit it: the notebook must pick inline itself
     elsewhere = tmp_path / "another dir"
     elsewhere.mkdir()
-    NotebookClient(
-        nb, kernel_name="python3", timeout=240, resources={"metadata": {"path": str(elsewhere)}}
-    ).execute()
+    execute_notebook(nb, elsewhere)  # the reports' own kernel (on sockets of its own)
 
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
     assert not [o for o in outputs if o.output_type == "error"]

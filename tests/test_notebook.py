@@ -506,7 +506,7 @@ def records_for_run_dirs(run_dirs: list[Path], metrics: list[str]) -> tuple[Grou
 def execute_group_notebook(
     run_dirs: list[Path], metrics: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from nbclient import NotebookClient
+    from metta_exp.notebook.report import execute_notebook
 
     g, jobs = records_for_run_dirs(run_dirs, metrics)
     path = write_group_notebook(g, jobs, tmp_path / "nb" / "group.ipynb")
@@ -521,9 +521,7 @@ def execute_group_notebook(
     for key in ("IPYTHONDIR", "MPLCONFIGDIR", "JUPYTER_RUNTIME_DIR"):
         monkeypatch.setenv(key, str(tmp_path / key.lower()))
     monkeypatch.setenv("MPLBACKEND", "Agg")  # what nbclient kernels inherit; the setup cell must override it
-    NotebookClient(
-        nb, kernel_name="python3", timeout=240, resources={"metadata": {"path": str(elsewhere)}}
-    ).execute()
+    execute_notebook(nb, elsewhere)  # the reports' own kernel (on sockets of its own)
 
     executed = {c.id.split("-")[0]: c for c in nb.cells if "-" in c.get("id", "")}
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]

@@ -194,3 +194,19 @@ def test_a_report_leaves_no_kernel_behind(tmp_path: Path) -> None:
     assert sorted(p.name for p in temp.iterdir()) == [], "the kernel's connection file is left behind"
     runtime = tmp_path / "runtime"
     assert not runtime.exists() or list(runtime.iterdir()) == []
+
+
+def test_a_reports_kernel_listens_on_sockets_of_its_own_not_tcp_ports(tmp_path: Path) -> None:
+    """Five TCP ports picked by the client and bound by the kernel a moment later could be taken in
+    between by any other process (it happened: "Address already in use", then "Kernel didn't respond in
+    60 seconds"). The kernel listens on Unix sockets in a private directory, removed afterwards."""
+    import nbformat
+
+    from metta_exp.notebook.report import execute_notebook
+
+    probe = "from ipykernel.kernelapp import IPKernelApp\napp = IPKernelApp.instance()\nprint(app.transport, app.ip)"
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(probe)])
+    execute_notebook(nb, tmp_path)
+    transport, where = "".join(o.text for o in nb.cells[0].outputs if o.output_type == "stream").split()
+    assert transport == "ipc"
+    assert Path(where).name == "k" and not Path(where).parent.exists(), "its socket directory is removed"

@@ -348,16 +348,14 @@ def test_a_trials_intermediate_values_are_thinned_to_at_most_50_keeping_the_last
 def execute(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     """Run the notebook at ``path`` with nbclient as the tests of the notebook do (MPLBACKEND=Agg, which
     kernels inherit: the notebook must pick the inline backend itself); the executed notebook."""
-    from nbclient import NotebookClient
+    from metta_exp.notebook.report import execute_notebook
 
     nb = nbformat.read(path, as_version=4)
     nb.cells.insert(0, nbformat.v4.new_code_cell("import json"))
     for key in ("IPYTHONDIR", "MPLCONFIGDIR", "JUPYTER_RUNTIME_DIR"):
         monkeypatch.setenv(key, str(tmp_path / key.lower()))
     monkeypatch.setenv("MPLBACKEND", "Agg")
-    NotebookClient(
-        nb, kernel_name="python3", timeout=240, resources={"metadata": {"path": str(tmp_path)}}
-    ).execute()
+    execute_notebook(nb, tmp_path)  # the reports' own kernel (on sockets of its own)
     assert not [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
     return nb
 
@@ -389,7 +387,7 @@ def test_search_notebook_runs_before_any_trial_completes(
 def test_search_notebook_executes_with_its_plots_and_the_best_trials_first(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from nbclient import NotebookClient
+    from metta_exp.notebook.report import execute_notebook
 
     study, curves = synthetic_study()
     with JobStore.open(tmp_path / "state") as store:
@@ -414,9 +412,7 @@ def test_search_notebook_executes_with_its_plots_and_the_best_trials_first(
         monkeypatch.setenv(key, str(tmp_path / key.lower()))
     monkeypatch.setenv("MPLBACKEND", "Agg")  # kernels inherit it: the notebook must pick inline itself
     nb.cells.insert(0, nbformat.v4.new_code_cell("import json"))
-    NotebookClient(
-        nb, kernel_name="python3", timeout=240, resources={"metadata": {"path": str(tmp_path)}}
-    ).execute()
+    execute_notebook(nb, tmp_path)  # the reports' own kernel (on sockets of its own)
 
     executed = {c.id.split("-")[0]: c for c in nb.cells if "-" in c.get("id", "")}
     assert not [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]

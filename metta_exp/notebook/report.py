@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -67,25 +68,45 @@ def write_report(notebook: str, target: Path, cwd: Path | None = None, title: st
 
 def execute_notebook(nb: Any, cwd: Path) -> None:
     """Run every cell of ``nb`` in place, in a kernel of this interpreter, errors kept as outputs. The
-    kernel is shut down and its connection file removed before this returns (or raises)."""
+    kernel is shut down, and its connection file and sockets removed, before this returns (or raises).
+
+    The kernel listens on Unix sockets in a directory of its own (ZeroMQ's ``ipc`` transport), not on
+    TCP ports: jupyter_client picks five free ports and the kernel binds them a moment later, and on a
+    busy machine (reports of several groups at once, a notebook server, the test suite's kernels)
+    another process took one in between: the kernel could not start ("Address already in use") and the
+    report waited a minute for it ("Kernel didn't respond in 60 seconds"). Sockets in a private
+    directory cannot be taken, and nothing but this process can reach them."""
     from jupyter_client.manager import KernelManager
     from nbclient import NotebookClient
 
-    km = KernelManager(kernel_name="python3", kernel_spec_manager=_own_kernel_specs())
     # no progress bar: a report is read after the fact, where a bar is frozen text on a red block
     env = dict(os.environ, MPLBACKEND="Agg", PYDEVD_DISABLE_FILE_VALIDATION="1", TQDM_DISABLE="1")
     env.pop("METTA_EXP_RUNNER_OWNER", None)
-    client = NotebookClient(
-        nb,
-        km=km,
-        timeout=CELL_TIMEOUT_S,
-        allow_errors=True,
-        resources={"metadata": {"path": str(cwd)}},
-    )
-    # the kernel's own chatter (TCP transport notice, "parent exited") is not the report's business.
-    # cleanup_kc: nbclient shuts down only kernels of managers it made itself; this one is ours, so
-    # without it the kernel outlived the report and its connection file stayed in the temp directory.
-    client.execute(env=env, stderr=subprocess.DEVNULL, cleanup_kc=True)
+    with tempfile.TemporaryDirectory(prefix="metta-exp-kernel-", dir=_socket_parent()) as sockets:
+        km = KernelManager(
+            kernel_name="python3",
+            kernel_spec_manager=_own_kernel_specs(),
+            transport="ipc",
+            ip=os.path.join(sockets, "k"),  # the sockets: k-1 ... k-5 (a Unix socket path is short)
+        )
+        client = NotebookClient(
+            nb,
+            km=km,
+            timeout=CELL_TIMEOUT_S,
+            allow_errors=True,
+            resources={"metadata": {"path": str(cwd)}},
+        )
+        # the kernel's own chatter ("parent exited") is not the report's business. cleanup_kc: nbclient
+        # shuts down only kernels of managers it made itself; this one is ours, so without it the kernel
+        # outlived the report and its connection file stayed in the temp directory.
+        client.execute(env=env, stderr=subprocess.DEVNULL, cleanup_kc=True)
+
+
+def _socket_parent() -> str | None:
+    """Where the kernel's socket directory goes: the temporary directory, unless its path is too long for
+    a Unix socket's (107 bytes on Linux, with ``/metta-exp-kernel-XXXXXXXX/k-5`` after it), then /tmp."""
+    parent = tempfile.gettempdir()
+    return parent if len(os.fsencode(parent)) <= 70 or not os.path.isdir("/tmp") else "/tmp"
 
 
 def _own_kernel_specs() -> Any:
