@@ -214,7 +214,7 @@ def kill_everything(state_dir: Path) -> None:
     with JobStore.open(state_dir) as store:
         for summary in store.list_groups():
             group = store.group(summary.name)
-            if group.runner_pid:
+            if group.runner_pid and _of_state_dir(group.runner_pid, state_dir):
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(group.runner_pid, signal.SIGKILL)
             if group.backend != "local":
@@ -225,7 +225,28 @@ def kill_everything(state_dir: Path) -> None:
         # runs whose pid files exist but never reached the store
         for pidfile in (state_dir / "runs").glob("*/*/attempt-*.pid"):
             with contextlib.suppress(ValueError, OSError, ProcessLookupError, PermissionError):
-                os.killpg(int(pidfile.read_text().split()[0]), signal.SIGKILL)
+                pid = int(pidfile.read_text().split()[0])
+                if _of_state_dir(pid, state_dir):
+                    os.killpg(pid, signal.SIGKILL)
+
+
+def _of_state_dir(pid: int, state_dir: Path) -> bool:
+    """Whether process ``pid`` is one of ``state_dir``'s: a runner or job writing its log there, or one
+    whose environment names it. A pid from the store or a pid file may be stale: the suite starts
+    thousands of processes (pids wrapped in one CI run), and runners and jobs lead process groups of
+    their own, so a reused pid can be another test's live runner, which its teardown must not kill."""
+    root = os.fsencode(state_dir.absolute()) + b"/"
+    for fd in (1, 2):
+        with contextlib.suppress(OSError):
+            if os.fsencode(os.readlink(f"/proc/{pid}/fd/{fd}")).startswith(root):
+                return True
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return b"METTA_EXP_STATE_DIR=" + root[:-1] in environ or any(
+        item.startswith(b"METTA_EXP_RUN_DIR=" + root) for item in environ
+    )
 
 
 @pytest.fixture

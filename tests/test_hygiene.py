@@ -87,3 +87,31 @@ def test_the_files_kept_on_one_worker_still_share_a_module_scoped_fixture() -> N
             if kw.arg == "scope" and isinstance(kw.value, ast.Constant)
         ]
         assert "module" in scopes, f"{path} has no module-scoped fixture: take it out of ONE_WORKER_FILES"
+
+
+def test_a_tests_teardown_kills_only_its_own_processes(tmp_path: Path) -> None:
+    """A test's teardown kills the runner and jobs its store recorded, by process group. Their pids are
+    reused: a suite starts thousands of processes (pids wrapped in one CI run), and runners and jobs lead
+    sessions of their own, so a stale pid can be another test's live runner. Such a process survives."""
+    import signal
+
+    from conftest import kill_everything
+
+    from metta_exp.config import Experiment
+    from metta_exp.records import GroupConfig
+    from metta_exp.store import JobStore
+
+    state = tmp_path / "state"
+    other = subprocess.Popen(["sleep", "60"], start_new_session=True)  # another test's runner, say
+    try:
+        with JobStore.open(state) as store:
+            store.create_group("g", "demo", "local", GroupConfig(Experiment(module="m", runs=["a"])), [])
+            assert store.acquire_lease("g", "elsewhere:1:x", 30.0, other.pid)  # the stale pid, now reused
+        stale = state / "runs" / "g" / "a" / "attempt-1.pid"  # a job's pid file, its pid reused as well
+        stale.parent.mkdir(parents=True)
+        stale.write_text(f"{other.pid} 0\n")
+        kill_everything(state)
+        assert other.poll() is None, "a process that is not the test's own was killed"
+    finally:
+        other.send_signal(signal.SIGKILL)
+        other.wait()
