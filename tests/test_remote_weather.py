@@ -138,45 +138,45 @@ def test_logs_of_a_chatty_job_are_whole_and_follow_cleanly(state_dir: Path, tmp_
 # --- 4. a refusal that stays stops the runner, with the reason and the fix ----------------------------------
 
 
-def test_a_refusal_that_stays_stops_the_runner_with_its_fix(state_dir: Path, tmp_path: Path) -> None:
-    sky = FakeSkyApi(tmp_path / "sky")
-    env = {"METTA_EXP_FAKE_SKY_DIR": str(sky.root), "METTA_EXP_SKY_POLL_S": "0.5"}
-    try:
-        launched = run_cli("--config-dir", str(conf(tmp_path, "import time; time.sleep(900)")),
-                           "+experiment=remote", "group=ref", "wait=false", env=env)  # fmt: skip
-        assert launched.returncode == 0, launched.stdout + launched.stderr
-        wait_for(
-            lambda: sky.jobs() and sky.jobs()[0]["status"] == "RUNNING", timeout=60, what="the job to run"
-        )
-        sky.configure(refuse="auth")  # the login expired: every call is refused from now on
-        start = time.monotonic()
-        with JobStore.open(state_dir) as store:
-            wait_for(lambda: store.group("ref").lease_owner is None, timeout=60, what="the runner to stop")
-        assert time.monotonic() - start < 60
-        shown = run_cli("job", "show", "ref", env=env)
-        assert "ApiServerAuthenticationError" in shown.stdout and "sky api login" in shown.stdout
-        assert "metta-exp job resume ref" in shown.stdout
-        listed = run_cli("job", "list", env=env)
-        assert "No runner drives ref: SkyPilot refuses every call" in listed.stdout, listed.stdout
-        monitor = subprocess.Popen([PY, "-m", "metta_exp", "job", "monitor", "ref"], stdout=subprocess.PIPE,
-                                   text=True, env={**os.environ, **env})  # fmt: skip
-        time.sleep(3)  # it watches, and leaves a refused group alone: no runner is started for it
-        monitor.terminate()
-        watched, _ = monitor.communicate(timeout=30)
-        assert "SkyPilot refuses every call" in watched and "job resume ref" in watched, watched
-        with JobStore.open(state_dir) as store:
-            assert store.group("ref").lease_owner is None
-        sky.configure(refuse="")  # logged in again
-        resumed = run_cli("job", "resume", "ref", "--no-wait", env=env)
-        assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-        killed = run_cli("job", "kill", "ref", "--force", env=env)
-        assert killed.returncode == 0, killed.stdout + killed.stderr
-        ended = wait_group_end(state_dir, "ref", timeout=60)
-        with JobStore.open(state_dir) as store:
-            events = [(e.kind, e.run, e.new_status, e.detail) for e in store.events("ref")]
-        assert [j.status for j in ended] == [JobStatus.CANCELLED], (killed.stdout, events)
-    finally:
-        sky.kill_all()
+def test_a_refusal_that_stays_stops_the_runner_with_its_fix(
+    state_dir: Path, tmp_path: Path, sky_account: FakeSkyApi
+) -> None:
+    env = {"METTA_EXP_FAKE_SKY_DIR": str(sky_account.root), "METTA_EXP_SKY_POLL_S": "0.5"}
+    launched = run_cli("--config-dir", str(conf(tmp_path, "import time; time.sleep(900)")),
+                       "+experiment=remote", "group=ref", "wait=false", env=env)  # fmt: skip
+    assert launched.returncode == 0, launched.stdout + launched.stderr
+    wait_for(
+        lambda: sky_account.jobs() and sky_account.jobs()[0]["status"] == "RUNNING",
+        timeout=60,
+        what="the job to run",
+    )
+    sky_account.configure(refuse="auth")  # the login expired: every call is refused from now on
+    start = time.monotonic()
+    with JobStore.open(state_dir) as store:
+        wait_for(lambda: store.group("ref").lease_owner is None, timeout=60, what="the runner to stop")
+    assert time.monotonic() - start < 60
+    shown = run_cli("job", "show", "ref", env=env)
+    assert "ApiServerAuthenticationError" in shown.stdout and "sky api login" in shown.stdout
+    assert "metta-exp job resume ref" in shown.stdout
+    listed = run_cli("job", "list", env=env)
+    assert "No runner drives ref: SkyPilot refuses every call" in listed.stdout, listed.stdout
+    monitor = subprocess.Popen([PY, "-m", "metta_exp", "job", "monitor", "ref"], stdout=subprocess.PIPE,
+                               text=True, env={**os.environ, **env})  # fmt: skip
+    time.sleep(3)  # it watches, and leaves a refused group alone: no runner is started for it
+    monitor.terminate()
+    watched, _ = monitor.communicate(timeout=30)
+    assert "SkyPilot refuses every call" in watched and "job resume ref" in watched, watched
+    with JobStore.open(state_dir) as store:
+        assert store.group("ref").lease_owner is None
+    sky_account.configure(refuse="")  # logged in again
+    resumed = run_cli("job", "resume", "ref", "--no-wait", env=env)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    killed = run_cli("job", "kill", "ref", "--force", env=env)
+    assert killed.returncode == 0, killed.stdout + killed.stderr
+    ended = wait_group_end(state_dir, "ref", timeout=60)
+    with JobStore.open(state_dir) as store:
+        events = [(e.kind, e.run, e.new_status, e.detail) for e in store.events("ref")]
+    assert [j.status for j in ended] == [JobStatus.CANCELLED], (killed.stdout, events)
 
 
 # --- 5. timeout_s counts running, not queueing; SkyPilot's status is the reason meanwhile -------------------
@@ -257,9 +257,8 @@ def test_a_launch_that_cannot_get_through_for_a_while_is_sent_again(
 ) -> None:
     sky_account.configure(pending_s=0, starting_s=0)
     state = tmp_path / "state"
-    sky_account.fail_next(
-        "launch", 4, "connection refused"
-    )  # the API server restarts: about 4 s without answers
+    # the API server restarts: about 4 s without answers
+    sky_account.fail_next("launch", 4, "connection refused")
     backend = SkyPilotBackend(sky_account, state, poll_interval=0.0, launch_wait_s=0.5)
     launches = submitted(backend, launches_of(exp_of(["a"], "pass"), "g", state))
     first = backend.poll(launches)[launches[0].name]
@@ -274,9 +273,8 @@ def test_a_launch_whose_answer_was_lost_is_found_not_launched_again(
 ) -> None:
     sky_account.configure(pending_s=0, starting_s=0)
     state = tmp_path / "state"
-    sky_account.fail_next(
-        "launch", 1, "connection reset", mode="lost"
-    )  # the job exists; the answer never came
+    # the job exists; the answer never came
+    sky_account.fail_next("launch", 1, "connection reset", mode="lost")
     backend = SkyPilotBackend(sky_account, state, poll_interval=0.0)
     launches = submitted(backend, launches_of(exp_of(["a"], "pass"), "g", state))
     obs = until(backend, launches, ended, sync=False)
@@ -288,9 +286,8 @@ def test_a_launch_whose_answer_was_lost_is_found_not_launched_again(
 def test_a_server_restart_during_a_launch_launches_it_again(
     sky_account: FakeSkyApi, tmp_path: Path, wipe: bool
 ) -> None:
-    sky_account.configure(
-        pending_s=0, starting_s=0, controller_start_s=2.0
-    )  # the launch request waits for it
+    # the launch request waits for it
+    sky_account.configure(pending_s=0, starting_s=0, controller_start_s=2.0)
     state = tmp_path / "state"
     backend = SkyPilotBackend(sky_account, state, poll_interval=0.0, launch_wait_s=0.3)
     launches = submitted(backend, launches_of(exp_of(["a"], "pass"), "g", state))
@@ -377,28 +374,24 @@ time.sleep(600)
 """
 
 
-def test_a_chatty_job_killed_before_it_ends_gets_its_wandb_link(state_dir: Path, tmp_path: Path) -> None:
-    sky = FakeSkyApi(tmp_path / "sky")
+def test_a_chatty_job_killed_before_it_ends_gets_its_wandb_link(
+    state_dir: Path, tmp_path: Path, sky_account: FakeSkyApi
+) -> None:
     env = {
-        "METTA_EXP_FAKE_SKY_DIR": str(sky.root),
+        "METTA_EXP_FAKE_SKY_DIR": str(sky_account.root),
         "METTA_EXP_SKY_POLL_S": "0.3",
         "METTA_EXP_SKY_LOG_S": "60",
     }
-    try:
-        launched = run_cli("--config-dir", str(conf(tmp_path, CHATTY_WANDB)), "+experiment=remote", "group=wb",
-                           "wait=false", env=env)  # fmt: skip
-        assert launched.returncode == 0, launched.stdout + launched.stderr
-        log = sky.job_dir(1) / "log"
-        wait_for(
-            lambda: log.exists() and "line 1499" in log.read_text(), timeout=60, what="the job's 1500 lines"
-        )
-        killed = run_cli("job", "kill", "wb", "--force", env=env)  # its W&B line is far above any tail
-        assert killed.returncode == 0, killed.stdout + killed.stderr
-        job = wait_group_end(state_dir, "wb", timeout=60)[0]
-        assert job.status == JobStatus.CANCELLED
-        assert job.wandb_url == "https://wandb.example/team/proj/runs/abc123", "read from its whole final log"
-    finally:
-        sky.kill_all()
+    launched = run_cli("--config-dir", str(conf(tmp_path, CHATTY_WANDB)), "+experiment=remote", "group=wb",
+                       "wait=false", env=env)  # fmt: skip
+    assert launched.returncode == 0, launched.stdout + launched.stderr
+    log = sky_account.job_dir(1) / "log"
+    wait_for(lambda: log.exists() and "line 1499" in log.read_text(), timeout=60, what="the job's 1500 lines")
+    killed = run_cli("job", "kill", "wb", "--force", env=env)  # its W&B line is far above any tail
+    assert killed.returncode == 0, killed.stdout + killed.stderr
+    job = wait_group_end(state_dir, "wb", timeout=60)[0]
+    assert job.status == JobStatus.CANCELLED
+    assert job.wandb_url == "https://wandb.example/team/proj/runs/abc123", "read from its whole final log"
 
 
 # --- 11. the state directory is not uploaded with the workdir -----------------------------------------------
@@ -473,23 +466,21 @@ def test_launches_never_attach_to_a_surrounding_job_group(tmp_path: Path) -> Non
 # --- 13. a group remembers where it runs ------------------------------------------------------------------
 
 
-def test_a_simulated_group_is_driven_on_its_simulator_from_any_shell(state_dir: Path, tmp_path: Path) -> None:
+def test_a_simulated_group_is_driven_on_its_simulator_from_any_shell(
+    state_dir: Path, tmp_path: Path, sky_account: FakeSkyApi
+) -> None:
     import signal
 
-    sky = FakeSkyApi(tmp_path / "sky")
-    env = {"METTA_EXP_FAKE_SKY_DIR": str(sky.root), "METTA_EXP_SKY_POLL_S": "0.3"}
-    try:
-        launched = run_cli("--config-dir", str(conf(tmp_path, "import time; time.sleep(2)")), "+experiment=remote",
-                           "group=where", "wait=false", env=env)  # fmt: skip
-        assert launched.returncode == 0, launched.stdout + launched.stderr
-        with JobStore.open(state_dir) as store:
-            os.killpg(store.group("where").runner_pid or 0, signal.SIGKILL)  # the runner dies
-        assert "METTA_EXP_FAKE_SKY_DIR" not in os.environ
-        watched = run_cli("job", "monitor", "where", env={"METTA_EXP_SKY_POLL_S": "0.3"}, timeout=120)
-        assert watched.returncode == 0, watched.stdout + watched.stderr  # driven on the simulator, to its end
-        assert [j["status"] for j in sky.jobs()] == ["SUCCEEDED"]
-    finally:
-        sky.kill_all()
+    env = {"METTA_EXP_FAKE_SKY_DIR": str(sky_account.root), "METTA_EXP_SKY_POLL_S": "0.3"}
+    launched = run_cli("--config-dir", str(conf(tmp_path, "import time; time.sleep(2)")), "+experiment=remote",
+                       "group=where", "wait=false", env=env)  # fmt: skip
+    assert launched.returncode == 0, launched.stdout + launched.stderr
+    with JobStore.open(state_dir) as store:
+        os.killpg(store.group("where").runner_pid or 0, signal.SIGKILL)  # the runner dies
+    assert "METTA_EXP_FAKE_SKY_DIR" not in os.environ
+    watched = run_cli("job", "monitor", "where", env={"METTA_EXP_SKY_POLL_S": "0.3"}, timeout=120)
+    assert watched.returncode == 0, watched.stdout + watched.stderr  # driven on the simulator, to its end
+    assert [j["status"] for j in sky_account.jobs()] == ["SUCCEEDED"]
 
 
 def test_a_group_on_skypilot_is_driven_only_through_its_api_server(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -91,9 +91,8 @@ def test_stopped_controller_is_transient_and_final_statuses_are_read(
         timeout=30,
         what="the controller to stop when idle",
     )
-    restarted = SkyPilotBackend(
-        sky_account, state, poll_interval=0.0
-    )  # a runner started later (job monitor/resume)
+    # a runner started later (job monitor/resume)
+    restarted = SkyPilotBackend(sky_account, state, poll_interval=0.0)
     first = restarted.poll(launches)[launches[0].name]
     assert first.status is None and first.transient, "a stopped controller is no vanished job"
     assert "stopped" in (first.reason or "")
@@ -196,31 +195,28 @@ def test_a_job_that_shows_up_late_is_never_failed_as_vanished(
     assert len(sky_account.jobs()) == 1
 
 
-def test_a_job_that_shows_up_after_its_group_was_killed_is_cancelled(state_dir: Path, tmp_path: Path) -> None:
-    sky_account = FakeSkyApi(tmp_path / "sky account")
-    sky_account.configure(
-        controller_start_s=3.0
-    )  # the first launch starts the controller: the job shows up late
+def test_a_job_that_shows_up_after_its_group_was_killed_is_cancelled(
+    state_dir: Path, tmp_path: Path, sky_account: FakeSkyApi
+) -> None:
+    # the first launch starts the controller: the job shows up late
+    sky_account.configure(controller_start_s=3.0)
     env = {
         "METTA_EXP_FAKE_SKY_DIR": str(sky_account.root),
         "METTA_EXP_SKY_POLL_S": "0.2",
         "METTA_EXP_SKY_LAUNCH_WAIT_S": "0.5",
     }
     conf = conf_dir(tmp_path, "import time; time.sleep(120)")
-    try:
-        result = run_cli("--config-dir", str(conf), "+experiment=remote", "group=k", "wait=false", env=env)
-        assert result.returncode == 0, result.stdout + result.stderr
-        assert not sky_account.jobs()[0]["pgid"] and sky_account.controller_status() == "INIT"
-        killed = run_cli("job", "kill", "k", "--force", env=env)
-        assert killed.returncode == 0, killed.stdout + killed.stderr
-        assert [j.status for j in wait_group_end(state_dir, "k")] == [JobStatus.CANCELLED]
-        wait_for(
-            lambda: sky_account.jobs()[0]["status"] == "CANCELLED",
-            timeout=30,
-            what="the late job to be cancelled",
-        )
-    finally:
-        sky_account.kill_all()
+    result = run_cli("--config-dir", str(conf), "+experiment=remote", "group=k", "wait=false", env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert not sky_account.jobs()[0]["pgid"] and sky_account.controller_status() == "INIT"
+    killed = run_cli("job", "kill", "k", "--force", env=env)
+    assert killed.returncode == 0, killed.stdout + killed.stderr
+    assert [j.status for j in wait_group_end(state_dir, "k")] == [JobStatus.CANCELLED]
+    wait_for(
+        lambda: sky_account.jobs()[0]["status"] == "CANCELLED",
+        timeout=30,
+        what="the late job to be cancelled",
+    )
 
 
 # --- 10. a newcomer without SkyPilot set-up ---------------------------------------------------------------
